@@ -1,0 +1,99 @@
+// The storage interface every backend implements (LevelDB, memory; a distributed log later).
+// It knows bytes, seqs and times; it knows nothing of Yjs, sockets or sessions in memory.
+
+/** One entry of a session's log: an update stored at `seq`, at server time `time` (ms since epoch). */
+export interface LogEntry {
+  readonly seq: number
+  readonly time: number
+  readonly update: Uint8Array
+}
+
+/** The full state of a session at `seq`, as one Yjs update. */
+export interface Checkpoint {
+  readonly seq: number
+  readonly time: number
+  readonly state: Uint8Array
+}
+
+/** What the store keeps about a session beside its log. */
+export interface SessionMeta {
+  readonly sessionId: string
+  /** The highest seq ever stored for this session (0 when none). */
+  readonly lastSeq: number
+  /** The seq of the latest checkpoint (0 when none). */
+  readonly checkpointSeq: number
+  /** Log entries currently stored (after trimming). */
+  readonly logCount: number
+  /** Bytes of update payload currently in the log. */
+  readonly logBytes: number
+  /** Bytes of the latest checkpoint's state. */
+  readonly checkpointBytes: number
+  readonly createdAt: number
+  readonly updatedAt: number
+}
+
+/** One update to append, with its seq assigned by the caller (monotonic per session). */
+export interface AppendEntry {
+  readonly sessionId: string
+  readonly seq: number
+  readonly time: number
+  readonly update: Uint8Array
+}
+
+/** Everything needed to rebuild a session: its meta, latest checkpoint and the log after it. */
+export interface StoredSession {
+  readonly meta: SessionMeta | undefined
+  readonly checkpoint: Checkpoint | undefined
+  /** Entries with seq greater than the checkpoint's (all entries when there is none), in seq order. */
+  readonly log: readonly LogEntry[]
+}
+
+/** A range of a session's log. Bounds are inclusive; missing bounds mean "from the start" / "to the end". */
+export interface LogRange {
+  readonly fromSeq?: number
+  readonly toSeq?: number
+  readonly limit?: number
+}
+
+/** Options of {@link Store.putCheckpoint}. */
+export interface PutCheckpointOptions {
+  /** Delete log entries with seq ≤ this, in the same atomic batch as the checkpoint. */
+  readonly trimLogThrough?: number
+  /** Delete older checkpoints with seq < this, in the same atomic batch. */
+  readonly trimCheckpointsBefore?: number
+}
+
+/**
+ * A durable store of session logs, checkpoints and meta.
+ *
+ * @remarks
+ * - `append` is the group-commit primitive: every entry of one call is written in one atomic batch,
+ *   and the returned promise resolves only once that batch is durable (fsync'd for LevelDB).
+ *   On rejection nothing of the batch is visible, and the caller may retry the same entries.
+ * - Entries of one session within one call, and across calls, must have strictly increasing seqs;
+ *   the store does not reorder them.
+ * - Session ids are opaque strings; a session's keys never collide with those of another session,
+ *   even when one id is a prefix of the other.
+ */
+export interface Store {
+  /** Appends entries of any number of sessions in one atomic, durable batch. */
+  append(entries: readonly AppendEntry[]): Promise<void>
+  /** Reads the latest checkpoint and the log after it. */
+  load(sessionId: string): Promise<StoredSession>
+  /** Reads log entries in seq order within `range`. */
+  readLog(sessionId: string, range?: LogRange): Promise<LogEntry[]>
+  /** Reads the meta of a session, or undefined if it has never been written. */
+  getMeta(sessionId: string): Promise<SessionMeta | undefined>
+  /** Lists the meta of every stored session, in session id order. */
+  listSessions(): Promise<SessionMeta[]>
+  /** Writes a checkpoint (and trims what the options allow) in one atomic, durable batch. */
+  putCheckpoint(sessionId: string, checkpoint: Checkpoint, options?: PutCheckpointOptions): Promise<void>
+  /** Reads every checkpoint of a session in seq order (state bytes included). */
+  listCheckpoints(sessionId: string): Promise<Checkpoint[]>
+  /** Deletes every key of a session. */
+  deleteSession(sessionId: string): Promise<void>
+  /** Drops any cached data for a session that is no longer loaded (its data stays stored). */
+  release(sessionId: string): void
+  /** Closes the store; pending operations finish first. */
+  close(): Promise<void>
+}

@@ -1,0 +1,27 @@
+// WebSocket close codes the server sends. The table with meanings is in PROTOCOL.md.
+
+/** Close codes, standard (1xxx) and ours (4xxx). */
+export const CloseCode = {
+  Normal: 1000,
+  /** Server shutting down or session unloading: reconnect. */
+  GoingAway: 1001,
+  /** Sent by uWebSockets.js itself when a frame exceeds the maximum message size. */
+  MessageTooLarge: 1009,
+  InternalError: 1011,
+  /** A binary frame that does not decode as a protocol message. */
+  MalformedMessage: 4400,
+  /** A text frame: the protocol is binary only. */
+  TextFrame: 4401,
+  /** A message type this server does not know. */
+  UnknownMessageType: 4402,
+  /** A sync message whose Yjs update or state vector does not decode. */
+  InvalidUpdate: 4403,
+  /** Too many messages queued while the session was loading: reconnect later. */
+  TryAgainLater: 4503,
+  /** The session could not be read from storage: reconnect later. */
+  SessionLoadFailed: 4504,
+  /** Storage is failing: the session refuses writes until it recovers; reconnect later. */
+  StorageUnavailable: 4505,
+} as const
+
+export type CloseCodeValue = (typeof CloseCode)[keyof typeof CloseCode]

@@ -1,0 +1,104 @@
+// The sessions held in memory: loads a session on its first connection, routes durable commits to
+// it, unloads it when idle (never with writes in flight) and ends them all at shutdown.
+
+import type { ColloquyError } from '../../shared/errors.js'
+import type { Logger } from '../observability/log.js'
+import type { Store } from '../persistence/store.js'
+import type { Connection } from './connection.js'
+import type { Peer, TopicFactory } from './peer.js'
+import { Session, type SessionLimits, type WriteSink } from './session.js'
+
+/** Options of {@link createSessionRegistry}. */
+export interface SessionRegistryOptions {
+  readonly store: Store
+  readonly writes: WriteSink
+  readonly topics: TopicFactory
+  readonly logger: Logger
+  readonly limits: SessionLimits
+  /** How long a session without connections stays loaded (ms). */
+  readonly idleUnloadMs: number
+  readonly writeRefusal: () => ColloquyError | undefined
+  readonly now?: () => number
+}
+
+/** The loaded sessions. */
+export interface SessionRegistry {
+  /** Attaches a peer to a session, loading the session if needed. */
+  connect(sessionId: string, peer: Peer): { session: Session; connection: Connection }
+  get(sessionId: string): Session | undefined
+  /** Every loaded (or loading) session. */
+  sessions(): IterableIterator<Session>
+  readonly size: number
+  /** Routes a group commit's result (session id → highest durable seq) to the sessions. */
+  handleCommit(durable: ReadonlyMap<string, number>): void
+  /** Closes every connection of every session with `code` and ends all sessions. */
+  endAll(code: number, reason: string): void
+}
+
+/** Creates the registry of loaded sessions. */
+export function createSessionRegistry(options: SessionRegistryOptions): SessionRegistry {
+  const sessions = new Map<string, Session>()
+  const idleTimers = new Map<Session, NodeJS.Timeout>()
+  const now = options.now ?? Date.now
+
+  const clearIdleTimer = (session: Session): void => {
+    const timer = idleTimers.get(session)
+    if (timer !== undefined) {
+      clearTimeout(timer)
+      idleTimers.delete(session)
+    }
+  }
+
+  const onIdle = (session: Session): void => {
+    clearIdleTimer(session)
+    const timer = setTimeout(() => {
+      idleTimers.delete(session)
+      // Unloads now if nothing is in flight, else as soon as the last write is durable.
+      if (session.connections.size === 0) session.requestUnload()
+    }, options.idleUnloadMs)
+    // An idle timer alone must not keep the process alive.
+    timer.unref()
+    idleTimers.set(session, timer)
+  }
+
+  const onEnded = (session: Session): void => {
+    clearIdleTimer(session)
+    if (sessions.get(session.id) === session) sessions.delete(session.id)
+    options.store.release(session.id)
+  }
+
+  const create = (sessionId: string): Session => {
+    const session = new Session(sessionId, {
+      store: options.store,
+      writes: options.writes,
+      topic: options.topics(sessionId),
+      logger: options.logger,
+      limits: options.limits,
+      writeRefusal: options.writeRefusal,
+      onIdle,
+      onEnded,
+      now,
+    })
+    sessions.set(sessionId, session)
+    return session
+  }
+
+  return {
+    connect(sessionId, peer) {
+      const session = sessions.get(sessionId) ?? create(sessionId)
+      clearIdleTimer(session)
+      return { session, connection: session.attach(peer) }
+    },
+    get: (sessionId) => sessions.get(sessionId),
+    sessions: () => sessions.values(),
+    get size() {
+      return sessions.size
+    },
+    handleCommit(durable) {
+      for (const [sessionId, seq] of durable) sessions.get(sessionId)?.markDurable(seq)
+    },
+    endAll(code, reason) {
+      for (const session of [...sessions.values()]) session.end(code, reason)
+    },
+  }
+}

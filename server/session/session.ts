@@ -1,0 +1,386 @@
+// One loaded session: its Y.Doc, its awareness, its connections and its place in the write path.
+// It decides what is stored, relayed and acknowledged; sockets and disk stay behind Peer, Topic and
+// the write sink it is given.
+
+import * as awarenessProtocol from 'y-protocols/awareness'
+import * as Y from 'yjs'
+import { ColloquyError, toColloquyError } from '../../shared/errors.js'
+import { decodeAwarenessUpdate } from '../../shared/protocol/awareness-validate.js'
+import {
+  decodeMessage,
+  encodeAwareness,
+  encodeSyncStep1,
+  encodeSyncStep2,
+  encodeSyncUpdate,
+  type Message,
+} from '../../shared/protocol/message.js'
+import { decodeStateVectorStrict, validateUpdate } from '../../shared/protocol/yjs-validate.js'
+import type { Logger } from '../observability/log.js'
+import type { AppendEntry, Store } from '../persistence/store.js'
+import { Connection } from './connection.js'
+import type { Peer, Topic } from './peer.js'
+
+/** The part of the write queue a session uses. */
+export interface WriteSink {
+  enqueue(entry: AppendEntry): void
+  pendingFor(sessionId: string): number
+  flush(): Promise<void>
+}
+
+/** Limits a session enforces on its own. */
+export interface SessionLimits {
+  /** Frames a connection may send before the session has loaded. */
+  readonly maxLoadingQueueMessages: number
+  /** Bytes a connection may send before the session has loaded. */
+  readonly maxLoadingQueueBytes: number
+}
+
+/** What a session is given by its registry. */
+export interface SessionContext {
+  readonly store: Store
+  readonly writes: WriteSink
+  readonly topic: Topic
+  readonly logger: Logger
+  readonly limits: SessionLimits
+  /** When set, updates are refused with this error (storage failing, backlog too large, shutdown). */
+  readonly writeRefusal: () => ColloquyError | undefined
+  /** Called when the session has no connections left, to schedule its unload. */
+  readonly onIdle: (session: Session) => void
+  /** Called once the session can no longer serve (load failed, poisoned, unloaded). */
+  readonly onEnded: (session: Session) => void
+  readonly now: () => number
+}
+
+export type SessionState = 'loading' | 'ready' | 'ended'
+
+/** The origin of transactions that rebuild a session from storage. */
+export const LOAD_ORIGIN = Symbol('colloquy-load')
+
+interface AckWaiter {
+  readonly connection: Connection
+  /** The session's last queued seq when the sync-status arrived. */
+  readonly seq: number
+  readonly frame: Uint8Array
+}
+
+/**
+ * A session in memory.
+ *
+ * @remarks
+ * Write path: an incoming update is validated, applied, and — only if it changed the document or
+ * its pending structs — given the next seq, queued for the group commit and published to the
+ * session's topic (never to its sender). The bytes stored and relayed are the bytes received, so the
+ * server never re-encodes an update: its cost stays flat however long the document grows.
+ * A sync-status message is echoed once every seq queued before it is durable.
+ */
+export class Session {
+  readonly id: string
+  readonly connections = new Set<Connection>()
+  state: SessionState = 'loading'
+  /** The highest seq given to an update (durable or not). */
+  lastSeq = 0
+  /** The highest seq known to be on disk. */
+  durableSeq = 0
+  /** Resolves when loading ended, successfully or not. */
+  readonly whenLoaded: Promise<void>
+
+  private readonly ctx: SessionContext
+  private doc: Y.Doc | undefined
+  private awareness: awarenessProtocol.Awareness | undefined
+  private ackWaiters: AckWaiter[] = []
+  private isUnloadWanted = false
+
+  constructor(id: string, ctx: SessionContext) {
+    this.id = id
+    this.ctx = ctx
+    this.whenLoaded = this.load()
+  }
+
+  /** The session's document; throws unless the session is ready. */
+  get document(): Y.Doc {
+    if (this.doc === undefined || this.state !== 'ready') throw new ColloquyError('internal', 'session not ready')
+    return this.doc
+  }
+
+  /** Attaches a peer. Until the session is loaded its frames are queued; then it gets sync step 1. */
+  attach(peer: Peer): Connection {
+    const connection = new Connection(peer)
+    this.connections.add(connection)
+    this.isUnloadWanted = false
+    if (this.state === 'ready') this.open(connection)
+    else if (this.state === 'ended') connection.close(...closeArgs(new ColloquyError('session-load-failed')))
+    return connection
+  }
+
+  /** Handles one binary frame from a connection. Never throws: a bad frame closes that connection. */
+  receive(connection: Connection, frame: Uint8Array): void {
+    if (connection.isClosed) return
+    if (this.state === 'loading') {
+      this.queueWhileLoading(connection, frame)
+      return
+    }
+    if (this.state !== 'ready') return
+    try {
+      this.handle(connection, decodeMessage(frame), frame)
+    } catch (error) {
+      this.reject(connection, error)
+    }
+  }
+
+  /** Detaches a connection whose socket closed: its awareness states are removed for everyone. */
+  detach(connection: Connection): void {
+    if (!this.connections.delete(connection)) return
+    connection.isClosed = true
+    this.ctx.topic.unsubscribe(connection.peer)
+    const awareness = this.awareness
+    if (awareness !== undefined && connection.awarenessClientIds.size > 0) {
+      const ids = [...connection.awarenessClientIds].filter((id) => awareness.states.has(id))
+      connection.awarenessClientIds.clear()
+      if (ids.length > 0) {
+        awarenessProtocol.removeAwarenessStates(awareness, ids, connection)
+        this.ctx.topic.publish(encodeAwareness(awarenessProtocol.encodeAwarenessUpdate(awareness, ids)))
+      }
+    }
+    if (this.connections.size === 0 && this.state === 'ready') this.ctx.onIdle(this)
+  }
+
+  /** Records that every seq up to `seq` is durable, and releases the acks waiting for it. */
+  markDurable(seq: number): void {
+    if (seq <= this.durableSeq) return
+    this.durableSeq = seq
+    let released = 0
+    while (released < this.ackWaiters.length && this.ackWaiters[released]!.seq <= seq) {
+      const waiter = this.ackWaiters[released]!
+      waiter.connection.send(waiter.frame)
+      released++
+    }
+    if (released > 0) this.ackWaiters = this.ackWaiters.slice(released)
+    if (this.isUnloadWanted) this.tryUnload()
+  }
+
+  /** Asks the session to unload once it has no connections and nothing left to write. */
+  requestUnload(): void {
+    this.isUnloadWanted = true
+    this.tryUnload()
+  }
+
+  /** True when nothing this session queued is still waiting for the disk. */
+  get isFlushed(): boolean {
+    return this.durableSeq >= this.lastSeq && this.ctx.writes.pendingFor(this.id) === 0
+  }
+
+  /** Closes every connection with `code` (shutdown, poisoning) without unloading. */
+  closeAll(code: number, reason: string): void {
+    for (const connection of [...this.connections]) connection.close(code, reason)
+  }
+
+  /** Ends the session now: connections closed, document freed. Only for shutdown or after failure. */
+  end(code: number, reason: string): void {
+    if (this.state === 'ended') return
+    this.state = 'ended'
+    this.closeAll(code, reason)
+    this.ackWaiters = []
+    this.awareness?.destroy()
+    this.doc?.destroy()
+    this.awareness = undefined
+    this.doc = undefined
+    this.ctx.onEnded(this)
+  }
+
+  private tryUnload(): void {
+    if (this.state !== 'ready' || this.connections.size > 0 || !this.isFlushed) return
+    this.ctx.logger.debug({ session: this.id, seq: this.lastSeq }, 'session unloaded')
+    this.end(1001, 'session unloaded')
+  }
+
+  private async load(): Promise<void> {
+    try {
+      // A session unloaded or reset a moment ago may still have writes in the queue: read after them.
+      if (this.ctx.writes.pendingFor(this.id) > 0) await this.ctx.writes.flush()
+      const stored = await this.ctx.store.load(this.id)
+      if (this.state !== 'loading') return
+      const doc = new Y.Doc({ gc: true })
+      let lastSeq = stored.meta?.lastSeq ?? 0
+      doc.transact(() => {
+        if (stored.checkpoint !== undefined) {
+          Y.applyUpdate(doc, stored.checkpoint.state)
+          lastSeq = Math.max(lastSeq, stored.checkpoint.seq)
+        }
+        for (const entry of stored.log) {
+          Y.applyUpdate(doc, entry.update)
+          lastSeq = Math.max(lastSeq, entry.seq)
+        }
+      }, LOAD_ORIGIN)
+      const awareness = new awarenessProtocol.Awareness(doc)
+      // The server is no participant: it announces no presence of its own.
+      awareness.setLocalState(null)
+      awareness.on('update', this.trackAwareness)
+      this.doc = doc
+      this.awareness = awareness
+      this.lastSeq = lastSeq
+      this.durableSeq = lastSeq
+      this.state = 'ready'
+      this.ctx.logger.debug(
+        { session: this.id, seq: lastSeq, entries: stored.log.length, checkpoint: stored.checkpoint?.seq },
+        'session loaded',
+      )
+    } catch (error) {
+      this.ctx.logger.error({ session: this.id, err: error }, 'session load failed')
+      this.end(...closeArgs(new ColloquyError('session-load-failed', undefined, { cause: error })))
+      return
+    }
+    for (const connection of [...this.connections]) {
+      if (connection.isClosed) continue
+      this.open(connection)
+      const queue = connection.loadingQueue
+      connection.loadingQueue = []
+      connection.loadingQueueBytes = 0
+      for (const frame of queue) this.receive(connection, frame)
+    }
+    if (this.connections.size === 0) this.ctx.onIdle(this)
+  }
+
+  private open(connection: Connection): void {
+    const doc = this.doc!
+    const awareness = this.awareness!
+    // Subscribe before the first step 2 is computed: nothing published after it can be missed.
+    this.ctx.topic.subscribe(connection.peer)
+    connection.isOpen = true
+    connection.send(encodeSyncStep1(Y.encodeStateVector(doc)))
+    if (awareness.states.size > 0) {
+      connection.send(
+        encodeAwareness(awarenessProtocol.encodeAwarenessUpdate(awareness, [...awareness.states.keys()])),
+      )
+    }
+  }
+
+  private queueWhileLoading(connection: Connection, frame: Uint8Array): void {
+    const { maxLoadingQueueMessages, maxLoadingQueueBytes } = this.ctx.limits
+    if (
+      connection.loadingQueue.length >= maxLoadingQueueMessages ||
+      connection.loadingQueueBytes + frame.length > maxLoadingQueueBytes
+    ) {
+      this.reject(connection, new ColloquyError('loading-queue-full'))
+      return
+    }
+    connection.loadingQueue.push(frame)
+    connection.loadingQueueBytes += frame.length
+  }
+
+  private handle(connection: Connection, message: Message, frame: Uint8Array): void {
+    const doc = this.doc!
+    switch (message.type) {
+      case 'sync-step1': {
+        decodeStateVectorStrict(message.stateVector)
+        connection.send(encodeSyncStep2(Y.encodeStateAsUpdate(doc, message.stateVector)))
+        return
+      }
+      case 'sync-step2':
+        this.applyUpdate(connection, message.update, undefined)
+        return
+      case 'sync-update':
+        this.applyUpdate(connection, message.update, frame)
+        return
+      case 'awareness': {
+        decodeAwarenessUpdate(message.update)
+        awarenessProtocol.applyAwarenessUpdate(this.awareness!, message.update, connection)
+        this.ctx.topic.publish(frame, connection.peer)
+        return
+      }
+      case 'query-awareness': {
+        const awareness = this.awareness!
+        connection.send(
+          encodeAwareness(awarenessProtocol.encodeAwarenessUpdate(awareness, [...awareness.states.keys()])),
+        )
+        return
+      }
+      case 'auth':
+        // Only servers send auth messages (permission denied); one from a client means nothing.
+        return
+      case 'sync-status':
+        this.acknowledge(connection, frame)
+        return
+    }
+  }
+
+  /**
+   * Applies a peer's update; stores and relays it only if it changed something.
+   *
+   * @param relayFrame the received frame when it is already a sync-update message (relayed as is)
+   */
+  private applyUpdate(connection: Connection, update: Uint8Array, relayFrame: Uint8Array | undefined): void {
+    const refusal = this.ctx.writeRefusal()
+    if (refusal !== undefined) throw refusal
+    validateUpdate(update)
+    const doc = this.doc!
+    const pendingStructsBefore = doc.store.pendingStructs?.update
+    const pendingDsBefore = doc.store.pendingDs
+    let transaction: Y.Transaction | undefined
+    try {
+      doc.transact((tr) => {
+        transaction = tr
+        Y.applyUpdate(doc, update, connection)
+      }, connection)
+    } catch (error) {
+      // The update decoded but Yjs failed while integrating it: the document may hold part of it.
+      // Nothing of it is stored, so drop the document and let the session reload from disk.
+      this.ctx.logger.error({ session: this.id, err: error }, 'update failed to integrate: resetting session')
+      this.end(...closeArgs(new ColloquyError('internal', 'session reset after a failed update')))
+      throw new ColloquyError('invalid-update', 'update failed to integrate', { cause: error })
+    }
+    const isChanged =
+      (transaction !== undefined && hasTransactionChanges(transaction)) ||
+      doc.store.pendingStructs?.update !== pendingStructsBefore ||
+      doc.store.pendingDs !== pendingDsBefore
+    // Yjs integrates only new content: a duplicate or retried update changes nothing and costs nothing.
+    if (!isChanged) return
+    const seq = ++this.lastSeq
+    this.ctx.writes.enqueue({ sessionId: this.id, seq, time: this.ctx.now(), update })
+    this.ctx.topic.publish(relayFrame ?? encodeSyncUpdate(update), connection.peer)
+  }
+
+  private acknowledge(connection: Connection, frame: Uint8Array): void {
+    // Everything this connection sent before the sync-status has a seq ≤ lastSeq (or was a duplicate
+    // of content already queued under such a seq): once lastSeq is durable, so is all of it.
+    if (this.durableSeq >= this.lastSeq) connection.send(frame)
+    else this.ackWaiters.push({ connection, seq: this.lastSeq, frame })
+  }
+
+  private reject(connection: Connection, error: unknown): void {
+    const err = toColloquyError(error)
+    const log = err.code === 'internal' ? this.ctx.logger.error : this.ctx.logger.warn
+    log.call(
+      this.ctx.logger,
+      { session: this.id, peer: connection.peer.id, remote: connection.peer.remote, code: err.code, err },
+      'connection closed: %s',
+      err.message,
+    )
+    connection.close(...closeArgs(err))
+  }
+
+  private readonly trackAwareness = (
+    changes: { added: number[]; updated: number[]; removed: number[] },
+    origin: unknown,
+  ): void => {
+    if (!(origin instanceof Connection)) return
+    for (const id of changes.added) origin.awarenessClientIds.add(id)
+    for (const id of changes.updated) origin.awarenessClientIds.add(id)
+    for (const id of changes.removed) origin.awarenessClientIds.delete(id)
+  }
+}
+
+/** The close code and reason a peer is told for `error`. */
+export function closeArgs(error: ColloquyError): [number, string] {
+  return [error.info.closeCode, error.info.reason]
+}
+
+/** True when a transaction integrated new structs or deleted something. */
+function hasTransactionChanges(transaction: Y.Transaction): boolean {
+  if (transaction.deleteSet.clients.size > 0) return true
+  const { beforeState, afterState } = transaction
+  if (afterState.size !== beforeState.size) return true
+  for (const [client, clock] of afterState) {
+    if (beforeState.get(client) !== clock) return true
+  }
+  return false
+}

@@ -1,0 +1,232 @@
+// The uWebSockets.js edge: HTTP upgrade (session id checked before anything is loaded), WebSocket
+// callbacks turned into Peer calls, one pub/sub topic per session, and plain HTTP routes.
+// It owns sockets only; what a frame means is the session's business.
+
+import { ColloquyError } from '../../shared/errors.js'
+import { isValidSessionId } from '../../shared/session-id.js'
+import type { Logger } from '../observability/log.js'
+import type { Peer, Topic } from '../session/peer.js'
+import type { Uws } from './uws.js'
+
+type UwsApp = ReturnType<Uws['App']>
+type UwsSocket = import('@trufflesuite/uws-js-unofficial').WebSocket<SocketData>
+type UwsListenSocket = import('@trufflesuite/uws-js-unofficial').us_listen_socket
+
+/** What the transport calls for one accepted connection. */
+export interface ConnectionHandler {
+  /** One binary frame, already copied out of uWS's reused buffer. */
+  receive(frame: Uint8Array): void
+  /** The socket closed, for whatever reason. */
+  closed(code: number): void
+}
+
+/** A plain HTTP response. */
+export interface HttpReply {
+  readonly status: number
+  readonly body: string
+  readonly contentType?: string
+}
+
+/** Options of {@link createUwsTransport}. */
+export interface UwsTransportOptions {
+  readonly uws: Uws
+  readonly host: string
+  readonly port: number
+  readonly maxMessageBytes: number
+  readonly maxBackpressureBytes: number
+  readonly logger: Logger
+  /** Called for each new WebSocket; the returned handler receives its frames. */
+  readonly accept: (sessionId: string, peer: Peer) => ConnectionHandler
+  /** Refuses upgrades (e.g. while shutting down) with this error when set. */
+  readonly refuseUpgrade: () => ColloquyError | undefined
+  /** GET routes: exact path → reply. */
+  readonly routes: Readonly<Record<string, () => HttpReply>>
+}
+
+/** The running transport. */
+export interface UwsTransport {
+  /** The port actually listened on (useful with port 0). */
+  readonly port: number
+  /** The session topic factory bound to this app. */
+  topic(sessionId: string): Topic
+  /** Stops accepting connections; open ones stay. */
+  stopListening(): void
+  /** Number of open WebSocket connections. */
+  readonly connectionCount: number
+}
+
+interface SocketData {
+  sessionId: string
+  remote: string
+  peer?: UwsPeer
+  handler?: ConnectionHandler
+}
+
+let nextPeerId = 1
+
+/** A Peer over one uWS socket. After the socket closes every call is a no-op. */
+class UwsPeer implements Peer {
+  readonly id = nextPeerId++
+  readonly remote: string
+  readonly socket: UwsSocket
+  isClosed = false
+
+  constructor(socket: UwsSocket, remote: string) {
+    this.socket = socket
+    this.remote = remote
+  }
+
+  send(frame: Uint8Array): void {
+    if (this.isClosed) return
+    // Cork: sends made outside a uWS callback (acks after a commit) then leave in one syscall.
+    // A send over maxBackpressure is dropped by uWS and, with closeOnBackpressureLimit, closes the
+    // socket: the reader reconnects and catches up by state vector, so nothing is lost.
+    this.socket.cork(() => this.socket.send(frame, true))
+  }
+
+  close(code: number, reason: string): void {
+    if (this.isClosed) return
+    this.isClosed = true
+    this.socket.end(code, reason)
+  }
+}
+
+function textOf(buffer: ArrayBuffer): string {
+  return Buffer.from(buffer).toString()
+}
+
+/** Starts a uWS app listening on host:port. Resolves once it listens; rejects if it cannot. */
+export function createUwsTransport(options: UwsTransportOptions): Promise<UwsTransport> {
+  const { uws, logger } = options
+  const app: UwsApp = uws.App()
+  let connectionCount = 0
+
+  app.ws<SocketData>('/*', {
+    maxPayloadLength: options.maxMessageBytes,
+    maxBackpressure: options.maxBackpressureBytes,
+    closeOnBackpressureLimit: 1,
+    idleTimeout: 120,
+    sendPingsAutomatically: true,
+    compression: uws.DISABLED,
+
+    upgrade(res, req, context) {
+      // Everything is read before returning: uWS request objects die with this callback.
+      const url = req.getUrl()
+      const key = req.getHeader('sec-websocket-key')
+      const protocol = req.getHeader('sec-websocket-protocol')
+      const extensions = req.getHeader('sec-websocket-extensions')
+      const remote = textOf(res.getRemoteAddressAsText())
+      const sessionId = url.slice(1)
+      const refusal = options.refuseUpgrade()
+      if (refusal !== undefined) {
+        res.writeStatus(`${refusal.info.httpStatus} ${refusal.info.reason}`).end(refusal.message)
+        return
+      }
+      if (!isValidSessionId(sessionId)) {
+        logger.warn({ remote, url: url.slice(0, 200) }, 'upgrade refused: invalid session id')
+        res.writeStatus('400 Bad Request').end('invalid session id: 1-128 characters of A-Za-z0-9._:-')
+        return
+      }
+      res.upgrade<SocketData>({ sessionId, remote }, key, protocol, extensions, context)
+    },
+
+    open(ws) {
+      const data = ws.getUserData()
+      const peer = new UwsPeer(ws, data.remote)
+      data.peer = peer
+      connectionCount++
+      try {
+        data.handler = options.accept(data.sessionId, peer)
+      } catch (error) {
+        logger.error({ err: error, session: data.sessionId }, 'accepting a connection failed')
+        peer.close(1011, 'internal error')
+      }
+    },
+
+    message(ws, message, isBinary) {
+      const data = ws.getUserData()
+      const peer = data.peer
+      if (peer === undefined || peer.isClosed) return
+      if (!isBinary) {
+        const error = new ColloquyError('text-frame')
+        logger.warn({ session: data.sessionId, peer: peer.id, remote: peer.remote }, 'connection closed: text frame')
+        peer.close(error.info.closeCode, error.info.reason)
+        return
+      }
+      // Copy: uWS reuses (neuters) this buffer once the callback returns, and sessions keep frames.
+      const frame = new Uint8Array(message.slice(0))
+      try {
+        data.handler?.receive(frame)
+      } catch (error) {
+        logger.error({ err: error, session: data.sessionId }, 'handling a frame failed')
+        peer.close(1011, 'internal error')
+      }
+    },
+
+    close(ws, code) {
+      const data = ws.getUserData()
+      connectionCount--
+      if (data.peer !== undefined) data.peer.isClosed = true
+      try {
+        data.handler?.closed(code)
+      } catch (error) {
+        logger.error({ err: error, session: data.sessionId }, 'closing a connection failed')
+      }
+    },
+  })
+
+  for (const [path, route] of Object.entries(options.routes)) {
+    app.get(path, (res) => {
+      const reply = route()
+      res.cork(() => {
+        res
+          .writeStatus(`${reply.status}`)
+          .writeHeader('content-type', reply.contentType ?? 'application/json')
+          .end(reply.body)
+      })
+    })
+  }
+  app.any('/*', (res) => {
+    res.cork(() => {
+      res.writeStatus('404 Not Found').end('not found')
+    })
+  })
+
+  return new Promise((resolve, reject) => {
+    app.listen(options.host, options.port, (listenSocket: UwsListenSocket | false) => {
+      if (listenSocket === false) {
+        reject(new Error(`cannot listen on ${options.host}:${options.port}`))
+        return
+      }
+      let listening: UwsListenSocket | undefined = listenSocket
+      const port = uws.us_socket_local_port(listenSocket as never)
+      resolve({
+        port,
+        topic(sessionId) {
+          const name = `session/${sessionId}`
+          return {
+            subscribe(peer) {
+              if (peer instanceof UwsPeer && !peer.isClosed) peer.socket.subscribe(name)
+            },
+            unsubscribe(peer) {
+              // uWS drops a closed socket's subscriptions itself.
+              if (peer instanceof UwsPeer && !peer.isClosed) peer.socket.unsubscribe(name)
+            },
+            publish(frame, except) {
+              // ws.publish reaches every subscriber but the sender; app.publish reaches all.
+              if (except instanceof UwsPeer && !except.isClosed) except.socket.publish(name, frame, true)
+              else app.publish(name, frame, true)
+            },
+          }
+        },
+        stopListening() {
+          if (listening !== undefined) uws.us_listen_socket_close(listening)
+          listening = undefined
+        },
+        get connectionCount() {
+          return connectionCount
+        },
+      })
+    })
+  })
+}

@@ -1,0 +1,196 @@
+// The y-websocket wire protocol as pure functions over lib0 encoders: message types, encoders for
+// every frame the server or a client sends, and one strict decoder for every frame a peer receives.
+// No I/O here; PROTOCOL.md beside this file is the byte-level specification.
+
+import * as decoding from 'lib0/decoding'
+import * as encoding from 'lib0/encoding'
+import { ColloquyError } from '../errors.js'
+
+/** The leading varUint of every message. */
+export const MessageType = {
+  Sync: 0,
+  Awareness: 1,
+  Auth: 2,
+  QueryAwareness: 3,
+  /** Our opt-in acknowledgement extension (the framing y-sweet's clients use). */
+  SyncStatus: 102,
+} as const
+
+/** The second varUint of a sync message (y-protocols). */
+export const SyncMessageType = {
+  Step1: 0,
+  Step2: 1,
+  Update: 2,
+} as const
+
+/** The sub-type of an auth message (y-protocols/auth): the only one defined is "permission denied". */
+export const AuthMessageType = {
+  PermissionDenied: 0,
+} as const
+
+/** A decoded message. Byte fields are views into the frame: copy them if the frame is reused. */
+export type Message =
+  | { readonly type: 'sync-step1'; readonly stateVector: Uint8Array }
+  | { readonly type: 'sync-step2'; readonly update: Uint8Array }
+  | { readonly type: 'sync-update'; readonly update: Uint8Array }
+  | { readonly type: 'awareness'; readonly update: Uint8Array }
+  | { readonly type: 'query-awareness' }
+  | { readonly type: 'auth'; readonly authType: number; readonly reason: string }
+  | { readonly type: 'sync-status'; readonly payload: Uint8Array }
+
+/** The largest varUint we accept: lib0 decodes up to 2^53 - 1. */
+function readVarUint(decoder: decoding.Decoder): number {
+  return decoding.readVarUint(decoder)
+}
+
+/** Reads a length-prefixed byte array, checking the length against what is left before slicing. */
+function readVarBytes(decoder: decoding.Decoder): Uint8Array {
+  const length = readVarUint(decoder)
+  const left = decoder.arr.length - decoder.pos
+  if (length > left) {
+    throw new ColloquyError('malformed-message', `length ${length} exceeds the ${left} bytes left`)
+  }
+  return decoding.readUint8Array(decoder, length)
+}
+
+function expectEnd(decoder: decoding.Decoder): void {
+  if (decoding.hasContent(decoder)) {
+    throw new ColloquyError('malformed-message', `${decoder.arr.length - decoder.pos} trailing bytes`)
+  }
+}
+
+/**
+ * Decodes one binary frame into a {@link Message}.
+ *
+ * @remarks
+ * Strict: a truncated frame, a length that runs past the end, a varUint over 2^53, trailing bytes
+ * or an unknown type throw a {@link ColloquyError} (`malformed-message` or `unknown-message-type`);
+ * nothing else is ever thrown. The Yjs payloads are not validated here: see `validateUpdate`.
+ */
+export function decodeMessage(frame: Uint8Array): Message {
+  const decoder = decoding.createDecoder(frame)
+  try {
+    const type = readVarUint(decoder)
+    switch (type) {
+      case MessageType.Sync: {
+        const syncType = readVarUint(decoder)
+        const payload = readVarBytes(decoder)
+        expectEnd(decoder)
+        switch (syncType) {
+          case SyncMessageType.Step1:
+            return { type: 'sync-step1', stateVector: payload }
+          case SyncMessageType.Step2:
+            return { type: 'sync-step2', update: payload }
+          case SyncMessageType.Update:
+            return { type: 'sync-update', update: payload }
+          default:
+            throw new ColloquyError('unknown-message-type', `unknown sync message type ${syncType}`)
+        }
+      }
+      case MessageType.Awareness: {
+        const update = readVarBytes(decoder)
+        expectEnd(decoder)
+        return { type: 'awareness', update }
+      }
+      case MessageType.QueryAwareness:
+        expectEnd(decoder)
+        return { type: 'query-awareness' }
+      case MessageType.Auth: {
+        const authType = readVarUint(decoder)
+        const reason = decoding.readVarString(decoder)
+        expectEnd(decoder)
+        return { type: 'auth', authType, reason }
+      }
+      case MessageType.SyncStatus: {
+        const payload = readVarBytes(decoder)
+        expectEnd(decoder)
+        return { type: 'sync-status', payload }
+      }
+      default:
+        throw new ColloquyError('unknown-message-type', `unknown message type ${type}`)
+    }
+  } catch (error) {
+    if (error instanceof ColloquyError) throw error
+    // lib0 throws plain Errors ("Unexpected end of array", "Integer out of Range") or a RangeError
+    // from a bad UTF-8 string: all of them mean the frame is malformed.
+    throw new ColloquyError('malformed-message', error instanceof Error ? error.message : String(error), {
+      cause: error,
+    })
+  }
+}
+
+function finish(write: (encoder: encoding.Encoder) => void): Uint8Array {
+  const encoder = encoding.createEncoder()
+  write(encoder)
+  return encoding.toUint8Array(encoder)
+}
+
+/** Sync step 1: "here is my state vector, send me what I miss". */
+export function encodeSyncStep1(stateVector: Uint8Array): Uint8Array {
+  return finish((e) => {
+    encoding.writeVarUint(e, MessageType.Sync)
+    encoding.writeVarUint(e, SyncMessageType.Step1)
+    encoding.writeVarUint8Array(e, stateVector)
+  })
+}
+
+/** Sync step 2: the answer to a step 1, an update holding what the other side misses. */
+export function encodeSyncStep2(update: Uint8Array): Uint8Array {
+  return finish((e) => {
+    encoding.writeVarUint(e, MessageType.Sync)
+    encoding.writeVarUint(e, SyncMessageType.Step2)
+    encoding.writeVarUint8Array(e, update)
+  })
+}
+
+/** A sync update: one incremental Yjs update. */
+export function encodeSyncUpdate(update: Uint8Array): Uint8Array {
+  return finish((e) => {
+    encoding.writeVarUint(e, MessageType.Sync)
+    encoding.writeVarUint(e, SyncMessageType.Update)
+    encoding.writeVarUint8Array(e, update)
+  })
+}
+
+/** An awareness message carrying a y-protocols awareness update. */
+export function encodeAwareness(update: Uint8Array): Uint8Array {
+  return finish((e) => {
+    encoding.writeVarUint(e, MessageType.Awareness)
+    encoding.writeVarUint8Array(e, update)
+  })
+}
+
+/** A query-awareness message: "send me every awareness state you know". */
+export function encodeQueryAwareness(): Uint8Array {
+  return finish((e) => encoding.writeVarUint(e, MessageType.QueryAwareness))
+}
+
+/** An auth message of type permission-denied with a reason (y-protocols/auth). */
+export function encodePermissionDenied(reason: string): Uint8Array {
+  return finish((e) => {
+    encoding.writeVarUint(e, MessageType.Auth)
+    encoding.writeVarUint(e, AuthMessageType.PermissionDenied)
+    encoding.writeVarString(e, reason)
+  })
+}
+
+/** A sync-status (acknowledgement) message: type 102, then a byte array holding varUint(counter). */
+export function encodeSyncStatus(counter: number): Uint8Array {
+  const payload = finish((e) => encoding.writeVarUint(e, counter))
+  return finish((e) => {
+    encoding.writeVarUint(e, MessageType.SyncStatus)
+    encoding.writeVarUint8Array(e, payload)
+  })
+}
+
+/** Reads the counter of a sync-status payload, or undefined if the payload is not one varUint. */
+export function decodeSyncStatusCounter(payload: Uint8Array): number | undefined {
+  try {
+    const decoder = decoding.createDecoder(payload)
+    const counter = decoding.readVarUint(decoder)
+    return decoding.hasContent(decoder) ? undefined : counter
+  } catch {
+    // A payload that is not a varUint is still echoed as-is by the server; it just has no counter.
+    return undefined
+  }
+}

@@ -1,0 +1,65 @@
+// Runs the real server as a child process (through tsx, no build needed) and reads the port it
+// listens on from its JSON log. Used by kill -9 tests and anything that needs a separate process.
+
+import { type ChildProcess, spawn } from 'node:child_process'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
+
+export interface ServerProcess {
+  readonly child: ChildProcess
+  readonly port: number
+  readonly url: string
+  /** Everything the process printed so far. */
+  output(): string
+  /** Resolves with the exit code (or signal) once the process has exited. */
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
+}
+
+/** Starts `server/main.ts serve` with `args`; resolves once it logs that it listens. */
+export function startServerProcess(
+  args: readonly string[],
+  options: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<ServerProcess> {
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', path.join(ROOT, 'server/main.ts'), 'serve', '--host', '127.0.0.1', '--port', '0', ...args],
+    { cwd: ROOT, env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] },
+  )
+  let output = ''
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.once('exit', (code, signal) => resolve({ code, signal }))
+  })
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL')
+      reject(new Error(`server did not start in time:\n${output}`))
+    }, options.timeoutMs ?? 20_000)
+    const onData = (chunk: Buffer): void => {
+      output += chunk.toString()
+      for (const line of output.split('\n')) {
+        if (!line.includes('colloquy listening')) continue
+        try {
+          const record = JSON.parse(line) as { port?: number }
+          if (typeof record.port === 'number') {
+            clearTimeout(timer)
+            const port = record.port
+            resolve({ child, port, url: `ws://127.0.0.1:${port}`, output: () => output, exited })
+            return
+          }
+        } catch {
+          // A partial line: wait for the rest.
+        }
+      }
+    }
+    child.stdout?.on('data', onData)
+    child.stderr?.on('data', (chunk: Buffer) => {
+      output += chunk.toString()
+    })
+    void exited.then(({ code, signal }) => {
+      clearTimeout(timer)
+      reject(new Error(`server exited (${code ?? signal}) before listening:\n${output}`))
+    })
+  })
+}

@@ -163,10 +163,19 @@ export function createUwsTransport(options: UwsTransportOptions): Promise<UwsTra
       }
     },
 
-    close(ws, code) {
+    close(ws, code, message) {
       const data = ws.getUserData()
       connectionCount--
+      const wasClosedByUs = data.peer?.isClosed === true
       if (data.peer !== undefined) data.peer.isClosed = true
+      if (!wasClosedByUs && code === 1006) {
+        // uWS drops (no close frame, the peer sees 1006) a socket that sent a frame over
+        // maxPayloadLength or passed closeOnBackpressureLimit; its reason says which.
+        const reason = textOf(message)
+        if (reason.length > 0) {
+          logger.warn({ session: data.sessionId, peer: data.peer?.id, remote: data.remote, reason }, 'connection dropped')
+        }
+      }
       try {
         data.handler?.closed(code)
       } catch (error) {

@@ -125,7 +125,12 @@ export function parseConfig(argv: readonly string[], env: Env): ServerConfig {
   for (const option of Object.values(OPTIONS)) flagOptions[option.flag] = { type: 'string' }
   let values: Record<string, string | boolean | undefined>
   try {
-    values = parseArgs({ args: [...argv], options: flagOptions, strict: true, allowPositionals: false }).values
+    values = parseArgs({
+      args: [...argv],
+      options: flagOptions,
+      strict: true,
+      allowPositionals: false,
+    }).values
   } catch (error) {
     throw new ConfigError(error instanceof Error ? error.message : String(error))
   }

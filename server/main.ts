@@ -49,7 +49,9 @@ async function main(): Promise<void> {
 
 // Unhandled rejections are fatal: a server in an unknown state must not keep acknowledging writes.
 process.on('unhandledRejection', (reason) => {
-  process.stderr.write(`fatal: unhandled rejection: ${reason instanceof Error ? reason.stack : String(reason)}\n`)
+  process.stderr.write(
+    `fatal: unhandled rejection: ${reason instanceof Error ? reason.stack : String(reason)}\n`,
+  )
   process.exit(1)
 })
 
@@ -58,6 +60,8 @@ main().catch((error: unknown) => {
     process.stderr.write(`colloquy: ${error.message}\n\n${USAGE}`)
     process.exit(2)
   }
-  process.stderr.write(`colloquy: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`)
+  process.stderr.write(
+    `colloquy: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+  )
   process.exit(1)
 })

@@ -12,8 +12,8 @@ import { createMemoryStore } from './persistence/memory-store.js'
 import type { Store } from './persistence/store.js'
 import { createWriteQueue, type WriteQueue } from './persistence/write-queue.js'
 import { createSessionRegistry, type SessionRegistry } from './session/registry.js'
-import { createUwsTransport } from './transport/uws-transport.js'
 import { loadNativeUws } from './transport/uws.js'
+import { createUwsTransport } from './transport/uws-transport.js'
 
 /** Options of {@link startSyncServer}. */
 export interface SyncServerOptions {
@@ -55,7 +55,10 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
     flushDelayMs: config.commitDelayMs,
     onCommit: (durable) => registry?.handleCommit(durable),
     onError: (error, attempt) => {
-      logger.error({ err: error, attempt, queuedBytes: writeQueue.queuedBytes }, 'group commit failed: retrying')
+      logger.error(
+        { err: error, attempt, queuedBytes: writeQueue.queuedBytes },
+        'group commit failed: retrying',
+      )
     },
     onRecover: () => logger.warn('group commit recovered'),
   })
@@ -137,7 +140,13 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
   }
 
   logger.info(
-    { host: config.host, port: listening.port, store: config.store, dataDir: config.dataDir, fsync: config.fsync },
+    {
+      host: config.host,
+      port: listening.port,
+      store: config.store,
+      dataDir: config.dataDir,
+      fsync: config.fsync,
+    },
     'colloquy listening',
   )
 

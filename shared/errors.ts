@@ -10,7 +10,6 @@ export type ErrorCode =
   | 'unknown-message-type'
   | 'invalid-update'
   | 'invalid-state-vector'
-  | 'message-too-large'
   | 'loading-queue-full'
   | 'session-load-failed'
   | 'storage-unavailable'
@@ -57,12 +56,6 @@ export const ERRORS: Readonly<Record<ErrorCode, ErrorInfo>> = {
     closeCode: CloseCode.InvalidUpdate,
     httpStatus: 400,
     reason: 'invalid state vector',
-    isRetryable: false,
-  },
-  'message-too-large': {
-    closeCode: CloseCode.MessageTooLarge,
-    httpStatus: 413,
-    reason: 'message too large',
     isRetryable: false,
   },
   'loading-queue-full': {
@@ -122,7 +115,9 @@ export class ColloquyError extends Error {
 /** Narrows an unknown thrown value to a ColloquyError, wrapping anything else as `internal`. */
 export function toColloquyError(error: unknown): ColloquyError {
   if (error instanceof ColloquyError) return error
-  return new ColloquyError('internal', error instanceof Error ? error.message : String(error), { cause: error })
+  return new ColloquyError('internal', error instanceof Error ? error.message : String(error), {
+    cause: error,
+  })
 }
 
 /** Finds the table row for a WebSocket close code, if it is one of ours. */

@@ -98,7 +98,8 @@ export class Session {
 
   /** The session's document; throws unless the session is ready. */
   get document(): Y.Doc {
-    if (this.doc === undefined || this.state !== 'ready') throw new ColloquyError('internal', 'session not ready')
+    if (this.doc === undefined || this.state !== 'ready')
+      throw new ColloquyError('internal', 'session not ready')
     return this.doc
   }
 

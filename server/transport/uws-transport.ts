@@ -149,7 +149,10 @@ export function createUwsTransport(options: UwsTransportOptions): Promise<UwsTra
       if (peer === undefined || peer.isClosed) return
       if (!isBinary) {
         const error = new ColloquyError('text-frame')
-        logger.warn({ session: data.sessionId, peer: peer.id, remote: peer.remote }, 'connection closed: text frame')
+        logger.warn(
+          { session: data.sessionId, peer: peer.id, remote: peer.remote },
+          'connection closed: text frame',
+        )
         peer.close(error.info.closeCode, error.info.reason)
         return
       }
@@ -173,7 +176,10 @@ export function createUwsTransport(options: UwsTransportOptions): Promise<UwsTra
         // maxPayloadLength or passed closeOnBackpressureLimit; its reason says which.
         const reason = textOf(message)
         if (reason.length > 0) {
-          logger.warn({ session: data.sessionId, peer: data.peer?.id, remote: data.remote, reason }, 'connection dropped')
+          logger.warn(
+            { session: data.sessionId, peer: data.peer?.id, remote: data.remote, reason },
+            'connection dropped',
+          )
         }
       }
       try {

@@ -5,8 +5,11 @@ export const CloseCode = {
   Normal: 1000,
   /** Server shutting down or session unloading: reconnect. */
   GoingAway: 1001,
-  /** Sent by uWebSockets.js itself when a frame exceeds the maximum message size. */
-  MessageTooLarge: 1009,
+  /**
+   * Seen by a peer whose socket uWebSockets.js dropped without a close frame: a frame over the
+   * maximum message size, or output over the backpressure limit. Never sent by us.
+   */
+  Abnormal: 1006,
   InternalError: 1011,
   /** A binary frame that does not decode as a protocol message. */
   MalformedMessage: 4400,

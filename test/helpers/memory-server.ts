@@ -1,7 +1,6 @@
 // A server's session layer wired in memory (memory topics, any store, the real write queue), with
 // protocol peers attached through MemoryPeers. Frames travel as microtasks, never re-entrantly.
 
-import { ColloquyError } from '../../shared/errors.js'
 import { createSilentLogger } from '../../server/observability/log.js'
 import { createMemoryStore } from '../../server/persistence/memory-store.js'
 import type { Store } from '../../server/persistence/store.js'
@@ -10,6 +9,7 @@ import type { Connection } from '../../server/session/connection.js'
 import { createSessionRegistry, type SessionRegistry } from '../../server/session/registry.js'
 import type { Session } from '../../server/session/session.js'
 import { createMemoryTopics, MemoryPeer } from '../../server/transport/memory-transport.js'
+import { ColloquyError } from '../../shared/errors.js'
 import { ProtocolPeer, type ProtocolPeerOptions } from './protocol-peer.js'
 
 export interface TestClient {
@@ -56,7 +56,10 @@ export function createMemoryHarness(
     writes: writeQueue,
     topics: createMemoryTopics(),
     logger: createSilentLogger(),
-    limits: { maxLoadingQueueMessages: options.maxLoadingQueueMessages ?? 1_000, maxLoadingQueueBytes: 32 << 20 },
+    limits: {
+      maxLoadingQueueMessages: options.maxLoadingQueueMessages ?? 1_000,
+      maxLoadingQueueBytes: 32 << 20,
+    },
     idleUnloadMs: options.idleUnloadMs ?? 60_000,
     writeRefusal: () =>
       refusal ?? (writeQueue.isFailing ? new ColloquyError('storage-unavailable') : undefined),

@@ -84,7 +84,10 @@ export class ProtocolPeer {
   /** Resolves once `counter` has been acknowledged (rejects after `timeoutMs`). */
   whenAcked(counter: number, timeoutMs = 10_000): Promise<void> {
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`ack ${counter} not received in ${timeoutMs} ms`)), timeoutMs)
+      const timer = setTimeout(
+        () => reject(new Error(`ack ${counter} not received in ${timeoutMs} ms`)),
+        timeoutMs,
+      )
       const check = (): void => {
         if (this.acks.includes(counter)) {
           clearTimeout(timer)

@@ -24,7 +24,17 @@ export function startServerProcess(
 ): Promise<ServerProcess> {
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', path.join(ROOT, 'server/main.ts'), 'serve', '--host', '127.0.0.1', '--port', '0', ...args],
+    [
+      '--import',
+      'tsx',
+      path.join(ROOT, 'server/main.ts'),
+      'serve',
+      '--host',
+      '127.0.0.1',
+      '--port',
+      '0',
+      ...args,
+    ],
     { cwd: ROOT, env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] },
   )
   let output = ''

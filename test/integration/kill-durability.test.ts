@@ -61,7 +61,9 @@ describe('kill -9 durability', () => {
       const highestAcked = Math.max(0, ...client.peer.acks)
       const lastDurableIndex = lastKeyOfCounter.get(highestAcked) ?? -1
       acknowledged.push(...keys.slice(0, lastDurableIndex + 1))
-      console.log(`round ${round}: killed after ${killAfterMs} ms, ${keys.length} sent, ${lastDurableIndex + 1} acked`)
+      console.log(
+        `round ${round}: killed after ${killAfterMs} ms, ${keys.length} sent, ${lastDurableIndex + 1} acked`,
+      )
     }
 
     const server = await startServerProcess(['--data', dataDir, '--log-level', 'info'])
@@ -70,7 +72,10 @@ describe('kill -9 durability', () => {
       await until(() => client.peer.messages.some((m) => m.type === 'sync-step2'), 10_000, 'final sync')
       const map = client.peer.doc.getMap<number>('m')
       expect(acknowledged.length, 'some updates were acknowledged').toBeGreaterThan(0)
-      expect(acknowledged.filter((key) => !map.has(key)), `seed ${seed}`).toEqual([])
+      expect(
+        acknowledged.filter((key) => !map.has(key)),
+        `seed ${seed}`,
+      ).toEqual([])
       client.close()
     } finally {
       server.child.kill('SIGKILL')

@@ -8,10 +8,10 @@ import * as encoding from 'lib0/encoding'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 import * as Y from 'yjs'
+import { DEFAULT_CONFIG } from '../../server/config.js'
+import { type SyncServer, startSyncServer } from '../../server/sync-server.js'
 import { CloseCode } from '../../shared/protocol/close-codes.js'
 import { encodeSyncUpdate } from '../../shared/protocol/message.js'
-import { DEFAULT_CONFIG } from '../../server/config.js'
-import { startSyncServer, type SyncServer } from '../../server/sync-server.js'
 import { until, withTimeout } from '../helpers/wait.js'
 import { connectWsPeer, type WsPeer } from '../helpers/ws-peer.js'
 
@@ -83,25 +83,32 @@ const cases: [string, string | Uint8Array, number][] = [
 ]
 
 describe('malformed input', () => {
-  it.each(cases)('closes the connection on %s with its code, and nothing else', async (_name, payload, code) => {
-    const logBefore = (await server.store.load('attacked')).log.length
-    expect(await attack(payload)).toBe(code)
+  it.each(cases)(
+    'closes the connection on %s with its code, and nothing else',
+    async (_name, payload, code) => {
+      const logBefore = (await server.store.load('attacked')).log.length
+      expect(await attack(payload)).toBe(code)
 
-    // The attacked session still serves well-behaved clients, with its content intact.
-    const fresh = await connectWsPeer(`ws://127.0.0.1:${server.port}`, 'attacked')
-    await until(() => fresh.peer.messages.some((m) => m.type === 'sync-step2'), 5_000, 'fresh client synced')
-    expect(fresh.peer.doc.getText('t').toString()).toContain('precious')
-    fresh.close()
-    // The other session's connection never noticed.
-    expect(bystander.socket.readyState).toBe(WebSocket.OPEN)
-    bystander.peer.doc.getMap('m').set('alive', Date.now())
-    await bystander.peer.whenAcked(bystander.peer.requestAck())
-    expect(victim.socket.readyState).toBe(WebSocket.OPEN)
-    // Nothing reached the disk, and what is there still decodes.
-    const stored = await server.store.load('attacked')
-    expect(stored.log.length).toBe(logBefore)
-    const rebuilt = new Y.Doc()
-    for (const entry of stored.log) Y.applyUpdate(rebuilt, entry.update)
-    expect(rebuilt.getText('t').toString()).toContain('precious')
-  })
+      // The attacked session still serves well-behaved clients, with its content intact.
+      const fresh = await connectWsPeer(`ws://127.0.0.1:${server.port}`, 'attacked')
+      await until(
+        () => fresh.peer.messages.some((m) => m.type === 'sync-step2'),
+        5_000,
+        'fresh client synced',
+      )
+      expect(fresh.peer.doc.getText('t').toString()).toContain('precious')
+      fresh.close()
+      // The other session's connection never noticed.
+      expect(bystander.socket.readyState).toBe(WebSocket.OPEN)
+      bystander.peer.doc.getMap('m').set('alive', Date.now())
+      await bystander.peer.whenAcked(bystander.peer.requestAck())
+      expect(victim.socket.readyState).toBe(WebSocket.OPEN)
+      // Nothing reached the disk, and what is there still decodes.
+      const stored = await server.store.load('attacked')
+      expect(stored.log.length).toBe(logBefore)
+      const rebuilt = new Y.Doc()
+      for (const entry of stored.log) Y.applyUpdate(rebuilt, entry.update)
+      expect(rebuilt.getText('t').toString()).toContain('precious')
+    },
+  )
 })

@@ -10,7 +10,7 @@ import WebSocket from 'ws'
 import { WebsocketProvider } from 'y-websocket'
 import * as Y from 'yjs'
 import { DEFAULT_CONFIG, type ServerConfig } from '../../server/config.js'
-import { startSyncServer, type SyncServer } from '../../server/sync-server.js'
+import { type SyncServer, startSyncServer } from '../../server/sync-server.js'
 import { until, withTimeout } from '../helpers/wait.js'
 
 let dataDir: string
@@ -38,7 +38,12 @@ interface Counter {
 }
 
 /** A `ws` WebSocket class that counts the bytes it receives into `counter`. */
-function countingWebSocket(counter: Counter): new (address: string, protocols?: string | string[]) => WebSocket {
+function countingWebSocket(
+  counter: Counter,
+): new (
+  address: string,
+  protocols?: string | string[],
+) => WebSocket {
   return class CountingWebSocket extends WebSocket {
     constructor(address: string | URL, protocols?: string | string[]) {
       super(address, protocols)
@@ -167,7 +172,12 @@ describe('stock y-websocket clients', () => {
     const writer = connect('restart')
     await whenSynced(writer)
     writer.doc.getText('t').insert(0, 'survives a restart')
-    await until(() => server!.registry.get('restart')?.isFlushed === true && server!.registry.get('restart')!.lastSeq > 0, 5_000, 'flushed')
+    await until(
+      () =>
+        server!.registry.get('restart')?.isFlushed === true && server!.registry.get('restart')!.lastSeq > 0,
+      5_000,
+      'flushed',
+    )
     writer.destroy()
     await server!.close()
     server = await startSyncServer({ config: config() })

@@ -5,7 +5,6 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import * as Y from 'yjs'
-import { ColloquyError } from '../../shared/errors.js'
 import { createSilentLogger } from '../../server/observability/log.js'
 import { createMemoryStore } from '../../server/persistence/memory-store.js'
 import { createWriteQueue } from '../../server/persistence/write-queue.js'
@@ -13,6 +12,7 @@ import type { Connection } from '../../server/session/connection.js'
 import { createSessionRegistry, type SessionRegistry } from '../../server/session/registry.js'
 import type { Session } from '../../server/session/session.js'
 import { createMemoryTopics, MemoryPeer } from '../../server/transport/memory-transport.js'
+import { ColloquyError } from '../../shared/errors.js'
 import { ProtocolPeer } from '../helpers/protocol-peer.js'
 
 type Command =
@@ -221,9 +221,9 @@ describe('convergence through the session logic', () => {
   it('brings every peer, the server and storage to the same state', async () => {
     const seed = Number(process.env.SEED ?? Date.now() % 1_000_000)
     console.log(`convergence property seed: ${seed}`)
-    await fc.assert(
-      fc.asyncProperty(fc.array(command, { minLength: 1, maxLength: 120 }), runScenario),
-      { seed, numRuns: 300 },
-    )
+    await fc.assert(fc.asyncProperty(fc.array(command, { minLength: 1, maxLength: 120 }), runScenario), {
+      seed,
+      numRuns: 300,
+    })
   })
 })

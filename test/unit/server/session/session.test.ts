@@ -1,12 +1,12 @@
 import * as encoding from 'lib0/encoding'
-import * as awarenessProtocol from 'y-protocols/awareness'
 import { afterEach, describe, expect, it } from 'vitest'
+import * as awarenessProtocol from 'y-protocols/awareness'
 import * as Y from 'yjs'
+import { createMemoryStore } from '../../../../server/persistence/memory-store.js'
+import type { Store, StoredSession } from '../../../../server/persistence/store.js'
 import { ColloquyError } from '../../../../shared/errors.js'
 import { CloseCode } from '../../../../shared/protocol/close-codes.js'
 import { encodeAwareness, encodeSyncUpdate } from '../../../../shared/protocol/message.js'
-import { createMemoryStore } from '../../../../server/persistence/memory-store.js'
-import type { Store, StoredSession } from '../../../../server/persistence/store.js'
 import { createMemoryHarness, drainTasks, type MemoryHarness } from '../../../helpers/memory-server.js'
 import { until } from '../../../helpers/wait.js'
 
@@ -154,7 +154,7 @@ describe('Session', () => {
     expect(again.transport.isClosed).toBe(false)
   })
 
-  it('relays awareness and removes a peer\'s states for everyone when it disconnects', async () => {
+  it("relays awareness and removes a peer's states for everyone when it disconnects", async () => {
     harness = createMemoryHarness()
     const a = harness.connect('s')
     const b = harness.connect('s')

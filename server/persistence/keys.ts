@@ -52,17 +52,34 @@ export function assertUint53(value: number, what: string): void {
 
 /** Writes `value` (an integer in [0, 2^53)) as 8 big-endian bytes at `offset`. */
 export function writeUint64BE(target: Uint8Array, offset: number, value: number): void {
-  const view = new DataView(target.buffer, target.byteOffset, target.byteLength)
-  // Why two halves: DataView's setBigUint64 would need a BigInt per key on the hot path.
-  view.setUint32(offset, Math.floor(value / TWO_POW_32))
-  view.setUint32(offset + 4, value >>> 0)
+  // Why byte by byte: a DataView (or a BigInt for setBigUint64) per key is an allocation on the hot path.
+  const high = Math.floor(value / TWO_POW_32)
+  const low = value >>> 0
+  target[offset] = high >>> 24
+  target[offset + 1] = (high >>> 16) & 0xff
+  target[offset + 2] = (high >>> 8) & 0xff
+  target[offset + 3] = high & 0xff
+  target[offset + 4] = low >>> 24
+  target[offset + 5] = (low >>> 16) & 0xff
+  target[offset + 6] = (low >>> 8) & 0xff
+  target[offset + 7] = low & 0xff
 }
 
 /** Reads 8 big-endian bytes at `offset`; throws if the value does not fit in 2^53. */
 export function readUint64BE(source: Uint8Array, offset: number): number {
-  const view = new DataView(source.buffer, source.byteOffset, source.byteLength)
-  const high = view.getUint32(offset)
-  const low = view.getUint32(offset + 4)
+  if (offset < 0 || offset + 8 > source.length) throw new RangeError('not enough bytes for a 64-bit integer')
+  const high =
+    ((source[offset]! << 24) |
+      (source[offset + 1]! << 16) |
+      (source[offset + 2]! << 8) |
+      source[offset + 3]!) >>>
+    0
+  const low =
+    ((source[offset + 4]! << 24) |
+      (source[offset + 5]! << 16) |
+      (source[offset + 6]! << 8) |
+      source[offset + 7]!) >>>
+    0
   if (high >= 0x20_0000) throw new RangeError('stored integer exceeds 2^53')
   return high * TWO_POW_32 + low
 }
@@ -213,26 +230,23 @@ export interface MetaFields {
   readonly updatedAt: number
 }
 
-const META_FIELDS = [
-  'lastSeq',
-  'checkpointSeq',
-  'logCount',
-  'logBytes',
-  'checkpointBytes',
-  'createdAt',
-  'updatedAt',
-] as const satisfies readonly (keyof MetaFields)[]
-
 const utf8Encoder = new TextEncoder()
 const utf8Decoder = new TextDecoder('utf-8', { fatal: true })
 
-/** Encodes a meta value as UTF-8 JSON `{"v":1,...fields}`. */
+/** Encodes a meta value as UTF-8 JSON `{"v":1,"lastSeq":…,…}` (fields in {@link MetaFields} order). */
 export function encodeMetaValue(meta: MetaFields): Uint8Array {
-  const record: Record<string, number> = { v: META_VERSION }
-  for (const field of META_FIELDS) {
-    assertUint53(meta[field], field)
-    record[field] = meta[field]
+  const { lastSeq, checkpointSeq, logCount, logBytes, checkpointBytes, createdAt, updatedAt } = meta
+  const record = {
+    v: META_VERSION,
+    lastSeq,
+    checkpointSeq,
+    logCount,
+    logBytes,
+    checkpointBytes,
+    createdAt,
+    updatedAt,
   }
+  for (const [field, fieldValue] of Object.entries(record)) assertUint53(fieldValue, field)
   return utf8Encoder.encode(JSON.stringify(record))
 }
 
@@ -242,14 +256,21 @@ export function decodeMetaValue(value: Uint8Array): MetaFields {
   if (typeof parsed !== 'object' || parsed === null) throw new RangeError('meta value is not an object')
   const record = parsed as Record<string, unknown>
   if (record.v !== META_VERSION) throw new RangeError(`unknown meta version ${String(record.v)}`)
-  const fields: Record<string, number> = {}
-  for (const field of META_FIELDS) {
+  const read = (field: keyof MetaFields): number => {
     const fieldValue = record[field]
     if (typeof fieldValue !== 'number') throw new RangeError(`meta field ${field} missing`)
     assertUint53(fieldValue, field)
-    fields[field] = fieldValue
+    return fieldValue
   }
-  return fields as unknown as MetaFields
+  return {
+    lastSeq: read('lastSeq'),
+    checkpointSeq: read('checkpointSeq'),
+    logCount: read('logCount'),
+    logBytes: read('logBytes'),
+    checkpointBytes: read('checkpointBytes'),
+    createdAt: read('createdAt'),
+    updatedAt: read('updatedAt'),
+  }
 }
 
 /** Encodes the value of {@link FORMAT_KEY}: the version as ASCII decimal. */

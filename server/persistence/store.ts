@@ -18,7 +18,7 @@ export interface Checkpoint {
 /** What the store keeps about a session beside its log. */
 export interface SessionMeta {
   readonly sessionId: string
-  /** The highest seq ever stored for this session (0 when none). */
+  /** The highest seq ever stored for this session, in its log or as a checkpoint (0 when none). */
   readonly lastSeq: number
   /** The seq of the latest checkpoint (0 when none). */
   readonly checkpointSeq: number
@@ -57,9 +57,9 @@ export interface LogRange {
 
 /** Options of {@link Store.putCheckpoint}. */
 export interface PutCheckpointOptions {
-  /** Delete log entries with seq ≤ this, in the same atomic batch as the checkpoint. */
+  /** Delete log entries with seq ≤ this in the same atomic batch as the checkpoint (≤ checkpoint seq). */
   readonly trimLogThrough?: number
-  /** Delete older checkpoints with seq < this, in the same atomic batch. */
+  /** Delete older checkpoints with seq < this, in the same atomic batch (≤ checkpoint seq). */
   readonly trimCheckpointsBefore?: number
 }
 
@@ -70,10 +70,12 @@ export interface PutCheckpointOptions {
  * - `append` is the group-commit primitive: every entry of one call is written in one atomic batch,
  *   and the returned promise resolves only once that batch is durable (fsync'd for LevelDB).
  *   On rejection nothing of the batch is visible, and the caller may retry the same entries.
- * - Entries of one session within one call, and across calls, must have strictly increasing seqs;
- *   the store does not reorder them.
- * - Session ids are opaque strings; a session's keys never collide with those of another session,
- *   even when one id is a prefix of the other.
+ * - Entries of one session within one call, and across calls, must have strictly increasing seqs
+ *   (above the stored `lastSeq`); the store does not reorder them and refuses the whole call
+ *   (RangeError) otherwise. Seqs and times are integers in [0, 2^53).
+ * - Session ids follow `shared/session-id.ts` (others are refused with `invalid-session-id`); a
+ *   session's keys never collide with those of another session, even when one id is a prefix of
+ *   the other.
  */
 export interface Store {
   /** Appends entries of any number of sessions in one atomic, durable batch. */

@@ -1,0 +1,161 @@
+// The in-memory Store: the LevelDB store's semantics without a disk, for unit tests and `--store memory`.
+// Owns plain maps of copied bytes; shares every rule with the LevelDB store through store-rules.ts.
+
+import { assertSessionId } from './keys.js'
+import type { Checkpoint, LogEntry, SessionMeta, Store, StoredSession } from './store.js'
+import {
+  assertAppendsAfter,
+  assertCheckpoint,
+  emptyStoredSession,
+  groupAppendEntries,
+  metaAfterAppend,
+  metaAfterCheckpoint,
+  normalizeLogRange,
+  storeClosedError,
+} from './store-rules.js'
+
+interface MemorySession {
+  meta: SessionMeta
+  /** In seq order (appends only ever add higher seqs). */
+  log: LogEntry[]
+  /** In seq order. */
+  checkpoints: Checkpoint[]
+}
+
+/**
+ * Creates an empty in-memory store.
+ *
+ * @remarks Every operation validates, then applies all of its changes synchronously, so it is
+ * atomic exactly like a LevelDB batch; bytes are copied in and out so neither side can change the
+ * other's data.
+ */
+export function createMemoryStore(): Store {
+  const sessions = new Map<string, MemorySession>()
+  let isClosed = false
+
+  function assertOpen(): void {
+    if (isClosed) throw storeClosedError()
+  }
+
+  return {
+    async append(entries) {
+      assertOpen()
+      const groups = groupAppendEntries(entries)
+      // Validate every session before changing any: a rejected append leaves nothing behind.
+      for (const [sessionId, group] of groups)
+        assertAppendsAfter(sessionId, group, sessions.get(sessionId)?.meta)
+      for (const [sessionId, group] of groups) {
+        const session = sessions.get(sessionId)
+        const meta = metaAfterAppend(sessionId, session?.meta, group)
+        const log = group.map((entry) => ({ seq: entry.seq, time: entry.time, update: entry.update.slice() }))
+        if (session === undefined) sessions.set(sessionId, { meta, log, checkpoints: [] })
+        else {
+          session.meta = meta
+          session.log.push(...log)
+        }
+      }
+    },
+
+    async load(sessionId) {
+      assertOpen()
+      assertSessionId(sessionId)
+      const session = sessions.get(sessionId)
+      if (session === undefined) return emptyStoredSession()
+      const latest = session.checkpoints[session.checkpoints.length - 1]
+      const afterSeq = latest?.seq ?? 0
+      const log = session.log.slice(firstIndexAfter(session.log, afterSeq)).map(copyEntry)
+      const stored: StoredSession = {
+        meta: session.meta,
+        checkpoint: latest === undefined ? undefined : copyCheckpoint(latest),
+        log,
+      }
+      return stored
+    },
+
+    async readLog(sessionId, range) {
+      assertOpen()
+      assertSessionId(sessionId)
+      const window = normalizeLogRange(range)
+      const log = sessions.get(sessionId)?.log
+      if (window === undefined || log === undefined) return []
+      const start = firstIndexAfter(log, window.fromSeq - 1)
+      const end = Math.min(firstIndexAfter(log, window.toSeq), start + window.limit)
+      return log.slice(start, end).map(copyEntry)
+    },
+
+    async getMeta(sessionId) {
+      assertOpen()
+      assertSessionId(sessionId)
+      return sessions.get(sessionId)?.meta
+    },
+
+    async listSessions() {
+      assertOpen()
+      // Default sort compares UTF-16 code units: for ASCII ids that is LevelDB's byte order.
+      return [...sessions.keys()].sort().map((sessionId) => sessions.get(sessionId)!.meta)
+    },
+
+    async putCheckpoint(sessionId, checkpoint, options = {}) {
+      assertOpen()
+      assertCheckpoint(sessionId, checkpoint, options)
+      const session = sessions.get(sessionId)
+      let log = session?.log ?? []
+      let checkpoints = session?.checkpoints ?? []
+      let trimmed = { count: 0, bytes: 0 }
+      if (options.trimLogThrough !== undefined) {
+        const keepFrom = firstIndexAfter(log, options.trimLogThrough)
+        const removed = log.slice(0, keepFrom)
+        trimmed = {
+          count: removed.length,
+          bytes: removed.reduce((sum, entry) => sum + entry.update.byteLength, 0),
+        }
+        log = log.slice(keepFrom)
+      }
+      const trimBefore = options.trimCheckpointsBefore ?? 0
+      checkpoints = checkpoints.filter((kept) => kept.seq >= trimBefore && kept.seq !== checkpoint.seq)
+      checkpoints.splice(firstIndexAfter(checkpoints, checkpoint.seq), 0, copyCheckpoint(checkpoint))
+      const meta = metaAfterCheckpoint(sessionId, session?.meta, checkpoint, trimmed)
+      sessions.set(sessionId, { meta, log, checkpoints })
+    },
+
+    async listCheckpoints(sessionId) {
+      assertOpen()
+      assertSessionId(sessionId)
+      return (sessions.get(sessionId)?.checkpoints ?? []).map(copyCheckpoint)
+    },
+
+    async deleteSession(sessionId) {
+      assertOpen()
+      assertSessionId(sessionId)
+      sessions.delete(sessionId)
+    },
+
+    release() {
+      // Nothing is cached apart from the data itself, which stays stored.
+    },
+
+    async close() {
+      isClosed = true
+    },
+  }
+}
+
+/** Index of the first item with seq > `seq` in a seq-ordered array (binary search). */
+function firstIndexAfter(items: readonly { readonly seq: number }[], seq: number): number {
+  let low = 0
+  let high = items.length
+  while (low < high) {
+    const middle = (low + high) >>> 1
+    if (items[middle]!.seq <= seq) low = middle + 1
+    else high = middle
+  }
+  return low
+}
+
+function copyEntry(entry: LogEntry): LogEntry {
+  return { seq: entry.seq, time: entry.time, update: entry.update.slice() }
+}
+
+function copyCheckpoint(checkpoint: Checkpoint): Checkpoint {
+  return { seq: checkpoint.seq, time: checkpoint.time, state: checkpoint.state.slice() }
+}

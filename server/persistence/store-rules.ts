@@ -1,0 +1,181 @@
+// The semantics every Store backend shares: input validation, seq ordering, meta arithmetic, ranges.
+// Pure functions: the LevelDB and memory stores call these so they cannot drift apart.
+
+import { ColloquyError } from '../../shared/errors.js'
+import { assertSessionId, assertUint53 } from './keys.js'
+import type {
+  AppendEntry,
+  Checkpoint,
+  LogRange,
+  PutCheckpointOptions,
+  SessionMeta,
+  StoredSession,
+} from './store.js'
+
+/** What `load` returns for a session that has never been written (or was deleted). */
+export function emptyStoredSession(): StoredSession {
+  return { meta: undefined, checkpoint: undefined, log: [] }
+}
+
+/**
+ * Validates `entries` and groups them by session, keeping each session's call order.
+ *
+ * @remarks Throws before anything is written: an invalid session id, a seq that is not an integer
+ * in [1, 2^53), an invalid time, a non-`Uint8Array` update, or seqs of one session that do not
+ * strictly increase within the call.
+ */
+export function groupAppendEntries(entries: readonly AppendEntry[]): Map<string, AppendEntry[]> {
+  const groups = new Map<string, AppendEntry[]>()
+  for (const entry of entries) {
+    assertSessionId(entry.sessionId)
+    assertUint53(entry.seq, 'seq')
+    if (entry.seq === 0) throw new RangeError('seq must be at least 1 (0 means "nothing stored")')
+    assertUint53(entry.time, 'time')
+    if (!(entry.update instanceof Uint8Array)) throw new TypeError('update must be a Uint8Array')
+    const group = groups.get(entry.sessionId)
+    if (group === undefined) {
+      groups.set(entry.sessionId, [entry])
+      continue
+    }
+    const previous = group[group.length - 1]!
+    if (entry.seq <= previous.seq) {
+      throw new RangeError(
+        `seqs of session ${entry.sessionId} must strictly increase: ${entry.seq} after ${previous.seq}`,
+      )
+    }
+    group.push(entry)
+  }
+  return groups
+}
+
+/**
+ * Throws unless the first entry of `group` comes after everything stored for the session.
+ *
+ * @remarks Why: a seq at or below `lastSeq` would overwrite a stored entry (or one already folded
+ * into a checkpoint) and move `lastSeq` backwards; refusing it keeps the log append-only.
+ */
+export function assertAppendsAfter(
+  sessionId: string,
+  group: readonly AppendEntry[],
+  meta: SessionMeta | undefined,
+) {
+  const first = group[0]
+  if (first !== undefined && meta !== undefined && first.seq <= meta.lastSeq) {
+    throw new RangeError(`seq ${first.seq} of session ${sessionId} is not after its last seq ${meta.lastSeq}`)
+  }
+}
+
+/** The meta of a session after `group` (validated, non-empty) was appended to it. */
+export function metaAfterAppend(
+  sessionId: string,
+  previous: SessionMeta | undefined,
+  group: readonly AppendEntry[],
+): SessionMeta {
+  let bytes = 0
+  let latestTime = 0
+  for (const entry of group) {
+    bytes += entry.update.byteLength
+    if (entry.time > latestTime) latestTime = entry.time
+  }
+  const first = group[0]!
+  const last = group[group.length - 1]!
+  return {
+    sessionId,
+    lastSeq: last.seq,
+    checkpointSeq: previous?.checkpointSeq ?? 0,
+    logCount: (previous?.logCount ?? 0) + group.length,
+    logBytes: (previous?.logBytes ?? 0) + bytes,
+    checkpointBytes: previous?.checkpointBytes ?? 0,
+    createdAt: previous?.createdAt ?? first.time,
+    // Why max: a clock that steps back must not make a session look older than it is.
+    updatedAt: Math.max(previous?.updatedAt ?? 0, latestTime),
+  }
+}
+
+/**
+ * Validates a checkpoint and its trim options.
+ *
+ * @remarks Both trim bounds must be at most `checkpoint.seq`: trimming log entries the checkpoint
+ * does not cover, or the checkpoint being written, would make the session unloadable.
+ */
+export function assertCheckpoint(
+  sessionId: string,
+  checkpoint: Checkpoint,
+  options: PutCheckpointOptions,
+): void {
+  assertSessionId(sessionId)
+  assertUint53(checkpoint.seq, 'checkpoint seq')
+  assertUint53(checkpoint.time, 'checkpoint time')
+  if (!(checkpoint.state instanceof Uint8Array)) throw new TypeError('checkpoint state must be a Uint8Array')
+  const { trimLogThrough, trimCheckpointsBefore } = options
+  if (trimLogThrough !== undefined) {
+    assertUint53(trimLogThrough, 'trimLogThrough')
+    if (trimLogThrough > checkpoint.seq) {
+      throw new RangeError(`trimLogThrough ${trimLogThrough} is past the checkpoint's seq ${checkpoint.seq}`)
+    }
+  }
+  if (trimCheckpointsBefore !== undefined) {
+    assertUint53(trimCheckpointsBefore, 'trimCheckpointsBefore')
+    if (trimCheckpointsBefore > checkpoint.seq) {
+      throw new RangeError(
+        `trimCheckpointsBefore ${trimCheckpointsBefore} is past the checkpoint's seq ${checkpoint.seq}`,
+      )
+    }
+  }
+}
+
+/** What a checkpoint's trim removed from the log. */
+export interface TrimmedLog {
+  readonly count: number
+  readonly bytes: number
+}
+
+/**
+ * The meta of a session after `checkpoint` was written and `trimmed` removed from its log.
+ *
+ * @remarks `checkpointSeq`/`checkpointBytes` describe the latest checkpoint, which an older one
+ * written later does not replace. `lastSeq` rises to the checkpoint's seq when the checkpoint is
+ * ahead of the log (an imported snapshot), so later appends come after it.
+ */
+export function metaAfterCheckpoint(
+  sessionId: string,
+  previous: SessionMeta | undefined,
+  checkpoint: Checkpoint,
+  trimmed: TrimmedLog,
+): SessionMeta {
+  const isLatest = previous === undefined || checkpoint.seq >= previous.checkpointSeq
+  return {
+    sessionId,
+    lastSeq: Math.max(previous?.lastSeq ?? 0, checkpoint.seq),
+    checkpointSeq: isLatest ? checkpoint.seq : previous.checkpointSeq,
+    logCount: (previous?.logCount ?? 0) - trimmed.count,
+    logBytes: (previous?.logBytes ?? 0) - trimmed.bytes,
+    checkpointBytes: isLatest ? checkpoint.state.byteLength : previous.checkpointBytes,
+    createdAt: previous?.createdAt ?? checkpoint.time,
+    updatedAt: Math.max(previous?.updatedAt ?? 0, checkpoint.time),
+  }
+}
+
+/** A validated {@link LogRange}: inclusive seq bounds and an entry limit (`Infinity` for none). */
+export interface SeqWindow {
+  readonly fromSeq: number
+  readonly toSeq: number
+  readonly limit: number
+}
+
+/** Validates a log range; `undefined` when it cannot hold any entry. */
+export function normalizeLogRange(range: LogRange | undefined): SeqWindow | undefined {
+  const fromSeq = range?.fromSeq ?? 0
+  const toSeq = range?.toSeq ?? Number.MAX_SAFE_INTEGER
+  const limit = range?.limit ?? Number.POSITIVE_INFINITY
+  assertUint53(fromSeq, 'fromSeq')
+  assertUint53(toSeq, 'toSeq')
+  if (limit !== Number.POSITIVE_INFINITY) assertUint53(limit, 'limit')
+  if (fromSeq > toSeq || limit === 0) return undefined
+  return { fromSeq, toSeq, limit }
+}
+
+/** The error every operation of a closed store rejects with. */
+export function storeClosedError(): ColloquyError {
+  return new ColloquyError('shutting-down', 'the store is closed')
+}

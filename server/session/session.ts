@@ -310,10 +310,13 @@ export class Session {
    * @param relayFrame the received frame when it is already a sync-update message (relayed as is)
    */
   private applyUpdate(connection: Connection, update: Uint8Array, relayFrame: Uint8Array | undefined): void {
-    const refusal = this.ctx.writeRefusal()
-    if (refusal !== undefined) throw refusal
     validateUpdate(update)
     const doc = this.doc!
+    // While writes are refused, an update bringing new content is turned away (its sender keeps it
+    // and re-sends on reconnect). One that only repeats what the server has — the step 2 of a
+    // reconnecting reader — still passes, so reads keep working.
+    const refusal = this.ctx.writeRefusal()
+    if (refusal !== undefined && carriesNewStructs(doc, update)) throw refusal
     const pendingStructsBefore = doc.store.pendingStructs?.update
     const pendingDsBefore = doc.store.pendingDs
     let transaction: Y.Transaction | undefined
@@ -373,6 +376,15 @@ export class Session {
 /** The close code and reason a peer is told for `error`. */
 export function closeArgs(error: ColloquyError): [number, string] {
   return [error.info.closeCode, error.info.reason]
+}
+
+/** True when `update` holds structs beyond the document's state vector (new or pending content). */
+function carriesNewStructs(doc: Y.Doc, update: Uint8Array): boolean {
+  const { to } = Y.parseUpdateMeta(update)
+  for (const [client, clock] of to) {
+    if (clock > Y.getState(doc.store, client)) return true
+  }
+  return false
 }
 
 /** True when a transaction integrated new structs or deleted something. */

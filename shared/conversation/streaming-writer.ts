@@ -64,8 +64,10 @@ function describeError(error: unknown): string {
   if (error instanceof Error) text = error.message || error.name
   else if (typeof error === 'string') text = error
   else if (typeof error === 'object' && error !== null) {
-    const message: unknown = (error as { message?: unknown }).message
-    text = typeof message === 'string' ? message : Object.prototype.toString.call(error)
+    text =
+      'message' in error && typeof error.message === 'string'
+        ? error.message
+        : Object.prototype.toString.call(error)
   } else text = String(error)
   return text.length > MAX_ERROR_TEXT_LENGTH ? `${text.slice(0, MAX_ERROR_TEXT_LENGTH)}…` : text
 }

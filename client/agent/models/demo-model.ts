@@ -1,0 +1,58 @@
+// A deterministic demo model: no network, for tests and the quick start. Its reply depends only on
+// the prompt and its options, so tests can predict every token.
+
+import type { GenerateContext, Model } from '../model.js'
+
+/** Options of {@link createDemoModel}. */
+export interface DemoModelOptions {
+  /** Tokens per reply (default 60). */
+  readonly tokens?: number
+  /** Delay between tokens in ms (default 15; 0 yields to the event loop only). */
+  readonly delayMs?: number
+  /** Makes the text of token `i` (default: words of a fixed reply mentioning the prompt). */
+  readonly token?: (i: number, context: GenerateContext) => string
+}
+
+const WORDS = (
+  'Here is a deterministic answer from the Colloquy demo model. It streams one token at a time ' +
+  'so every device in the session sees the reply grow, and any device can cancel it. '
+).split(' ')
+
+function defaultToken(i: number, context: GenerateContext): string {
+  if (i === 0) return `You said: "${context.prompt.content.slice(0, 80)}". `
+  return `${WORDS[(i - 1) % WORDS.length]} `
+}
+
+function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) {
+      resolve()
+      return
+    }
+    const timer = setTimeout(done, ms)
+    function done(): void {
+      clearTimeout(timer)
+      signal.removeEventListener('abort', done)
+      resolve()
+    }
+    signal.addEventListener('abort', done, { once: true })
+  })
+}
+
+/** Creates the demo model. */
+export function createDemoModel(options: DemoModelOptions = {}): Model {
+  const tokens = options.tokens ?? 60
+  const delayMs = options.delayMs ?? 15
+  const token = options.token ?? defaultToken
+  return {
+    name: 'colloquy-demo',
+    async *generate(context, signal) {
+      for (let i = 0; i < tokens; i++) {
+        if (signal.aborted) return
+        await pause(delayMs, signal)
+        if (signal.aborted) return
+        yield token(i, context)
+      }
+    },
+  }
+}

@@ -1,0 +1,28 @@
+// The client's isomorphic entry point (browsers and Node): the sync client, its statuses, backoff
+// and the offline-cache interface. Node-only extras are in ./node.ts; the IndexedDB cache is in
+// ./offline/indexeddb-cache.ts (import it where IndexedDB exists).
+
+export { type AckTracker, createAckTracker } from './ack-tracker.js'
+export {
+  type BackoffOptions,
+  backoffDelay,
+  DEFAULT_BACKOFF,
+  maxBackoffDelay,
+  type ResolvedBackoff,
+  resolveBackoff,
+} from './backoff.js'
+export type { OfflineCache } from './offline-cache.js'
+export { type CloseVerdict, type ConnectionStatus, classifyClose, type StatusEvent } from './status.js'
+export {
+  connectionUrl,
+  createSyncClient,
+  type SyncClient,
+  type SyncClientEvents,
+  type SyncClientOptions,
+} from './sync-client.js'
+export type {
+  CloseEventLike,
+  MessageEventLike,
+  WebSocketLike,
+  WebSocketLikeConstructor,
+} from './websocket.js'

@@ -4,8 +4,8 @@
 
 import type * as Y from 'yjs'
 import {
-  approximateTokens,
   type Author,
+  approximateTokens,
   contextWindow,
   type MessageView,
   observeMessages,
@@ -100,7 +100,8 @@ export async function joinSession(options: JoinSessionOptions): Promise<Agent> {
 
   const setState = (next: AgentState, messageId?: string): void => {
     state = next
-    const presence: AgentPresence = messageId === undefined ? { user: author, state } : { user: author, state, messageId }
+    const presence: AgentPresence =
+      messageId === undefined ? { user: author, state } : { user: author, state, messageId }
     client.awareness.setLocalState(presence)
     for (const listener of stateListeners) listener(state, messageId)
   }

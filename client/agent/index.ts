@@ -1,6 +1,13 @@
 // The agent SDK's public surface.
 
-export { type Agent, type AgentPresence, type AgentState, INTERRUPTED_REASON, type JoinSessionOptions, joinSession } from './agent.js'
+export {
+  type Agent,
+  type AgentPresence,
+  type AgentState,
+  INTERRUPTED_REASON,
+  type JoinSessionOptions,
+  joinSession,
+} from './agent.js'
 export type { GenerateContext, Model } from './model.js'
 export { createDemoModel, type DemoModelOptions } from './models/demo-model.js'
 export { createOpenAiModel, type OpenAiModelOptions, toChatMessages } from './models/openai-model.js'

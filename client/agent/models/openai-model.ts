@@ -70,7 +70,10 @@ export function createOpenAiModel(options: OpenAiModelOptions): Model {
   return {
     name: options.model,
     async *generate(context, signal) {
-      const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'text/event-stream' }
+      const headers: Record<string, string> = {
+        'content-type': 'application/json',
+        accept: 'text/event-stream',
+      }
       if (options.apiKey !== undefined) headers.authorization = `Bearer ${options.apiKey}`
       const response = await doFetch(url, {
         method: 'POST',
@@ -96,7 +99,8 @@ export function createOpenAiModel(options: OpenAiModelOptions): Model {
         } catch (error) {
           throw new Error(`chat completions sent invalid JSON: ${data.slice(0, 100)}`, { cause: error })
         }
-        if (chunk.error !== undefined) throw new Error(`chat completions error: ${chunk.error.message ?? 'unknown'}`)
+        if (chunk.error !== undefined)
+          throw new Error(`chat completions error: ${chunk.error.message ?? 'unknown'}`)
         const content = chunk.choices?.[0]?.delta?.content
         if (typeof content === 'string' && content.length > 0) yield content
       }

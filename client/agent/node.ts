@@ -1,0 +1,11 @@
+// The agent SDK for Node: the same joinSession, with the WebSocket defaulting to the `ws` package.
+
+import WebSocket from 'ws'
+import { type Agent, type JoinSessionOptions, joinSession as joinSessionWith } from './agent.js'
+
+export * from './index.js'
+
+/** {@link joinSessionWith | joinSession} with `WebSocket` defaulting to the `ws` package. */
+export function joinSession(options: JoinSessionOptions): Promise<Agent> {
+  return joinSessionWith({ ...options, WebSocket: options.WebSocket ?? WebSocket })
+}

@@ -1,0 +1,100 @@
+// `colloquy agent <session>`: runs an agent in a session with the demo model or an
+// OpenAI-compatible endpoint, printing its state changes; Ctrl-C makes it leave cleanly.
+
+import { isValidSessionId } from '../../shared/session-id.js'
+import { createDemoModel, createOpenAiModel, joinSession, type Model } from '../agent/node.js'
+import { intFlag, parseFlags, serverUrl, UsageError } from './args.js'
+
+export const usage = `Usage: colloquy agent <session> [options]
+
+Joins the session as an agent and answers every new user message.
+  --url URL               server (COLLOQUY_URL, default ws://127.0.0.1:8080)
+  --name NAME             agent name (default demo); its id is agent:NAME
+  --token TOKEN           access token (COLLOQUY_TOKEN)
+  --model demo|openai     default demo (deterministic, no network)
+  --tokens N              demo: tokens per reply (default 60)
+  --delay-ms N            demo: delay between tokens (default 40)
+  --openai-base-url URL   OpenAI-compatible endpoint (OPENAI_BASE_URL), e.g. http://127.0.0.1:11434/v1
+  --openai-api-key KEY    (OPENAI_API_KEY)
+  --openai-model NAME     (OPENAI_MODEL)
+  --system TEXT           system prompt for the OpenAI-compatible model
+  --max-context-tokens N  context budget (default 8000)
+`
+
+function chooseModel(values: Record<string, string | undefined>, env: NodeJS.ProcessEnv): Model {
+  const kind = values.model ?? 'demo'
+  if (kind === 'demo') {
+    return createDemoModel({
+      tokens: intFlag(values.tokens, 'tokens', 60),
+      delayMs: intFlag(values['delay-ms'], 'delay-ms', 40),
+    })
+  }
+  if (kind === 'openai') {
+    const baseUrl = values['openai-base-url'] ?? env.OPENAI_BASE_URL
+    const model = values['openai-model'] ?? env.OPENAI_MODEL
+    if (baseUrl === undefined || model === undefined) {
+      throw new UsageError('--model openai needs --openai-base-url and --openai-model (or their env)')
+    }
+    const apiKey = values['openai-api-key'] ?? env.OPENAI_API_KEY
+    return createOpenAiModel({
+      baseUrl,
+      model,
+      ...(apiKey === undefined ? {} : { apiKey }),
+      ...(values.system === undefined ? {} : { system: values.system }),
+    })
+  }
+  throw new UsageError(`unknown model ${kind}: demo or openai`)
+}
+
+/** Runs the agent until SIGINT/SIGTERM; resolves the exit code. */
+export async function run(argv: readonly string[], env: NodeJS.ProcessEnv): Promise<number> {
+  const { values, positionals } = parseFlags(argv, [
+    'url',
+    'name',
+    'token',
+    'model',
+    'tokens',
+    'delay-ms',
+    'openai-base-url',
+    'openai-api-key',
+    'openai-model',
+    'system',
+    'max-context-tokens',
+  ])
+  const sessionId = positionals[0]
+  if (sessionId === undefined || !isValidSessionId(sessionId)) {
+    throw new UsageError('a session id (1-128 characters of A-Za-z0-9._:-) is required')
+  }
+  const model = chooseModel(values, env)
+  const token = values.token ?? env.COLLOQUY_TOKEN
+  const name = values.name ?? 'demo'
+  const log = (record: Record<string, unknown>): void => {
+    process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), ...record })}\n`)
+  }
+  const agent = await joinSession({
+    url: serverUrl(values.url, env),
+    sessionId,
+    name,
+    model,
+    maxContextTokens: intFlag(values['max-context-tokens'], 'max-context-tokens', 8_000),
+    ...(token === undefined ? {} : { token }),
+    onError: (error) =>
+      log({ event: 'error', error: error instanceof Error ? error.message : String(error) }),
+  })
+  log({ event: 'joined', session: sessionId, agent: agent.id, model: model.name })
+  agent.onState((state, messageId) => log({ event: 'state', state, messageId }))
+  agent.client.on('status', (event) =>
+    log({ event: 'connection', status: event.status, reason: event.reason }),
+  )
+  return new Promise<number>((resolve) => {
+    const leave = (): void => {
+      log({ event: 'leaving' })
+      agent.leave().then(
+        () => resolve(0),
+        () => resolve(1),
+      )
+    }
+    process.once('SIGINT', leave)
+    process.once('SIGTERM', leave)
+  })
+}

@@ -4,7 +4,7 @@
 //   [T2] one answer grows to 1 MB of text: the agent's CPU cost per token as the text grows,
 //        coalescing on and off.
 //
-//   npm run bench:streaming -- [--tokens 10000] [--answer-bytes 1048576]
+//   npm run bench:streaming -- [--tokens 10000] [--answer-bytes 1048576] [--tokens-per-ms 5]
 
 import { execFileSync } from 'node:child_process'
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
@@ -151,7 +151,12 @@ interface GrowthResult {
 }
 
 /** [T2]: one message grows to `answerBytes` of 10-byte tokens; agent CPU per token by text size. */
-async function growOneAnswer(url: string, answerBytes: number, coalesceMs: number): Promise<GrowthResult> {
+async function growOneAnswer(
+  url: string,
+  answerBytes: number,
+  coalesceMs: number,
+  tokensPerMs: number,
+): Promise<GrowthResult> {
   const sessionId = `grow-${coalesceMs}-${Date.now()}`
   const client = createNodeSyncClient({ url, sessionId })
   await client.whenSynced()
@@ -161,12 +166,12 @@ async function growOneAnswer(url: string, answerBytes: number, coalesceMs: numbe
   const bucketTokens = Math.floor((128 * 1024) / token.length)
   const rows: GrowthRow[] = []
   let cpu = process.cpuUsage()
+  // A fast model: `tokensPerMs` tokens every millisecond (real models are slower, which only
+  // makes coalescing fold more tokens into each transaction).
   for (let i = 1; i <= tokens; i++) {
     writer.write(token)
-    // Let timers (the coalescing window) and the socket run, as a model's stream would.
-    if (i % 50 === 0) await new Promise((resolve) => setImmediate(resolve))
+    if (i % tokensPerMs === 0) await new Promise((resolve) => setTimeout(resolve, 1))
     if (i % bucketTokens === 0) {
-      writer.flush()
       const used = process.cpuUsage(cpu)
       rows.push({
         textKiB: Math.round((i * token.length) / 1024),
@@ -190,17 +195,21 @@ async function main(): Promise<void> {
     options: {
       tokens: { type: 'string', default: '10000' },
       'answer-bytes': { type: 'string', default: String(1024 * 1024) },
+      'tokens-per-ms': { type: 'string', default: '5' },
     },
   })
   const tokens = Number(values.tokens)
   const answerBytes = Number(values['answer-bytes'])
+  const tokensPerMs = Number(values['tokens-per-ms'])
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'colloquy-bench-stream-'))
   const server = await startServerProcess(['--data', dataDir, '--log-level', 'info'])
   try {
     const streams: StreamResult[] = []
     for (const coalesceMs of [20, 0]) streams.push(await streamToDevices(server.url, tokens, coalesceMs))
     const growth: GrowthResult[] = []
-    for (const coalesceMs of [20, 0]) growth.push(await growOneAnswer(server.url, answerBytes, coalesceMs))
+    for (const coalesceMs of [20, 0]) {
+      growth.push(await growOneAnswer(server.url, answerBytes, coalesceMs, tokensPerMs))
+    }
 
     let commit = 'unknown'
     try {
@@ -225,7 +234,9 @@ async function main(): Promise<void> {
       )
     }
     const sizes = growth[0]?.rows.map((r) => r.textKiB) ?? []
-    console.log(`\n[T2] agent CPU µs per token as one answer grows (${answerBytes} bytes, 10-byte tokens)\n`)
+    console.log(
+      `\n[T2] agent CPU µs per token as one answer grows (${answerBytes} bytes, 10-byte tokens, ${tokensPerMs} tokens/ms offered)\n`,
+    )
     console.log(`| coalescing | ${sizes.map((s) => `${s} KiB`).join(' | ')} | server has all |`)
     console.log(`| --- | ${sizes.map(() => '---:').join(' | ')} | --- |`)
     for (const g of growth) {

@@ -11,6 +11,15 @@ export {
   type ResolvedBackoff,
   resolveBackoff,
 } from './backoff.js'
+export {
+  createHistoryClient,
+  type HistoryAt,
+  type HistoryClient,
+  type HistoryClientOptions,
+  HistoryError,
+  type HistoryLogEntry,
+  type HistoryState,
+} from './history.js'
 export type { OfflineCache } from './offline-cache.js'
 export { type CloseVerdict, type ConnectionStatus, classifyClose, type StatusEvent } from './status.js'
 export {

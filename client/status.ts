@@ -33,6 +33,8 @@ export interface CloseVerdict {
   readonly errorCode?: ErrorCode
   /** False only for close codes the shared table marks non-retryable. */
   readonly isRetryable: boolean
+  /** True for policy closes (rate limits): the client waits the longest backoff before retrying. */
+  readonly isPolicy?: boolean
 }
 
 const STANDARD_REASONS: Readonly<Record<number, string>> = {
@@ -65,5 +67,6 @@ export function classifyClose(closeCode: number, reason: string): CloseVerdict {
     reason: reason.length > 0 ? reason : info.reason,
     errorCode,
     isRetryable: info.isRetryable,
+    ...(info.isPolicy === true ? { isPolicy: true } : {}),
   }
 }

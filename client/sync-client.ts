@@ -118,6 +118,8 @@ interface Ending {
   readonly closeCode?: number
   readonly errorCode?: ErrorCode
   readonly isRetryable: boolean
+  /** A policy close (rate limit, too many connections): retry only after the longest backoff. */
+  readonly isPolicy?: boolean
 }
 
 /** Builds `base/<sessionId>?params&token=…`. */
@@ -287,7 +289,10 @@ export function createSyncClient(options: SyncClientOptions): SyncClient {
       return
     }
     attempt++
-    const retryInMs = ending.isRetryable ? backoffDelay(attempt, backoff) : maxBackoffDelay(backoff)
+    const retryInMs =
+      ending.isRetryable && ending.isPolicy !== true
+        ? backoffDelay(attempt, backoff)
+        : maxBackoffDelay(backoff)
     clearTimeout(retryTimer)
     retryTimer = setTimeout(() => {
       retryTimer = undefined

@@ -2,6 +2,7 @@
 // function. main.ts is the only caller that passes the real argv and env.
 
 import { parseArgs } from 'node:util'
+import { DEFAULT_LIMITS } from './limits/limits.js'
 
 /** Everything the server can be told at start. README.md documents each field. */
 export interface ServerConfig {
@@ -29,6 +30,42 @@ export interface ServerConfig {
   readonly maxLoadingQueueMessages: number
   /** Bytes a connection may send before its session has loaded. */
   readonly maxLoadingQueueBytes: number
+  /** Background compaction on/off (`colloquy compact` and POST …/compact work either way). */
+  readonly compaction: boolean
+  /** How often sessions with new writes are checked against the compaction policy (ms). */
+  readonly compactIntervalMs: number
+  /** Never compact fewer updates than this since the latest checkpoint. */
+  readonly compactMinUpdates: number
+  /** Always compact once this many updates follow the latest checkpoint. */
+  readonly compactMaxUpdates: number
+  /** Retention: every update younger than this stays replayable (ms). docs/history.md. */
+  readonly retainLogMs: number
+  /** Retention: coarse checkpoints younger than this are kept (ms). */
+  readonly retainCheckpointsMs: number
+  /** Retention: at most one coarse checkpoint per interval of this length (ms). */
+  readonly checkpointSpacingMs: number
+  /** Largest HTTP request body (imports) accepted. */
+  readonly maxHttpBodyBytes: number
+  /**
+   * HS256 secret for access tokens. Without one the server is anonymous and listens on loopback
+   * only (anything else is refused unless `insecure`).
+   */
+  readonly secret?: string
+  /** Allow binding a non-loopback address without a secret (anonymous access for everyone). */
+  readonly insecure: boolean
+  readonly updatesPerSecond: number
+  readonly updatesBurst: number
+  readonly updateBytesPerSecond: number
+  readonly updateBytesBurst: number
+  readonly maxAwarenessBytes: number
+  readonly awarenessPerSecond: number
+  readonly awarenessBurst: number
+  readonly maxAwarenessClientsPerConnection: number
+  readonly maxConnectionsPerSession: number
+  readonly maxConnectionAttemptsPerIp: number
+  readonly connectionAttemptWindowMs: number
+  readonly maxSessionsInMemory: number
+  readonly sessionQuotaBytes: number
 }
 
 const MiB = 1024 * 1024
@@ -47,6 +84,16 @@ export const DEFAULT_CONFIG: ServerConfig = {
   maxQueuedWriteBytes: 256 * MiB,
   maxLoadingQueueMessages: 1_000,
   maxLoadingQueueBytes: 32 * MiB,
+  compaction: true,
+  compactIntervalMs: 1_000,
+  compactMinUpdates: 500,
+  compactMaxUpdates: 10_000,
+  retainLogMs: 7 * 24 * 3_600_000,
+  retainCheckpointsMs: 90 * 24 * 3_600_000,
+  checkpointSpacingMs: 3_600_000,
+  maxHttpBodyBytes: 64 * MiB,
+  insecure: false,
+  ...DEFAULT_LIMITS,
 }
 
 /** A configuration value that cannot be used; main.ts prints it and exits 2. */
@@ -75,6 +122,45 @@ const OPTIONS = {
     kind: 'positive',
   },
   maxLoadingQueueBytes: { flag: 'max-loading-queue-bytes', env: 'MAX_LOADING_QUEUE_BYTES', kind: 'positive' },
+  compaction: { flag: 'compaction', env: 'COMPACTION', kind: 'boolean' },
+  compactIntervalMs: { flag: 'compact-interval-ms', env: 'COMPACT_INTERVAL_MS', kind: 'positive' },
+  compactMinUpdates: { flag: 'compact-min-updates', env: 'COMPACT_MIN_UPDATES', kind: 'positive' },
+  compactMaxUpdates: { flag: 'compact-max-updates', env: 'COMPACT_MAX_UPDATES', kind: 'positive' },
+  retainLogMs: { flag: 'retain-log-ms', env: 'RETAIN_LOG_MS', kind: 'count' },
+  retainCheckpointsMs: { flag: 'retain-checkpoints-ms', env: 'RETAIN_CHECKPOINTS_MS', kind: 'count' },
+  checkpointSpacingMs: { flag: 'checkpoint-spacing-ms', env: 'CHECKPOINT_SPACING_MS', kind: 'positive' },
+  maxHttpBodyBytes: { flag: 'max-http-body-bytes', env: 'MAX_HTTP_BODY_BYTES', kind: 'positive' },
+  secret: { flag: 'secret', env: 'COLLOQUY_SECRET', kind: 'secret' },
+  insecure: { flag: 'insecure', env: 'INSECURE', kind: 'boolean' },
+  updatesPerSecond: { flag: 'updates-per-second', env: 'UPDATES_PER_SECOND', kind: 'count' },
+  updatesBurst: { flag: 'updates-burst', env: 'UPDATES_BURST', kind: 'positive' },
+  updateBytesPerSecond: { flag: 'update-bytes-per-second', env: 'UPDATE_BYTES_PER_SECOND', kind: 'count' },
+  updateBytesBurst: { flag: 'update-bytes-burst', env: 'UPDATE_BYTES_BURST', kind: 'positive' },
+  maxAwarenessBytes: { flag: 'max-awareness-bytes', env: 'MAX_AWARENESS_BYTES', kind: 'positive' },
+  awarenessPerSecond: { flag: 'awareness-per-second', env: 'AWARENESS_PER_SECOND', kind: 'count' },
+  awarenessBurst: { flag: 'awareness-burst', env: 'AWARENESS_BURST', kind: 'positive' },
+  maxAwarenessClientsPerConnection: {
+    flag: 'max-awareness-clients-per-connection',
+    env: 'MAX_AWARENESS_CLIENTS_PER_CONNECTION',
+    kind: 'positive',
+  },
+  maxConnectionsPerSession: {
+    flag: 'max-connections-per-session',
+    env: 'MAX_CONNECTIONS_PER_SESSION',
+    kind: 'count',
+  },
+  maxConnectionAttemptsPerIp: {
+    flag: 'max-connection-attempts-per-ip',
+    env: 'MAX_CONNECTION_ATTEMPTS_PER_IP',
+    kind: 'count',
+  },
+  connectionAttemptWindowMs: {
+    flag: 'connection-attempt-window-ms',
+    env: 'CONNECTION_ATTEMPT_WINDOW_MS',
+    kind: 'positive',
+  },
+  maxSessionsInMemory: { flag: 'max-sessions-in-memory', env: 'MAX_SESSIONS_IN_MEMORY', kind: 'count' },
+  sessionQuotaBytes: { flag: 'session-quota-bytes', env: 'SESSION_QUOTA_BYTES', kind: 'count' },
 } as const satisfies Record<keyof ServerConfig, { flag: string; env: string; kind: string }>
 
 /** The flags and variables, for `--help` and the README. */
@@ -82,7 +168,8 @@ export function describeOptions(): string {
   return (Object.keys(OPTIONS) as (keyof ServerConfig)[])
     .map((key) => {
       const option = OPTIONS[key]
-      return `  --${option.flag.padEnd(28)} ${option.env.padEnd(28)} default ${String(DEFAULT_CONFIG[key])}`
+      const fallback = DEFAULT_CONFIG[key]
+      return `  --${option.flag.padEnd(28)} ${option.env.padEnd(28)} default ${fallback === undefined ? '(none)' : String(fallback)}`
     })
     .join('\n')
 }
@@ -92,6 +179,10 @@ function convert(key: keyof ServerConfig, raw: string, source: string): string |
   switch (option.kind) {
     case 'string':
       if (raw.length === 0) throw new ConfigError(`${source} must not be empty`)
+      return raw
+    case 'secret':
+      // Never echo the value: it is a credential.
+      if (raw.length < 16) throw new ConfigError(`${source} must be at least 16 characters`)
       return raw
     case 'store':
       if (raw !== 'leveldb' && raw !== 'memory') throw new ConfigError(`${source} must be leveldb or memory`)
@@ -142,5 +233,17 @@ export function parseConfig(argv: readonly string[], env: Env): ServerConfig {
     const fromFlag = values[option.flag]
     if (typeof fromFlag === 'string') config[key] = convert(key, fromFlag, `--${option.flag}`)
   }
-  return config as unknown as ServerConfig
+  const result = config as unknown as ServerConfig
+  if (result.secret === undefined && !isLoopback(result.host) && !result.insecure) {
+    throw new ConfigError(
+      `refusing to listen on ${result.host} without a secret: set COLLOQUY_SECRET (or --secret), ` +
+        'or pass --insecure to serve everyone anonymously',
+    )
+  }
+  return result
+}
+
+/** True for addresses only this machine can reach. */
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host)
 }

@@ -4,9 +4,17 @@
 import path from 'node:path'
 import { ColloquyError } from '../shared/errors.js'
 import { CloseCode } from '../shared/protocol/close-codes.js'
+import { type AccessClaims, anonymousClaims, createTokenVerifier, hasRole, isInScope } from './auth/tokens.js'
+import { createInlineMerger, type Merger } from './compaction/merge.js'
+import { type CompactionScheduler, createCompactionScheduler } from './compaction/scheduler.js'
+import { createWorkerMerger } from './compaction/worker-merger.js'
 import type { ServerConfig } from './config.js'
+import { historyRoutes } from './http/history-routes.js'
+import { type Authorize, createRouter, type HttpRequest, type Route } from './http/router.js'
+import { createAttemptLimiter, createTokenBucket } from './limits/token-bucket.js'
 import type { Logger } from './observability/log.js'
 import { createSilentLogger } from './observability/log.js'
+import { createMetrics, type Metrics } from './observability/metrics.js'
 import { openLeveldbStore } from './persistence/leveldb-store.js'
 import { createMemoryStore } from './persistence/memory-store.js'
 import type { Store } from './persistence/store.js'
@@ -21,6 +29,10 @@ export interface SyncServerOptions {
   readonly logger?: Logger
   /** Use this store instead of the one the config names (tests inject fault-injecting stores). */
   readonly store?: Store
+  /** Decides who may use the HTTP history API (default: loopback only; the seam for auth). */
+  readonly authorize?: Authorize
+  /** Folds updates for compaction and history reads (default: a worker thread). */
+  readonly merger?: Merger
 }
 
 /** A running server. */
@@ -30,6 +42,9 @@ export interface SyncServer {
   readonly store: Store
   readonly writeQueue: WriteQueue
   readonly registry: SessionRegistry
+  /** The background compactor (always present; its timer runs only with `config.compaction`). */
+  readonly compaction: CompactionScheduler
+  readonly metrics: Metrics
   /** True while the server accepts connections and its store is writing. */
   readonly isReady: boolean
   /** Stops accepting, flushes every queued update to disk, closes sockets with 1001, closes the store. */
@@ -48,12 +63,36 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
       : await openLeveldbStore({ location: path.resolve(config.dataDir), sync: config.fsync }))
 
   let isClosing = false
+  // One worker thread folds updates for compaction and for history reads, off the event loop.
+  const merger = options.merger ?? (config.store === 'memory' ? createInlineMerger() : createWorkerMerger())
+  const compaction = createCompactionScheduler({
+    store,
+    merger,
+    policy: { minUpdates: config.compactMinUpdates, maxUpdates: config.compactMaxUpdates },
+    retention: {
+      keepLogMs: config.retainLogMs,
+      keepCheckpointsMs: config.retainCheckpointsMs,
+      checkpointSpacingMs: config.checkpointSpacingMs,
+    },
+    intervalMs: config.compaction ? config.compactIntervalMs : 0,
+    logger,
+  })
   // The registry is created after the queue (it needs the queue), but commits are routed to it.
   let registry: SessionRegistry | undefined
+  let transport: Awaited<ReturnType<typeof createUwsTransport>> | undefined
+  const metrics = createMetrics({
+    connections: () => transport?.connectionCount ?? 0,
+    sessionsLoaded: () => registry?.size ?? 0,
+    queuedWriteBytes: () => writeQueue.queuedBytes,
+    storageFailing: () => writeQueue.isFailing,
+  })
   const writeQueue = createWriteQueue({
-    store,
+    store: metrics.instrumentStore(store),
     flushDelayMs: config.commitDelayMs,
-    onCommit: (durable) => registry?.handleCommit(durable),
+    onCommit: (durable) => {
+      registry?.handleCommit(durable)
+      compaction.noteCommit(durable)
+    },
     onError: (error, attempt) => {
       logger.error(
         { err: error, attempt, queuedBytes: writeQueue.queuedBytes },
@@ -62,6 +101,17 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
     },
     onRecover: () => logger.warn('group commit recovered'),
   })
+
+  const verifier = config.secret === undefined ? undefined : createTokenVerifier(config.secret)
+  if (verifier === undefined) {
+    logger.warn(
+      { host: config.host },
+      'no secret configured: anonymous access (the server listens on loopback only)',
+    )
+  }
+  const attempts = createAttemptLimiter(config.maxConnectionAttemptsPerIp, config.connectionAttemptWindowMs)
+  const authorize: Authorize | undefined =
+    options.authorize ?? (verifier === undefined ? undefined : tokenAuthorize(verifier.verify))
 
   const writeRefusal = (): ColloquyError | undefined => {
     if (isClosing) return new ColloquyError('shutting-down')
@@ -72,7 +122,6 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
     return undefined
   }
 
-  let transport: Awaited<ReturnType<typeof createUwsTransport>> | undefined
   registry = createSessionRegistry({
     store,
     writes: writeQueue,
@@ -84,9 +133,15 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
     limits: {
       maxLoadingQueueMessages: config.maxLoadingQueueMessages,
       maxLoadingQueueBytes: config.maxLoadingQueueBytes,
+      maxAwarenessBytes: config.maxAwarenessBytes,
+      maxAwarenessClientsPerConnection: config.maxAwarenessClientsPerConnection,
+      ...(config.sessionQuotaBytes > 0 ? { sessionQuotaBytes: config.sessionQuotaBytes } : {}),
     },
     idleUnloadMs: config.idleUnloadMs,
     writeRefusal,
+    observer: metrics.sessionObserver,
+    maxConnectionsPerSession: config.maxConnectionsPerSession,
+    maxSessionsInMemory: config.maxSessionsInMemory,
   })
   const sessions = registry
 
@@ -99,28 +154,83 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
     maxMessageBytes: config.maxMessageBytes,
     maxBackpressureBytes: config.maxBackpressureBytes,
     logger,
-    refuseUpgrade: () => (isClosing ? new ColloquyError('shutting-down') : undefined),
-    accept(sessionId, peer) {
-      const { session, connection } = sessions.connect(sessionId, peer)
-      logger.debug({ session: sessionId, peer: peer.id, remote: peer.remote }, 'connection opened')
+    async admit({ sessionId, query, remote }) {
+      const refuse = (error: ColloquyError) => {
+        metrics.upgradesRefused.inc({ reason: error.code })
+        return { error }
+      }
+      if (isClosing) return refuse(new ColloquyError('shutting-down'))
+      if (!attempts.attempt(remote, Date.now())) {
+        return refuse(
+          new ColloquyError('too-many-connections', 'too many connection attempts from this address'),
+        )
+      }
+      let claims: AccessClaims
+      if (verifier === undefined) claims = anonymousClaims()
+      else {
+        try {
+          claims = await verifier.verify(query.get('token') ?? undefined)
+        } catch (error) {
+          return refuse(error instanceof ColloquyError ? error : new ColloquyError('unauthorized'))
+        }
+        if (!isInScope(claims, sessionId))
+          return refuse(new ColloquyError('forbidden', 'token not valid for this session'))
+      }
+      const full = sessions.admission(sessionId)
+      if (full !== undefined) return refuse(full)
+      return { admitted: claims }
+    },
+    accept(sessionId, peer, admitted) {
+      const claims = admitted as AccessClaims
+      const now = Date.now()
+      const policy = {
+        canWrite: hasRole(claims.role, 'write'),
+        peerId: claims.peerId,
+        updates: createTokenBucket(config.updatesPerSecond, config.updatesBurst, now),
+        updateBytes: createTokenBucket(config.updateBytesPerSecond, config.updateBytesBurst, now),
+        awareness: createTokenBucket(config.awarenessPerSecond, config.awarenessBurst, now),
+      }
+      const { session, connection } = sessions.connect(sessionId, peer, policy)
+      metrics.connectionsOpened.inc()
+      logger.debug(
+        { session: sessionId, peer: peer.id, peerId: claims.peerId, role: claims.role, remote: peer.remote },
+        'connection opened',
+      )
+      // A token that expires mid-session ends the connection with a code the client answers by
+      // refreshing its token and reconnecting.
+      let expiry: NodeJS.Timeout | undefined
+      if (Number.isFinite(claims.expiresAt)) {
+        const expired = new ColloquyError('token-expired')
+        expiry = setTimeout(
+          () => connection.close(expired.info.closeCode, expired.info.reason),
+          Math.min(Math.max(0, claims.expiresAt - now), 2 ** 31 - 1),
+        )
+      }
       return {
         receive: (frame) => session.receive(connection, frame),
         closed: (code) => {
+          clearTimeout(expiry)
+          metrics.connectionsClosed.inc({ code: String(code) })
           logger.debug({ session: sessionId, peer: peer.id, code }, 'connection closed')
           session.detach(connection)
         },
       }
     },
-    routes: {
-      '/healthz': () => ({ status: 200, body: JSON.stringify({ status: 'ok' }) }),
-      '/readyz': () =>
-        isReady()
-          ? { status: 200, body: JSON.stringify({ status: 'ready' }) }
-          : {
-              status: 503,
-              body: JSON.stringify({ status: isClosing ? 'shutting-down' : 'storage-failing' }),
-            },
-    },
+    http: createRouter({
+      routes: [
+        ...healthRoutes(isReady, () => isClosing),
+        metricsRoute(metrics),
+        ...historyRoutes({
+          store,
+          merger,
+          scheduler: compaction,
+          isLoaded: (sessionId) => sessions.get(sessionId) !== undefined,
+        }),
+      ],
+      ...(authorize === undefined ? {} : { authorize }),
+      logger,
+      maxBodyBytes: config.maxHttpBodyBytes,
+    }),
   })
   const listening = transport
 
@@ -129,7 +239,9 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
     closing ??= (async () => {
       isClosing = true
       listening.stopListening()
-      // Flush first, so every update received so far is durable and its ack delivered …
+      // Stop compacting (a running fold is abandoned, nothing of it written) …
+      await compaction.close()
+      // … flush, so every update received so far is durable and its ack delivered …
       await writeQueue.close()
       // … then close the sockets: clients reconnect elsewhere or later and sync by state vector.
       sessions.endAll(CloseCode.GoingAway, 'server shutting down')
@@ -156,9 +268,75 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
     store,
     writeQueue,
     registry: sessions,
+    compaction,
+    metrics,
     get isReady() {
       return isReady()
     },
     close,
   }
+}
+
+/** `GET /metrics`: Prometheus text format. */
+function metricsRoute(metrics: Metrics): Route {
+  return {
+    method: 'GET',
+    pattern: '/metrics',
+    access: 'none',
+    handler: async () => ({
+      status: 200,
+      headers: { 'content-type': metrics.registry.contentType },
+      body: await metrics.registry.metrics(),
+    }),
+  }
+}
+
+/**
+ * HTTP access with tokens: `Authorization: Bearer <token>` (or `?token=`), a role of at least the
+ * route's access (`read` or `admin`), and a scope covering the route's session, if it names one.
+ */
+function tokenAuthorize(verify: (token: string | undefined) => Promise<AccessClaims>): Authorize {
+  return async (request: HttpRequest, access) => {
+    if (access === 'none') return undefined
+    const header = request.headers.authorization
+    const token = header?.startsWith('Bearer ') ? header.slice(7) : (request.query.get('token') ?? undefined)
+    let claims: AccessClaims
+    try {
+      claims = await verify(token)
+    } catch (error) {
+      return error instanceof ColloquyError ? error : new ColloquyError('unauthorized')
+    }
+    if (!hasRole(claims.role, access)) return new ColloquyError('forbidden', `this needs the ${access} role`)
+    const sessionId = request.params.id
+    if (sessionId !== undefined && !isInScope(claims, sessionId)) {
+      return new ColloquyError('forbidden', 'token not valid for this session')
+    }
+    return undefined
+  }
+}
+
+/** `/healthz` (the process answers) and `/readyz` (it accepts connections and its store writes). */
+function healthRoutes(isReady: () => boolean, isClosing: () => boolean): Route[] {
+  const json = { 'content-type': 'application/json' }
+  return [
+    {
+      method: 'GET',
+      pattern: '/healthz',
+      access: 'none',
+      handler: () => ({ status: 200, headers: json, body: JSON.stringify({ status: 'ok' }) }),
+    },
+    {
+      method: 'GET',
+      pattern: '/readyz',
+      access: 'none',
+      handler: () =>
+        isReady()
+          ? { status: 200, headers: json, body: JSON.stringify({ status: 'ready' }) }
+          : {
+              status: 503,
+              headers: json,
+              body: JSON.stringify({ status: isClosing() ? 'shutting-down' : 'storage-failing' }),
+            },
+    },
+  ]
 }

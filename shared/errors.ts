@@ -15,6 +15,21 @@ export type ErrorCode =
   | 'storage-unavailable'
   | 'invalid-session-id'
   | 'shutting-down'
+  | 'session-exists'
+  | 'session-not-found'
+  | 'history-trimmed'
+  | 'seq-out-of-range'
+  | 'bad-request'
+  | 'forbidden'
+  | 'not-found'
+  | 'invalid-export'
+  | 'unauthorized'
+  | 'token-expired'
+  | 'read-only'
+  | 'rate-limited'
+  | 'awareness-limit'
+  | 'too-many-connections'
+  | 'session-quota'
   | 'internal'
 
 /** How an error reaches a peer: the WebSocket close code, a short reason and whether to retry. */
@@ -24,6 +39,8 @@ export interface ErrorInfo {
   readonly reason: string
   /** True when the same request may succeed later (the client reconnects with backoff). */
   readonly isRetryable: boolean
+  /** A policy limit: retry, but only after the longest backoff, never hammering. */
+  readonly isPolicy?: boolean
 }
 
 /** The one table of error codes. `docs` and `shared/protocol/PROTOCOL.md` list the same rows. */
@@ -88,11 +105,106 @@ export const ERRORS: Readonly<Record<ErrorCode, ErrorInfo>> = {
     reason: 'server shutting down',
     isRetryable: true,
   },
+  unauthorized: {
+    closeCode: CloseCode.Unauthorized,
+    httpStatus: 401,
+    reason: 'missing or invalid token',
+    isRetryable: false,
+  },
+  'token-expired': {
+    closeCode: CloseCode.TokenExpired,
+    httpStatus: 401,
+    reason: 'token expired',
+    isRetryable: true,
+  },
+  'read-only': {
+    closeCode: CloseCode.InternalError,
+    httpStatus: 403,
+    reason: 'read-only access: writes are refused',
+    isRetryable: false,
+  },
+  'rate-limited': {
+    closeCode: CloseCode.RateLimited,
+    httpStatus: 429,
+    reason: 'rate limit exceeded',
+    isRetryable: true,
+    isPolicy: true,
+  },
+  'awareness-limit': {
+    closeCode: CloseCode.AwarenessLimit,
+    httpStatus: 429,
+    reason: 'awareness limit exceeded',
+    isRetryable: true,
+    isPolicy: true,
+  },
+  'too-many-connections': {
+    closeCode: CloseCode.TooManyConnections,
+    httpStatus: 429,
+    reason: 'too many connections',
+    isRetryable: true,
+    isPolicy: true,
+  },
+  'session-quota': {
+    closeCode: CloseCode.InternalError,
+    httpStatus: 507,
+    reason: 'session size quota reached: writes are refused',
+    isRetryable: false,
+  },
   internal: {
     closeCode: CloseCode.InternalError,
     httpStatus: 500,
     reason: 'internal error',
     isRetryable: true,
+  },
+  // History API, HTTP only: never sent on a socket. After `internal` so that close code 1011 still
+  // maps back to `internal` (errorForCloseCode returns the first row).
+  'session-exists': {
+    closeCode: CloseCode.InternalError,
+    httpStatus: 409,
+    reason: 'the target session already exists',
+    isRetryable: false,
+  },
+  'session-not-found': {
+    closeCode: CloseCode.InternalError,
+    httpStatus: 404,
+    reason: 'no such session',
+    isRetryable: false,
+  },
+  'history-trimmed': {
+    closeCode: CloseCode.InternalError,
+    httpStatus: 410,
+    reason: 'that point of history is outside the retained window',
+    isRetryable: false,
+  },
+  'seq-out-of-range': {
+    closeCode: CloseCode.InternalError,
+    httpStatus: 416,
+    reason: "seq beyond the session's last seq",
+    isRetryable: false,
+  },
+  'bad-request': {
+    closeCode: CloseCode.InternalError,
+    httpStatus: 400,
+    reason: 'bad request',
+    isRetryable: false,
+  },
+  forbidden: {
+    closeCode: CloseCode.InternalError,
+    httpStatus: 403,
+    reason: 'forbidden',
+    isRetryable: false,
+  },
+  'not-found': {
+    closeCode: CloseCode.InternalError,
+    httpStatus: 404,
+    reason: 'not found',
+    isRetryable: false,
+  },
+  'invalid-export': {
+    closeCode: CloseCode.InternalError,
+    httpStatus: 400,
+    reason: 'not a valid Colloquy export',
+    isRetryable: false,
   },
 }
 

@@ -30,10 +30,12 @@ import type { Checkpoint, LogEntry, SessionMeta, Store, StoredSession } from './
 import {
   assertAppendsAfter,
   assertCheckpoint,
+  assertNewIfRequired,
   emptyStoredSession,
   groupAppendEntries,
   metaAfterAppend,
   metaAfterCheckpoint,
+  normalizeCheckpointRange,
   normalizeLogRange,
   storeClosedError,
 } from './store-rules.js'
@@ -294,6 +296,8 @@ function createStoreOn(db: Db, sync: boolean): Store {
         assertCheckpoint(sessionId, checkpoint, options)
         const unlock = await locks.acquire([sessionId])
         try {
+          const previous = metaCache.get(sessionId) ?? (await readMeta(sessionId))
+          assertNewIfRequired(sessionId, previous, options)
           const ops: BatchOp[] = []
           let trimmed = { count: 0, bytes: 0 }
           if (options.trimLogThrough !== undefined && options.trimLogThrough > 0) {
@@ -305,13 +309,15 @@ function createStoreOn(db: Db, sync: boolean): Store {
             const range = checkpointKeyRange(sessionId, 0, options.trimCheckpointsBefore - 1)
             for (const key of await db.keys(range).all()) ops.push({ type: 'del', key })
           }
+          for (const seq of options.deleteCheckpoints ?? []) {
+            ops.push({ type: 'del', key: encodeCheckpointKey(sessionId, seq) })
+          }
           // After the deletes: LevelDB applies a batch in order, so the new checkpoint always survives.
           ops.push({
             type: 'put',
             key: encodeCheckpointKey(sessionId, checkpoint.seq),
             value: encodeTimedValue(checkpoint.time, checkpoint.state),
           })
-          const previous = metaCache.get(sessionId) ?? (await readMeta(sessionId))
           const meta = metaAfterCheckpoint(sessionId, previous, checkpoint, trimmed)
           ops.push({ type: 'put', key: encodeMetaKey(sessionId), value: encodeMetaValue(meta) })
           await writeBatch(ops)
@@ -322,9 +328,19 @@ function createStoreOn(db: Db, sync: boolean): Store {
       })
     },
 
-    listCheckpoints(sessionId) {
+    listCheckpoints(sessionId, range) {
       return track(async () => {
-        const entries = await db.iterator(checkpointKeyRange(sessionId)).all()
+        assertSessionId(sessionId)
+        const window = normalizeCheckpointRange(range)
+        if (window === undefined) return []
+        const limit = window.limit === Number.POSITIVE_INFINITY ? -1 : window.limit
+        const entries = await db
+          .iterator({
+            ...checkpointKeyRange(sessionId, window.fromSeq, window.toSeq),
+            limit,
+            reverse: window.reverse,
+          })
+          .all()
         return entries.map(([key, value]) => decodeCheckpoint(key, value))
       })
     },

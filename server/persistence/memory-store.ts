@@ -6,10 +6,12 @@ import type { Checkpoint, LogEntry, SessionMeta, Store, StoredSession } from './
 import {
   assertAppendsAfter,
   assertCheckpoint,
+  assertNewIfRequired,
   emptyStoredSession,
   groupAppendEntries,
   metaAfterAppend,
   metaAfterCheckpoint,
+  normalizeCheckpointRange,
   normalizeLogRange,
   storeClosedError,
 } from './store-rules.js'
@@ -99,6 +101,7 @@ export function createMemoryStore(): Store {
       assertOpen()
       assertCheckpoint(sessionId, checkpoint, options)
       const session = sessions.get(sessionId)
+      assertNewIfRequired(sessionId, session?.meta, options)
       let log = session?.log ?? []
       let checkpoints = session?.checkpoints ?? []
       let trimmed = { count: 0, bytes: 0 }
@@ -112,16 +115,24 @@ export function createMemoryStore(): Store {
         log = log.slice(keepFrom)
       }
       const trimBefore = options.trimCheckpointsBefore ?? 0
-      checkpoints = checkpoints.filter((kept) => kept.seq >= trimBefore && kept.seq !== checkpoint.seq)
+      const deleted = new Set(options.deleteCheckpoints ?? [])
+      checkpoints = checkpoints.filter(
+        (kept) => kept.seq >= trimBefore && kept.seq !== checkpoint.seq && !deleted.has(kept.seq),
+      )
       checkpoints.splice(firstIndexAfter(checkpoints, checkpoint.seq), 0, copyCheckpoint(checkpoint))
       const meta = metaAfterCheckpoint(sessionId, session?.meta, checkpoint, trimmed)
       sessions.set(sessionId, { meta, log, checkpoints })
     },
 
-    async listCheckpoints(sessionId) {
+    async listCheckpoints(sessionId, range) {
       assertOpen()
       assertSessionId(sessionId)
-      return (sessions.get(sessionId)?.checkpoints ?? []).map(copyCheckpoint)
+      const window = normalizeCheckpointRange(range)
+      const checkpoints = sessions.get(sessionId)?.checkpoints
+      if (window === undefined || checkpoints === undefined) return []
+      const inRange = checkpoints.filter((kept) => kept.seq >= window.fromSeq && kept.seq <= window.toSeq)
+      if (window.reverse) inRange.reverse()
+      return inRange.slice(0, window.limit).map(copyCheckpoint)
     },
 
     async deleteSession(sessionId) {

@@ -6,6 +6,7 @@ import { assertSessionId, assertUint53 } from './keys.js'
 import type {
   AppendEntry,
   Checkpoint,
+  CheckpointRange,
   LogRange,
   PutCheckpointOptions,
   SessionMeta,
@@ -107,7 +108,7 @@ export function assertCheckpoint(
   assertUint53(checkpoint.seq, 'checkpoint seq')
   assertUint53(checkpoint.time, 'checkpoint time')
   if (!(checkpoint.state instanceof Uint8Array)) throw new TypeError('checkpoint state must be a Uint8Array')
-  const { trimLogThrough, trimCheckpointsBefore } = options
+  const { trimLogThrough, trimCheckpointsBefore, deleteCheckpoints } = options
   if (trimLogThrough !== undefined) {
     assertUint53(trimLogThrough, 'trimLogThrough')
     if (trimLogThrough > checkpoint.seq) {
@@ -122,6 +123,40 @@ export function assertCheckpoint(
       )
     }
   }
+  for (const seq of deleteCheckpoints ?? []) {
+    assertUint53(seq, 'deleteCheckpoints seq')
+    if (seq >= checkpoint.seq) {
+      throw new RangeError(
+        `cannot delete checkpoint ${seq}: not before the checkpoint written (${checkpoint.seq})`,
+      )
+    }
+  }
+}
+
+/** Throws `session-exists` when `requireNew` is set and the session has a meta. */
+export function assertNewIfRequired(
+  sessionId: string,
+  meta: SessionMeta | undefined,
+  options: PutCheckpointOptions,
+): void {
+  if (options.requireNew === true && meta !== undefined) {
+    throw new ColloquyError('session-exists', `session ${sessionId} already exists`)
+  }
+}
+
+/** A validated {@link CheckpointRange}. */
+export interface CheckpointWindow {
+  readonly fromSeq: number
+  readonly toSeq: number
+  readonly limit: number
+  readonly reverse: boolean
+}
+
+/** Validates a checkpoint range; `undefined` when it cannot hold any checkpoint. */
+export function normalizeCheckpointRange(range: CheckpointRange | undefined): CheckpointWindow | undefined {
+  const window = normalizeLogRange(range)
+  if (window === undefined) return undefined
+  return { ...window, reverse: range?.reverse === true }
 }
 
 /** What a checkpoint's trim removed from the log. */

@@ -55,12 +55,27 @@ export interface LogRange {
   readonly limit?: number
 }
 
+/** A range of a session's checkpoints. Bounds are inclusive; `reverse` reads newest first. */
+export interface CheckpointRange {
+  readonly fromSeq?: number
+  readonly toSeq?: number
+  readonly limit?: number
+  readonly reverse?: boolean
+}
+
 /** Options of {@link Store.putCheckpoint}. */
 export interface PutCheckpointOptions {
   /** Delete log entries with seq ≤ this in the same atomic batch as the checkpoint (≤ checkpoint seq). */
   readonly trimLogThrough?: number
   /** Delete older checkpoints with seq < this, in the same atomic batch (≤ checkpoint seq). */
   readonly trimCheckpointsBefore?: number
+  /** Delete the checkpoints at exactly these seqs (each < checkpoint seq), in the same atomic batch. */
+  readonly deleteCheckpoints?: readonly number[]
+  /**
+   * Refuse (`session-exists`, nothing written) if the session already has a meta: the
+   * create-if-absent of import and fork, checked under the session's write lock.
+   */
+  readonly requireNew?: boolean
 }
 
 /**
@@ -90,8 +105,8 @@ export interface Store {
   listSessions(): Promise<SessionMeta[]>
   /** Writes a checkpoint (and trims what the options allow) in one atomic, durable batch. */
   putCheckpoint(sessionId: string, checkpoint: Checkpoint, options?: PutCheckpointOptions): Promise<void>
-  /** Reads every checkpoint of a session in seq order (state bytes included). */
-  listCheckpoints(sessionId: string): Promise<Checkpoint[]>
+  /** Reads the checkpoints of a session within `range` (default: all), in seq order unless `reverse`. */
+  listCheckpoints(sessionId: string, range?: CheckpointRange): Promise<Checkpoint[]>
   /** Deletes every key of a session. */
   deleteSession(sessionId: string): Promise<void>
   /** Drops any cached data for a session that is no longer loaded (its data stays stored). */

@@ -1,11 +1,24 @@
 // One peer in one session: what the session tracks about it (queued frames while loading, the
 // awareness client ids it controls). Owns no socket: the transport's Peer does.
 
+import type { TokenBucket } from '../limits/token-bucket.js'
 import type { Peer } from './peer.js'
+
+/** What a connection may do and how fast: decided at the upgrade, enforced by the session. */
+export interface ConnectionPolicy {
+  /** False for read-only peers: their updates are refused with a permission-denied message. */
+  readonly canWrite: boolean
+  /** The peer id from its token (or `anonymous`), for logs. */
+  readonly peerId: string
+  readonly updates: TokenBucket
+  readonly updateBytes: TokenBucket
+  readonly awareness: TokenBucket
+}
 
 /** A peer attached to a session. Created by `Session.attach`, ended by `Session.detach`. */
 export class Connection {
   readonly peer: Peer
+  readonly policy: ConnectionPolicy | undefined
   /** Awareness client ids this connection has announced; removed for everyone when it closes. */
   readonly awarenessClientIds = new Set<number>()
   /** Frames received before the session finished loading, in arrival order. */
@@ -15,8 +28,9 @@ export class Connection {
   isOpen = false
   isClosed = false
 
-  constructor(peer: Peer) {
+  constructor(peer: Peer, policy?: ConnectionPolicy) {
     this.peer = peer
+    this.policy = policy
   }
 
   /** Sends a frame unless the connection is closed. */

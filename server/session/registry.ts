@@ -1,12 +1,12 @@
 // The sessions held in memory: loads a session on its first connection, routes durable commits to
 // it, unloads it when idle (never with writes in flight) and ends them all at shutdown.
 
-import type { ColloquyError } from '../../shared/errors.js'
+import { ColloquyError } from '../../shared/errors.js'
 import type { Logger } from '../observability/log.js'
 import type { Store } from '../persistence/store.js'
-import type { Connection } from './connection.js'
+import type { Connection, ConnectionPolicy } from './connection.js'
 import type { Peer, TopicFactory } from './peer.js'
-import { Session, type SessionLimits, type WriteSink } from './session.js'
+import { Session, type SessionLimits, type SessionObserver, type WriteSink } from './session.js'
 
 /** Options of {@link createSessionRegistry}. */
 export interface SessionRegistryOptions {
@@ -19,12 +19,28 @@ export interface SessionRegistryOptions {
   readonly idleUnloadMs: number
   readonly writeRefusal: () => ColloquyError | undefined
   readonly now?: () => number
+  readonly observer?: SessionObserver
+  /** Connections one session may have at once (default unlimited). */
+  readonly maxConnectionsPerSession?: number
+  /** Sessions held in memory; past it idle sessions are unloaded, least recently active first. */
+  readonly maxSessionsInMemory?: number
 }
 
 /** The loaded sessions. */
 export interface SessionRegistry {
-  /** Attaches a peer to a session, loading the session if needed. */
-  connect(sessionId: string, peer: Peer): { session: Session; connection: Connection }
+  /**
+   * Attaches a peer to a session, loading the session if needed.
+   *
+   * @throws ColloquyError `too-many-connections` when the session is full, or when no idle session
+   * can be unloaded to make room for a new one.
+   */
+  connect(
+    sessionId: string,
+    peer: Peer,
+    policy?: ConnectionPolicy,
+  ): { session: Session; connection: Connection }
+  /** Why a new connection to `sessionId` would be refused now, if it would (checked before the upgrade). */
+  admission(sessionId: string): ColloquyError | undefined
   get(sessionId: string): Session | undefined
   /** Every loaded (or loading) session. */
   sessions(): IterableIterator<Session>
@@ -74,6 +90,7 @@ export function createSessionRegistry(options: SessionRegistryOptions): SessionR
       topic: options.topics(sessionId),
       logger: options.logger,
       limits: options.limits,
+      ...(options.observer === undefined ? {} : { observer: options.observer }),
       writeRefusal: options.writeRefusal,
       onIdle,
       onEnded,
@@ -83,12 +100,41 @@ export function createSessionRegistry(options: SessionRegistryOptions): SessionR
     return session
   }
 
+  const maxConnections = options.maxConnectionsPerSession ?? 0
+  const maxSessions = options.maxSessionsInMemory ?? 0
+
+  /** Unloads idle, flushed sessions, least recently active first, until there is room for one more. */
+  const makeRoom = (): boolean => {
+    if (maxSessions <= 0 || sessions.size < maxSessions) return true
+    const idle = [...sessions.values()]
+      .filter((s) => s.state === 'ready' && s.connections.size === 0 && s.isFlushed)
+      .sort((a, b) => a.lastActiveAt - b.lastActiveAt)
+    for (const session of idle) {
+      if (sessions.size < maxSessions) break
+      session.requestUnload()
+    }
+    return sessions.size < maxSessions
+  }
+
+  const admission = (sessionId: string): ColloquyError | undefined => {
+    const session = sessions.get(sessionId)
+    if (session !== undefined) {
+      return maxConnections > 0 && session.connections.size >= maxConnections
+        ? new ColloquyError('too-many-connections', 'too many connections to this session')
+        : undefined
+    }
+    return makeRoom() ? undefined : new ColloquyError('too-many-connections', 'too many sessions in memory')
+  }
+
   return {
-    connect(sessionId, peer) {
+    connect(sessionId, peer, policy) {
+      const refusal = admission(sessionId)
+      if (refusal !== undefined) throw refusal
       const session = sessions.get(sessionId) ?? create(sessionId)
       clearIdleTimer(session)
-      return { session, connection: session.attach(peer) }
+      return { session, connection: session.attach(peer, policy) }
     },
+    admission,
     get: (sessionId) => sessions.get(sessionId),
     sessions: () => sessions.values(),
     get size() {

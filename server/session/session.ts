@@ -9,6 +9,7 @@ import { decodeAwarenessUpdate } from '../../shared/protocol/awareness-validate.
 import {
   decodeMessage,
   encodeAwareness,
+  encodePermissionDenied,
   encodeSyncStep1,
   encodeSyncStep2,
   encodeSyncUpdate,
@@ -17,7 +18,7 @@ import {
 import { decodeStateVectorStrict, validateUpdate } from '../../shared/protocol/yjs-validate.js'
 import type { Logger } from '../observability/log.js'
 import type { AppendEntry, Store } from '../persistence/store.js'
-import { Connection } from './connection.js'
+import { Connection, type ConnectionPolicy } from './connection.js'
 import type { Peer, Topic } from './peer.js'
 
 /** The part of the write queue a session uses. */
@@ -33,6 +34,24 @@ export interface SessionLimits {
   readonly maxLoadingQueueMessages: number
   /** Bytes a connection may send before the session has loaded. */
   readonly maxLoadingQueueBytes: number
+  /** Largest awareness message (bytes); undefined: no limit. */
+  readonly maxAwarenessBytes?: number
+  /** Awareness client ids one connection may announce; undefined: no limit. */
+  readonly maxAwarenessClientsPerConnection?: number
+  /** Stored bytes past which the session refuses writes (reads still served); undefined: no quota. */
+  readonly sessionQuotaBytes?: number
+}
+
+/** What a session reports as it works (metrics); every callback optional. */
+export interface SessionObserver {
+  /** An update changed the document and was queued: its size in bytes. */
+  updateStored?(bytes: number): void
+  /** An update was relayed to the session's other connections. */
+  updateRelayed?(bytes: number, recipients: number): void
+  /** An ack was released `ms` after its sync-status arrived. */
+  ackReleased?(ms: number): void
+  /** A connection was closed or a write refused for `code`. */
+  rejected?(code: string): void
 }
 
 /** What a session is given by its registry. */
@@ -42,6 +61,7 @@ export interface SessionContext {
   readonly topic: Topic
   readonly logger: Logger
   readonly limits: SessionLimits
+  readonly observer?: SessionObserver
   /** When set, updates are refused with this error (storage failing, backlog too large, shutdown). */
   readonly writeRefusal: () => ColloquyError | undefined
   /** Called when the session has no connections left, to schedule its unload. */
@@ -61,6 +81,8 @@ interface AckWaiter {
   /** The session's last queued seq when the sync-status arrived. */
   readonly seq: number
   readonly frame: Uint8Array
+  /** When the sync-status arrived (ms, the context's clock). */
+  readonly receivedAt: number
 }
 
 /**
@@ -81,6 +103,10 @@ export class Session {
   lastSeq = 0
   /** The highest seq known to be on disk. */
   durableSeq = 0
+  /** Bytes stored for this session (log and checkpoint at load, plus every update queued since). */
+  storedBytes = 0
+  /** When the session last had a connection or a frame (ms): idle sessions are unloaded oldest first. */
+  lastActiveAt = 0
   /** Resolves when loading ended, successfully or not. */
   readonly whenLoaded: Promise<void>
 
@@ -104,8 +130,9 @@ export class Session {
   }
 
   /** Attaches a peer. Until the session is loaded its frames are queued; then it gets sync step 1. */
-  attach(peer: Peer): Connection {
-    const connection = new Connection(peer)
+  attach(peer: Peer, policy?: ConnectionPolicy): Connection {
+    const connection = new Connection(peer, policy)
+    this.lastActiveAt = this.ctx.now()
     this.connections.add(connection)
     this.isUnloadWanted = false
     if (this.state === 'ready') this.open(connection)
@@ -116,6 +143,7 @@ export class Session {
   /** Handles one binary frame from a connection. Never throws: a bad frame closes that connection. */
   receive(connection: Connection, frame: Uint8Array): void {
     if (connection.isClosed) return
+    this.lastActiveAt = this.ctx.now()
     if (this.state === 'loading') {
       this.queueWhileLoading(connection, frame)
       return
@@ -152,7 +180,10 @@ export class Session {
     let released = 0
     while (released < this.ackWaiters.length && this.ackWaiters[released]!.seq <= seq) {
       const waiter = this.ackWaiters[released]!
-      waiter.connection.send(waiter.frame)
+      if (!waiter.connection.isClosed) {
+        waiter.connection.send(waiter.frame)
+        this.ctx.observer?.ackReleased?.(this.ctx.now() - waiter.receivedAt)
+      }
       released++
     }
     if (released > 0) this.ackWaiters = this.ackWaiters.slice(released)
@@ -218,6 +249,7 @@ export class Session {
       awareness.on('update', this.trackAwareness)
       this.doc = doc
       this.awareness = awareness
+      this.storedBytes = (stored.meta?.logBytes ?? 0) + (stored.meta?.checkpointBytes ?? 0)
       this.lastSeq = lastSeq
       this.durableSeq = lastSeq
       this.state = 'ready'
@@ -283,7 +315,21 @@ export class Session {
         this.applyUpdate(connection, message.update, frame)
         return
       case 'awareness': {
-        decodeAwarenessUpdate(message.update)
+        const { maxAwarenessBytes, maxAwarenessClientsPerConnection } = this.ctx.limits
+        if (maxAwarenessBytes !== undefined && message.update.length > maxAwarenessBytes) {
+          throw new ColloquyError('awareness-limit', `awareness message of ${message.update.length} bytes`)
+        }
+        if (connection.policy?.awareness.take(1, this.ctx.now()) === false) {
+          throw new ColloquyError('awareness-limit', 'awareness rate exceeded')
+        }
+        const entries = decodeAwarenessUpdate(message.update)
+        if (maxAwarenessClientsPerConnection !== undefined) {
+          const ids = new Set(connection.awarenessClientIds)
+          for (const entry of entries) ids.add(entry.clientId)
+          if (ids.size > maxAwarenessClientsPerConnection) {
+            throw new ColloquyError('awareness-limit', `${ids.size} awareness client ids on one connection`)
+          }
+        }
         awarenessProtocol.applyAwarenessUpdate(this.awareness!, message.update, connection)
         this.ctx.topic.publish(frame, connection.peer)
         return
@@ -310,8 +356,32 @@ export class Session {
    * @param relayFrame the received frame when it is already a sync-update message (relayed as is)
    */
   private applyUpdate(connection: Connection, update: Uint8Array, relayFrame: Uint8Array | undefined): void {
+    const policy = connection.policy
+    if (policy !== undefined) {
+      const now = this.ctx.now()
+      if (!policy.updates.take(1, now) || !policy.updateBytes.take(update.length, now)) {
+        throw new ColloquyError('rate-limited', 'update rate exceeded')
+      }
+    }
     validateUpdate(update)
     const doc = this.doc!
+    // A read-only peer, or a session over its quota: new content is refused with the y-protocols
+    // permission-denied message and never applied; the connection stays open for reading. (A step 2
+    // without new structs is a reconnecting reader's and passes silently.)
+    const quota = this.ctx.limits.sessionQuotaBytes
+    const denial =
+      policy?.canWrite === false
+        ? new ColloquyError('read-only')
+        : quota !== undefined && this.storedBytes + update.length > quota
+          ? new ColloquyError('session-quota')
+          : undefined
+    if (denial !== undefined) {
+      if (carriesNewStructs(doc, update)) {
+        this.ctx.observer?.rejected?.(denial.code)
+        connection.send(encodePermissionDenied(denial.info.reason))
+      }
+      return
+    }
     // While writes are refused, an update bringing new content is turned away (its sender keeps it
     // and re-sends on reconnect). One that only repeats what the server has — the step 2 of a
     // reconnecting reader — still passes, so reads keep working.
@@ -340,18 +410,23 @@ export class Session {
     if (!isChanged) return
     const seq = ++this.lastSeq
     this.ctx.writes.enqueue({ sessionId: this.id, seq, time: this.ctx.now(), update })
-    this.ctx.topic.publish(relayFrame ?? encodeSyncUpdate(update), connection.peer)
+    this.storedBytes += update.length
+    this.ctx.observer?.updateStored?.(update.length)
+    const relayed = relayFrame ?? encodeSyncUpdate(update)
+    this.ctx.topic.publish(relayed, connection.peer)
+    this.ctx.observer?.updateRelayed?.(relayed.length, this.connections.size - 1)
   }
 
   private acknowledge(connection: Connection, frame: Uint8Array): void {
     // Everything this connection sent before the sync-status has a seq ≤ lastSeq (or was a duplicate
     // of content already queued under such a seq): once lastSeq is durable, so is all of it.
     if (this.durableSeq >= this.lastSeq) connection.send(frame)
-    else this.ackWaiters.push({ connection, seq: this.lastSeq, frame })
+    else this.ackWaiters.push({ connection, seq: this.lastSeq, frame, receivedAt: this.ctx.now() })
   }
 
   private reject(connection: Connection, error: unknown): void {
     const err = toColloquyError(error)
+    this.ctx.observer?.rejected?.(err.code)
     const log = err.code === 'internal' ? this.ctx.logger.error : this.ctx.logger.warn
     log.call(
       this.ctx.logger,

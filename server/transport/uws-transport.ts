@@ -2,7 +2,7 @@
 // callbacks turned into Peer calls, one pub/sub topic per session, and plain HTTP routes.
 // It owns sockets only; what a frame means is the session's business.
 
-import { ColloquyError } from '../../shared/errors.js'
+import { ColloquyError, toColloquyError } from '../../shared/errors.js'
 import { isValidSessionId } from '../../shared/session-id.js'
 import type { Logger } from '../observability/log.js'
 import type { Peer, Topic } from '../session/peer.js'
@@ -11,6 +11,8 @@ import type { Uws } from './uws.js'
 type UwsApp = ReturnType<Uws['App']>
 type UwsSocket = import('@trufflesuite/uws-js-unofficial').WebSocket<SocketData>
 type UwsListenSocket = import('@trufflesuite/uws-js-unofficial').us_listen_socket
+type UwsHttpResponse = import('@trufflesuite/uws-js-unofficial').HttpResponse
+type UwsHttpRequest = import('@trufflesuite/uws-js-unofficial').HttpRequest
 
 /** What the transport calls for one accepted connection. */
 export interface ConnectionHandler {
@@ -20,11 +22,24 @@ export interface ConnectionHandler {
   closed(code: number): void
 }
 
-/** A plain HTTP response. */
-export interface HttpReply {
-  readonly status: number
-  readonly body: string
-  readonly contentType?: string
+/** An upgrade request, copied out of uWS. */
+export interface UpgradeRequest {
+  readonly sessionId: string
+  readonly query: URLSearchParams
+  readonly remote: string
+}
+
+/** The answer to an upgrade request. */
+export type Admission = { readonly error: ColloquyError } | { readonly admitted: unknown }
+
+const STATUS_TEXT: Readonly<Record<number, string>> = {
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'Not Found',
+  429: 'Too Many Requests',
+  500: 'Internal Server Error',
+  503: 'Service Unavailable',
 }
 
 /** Options of {@link createUwsTransport}. */
@@ -36,11 +51,14 @@ export interface UwsTransportOptions {
   readonly maxBackpressureBytes: number
   readonly logger: Logger
   /** Called for each new WebSocket; the returned handler receives its frames. */
-  readonly accept: (sessionId: string, peer: Peer) => ConnectionHandler
-  /** Refuses upgrades (e.g. while shutting down) with this error when set. */
-  readonly refuseUpgrade: () => ColloquyError | undefined
-  /** GET routes: exact path → reply. */
-  readonly routes: Readonly<Record<string, () => HttpReply>>
+  readonly accept: (sessionId: string, peer: Peer, admitted: unknown) => ConnectionHandler
+  /**
+   * Decides on an upgrade request whose session id is valid, before any session is touched: an
+   * error is answered with its HTTP status; anything else is handed to `accept` as `admitted`.
+   */
+  readonly admit: (request: UpgradeRequest) => Admission | Promise<Admission>
+  /** Every plain HTTP request (not an upgrade) goes here: the router of server/http/router.ts. */
+  readonly http: (res: UwsHttpResponse, req: UwsHttpRequest) => void
 }
 
 /** The running transport. */
@@ -58,6 +76,7 @@ export interface UwsTransport {
 interface SocketData {
   sessionId: string
   remote: string
+  admitted: unknown
   peer?: UwsPeer
   handler?: ConnectionHandler
 }
@@ -115,19 +134,50 @@ export function createUwsTransport(options: UwsTransportOptions): Promise<UwsTra
       const key = req.getHeader('sec-websocket-key')
       const protocol = req.getHeader('sec-websocket-protocol')
       const extensions = req.getHeader('sec-websocket-extensions')
+      const query = req.getQuery() ?? ''
       const remote = textOf(res.getRemoteAddressAsText())
       const sessionId = url.slice(1)
-      const refusal = options.refuseUpgrade()
-      if (refusal !== undefined) {
-        res.writeStatus(`${refusal.info.httpStatus} ${refusal.info.reason}`).end(refusal.message)
-        return
-      }
       if (!isValidSessionId(sessionId)) {
         logger.warn({ remote, url: url.slice(0, 200) }, 'upgrade refused: invalid session id')
         res.writeStatus('400 Bad Request').end('invalid session id: 1-128 characters of A-Za-z0-9._:-')
         return
       }
-      res.upgrade<SocketData>({ sessionId, remote }, key, protocol, extensions, context)
+      // Admission may be async (token verification): uWS needs onAborted before we return, and
+      // the answer must be corked since it is written outside this callback.
+      let isAborted = false
+      res.onAborted(() => {
+        isAborted = true
+      })
+      const finish = (admission: Admission): void => {
+        if (isAborted) return
+        res.cork(() => {
+          if ('error' in admission) {
+            const { httpStatus } = admission.error.info
+            logger.info({ remote, session: sessionId, code: admission.error.code }, 'upgrade refused')
+            res
+              .writeStatus(`${httpStatus} ${STATUS_TEXT[httpStatus] ?? 'Refused'}`)
+              .end(admission.error.message)
+            return
+          }
+          res.upgrade<SocketData>(
+            { sessionId, remote, admitted: admission.admitted },
+            key,
+            protocol,
+            extensions,
+            context,
+          )
+        })
+      }
+      try {
+        const admission = options.admit({ sessionId, query: new URLSearchParams(query), remote })
+        if (admission instanceof Promise) {
+          admission.then(finish, (error: unknown) => finish({ error: toColloquyError(error) }))
+        } else {
+          finish(admission)
+        }
+      } catch (error) {
+        finish({ error: toColloquyError(error) })
+      }
     },
 
     open(ws) {
@@ -136,10 +186,15 @@ export function createUwsTransport(options: UwsTransportOptions): Promise<UwsTra
       data.peer = peer
       connectionCount++
       try {
-        data.handler = options.accept(data.sessionId, peer)
+        data.handler = options.accept(data.sessionId, peer, data.admitted)
       } catch (error) {
-        logger.error({ err: error, session: data.sessionId }, 'accepting a connection failed')
-        peer.close(1011, 'internal error')
+        const refusal = toColloquyError(error)
+        if (refusal.code === 'internal') {
+          logger.error({ err: error, session: data.sessionId }, 'accepting a connection failed')
+        } else {
+          logger.info({ session: data.sessionId, code: refusal.code }, 'connection refused')
+        }
+        peer.close(refusal.info.closeCode, refusal.info.reason)
       }
     },
 
@@ -190,22 +245,7 @@ export function createUwsTransport(options: UwsTransportOptions): Promise<UwsTra
     },
   })
 
-  for (const [path, route] of Object.entries(options.routes)) {
-    app.get(path, (res) => {
-      const reply = route()
-      res.cork(() => {
-        res
-          .writeStatus(`${reply.status}`)
-          .writeHeader('content-type', reply.contentType ?? 'application/json')
-          .end(reply.body)
-      })
-    })
-  }
-  app.any('/*', (res) => {
-    res.cork(() => {
-      res.writeStatus('404 Not Found').end('not found')
-    })
-  })
+  app.any('/*', options.http)
 
   return new Promise((resolve, reject) => {
     app.listen(options.host, options.port, (listenSocket: UwsListenSocket | false) => {

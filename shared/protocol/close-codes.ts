@@ -13,6 +13,14 @@ export const CloseCode = {
   InternalError: 1011,
   /** A binary frame that does not decode as a protocol message. */
   MalformedMessage: 4400,
+  /** No valid token (only seen over HTTP as 401 before the upgrade; listed for completeness). */
+  Unauthorized: 4300,
+  /** The token expired during the session: refresh it (the client's token provider) and reconnect. */
+  TokenExpired: 4301,
+  /** A policy limit (update/byte rate, awareness size/rate/ids, connections): back off, then retry. */
+  RateLimited: 4429,
+  AwarenessLimit: 4430,
+  TooManyConnections: 4431,
   /** A text frame: the protocol is binary only. */
   TextFrame: 4401,
   /** A message type this server does not know. */

@@ -236,6 +236,52 @@ export function runStoreContract(name: string, open: () => Promise<StoreUnderTes
       expect([checkpoint?.seq, log.map((e) => e.seq)]).toEqual([10, [11]])
     })
 
+    it('reads checkpoint ranges, newest first when reversed', async () => {
+      await store.append([1, 2, 3, 4, 5, 6].map((seq) => entry('s', seq)))
+      for (const seq of [2, 4, 6]) {
+        await store.putCheckpoint('s', { seq, time: seq * 10, state: encoder.encode(`cp${seq}`) })
+      }
+      const seqs = async (range: Parameters<Store['listCheckpoints']>[1]) =>
+        (await store.listCheckpoints('s', range)).map((cp) => cp.seq)
+      expect(await seqs({ toSeq: 5, reverse: true, limit: 1 })).toEqual([4])
+      expect(await seqs({ fromSeq: 3 })).toEqual([4, 6])
+      expect(await seqs({ reverse: true })).toEqual([6, 4, 2])
+      expect(await seqs({ toSeq: 1 })).toEqual([])
+      expect(await seqs({ fromSeq: 2, toSeq: 4, limit: 1 })).toEqual([2])
+    })
+
+    it('deletes chosen older checkpoints in the same batch as a new one', async () => {
+      await store.append([1, 2, 3, 4, 5, 6].map((seq) => entry('s', seq)))
+      for (const seq of [1, 2, 3]) {
+        await store.putCheckpoint('s', { seq, time: seq, state: encoder.encode(`cp${seq}`) })
+      }
+      await store.putCheckpoint(
+        's',
+        { seq: 5, time: 5, state: encoder.encode('cp5') },
+        { deleteCheckpoints: [1, 3], trimLogThrough: 2 },
+      )
+      expect((await store.listCheckpoints('s')).map((cp) => cp.seq)).toEqual([2, 5])
+      expect((await store.readLog('s')).map((e) => e.seq)).toEqual([3, 4, 5, 6])
+      await expect(
+        store.putCheckpoint('s', { seq: 6, time: 6, state: new Uint8Array(1) }, { deleteCheckpoints: [6] }),
+      ).rejects.toThrow(RangeError)
+      expect((await store.listCheckpoints('s')).map((cp) => cp.seq)).toEqual([2, 5])
+    })
+
+    it('refuses a checkpoint that requires a new session when the session exists', async () => {
+      await store.append([entry('taken', 1)])
+      await expect(
+        store.putCheckpoint('taken', { seq: 1, time: 1, state: new Uint8Array(1) }, { requireNew: true }),
+      ).rejects.toMatchObject({ code: 'session-exists' })
+      expect(await store.listCheckpoints('taken')).toEqual([])
+      await store.putCheckpoint(
+        'fresh',
+        { seq: 1, time: 1, state: encoder.encode('x') },
+        { requireNew: true },
+      )
+      expect(await store.getMeta('fresh')).toMatchObject({ lastSeq: 1, checkpointSeq: 1 })
+    })
+
     it('reads log ranges with inclusive bounds and a limit', async () => {
       await store.append([1, 2, 3, 4, 5, 6, 7, 8].map((seq) => entry('s', seq)))
       const seqs = async (range?: Parameters<Store['readLog']>[1]) =>

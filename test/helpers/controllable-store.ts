@@ -65,7 +65,7 @@ export function createControllableStore(inner: Store): ControllableStore {
     getMeta: (sessionId) => inner.getMeta(sessionId),
     listSessions: () => inner.listSessions(),
     putCheckpoint: (sessionId, checkpoint, options) => inner.putCheckpoint(sessionId, checkpoint, options),
-    listCheckpoints: (sessionId) => inner.listCheckpoints(sessionId),
+    listCheckpoints: (sessionId, range) => inner.listCheckpoints(sessionId, range),
     deleteSession: (sessionId) => inner.deleteSession(sessionId),
     release: (sessionId) => inner.release(sessionId),
     close: () => inner.close(),

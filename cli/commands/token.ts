@@ -1,0 +1,61 @@
+// `colloquy token`: mints an access token for operators (HS256, signed with the server's secret).
+
+import { parseArgs } from 'node:util'
+import { type AccessRole, mintToken, type PeerKindClaim } from '../../server/auth/tokens.js'
+
+export const usage = `Usage: colloquy token --peer ID (--session ID | --prefix PREFIX) [options]
+
+Prints a signed access token for one session or every session under a prefix.
+  --secret SECRET   the server's secret (default: COLLOQUY_SECRET)
+  --peer ID         the peer id the token names (its sub claim)
+  --session ID      exactly this session, or
+  --prefix PREFIX   every session whose id starts with PREFIX ("" for all)
+  --role ROLE       read | write | admin (default write)
+  --kind KIND       device | agent (default device)
+  --ttl SECONDS     lifetime (default 3600)
+`
+
+class UsageError extends Error {
+  override readonly name = 'UsageError'
+}
+
+/** Prints one token; exit code 0. */
+export async function run(argv: readonly string[], env: NodeJS.ProcessEnv): Promise<number> {
+  let values: Record<string, string | undefined>
+  try {
+    values = parseArgs({
+      args: [...argv],
+      options: Object.fromEntries(
+        ['secret', 'peer', 'session', 'prefix', 'role', 'kind', 'ttl'].map((name) => [
+          name,
+          { type: 'string' as const },
+        ]),
+      ),
+      strict: true,
+    }).values as Record<string, string | undefined>
+  } catch (error) {
+    throw new UsageError(error instanceof Error ? error.message : String(error))
+  }
+  const secret = values.secret ?? env.COLLOQUY_SECRET
+  if (secret === undefined || secret.length < 16)
+    throw new UsageError('a secret of at least 16 characters is required')
+  if (values.peer === undefined) throw new UsageError('--peer is required')
+  const role = (values.role ?? 'write') as AccessRole
+  if (!['read', 'write', 'admin'].includes(role)) throw new UsageError('--role must be read, write or admin')
+  const kind = (values.kind ?? 'device') as PeerKindClaim
+  if (kind !== 'device' && kind !== 'agent') throw new UsageError('--kind must be device or agent')
+  const ttlSeconds = Number(values.ttl ?? 3600)
+  if (!Number.isSafeInteger(ttlSeconds) || ttlSeconds <= 0)
+    throw new UsageError('--ttl must be a positive integer')
+  const token = await mintToken({
+    secret,
+    peerId: values.peer,
+    role,
+    kind,
+    ttlSeconds,
+    ...(values.session === undefined ? {} : { sessionId: values.session }),
+    ...(values.prefix === undefined ? {} : { sessionPrefix: values.prefix }),
+  })
+  process.stdout.write(`${token}\n`)
+  return 0
+}

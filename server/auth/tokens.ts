@@ -1,0 +1,135 @@
+// Signed access tokens (JWT, HS256, via jose): minting for operators and verification for the
+// upgrade handler and the HTTP API. Knows claims and scopes; knows nothing of sockets.
+
+import { errors as joseErrors, jwtVerify, SignJWT } from 'jose'
+import { ColloquyError } from '../../shared/errors.js'
+import { isValidSessionId } from '../../shared/session-id.js'
+
+/** What a token lets its holder do, each role including the ones before it. */
+export type AccessRole = 'read' | 'write' | 'admin'
+export type PeerKindClaim = 'device' | 'agent'
+
+const ROLE_RANK: Readonly<Record<AccessRole, number>> = { read: 1, write: 2, admin: 3 }
+
+/** The verified content of a token. */
+export interface AccessClaims {
+  /** The peer's id (`sub`). */
+  readonly peerId: string
+  readonly role: AccessRole
+  readonly kind: PeerKindClaim
+  /** Exactly this session (`sid`), or … */
+  readonly sessionId?: string
+  /** … every session whose id starts with this (`spx`; `""` means every session). */
+  readonly sessionPrefix?: string
+  /** Expiry in ms since the epoch (`exp`). */
+  readonly expiresAt: number
+}
+
+/** Options of {@link mintToken}. */
+export interface MintOptions {
+  readonly secret: string
+  readonly peerId: string
+  readonly role: AccessRole
+  readonly kind?: PeerKindClaim
+  readonly sessionId?: string
+  readonly sessionPrefix?: string
+  /** Lifetime in seconds (default 3600). */
+  readonly ttlSeconds?: number
+  readonly now?: () => number
+}
+
+const ISSUER = 'colloquy'
+const ALGORITHM = 'HS256'
+
+function keyOf(secret: string): Uint8Array {
+  return new TextEncoder().encode(secret)
+}
+
+/** Signs a token. Exactly one of `sessionId` and `sessionPrefix` must be given. */
+export async function mintToken(options: MintOptions): Promise<string> {
+  if ((options.sessionId === undefined) === (options.sessionPrefix === undefined)) {
+    throw new ColloquyError('bad-request', 'a token needs exactly one of sessionId and sessionPrefix')
+  }
+  if (options.sessionId !== undefined && !isValidSessionId(options.sessionId)) {
+    throw new ColloquyError('invalid-session-id')
+  }
+  const nowSeconds = Math.floor((options.now ?? Date.now)() / 1000)
+  const claims: Record<string, string> = { role: options.role, kind: options.kind ?? 'device' }
+  if (options.sessionId !== undefined) claims.sid = options.sessionId
+  if (options.sessionPrefix !== undefined) claims.spx = options.sessionPrefix
+  return new SignJWT(claims)
+    .setProtectedHeader({ alg: ALGORITHM })
+    .setSubject(options.peerId)
+    .setIssuer(ISSUER)
+    .setIssuedAt(nowSeconds)
+    .setExpirationTime(nowSeconds + (options.ttlSeconds ?? 3600))
+    .sign(keyOf(options.secret))
+}
+
+/** Verifies tokens signed with one secret. */
+export interface TokenVerifier {
+  /** Resolves the claims, or rejects with `unauthorized` (bad, missing) or `token-expired`. */
+  verify(token: string | undefined): Promise<AccessClaims>
+}
+
+/** Creates a verifier for `secret` (HS256 only: a token naming another algorithm is refused). */
+export function createTokenVerifier(secret: string, now: () => number = Date.now): TokenVerifier {
+  const key = keyOf(secret)
+  return {
+    async verify(token) {
+      if (token === undefined || token.length === 0) throw new ColloquyError('unauthorized', 'missing token')
+      let payload: Record<string, unknown>
+      try {
+        const result = await jwtVerify(token, key, {
+          algorithms: [ALGORITHM],
+          issuer: ISSUER,
+          currentDate: new Date(now()),
+          requiredClaims: ['sub', 'exp'],
+        })
+        payload = result.payload
+      } catch (error) {
+        if (error instanceof joseErrors.JWTExpired) {
+          throw new ColloquyError('token-expired', 'token expired', { cause: error })
+        }
+        throw new ColloquyError('unauthorized', 'invalid token', { cause: error })
+      }
+      const { sub, exp, role, kind, sid, spx } = payload
+      const isRole = role === 'read' || role === 'write' || role === 'admin'
+      const isKind = kind === 'device' || kind === 'agent'
+      const hasScope = (typeof sid === 'string') !== (typeof spx === 'string')
+      if (typeof sub !== 'string' || typeof exp !== 'number' || !isRole || !isKind || !hasScope) {
+        throw new ColloquyError('unauthorized', 'token claims incomplete')
+      }
+      return {
+        peerId: sub,
+        role,
+        kind,
+        expiresAt: exp * 1000,
+        ...(typeof sid === 'string' ? { sessionId: sid } : {}),
+        ...(typeof spx === 'string' ? { sessionPrefix: spx } : {}),
+      }
+    },
+  }
+}
+
+/** True when the claims cover `sessionId`. */
+export function isInScope(claims: AccessClaims, sessionId: string): boolean {
+  if (claims.sessionId !== undefined) return claims.sessionId === sessionId
+  return claims.sessionPrefix !== undefined && sessionId.startsWith(claims.sessionPrefix)
+}
+
+/** True when `role` includes `needed` (admin ⊃ write ⊃ read). */
+export function hasRole(role: AccessRole, needed: AccessRole): boolean {
+  return ROLE_RANK[role] >= ROLE_RANK[needed]
+}
+
+/** The claims of an anonymous peer on a server without a secret (loopback only). */
+export function anonymousClaims(): AccessClaims {
+  return {
+    peerId: 'anonymous',
+    role: 'admin',
+    kind: 'device',
+    sessionPrefix: '',
+    expiresAt: Number.POSITIVE_INFINITY,
+  }
+}

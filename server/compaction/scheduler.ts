@@ -1,0 +1,131 @@
+// Background compaction: notes which sessions got durable writes, checks the policy on a timer,
+// and compacts one session at a time with a Merger (a worker thread in the server). Owns no data.
+
+import { ColloquyError } from '../../shared/errors.js'
+import type { Logger } from '../observability/log.js'
+import type { Store } from '../persistence/store.js'
+import { type CompactResult, compactSession } from './compactor.js'
+import type { Merger } from './merge.js'
+import { type CompactionPolicy, type RetentionPolicy, shouldCompact, statsFromMeta } from './policy.js'
+
+/** Options of {@link createCompactionScheduler}. */
+export interface CompactionSchedulerOptions {
+  readonly store: Store
+  readonly merger: Merger
+  readonly policy: CompactionPolicy
+  readonly retention: RetentionPolicy
+  /** How often sessions with new writes are checked against the policy (ms); 0 disables the timer. */
+  readonly intervalMs: number
+  readonly logger: Logger
+  readonly now?: () => number
+  /** Called after each compaction that wrote a checkpoint. */
+  readonly onCompacted?: (result: CompactResult) => void
+}
+
+/** The background compactor. */
+export interface CompactionScheduler {
+  /** Records sessions with new durable writes (the write queue's commit report). */
+  noteCommit(durable: ReadonlyMap<string, number>): void
+  /** Compacts `sessionId` now (after any compaction already running), whatever the policy says. */
+  compactNow(sessionId: string, throughSeq?: number): Promise<CompactResult | undefined>
+  /** Checks every noted session against the policy and compacts those that qualify; resolves when done. */
+  runOnce(): Promise<void>
+  /** Stops the timer and waits for the running compaction; later calls are refused. */
+  close(): Promise<void>
+}
+
+/**
+ * Creates the scheduler and starts its timer (unref'd).
+ *
+ * @remarks Compactions run one at a time, in request order, so two never fold the same session
+ * at once and at most one merge occupies the worker thread. A failed compaction is logged and the
+ * session stays noted, to be tried again at the next check.
+ */
+export function createCompactionScheduler(options: CompactionSchedulerOptions): CompactionScheduler {
+  const { store, logger } = options
+  const dirty = new Set<string>()
+  let chain: Promise<unknown> = Promise.resolve()
+  let isClosed = false
+  let isChecking = false
+
+  function enqueue(sessionId: string, throughSeq?: number): Promise<CompactResult | undefined> {
+    if (isClosed) return Promise.reject(new ColloquyError('shutting-down'))
+    const job = chain.then(async () => {
+      if (isClosed) throw new ColloquyError('shutting-down')
+      logger.info({ session: sessionId, throughSeq }, 'compacting session')
+      const result = await compactSession(sessionId, {
+        store,
+        merger: options.merger,
+        retention: options.retention,
+        ...(throughSeq === undefined ? {} : { throughSeq }),
+        ...(options.now === undefined ? {} : { now: options.now }),
+      })
+      if (result !== undefined) {
+        logger.info(
+          {
+            session: sessionId,
+            seq: result.seq,
+            folded: result.folded,
+            stateBytes: result.stateBytes,
+            trimmedLogThrough: result.trimmedLogThrough,
+            deletedCheckpoints: result.deletedCheckpoints.length,
+            ms: Math.round(result.durationMs),
+          },
+          'session compacted',
+        )
+        options.onCompacted?.(result)
+      }
+      return result
+    })
+    chain = job.catch(() => undefined)
+    return job
+  }
+
+  async function runOnce(): Promise<void> {
+    if (isChecking || isClosed) return
+    isChecking = true
+    try {
+      const candidates = [...dirty]
+      dirty.clear()
+      for (const sessionId of candidates) {
+        if (isClosed) return
+        try {
+          const meta = await store.getMeta(sessionId)
+          if (meta === undefined || !shouldCompact(statsFromMeta(meta), options.policy)) continue
+          await enqueue(sessionId)
+        } catch (error) {
+          if (isClosed) return
+          dirty.add(sessionId)
+          logger.error({ session: sessionId, err: error }, 'compaction failed')
+        }
+      }
+    } finally {
+      isChecking = false
+    }
+  }
+
+  const timer =
+    options.intervalMs > 0
+      ? setInterval(() => {
+          void runOnce()
+        }, options.intervalMs)
+      : undefined
+  timer?.unref()
+
+  return {
+    noteCommit(durable) {
+      if (isClosed) return
+      for (const sessionId of durable.keys()) dirty.add(sessionId)
+    },
+    compactNow: (sessionId, throughSeq) => enqueue(sessionId, throughSeq),
+    runOnce,
+    async close() {
+      isClosed = true
+      if (timer !== undefined) clearInterval(timer)
+      // Closing the merger first makes a running merge reject at once: shutdown does not wait for
+      // a long fold, and nothing was written for it. A checkpoint write already started finishes.
+      await options.merger.close()
+      await chain
+    },
+  }
+}

@@ -1,0 +1,214 @@
+// The history API over HTTP: session listing, state at a seq or time, the log from a seq
+// (streamed NDJSON), export, import, fork and on-demand compaction. docs/history.md is the reference.
+
+import { ColloquyError } from '../../shared/errors.js'
+import { isValidSessionId } from '../../shared/session-id.js'
+import type { CompactionScheduler } from '../compaction/scheduler.js'
+import { conversationOfState, forkSession, importConversation, importState } from '../history/snapshots.js'
+import {
+  type HistoryDeps,
+  type HistoryPoint,
+  readLogFrom,
+  readStateAt,
+  requireMeta,
+} from '../history/state.js'
+import type { HttpRequest, HttpResponse, Route } from './router.js'
+
+/** What the history routes use. */
+export interface HistoryRoutesOptions extends HistoryDeps {
+  readonly scheduler?: CompactionScheduler
+}
+
+const JSON_TYPE = { 'content-type': 'application/json' }
+
+function json(status: number, value: unknown): HttpResponse {
+  return { status, headers: JSON_TYPE, body: JSON.stringify(value) }
+}
+
+function sessionParam(request: HttpRequest, name = 'id'): string {
+  const value = request.params[name] ?? ''
+  if (!isValidSessionId(value))
+    throw new ColloquyError('invalid-session-id', `invalid session id: ${JSON.stringify(value)}`)
+  return value
+}
+
+function integerParam(request: HttpRequest, name: string): number | undefined {
+  const raw = request.query.get(name)
+  if (raw === null || raw === '') return undefined
+  if (!/^\d+$/.test(raw) || !Number.isSafeInteger(Number(raw))) {
+    throw new ColloquyError('bad-request', `${name} must be an integer ≥ 0`)
+  }
+  return Number(raw)
+}
+
+/** `?seq=N`, `?time=<ms or ISO 8601>`, or nothing (latest). */
+export function pointOf(query: URLSearchParams): HistoryPoint {
+  const seq = query.get('seq')
+  const time = query.get('time')
+  if (seq !== null && time !== null) throw new ColloquyError('bad-request', 'give seq or time, not both')
+  if (seq !== null) {
+    if (!/^\d+$/.test(seq)) throw new ColloquyError('bad-request', 'seq must be an integer ≥ 0')
+    return { seq: Number(seq) }
+  }
+  if (time !== null) {
+    const ms = /^\d+$/.test(time) ? Number(time) : Date.parse(time)
+    if (!Number.isFinite(ms))
+      throw new ColloquyError('bad-request', 'time must be ms since the epoch or ISO 8601')
+    return { time: ms }
+  }
+  return { latest: true }
+}
+
+function isFlag(query: URLSearchParams, name: string): boolean {
+  const value = query.get(name)
+  return value !== null && value !== 'false' && value !== '0'
+}
+
+function formatOf(request: HttpRequest): 'yjs' | 'json' {
+  const format = request.query.get('format') ?? 'yjs'
+  if (format !== 'yjs' && format !== 'json')
+    throw new ColloquyError('bad-request', 'format must be yjs or json')
+  return format
+}
+
+/** Lines of NDJSON, one per log entry: `{"seq":1,"time":…,"update":"<base64>"}`. */
+async function* ndjsonLog(entries: AsyncIterable<{ seq: number; time: number; update: Uint8Array }>) {
+  let batch = ''
+  for await (const entry of entries) {
+    batch += `${JSON.stringify({ seq: entry.seq, time: entry.time, update: Buffer.from(entry.update).toString('base64') })}\n`
+    // Several entries per write: one syscall per ~64 KiB rather than per entry.
+    if (batch.length >= 65_536) {
+      yield batch
+      batch = ''
+    }
+  }
+  if (batch.length > 0) yield batch
+}
+
+/** The history routes, ready for {@link createRouter}. */
+export function historyRoutes(options: HistoryRoutesOptions): Route[] {
+  const deps: HistoryDeps = options
+  const now = options.now ?? Date.now
+
+  const stateRoute =
+    (isDownload: boolean) =>
+    async (request: HttpRequest): Promise<HttpResponse> => {
+      const sessionId = sessionParam(request)
+      const format = formatOf(request)
+      const state = await readStateAt(deps, sessionId, pointOf(request.query), {
+        isNearestAllowed: isFlag(request.query, 'nearest'),
+      })
+      const headers: Record<string, string> = {
+        'x-colloquy-seq': String(state.seq),
+        'x-colloquy-time': String(state.time),
+        'x-colloquy-exact': String(state.isExact),
+      }
+      if (isDownload) {
+        const extension = format === 'json' ? 'json' : 'yjs'
+        headers['content-disposition'] = `attachment; filename="${sessionId}@${state.seq}.${extension}"`
+      }
+      if (format === 'json') {
+        return {
+          status: 200,
+          headers: { ...headers, ...JSON_TYPE },
+          body: JSON.stringify(conversationOfState(state, now())),
+        }
+      }
+      return {
+        status: 200,
+        headers: { ...headers, 'content-type': 'application/octet-stream' },
+        body: state.update,
+      }
+    }
+
+  return [
+    {
+      method: 'GET',
+      pattern: '/sessions',
+      access: 'admin',
+      handler: async () => json(200, { sessions: await options.store.listSessions() }),
+    },
+    {
+      method: 'GET',
+      pattern: '/sessions/:id',
+      access: 'read',
+      async handler(request) {
+        const sessionId = sessionParam(request)
+        const meta = await requireMeta(options.store, sessionId)
+        const checkpoints = (await options.store.listCheckpoints(sessionId)).map((cp) => ({
+          seq: cp.seq,
+          time: cp.time,
+          bytes: cp.state.byteLength,
+        }))
+        const [first] = await options.store.readLog(sessionId, { limit: 1 })
+        return json(200, { ...meta, firstLogSeq: first?.seq ?? null, checkpoints })
+      },
+    },
+    { method: 'GET', pattern: '/sessions/:id/state', access: 'read', handler: stateRoute(false) },
+    { method: 'GET', pattern: '/sessions/:id/export', access: 'read', handler: stateRoute(true) },
+    {
+      method: 'GET',
+      pattern: '/sessions/:id/log',
+      access: 'read',
+      async handler(request) {
+        const sessionId = sessionParam(request)
+        const fromSeq = integerParam(request, 'from')
+        const toSeq = integerParam(request, 'to')
+        const entries = readLogFrom(options.store, sessionId, {
+          ...(fromSeq === undefined ? {} : { fromSeq }),
+          ...(toSeq === undefined ? {} : { toSeq }),
+        })
+        // Pull the first entry now, so a refusal (trimmed, unknown session) is a proper error status.
+        const first = await entries.next()
+        async function* all() {
+          if (first.done === true) return
+          yield first.value
+          yield* entries
+        }
+        return { status: 200, headers: { 'content-type': 'application/x-ndjson' }, body: ndjsonLog(all()) }
+      },
+    },
+    {
+      method: 'POST',
+      pattern: '/sessions/:id/import',
+      access: 'admin',
+      async handler(request) {
+        const sessionId = sessionParam(request)
+        const body = await request.body()
+        const isJson = (request.headers['content-type'] ?? '').startsWith('application/json')
+        if (isJson) {
+          let parsed: unknown
+          try {
+            parsed = JSON.parse(Buffer.from(body).toString('utf8'))
+          } catch (error) {
+            throw new ColloquyError('invalid-export', 'the body is not JSON', { cause: error })
+          }
+          return json(201, await importConversation(deps, sessionId, parsed))
+        }
+        return json(201, await importState(deps, sessionId, body))
+      },
+    },
+    {
+      method: 'POST',
+      pattern: '/sessions/:id/fork',
+      access: 'admin',
+      async handler(request) {
+        const sessionId = sessionParam(request)
+        const target = request.query.get('to') ?? ''
+        return json(201, await forkSession(deps, sessionId, target, pointOf(request.query)))
+      },
+    },
+    {
+      method: 'POST',
+      pattern: '/sessions/:id/compact',
+      access: 'admin',
+      async handler(request) {
+        const sessionId = sessionParam(request)
+        if (options.scheduler === undefined) throw new ColloquyError('bad-request', 'compaction is disabled')
+        await requireMeta(options.store, sessionId)
+        const result = await options.scheduler.compactNow(sessionId, integerParam(request, 'seq'))
+        return json(200, result ?? { sessionId, isCompacted: false, reason: 'nothing to fold' })
+      },
+    },
+  ]
+}

@@ -1,0 +1,125 @@
+// Crash during compaction: a child-process server compacts a growing session continuously (tiny
+// thresholds) while a client streams acknowledged updates; SIGKILL at a random instant, restart.
+// The session must load, with every acknowledged update. Several rounds, seed printed.
+
+import { mkdtemp, rm } from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
+import * as prng from 'lib0/prng'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { openLeveldbStore } from '../../server/persistence/leveldb-store.js'
+import { startServerProcess } from '../helpers/server-process.js'
+import { until } from '../helpers/wait.js'
+import { connectWsPeer } from '../helpers/ws-peer.js'
+
+let dataDir: string
+
+beforeAll(async () => {
+  dataDir = await mkdtemp(path.join(os.tmpdir(), 'colloquy-compaction-kill-'))
+})
+
+afterAll(async () => {
+  await rm(dataDir, { recursive: true, force: true })
+})
+
+// Compact whenever 300 updates follow the checkpoint, check every 10 ms, and keep no fine-grained
+// history, so each compaction also trims: the riskiest combination for a crash.
+const SERVER_ARGS = [
+  '--compact-interval-ms',
+  '10',
+  '--compact-min-updates',
+  '300',
+  '--compact-max-updates',
+  '300',
+  '--retain-log-ms',
+  '0',
+  '--retain-checkpoints-ms',
+  '0',
+  '--log-level',
+  'info',
+]
+
+describe('kill -9 during compaction', () => {
+  it('loads with every acknowledged update after SIGKILL at random points of compaction', async () => {
+    const seed = Number(process.env.SEED ?? Date.now() % 1_000_000)
+    console.log(`compaction kill -9 seed: ${seed}`)
+    const gen = prng.create(seed)
+    const rounds = 4
+    const acknowledged: string[] = []
+    let compactions = 0
+    let killsDuringCompaction = 0
+
+    for (let round = 0; round < rounds; round++) {
+      const server = await startServerProcess(['--data', dataDir, ...SERVER_ARGS])
+      const client = await connectWsPeer(server.url, 'big')
+      await until(() => client.peer.messages.some((m) => m.type === 'sync-step2'), 15_000, 'initial sync')
+      const map = client.peer.doc.getMap<string>('m')
+      const missing = acknowledged.filter((key) => !map.has(key))
+      expect(missing, `seed ${seed}, round ${round}`).toEqual([])
+
+      const lastKeyOfCounter = new Map<number, number>()
+      const keys: string[] = []
+      let isStopped = false
+      void client.closed.then(() => {
+        isStopped = true
+      })
+      const killAfterMs = prng.int32(gen, 700, 2500)
+      const killer = setTimeout(() => server.child.kill('SIGKILL'), killAfterMs)
+      // Paced (about 10 updates per timer tick) so the stream lasts until the kill; bounded anyway.
+      for (let i = 0; i < 40_000 && !isStopped; i++) {
+        const key = `r${round}-${i}`
+        // A few hundred bytes per update, so checkpoints and merges are not trivially small.
+        map.set(key, `${key}:${'x'.repeat(prng.int32(gen, 50, 400))}`)
+        keys.push(key)
+        lastKeyOfCounter.set(client.peer.requestAck(), i)
+        if (i % 10 === 0) await new Promise<void>((resolve) => setTimeout(resolve, 1))
+      }
+      clearTimeout(killer)
+      server.child.kill('SIGKILL')
+      await server.exited
+      await client.closed
+      const roundCompactions = (server.output().match(/session compacted/g) ?? []).length
+      const roundStarts = (server.output().match(/compacting session/g) ?? []).length
+      compactions += roundCompactions
+      // A start without its end: the kill landed inside a compaction.
+      if (roundStarts > roundCompactions) killsDuringCompaction++
+      const highestAcked = Math.max(0, ...client.peer.acks)
+      const lastDurableIndex = lastKeyOfCounter.get(highestAcked) ?? -1
+      acknowledged.push(...keys.slice(0, lastDurableIndex + 1))
+      console.log(
+        `round ${round}: killed after ${killAfterMs} ms, ${keys.length} sent, ${lastDurableIndex + 1} acked, ${roundStarts} compactions started, ${roundCompactions} finished`,
+      )
+    }
+
+    console.log(`${compactions} compactions finished, ${killsDuringCompaction} of ${rounds} kills inside one`)
+    expect(compactions, 'compactions finished while updates streamed').toBeGreaterThan(0)
+    expect(killsDuringCompaction, 'some kills landed inside a compaction').toBeGreaterThan(0)
+    const server = await startServerProcess(['--data', dataDir, ...SERVER_ARGS])
+    try {
+      const client = await connectWsPeer(server.url, 'big')
+      await until(() => client.peer.messages.some((m) => m.type === 'sync-step2'), 15_000, 'final sync')
+      const map = client.peer.doc.getMap<string>('m')
+      expect(acknowledged.length).toBeGreaterThan(0)
+      expect(
+        acknowledged.filter((key) => !map.has(key)),
+        `seed ${seed}`,
+      ).toEqual([])
+      client.close()
+    } finally {
+      server.child.kill('SIGKILL')
+      await server.exited
+    }
+    // The store is consistent: meta counts match the log, the checkpoint is the latest.
+    const store = await openLeveldbStore({ location: dataDir })
+    try {
+      const meta = await store.getMeta('big')
+      const log = await store.readLog('big')
+      expect(meta?.logCount).toBe(log.length)
+      expect(meta?.logBytes).toBe(log.reduce((sum, entry) => sum + entry.update.byteLength, 0))
+      const [latest] = await store.listCheckpoints('big', { reverse: true, limit: 1 })
+      expect(meta?.checkpointSeq).toBe(latest?.seq ?? 0)
+    } finally {
+      await store.close()
+    }
+  })
+})

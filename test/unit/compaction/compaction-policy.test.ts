@@ -1,0 +1,70 @@
+// The compaction policy and the retention plan: pure functions, checked on hand-made cases.
+
+import { describe, expect, it } from 'vitest'
+import { planRetention, shouldCompact } from '../../../server/compaction/policy.js'
+
+const HOUR = 3_600_000
+const DAY = 24 * HOUR
+
+describe('shouldCompact', () => {
+  const policy = { minUpdates: 10, maxUpdates: 100 }
+  it('waits for the minimum, then compacts when the log outweighs the checkpoint or passes the maximum', () => {
+    expect(
+      shouldCompact({ updatesSinceCheckpoint: 9, bytesSinceCheckpoint: 1e6, checkpointBytes: 0 }, policy),
+    ).toBe(false)
+    expect(
+      shouldCompact({ updatesSinceCheckpoint: 10, bytesSinceCheckpoint: 500, checkpointBytes: 1000 }, policy),
+    ).toBe(false)
+    expect(
+      shouldCompact(
+        { updatesSinceCheckpoint: 10, bytesSinceCheckpoint: 1000, checkpointBytes: 1000 },
+        policy,
+      ),
+    ).toBe(true)
+    expect(
+      shouldCompact({ updatesSinceCheckpoint: 100, bytesSinceCheckpoint: 1, checkpointBytes: 1e9 }, policy),
+    ).toBe(true)
+  })
+})
+
+describe('planRetention', () => {
+  const policy = { keepLogMs: 7 * DAY, keepCheckpointsMs: 90 * DAY, checkpointSpacingMs: HOUR }
+  const now = 100 * DAY
+
+  it('trims nothing while every checkpoint is younger than the log window', () => {
+    expect(planRetention([{ seq: 10, time: now - DAY }], now, policy)).toEqual({
+      trimLogThrough: 0,
+      deleteCheckpoints: [],
+    })
+  })
+
+  it('trims the log through the newest checkpoint older than the window and thins older ones', () => {
+    const checkpoints = [
+      { seq: 1, time: now - 95 * DAY }, // older than 90 days: deleted
+      { seq: 2, time: now - 20 * DAY }, // same hour as seq 3: only the later one stays
+      { seq: 3, time: now - 20 * DAY + 1 },
+      { seq: 4, time: now - 10 * DAY }, // kept (its own hour)
+      { seq: 5, time: now - 8 * DAY }, // the anchor: newest older than 7 days
+      { seq: 6, time: now - DAY }, // above the anchor: kept
+      { seq: 7, time: now }, // being written
+    ]
+    expect(planRetention(checkpoints, now, policy)).toEqual({ trimLogThrough: 5, deleteCheckpoints: [1, 2] })
+  })
+
+  it('keeps only the latest checkpoint when nothing is retained', () => {
+    const none = { keepLogMs: 0, keepCheckpointsMs: 0, checkpointSpacingMs: 1 }
+    expect(
+      planRetention(
+        [
+          { seq: 3, time: 5 },
+          { seq: 8, time: 9 },
+        ],
+        10,
+        none,
+      ),
+    ).toEqual({
+      trimLogThrough: 8,
+      deleteCheckpoints: [3],
+    })
+  })
+})

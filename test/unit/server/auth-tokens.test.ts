@@ -1,0 +1,74 @@
+import { describe, expect, it } from 'vitest'
+import { createTokenVerifier, hasRole, isInScope, mintToken } from '../../../server/auth/tokens.js'
+import { ColloquyError } from '../../../shared/errors.js'
+
+const secret = 'test-secret-of-enough-length-0123456789'
+
+async function codeOf(promise: Promise<unknown>): Promise<string> {
+  try {
+    await promise
+    return 'resolved'
+  } catch (error) {
+    return error instanceof ColloquyError ? error.code : `foreign: ${String(error)}`
+  }
+}
+
+describe('access tokens', () => {
+  it('round-trip their claims', async () => {
+    const token = await mintToken({ secret, peerId: 'p1', role: 'write', kind: 'agent', sessionId: 's1' })
+    const claims = await createTokenVerifier(secret).verify(token)
+    expect(claims).toMatchObject({ peerId: 'p1', role: 'write', kind: 'agent', sessionId: 's1' })
+    expect(claims.expiresAt).toBeGreaterThan(Date.now())
+  })
+
+  it('refuse a missing token, a wrong signature, garbage and another algorithm', async () => {
+    const verifier = createTokenVerifier(secret)
+    expect(await codeOf(verifier.verify(undefined))).toBe('unauthorized')
+    expect(await codeOf(verifier.verify('not.a.jwt'))).toBe('unauthorized')
+    const foreign = await mintToken({
+      secret: 'another-secret-of-enough-length-99',
+      peerId: 'p',
+      role: 'admin',
+      sessionPrefix: '',
+    })
+    expect(await codeOf(verifier.verify(foreign))).toBe('unauthorized')
+    // alg "none": header {"alg":"none"}, no signature.
+    const none = `${Buffer.from('{"alg":"none"}').toString('base64url')}.${Buffer.from('{"sub":"x","role":"admin","kind":"device","spx":"","exp":9999999999,"iss":"colloquy"}').toString('base64url')}.`
+    expect(await codeOf(verifier.verify(none))).toBe('unauthorized')
+  })
+
+  it('tell an expired token apart', async () => {
+    const past = Date.now() - 7_200_000
+    const token = await mintToken({
+      secret,
+      peerId: 'p',
+      role: 'read',
+      sessionId: 's',
+      ttlSeconds: 60,
+      now: () => past,
+    })
+    expect(await codeOf(createTokenVerifier(secret).verify(token))).toBe('token-expired')
+  })
+
+  it('scope a token to one session or a prefix', async () => {
+    const verifier = createTokenVerifier(secret)
+    const one = await verifier.verify(
+      await mintToken({ secret, peerId: 'p', role: 'read', sessionId: 'team:a' }),
+    )
+    expect(isInScope(one, 'team:a')).toBe(true)
+    expect(isInScope(one, 'team:ab')).toBe(false)
+    const prefix = await verifier.verify(
+      await mintToken({ secret, peerId: 'p', role: 'read', sessionPrefix: 'team:' }),
+    )
+    expect(isInScope(prefix, 'team:b')).toBe(true)
+    expect(isInScope(prefix, 'other')).toBe(false)
+    await expect(mintToken({ secret, peerId: 'p', role: 'read' })).rejects.toThrow(/exactly one/)
+  })
+
+  it('order roles admin ⊃ write ⊃ read', () => {
+    expect(hasRole('admin', 'write')).toBe(true)
+    expect(hasRole('write', 'read')).toBe(true)
+    expect(hasRole('read', 'write')).toBe(false)
+    expect(hasRole('write', 'admin')).toBe(false)
+  })
+})

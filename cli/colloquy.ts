@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// The `colloquy` command line: dispatches to the server's `serve` and the client-side and history
-// commands. The only module that imports both server/ and client/ (lazily, one per command).
+// The `colloquy` command line: dispatches to the server's `serve`, the client-side commands and the
+// operator commands (history, tokens). The only module that imports both server/ and client/ (lazily, one per command).
 
 import { reportStartupError, runServe, SERVE_USAGE } from '../server/serve-command.js'
 
@@ -40,6 +40,13 @@ Commands:
   serve              run the sync server (default when the first argument is a flag)
   chat <session>     a terminal client: see the conversation live, type to send
   agent <session>    run an agent (demo model or OpenAI-compatible endpoint)
+  token              mint an access token (needs the server's secret)
+  export <session>   export a session (JSON or Yjs binary), at a seq or time
+  import <session>   import a JSON/binary export, or a classic y-leveldb directory
+  fork <session>     fork a session at a seq into a new session
+  replay <session>   print the conversation as it grew, turn by turn
+  compact            compact a session (or --all, offline)
+  inspect            list sessions and their log/checkpoint figures
 
 'colloquy <command> --help' shows a command's options.
 `

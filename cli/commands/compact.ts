@@ -43,7 +43,10 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     const target = targetOf(values, env)
     if (target.kind === 'remote') {
       if (sessionId === undefined) throw new ColloquyError('bad-request', '--all works offline only (--data)')
-      const result = await createHistoryClient({ baseUrl: target.url }).compact(sessionId, throughSeq)
+      const result = await createHistoryClient({ baseUrl: target.url, headers: target.headers }).compact(
+        sessionId,
+        throughSeq,
+      )
       process.stdout.write(`${JSON.stringify(result)}\n`)
       return 0
     }

@@ -42,7 +42,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     const target = targetOf(values, env)
     let output: Uint8Array | string
     if (target.kind === 'remote') {
-      const client = createHistoryClient({ baseUrl: target.url })
+      const client = createHistoryClient({ baseUrl: target.url, headers: target.headers })
       const at = 'latest' in point ? undefined : point
       output =
         format === 'json'

@@ -31,7 +31,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     const target = targetOf(values, env)
     const created =
       target.kind === 'remote'
-        ? await createHistoryClient({ baseUrl: target.url }).fork(
+        ? await createHistoryClient({ baseUrl: target.url, headers: target.headers }).fork(
             sessionId,
             targetId,
             'latest' in point ? undefined : point,

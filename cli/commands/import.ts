@@ -60,7 +60,10 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     const json = isJson ? parseConversationExport(JSON.parse(Buffer.from(bytes).toString('utf8'))) : undefined
     let created: unknown
     if (target.kind === 'remote') {
-      created = await createHistoryClient({ baseUrl: target.url }).importSession(sessionId, json ?? bytes)
+      created = await createHistoryClient({ baseUrl: target.url, headers: target.headers }).importSession(
+        sessionId,
+        json ?? bytes,
+      )
     } else {
       created = await withLocalHistory(target.dataDir, (deps) =>
         json === undefined ? importState(deps, sessionId, bytes) : importConversation(deps, sessionId, json),

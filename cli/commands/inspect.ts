@@ -27,13 +27,15 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     const target = targetOf(values, env)
     if (target.kind === 'remote') {
       if (sessionId === undefined) {
-        const response = await fetch(`${target.url.replace(/^ws/, 'http')}/sessions`)
+        const response = await fetch(`${target.url.replace(/^ws/, 'http')}/sessions`, {
+          headers: target.headers,
+        })
         if (!response.ok) throw new ColloquyError('internal', `${response.status} from the server`)
         const { sessions } = (await response.json()) as { sessions: unknown[] }
         for (const meta of sessions) process.stdout.write(`${JSON.stringify(meta)}\n`)
       } else {
         process.stdout.write(
-          `${JSON.stringify(await createHistoryClient({ baseUrl: target.url }).session(sessionId), null, 2)}\n`,
+          `${JSON.stringify(await createHistoryClient({ baseUrl: target.url, headers: target.headers }).session(sessionId), null, 2)}\n`,
         )
       }
       return 0

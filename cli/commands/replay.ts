@@ -77,7 +77,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     }
     const target = targetOf(values, env)
     if (target.kind === 'remote') {
-      const client = createHistoryClient({ baseUrl: target.url })
+      const client = createHistoryClient({ baseUrl: target.url, headers: target.headers })
       if (from !== undefined && from > 1) {
         const start = await client.state(sessionId, { seq: from - 1 })
         Y.applyUpdate(doc, start.update)

@@ -12,6 +12,7 @@ import type { HistoryDeps, HistoryPoint } from './state.js'
 export const COMMON_FLAGS = {
   data: { type: 'string' },
   url: { type: 'string' },
+  token: { type: 'string' },
   seq: { type: 'string' },
   time: { type: 'string' },
   nearest: { type: 'boolean' },
@@ -70,13 +71,21 @@ export async function withLocalHistory<T>(
 
 /** Which side a command talks to: a data directory (offline) or a running server's HTTP API. */
 export function targetOf(
-  values: { data?: string | boolean | undefined; url?: string | boolean | undefined },
+  values: {
+    data?: string | boolean | undefined
+    url?: string | boolean | undefined
+    token?: string | boolean | undefined
+  },
   env: NodeJS.ProcessEnv,
-): { kind: 'local'; dataDir: string } | { kind: 'remote'; url: string } {
-  if (typeof values.url === 'string') return { kind: 'remote', url: values.url }
+): { kind: 'local'; dataDir: string } | { kind: 'remote'; url: string; headers: Record<string, string> } {
+  // A server with a secret wants a token (`--token` or COLLOQUY_TOKEN) with the read or admin role.
+  const token = typeof values.token === 'string' ? values.token : env.COLLOQUY_TOKEN
+  const headers: Record<string, string> =
+    token === undefined || token === '' ? {} : { authorization: `Bearer ${token}` }
+  if (typeof values.url === 'string') return { kind: 'remote', url: values.url, headers }
   if (typeof values.data === 'string') return { kind: 'local', dataDir: values.data }
   if (env.COLLOQUY_URL !== undefined && env.COLLOQUY_URL !== '')
-    return { kind: 'remote', url: env.COLLOQUY_URL }
+    return { kind: 'remote', url: env.COLLOQUY_URL, headers }
   if (env.DATA_DIR !== undefined && env.DATA_DIR !== '') return { kind: 'local', dataDir: env.DATA_DIR }
   throw new ColloquyError(
     'bad-request',

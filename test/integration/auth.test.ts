@@ -1,5 +1,6 @@
 // Auth: signed tokens checked before the upgrade, read-only peers, expiry mid-session, the HTTP API.
 
+import { execFileSync } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
@@ -133,6 +134,31 @@ describe('auth', () => {
     })
     expect(compact.status).toBe(403)
     expect((await fetch(`${base}/healthz`)).status).toBe(200)
+  })
+})
+
+describe('colloquy token', () => {
+  it('mints a token the server accepts', async () => {
+    const output = execFileSync(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        'cli/colloquy.ts',
+        'token',
+        '--peer',
+        'ops',
+        '--session',
+        'minted',
+        '--role',
+        'read',
+      ],
+      { env: { ...process.env, COLLOQUY_SECRET: secret }, encoding: 'utf8' },
+    )
+    const minted = output.trim()
+    expect(minted.split('.').length).toBe(3)
+    expect(await upgradeStatus(`${url}/minted?token=${minted}`)).toBe(101)
+    expect(await upgradeStatus(`${url}/other?token=${minted}`)).toBe(403)
   })
 })
 

@@ -2,10 +2,10 @@
 // function. main.ts is the only caller that passes the real argv and env.
 
 import { parseArgs } from 'node:util'
-import { DEFAULT_LIMITS } from './limits/limits.js'
+import { DEFAULT_LIMITS, type Limits } from './limits/limits.js'
 
-/** Everything the server can be told at start. README.md documents each field. */
-export interface ServerConfig {
+/** Everything the server can be told at start; the limits' fields are documented on {@link Limits}. */
+export interface ServerConfig extends Limits {
   readonly host: string
   /** 0 lets the OS choose (tests). */
   readonly port: number
@@ -53,19 +53,6 @@ export interface ServerConfig {
   readonly secret?: string
   /** Allow binding a non-loopback address without a secret (anonymous access for everyone). */
   readonly insecure: boolean
-  readonly updatesPerSecond: number
-  readonly updatesBurst: number
-  readonly updateBytesPerSecond: number
-  readonly updateBytesBurst: number
-  readonly maxAwarenessBytes: number
-  readonly awarenessPerSecond: number
-  readonly awarenessBurst: number
-  readonly maxAwarenessClientsPerConnection: number
-  readonly maxConnectionsPerSession: number
-  readonly maxConnectionAttemptsPerIp: number
-  readonly connectionAttemptWindowMs: number
-  readonly maxSessionsInMemory: number
-  readonly sessionQuotaBytes: number
 }
 
 const MiB = 1024 * 1024

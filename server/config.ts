@@ -46,6 +46,8 @@ export interface ServerConfig extends Limits {
   readonly checkpointSpacingMs: number
   /** Largest HTTP request body (imports) accepted. */
   readonly maxHttpBodyBytes: number
+  /** The built web app served at `/app/` (`npm run build:web` writes it). */
+  readonly webDir: string
   /**
    * HS256 secret for access tokens. Without one the server is anonymous and listens on loopback
    * only (anything else is refused unless `insecure`).
@@ -79,6 +81,7 @@ export const DEFAULT_CONFIG: ServerConfig = {
   retainCheckpointsMs: 90 * 24 * 3_600_000,
   checkpointSpacingMs: 3_600_000,
   maxHttpBodyBytes: 64 * MiB,
+  webDir: './dist/web',
   insecure: false,
   ...DEFAULT_LIMITS,
 }
@@ -117,6 +120,7 @@ const OPTIONS = {
   retainCheckpointsMs: { flag: 'retain-checkpoints-ms', env: 'RETAIN_CHECKPOINTS_MS', kind: 'count' },
   checkpointSpacingMs: { flag: 'checkpoint-spacing-ms', env: 'CHECKPOINT_SPACING_MS', kind: 'positive' },
   maxHttpBodyBytes: { flag: 'max-http-body-bytes', env: 'MAX_HTTP_BODY_BYTES', kind: 'positive' },
+  webDir: { flag: 'web-dir', env: 'WEB_DIR', kind: 'string' },
   secret: { flag: 'secret', env: 'COLLOQUY_SECRET', kind: 'secret' },
   insecure: { flag: 'insecure', env: 'INSECURE', kind: 'boolean' },
   updatesPerSecond: { flag: 'updates-per-second', env: 'UPDATES_PER_SECOND', kind: 'count' },

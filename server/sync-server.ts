@@ -11,6 +11,7 @@ import { createWorkerMerger } from './compaction/worker-merger.js'
 import type { ServerConfig } from './config.js'
 import { historyRoutes } from './http/history-routes.js'
 import { type Authorize, createRouter, type HttpRequest, type Route } from './http/router.js'
+import { webRoutes } from './http/static-routes.js'
 import { createAttemptLimiter, createTokenBucket } from './limits/token-bucket.js'
 import type { Logger } from './observability/log.js'
 import { createSilentLogger } from './observability/log.js'
@@ -226,6 +227,7 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
           scheduler: compaction,
           isLoaded: (sessionId) => sessions.get(sessionId) !== undefined,
         }),
+        ...webRoutes({ dir: config.webDir }),
       ],
       ...(authorize === undefined ? {} : { authorize }),
       logger,

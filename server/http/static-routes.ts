@@ -1,0 +1,107 @@
+// Serves the built web app (web/, built into `dist/web` by `npm run build:web`) at `/app/…` and
+// redirects `/` there. Read-only over one directory: nothing outside it is ever opened.
+
+import { readFile, stat } from 'node:fs/promises'
+import path from 'node:path'
+import type { HttpResponse, Route } from './router.js'
+
+/** Options of {@link webRoutes}. */
+export interface WebRoutesOptions {
+  /** The directory of the built app (holds `index.html`). */
+  readonly dir: string
+}
+
+const CONTENT_TYPES: Readonly<Record<string, string>> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.json': 'application/json',
+  '.map': 'application/json',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.ico': 'image/x-icon',
+  '.webmanifest': 'application/manifest+json',
+  '.txt': 'text/plain; charset=utf-8',
+}
+
+/** Build outputs named `name-HASH.ext` (esbuild's `[name]-[hash]`) never change: cache them for good. */
+const HASHED = /-[A-Z0-9]{8,}\.[a-z]+$/
+
+/** The content type for a file name (exported for tests). */
+export function contentTypeOf(fileName: string): string {
+  return CONTENT_TYPES[path.extname(fileName).toLowerCase()] ?? 'application/octet-stream'
+}
+
+/**
+ * Resolves `name` (one decoded path segment) inside `root`; undefined when it would leave it.
+ *
+ * @remarks A segment can still hold `..` or an encoded `/` (`%2F`), so the check is on the
+ * resolved path, not on the input.
+ */
+export function resolveInside(root: string, name: string): string | undefined {
+  if (name.length === 0 || name.includes('\0')) return undefined
+  const base = path.resolve(root)
+  const resolved = path.resolve(base, name)
+  return resolved.startsWith(base + path.sep) ? resolved : undefined
+}
+
+function notFound(message: string): HttpResponse {
+  return {
+    status: 404,
+    headers: { 'content-type': 'application/json', 'cache-control': 'no-store' },
+    body: JSON.stringify({ error: { code: 'not-found', message } }),
+  }
+}
+
+async function serveFile(root: string, name: string): Promise<HttpResponse> {
+  const file = resolveInside(root, name)
+  if (file === undefined) return notFound(`no file ${name}`)
+  const info = await stat(file).catch(() => undefined)
+  if (info === undefined || !info.isFile()) {
+    return name === 'index.html'
+      ? notFound(`the web app is not built in ${root}: run npm run build:web`)
+      : notFound(`no file ${name}`)
+  }
+  const body = new Uint8Array(await readFile(file))
+  return {
+    status: 200,
+    headers: {
+      'content-type': contentTypeOf(name),
+      'x-content-type-options': 'nosniff',
+      // index.html names the hashed bundles: it must be revalidated so a new build is picked up.
+      'cache-control': HASHED.test(name) ? 'public, max-age=31536000, immutable' : 'no-cache',
+    },
+    body,
+  }
+}
+
+/**
+ * `GET /` → `302 /app/`; `GET /app` and `/app/` → `index.html`; `GET /app/<file>` → that file.
+ *
+ * @remarks The router matches whole segments, so `/app` and `/app/` are one route: index.html uses
+ * absolute asset URLs (`/app/…`) and works at either. The app routes sessions in the URL hash, so
+ * no other path needs to fall back to index.html.
+ */
+export function webRoutes(options: WebRoutesOptions): Route[] {
+  const root = path.resolve(options.dir)
+  return [
+    {
+      method: 'GET',
+      pattern: '/',
+      access: 'none',
+      handler: () => ({
+        status: 302,
+        headers: { location: '/app/', 'content-type': 'text/plain' },
+        body: '',
+      }),
+    },
+    { method: 'GET', pattern: '/app', access: 'none', handler: () => serveFile(root, 'index.html') },
+    {
+      method: 'GET',
+      pattern: '/app/:file',
+      access: 'none',
+      handler: (request) => serveFile(root, request.params.file ?? ''),
+    },
+  ]
+}

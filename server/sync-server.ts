@@ -77,6 +77,11 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
     },
     intervalMs: config.compaction ? config.compactIntervalMs : 0,
     logger,
+    // Runs happen only after startup (timer, HTTP, close), when `metrics` below is initialised.
+    onRun: (run) => {
+      metrics.compactionRuns.inc({ result: run.result })
+      if (run.result !== 'skipped') metrics.compactionSeconds.observe(run.durationMs / 1000)
+    },
   })
   // The registry is created after the queue (it needs the queue), but commits are routed to it.
   let registry: SessionRegistry | undefined

@@ -6,6 +6,7 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
+import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { parseArgs } from 'node:util'
 import { LeveldbPersistence } from 'y-leveldb'
 import * as Y from 'yjs'
@@ -89,6 +90,9 @@ async function fanOut(dataDir: string, bigSession: string, isCompacting: boolean
       }
     })
   }
+  // Event-loop delay of the process (server and peers share it) while the updates flow.
+  const loopDelay = monitorEventLoopDelay({ resolution: 1 })
+  loopDelay.enable()
   const compaction = isCompacting ? server.compaction.compactNow(bigSession) : Promise.resolve(undefined)
   const started = performance.now()
   let i = 0
@@ -105,6 +109,7 @@ async function fanOut(dataDir: string, bigSession: string, isCompacting: boolean
     if (performance.now() - started > 60_000) break
   }
   const result = await compaction
+  loopDelay.disable()
   await new Promise((resolve) => setTimeout(resolve, 200))
   for (const peer of [writer, ...readers]) peer.close()
   await server.close()
@@ -116,6 +121,8 @@ async function fanOut(dataDir: string, bigSession: string, isCompacting: boolean
     p99Ms: percentile(sorted, 99),
     maxMs: sorted[sorted.length - 1] ?? Number.NaN,
     compactionMs: result?.durationMs,
+    loopDelayP99Ms: loopDelay.percentile(99) / 1e6,
+    loopDelayMaxMs: loopDelay.max / 1e6,
   }
 }
 
@@ -197,11 +204,11 @@ async function main(): Promise<void> {
     await store.close()
     const idle = await fanOut(fanDir, 'big', false)
     console.log(
-      `[H3.1] fan-out, no compaction: p50 ${idle.p50Ms.toFixed(2)} ms, p99 ${idle.p99Ms.toFixed(2)} ms, max ${idle.maxMs.toFixed(2)} ms (${idle.deliveries} deliveries)`,
+      `[H3.1] fan-out, no compaction: p50 ${idle.p50Ms.toFixed(2)} ms, p99 ${idle.p99Ms.toFixed(2)} ms, max ${idle.maxMs.toFixed(2)} ms (${idle.deliveries} deliveries; event-loop delay p99 ${idle.loopDelayP99Ms.toFixed(1)} ms, max ${idle.loopDelayMaxMs.toFixed(1)} ms)`,
     )
     const busy = await fanOut(fanDir, 'big', true)
     console.log(
-      `[H3.2] fan-out while compacting 100k: p50 ${busy.p50Ms.toFixed(2)} ms, p99 ${busy.p99Ms.toFixed(2)} ms, max ${busy.maxMs.toFixed(2)} ms (${busy.deliveries} deliveries; compaction ${busy.compactionMs?.toFixed(0)} ms)`,
+      `[H3.2] fan-out while compacting 100k: p50 ${busy.p50Ms.toFixed(2)} ms, p99 ${busy.p99Ms.toFixed(2)} ms, max ${busy.maxMs.toFixed(2)} ms (${busy.deliveries} deliveries; compaction ${busy.compactionMs?.toFixed(0)} ms; event-loop delay p99 ${busy.loopDelayP99Ms.toFixed(1)} ms, max ${busy.loopDelayMaxMs.toFixed(1)} ms)`,
     )
 
     const report = {

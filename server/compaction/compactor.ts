@@ -1,9 +1,10 @@
 // One compaction of one session: fold the latest checkpoint and the log after it (through seq N)
 // into a checkpoint at N, and write it with what retention deletes in one atomic batch.
 
+import { setImmediate as nextTurn } from 'node:timers/promises'
 import { ColloquyError } from '../../shared/errors.js'
-import type { Store } from '../persistence/store.js'
-import type { Merger } from './merge.js'
+import { listCheckpointInfo, type Store } from '../persistence/store.js'
+import { createPacker, type Merger, unpackUpdates } from './merge.js'
 import { planRetention, type RetentionPolicy } from './policy.js'
 
 /** Options of {@link compactSession}. */
@@ -14,7 +15,15 @@ export interface CompactOptions {
   /** Fold through this seq (default: the session's last durable seq). */
   readonly throughSeq?: number
   readonly now?: () => number
+  /** Log entries read per page (default {@link LOG_PAGE}). */
+  readonly pageSize?: number
 }
+
+/**
+ * Log entries the compactor reads at once. Between pages it yields to the event loop, so reading a
+ * 100,000-entry log never holds it for more than a few ms (one read took ~100 ms of one turn).
+ */
+export const LOG_PAGE = 2048
 
 /** What one compaction did. */
 export interface CompactResult {
@@ -42,6 +51,10 @@ export interface CompactResult {
  *   a crash before it changes nothing, after it the checkpoint covers everything trimmed.
  * - Refuses (internal error) a log with a gap between the base checkpoint and N rather than
  *   write a checkpoint that claims updates it does not hold.
+ * - Keeps the event loop free for live sessions: the log is read in pages packed straight into one
+ *   buffer that the merger takes without a copy (a worker thread, by transfer), retention is planned
+ *   from checkpoint seqs and times without loading their states, and the store builds the big
+ *   batch in slices.
  */
 export async function compactSession(
   sessionId: string,
@@ -56,27 +69,43 @@ export async function compactSession(
   const [base] = await store.listCheckpoints(sessionId, { toSeq: target, reverse: true, limit: 1 })
   const baseSeq = base?.seq ?? 0
   if (target <= baseSeq) return undefined
-  const log = await store.readLog(sessionId, { fromSeq: baseSeq + 1, toSeq: target })
-  const first = log[0]
-  const last = log[log.length - 1]
-  if (
-    first === undefined ||
-    last === undefined ||
-    first.seq !== baseSeq + 1 ||
-    last.seq !== target ||
-    log.length !== target - baseSeq
-  ) {
+  const pageSize = Math.max(1, options.pageSize ?? LOG_PAGE)
+  // Size the buffer from the meta's average entry; it grows if the estimate is short.
+  const share = meta.logCount === 0 ? 0 : meta.logBytes / meta.logCount
+  const packer = createPacker(
+    (base?.state.byteLength ?? 0) + Math.ceil(share * (target - baseSeq) * 1.1),
+    target - baseSeq + 1,
+  )
+  if (base !== undefined) packer.push(base.state)
+  let nextSeq = baseSeq + 1
+  let lastTime = 0
+  while (nextSeq <= target) {
+    const page = await store.readLog(sessionId, { fromSeq: nextSeq, toSeq: target, limit: pageSize })
+    for (const entry of page) {
+      if (entry.seq !== nextSeq) break
+      packer.push(entry.update)
+      lastTime = entry.time
+      nextSeq++
+    }
+    if (page.length < pageSize || page[page.length - 1]?.seq !== nextSeq - 1) break
+    // Let live sessions run between pages.
+    if (nextSeq <= target) await nextTurn()
+  }
+  const folded = nextSeq - baseSeq - 1
+  if (nextSeq !== target + 1) {
     throw new ColloquyError(
       'internal',
-      `session ${sessionId}: log ${baseSeq + 1}…${target} is incomplete (${log.length} entries); not compacting`,
+      `session ${sessionId}: log ${baseSeq + 1}…${target} is incomplete (gap at ${nextSeq}); not compacting`,
     )
   }
-  const inputs = base === undefined ? [] : [base.state]
-  for (const entry of log) inputs.push(entry.update)
-  const state = await merger.merge(inputs)
+  const packed = packer.finish()
+  const state = await (merger.mergePacked === undefined
+    ? merger.merge(unpackUpdates(packed))
+    : merger.mergePacked(packed))
   // The checkpoint's time is when its last update arrived, so "state at time T" can use it.
-  const checkpoint = { seq: target, time: last.time, state }
-  const existing = await store.listCheckpoints(sessionId)
+  const checkpoint = { seq: target, time: lastTime, state }
+  // Seqs and times only: the states of older checkpoints are not needed to plan retention.
+  const existing = await listCheckpointInfo(store, sessionId)
   const points = existing.filter((cp) => cp.seq !== target).map(({ seq, time }) => ({ seq, time }))
   points.push({ seq: target, time: checkpoint.time })
   const plan = planRetention(points, now(), options.retention)
@@ -88,7 +117,7 @@ export async function compactSession(
     sessionId,
     seq: target,
     baseSeq,
-    folded: log.length,
+    folded,
     stateBytes: state.byteLength,
     trimmedLogThrough: plan.trimLogThrough,
     deletedCheckpoints: plan.deleteCheckpoints,

@@ -20,6 +20,18 @@ export interface CompactionSchedulerOptions {
   readonly now?: () => number
   /** Called after each compaction that wrote a checkpoint. */
   readonly onCompacted?: (result: CompactResult) => void
+  /** Called after every compaction run, whatever its outcome (metrics). */
+  readonly onRun?: (run: CompactionRun) => void
+}
+
+/** One compaction run, as reported to {@link CompactionSchedulerOptions.onRun}. */
+export interface CompactionRun {
+  readonly sessionId: string
+  /** `success`: a checkpoint was written; `skipped`: nothing to fold; `failure`: it threw. */
+  readonly result: 'success' | 'failure' | 'skipped'
+  /** Wall time of the run, reading and writing included (ms). */
+  readonly durationMs: number
+  readonly error?: unknown
 }
 
 /** The background compactor. */
@@ -48,17 +60,38 @@ export function createCompactionScheduler(options: CompactionSchedulerOptions): 
   let isClosed = false
   let isChecking = false
 
+  /** Reports a run; a throwing callback is logged, never fails the compaction. */
+  function report(run: CompactionRun): void {
+    try {
+      options.onRun?.(run)
+    } catch (error) {
+      logger.error({ session: run.sessionId, err: error }, 'compaction run callback failed')
+    }
+  }
+
   function enqueue(sessionId: string, throughSeq?: number): Promise<CompactResult | undefined> {
     if (isClosed) return Promise.reject(new ColloquyError('shutting-down'))
     const job = chain.then(async () => {
       if (isClosed) throw new ColloquyError('shutting-down')
       logger.info({ session: sessionId, throughSeq }, 'compacting session')
-      const result = await compactSession(sessionId, {
-        store,
-        merger: options.merger,
-        retention: options.retention,
-        ...(throughSeq === undefined ? {} : { throughSeq }),
-        ...(options.now === undefined ? {} : { now: options.now }),
+      const started = performance.now()
+      let result: CompactResult | undefined
+      try {
+        result = await compactSession(sessionId, {
+          store,
+          merger: options.merger,
+          retention: options.retention,
+          ...(throughSeq === undefined ? {} : { throughSeq }),
+          ...(options.now === undefined ? {} : { now: options.now }),
+        })
+      } catch (error) {
+        report({ sessionId, result: 'failure', durationMs: performance.now() - started, error })
+        throw error
+      }
+      report({
+        sessionId,
+        result: result === undefined ? 'skipped' : 'success',
+        durationMs: performance.now() - started,
       })
       if (result !== undefined) {
         logger.info(

@@ -1,6 +1,7 @@
 // The LevelDB Store: one classic-level database holding every session in the layout of keys.ts.
 // Owns the database handle and a cache of session metas; knows nothing of Yjs or sockets.
 
+import { setImmediate as nextTurn } from 'node:timers/promises'
 import { ClassicLevel } from 'classic-level'
 import { ColloquyError } from '../../shared/errors.js'
 import {
@@ -26,7 +27,15 @@ import {
   timedValuePayloadBytes,
 } from './keys.js'
 import { createSessionLocks } from './session-locks.js'
-import type { Checkpoint, LogEntry, SessionMeta, Store, StoredSession } from './store.js'
+import type {
+  Checkpoint,
+  CheckpointInfo,
+  LogEntry,
+  PutCheckpointOptions,
+  SessionMeta,
+  Store,
+  StoredSession,
+} from './store.js'
 import {
   assertAppendsAfter,
   assertCheckpoint,
@@ -54,10 +63,26 @@ export interface LeveldbStoreOptions {
 }
 
 type Db = ClassicLevel<Uint8Array, Uint8Array>
+type Batch = ReturnType<Db['batch']>
 type BatchOp = { type: 'put'; key: Uint8Array; value: Uint8Array } | { type: 'del'; key: Uint8Array }
 
 /** How many entries a range scan pulls from LevelDB per round trip when it only needs keys and sizes. */
 const SCAN_CHUNK = 1024
+
+/** How many checkpoint values a listing without states pulls per round trip (each may weigh MBs). */
+const CHECKPOINT_INFO_CHUNK = 8
+
+/** Sessions whose checkpoint list without states is remembered (least recently used dropped first). */
+const CHECKPOINT_INFO_CACHE_SESSIONS = 256
+
+/**
+ * Operations added to a native write batch between two turns of the event loop.
+ *
+ * @remarks A compaction's batch deletes up to every log entry of a session (100,000 deletes took
+ * ~45 ms of one event-loop turn); built in slices, it never holds the loop longer than ~2 ms.
+ * The batch is still written once, atomically.
+ */
+const BATCH_SLICE = 4096
 
 /**
  * Opens (creating when missing) the LevelDB store at `options.location`.
@@ -116,6 +141,12 @@ function createStoreOn(db: Db, sync: boolean): Store {
   const metaCache = new Map<string, SessionMeta>()
   const locks = createSessionLocks()
   const inFlight = new Set<Promise<unknown>>()
+  // Every checkpoint of recently compacted sessions, without states, in seq order. Exact: a write
+  // that changes a session's checkpoints applies its change here once committed, and a scan that
+  // overlapped any such write is not cached (see `checkpointWrites`).
+  const checkpointInfoCache = new Map<string, CheckpointInfo[]>()
+  // Counts checkpoint writes: a scan caches its result only if none completed while it ran.
+  let checkpointWrites = 0
   let isClosed = false
   let closing: Promise<void> | undefined
 
@@ -167,7 +198,10 @@ function createStoreOn(db: Db, sync: boolean): Store {
   async function writeBatch(ops: readonly BatchOp[]): Promise<void> {
     const batch = db.batch()
     try {
-      for (const op of ops) {
+      for (let i = 0; i < ops.length; i++) {
+        // Large batches (compaction trims) are built in slices, letting the event loop run between.
+        if (i > 0 && i % BATCH_SLICE === 0) await nextTurn()
+        const op = ops[i]!
         if (op.type === 'put') batch.put(op.key, op.value)
         else batch.del(op.key)
       }
@@ -179,9 +213,16 @@ function createStoreOn(db: Db, sync: boolean): Store {
     await batch.write({ sync })
   }
 
-  /** Keys in `range` and the payload bytes of their values, without holding every value at once. */
-  async function scanSizes(range: KeyRange): Promise<{ keys: Uint8Array[]; bytes: number }> {
-    const keys: Uint8Array[] = []
+  /**
+   * Adds a delete of every key in `range` to `batch`, a chunk at a time, and returns how many keys
+   * and payload bytes it deletes.
+   *
+   * @remarks Streams keys straight into the native batch rather than collecting them: a compaction
+   * trim of 100,000 entries no longer keeps 100,000 keys alive on the heap (whose scavenges paused
+   * the event loop), and every chunk is a separate turn of the loop.
+   */
+  async function deleteRangeInto(batch: Batch, range: KeyRange): Promise<{ count: number; bytes: number }> {
+    let count = 0
     let bytes = 0
     const iterator = db.iterator(range)
     try {
@@ -189,14 +230,62 @@ function createStoreOn(db: Db, sync: boolean): Store {
         const chunk = await iterator.nextv(SCAN_CHUNK)
         if (chunk.length === 0) break
         for (const [key, value] of chunk) {
-          keys.push(key)
+          batch.del(key)
           bytes += timedValuePayloadBytes(value)
+        }
+        count += chunk.length
+      }
+    } finally {
+      await iterator.close()
+    }
+    return { count, bytes }
+  }
+
+  /** Applies a committed `putCheckpoint` to the cached checkpoint list of its session, if any. */
+  function noteCheckpointWritten(
+    sessionId: string,
+    checkpoint: Checkpoint,
+    options: PutCheckpointOptions,
+  ): void {
+    checkpointWrites++
+    const cached = checkpointInfoCache.get(sessionId)
+    if (cached === undefined) return
+    const trimBefore = options.trimCheckpointsBefore ?? 0
+    const deleted = new Set(options.deleteCheckpoints ?? [])
+    const kept = cached.filter(
+      (info) => info.seq >= trimBefore && info.seq !== checkpoint.seq && !deleted.has(info.seq),
+    )
+    kept.push({ seq: checkpoint.seq, time: checkpoint.time, bytes: checkpoint.state.byteLength })
+    kept.sort((a, b) => a.seq - b.seq)
+    checkpointInfoCache.set(sessionId, kept)
+  }
+
+  /** Seq, time and size of the checkpoints in `range`, reading a few values at a time. */
+  async function scanCheckpointInfo(
+    sessionId: string,
+    fromSeq: number,
+    toSeq: number,
+    limit: number,
+    reverse: boolean,
+  ): Promise<CheckpointInfo[]> {
+    const infos: CheckpointInfo[] = []
+    const iterator = db.iterator({ ...checkpointKeyRange(sessionId, fromSeq, toSeq), limit, reverse })
+    try {
+      for (;;) {
+        const chunk = await iterator.nextv(CHECKPOINT_INFO_CHUNK)
+        if (chunk.length === 0) break
+        for (const [key, value] of chunk) {
+          infos.push({
+            seq: decodeCheckpointKey(key).seq,
+            time: decodeTimedValue(value).time,
+            bytes: timedValuePayloadBytes(value),
+          })
         }
       }
     } finally {
       await iterator.close()
     }
-    return { keys, bytes }
+    return infos
   }
 
   const store: Store = {
@@ -298,33 +387,70 @@ function createStoreOn(db: Db, sync: boolean): Store {
         try {
           const previous = metaCache.get(sessionId) ?? (await readMeta(sessionId))
           assertNewIfRequired(sessionId, previous, options)
-          const ops: BatchOp[] = []
-          let trimmed = { count: 0, bytes: 0 }
-          if (options.trimLogThrough !== undefined && options.trimLogThrough > 0) {
-            const { keys, bytes } = await scanSizes(logKeyRange(sessionId, 0, options.trimLogThrough))
-            for (const key of keys) ops.push({ type: 'del', key })
-            trimmed = { count: keys.length, bytes }
+          // One native batch, filled as the trimmed ranges are scanned, written once: atomic.
+          const batch = db.batch()
+          let meta: SessionMeta
+          try {
+            let trimmed = { count: 0, bytes: 0 }
+            if (options.trimLogThrough !== undefined && options.trimLogThrough > 0) {
+              trimmed = await deleteRangeInto(batch, logKeyRange(sessionId, 0, options.trimLogThrough))
+            }
+            if (options.trimCheckpointsBefore !== undefined && options.trimCheckpointsBefore > 0) {
+              const range = checkpointKeyRange(sessionId, 0, options.trimCheckpointsBefore - 1)
+              for (const key of await db.keys(range).all()) batch.del(key)
+            }
+            for (const seq of options.deleteCheckpoints ?? []) batch.del(encodeCheckpointKey(sessionId, seq))
+            // After the deletes: LevelDB applies a batch in order, so the new checkpoint always survives.
+            batch.put(
+              encodeCheckpointKey(sessionId, checkpoint.seq),
+              encodeTimedValue(checkpoint.time, checkpoint.state),
+            )
+            meta = metaAfterCheckpoint(sessionId, previous, checkpoint, trimmed)
+            batch.put(encodeMetaKey(sessionId), encodeMetaValue(meta))
+          } catch (error) {
+            await batch.close()
+            throw error
           }
-          if (options.trimCheckpointsBefore !== undefined && options.trimCheckpointsBefore > 0) {
-            const range = checkpointKeyRange(sessionId, 0, options.trimCheckpointsBefore - 1)
-            for (const key of await db.keys(range).all()) ops.push({ type: 'del', key })
-          }
-          for (const seq of options.deleteCheckpoints ?? []) {
-            ops.push({ type: 'del', key: encodeCheckpointKey(sessionId, seq) })
-          }
-          // After the deletes: LevelDB applies a batch in order, so the new checkpoint always survives.
-          ops.push({
-            type: 'put',
-            key: encodeCheckpointKey(sessionId, checkpoint.seq),
-            value: encodeTimedValue(checkpoint.time, checkpoint.state),
-          })
-          const meta = metaAfterCheckpoint(sessionId, previous, checkpoint, trimmed)
-          ops.push({ type: 'put', key: encodeMetaKey(sessionId), value: encodeMetaValue(meta) })
-          await writeBatch(ops)
+          // write() closes the batch whether it succeeds or fails.
+          await batch.write({ sync })
           metaCache.set(sessionId, meta)
+          noteCheckpointWritten(sessionId, checkpoint, options)
         } finally {
           unlock()
         }
+      })
+    },
+
+    listCheckpointInfo(sessionId, range) {
+      return track(async () => {
+        assertSessionId(sessionId)
+        const window = normalizeCheckpointRange(range)
+        if (window === undefined) return []
+        let all = checkpointInfoCache.get(sessionId)
+        if (all !== undefined) {
+          // Most recently used last, so the oldest entry is the first one dropped.
+          checkpointInfoCache.delete(sessionId)
+          checkpointInfoCache.set(sessionId, all)
+        } else {
+          const isWhole = window.fromSeq === 0 && window.toSeq === Number.MAX_SAFE_INTEGER
+          const limit = window.limit === Number.POSITIVE_INFINITY ? -1 : window.limit
+          if (!isWhole || limit !== -1) {
+            // A partial listing reads only its range and caches nothing.
+            return scanCheckpointInfo(sessionId, window.fromSeq, window.toSeq, limit, window.reverse)
+          }
+          const writesBefore = checkpointWrites
+          all = await scanCheckpointInfo(sessionId, 0, Number.MAX_SAFE_INTEGER, -1, false)
+          if (checkpointWrites === writesBefore) {
+            checkpointInfoCache.set(sessionId, all)
+            if (checkpointInfoCache.size > CHECKPOINT_INFO_CACHE_SESSIONS) {
+              const oldest = checkpointInfoCache.keys().next().value
+              if (oldest !== undefined) checkpointInfoCache.delete(oldest)
+            }
+          }
+        }
+        const inRange = all.filter((info) => info.seq >= window.fromSeq && info.seq <= window.toSeq)
+        if (window.reverse) inRange.reverse()
+        return inRange.slice(0, window.limit)
       })
     },
 
@@ -358,6 +484,8 @@ function createStoreOn(db: Db, sync: boolean): Store {
           // One batch: a crash leaves the session either whole or gone, never half deleted.
           await writeBatch(ops)
           metaCache.delete(sessionId)
+          checkpointWrites++
+          checkpointInfoCache.delete(sessionId)
         } finally {
           unlock()
         }
@@ -368,6 +496,7 @@ function createStoreOn(db: Db, sync: boolean): Store {
       // A write of this session still in flight re-fills the entry when it commits: harmless (the
       // entry is still the committed meta), and the registry never unloads a session mid-write.
       metaCache.delete(sessionId)
+      checkpointInfoCache.delete(sessionId)
     },
 
     close() {
@@ -376,6 +505,7 @@ function createStoreOn(db: Db, sync: boolean): Store {
         closing = (async () => {
           await Promise.allSettled([...inFlight])
           metaCache.clear()
+          checkpointInfoCache.clear()
           await db.close()
         })()
       }

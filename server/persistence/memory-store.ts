@@ -135,6 +135,19 @@ export function createMemoryStore(): Store {
       return inRange.slice(0, window.limit).map(copyCheckpoint)
     },
 
+    async listCheckpointInfo(sessionId, range) {
+      assertOpen()
+      assertSessionId(sessionId)
+      const window = normalizeCheckpointRange(range)
+      const checkpoints = sessions.get(sessionId)?.checkpoints
+      if (window === undefined || checkpoints === undefined) return []
+      const inRange = checkpoints.filter((kept) => kept.seq >= window.fromSeq && kept.seq <= window.toSeq)
+      if (window.reverse) inRange.reverse()
+      return inRange
+        .slice(0, window.limit)
+        .map(({ seq, time, state }) => ({ seq, time, bytes: state.byteLength }))
+    },
+
     async deleteSession(sessionId) {
       assertOpen()
       assertSessionId(sessionId)

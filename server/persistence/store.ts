@@ -15,6 +15,14 @@ export interface Checkpoint {
   readonly state: Uint8Array
 }
 
+/** A checkpoint without its state: what retention planning and listings need. */
+export interface CheckpointInfo {
+  readonly seq: number
+  readonly time: number
+  /** Bytes of its state. */
+  readonly bytes: number
+}
+
 /** What the store keeps about a session beside its log. */
 export interface SessionMeta {
   readonly sessionId: string
@@ -107,10 +115,29 @@ export interface Store {
   putCheckpoint(sessionId: string, checkpoint: Checkpoint, options?: PutCheckpointOptions): Promise<void>
   /** Reads the checkpoints of a session within `range` (default: all), in seq order unless `reverse`. */
   listCheckpoints(sessionId: string, range?: CheckpointRange): Promise<Checkpoint[]>
+  /**
+   * Like {@link listCheckpoints} without the states: seq, time and state size only.
+   *
+   * @remarks Optional so that wrapping stores need not forward it; call it through
+   * {@link listCheckpointInfo}, which falls back to `listCheckpoints`. Both built-in stores have it:
+   * the LevelDB one never holds more than a few states at once and caches what it learnt.
+   */
+  listCheckpointInfo?(sessionId: string, range?: CheckpointRange): Promise<CheckpointInfo[]>
   /** Deletes every key of a session. */
   deleteSession(sessionId: string): Promise<void>
   /** Drops any cached data for a session that is no longer loaded (its data stays stored). */
   release(sessionId: string): void
   /** Closes the store; pending operations finish first. */
   close(): Promise<void>
+}
+
+/** {@link Store.listCheckpointInfo} when the store has it, else `listCheckpoints` without the states. */
+export async function listCheckpointInfo(
+  store: Store,
+  sessionId: string,
+  range?: CheckpointRange,
+): Promise<CheckpointInfo[]> {
+  if (store.listCheckpointInfo !== undefined) return store.listCheckpointInfo(sessionId, range)
+  const checkpoints = await store.listCheckpoints(sessionId, range)
+  return checkpoints.map(({ seq, time, state }) => ({ seq, time, bytes: state.byteLength }))
 }

@@ -250,6 +250,104 @@ export function runStoreContract(name: string, open: () => Promise<StoreUnderTes
       expect(await seqs({ fromSeq: 2, toSeq: 4, limit: 1 })).toEqual([2])
     })
 
+    it('lists checkpoints without their states, over the same ranges as listCheckpoints', async () => {
+      const listInfo = store.listCheckpointInfo?.bind(store)
+      expect(listInfo, 'both built-in stores implement listCheckpointInfo').toBeDefined()
+      if (listInfo === undefined) return
+      await store.append([1, 2, 3, 4, 5, 6].map((seq) => entry('s', seq)))
+      for (const seq of [2, 4, 6]) {
+        await store.putCheckpoint('s', { seq, time: seq * 10, state: encoder.encode(`cp${seq}`.repeat(seq)) })
+      }
+      const ranges: Parameters<Store['listCheckpoints']>[1][] = [
+        undefined,
+        { toSeq: 5, reverse: true, limit: 1 },
+        { fromSeq: 3 },
+        { reverse: true },
+        { toSeq: 1 },
+        { fromSeq: 2, toSeq: 4, limit: 1 },
+      ]
+      const expected = async (range: Parameters<Store['listCheckpoints']>[1]) =>
+        (await store.listCheckpoints('s', range)).map(({ seq, time, state }) => ({
+          seq,
+          time,
+          bytes: state.byteLength,
+        }))
+      for (const range of ranges) expect(await listInfo('s', range)).toEqual(await expected(range))
+      expect(await listInfo('s')).toEqual([
+        { seq: 2, time: 20, bytes: 6 },
+        { seq: 4, time: 40, bytes: 12 },
+        { seq: 6, time: 60, bytes: 18 },
+      ])
+      expect(await listInfo('unknown')).toEqual([])
+      await expect(listInfo('not a valid id')).rejects.toMatchObject({ code: 'invalid-session-id' })
+      // Stays exact across later writes (a store may remember what it listed).
+      await store.putCheckpoint(
+        's',
+        { seq: 6, time: 61, state: encoder.encode('again') },
+        { deleteCheckpoints: [2], trimCheckpointsBefore: 0 },
+      )
+      expect(await listInfo('s')).toEqual(await expected(undefined))
+      expect((await listInfo('s')).map((info) => info.seq)).toEqual([4, 6])
+      await store.putCheckpoint('s', { seq: 5, time: 50, state: encoder.encode('older') })
+      await store.putCheckpoint(
+        's',
+        { seq: 6, time: 62, state: encoder.encode('x') },
+        { trimCheckpointsBefore: 5 },
+      )
+      expect(await listInfo('s')).toEqual(await expected(undefined))
+      expect((await listInfo('s')).map((info) => info.seq)).toEqual([5, 6])
+      await store.deleteSession('s')
+      expect(await listInfo('s')).toEqual([])
+      await store.putCheckpoint('s', { seq: 3, time: 3, state: encoder.encode('new') })
+      expect(await listInfo('s')).toEqual([{ seq: 3, time: 3, bytes: 3 }])
+    })
+
+    it('lists checkpoints without states consistently with concurrent checkpoint writes', async () => {
+      const listInfo = store.listCheckpointInfo?.bind(store)
+      if (listInfo === undefined) return
+      await store.append([1, 2, 3, 4, 5, 6, 7, 8].map((seq) => entry('s', seq)))
+      await store.putCheckpoint('s', { seq: 1, time: 1, state: encoder.encode('cp1') })
+      // A listing racing with writes may see either side of each write, but the next one is exact.
+      await Promise.all([
+        listInfo('s'),
+        store.putCheckpoint('s', { seq: 3, time: 3, state: encoder.encode('cp3') }),
+        listInfo('s'),
+        store.putCheckpoint(
+          's',
+          { seq: 5, time: 5, state: encoder.encode('cp5') },
+          { deleteCheckpoints: [1] },
+        ),
+        listInfo('s'),
+      ])
+      expect((await listInfo('s')).map((info) => info.seq)).toEqual([3, 5])
+      if (subject.reopen !== undefined) {
+        await reopen()
+        expect(await store.listCheckpointInfo?.('s')).toEqual([
+          { seq: 3, time: 3, bytes: 3 },
+          { seq: 5, time: 5, bytes: 3 },
+        ])
+      }
+    })
+
+    it('trims a log of many thousand entries in the one checkpoint batch', async () => {
+      const count = 10_000
+      for (let start = 1; start <= count; start += 2_500) {
+        await store.append(Array.from({ length: 2_500 }, (_, i) => entry('long', start + i)))
+      }
+      await store.putCheckpoint(
+        'long',
+        { seq: count - 1, time: 1, state: encoder.encode('cp') },
+        { trimLogThrough: count - 1 },
+      )
+      expect((await store.readLog('long')).map((e) => e.seq)).toEqual([count])
+      expect(await store.getMeta('long')).toMatchObject({
+        lastSeq: count,
+        checkpointSeq: count - 1,
+        logCount: 1,
+        logBytes: `long#${count}`.length,
+      })
+    })
+
     it('deletes chosen older checkpoints in the same batch as a new one', async () => {
       await store.append([1, 2, 3, 4, 5, 6].map((seq) => entry('s', seq)))
       for (const seq of [1, 2, 3]) {

@@ -1,5 +1,6 @@
 // Read access to a session's history over the server's HTTP API (browsers and Node): the state at
-// a seq or a time, the log from a seq, export, and the admin calls (import, fork, compact).
+// a seq or a time, the log from a seq, export, and the admin calls (list, import, fork, compact,
+// delete).
 
 import type { ConversationExport } from '../shared/export/conversation-export.js'
 
@@ -43,8 +44,23 @@ export class HistoryError extends Error {
   }
 }
 
+/** A stored session as `GET /sessions` lists it (the store's meta). */
+export interface ListedSession {
+  readonly sessionId: string
+  /** The highest seq stored. */
+  readonly lastSeq: number
+  readonly checkpointSeq: number
+  readonly logCount: number
+  readonly logBytes: number
+  readonly checkpointBytes: number
+  readonly createdAt: number
+  readonly updatedAt: number
+}
+
 /** The history API of one server. */
 export interface HistoryClient {
+  /** Every stored session, in session id order (admin). */
+  listSessions(): Promise<ListedSession[]>
   /** Session meta plus `firstLogSeq` and the retained checkpoints (seq, time, bytes). */
   session(sessionId: string): Promise<Record<string, unknown>>
   /** The state at a point, as a Yjs update (apply it to a fresh Y.Doc to read it). */
@@ -66,6 +82,11 @@ export interface HistoryClient {
   fork(sessionId: string, targetId: string, at?: HistoryAt): Promise<Record<string, unknown>>
   /** Compacts a session now (admin). */
   compact(sessionId: string, throughSeq?: number): Promise<Record<string, unknown>>
+  /**
+   * Deletes a session and its whole history (admin); its connected clients are closed with 1001.
+   * Rejects with `session-not-found` (404) when it does not exist.
+   */
+  deleteSession(sessionId: string): Promise<void>
 }
 
 function queryOf(at: HistoryAt, extra: Record<string, string | undefined> = {}): string {
@@ -116,6 +137,10 @@ export function createHistoryClient(options: HistoryClientOptions): HistoryClien
     (await (await request(url, init)).json()) as Record<string, unknown>
 
   return {
+    async listSessions() {
+      const body = await json(`${base}/sessions`)
+      return Array.isArray(body.sessions) ? (body.sessions as ListedSession[]) : []
+    },
     session: (sessionId) => json(path(sessionId)),
     async state(sessionId, at, stateOptions = {}) {
       const response = await request(
@@ -174,5 +199,10 @@ export function createHistoryClient(options: HistoryClientOptions): HistoryClien
           method: 'POST',
         },
       ),
+    async deleteSession(sessionId) {
+      const response = await request(path(sessionId), { method: 'DELETE' })
+      // Drain the (empty) body so the connection can be reused.
+      await response.arrayBuffer()
+    },
   }
 }

@@ -19,6 +19,7 @@ export {
   HistoryError,
   type HistoryLogEntry,
   type HistoryState,
+  type ListedSession,
 } from './history.js'
 export type { OfflineCache } from './offline-cache.js'
 export { type CloseVerdict, type ConnectionStatus, classifyClose, type StatusEvent } from './status.js'

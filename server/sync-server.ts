@@ -231,6 +231,8 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
           merger,
           scheduler: compaction,
           isLoaded: (sessionId) => sessions.get(sessionId) !== undefined,
+          sessions,
+          writes: writeQueue,
         }),
         ...webRoutes({ dir: config.webDir }),
       ],

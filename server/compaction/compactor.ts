@@ -110,6 +110,8 @@ export async function compactSession(
   points.push({ seq: target, time: checkpoint.time })
   const plan = planRetention(points, now(), options.retention)
   await store.putCheckpoint(sessionId, checkpoint, {
+    // A delete that ran while we folded wins: the checkpoint must not resurrect the session.
+    requireExisting: true,
     ...(plan.trimLogThrough > 0 ? { trimLogThrough: plan.trimLogThrough } : {}),
     ...(plan.deleteCheckpoints.length > 0 ? { deleteCheckpoints: plan.deleteCheckpoints } : {}),
   })

@@ -1,7 +1,9 @@
 // The history API over HTTP: session listing, state at a seq or time, the log from a seq
-// (streamed NDJSON), export, import, fork and on-demand compaction. docs/history.md is the reference.
+// (streamed NDJSON), export, import, fork, on-demand compaction and deletion. docs/history.md is
+// the reference.
 
 import { ColloquyError } from '../../shared/errors.js'
+import { CloseCode } from '../../shared/protocol/close-codes.js'
 import { isValidSessionId } from '../../shared/session-id.js'
 import type { CompactionScheduler } from '../compaction/scheduler.js'
 import { conversationOfState, forkSession, importConversation, importState } from '../history/snapshots.js'
@@ -14,9 +16,27 @@ import {
 } from '../history/state.js'
 import type { HttpRequest, HttpResponse, Route } from './router.js'
 
+/** The loaded sessions, as `DELETE /sessions/:id` needs them (the session registry). */
+export interface DeletableSessions {
+  /** Refuses new connections to the session until the returned function is called. */
+  block(sessionId: string): () => void
+  /** The loaded session, if any: ending it closes its connections and unloads it. */
+  get(sessionId: string): { end(code: number, reason: string): void } | undefined
+}
+
+/** The write queue, as `DELETE /sessions/:id` needs it. */
+export interface DeletableWrites {
+  pendingFor(sessionId: string): number
+  /** Resolves once everything queued before the call is durable. */
+  flush(): Promise<void>
+}
+
 /** What the history routes use. */
 export interface HistoryRoutesOptions extends HistoryDeps {
   readonly scheduler?: CompactionScheduler
+  /** With `writes`, lets `DELETE /sessions/:id` close and unload a session it deletes. */
+  readonly sessions?: DeletableSessions
+  readonly writes?: DeletableWrites
 }
 
 const JSON_TYPE = { 'content-type': 'application/json' }
@@ -196,6 +216,33 @@ export function historyRoutes(options: HistoryRoutesOptions): Route[] {
         const sessionId = sessionParam(request)
         const target = request.query.get('to') ?? ''
         return json(201, await forkSession(deps, sessionId, target, pointOf(request.query)))
+      },
+    },
+    {
+      method: 'DELETE',
+      pattern: '/sessions/:id',
+      access: 'admin',
+      async handler(request) {
+        const sessionId = sessionParam(request)
+        // No new connection may load the session (and write to it) from here to the delete.
+        const unblock = options.sessions?.block(sessionId) ?? (() => undefined)
+        try {
+          // Writes still queued count as the session existing: let them land before looking.
+          if ((options.writes?.pendingFor(sessionId) ?? 0) > 0) await options.writes?.flush()
+          await requireMeta(options.store, sessionId)
+          // Closes its connections (1001: clients reconnect, and are refused until the delete is
+          // done) and drops it from memory; then waits until every write it queued is on disk, so
+          // none lands after the delete.
+          options.sessions?.get(sessionId)?.end(CloseCode.GoingAway, 'session deleted')
+          await options.writes?.flush()
+          // Waits for a compaction of the session already running (it would write a checkpoint
+          // after the delete otherwise); with throughSeq 0 this one folds nothing.
+          await options.scheduler?.compactNow(sessionId, 0).catch(() => undefined)
+          await options.store.deleteSession(sessionId)
+          return { status: 204, body: '' }
+        } finally {
+          unblock()
+        }
       },
     },
     {

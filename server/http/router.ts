@@ -8,7 +8,7 @@ import type { Logger } from '../observability/log.js'
 type UwsResponse = import('@trufflesuite/uws-js-unofficial').HttpResponse
 type UwsRequest = import('@trufflesuite/uws-js-unofficial').HttpRequest
 
-export type HttpMethod = 'GET' | 'POST'
+export type HttpMethod = 'GET' | 'POST' | 'DELETE'
 /** What a route requires of the caller. */
 export type Access = 'none' | 'read' | 'admin'
 
@@ -143,6 +143,8 @@ export type UwsHttpHandler = (res: UwsResponse, req: UwsRequest) => void
 const STATUS_TEXT: Readonly<Record<number, string>> = {
   200: 'OK',
   201: 'Created',
+  204: 'No Content',
+  302: 'Found',
   400: 'Bad Request',
   403: 'Forbidden',
   404: 'Not Found',

@@ -133,7 +133,7 @@ export function assertCheckpoint(
   }
 }
 
-/** Throws `session-exists` when `requireNew` is set and the session has a meta. */
+/** Throws `session-exists` for `requireNew` on an existing session, `session-not-found` for `requireExisting` on a missing one. */
 export function assertNewIfRequired(
   sessionId: string,
   meta: SessionMeta | undefined,
@@ -141,6 +141,9 @@ export function assertNewIfRequired(
 ): void {
   if (options.requireNew === true && meta !== undefined) {
     throw new ColloquyError('session-exists', `session ${sessionId} already exists`)
+  }
+  if (options.requireExisting === true && meta === undefined) {
+    throw new ColloquyError('session-not-found', `session ${sessionId} no longer exists`)
   }
 }
 

@@ -84,6 +84,11 @@ export interface PutCheckpointOptions {
    * create-if-absent of import and fork, checked under the session's write lock.
    */
   readonly requireNew?: boolean
+  /**
+   * Refuse (`session-not-found`) unless the session exists: a compaction that raced a delete must
+   * not bring the deleted session back.
+   */
+  readonly requireExisting?: boolean
 }
 
 /**

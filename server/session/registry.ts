@@ -41,6 +41,11 @@ export interface SessionRegistry {
   ): { session: Session; connection: Connection }
   /** Why a new connection to `sessionId` would be refused now, if it would (checked before the upgrade). */
   admission(sessionId: string): ColloquyError | undefined
+  /**
+   * Refuses new connections to `sessionId` (while it is being deleted) until the returned function
+   * is called. Blocks nest: the session opens again once every block is lifted.
+   */
+  block(sessionId: string): () => void
   get(sessionId: string): Session | undefined
   /** Every loaded (or loading) session. */
   sessions(): IterableIterator<Session>
@@ -116,7 +121,11 @@ export function createSessionRegistry(options: SessionRegistryOptions): SessionR
     return sessions.size < maxSessions
   }
 
+  /** Sessions refused to new connections, with how many blocks each holds. */
+  const blocked = new Map<string, number>()
+
   const admission = (sessionId: string): ColloquyError | undefined => {
+    if (blocked.has(sessionId)) return new ColloquyError('session-load-failed', 'session is being deleted')
     const session = sessions.get(sessionId)
     if (session !== undefined) {
       return maxConnections > 0 && session.connections.size >= maxConnections
@@ -135,6 +144,17 @@ export function createSessionRegistry(options: SessionRegistryOptions): SessionR
       return { session, connection: session.attach(peer, policy) }
     },
     admission,
+    block(sessionId) {
+      blocked.set(sessionId, (blocked.get(sessionId) ?? 0) + 1)
+      let isLifted = false
+      return () => {
+        if (isLifted) return
+        isLifted = true
+        const count = (blocked.get(sessionId) ?? 1) - 1
+        if (count > 0) blocked.set(sessionId, count)
+        else blocked.delete(sessionId)
+      }
+    },
     get: (sessionId) => sessions.get(sessionId),
     sessions: () => sessions.values(),
     get size() {

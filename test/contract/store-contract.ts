@@ -380,6 +380,16 @@ export function runStoreContract(name: string, open: () => Promise<StoreUnderTes
       expect(await store.getMeta('fresh')).toMatchObject({ lastSeq: 1, checkpointSeq: 1 })
     })
 
+    it('refuses a checkpoint that requires an existing session once the session was deleted', async () => {
+      await store.append([entry('gone', 1), entry('gone', 2)])
+      await store.deleteSession('gone')
+      await expect(
+        store.putCheckpoint('gone', { seq: 2, time: 2, state: new Uint8Array(1) }, { requireExisting: true }),
+      ).rejects.toMatchObject({ code: 'session-not-found' })
+      expect(await store.getMeta('gone')).toBeUndefined()
+      expect(await store.listCheckpoints('gone')).toEqual([])
+    })
+
     it('reads log ranges with inclusive bounds and a limit', async () => {
       await store.append([1, 2, 3, 4, 5, 6, 7, 8].map((seq) => entry('s', seq)))
       const seqs = async (range?: Parameters<Store['readLog']>[1]) =>

@@ -1,8 +1,8 @@
-// The session list: create a session (by name), open one, see what the server stores. Listing
-// needs the admin role (open on loopback without a secret); without it, sessions open by name.
-// The server has no delete route, so there is no delete here.
+// The session list: create a session (by name), open one, see what the server stores, delete one.
+// Listing and deleting need the admin role (open on loopback without a secret): the Delete buttons
+// appear only when the listing succeeded; without it, sessions open by name.
 
-import { HistoryError } from '../../client/index.js'
+import { createHistoryClient, HistoryError, type ListedSession } from '../../client/index.js'
 import type { Author } from '../../shared/conversation/index.js'
 import { isValidSessionId } from '../../shared/session-id.js'
 import { formatTime, h, setText } from './dom.js'
@@ -17,12 +17,6 @@ export interface SessionListOptions {
   readonly open: (sessionId: string, isNew: boolean) => void
 }
 
-interface ListedSession {
-  readonly sessionId: string
-  readonly lastSeq: number
-  readonly updatedAt: number
-}
-
 function randomName(): string {
   const words = ['maple', 'harbor', 'comet', 'lantern', 'meadow', 'quartz', 'willow', 'ember']
   const word = words[Math.floor(Math.random() * words.length)] ?? 'session'
@@ -32,6 +26,10 @@ function randomName(): string {
 /** Mounts the list into `root`. */
 export function mountSessionList(root: HTMLElement, options: SessionListOptions): { destroy(): void } {
   const token = pageToken()
+  const history = createHistoryClient({
+    baseUrl: location.origin,
+    ...(token === undefined ? {} : { headers: { authorization: `Bearer ${token}` } }),
+  })
   let identity = options.identity
   const nameInput = h('input', {
     id: 'user-name',
@@ -103,33 +101,98 @@ export function mountSessionList(root: HTMLElement, options: SessionListOptions)
   })
 
   let isDestroyed = false
-  const listSessions = async (): Promise<void> => {
+
+  /** Forgets this browser's offline copy of a deleted session (else reopening it would re-upload it). */
+  const dropLocalCopy = (sessionId: string): void => {
+    try {
+      indexedDB.deleteDatabase(`colloquy:${sessionId}`)
+    } catch {
+      // No IndexedDB (private mode in some browsers): nothing was cached.
+    }
+  }
+
+  /** One row: the link, its figures, and Delete (which asks for a confirmation in place). */
+  const sessionRow = (session: ListedSession): HTMLLIElement => {
+    const { sessionId } = session
+    const actions = h('span', { class: 'session-actions' })
+    const showDelete = (): void => {
+      const deleteButton = h(
+        'button',
+        { type: 'button', class: 'secondary danger', 'aria-label': `Delete session ${sessionId}` },
+        'Delete',
+      )
+      deleteButton.addEventListener('click', showConfirm)
+      actions.replaceChildren(deleteButton)
+    }
+    const showConfirm = (): void => {
+      const question = h('span', { class: 'hint' }, 'Delete it and its whole history? ')
+      const confirmButton = h(
+        'button',
+        { type: 'button', class: 'danger', 'aria-label': `Confirm: delete session ${sessionId}` },
+        'Delete',
+      )
+      const cancelButton = h(
+        'button',
+        { type: 'button', class: 'secondary', 'aria-label': `Keep session ${sessionId}` },
+        'Cancel',
+      )
+      cancelButton.addEventListener('click', () => {
+        showDelete()
+        actions.querySelector('button')?.focus()
+      })
+      confirmButton.addEventListener('click', () => {
+        confirmButton.disabled = true
+        cancelButton.disabled = true
+        setText(listStatus, `Deleting ${sessionId}…`)
+        history.deleteSession(sessionId).then(
+          () => {
+            dropLocalCopy(sessionId)
+            if (isDestroyed) return
+            void listSessions(`Deleted ${sessionId}.`)
+          },
+          (caught: unknown) => {
+            if (isDestroyed) return
+            const status = caught instanceof HistoryError ? caught.status : 0
+            if (status === 404) {
+              void listSessions(`${sessionId} was already gone.`)
+              return
+            }
+            setText(
+              listStatus,
+              status === 401 || status === 403
+                ? 'Deleting sessions needs the admin role.'
+                : `Could not delete ${sessionId}.`,
+            )
+            showDelete()
+          },
+        )
+      })
+      actions.replaceChildren(question, confirmButton, cancelButton)
+      cancelButton.focus()
+    }
+    showDelete()
+    return h(
+      'li',
+      { 'data-session-id': sessionId },
+      h('a', { href: `#/s/${encodeURIComponent(sessionId)}`, 'data-session-id': sessionId }, sessionId),
+      h('span', { class: 'hint' }, ` · ${session.lastSeq} updates · ${formatTime(session.updatedAt)}`),
+      actions,
+    )
+  }
+
+  /** Lists the stored sessions; `done` is announced once the list is shown (after a delete). */
+  const listSessions = async (done = ''): Promise<void> => {
     setText(listStatus, 'Loading sessions…')
     try {
-      const headers: Record<string, string> = token === undefined ? {} : { authorization: `Bearer ${token}` }
-      // The SDK's history client has no listing call: GET /sessions directly (docs/history.md).
-      const response = await fetch('/sessions', { headers })
-      if (!response.ok) throw new HistoryError(response.status, 'forbidden', `${response.status}`)
-      const body = (await response.json()) as { sessions?: ListedSession[] }
+      const listed = await history.listSessions()
       if (isDestroyed) return
-      const sessions = [...(body.sessions ?? [])].sort((a, b) => b.updatedAt - a.updatedAt)
-      list.replaceChildren(
-        ...sessions.map((session) =>
-          h(
-            'li',
-            {},
-            h(
-              'a',
-              { href: `#/s/${encodeURIComponent(session.sessionId)}`, 'data-session-id': session.sessionId },
-              session.sessionId,
-            ),
-            h('span', { class: 'hint' }, ` · ${session.lastSeq} updates · ${formatTime(session.updatedAt)}`),
-          ),
-        ),
-      )
-      setText(listStatus, sessions.length === 0 ? 'No sessions yet: create one above.' : '')
+      const sessions = [...listed].sort((a, b) => b.updatedAt - a.updatedAt)
+      list.replaceChildren(...sessions.map(sessionRow))
+      const empty = sessions.length === 0 ? 'No sessions yet: create one above.' : ''
+      setText(listStatus, [done, empty].filter((part) => part.length > 0).join(' '))
     } catch (caught) {
       if (isDestroyed) return
+      list.replaceChildren()
       const status = caught instanceof HistoryError ? caught.status : 0
       setText(
         listStatus,

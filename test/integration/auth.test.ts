@@ -5,13 +5,13 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import WebSocket from 'ws'
 import * as Y from 'yjs'
 import { mintToken } from '../../server/auth/tokens.js'
 import { ConfigError, DEFAULT_CONFIG, parseConfig } from '../../server/config.js'
 import { type SyncServer, startSyncServer } from '../../server/sync-server.js'
 import { CloseCode } from '../../shared/protocol/close-codes.js'
 import { encodeSyncUpdate } from '../../shared/protocol/message.js'
+import { upgradeStatus } from '../helpers/http.js'
 import { until, withTimeout } from '../helpers/wait.js'
 import { connectWsPeer } from '../helpers/ws-peer.js'
 
@@ -32,26 +32,6 @@ afterAll(async () => {
   await server.close()
   await rm(dataDir, { recursive: true, force: true })
 })
-
-/** Resolves the HTTP status of a refused upgrade (or 101 if it was accepted). */
-function upgradeStatus(target: string): Promise<number> {
-  return withTimeout(
-    new Promise<number>((resolve) => {
-      const socket = new WebSocket(target)
-      socket.on('unexpected-response', (_req, res) => {
-        resolve(res.statusCode ?? 0)
-        socket.terminate()
-      })
-      socket.on('open', () => {
-        resolve(101)
-        socket.close()
-      })
-      socket.on('error', () => {})
-    }),
-    5_000,
-    'upgrade answered',
-  )
-}
 
 const token = (
   role: 'read' | 'write' | 'admin',

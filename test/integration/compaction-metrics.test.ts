@@ -8,6 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { createInlineMerger, type Merger } from '../../server/compaction/merge.js'
 import { DEFAULT_CONFIG } from '../../server/config.js'
 import { type SyncServer, startSyncServer } from '../../server/sync-server.js'
+import { scrapeMetrics } from '../helpers/http.js'
 import { connectWsPeer } from '../helpers/ws-peer.js'
 
 let server: SyncServer | undefined
@@ -18,18 +19,6 @@ afterEach(async () => {
   if (dataDir !== undefined) await rm(dataDir, { recursive: true, force: true })
   dataDir = undefined
 })
-
-/** The value of one sample of the Prometheus text at /metrics (NaN when absent). */
-async function scrape(): Promise<(name: string, labels?: string) => number> {
-  const response = await fetch(`http://127.0.0.1:${server!.port}/metrics`)
-  expect(response.status).toBe(200)
-  const text = await response.text()
-  return (name, labels) => {
-    const wanted = labels === undefined ? name : `${name}{${labels}}`
-    const line = text.split('\n').find((l) => l.startsWith(`${wanted} `))
-    return line === undefined ? Number.NaN : Number(line.slice(wanted.length + 1))
-  }
-}
 
 /** Writes `count` updates to `sessionId` and waits until they are durable. */
 async function write(sessionId: string, count: number, prefix: string): Promise<void> {
@@ -61,7 +50,7 @@ describe('compaction metrics', () => {
       config: { ...DEFAULT_CONFIG, port: 0, store: 'memory', logLevel: 'silent', compaction: false },
       merger,
     })
-    let value = await scrape()
+    let value = await scrapeMetrics(server!.port)
     expect(value('colloquy_compaction_runs_total', 'result="success"')).toBeNaN()
     expect(value('colloquy_compaction_seconds_count')).toBe(0)
 
@@ -73,7 +62,7 @@ describe('compaction metrics', () => {
     failNext = true
     expect((await compact('s')).status).toBe(500)
 
-    value = await scrape()
+    value = await scrapeMetrics(server!.port)
     expect(value('colloquy_compaction_runs_total', 'result="success"')).toBe(1)
     expect(value('colloquy_compaction_runs_total', 'result="skipped"')).toBe(1)
     expect(value('colloquy_compaction_runs_total', 'result="failure"')).toBe(1)
@@ -83,7 +72,7 @@ describe('compaction metrics', () => {
 
     // The failed session compacts on the next try.
     expect((await compact('s')).status).toBe(200)
-    value = await scrape()
+    value = await scrapeMetrics(server!.port)
     expect(value('colloquy_compaction_runs_total', 'result="success"')).toBe(2)
   })
 
@@ -108,9 +97,9 @@ describe('compaction metrics', () => {
     while (!(successes >= 1)) {
       if (Date.now() > deadline) throw new Error('timed out: background compaction not counted')
       await new Promise((resolve) => setTimeout(resolve, 25))
-      successes = (await scrape())('colloquy_compaction_runs_total', 'result="success"')
+      successes = (await scrapeMetrics(server!.port))('colloquy_compaction_runs_total', 'result="success"')
     }
-    const value = await scrape()
+    const value = await scrapeMetrics(server!.port)
     expect(value('colloquy_compaction_seconds_count')).toBeGreaterThanOrEqual(1)
     expect(value('colloquy_compaction_runs_total', 'result="failure"')).toBeNaN()
     const meta = await server.store.getMeta('busy')

@@ -15,6 +15,7 @@ import { DEFAULT_CONFIG, type ServerConfig } from '../../server/config.js'
 import { type SyncServer, startSyncServer } from '../../server/sync-server.js'
 import { CloseCode } from '../../shared/protocol/close-codes.js'
 import { encodeAwareness } from '../../shared/protocol/message.js'
+import { upgradeStatus } from '../helpers/http.js'
 import { until, withTimeout } from '../helpers/wait.js'
 import { connectWsPeer, type WsPeer } from '../helpers/ws-peer.js'
 
@@ -53,25 +54,6 @@ function awarenessUpdate(entries: readonly { clientId: number; json: string }[])
     encoding.writeVarString(e, entry.json)
   }
   return encodeAwareness(encoding.toUint8Array(e))
-}
-
-function upgradeStatus(target: string): Promise<number> {
-  return withTimeout(
-    new Promise<number>((resolve) => {
-      const socket = new WebSocket(target)
-      socket.on('unexpected-response', (_req, res) => {
-        resolve(res.statusCode ?? 0)
-        socket.terminate()
-      })
-      socket.on('open', () => {
-        resolve(101)
-        socket.terminate()
-      })
-      socket.on('error', () => resolve(-1))
-    }),
-    5_000,
-    'upgrade answered',
-  )
 }
 
 /** The bystander and the attacked session's good client still work; content is intact. */

@@ -5,6 +5,7 @@ import { DEFAULT_CONFIG } from '../../server/config.js'
 import { createMemoryStore } from '../../server/persistence/memory-store.js'
 import { type SyncServer, startSyncServer } from '../../server/sync-server.js'
 import { createControllableStore } from '../helpers/controllable-store.js'
+import { scrapeMetrics } from '../helpers/http.js'
 import { until, withTimeout } from '../helpers/wait.js'
 import { connectWsPeer } from '../helpers/ws-peer.js'
 
@@ -13,17 +14,6 @@ afterEach(async () => {
   await server?.close()
   server = undefined
 })
-
-async function scrape(): Promise<(name: string, labels?: string) => number> {
-  const response = await fetch(`http://127.0.0.1:${server!.port}/metrics`)
-  expect(response.status).toBe(200)
-  const text = await response.text()
-  return (name, labels) => {
-    const wanted = labels === undefined ? name : `${name}{${labels}}`
-    const line = text.split('\n').find((l) => l.startsWith(`${wanted} `))
-    return line === undefined ? Number.NaN : Number(line.slice(wanted.length + 1))
-  }
-}
 
 describe('/metrics', () => {
   it('counts connections, updates, relays, commits, acks, storage failures and rejects', async () => {
@@ -40,7 +30,7 @@ describe('/metrics', () => {
     await writer.peer.whenAcked(writer.peer.requestAck())
     await until(() => reader.peer.doc.getMap('m').size === 10, 5_000, 'reader has all')
 
-    let value = await scrape()
+    let value = await scrapeMetrics(server!.port)
     expect(value('colloquy_connections')).toBe(2)
     expect(value('colloquy_connections_opened_total')).toBe(2)
     expect(value('colloquy_sessions_loaded')).toBe(1)
@@ -57,14 +47,14 @@ describe('/metrics', () => {
     const refused = await connectWsPeer(url, 'measured')
     refused.peer.doc.getMap('m').set('refused', 1)
     await withTimeout(refused.closed, 5_000, 'refused writer closed')
-    value = await scrape()
+    value = await scrapeMetrics(server!.port)
     expect(value('colloquy_commit_failures_total')).toBeGreaterThanOrEqual(2)
     expect(value('colloquy_storage_failing')).toBe(1)
     expect(value('colloquy_rejects_total', 'reason="storage-unavailable"')).toBe(1)
 
     controllable.heal()
     await writer.peer.whenAcked(writer.peer.requestAck())
-    value = await scrape()
+    value = await scrapeMetrics(server!.port)
     expect(value('colloquy_storage_failing')).toBe(0)
     expect(value('colloquy_updates_in_total')).toBe(11)
     expect(value('colloquy_ack_seconds_count')).toBeGreaterThanOrEqual(1)

@@ -75,7 +75,7 @@ export const DEFAULT_CONFIG: ServerConfig = {
   maxLoadingQueueBytes: 32 * MiB,
   compaction: true,
   compactIntervalMs: 1_000,
-  compactMinUpdates: 500,
+  compactMinUpdates: 2_000,
   compactMaxUpdates: 10_000,
   retainLogMs: 7 * 24 * 3_600_000,
   retainCheckpointsMs: 90 * 24 * 3_600_000,

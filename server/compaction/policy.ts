@@ -21,7 +21,7 @@ export interface CompactionStats {
   readonly checkpointBytes: number
 }
 
-export const DEFAULT_COMPACTION_POLICY: CompactionPolicy = { minUpdates: 500, maxUpdates: 10_000 }
+export const DEFAULT_COMPACTION_POLICY: CompactionPolicy = { minUpdates: 2_000, maxUpdates: 10_000 }
 
 /**
  * The stats of a session from its meta.

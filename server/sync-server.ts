@@ -24,6 +24,9 @@ import { createSessionRegistry, type SessionRegistry } from './session/registry.
 import { loadNativeUws } from './transport/uws.js'
 import { createUwsTransport } from './transport/uws-transport.js'
 
+/** How long shutdown waits after closing sockets before the process may exit (ms). */
+const SHUTDOWN_LINGER_MS = 200
+
 /** Options of {@link startSyncServer}. */
 export interface SyncServerOptions {
   readonly config: ServerConfig
@@ -253,7 +256,11 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
       // … flush, so every update received so far is durable and its ack delivered …
       await writeQueue.close()
       // … then close the sockets: clients reconnect elsewhere or later and sync by state vector.
+      const hadConnections = listening.connectionCount > 0
       sessions.endAll(CloseCode.GoingAway, 'server shutting down')
+      // Linger briefly so the close frames leave and the peers' close replies are read: a process
+      // that exits with unread input makes the kernel send RST, and peers would see 1006, not 1001.
+      if (hadConnections) await new Promise((resolve) => setTimeout(resolve, SHUTDOWN_LINGER_MS))
       await store.close()
       logger.info('server stopped')
     })()

@@ -106,7 +106,8 @@ class UwsPeer implements Peer {
   close(code: number, reason: string): void {
     if (this.isClosed) return
     this.isClosed = true
-    this.socket.end(code, reason)
+    // Corked, so the close frame is written now even when called outside a uWS callback.
+    this.socket.cork(() => this.socket.end(code, reason))
   }
 }
 

@@ -89,7 +89,8 @@ describe('auth', () => {
   })
 
   it('closes a connection whose token expires with the token-expired code', async () => {
-    const shortLived = await token('write', { sessionId: 'expiring' }, 1)
+    // exp is whole seconds: a 2 s lifetime leaves at least 1 s for the upgrade to see it valid.
+    const shortLived = await token('write', { sessionId: 'expiring' }, 2)
     const client = await connectWsPeer(url, `expiring?token=${shortLived}`)
     expect(await withTimeout(client.closed, 5_000, 'closed at expiry')).toBe(CloseCode.TokenExpired)
   })

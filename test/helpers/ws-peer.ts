@@ -2,7 +2,7 @@
 
 import WebSocket from 'ws'
 import { ProtocolPeer, type ProtocolPeerOptions } from './protocol-peer.js'
-import { withTimeout } from './wait.js'
+import { until, withTimeout } from './wait.js'
 
 export interface WsPeer {
   readonly peer: ProtocolPeer
@@ -10,6 +10,8 @@ export interface WsPeer {
   readonly bytesIn: () => number
   /** Resolves with the close code once the socket closed. */
   readonly closed: Promise<number>
+  /** Resolves once the server's sync step 2 arrived (the handshake is done); rejects after `ms`. */
+  whenSynced(ms?: number): Promise<void>
   close(): void
 }
 
@@ -39,5 +41,13 @@ export async function connectWsPeer(
     'websocket open',
   )
   peer.start()
-  return { peer, socket, bytesIn: () => bytesIn, closed, close: () => socket.close() }
+  return {
+    peer,
+    socket,
+    bytesIn: () => bytesIn,
+    closed,
+    whenSynced: (ms = 10_000) =>
+      until(() => peer.messages.some((m) => m.type === 'sync-step2'), ms, `${sessionId} synced`),
+    close: () => socket.close(),
+  }
 }

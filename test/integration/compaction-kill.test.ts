@@ -9,7 +9,6 @@ import * as prng from 'lib0/prng'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { openLeveldbStore } from '../../server/persistence/leveldb-store.js'
 import { startServerProcess } from '../helpers/server-process.js'
-import { until } from '../helpers/wait.js'
 import { connectWsPeer } from '../helpers/ws-peer.js'
 
 let dataDir: string
@@ -52,7 +51,7 @@ describe('kill -9 during compaction', () => {
     for (let round = 0; round < rounds; round++) {
       const server = await startServerProcess(['--data', dataDir, ...SERVER_ARGS])
       const client = await connectWsPeer(server.url, 'big')
-      await until(() => client.peer.messages.some((m) => m.type === 'sync-step2'), 15_000, 'initial sync')
+      await client.whenSynced(15_000)
       const map = client.peer.doc.getMap<string>('m')
       const missing = acknowledged.filter((key) => !map.has(key))
       expect(missing, `seed ${seed}, round ${round}`).toEqual([])
@@ -97,7 +96,7 @@ describe('kill -9 during compaction', () => {
     const server = await startServerProcess(['--data', dataDir, ...SERVER_ARGS])
     try {
       const client = await connectWsPeer(server.url, 'big')
-      await until(() => client.peer.messages.some((m) => m.type === 'sync-step2'), 15_000, 'final sync')
+      await client.whenSynced(15_000)
       const map = client.peer.doc.getMap<string>('m')
       expect(acknowledged.length).toBeGreaterThan(0)
       expect(

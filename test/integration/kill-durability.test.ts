@@ -7,7 +7,6 @@ import path from 'node:path'
 import * as prng from 'lib0/prng'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startServerProcess } from '../helpers/server-process.js'
-import { until } from '../helpers/wait.js'
 import { connectWsPeer } from '../helpers/ws-peer.js'
 
 let dataDir: string
@@ -31,7 +30,7 @@ describe('kill -9 durability', () => {
     for (let round = 0; round < rounds; round++) {
       const server = await startServerProcess(['--data', dataDir, '--log-level', 'info'])
       const client = await connectWsPeer(server.url, 'durable')
-      await until(() => client.peer.messages.some((m) => m.type === 'sync-step2'), 10_000, 'initial sync')
+      await client.whenSynced(10_000)
       // Everything acknowledged in earlier rounds must have survived their kills.
       const map = client.peer.doc.getMap<number>('m')
       const missing = acknowledged.filter((key) => !map.has(key))
@@ -69,7 +68,7 @@ describe('kill -9 durability', () => {
     const server = await startServerProcess(['--data', dataDir, '--log-level', 'info'])
     try {
       const client = await connectWsPeer(server.url, 'durable')
-      await until(() => client.peer.messages.some((m) => m.type === 'sync-step2'), 10_000, 'final sync')
+      await client.whenSynced(10_000)
       const map = client.peer.doc.getMap<number>('m')
       expect(acknowledged.length, 'some updates were acknowledged').toBeGreaterThan(0)
       expect(

@@ -34,7 +34,7 @@ async function start(overrides: Partial<ServerConfig>): Promise<string> {
 async function join(url: string, sessionId: string): Promise<WsPeer> {
   const peer = await connectWsPeer(url, sessionId)
   peers.push(peer)
-  await until(() => peer.peer.messages.some((m) => m.type === 'sync-step2'), 5_000, `${sessionId} synced`)
+  await peer.whenSynced(5_000)
   return peer
 }
 

@@ -12,7 +12,7 @@ import { DEFAULT_CONFIG } from '../../server/config.js'
 import { type SyncServer, startSyncServer } from '../../server/sync-server.js'
 import { CloseCode } from '../../shared/protocol/close-codes.js'
 import { encodeSyncUpdate } from '../../shared/protocol/message.js'
-import { until, withTimeout } from '../helpers/wait.js'
+import { withTimeout } from '../helpers/wait.js'
 import { connectWsPeer, type WsPeer } from '../helpers/ws-peer.js'
 
 let dataDir: string
@@ -91,11 +91,7 @@ describe('malformed input', () => {
 
       // The attacked session still serves well-behaved clients, with its content intact.
       const fresh = await connectWsPeer(`ws://127.0.0.1:${server.port}`, 'attacked')
-      await until(
-        () => fresh.peer.messages.some((m) => m.type === 'sync-step2'),
-        5_000,
-        'fresh client synced',
-      )
+      await fresh.whenSynced(5_000)
       expect(fresh.peer.doc.getText('t').toString()).toContain('precious')
       fresh.close()
       // The other session's connection never noticed.

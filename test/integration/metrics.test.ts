@@ -25,7 +25,7 @@ describe('/metrics', () => {
     const url = `ws://127.0.0.1:${server.port}`
     const writer = await connectWsPeer(url, 'measured')
     const reader = await connectWsPeer(url, 'measured')
-    await until(() => reader.peer.messages.some((m) => m.type === 'sync-step2'), 5_000, 'reader synced')
+    await reader.whenSynced(5_000)
     for (let i = 0; i < 10; i++) writer.peer.doc.getMap('m').set(`k${i}`, i)
     await writer.peer.whenAcked(writer.peer.requestAck())
     await until(() => reader.peer.doc.getMap('m').size === 10, 5_000, 'reader has all')

@@ -9,7 +9,7 @@ import path from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { isNativeUws, loadNativeUws } from '../../server/transport/uws.js'
 import { startServerProcess } from '../helpers/server-process.js'
-import { until, withTimeout } from '../helpers/wait.js'
+import { withTimeout } from '../helpers/wait.js'
 import { connectWsPeer } from '../helpers/ws-peer.js'
 
 let dataDir: string
@@ -59,7 +59,7 @@ describe('graceful shutdown', () => {
   it('on SIGTERM flushes acknowledged work, closes sockets with 1001 and exits 0', async () => {
     const server = await startServerProcess(['--data', dataDir, '--log-level', 'info'])
     const client = await connectWsPeer(server.url, 'bye')
-    await until(() => client.peer.messages.some((m) => m.type === 'sync-step2'), 10_000, 'synced')
+    await client.whenSynced(10_000)
     client.peer.doc.getText('t').insert(0, 'written just before shutdown')
     const counter = client.peer.requestAck()
     await client.peer.whenAcked(counter)
@@ -80,7 +80,7 @@ describe('graceful shutdown', () => {
     const again = await startServerProcess(['--data', dataDir, '--log-level', 'info'])
     try {
       const reader = await connectWsPeer(again.url, 'bye')
-      await until(() => reader.peer.messages.some((m) => m.type === 'sync-step2'), 10_000, 'synced again')
+      await reader.whenSynced(10_000)
       expect(reader.peer.doc.getText('t').toString()).toBe('written just before shutdown')
       const acked = lastIndexOfCounter.get(Math.max(...client.peer.acks)) ?? -1
       for (let i = 0; i <= acked; i++) expect(reader.peer.doc.getMap('m').get(`k${i}`)).toBe(i)

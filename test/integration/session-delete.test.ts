@@ -102,11 +102,7 @@ describe('DELETE /sessions/:id (anonymous loopback server)', () => {
     // A new client (a fresh document) finds an empty session, whose seqs start again at 1.
     const again = await connectWsPeer(`ws://127.0.0.1:${server.port}`, 'live-one')
     try {
-      await until(
-        () => again.peer.messages.some((m) => m.type === 'sync-step2'),
-        5_000,
-        'sync step 2 from the server',
-      )
+      await again.whenSynced(5_000)
       expect(readMessages(again.peer.doc)).toEqual([])
       appendMessage(again.peer.doc, {
         id: 'm-new',

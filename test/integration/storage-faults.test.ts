@@ -26,7 +26,7 @@ describe('storage faults', () => {
     })
     const url = `ws://127.0.0.1:${server.port}`
     const writer = await connectWsPeer(url, 'faulty')
-    await until(() => writer.peer.messages.some((m) => m.type === 'sync-step2'), 5_000, 'synced')
+    await writer.whenSynced(5_000)
 
     controllable.failNext(Number.POSITIVE_INFINITY)
     writer.peer.doc.getText('t').insert(0, 'must not be lost')
@@ -39,7 +39,7 @@ describe('storage faults', () => {
 
     // A second writer is refused while storage fails; reads are still served.
     const second = await connectWsPeer(url, 'faulty')
-    await until(() => second.peer.messages.some((m) => m.type === 'sync-step2'), 5_000, 'second synced')
+    await second.whenSynced(5_000)
     expect(second.peer.doc.getText('t').toString()).toBe('must not be lost')
     second.peer.doc.getText('t').insert(0, 'refused: ')
     expect(await withTimeout(second.closed, 5_000, 'second refused')).toBe(CloseCode.StorageUnavailable)
@@ -53,7 +53,7 @@ describe('storage faults', () => {
 
     // The refused writer reconnects and its edit, kept on its side, arrives by state vector.
     const back = await connectWsPeer(url, 'faulty', { doc: second.peer.doc })
-    await until(() => back.peer.messages.some((m) => m.type === 'sync-step2'), 5_000, 'reconnected')
+    await back.whenSynced(5_000)
     await back.peer.whenAcked(back.peer.requestAck())
     await until(
       () => writer.peer.doc.getText('t').toString() === 'refused: must not be lost',

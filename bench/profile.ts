@@ -2,13 +2,19 @@
 // functions with the most self time. The .cpuprofile is kept for a flame graph (Chrome DevTools,
 // speedscope).
 //
-//   npx tsx bench/profile.ts [--target colloquy] [--rate 12000] [--seconds 8]
+//   npx tsx bench/profile.ts [--target colloquy] [--rate 12000] [--seconds 8] [--readers 2]
+//   npx tsx bench/profile.ts --perf     # Linux perf instead: native, kernel and JS frames together
+//
+// With --perf the server runs with --perf-basic-prof (JS frames named in perf's output) under
+// `perf record -g`, and the report groups samples by shared object and lists the top symbols: the
+// split V8 alone cannot show (LevelDB, libuv, uWS, the kernel's socket and fsync paths).
 
+import { execFileSync, spawn } from 'node:child_process'
 import { mkdtemp, readdir, readFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
-import { ROOT, startTarget, TARGETS, type TargetId } from './lib/targets.js'
+import { buildColloquy, ROOT, startTarget, TARGETS, type TargetId } from './lib/targets.js'
 import { startLoadProcess } from './load/pool.js'
 import { runStream } from './scenarios/stream.js'
 
@@ -18,6 +24,8 @@ const { values } = parseArgs({
     rate: { type: 'string', default: '12000' },
     seconds: { type: 'string', default: '8' },
     seed: { type: 'string', default: '42' },
+    readers: { type: 'string', default: '2' },
+    perf: { type: 'boolean', default: false },
   },
 })
 const target = values.target as TargetId
@@ -36,14 +44,27 @@ interface Profile {
 
 const profileDir = await mkdtemp(path.join(os.tmpdir(), `colloquy-cpuprofile-${target}-`))
 const dataDir = await mkdtemp(path.join(os.tmpdir(), 'colloquy-profile-'))
-const server = await startTarget(target, dataDir, [], {}, ['--cpu-prof', `--cpu-prof-dir=${profileDir}`])
+buildColloquy()
+const server = await startTarget(
+  target,
+  dataDir,
+  [],
+  {},
+  values.perf ? ['--perf-basic-prof'] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`],
+)
+const perfData = path.join(profileDir, 'perf.data')
+const perf = values.perf
+  ? spawn('perf', ['record', '-F', '1999', '-g', '-o', perfData, '-p', String(server.pid)], {
+      stdio: 'ignore',
+    })
+  : undefined
 const writer = startLoadProcess()
 const readers = startLoadProcess()
 try {
   const result = await runStream(server, writer, readers, {
     name: 'profile',
     sessions: 20,
-    readersPerSession: 2,
+    readersPerSession: Number(values.readers),
     totalRate: Number(values.rate),
     durationMs: Number(values.seconds) * 1000,
     seed: Number(values.seed),
@@ -55,7 +76,44 @@ try {
 } finally {
   writer.kill()
   readers.kill()
+  if (perf) {
+    perf.kill('SIGINT')
+    await new Promise((resolve) => perf.once('exit', resolve))
+  }
   await server.stop()
+}
+
+if (perf) {
+  // Samples by shared object ([kernel.kallsyms], node, classic-level's .node, uws .node, JIT code as
+  // perf-<pid>.map), then the top symbols overall.
+  for (const sort of ['dso', 'dso,sym']) {
+    const report = execFileSync(
+      'perf',
+      [
+        'report',
+        '-i',
+        perfData,
+        '--stdio',
+        '--no-children',
+        '-g',
+        'none',
+        '--sort',
+        sort,
+        '--percent-limit',
+        '0.7',
+      ],
+      { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 },
+    )
+    process.stdout.write(
+      `\n${report
+        .split('\n')
+        .filter((line) => line && !line.startsWith('#'))
+        .slice(0, 45)
+        .join('\n')}\n`,
+    )
+  }
+  process.stdout.write(`\nperf data: ${perfData}\n`)
+  process.exit(0)
 }
 
 // Self time per function (file:line), summed over samples.

@@ -14,7 +14,14 @@ import { performance } from 'node:perf_hooks'
 import { parseArgs } from 'node:util'
 import { writeCharts } from './lib/charts.js'
 import { renderMarkdown, type SuiteResult } from './lib/report.js'
-import { ROOT, type RunningServer, startTarget, TARGETS, type TargetId } from './lib/targets.js'
+import {
+  buildColloquy,
+  ROOT,
+  type RunningServer,
+  startTarget,
+  TARGETS,
+  type TargetId,
+} from './lib/targets.js'
 import { startLoadProcess } from './load/pool.js'
 import { type Mode, type Row, SCENARIOS } from './scenarios/index.js'
 
@@ -46,6 +53,7 @@ const log = (message: string): void => {
   process.stderr.write(`${message}\n`)
 }
 
+buildColloquy()
 const started = performance.now()
 const workDir = await mkdtemp(path.join(os.tmpdir(), 'colloquy-bench-'))
 const writer = startLoadProcess()
@@ -80,7 +88,7 @@ try {
       if (
         mode === 'quick' &&
         scenario.id !== 'S7' &&
-        (target === 'colloquy-nofsync' || target === 'classic-memory')
+        (target === 'colloquy-nofsync' || target === 'classic-memory' || target === 'floor')
       )
         continue
       log(`[${scenario.id}] ${target}`)

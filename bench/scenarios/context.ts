@@ -32,6 +32,7 @@ export const ALL: readonly TargetId[] = [
   'classic',
   'classic-memory',
   'hocuspocus',
+  'floor',
 ]
 export const MAIN: readonly TargetId[] = ['colloquy', 'classic', 'hocuspocus']
 
@@ -46,6 +47,7 @@ export function streamRow(result: StreamResult): Row {
     drainMs: result.drainMs,
     cpuUsPerUpdate: result.serverCpuMicrosPerUpdate,
     serverCpuPct: result.serverCpuPercent,
+    afterCpuMs: result.afterCpuMs,
     writerCpuPct: result.writerCpuPercent,
     readerCpuPct: result.readerCpuPercent,
     correct: result.correct,

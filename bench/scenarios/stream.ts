@@ -38,6 +38,12 @@ export interface StreamResult {
   readonly serverCpuMicrosPerUpdate: number
   /** Server CPU while the load ran, % of one core. */
   readonly serverCpuPercent: number
+  /**
+   * Server CPU in the settle time after every reader had everything, ms: work the server still had
+   * to do once the load stopped (writes behind, debounced saves, compaction). A server that keeps
+   * up leaves a bounded amount; one that fell behind leaves a deficit that grows with the run.
+   */
+  readonly afterCpuMs: number
   /** Load generator CPU (writer, readers) while the load ran, % of one core each. */
   readonly writerCpuPercent: number
   readonly readerCpuPercent: number
@@ -135,6 +141,7 @@ export async function runStream(
     drainMs: round(Math.max(0, drained.lastMicros - sendEndMicros) / 1000, 1),
     serverCpuMicrosPerUpdate: round(cpuTotal / Math.max(1, updatesSent), 1),
     serverCpuPercent: round((cpuLoad / 1000 / loadMs) * 100, 0),
+    afterCpuMs: round((cpuTotal - cpuLoad) / 1000, 0),
     writerCpuPercent: round((writerCpu / 1000 / loadMs) * 100, 0),
     readerCpuPercent: round((readerCpu / 1000 / loadMs) * 100, 0),
     ackP50Ms: round(percentile(acks, 50) / 1000, 2),

@@ -16,8 +16,10 @@ export interface ServerConfig extends Limits {
   /** fsync every group commit. Off only for benchmarks that measure what durability costs. */
   readonly fsync: boolean
   readonly logLevel: string
-  /** How long the group commit waits for more updates after the first (ms). */
+  /** How long a group commit waits for more updates after the first when a peer waits for an ack (ms). */
   readonly commitDelayMs: number
+  /** The same when no peer waits for an ack (ms; at least commitDelayMs): fewer, larger batches. */
+  readonly lazyCommitDelayMs: number
   /** How long a session without connections stays in memory (ms). */
   readonly idleUnloadMs: number
   /** Largest WebSocket message accepted; larger ones close the connection (1009) before buffering. */
@@ -67,6 +69,7 @@ export const DEFAULT_CONFIG: ServerConfig = {
   fsync: true,
   logLevel: 'info',
   commitDelayMs: 2,
+  lazyCommitDelayMs: 20,
   idleUnloadMs: 30_000,
   maxMessageBytes: 16 * MiB,
   maxBackpressureBytes: 16 * MiB,
@@ -102,6 +105,7 @@ const OPTIONS = {
   fsync: { flag: 'fsync', env: 'FSYNC', kind: 'boolean' },
   logLevel: { flag: 'log-level', env: 'LOG_LEVEL', kind: 'string' },
   commitDelayMs: { flag: 'commit-delay-ms', env: 'COMMIT_DELAY_MS', kind: 'count' },
+  lazyCommitDelayMs: { flag: 'lazy-commit-delay-ms', env: 'LAZY_COMMIT_DELAY_MS', kind: 'count' },
   idleUnloadMs: { flag: 'idle-unload-ms', env: 'IDLE_UNLOAD_MS', kind: 'count' },
   maxMessageBytes: { flag: 'max-message-bytes', env: 'MAX_MESSAGE_BYTES', kind: 'positive' },
   maxBackpressureBytes: { flag: 'max-backpressure-bytes', env: 'MAX_BACKPRESSURE_BYTES', kind: 'positive' },

@@ -98,6 +98,7 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
   const writeQueue = createWriteQueue({
     store: metrics.instrumentStore(store),
     flushDelayMs: config.commitDelayMs,
+    lazyFlushDelayMs: config.lazyCommitDelayMs,
     onCommit: (durable) => {
       registry?.handleCommit(durable)
       compaction.noteCommit(durable)

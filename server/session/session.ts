@@ -26,6 +26,8 @@ export interface WriteSink {
   enqueue(entry: AppendEntry): void
   pendingFor(sessionId: string): number
   flush(): Promise<void>
+  /** A peer waits for what is queued: commit it soon rather than lazily. */
+  expedite(): void
 }
 
 /** Limits a session enforces on its own. */
@@ -421,7 +423,10 @@ export class Session {
     // Everything this connection sent before the sync-status has a seq ≤ lastSeq (or was a duplicate
     // of content already queued under such a seq): once lastSeq is durable, so is all of it.
     if (this.durableSeq >= this.lastSeq) connection.send(frame)
-    else this.ackWaiters.push({ connection, seq: this.lastSeq, frame, receivedAt: this.ctx.now() })
+    else {
+      this.ackWaiters.push({ connection, seq: this.lastSeq, frame, receivedAt: this.ctx.now() })
+      this.ctx.writes.expedite()
+    }
   }
 
   private reject(connection: Connection, error: unknown): void {

@@ -78,6 +78,42 @@ describe('createWriteQueue', () => {
     await queue.close()
   })
 
+  it('holds entries nobody waits for up to the lazy delay, and commits within the short one once a peer waits', async () => {
+    const { queue, controls } = setup({ flushDelayMs: 5, lazyFlushDelayMs: 60_000 })
+    queue.enqueue(entry('a', 1))
+    queue.enqueue(entry('b', 1))
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    // Ten times the short delay and nothing written: nobody asked.
+    expect(controls.appendCalls).toBe(0)
+    const started = performance.now()
+    queue.expedite()
+    await controls.whenAppendCalls(1)
+    expect(performance.now() - started).toBeLessThan(5_000)
+    expect(controls.appendBatches[0]?.map((e) => `${e.sessionId}${e.seq}`)).toEqual(['a1', 'b1'])
+    // What comes after the expedited entries is lazy again.
+    queue.enqueue(entry('a', 2))
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    expect(controls.appendCalls).toBe(1)
+    await queue.close()
+    expect(controls.appendCalls).toBe(2)
+  })
+
+  it('expedites entries queued behind a batch in flight, and ignores expedite with nothing queued', async () => {
+    const { queue, controls } = setup({ flushDelayMs: 0, lazyFlushDelayMs: 60_000 })
+    queue.expedite()
+    const release = controls.hold()
+    queue.enqueue(entry('a', 1))
+    queue.expedite()
+    await controls.whenAppendCalls(1)
+    queue.enqueue(entry('a', 2))
+    queue.expedite()
+    release()
+    // The second batch follows the first at once: its entry was expedited while the first was in flight.
+    await controls.whenAppendCalls(2)
+    expect(controls.appendBatches.map((batch) => batch.map((e) => e.seq))).toEqual([[1], [2]])
+    await queue.close()
+  })
+
   it('retries a failing batch, acking nothing until it succeeds, and loses or repeats nothing', async () => {
     const { queue, controls, commits, errors, recoveries, inner } = setup()
     controls.failNext(3)

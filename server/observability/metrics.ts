@@ -75,6 +75,9 @@ export function createMetrics(sources: MetricsSources): Metrics {
     },
   })
 
+  // The per-update counters are plain numbers, read into prom-client at scrape time: four labelled
+  // inc() calls per update were ~1 µs of a ~45 µs update.
+  const hot = { updatesIn: 0, updateBytesIn: 0, framesOut: 0, bytesOut: 0 }
   const seconds = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]
   const metrics = {
     registry,
@@ -99,21 +102,37 @@ export function createMetrics(sources: MetricsSources): Metrics {
       name: 'colloquy_updates_in_total',
       help: 'Updates that changed a document and were queued for storage.',
       registers,
+      collect() {
+        this.reset()
+        this.inc(hot.updatesIn)
+      },
     }),
     updateBytesIn: new Counter({
       name: 'colloquy_update_bytes_in_total',
       help: 'Bytes of those updates.',
       registers,
+      collect() {
+        this.reset()
+        this.inc(hot.updateBytesIn)
+      },
     }),
     framesOut: new Counter({
       name: 'colloquy_relayed_frames_total',
       help: 'Update frames relayed to other connections (one per recipient).',
       registers,
+      collect() {
+        this.reset()
+        this.inc(hot.framesOut)
+      },
     }),
     bytesOut: new Counter({
       name: 'colloquy_relayed_bytes_total',
       help: 'Bytes of relayed update frames (per recipient).',
       registers,
+      collect() {
+        this.reset()
+        this.inc(hot.bytesOut)
+      },
     }),
     rejects: new Counter({
       name: 'colloquy_rejects_total',
@@ -160,13 +179,13 @@ export function createMetrics(sources: MetricsSources): Metrics {
 
   const sessionObserver: SessionObserver = {
     updateStored(bytes) {
-      metrics.updatesIn.inc()
-      metrics.updateBytesIn.inc(bytes)
+      hot.updatesIn++
+      hot.updateBytesIn += bytes
     },
     updateRelayed(bytes, recipients) {
       if (recipients <= 0) return
-      metrics.framesOut.inc(recipients)
-      metrics.bytesOut.inc(bytes * recipients)
+      hot.framesOut += recipients
+      hot.bytesOut += bytes * recipients
     },
     ackReleased(ms) {
       metrics.ackSeconds.observe(ms / 1000)

@@ -40,6 +40,8 @@ export interface ServerConfig extends Limits {
   readonly compactMinUpdates: number
   /** Always compact once this many updates follow the latest checkpoint. */
   readonly compactMaxUpdates: number
+  /** A session compacts at most once per this many ms unless 5 × compactMaxUpdates wait (0: no spacing). */
+  readonly compactMinIntervalMs: number
   /** Retention: every update younger than this stays replayable (ms). docs/history.md. */
   readonly retainLogMs: number
   /** Retention: coarse checkpoints younger than this are kept (ms). */
@@ -80,6 +82,7 @@ export const DEFAULT_CONFIG: ServerConfig = {
   compactIntervalMs: 1_000,
   compactMinUpdates: 2_000,
   compactMaxUpdates: 10_000,
+  compactMinIntervalMs: 10_000,
   retainLogMs: 7 * 24 * 3_600_000,
   retainCheckpointsMs: 90 * 24 * 3_600_000,
   checkpointSpacingMs: 3_600_000,
@@ -120,6 +123,7 @@ const OPTIONS = {
   compactIntervalMs: { flag: 'compact-interval-ms', env: 'COMPACT_INTERVAL_MS', kind: 'positive' },
   compactMinUpdates: { flag: 'compact-min-updates', env: 'COMPACT_MIN_UPDATES', kind: 'positive' },
   compactMaxUpdates: { flag: 'compact-max-updates', env: 'COMPACT_MAX_UPDATES', kind: 'positive' },
+  compactMinIntervalMs: { flag: 'compact-min-interval-ms', env: 'COMPACT_MIN_INTERVAL_MS', kind: 'count' },
   retainLogMs: { flag: 'retain-log-ms', env: 'RETAIN_LOG_MS', kind: 'count' },
   retainCheckpointsMs: { flag: 'retain-checkpoints-ms', env: 'RETAIN_CHECKPOINTS_MS', kind: 'count' },
   checkpointSpacingMs: { flag: 'checkpoint-spacing-ms', env: 'CHECKPOINT_SPACING_MS', kind: 'positive' },

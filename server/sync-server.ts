@@ -72,7 +72,11 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
   const compaction = createCompactionScheduler({
     store,
     merger,
-    policy: { minUpdates: config.compactMinUpdates, maxUpdates: config.compactMaxUpdates },
+    policy: {
+      minUpdates: config.compactMinUpdates,
+      maxUpdates: config.compactMaxUpdates,
+      minIntervalMs: config.compactMinIntervalMs,
+    },
     retention: {
       keepLogMs: config.retainLogMs,
       keepCheckpointsMs: config.retainCheckpointsMs,

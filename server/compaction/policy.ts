@@ -9,7 +9,18 @@ export interface CompactionPolicy {
   readonly minUpdates: number
   /** Always compact once this many updates follow the latest checkpoint. */
   readonly maxUpdates: number
+  /**
+   * A session compacts at most once per this many ms, unless {@link URGENT_FACTOR} × `maxUpdates`
+   * updates wait (undefined or 0: no spacing). Why: a compaction re-folds the whole document, so
+   * a session streaming thousands of updates a second would otherwise re-fold it every `maxUpdates`
+   * (measured: ~7 of ~25 µs per update at 30,000 updates/s); spaced, the fold work per update
+   * shrinks as the rate grows, and sessions at ordinary rates are not affected.
+   */
+  readonly minIntervalMs?: number
 }
+
+/** Updates (× `maxUpdates`) after which a session compacts even inside its interval. */
+export const URGENT_FACTOR = 5
 
 /** What the policy looks at, derived from a session's meta. */
 export interface CompactionStats {
@@ -21,7 +32,11 @@ export interface CompactionStats {
   readonly checkpointBytes: number
 }
 
-export const DEFAULT_COMPACTION_POLICY: CompactionPolicy = { minUpdates: 2_000, maxUpdates: 10_000 }
+export const DEFAULT_COMPACTION_POLICY: CompactionPolicy = {
+  minUpdates: 2_000,
+  maxUpdates: 10_000,
+  minIntervalMs: 10_000,
+}
 
 /**
  * The stats of a session from its meta.
@@ -41,11 +56,24 @@ export function statsFromMeta(meta: SessionMeta): CompactionStats {
 }
 
 /**
- * True when the session should compact: at least `minUpdates` since the checkpoint and either
+ * True when the session should compact: at least `minUpdates` since the checkpoint, not within
+ * `minIntervalMs` of its last compaction (unless URGENT_FACTOR × `maxUpdates` wait), and either
  * `maxUpdates` of them or more bytes of log than of checkpoint (the log outweighs the snapshot).
+ *
+ * @param msSinceLastCompaction time since the session last compacted (Infinity: never, or unknown)
  */
-export function shouldCompact(stats: CompactionStats, policy: CompactionPolicy): boolean {
+export function shouldCompact(
+  stats: CompactionStats,
+  policy: CompactionPolicy,
+  msSinceLastCompaction = Number.POSITIVE_INFINITY,
+): boolean {
   if (stats.updatesSinceCheckpoint === 0 || stats.updatesSinceCheckpoint < policy.minUpdates) return false
+  if (
+    msSinceLastCompaction < (policy.minIntervalMs ?? 0) &&
+    stats.updatesSinceCheckpoint < policy.maxUpdates * URGENT_FACTOR
+  ) {
+    return false
+  }
   if (stats.updatesSinceCheckpoint >= policy.maxUpdates) return true
   return stats.bytesSinceCheckpoint >= stats.checkpointBytes
 }

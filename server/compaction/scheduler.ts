@@ -56,6 +56,9 @@ export interface CompactionScheduler {
 export function createCompactionScheduler(options: CompactionSchedulerOptions): CompactionScheduler {
   const { store, logger } = options
   const dirty = new Set<string>()
+  const now = options.now ?? Date.now
+  /** When sessions last compacted, kept only while inside the policy's interval. */
+  const lastCompactedAt = new Map<string, number>()
   let chain: Promise<unknown> = Promise.resolve()
   let isClosed = false
   let isChecking = false
@@ -94,6 +97,7 @@ export function createCompactionScheduler(options: CompactionSchedulerOptions): 
         durationMs: performance.now() - started,
       })
       if (result !== undefined) {
+        lastCompactedAt.set(sessionId, now())
         logger.info(
           {
             session: sessionId,
@@ -120,11 +124,23 @@ export function createCompactionScheduler(options: CompactionSchedulerOptions): 
     try {
       const candidates = [...dirty]
       dirty.clear()
+      const checkedAt = now()
+      for (const [sessionId, at] of lastCompactedAt) {
+        if (checkedAt - at >= (options.policy.minIntervalMs ?? 0)) lastCompactedAt.delete(sessionId)
+      }
       for (const sessionId of candidates) {
         if (isClosed) return
         try {
           const meta = await store.getMeta(sessionId)
-          if (meta === undefined || !shouldCompact(statsFromMeta(meta), options.policy)) continue
+          if (meta === undefined) continue
+          const stats = statsFromMeta(meta)
+          const last = lastCompactedAt.get(sessionId)
+          const since = last === undefined ? Number.POSITIVE_INFINITY : now() - last
+          if (!shouldCompact(stats, options.policy, since)) {
+            // Held back only by the interval: check it again later, new writes or not.
+            if (shouldCompact(stats, options.policy)) dirty.add(sessionId)
+            continue
+          }
           await enqueue(sessionId)
         } catch (error) {
           if (isClosed) return

@@ -68,3 +68,15 @@ describe('planRetention', () => {
     })
   })
 })
+
+describe('shouldCompact with a minimum interval', () => {
+  const policy = { minUpdates: 10, maxUpdates: 100, minIntervalMs: 1_000 }
+  const due = { updatesSinceCheckpoint: 100, bytesSinceCheckpoint: 1, checkpointBytes: 1e9 }
+  it('holds a due session back inside the interval, and lets it go after it or when 5 × the maximum wait', () => {
+    expect(shouldCompact(due, policy)).toBe(true)
+    expect(shouldCompact(due, policy, 999)).toBe(false)
+    expect(shouldCompact(due, policy, 1_000)).toBe(true)
+    expect(shouldCompact({ ...due, updatesSinceCheckpoint: 499 }, policy, 10)).toBe(false)
+    expect(shouldCompact({ ...due, updatesSinceCheckpoint: 500 }, policy, 10)).toBe(true)
+  })
+})

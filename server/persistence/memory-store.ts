@@ -2,7 +2,7 @@
 // Owns plain maps of copied bytes; shares every rule with the LevelDB store through store-rules.ts.
 
 import { assertSessionId } from './keys.js'
-import type { Checkpoint, LogEntry, SessionMeta, Store, StoredSession } from './store.js'
+import type { Checkpoint, CheckpointRange, LogEntry, SessionMeta, Store, StoredSession } from './store.js'
 import {
   assertAppendsAfter,
   assertCheckpoint,
@@ -37,6 +37,18 @@ export function createMemoryStore(): Store {
 
   function assertOpen(): void {
     if (isClosed) throw storeClosedError()
+  }
+
+  /** The stored checkpoints of `sessionId` in `range`, in its order and limit (not copied). */
+  function checkpointsIn(sessionId: string, range: CheckpointRange | undefined): Checkpoint[] {
+    assertOpen()
+    assertSessionId(sessionId)
+    const window = normalizeCheckpointRange(range)
+    const checkpoints = sessions.get(sessionId)?.checkpoints
+    if (window === undefined || checkpoints === undefined) return []
+    const inRange = checkpoints.filter((kept) => kept.seq >= window.fromSeq && kept.seq <= window.toSeq)
+    if (window.reverse) inRange.reverse()
+    return inRange.slice(0, window.limit)
   }
 
   return {
@@ -125,27 +137,15 @@ export function createMemoryStore(): Store {
     },
 
     async listCheckpoints(sessionId, range) {
-      assertOpen()
-      assertSessionId(sessionId)
-      const window = normalizeCheckpointRange(range)
-      const checkpoints = sessions.get(sessionId)?.checkpoints
-      if (window === undefined || checkpoints === undefined) return []
-      const inRange = checkpoints.filter((kept) => kept.seq >= window.fromSeq && kept.seq <= window.toSeq)
-      if (window.reverse) inRange.reverse()
-      return inRange.slice(0, window.limit).map(copyCheckpoint)
+      return checkpointsIn(sessionId, range).map(copyCheckpoint)
     },
 
     async listCheckpointInfo(sessionId, range) {
-      assertOpen()
-      assertSessionId(sessionId)
-      const window = normalizeCheckpointRange(range)
-      const checkpoints = sessions.get(sessionId)?.checkpoints
-      if (window === undefined || checkpoints === undefined) return []
-      const inRange = checkpoints.filter((kept) => kept.seq >= window.fromSeq && kept.seq <= window.toSeq)
-      if (window.reverse) inRange.reverse()
-      return inRange
-        .slice(0, window.limit)
-        .map(({ seq, time, state }) => ({ seq, time, bytes: state.byteLength }))
+      return checkpointsIn(sessionId, range).map(({ seq, time, state }) => ({
+        seq,
+        time,
+        bytes: state.byteLength,
+      }))
     },
 
     async deleteSession(sessionId) {

@@ -35,6 +35,8 @@ export interface RunningServer {
   cpuMicros(): number
   /** Resident set size now, bytes. */
   rssBytes(): number
+  /** True until the process exits. */
+  isRunning(): boolean
   /** SIGTERM, then SIGKILL after `graceMs`; resolves once the process has exited. */
   stop(graceMs?: number): Promise<void>
 }
@@ -229,6 +231,7 @@ export async function startTarget(
     framing: TARGETS[id].framing,
     cpuMicros: () => cpuMicrosOf(pid),
     rssBytes: () => readRssBytes(pid),
+    isRunning: () => child.exitCode === null && child.signalCode === null,
     async stop(graceMs = 10_000) {
       child.kill('SIGTERM')
       const timer = setTimeout(() => child.kill('SIGKILL'), graceMs)

@@ -143,6 +143,8 @@ async function write(command: Extract<Command, { type: 'write' }>): Promise<Repl
     const client = 1 + Math.floor(random() * 0x7fff_fffe)
     return {
       doc,
+      /** Fraction of a period this writer runs ahead of the others, in [0, 1). */
+      phase: random(),
       appender: createTextAppender(client),
       sent: 0,
       chars: 0,
@@ -170,6 +172,7 @@ async function write(command: Extract<Command, { type: 'write' }>): Promise<Repl
   let maxBuffered = 0
   const keepText = command.keepText
   const maxChars = command.maxChars ?? Number.POSITIVE_INFINITY
+  const total = Math.floor((command.durationMs * command.ratePerDoc) / 1000)
   await new Promise<void>((resolve) => {
     const tick = (): void => {
       const elapsed = performance.now() - startedAt
@@ -177,7 +180,11 @@ async function write(command: Extract<Command, { type: 'write' }>): Promise<Repl
       const dueElapsed = Math.min(elapsed, command.durationMs)
       for (const writer of writers) {
         if (writer.chars >= maxChars) continue
-        const due = Math.floor((dueElapsed * command.ratePerDoc) / 1000)
+        // Writers keep their own phase (seeded), as independent agents do. In phase, every
+        // session's update arrived in the same millisecond and a reader's latency measured the
+        // server's whole burst of D updates rather than one relay. Each writer still sends exactly
+        // the updates its rate and duration call for.
+        const due = Math.min(total, Math.floor((dueElapsed * command.ratePerDoc) / 1000 + writer.phase))
         // Bounded burst: a stalled socket must not make one tick send without end.
         let burst = Math.min(due - writer.sent, 1000)
         while (burst-- > 0) {

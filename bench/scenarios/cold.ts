@@ -15,7 +15,9 @@ async function fill(
   perDoc: number,
   ratePerDoc: number,
   drainTimeoutMs = 60_000,
-): Promise<{ texts: string[]; ingestSeconds: number }> {
+  /** When set, a reader that is not complete in time is a result (`complete: false`), not an error. */
+  allowIncomplete = false,
+): Promise<{ texts: string[]; ingestSeconds: number; complete: boolean }> {
   const target = { url: server.url, framing: server.framing }
   await ctx.readers.request(
     { type: 'readers', ...target, docs, perDoc: 1, epochMs: Date.now() },
@@ -47,9 +49,11 @@ async function fill(
   // Until the live reader has every update: how long the server took to take them all in.
   const ingestSeconds = (performance.now() - t0) / 1000
   await ctx.readers.request({ type: 'close' }, 'closed', 60_000)
-  if (!drained.complete) throw new Error(`a live reader did not receive every update in ${drainTimeoutMs} ms`)
+  if (!drained.complete && !allowIncomplete) {
+    throw new Error(`a live reader did not receive every update in ${drainTimeoutMs} ms`)
+  }
   if (written.acksMissing > 0) throw new Error(`${written.acksMissing} acks missing`)
-  return { texts: written.texts, ingestSeconds }
+  return { texts: written.texts, ingestSeconds, complete: drained.complete }
 }
 
 /** Stops `server` and starts the same target on the same data; returns it and the restart time. */
@@ -63,6 +67,9 @@ async function restart(
   const next = await ctx.start({ reuseData: true, args })
   return { server: next, restartMs: performance.now() - t0 }
 }
+
+/** [S4] how long a target may take to take in (relay) the 100,000 updates. */
+const S4_INGEST_LIMIT_MS = 240_000
 
 export const S4: Scenario = {
   id: 'S4',
@@ -84,8 +91,24 @@ export const S4: Scenario = {
       let server = await ctx.start({ args })
       try {
         // The peers apply every update to a Y.Doc with an update listener, whose cost grows with the
-        // text: they take in 100k updates to one session far slower than 5,000/s, so wait for them.
-        const { texts, ingestSeconds } = await fill(ctx, server, [doc], updates, 5_000, 600_000)
+        // text: they take in 100k updates to one session far slower than 5,000/s. They get 240 s
+        // (12× the 20 s of sending); a peer still behind then is reported as such, and its cold
+        // load is not measured (it never stored the session).
+        const isPeer = !ctx.target.startsWith('colloquy')
+        const { texts, ingestSeconds, complete } = await fill(
+          ctx,
+          server,
+          [doc],
+          updates,
+          5_000,
+          S4_INGEST_LIMIT_MS,
+          isPeer,
+        )
+        if (!complete) {
+          rows.push({ variant, updates, ingested: false, ingestSeconds: `> ${S4_INGEST_LIMIT_MS / 1000}` })
+          ctx.log(`  ${variant}: not all ${updates} updates relayed within ${S4_INGEST_LIMIT_MS / 1000} s`)
+          continue
+        }
         let compactMs = Number.NaN
         if (compact) {
           const t0 = performance.now()
@@ -115,6 +138,7 @@ export const S4: Scenario = {
           restartMs: round(restarted.restartMs, 0),
           syncMs: round(verified.ms[0] ?? Number.NaN, 1),
           syncBytes: verified.bytes[0] ?? 0,
+          ingested: true,
           rssAfterMiB: round(server.rssBytes() / 2 ** 20, 1),
           correct: verified.ok.every(Boolean),
         })

@@ -71,17 +71,39 @@ const S2: Scenario = {
         let sustained = false
         let generatorLimited = false
         for (let attempt = 1; attempt <= 2 && !sustained && !generatorLimited; attempt++) {
-          const result = await runStream(server, ctx.writer, ctx.readers, {
-            name: `s2-${step}-${attempt}`,
-            sessions: 20,
-            readersPerSession: 2,
-            totalRate: rate,
-            durationMs: full ? 5_000 : 1_500,
-            seed: ctx.seed + step,
-            ackEvery: 0,
-            drainTimeoutMs: 10_000,
-            settleMs: full ? 2_500 : 300,
-          })
+          let result: Awaited<ReturnType<typeof runStream>>
+          try {
+            result = await runStream(server, ctx.writer, ctx.readers, {
+              name: `s2-${step}-${attempt}`,
+              sessions: 20,
+              readersPerSession: 2,
+              totalRate: rate,
+              durationMs: full ? 5_000 : 1_500,
+              seed: ctx.seed + step,
+              ackEvery: 0,
+              drainTimeoutMs: 10_000,
+              settleMs: full ? 2_500 : 300,
+            })
+          } catch (error) {
+            // Past the first step, a load process that cannot keep up (e.g. its connects time out
+            // while both cores are busy) ends the ramp as generator-limited, provided the server
+            // under test is still running; a server that died, or a first step that fails, is an
+            // error of the run.
+            if (step === 0 || !server.isRunning()) throw error
+            const message = String(error).slice(0, 200)
+            await ctx.readers.request({ type: 'close' }, 'closed', 30_000).catch(() => undefined)
+            rows.push({
+              step,
+              attempt,
+              offered: rate,
+              generatorLimited: true,
+              sustained: false,
+              generatorError: message,
+            })
+            ctx.log(`  ${rate}/s: the load generator failed (${message}); ramp ends here`)
+            generatorLimited = true
+            break
+          }
           generatorLimited =
             result.sentRate < 0.95 * rate ||
             result.writerCpuPercent >= S2_GENERATOR_CPU_PCT ||

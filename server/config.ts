@@ -71,7 +71,7 @@ export const DEFAULT_CONFIG: ServerConfig = {
   fsync: true,
   logLevel: 'info',
   commitDelayMs: 2,
-  lazyCommitDelayMs: 20,
+  lazyCommitDelayMs: 100,
   idleUnloadMs: 30_000,
   maxMessageBytes: 16 * MiB,
   maxBackpressureBytes: 16 * MiB,

@@ -26,6 +26,13 @@ export interface WriteQueueOptions {
    * CPU per update.
    */
   readonly lazyFlushDelayMs?: number
+  /**
+   * When nobody waits: start a batch at once when this many entries are queued, without waiting out
+   * the lazy delay (default 1024). Why: building a batch holds the event loop a few µs per entry, so
+   * at tens of thousands of updates per second a long lazy delay would mean one long stall; past a
+   * thousand entries a batch's fixed cost is spread thin anyway.
+   */
+  readonly lazyBatchEntries?: number
   /** Start a batch at once when this many bytes are queued (default 4 MiB); also a batch's size bound. */
   readonly maxBatchBytes?: number
   /** Start a batch at once when this many entries are queued (default 10 000); also a batch's bound. */
@@ -93,7 +100,7 @@ interface FlushWaiter {
  *   has): the slower the disk, the bigger the batches.
  * - The delay is `lazyFlushDelayMs` unless someone waits for a queued entry to be durable
  *   ({@link WriteQueue.expedite}, {@link WriteQueue.flush}); then it is `flushDelayMs`. Why: an
- *   update nobody waits for is no less safe on disk 20 ms later (its sender keeps it until acked,
+ *   update nobody waits for is no less safe on disk 100 ms later (its sender keeps it until acked,
  *   and it was never acked), while fewer, larger batches cost much less CPU per update. An ack is
  *   never held longer than `flushDelayMs` plus the commit in flight.
  * - An entry is reported durable (`onCommit`, `flush`, `pendingFor`) only after the batch holding it
@@ -107,6 +114,7 @@ export function createWriteQueue(options: WriteQueueOptions): WriteQueue {
   const lazyFlushDelayMs = Math.max(flushDelayMs, options.lazyFlushDelayMs ?? flushDelayMs)
   const maxBatchBytes = options.maxBatchBytes ?? 4 * 1024 * 1024
   const maxBatchEntries = options.maxBatchEntries ?? 10_000
+  const lazyBatchEntries = Math.min(maxBatchEntries, options.lazyBatchEntries ?? 1024)
   const retryMinMs = options.retryMinMs ?? 10
   const retryMaxMs = options.retryMaxMs ?? 1000
 
@@ -138,7 +146,7 @@ export function createWriteQueue(options: WriteQueueOptions): WriteQueue {
   /** Arms (or brings forward) the gather timer; `isAfterCommit`: start an overdue batch at once. */
   function schedule(isAfterCommit = false): void {
     if (inFlight !== undefined || isWaitingToRetry || queue.length === 0) return
-    if (queueBytes >= maxBatchBytes || queue.length >= maxBatchEntries) {
+    if (queueBytes >= maxBatchBytes || queue.length >= lazyBatchEntries) {
       startBatch()
       return
     }

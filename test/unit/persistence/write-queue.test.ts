@@ -98,6 +98,23 @@ describe('createWriteQueue', () => {
     expect(controls.appendCalls).toBe(2)
   })
 
+  it('starts a lazy batch at once when lazyBatchEntries are queued, without waiting out the delay', async () => {
+    const { queue, controls } = setup({ flushDelayMs: 5, lazyFlushDelayMs: 60_000, lazyBatchEntries: 4 })
+    for (let seq = 1; seq <= 3; seq++) queue.enqueue(entry('a', seq))
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    // Below the threshold nobody asked for: nothing written yet.
+    expect(controls.appendCalls).toBe(0)
+    queue.enqueue(entry('a', 4))
+    await controls.whenAppendCalls(1)
+    expect(controls.appendBatches[0]?.map((e) => e.seq)).toEqual([1, 2, 3, 4])
+    // The next one is lazy again.
+    queue.enqueue(entry('a', 5))
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    expect(controls.appendCalls).toBe(1)
+    await queue.close()
+    expect(controls.appendBatches.map((batch) => batch.length)).toEqual([4, 1])
+  })
+
   it('expedites entries queued behind a batch in flight, and ignores expedite with nothing queued', async () => {
     const { queue, controls } = setup({ flushDelayMs: 0, lazyFlushDelayMs: 60_000 })
     queue.expedite()

@@ -34,6 +34,11 @@ export interface ServerConfig extends Limits {
   readonly maxLoadingQueueBytes: number
   /** Background compaction on/off (`colloquy compact` and POST …/compact work either way). */
   readonly compaction: boolean
+  /**
+   * Checkpoint a loaded session from its in-memory document (up to 20,000 structs) instead of
+   * replaying its log in the worker.
+   */
+  readonly compactFromMemory: boolean
   /** How often sessions with new writes are checked against the compaction policy (ms). */
   readonly compactIntervalMs: number
   /** Never compact fewer updates than this since the latest checkpoint. */
@@ -79,6 +84,7 @@ export const DEFAULT_CONFIG: ServerConfig = {
   maxLoadingQueueMessages: 1_000,
   maxLoadingQueueBytes: 32 * MiB,
   compaction: true,
+  compactFromMemory: true,
   compactIntervalMs: 1_000,
   compactMinUpdates: 2_000,
   compactMaxUpdates: 10_000,
@@ -120,6 +126,7 @@ const OPTIONS = {
   },
   maxLoadingQueueBytes: { flag: 'max-loading-queue-bytes', env: 'MAX_LOADING_QUEUE_BYTES', kind: 'positive' },
   compaction: { flag: 'compaction', env: 'COMPACTION', kind: 'boolean' },
+  compactFromMemory: { flag: 'compact-from-memory', env: 'COMPACT_FROM_MEMORY', kind: 'boolean' },
   compactIntervalMs: { flag: 'compact-interval-ms', env: 'COMPACT_INTERVAL_MS', kind: 'positive' },
   compactMinUpdates: { flag: 'compact-min-updates', env: 'COMPACT_MIN_UPDATES', kind: 'positive' },
   compactMaxUpdates: { flag: 'compact-max-updates', env: 'COMPACT_MAX_UPDATES', kind: 'positive' },

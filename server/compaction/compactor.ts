@@ -17,6 +17,21 @@ export interface CompactOptions {
   readonly now?: () => number
   /** Log entries read per page (default {@link LOG_PAGE}). */
   readonly pageSize?: number
+  /**
+   * The loaded session's state, when it is in memory (see `Session.snapshot`): used instead of
+   * replaying the log when no `throughSeq` is asked for. Requires `whenDurable`.
+   */
+  readonly live?: () => LiveState | undefined
+  /** Resolves once `seq` of the session is durable; rejects if that cannot happen (shutdown). */
+  readonly whenDurable?: (seq: number) => Promise<void>
+}
+
+/** A loaded session's document as one update, standing for every seq ≤ `seq`. */
+export interface LiveState {
+  readonly seq: number
+  /** When the update with `seq` arrived (ms). */
+  readonly time: number
+  readonly state: Uint8Array
 }
 
 /**
@@ -65,6 +80,25 @@ export async function compactSession(
   const started = performance.now()
   const meta = await store.getMeta(sessionId)
   if (meta === undefined) throw new ColloquyError('session-not-found', `no session ${sessionId}`)
+  const live = options.throughSeq === undefined ? options.live?.() : undefined
+  if (live !== undefined && options.whenDurable !== undefined && live.seq > 0) {
+    const [latest] = await store.listCheckpoints(sessionId, { reverse: true, limit: 1 })
+    const baseSeq = latest?.seq ?? 0
+    if (live.seq <= baseSeq) return undefined
+    if (live.seq > meta.lastSeq) await options.whenDurable(live.seq)
+    const checkpoint = { seq: live.seq, time: live.time, state: live.state }
+    const plan = await writeCheckpoint(sessionId, checkpoint, store, now(), options.retention)
+    return {
+      sessionId,
+      seq: live.seq,
+      baseSeq,
+      folded: live.seq - baseSeq,
+      stateBytes: live.state.byteLength,
+      trimmedLogThrough: plan.trimLogThrough,
+      deletedCheckpoints: plan.deleteCheckpoints,
+      durationMs: performance.now() - started,
+    }
+  }
   const target = Math.min(options.throughSeq ?? meta.lastSeq, meta.lastSeq)
   const [base] = await store.listCheckpoints(sessionId, { toSeq: target, reverse: true, limit: 1 })
   const baseSeq = base?.seq ?? 0
@@ -104,17 +138,7 @@ export async function compactSession(
     : merger.mergePacked(packed))
   // The checkpoint's time is when its last update arrived, so "state at time T" can use it.
   const checkpoint = { seq: target, time: lastTime, state }
-  // Seqs and times only: the states of older checkpoints are not needed to plan retention.
-  const existing = await listCheckpointInfo(store, sessionId)
-  const points = existing.filter((cp) => cp.seq !== target).map(({ seq, time }) => ({ seq, time }))
-  points.push({ seq: target, time: checkpoint.time })
-  const plan = planRetention(points, now(), options.retention)
-  await store.putCheckpoint(sessionId, checkpoint, {
-    // A delete that ran while we folded wins: the checkpoint must not resurrect the session.
-    requireExisting: true,
-    ...(plan.trimLogThrough > 0 ? { trimLogThrough: plan.trimLogThrough } : {}),
-    ...(plan.deleteCheckpoints.length > 0 ? { deleteCheckpoints: plan.deleteCheckpoints } : {}),
-  })
+  const plan = await writeCheckpoint(sessionId, checkpoint, store, now(), options.retention)
   return {
     sessionId,
     seq: target,
@@ -125,4 +149,26 @@ export async function compactSession(
     deletedCheckpoints: plan.deleteCheckpoints,
     durationMs: performance.now() - started,
   }
+}
+
+/** Plans retention with `checkpoint` added and writes both in one batch; returns the plan. */
+async function writeCheckpoint(
+  sessionId: string,
+  checkpoint: { readonly seq: number; readonly time: number; readonly state: Uint8Array },
+  store: Store,
+  now: number,
+  retention: RetentionPolicy,
+): Promise<ReturnType<typeof planRetention>> {
+  // Seqs and times only: the states of older checkpoints are not needed to plan retention.
+  const existing = await listCheckpointInfo(store, sessionId)
+  const points = existing.filter((cp) => cp.seq !== checkpoint.seq).map(({ seq, time }) => ({ seq, time }))
+  points.push({ seq: checkpoint.seq, time: checkpoint.time })
+  const plan = planRetention(points, now, retention)
+  await store.putCheckpoint(sessionId, checkpoint, {
+    // A delete that ran while we folded wins: the checkpoint must not resurrect the session.
+    requireExisting: true,
+    ...(plan.trimLogThrough > 0 ? { trimLogThrough: plan.trimLogThrough } : {}),
+    ...(plan.deleteCheckpoints.length > 0 ? { deleteCheckpoints: plan.deleteCheckpoints } : {}),
+  })
+  return plan
 }

@@ -97,6 +97,9 @@ interface AckWaiter {
  * server never re-encodes an update: its cost stays flat however long the document grows.
  * A sync-status message is echoed once every seq queued before it is durable.
  */
+/** A document with more structs than this is checkpointed by a fold in the worker, not a live snapshot. */
+export const LIVE_SNAPSHOT_MAX_STRUCTS = 20_000
+
 export class Session {
   readonly id: string
   readonly connections = new Set<Connection>()
@@ -105,6 +108,8 @@ export class Session {
   lastSeq = 0
   /** The highest seq known to be on disk. */
   durableSeq = 0
+  /** When the update with seq {@link lastSeq} arrived (ms), if known (see {@link snapshot}). */
+  private lastTime: number | undefined
   /** Bytes stored for this session (log and checkpoint at load, plus every update queued since). */
   storedBytes = 0
   /** When the session last had a connection or a frame (ms): idle sessions are unloaded oldest first. */
@@ -192,6 +197,27 @@ export class Session {
     if (this.isUnloadWanted) this.tryUnload()
   }
 
+  /**
+   * The document's state as one update, with the seq and time it stands for, or `undefined` when the
+   * session is not ready, the time of its last seq is unknown, or the document holds more than
+   * {@link LIVE_SNAPSHOT_MAX_STRUCTS} structs.
+   *
+   * @remarks The compactor checkpoints from this instead of replaying the log: every change of the
+   * document got the next seq and was queued in order, so the document is exactly the replay of
+   * seqs ≤ `seq` (pending structs included: Yjs encodes them with the state). The caller must wait
+   * until `seq` is durable before writing a checkpoint at it. Encoding costs time in proportion to
+   * the structs, not to the history; the bound keeps it to a few ms of the event loop, and larger
+   * documents are folded in the worker as before.
+   */
+  snapshot(): { seq: number; time: number; state: Uint8Array } | undefined {
+    const doc = this.doc
+    if (this.state !== 'ready' || doc === undefined || this.lastTime === undefined) return undefined
+    let structs = 0
+    for (const list of doc.store.clients.values()) structs += list.length
+    if (structs > LIVE_SNAPSHOT_MAX_STRUCTS) return undefined
+    return { seq: this.lastSeq, time: this.lastTime, state: Y.encodeStateAsUpdate(doc) }
+  }
+
   /** Asks the session to unload once it has no connections and nothing left to write. */
   requestUnload(): void {
     this.isUnloadWanted = true
@@ -235,14 +261,19 @@ export class Session {
       if (this.state !== 'loading') return
       const doc = new Y.Doc({ gc: true })
       let lastSeq = stored.meta?.lastSeq ?? 0
+      // The time of the newest stored seq: the last log entry's, or the checkpoint's when the log
+      // after it is empty.
+      let timed: { seq: number; time: number } | undefined
       doc.transact(() => {
         if (stored.checkpoint !== undefined) {
           Y.applyUpdate(doc, stored.checkpoint.state)
           lastSeq = Math.max(lastSeq, stored.checkpoint.seq)
+          timed = { seq: stored.checkpoint.seq, time: stored.checkpoint.time }
         }
         for (const entry of stored.log) {
           Y.applyUpdate(doc, entry.update)
           lastSeq = Math.max(lastSeq, entry.seq)
+          if (timed === undefined || entry.seq > timed.seq) timed = { seq: entry.seq, time: entry.time }
         }
       }, LOAD_ORIGIN)
       const awareness = new awarenessProtocol.Awareness(doc)
@@ -254,6 +285,7 @@ export class Session {
       this.storedBytes = (stored.meta?.logBytes ?? 0) + (stored.meta?.checkpointBytes ?? 0)
       this.lastSeq = lastSeq
       this.durableSeq = lastSeq
+      this.lastTime = timed?.seq === lastSeq ? timed.time : undefined
       this.state = 'ready'
       this.ctx.logger.debug(
         { session: this.id, seq: lastSeq, entries: stored.log.length, checkpoint: stored.checkpoint?.seq },
@@ -411,7 +443,9 @@ export class Session {
     // Yjs integrates only new content: a duplicate or retried update changes nothing and costs nothing.
     if (!isChanged) return
     const seq = ++this.lastSeq
-    this.ctx.writes.enqueue({ sessionId: this.id, seq, time: this.ctx.now(), update })
+    const time = this.ctx.now()
+    this.ctx.writes.enqueue({ sessionId: this.id, seq, time, update })
+    this.lastTime = time
     this.storedBytes += update.length
     this.ctx.observer?.updateStored?.(update.length)
     const relayed = relayFrame ?? encodeSyncUpdate(update)

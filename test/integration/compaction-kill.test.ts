@@ -36,6 +36,10 @@ const SERVER_ARGS = [
   '0',
   '--log-level',
   'info',
+  // The log-replay fold (the long path a kill can land in); the in-memory path is tested in
+  // compaction-live.test.ts.
+  '--compact-from-memory',
+  'false',
 ]
 
 describe('kill -9 during compaction', () => {

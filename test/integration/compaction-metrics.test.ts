@@ -47,7 +47,15 @@ describe('compaction metrics', () => {
       close: () => inline.close(),
     }
     server = await startSyncServer({
-      config: { ...DEFAULT_CONFIG, port: 0, store: 'memory', logLevel: 'silent', compaction: false },
+      // The failure is injected into the merger, which only the log-replay fold uses.
+      config: {
+        ...DEFAULT_CONFIG,
+        port: 0,
+        store: 'memory',
+        logLevel: 'silent',
+        compaction: false,
+        compactFromMemory: false,
+      },
       merger,
     })
     let value = await scrapeMetrics(server!.port)

@@ -26,8 +26,6 @@ import { createUwsTransport } from './transport/uws-transport.js'
 
 /** How long shutdown waits after closing sockets before the process may exit (ms). */
 const SHUTDOWN_LINGER_MS = 200
-/** How long a compaction waits for a live snapshot's seq to become durable before giving up. */
-const LIVE_SNAPSHOT_DURABLE_TIMEOUT_MS = 30_000
 
 /** Options of {@link startSyncServer}. */
 export interface SyncServerOptions {
@@ -87,19 +85,8 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
     intervalMs: config.compaction ? config.compactIntervalMs : 0,
     logger,
     // A loaded session is checkpointed from its document (no log replay); see Session.snapshot.
-    live: (sessionId) => (config.compactFromMemory ? registry?.get(sessionId)?.snapshot() : undefined),
-    whenDurable: (_sessionId, _seq) => {
-      // Everything queued before this call is durable once flush resolves: the snapshot's seq was
-      // queued before it. Bounded, so a failing disk fails the compaction instead of holding it.
-      let timer: NodeJS.Timeout | undefined
-      const timeout = new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new ColloquyError('storage-unavailable', 'snapshot not durable in time')),
-          LIVE_SNAPSHOT_DURABLE_TIMEOUT_MS,
-        )
-      })
-      return Promise.race([writeQueue.flush(), timeout]).finally(() => clearTimeout(timer))
-    },
+    live: (sessionId, afterSeq) =>
+      config.compactFromMemory ? registry?.get(sessionId)?.snapshot(afterSeq) : undefined,
     // Runs happen only after startup (timer, HTTP, close), when `metrics` below is initialised.
     onRun: (run) => {
       metrics.compactionRuns.inc({ result: run.result })

@@ -4,6 +4,7 @@
 import { setImmediate as nextTurn } from 'node:timers/promises'
 import { ColloquyError } from '../../shared/errors.js'
 import { listCheckpointInfo, type Store } from '../persistence/store.js'
+import type { LiveSnapshot } from '../session/session.js'
 import { createPacker, type Merger, unpackUpdates } from './merge.js'
 import { planRetention, type RetentionPolicy } from './policy.js'
 
@@ -18,21 +19,14 @@ export interface CompactOptions {
   /** Log entries read per page (default {@link LOG_PAGE}). */
   readonly pageSize?: number
   /**
-   * The loaded session's state, when it is in memory (see `Session.snapshot`): used instead of
-   * replaying the log when no `throughSeq` is asked for. Requires `whenDurable`.
+   * The loaded session's state newer than `afterSeq`, when it is in memory (`Session.snapshot`):
+   * used instead of replaying the log when no `throughSeq` is asked for.
    */
-  readonly live?: () => LiveState | undefined
-  /** Resolves once `seq` of the session is durable; rejects if that cannot happen (shutdown). */
-  readonly whenDurable?: (seq: number) => Promise<void>
+  readonly live?: (afterSeq: number) => LiveSnapshot | undefined
 }
 
-/** A loaded session's document as one update, standing for every seq ≤ `seq`. */
-export interface LiveState {
-  readonly seq: number
-  /** When the update with `seq` arrived (ms). */
-  readonly time: number
-  readonly state: Uint8Array
-}
+/** How long a compaction waits for a live snapshot's seq to become durable before it fails. */
+const LIVE_DURABLE_TIMEOUT_MS = 10_000
 
 /**
  * Log entries the compactor reads at once. Between pages it yields to the event loop, so reading a
@@ -80,24 +74,12 @@ export async function compactSession(
   const started = performance.now()
   const meta = await store.getMeta(sessionId)
   if (meta === undefined) throw new ColloquyError('session-not-found', `no session ${sessionId}`)
-  const live = options.throughSeq === undefined ? options.live?.() : undefined
-  if (live !== undefined && options.whenDurable !== undefined && live.seq > 0) {
+  if (options.throughSeq === undefined && options.live !== undefined) {
     const [latest] = await store.listCheckpoints(sessionId, { reverse: true, limit: 1 })
     const baseSeq = latest?.seq ?? 0
-    if (live.seq <= baseSeq) return undefined
-    if (live.seq > meta.lastSeq) await options.whenDurable(live.seq)
-    const checkpoint = { seq: live.seq, time: live.time, state: live.state }
-    const plan = await writeCheckpoint(sessionId, checkpoint, store, now(), options.retention)
-    return {
-      sessionId,
-      seq: live.seq,
-      baseSeq,
-      folded: live.seq - baseSeq,
-      stateBytes: live.state.byteLength,
-      trimmedLogThrough: plan.trimLogThrough,
-      deletedCheckpoints: plan.deleteCheckpoints,
-      durationMs: performance.now() - started,
-    }
+    const live = options.live(baseSeq)
+    if (live !== undefined)
+      return compactFromSnapshot(sessionId, live, baseSeq, store, now(), options, started)
   }
   const target = Math.min(options.throughSeq ?? meta.lastSeq, meta.lastSeq)
   const [base] = await store.listCheckpoints(sessionId, { toSeq: target, reverse: true, limit: 1 })
@@ -171,4 +153,49 @@ async function writeCheckpoint(
     ...(plan.deleteCheckpoints.length > 0 ? { deleteCheckpoints: plan.deleteCheckpoints } : {}),
   })
   return plan
+}
+
+/**
+ * Writes `live` as the checkpoint once its seq is durable (waiting on the session, without hurrying
+ * the group commit), after checking that the stored meta holds that seq.
+ */
+async function compactFromSnapshot(
+  sessionId: string,
+  live: LiveSnapshot,
+  baseSeq: number,
+  store: Store,
+  now: number,
+  options: CompactOptions,
+  started: number,
+): Promise<CompactResult> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new ColloquyError('storage-unavailable', `seq ${live.seq} not durable in time`)),
+      LIVE_DURABLE_TIMEOUT_MS,
+    )
+  })
+  try {
+    await Promise.race([live.durable(), timeout])
+  } finally {
+    clearTimeout(timer)
+  }
+  // Read after the wait: the stored log must hold every seq the checkpoint claims.
+  const meta = await store.getMeta(sessionId)
+  if (meta === undefined) throw new ColloquyError('session-not-found', `no session ${sessionId}`)
+  if (meta.lastSeq < live.seq) {
+    throw new ColloquyError('internal', `session ${sessionId}: seq ${live.seq} is not stored; not compacting`)
+  }
+  const checkpoint = { seq: live.seq, time: live.time, state: live.state }
+  const plan = await writeCheckpoint(sessionId, checkpoint, store, now, options.retention)
+  return {
+    sessionId,
+    seq: live.seq,
+    baseSeq,
+    folded: live.seq - baseSeq,
+    stateBytes: live.state.byteLength,
+    trimmedLogThrough: plan.trimLogThrough,
+    deletedCheckpoints: plan.deleteCheckpoints,
+    durationMs: performance.now() - started,
+  }
 }

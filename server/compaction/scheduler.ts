@@ -4,7 +4,8 @@
 import { ColloquyError } from '../../shared/errors.js'
 import type { Logger } from '../observability/log.js'
 import type { Store } from '../persistence/store.js'
-import { type CompactResult, compactSession, type LiveState } from './compactor.js'
+import type { LiveSnapshot } from '../session/session.js'
+import { type CompactResult, compactSession } from './compactor.js'
 import type { Merger } from './merge.js'
 import { type CompactionPolicy, type RetentionPolicy, shouldCompact, statsFromMeta } from './policy.js'
 
@@ -18,10 +19,8 @@ export interface CompactionSchedulerOptions {
   readonly intervalMs: number
   readonly logger: Logger
   readonly now?: () => number
-  /** A loaded session's live state, checkpointed instead of a log replay when available. */
-  readonly live?: (sessionId: string) => LiveState | undefined
-  /** Resolves once `seq` of `sessionId` is durable (required with `live`). */
-  readonly whenDurable?: (sessionId: string, seq: number) => Promise<void>
+  /** A loaded session's state newer than `afterSeq`, checkpointed instead of a log replay. */
+  readonly live?: (sessionId: string, afterSeq: number) => LiveSnapshot | undefined
   /** Called after each compaction that wrote a checkpoint. */
   readonly onCompacted?: (result: CompactResult) => void
   /** Called after every compaction run, whatever its outcome (metrics). */
@@ -90,13 +89,9 @@ export function createCompactionScheduler(options: CompactionSchedulerOptions): 
           retention: options.retention,
           ...(throughSeq === undefined ? {} : { throughSeq }),
           ...(options.now === undefined ? {} : { now: options.now }),
-          ...(options.live === undefined || options.whenDurable === undefined
+          ...(options.live === undefined
             ? {}
-            : {
-                live: () => options.live?.(sessionId),
-                whenDurable: (seq: number) =>
-                  options.whenDurable?.(sessionId, seq) ?? Promise.reject(new Error('no whenDurable')),
-              }),
+            : { live: (afterSeq: number) => options.live?.(sessionId, afterSeq) }),
         })
       } catch (error) {
         report({ sessionId, result: 'failure', durationMs: performance.now() - started, error })

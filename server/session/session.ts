@@ -97,6 +97,20 @@ interface AckWaiter {
  * server never re-encodes an update: its cost stays flat however long the document grows.
  * A sync-status message is echoed once every seq queued before it is durable.
  */
+/** A loaded session's document as one update, standing for every seq ≤ `seq` (see Session.snapshot). */
+export interface LiveSnapshot {
+  readonly seq: number
+  /** When the update with `seq` arrived (ms). */
+  readonly time: number
+  readonly state: Uint8Array
+  /** Resolves once `seq` is durable; rejects if the session ends first. */
+  durable(): Promise<void>
+}
+
+function sessionEndedError(): ColloquyError {
+  return new ColloquyError('internal', 'session ended before its snapshot was durable')
+}
+
 /** A document with more structs than this is checkpointed by a fold in the worker, not a live snapshot. */
 export const LIVE_SNAPSHOT_MAX_STRUCTS = 20_000
 
@@ -121,6 +135,7 @@ export class Session {
   private doc: Y.Doc | undefined
   private awareness: awarenessProtocol.Awareness | undefined
   private ackWaiters: AckWaiter[] = []
+  private durableWaiters: { seq: number; resolve: () => void; reject: (error: unknown) => void }[] = []
   private isUnloadWanted = false
 
   constructor(id: string, ctx: SessionContext) {
@@ -194,6 +209,11 @@ export class Session {
       released++
     }
     if (released > 0) this.ackWaiters = this.ackWaiters.slice(released)
+    if (this.durableWaiters.length > 0) {
+      const waiting = this.durableWaiters
+      this.durableWaiters = waiting.filter((waiter) => waiter.seq > seq)
+      for (const waiter of waiting) if (waiter.seq <= seq) waiter.resolve()
+    }
     if (this.isUnloadWanted) this.tryUnload()
   }
 
@@ -209,13 +229,30 @@ export class Session {
    * the structs, not to the history; the bound keeps it to a few ms of the event loop, and larger
    * documents are folded in the worker as before.
    */
-  snapshot(): { seq: number; time: number; state: Uint8Array } | undefined {
+  snapshot(afterSeq = 0): LiveSnapshot | undefined {
     const doc = this.doc
     if (this.state !== 'ready' || doc === undefined || this.lastTime === undefined) return undefined
+    if (this.lastSeq <= afterSeq) return undefined
     let structs = 0
     for (const list of doc.store.clients.values()) structs += list.length
     if (structs > LIVE_SNAPSHOT_MAX_STRUCTS) return undefined
-    return { seq: this.lastSeq, time: this.lastTime, state: Y.encodeStateAsUpdate(doc) }
+    const seq = this.lastSeq
+    return {
+      seq,
+      time: this.lastTime,
+      state: Y.encodeStateAsUpdate(doc),
+      durable: () => this.whenDurable(seq),
+    }
+  }
+
+  /**
+   * Resolves once `seq` is durable, without hurrying the group commit; rejects if the session ends
+   * first.
+   */
+  whenDurable(seq: number): Promise<void> {
+    if (this.durableSeq >= seq) return Promise.resolve()
+    if (this.state === 'ended') return Promise.reject(sessionEndedError())
+    return new Promise((resolve, reject) => this.durableWaiters.push({ seq, resolve, reject }))
   }
 
   /** Asks the session to unload once it has no connections and nothing left to write. */
@@ -240,6 +277,9 @@ export class Session {
     this.state = 'ended'
     this.closeAll(code, reason)
     this.ackWaiters = []
+    const waiting = this.durableWaiters
+    this.durableWaiters = []
+    for (const waiter of waiting) waiter.reject(sessionEndedError())
     this.awareness?.destroy()
     this.doc?.destroy()
     this.awareness = undefined
@@ -442,9 +482,17 @@ export class Session {
       doc.store.pendingDs !== pendingDsBefore
     // Yjs integrates only new content: a duplicate or retried update changes nothing and costs nothing.
     if (!isChanged) return
-    const seq = ++this.lastSeq
+    const seq = this.lastSeq + 1
     const time = this.ctx.now()
-    this.ctx.writes.enqueue({ sessionId: this.id, seq, time, update })
+    try {
+      this.ctx.writes.enqueue({ sessionId: this.id, seq, time, update })
+    } catch (error) {
+      // The document holds a change that no seq will replay: it must not outlive this (as after a
+      // failed integration, the session reloads from disk on the next connect).
+      this.end(...closeArgs(toColloquyError(error)))
+      throw error
+    }
+    this.lastSeq = seq
     this.lastTime = time
     this.storedBytes += update.length
     this.ctx.observer?.updateStored?.(update.length)

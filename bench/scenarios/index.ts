@@ -85,23 +85,16 @@ const S2: Scenario = {
               settleMs: full ? 2_500 : 300,
             })
           } catch (error) {
-            // Past the first step, a load process that cannot keep up (e.g. its connects time out
-            // while both cores are busy) ends the ramp as generator-limited, provided the server
-            // under test is still running; a server that died, or a first step that fails, is an
+            // Past the first step, a step that errors (e.g. the load generator's connects time out
+            // while both cores are busy) is a failed step that ends the ramp, its error recorded:
+            // the highest sustained rate is the step before. Not counted as generator-limited (no
+            // evidence which side failed); a server that died, or a first step that errors, is an
             // error of the run.
             if (step === 0 || !server.isRunning()) throw error
             const message = String(error).slice(0, 200)
             await ctx.readers.request({ type: 'close' }, 'closed', 30_000).catch(() => undefined)
-            rows.push({
-              step,
-              attempt,
-              offered: rate,
-              generatorLimited: true,
-              sustained: false,
-              generatorError: message,
-            })
-            ctx.log(`  ${rate}/s: the load generator failed (${message}); ramp ends here`)
-            generatorLimited = true
+            rows.push({ step, attempt, offered: rate, sustained: false, stepError: message })
+            ctx.log(`  ${rate}/s: the step failed (${message}); ramp ends here`)
             break
           }
           generatorLimited =

@@ -87,16 +87,6 @@ interface AckWaiter {
   readonly receivedAt: number
 }
 
-/**
- * A session in memory.
- *
- * @remarks
- * Write path: an incoming update is validated, applied, and — only if it changed the document or
- * its pending structs — given the next seq, queued for the group commit and published to the
- * session's topic (never to its sender). The bytes stored and relayed are the bytes received, so the
- * server never re-encodes an update: its cost stays flat however long the document grows.
- * A sync-status message is echoed once every seq queued before it is durable.
- */
 /** A loaded session's document as one update, standing for every seq ≤ `seq` (see Session.snapshot). */
 export interface LiveSnapshot {
   readonly seq: number
@@ -114,6 +104,16 @@ function sessionEndedError(): ColloquyError {
 /** A document with more structs than this is checkpointed by a fold in the worker, not a live snapshot. */
 export const LIVE_SNAPSHOT_MAX_STRUCTS = 20_000
 
+/**
+ * A session in memory.
+ *
+ * @remarks
+ * Write path: an incoming update is validated, applied, and — only if it changed the document or
+ * its pending structs — given the next seq, queued for the group commit and published to the
+ * session's topic (never to its sender). The bytes stored and relayed are the bytes received, so the
+ * server never re-encodes an update: its cost stays flat however long the document grows.
+ * A sync-status message is echoed once every seq queued before it is durable.
+ */
 export class Session {
   readonly id: string
   readonly connections = new Set<Connection>()
@@ -301,21 +301,19 @@ export class Session {
       if (this.state !== 'loading') return
       const doc = new Y.Doc({ gc: true })
       let lastSeq = stored.meta?.lastSeq ?? 0
-      // The time of the newest stored seq: the last log entry's, or the checkpoint's when the log
-      // after it is empty.
-      let timed: { seq: number; time: number } | undefined
       doc.transact(() => {
         if (stored.checkpoint !== undefined) {
           Y.applyUpdate(doc, stored.checkpoint.state)
           lastSeq = Math.max(lastSeq, stored.checkpoint.seq)
-          timed = { seq: stored.checkpoint.seq, time: stored.checkpoint.time }
         }
         for (const entry of stored.log) {
           Y.applyUpdate(doc, entry.update)
           lastSeq = Math.max(lastSeq, entry.seq)
-          if (timed === undefined || entry.seq > timed.seq) timed = { seq: entry.seq, time: entry.time }
         }
       }, LOAD_ORIGIN)
+      // The newest stored seq is the last log entry (the log is in seq order), or the checkpoint
+      // when no log follows it.
+      const newest = stored.log.at(-1) ?? stored.checkpoint
       const awareness = new awarenessProtocol.Awareness(doc)
       // The server is no participant: it announces no presence of its own.
       awareness.setLocalState(null)
@@ -325,7 +323,7 @@ export class Session {
       this.storedBytes = (stored.meta?.logBytes ?? 0) + (stored.meta?.checkpointBytes ?? 0)
       this.lastSeq = lastSeq
       this.durableSeq = lastSeq
-      this.lastTime = timed?.seq === lastSeq ? timed.time : undefined
+      this.lastTime = newest?.seq === lastSeq ? newest.time : undefined
       this.state = 'ready'
       this.ctx.logger.debug(
         { session: this.id, seq: lastSeq, entries: stored.log.length, checkpoint: stored.checkpoint?.seq },

@@ -25,9 +25,9 @@ export interface LoadProcess {
  */
 export const LOAD_NICENESS = 10
 
-/** Forks one load client (`bench/load/worker.ts` through tsx, structured-clone IPC) at {@link LOAD_NICENESS}. */
-export function startLoadProcess(): LoadProcess {
-  const child: ChildProcess = fork(path.join(ROOT, 'bench/load/worker.ts'), [], {
+/** Forks one load client process. */
+function forkWorker(): ChildProcess {
+  const child = fork(path.join(ROOT, 'bench/load/worker.ts'), [], {
     cwd: ROOT,
     execArgv: ['--import', 'tsx', '--max-old-space-size=4096'],
     serialization: 'advanced',
@@ -35,22 +35,46 @@ export function startLoadProcess(): LoadProcess {
   })
   if (child.pid === undefined) throw new Error('load process did not start')
   os.setPriority(child.pid, LOAD_NICENESS)
+  return child
+}
+
+/**
+ * Starts one load client (`bench/load/worker.ts` through tsx, structured-clone IPC) at
+ * {@link LOAD_NICENESS}.
+ *
+ * @remarks A process that did not answer in time is killed and replaced by a fresh one before the
+ * next request. Why: it may still be running the command, and its late reply would otherwise be
+ * taken as the answer to the next request (and its open connections would load the next run).
+ */
+export function startLoadProcess(): LoadProcess {
+  let child = forkWorker()
+  let isStale = false
   let busy = false
   return {
-    pid: child.pid,
+    get pid() {
+      return child.pid ?? -1
+    },
     request(command, expect, timeoutMs) {
       if (busy) throw new Error('load process: one command at a time')
+      if (isStale || child.exitCode !== null || child.signalCode !== null) {
+        child.kill('SIGKILL')
+        child = forkWorker()
+        isStale = false
+      }
       busy = true
+      const current = child
       return new Promise((resolve, reject) => {
         const done = (): void => {
           busy = false
           clearTimeout(timer)
-          child.off('message', onMessage)
-          child.off('exit', onExit)
+          current.off('message', onMessage)
+          current.off('exit', onExit)
         }
         const timer = setTimeout(() => {
           done()
-          reject(new Error(`load process: no '${expect}' within ${timeoutMs} ms`))
+          isStale = true
+          current.kill('SIGKILL')
+          reject(new Error(`load process: no '${expect}' within ${timeoutMs} ms (process replaced)`))
         }, timeoutMs)
         const onMessage = (reply: Reply): void => {
           done()
@@ -66,9 +90,9 @@ export function startLoadProcess(): LoadProcess {
           done()
           reject(new Error(`load process exited (${code})`))
         }
-        child.on('message', onMessage)
-        child.once('exit', onExit)
-        child.send(command)
+        current.on('message', onMessage)
+        current.once('exit', onExit)
+        current.send(command)
       })
     },
     kill() {

@@ -45,10 +45,14 @@ export type Reply =
       maxBuffered: number
       ackLatencies: Float64Array
       acksMissing: number
+      /** Close codes of writers the server closed before they finished. */
+      disconnectCodes: number[]
     }
   | {
       type: 'drained'
       complete: boolean
+      /** Close codes of readers that were closed before they had everything. */
+      disconnectCodes: number[]
       latencies: Float64Array
       counts: number[]
       hashes: number[]

@@ -49,12 +49,17 @@ interface Bare {
   readonly doc: string
   synced: Promise<void>
   bytesReceived: number
+  /** The close code once the socket closed (by either side); undefined while open. */
+  closeCode: number | undefined
 }
 
 function openBare(url: string, framing: Framing, doc: string, onFrame: (frame: Uint8Array) => void): Bare {
   const ws = new WebSocket(`${url}/${doc}`, { perMessageDeflate: false })
   ws.binaryType = 'nodebuffer'
-  const bare: Bare = { ws, doc, synced: Promise.resolve(), bytesReceived: 0 }
+  const bare: Bare = { ws, doc, synced: Promise.resolve(), bytesReceived: 0, closeCode: undefined }
+  ws.on('close', (code) => {
+    bare.closeCode = code
+  })
   bare.synced = new Promise((resolve, reject) => {
     ws.once('open', () => {
       for (const frame of encodeHello(framing, doc, EMPTY_STATE_VECTOR)) ws.send(frame)
@@ -122,11 +127,20 @@ async function openReaders(
 
 async function drainReaders(expected: readonly number[], timeoutMs: number): Promise<Reply> {
   const deadline = performance.now() + timeoutMs
-  const done = (): boolean => readers.every((reader) => reader.count >= (expected[reader.docIndex] ?? 0))
-  while (!done() && performance.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5))
+  const isComplete = (reader: Reader): boolean => reader.count >= (expected[reader.docIndex] ?? 0)
+  const done = (): boolean => readers.every(isComplete)
+  // A reader whose socket closed gets nothing more: once every incomplete reader is closed there is
+  // nothing left to wait for, and the reply says which codes closed them.
+  const hopeless = (): boolean =>
+    readers.every((reader) => isComplete(reader) || reader.bare.closeCode !== undefined)
+  while (!done() && !hopeless() && performance.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 5))
+  }
+  const disconnected = readers.filter((reader) => !isComplete(reader) && reader.bare.closeCode !== undefined)
   return {
     type: 'drained',
     complete: done(),
+    disconnectCodes: disconnected.map((reader) => reader.bare.closeCode ?? 0),
     latencies: Float64Array.from(latencies),
     counts: readers.map((reader) => reader.count),
     hashes: readers.map((reader) => reader.hash),
@@ -216,6 +230,10 @@ async function write(command: Extract<Command, { type: 'write' }>): Promise<Repl
   // Closing is part of the scenario's end, not its measured load.
   const sent = writers.map((writer) => writer.sent)
   const texts = keepText ? writers.map((writer) => writer.text.join('')) : []
+  // Writers the server closed while sending (their later sends went nowhere).
+  const disconnectCodes = writers.flatMap((writer) =>
+    writer.bare.closeCode === undefined ? [] : [writer.bare.closeCode],
+  )
   for (const writer of writers) writer.bare.ws.close()
   return {
     type: 'written',
@@ -225,6 +243,7 @@ async function write(command: Extract<Command, { type: 'write' }>): Promise<Repl
     maxBuffered,
     ackLatencies: Float64Array.from(ackLatencies),
     acksMissing: writers.reduce((sum, writer) => sum + writer.acksPending.size, 0),
+    disconnectCodes,
   }
 }
 

@@ -17,7 +17,7 @@ async function fill(
   drainTimeoutMs = 60_000,
   /** When set, a reader that is not complete in time is a result (`complete: false`), not an error. */
   allowIncomplete = false,
-): Promise<{ texts: string[]; ingestSeconds: number; complete: boolean }> {
+): Promise<{ texts: string[]; ingestSeconds: number; complete: boolean; disconnects: string }> {
   const target = { url: server.url, framing: server.framing }
   await ctx.readers.request(
     { type: 'readers', ...target, docs, perDoc: 1, epochMs: Date.now() },
@@ -53,7 +53,13 @@ async function fill(
     throw new Error(`a live reader did not receive every update in ${drainTimeoutMs} ms`)
   }
   if (written.acksMissing > 0) throw new Error(`${written.acksMissing} acks missing`)
-  return { texts: written.texts, ingestSeconds, complete: drained.complete }
+  // Who the server closed on the way, e.g. "reader 1006": a peer that drops a connection under
+  // load shows here rather than as a silent timeout.
+  const disconnects = [
+    ...written.disconnectCodes.map((code) => `writer ${code}`),
+    ...drained.disconnectCodes.map((code) => `reader ${code}`),
+  ].join(', ')
+  return { texts: written.texts, ingestSeconds, complete: drained.complete, disconnects }
 }
 
 /** Stops `server` and starts the same target on the same data; returns it and the restart time. */
@@ -95,7 +101,7 @@ export const S4: Scenario = {
         // (12× the 20 s of sending); a peer still behind then is reported as such, and its cold
         // load is not measured (it never stored the session).
         const isPeer = !ctx.target.startsWith('colloquy')
-        const { texts, ingestSeconds, complete } = await fill(
+        const { texts, ingestSeconds, complete, disconnects } = await fill(
           ctx,
           server,
           [doc],
@@ -105,8 +111,19 @@ export const S4: Scenario = {
           isPeer,
         )
         if (!complete) {
-          rows.push({ variant, updates, ingested: false, ingestSeconds: `> ${S4_INGEST_LIMIT_MS / 1000}` })
-          ctx.log(`  ${variant}: not all ${updates} updates relayed within ${S4_INGEST_LIMIT_MS / 1000} s`)
+          const seconds = Math.ceil(ingestSeconds)
+          rows.push({
+            variant,
+            updates,
+            ingested: false,
+            ingestSeconds: disconnects === '' ? `> ${S4_INGEST_LIMIT_MS / 1000}` : `${seconds}`,
+            closed: disconnects,
+          })
+          ctx.log(
+            disconnects === ''
+              ? `  ${variant}: not all ${updates} updates relayed within ${S4_INGEST_LIMIT_MS / 1000} s`
+              : `  ${variant}: connections closed by the server after ${seconds} s (${disconnects})`,
+          )
           continue
         }
         let compactMs = Number.NaN

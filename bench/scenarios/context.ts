@@ -50,6 +50,8 @@ export function streamRow(result: StreamResult): Row {
     afterCpuMs: result.afterCpuMs,
     writerCpuPct: result.writerCpuPercent,
     readerCpuPct: result.readerCpuPercent,
+    // Only when it happened: a column of zeros in every table would say nothing.
+    ...(result.disconnects > 0 ? { closedByServer: result.disconnects } : {}),
     correct: result.correct,
   }
 }

@@ -51,6 +51,8 @@ export interface StreamResult {
   readonly ackP99Ms: number
   readonly acksMissing: number
   readonly complete: boolean
+  /** Connections (writers and readers) the server closed before they were done. */
+  readonly disconnects: number
   readonly readersIdentical: boolean
   readonly contentVerified: boolean
   readonly correct: boolean
@@ -148,6 +150,7 @@ export async function runStream(
     ackP99Ms: round(percentile(acks, 99) / 1000, 2),
     acksMissing: written.acksMissing,
     complete: drained.complete,
+    disconnects: written.disconnectCodes.length + drained.disconnectCodes.length,
     readersIdentical,
     contentVerified,
     correct: drained.complete && readersIdentical && contentVerified,

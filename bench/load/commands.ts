@@ -60,7 +60,8 @@ export type Reply =
       lastMicros: number
     }
   | { type: 'connected'; ms: number; failed: number; bytes: number }
-  | { type: 'closed' }
+  /** `closedByServer`: close codes of the connections the server had closed before this command. */
+  | { type: 'closed'; closedByServer: number[] }
   | { type: 'verified'; ok: boolean[]; ms: number[]; bytes: number[]; texts: string[] }
   | { type: 'caughtUp'; ms: number; bytes: number; text: string }
   | { type: 'ydocReady' }

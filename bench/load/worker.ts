@@ -151,6 +151,9 @@ async function drainReaders(expected: readonly number[], timeoutMs: number): Pro
 
 // ---- writers -------------------------------------------------------------------------------
 
+/** Writer connections of finished writes, closed by the 'close' command. */
+let openWriters: Bare[] = []
+
 async function write(command: Extract<Command, { type: 'write' }>): Promise<Reply> {
   const random = createRandom(command.seed)
   const writers = command.docs.map((doc) => {
@@ -234,7 +237,10 @@ async function write(command: Extract<Command, { type: 'write' }>): Promise<Repl
   const disconnectCodes = writers.flatMap((writer) =>
     writer.bare.closeCode === undefined ? [] : [writer.bare.closeCode],
   )
-  for (const writer of writers) writer.bare.ws.close()
+  // Left open until the 'close' command (after the readers drained). Why: a slow server may still
+  // be reading a writer's backlog from its socket; closing now starts ws's 30 s close timeout,
+  // after which the socket is destroyed and the server loses the updates it had not read yet.
+  openWriters.push(...writers.map((writer) => writer.bare))
   return {
     type: 'written',
     sent,
@@ -280,8 +286,10 @@ async function openIdle(command: Extract<Command, { type: 'idle' }>): Promise<Re
   }
 }
 
-async function closeAll(): Promise<void> {
-  const all = [...idle, ...readers.map((reader) => reader.bare)]
+/** Closes every connection of this process; returns the close codes of those the server had closed. */
+async function closeAll(): Promise<number[]> {
+  const all = [...idle, ...readers.map((reader) => reader.bare), ...openWriters]
+  const closedByServer = all.flatMap((bare) => (bare.closeCode === undefined ? [] : [bare.closeCode]))
   await Promise.all(
     all.map(
       (bare) =>
@@ -301,6 +309,8 @@ async function closeAll(): Promise<void> {
   )
   idle = []
   readers = []
+  openWriters = []
+  return closedByServer
 }
 
 // ---- Y.Doc clients: verification and catch-up ----------------------------------------------
@@ -491,8 +501,7 @@ async function handle(command: Command): Promise<Reply> {
     case 'idle':
       return openIdle(command)
     case 'close':
-      await closeAll()
-      return { type: 'closed' }
+      return { type: 'closed', closedByServer: await closeAll() }
     case 'verify':
       return verify(command)
     case 'catchup':
@@ -505,7 +514,7 @@ async function handle(command: Command): Promise<Reply> {
       return storm(command)
     case 'exit':
       setImmediate(() => process.exit(0))
-      return { type: 'closed' }
+      return { type: 'closed', closedByServer: [] }
   }
 }
 

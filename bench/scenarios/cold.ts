@@ -49,6 +49,7 @@ async function fill(
   // Until the live reader has every update: how long the server took to take them all in.
   const ingestSeconds = (performance.now() - t0) / 1000
   await ctx.readers.request({ type: 'close' }, 'closed', 60_000)
+  const writersClosed = await ctx.writer.request({ type: 'close' }, 'closed', 60_000)
   if (!drained.complete && !allowIncomplete) {
     throw new Error(`a live reader did not receive every update in ${drainTimeoutMs} ms`)
   }
@@ -56,7 +57,7 @@ async function fill(
   // Who the server closed on the way, e.g. "reader 1006": a peer that drops a connection under
   // load shows here rather than as a silent timeout.
   const disconnects = [
-    ...written.disconnectCodes.map((code) => `writer ${code}`),
+    ...writersClosed.closedByServer.map((code) => `writer ${code}`),
     ...drained.disconnectCodes.map((code) => `reader ${code}`),
   ].join(', ')
   return { texts: written.texts, ingestSeconds, complete: drained.complete, disconnects }
@@ -275,6 +276,7 @@ export const S8: Scenario = {
         360_000,
       )
       await ctx.readers.request({ type: 'close' }, 'closed', 60_000)
+      await ctx.writer.request({ type: 'close' }, 'closed', 60_000)
       const text = written.texts[0] ?? ''
       const tokens = written.sent[0] ?? 0
       const charsPerToken = text.length / Math.max(1, tokens)

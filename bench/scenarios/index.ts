@@ -34,7 +34,11 @@ const S1: Scenario = {
       // bare relay too (so the generator's warm-up as much as the server's); after 10 s the first
       // measured run was steady. 20 s measured, as one 10 s run's p99 varied by up to 2×.
       if (full)
-        await runStream(server, ctx.writer, ctx.readers, { ...options, name: 's1-warmup', durationMs: 10_000 })
+        await runStream(server, ctx.writer, ctx.readers, {
+          ...options,
+          name: 's1-warmup',
+          durationMs: 10_000,
+        })
       return runStream(server, ctx.writer, ctx.readers, options)
     })
     return [
@@ -207,6 +211,7 @@ const S5: Scenario = {
           60_000,
         )
         if (!drained.complete) throw new Error('live reader did not receive every update')
+        await ctx.writer.request({ type: 'close' }, 'closed', 30_000)
         return (written.texts[0] ?? '').length
       }
       // Each phase is a new writer (a new client id), like an agent's next answer.

@@ -105,6 +105,7 @@ export async function runStream(
   await sleep(options.settleMs)
   const cpuTotal = server.cpuMicros() - cpu0
   await readers.request({ type: 'close' }, 'closed', 30_000)
+  await writer.request({ type: 'close' }, 'closed', 30_000)
 
   // Convergence: every reader of a session saw the same update bytes in the same order, as many as
   // were sent; and a fresh Y.Doc client syncs to exactly the text the writer wrote (5 sessions).

@@ -27,9 +27,13 @@ function send(reply: Reply): void {
   process.send?.(reply)
 }
 
-function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+/** `promise`, or a rejection after `ms`; `state` (if given) describes in the error what was reached. */
+function withTimeout<T>(promise: Promise<T>, ms: number, what: string, state?: () => string): Promise<T> {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${what}: timed out after ${ms} ms`)), ms)
+    const timer = setTimeout(
+      () => reject(new Error(`${what}: timed out after ${ms} ms${state ? ` (${state()})` : ''}`)),
+      ms,
+    )
     promise.then(
       (value) => {
         clearTimeout(timer)
@@ -329,6 +333,7 @@ function syncDoc(
   const ws = new WebSocket(`${url}/${name}`, { perMessageDeflate: false })
   ws.binaryType = 'nodebuffer'
   let bytes = 0
+  let hasStep2 = false
   return withTimeout(
     new Promise((resolve, reject) => {
       ws.once('open', () => {
@@ -338,7 +343,6 @@ function syncDoc(
       ws.once('close', (code) => reject(new Error(`closed ${code} before sync`)))
       // Synced = step 2 received and, when the content is known, the text equal to it: the classic
       // server answers a client before it has loaded the stored state and sends that state later.
-      let hasStep2 = false
       const check = (): void => {
         if (hasStep2 && (expectedLength === undefined || ydoc.getText('text').length >= expectedLength)) {
           resolve({ ms: performance.now() - startedAt, bytes, ws })
@@ -362,6 +366,9 @@ function syncDoc(
     }),
     timeoutMs,
     `sync ${name}`,
+    // A server that lost part of the session shows here as a text short of what was written.
+    () =>
+      `step 2 ${hasStep2 ? 'received' : 'not received'}, ${ydoc.getText('text').length} of ${expectedLength ?? '?'} characters, ${bytes} bytes`,
   )
 }
 

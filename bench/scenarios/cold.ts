@@ -143,9 +143,9 @@ export const S4: Scenario = {
         server = restarted.server
         const target = { url: server.url, framing: server.framing }
         const verified = await ctx.readers.request(
-          { type: 'verify', ...target, docs: [doc], texts, timeoutMs: 300_000 },
+          { type: 'verify', ...target, docs: [doc], texts, timeoutMs: 120_000 },
           'verified',
-          360_000,
+          180_000,
         )
         rows.push({
           variant,

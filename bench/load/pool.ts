@@ -48,7 +48,6 @@ function forkWorker(): ChildProcess {
  */
 export function startLoadProcess(): LoadProcess {
   let child = forkWorker()
-  let isStale = false
   let busy = false
   return {
     get pid() {
@@ -56,11 +55,7 @@ export function startLoadProcess(): LoadProcess {
     },
     request(command, expect, timeoutMs) {
       if (busy) throw new Error('load process: one command at a time')
-      if (isStale || child.exitCode !== null || child.signalCode !== null) {
-        child.kill('SIGKILL')
-        child = forkWorker()
-        isStale = false
-      }
+      if (child.exitCode !== null || child.signalCode !== null) child = forkWorker()
       busy = true
       const current = child
       return new Promise((resolve, reject) => {
@@ -72,8 +67,10 @@ export function startLoadProcess(): LoadProcess {
         }
         const timer = setTimeout(() => {
           done()
-          isStale = true
           current.kill('SIGKILL')
+          // Replaced now, not at the next request: callers read the CPU of `pid` before their
+          // next request, and a reaped pid has no /proc entry.
+          child = forkWorker()
           reject(new Error(`load process: no '${expect}' within ${timeoutMs} ms (process replaced)`))
         }, timeoutMs)
         const onMessage = (reply: Reply): void => {

@@ -159,6 +159,10 @@ async function drainReaders(expected: readonly number[], timeoutMs: number): Pro
 let openWriters: Bare[] = []
 
 async function write(command: Extract<Command, { type: 'write' }>): Promise<Reply> {
+  // Writers a failed scenario left open (it threw before its 'close'): closed here and forgotten,
+  // so their close codes are not reported as this write's.
+  for (const bare of openWriters) bare.ws.terminate()
+  openWriters = []
   const random = createRandom(command.seed)
   const writers = command.docs.map((doc) => {
     const client = 1 + Math.floor(random() * 0x7fff_fffe)
@@ -186,6 +190,7 @@ async function write(command: Extract<Command, { type: 'write' }>): Promise<Repl
         }
       }
     })
+    openWriters.push(writer.bare)
   }
   await withTimeout(Promise.all(writers.map((writer) => writer.bare.synced)), 30_000, 'writers sync')
 
@@ -241,10 +246,10 @@ async function write(command: Extract<Command, { type: 'write' }>): Promise<Repl
   const disconnectCodes = writers.flatMap((writer) =>
     writer.bare.closeCode === undefined ? [] : [writer.bare.closeCode],
   )
-  // Left open until the 'close' command (after the readers drained). Why: a slow server may still
-  // be reading a writer's backlog from its socket; closing now starts ws's 30 s close timeout,
-  // after which the socket is destroyed and the server loses the updates it had not read yet.
-  openWriters.push(...writers.map((writer) => writer.bare))
+  // Left open (in openWriters since they were opened) until the 'close' command, after the readers
+  // drained. Why: a slow server may still be reading a writer's backlog from its socket; closing
+  // now starts ws's 30 s close timeout, after which the socket is destroyed and the server loses
+  // the updates it had not read yet.
   return {
     type: 'written',
     sent,

@@ -105,7 +105,7 @@ export async function runStream(
   await sleep(options.settleMs)
   const cpuTotal = server.cpuMicros() - cpu0
   await readers.request({ type: 'close' }, 'closed', 30_000)
-  await writer.request({ type: 'close' }, 'closed', 30_000)
+  const writersClosed = await writer.request({ type: 'close' }, 'closed', 30_000)
 
   // Convergence: every reader of a session saw the same update bytes in the same order, as many as
   // were sent; and a fresh Y.Doc client syncs to exactly the text the writer wrote (5 sessions).
@@ -151,7 +151,8 @@ export async function runStream(
     ackP99Ms: round(percentile(acks, 99) / 1000, 2),
     acksMissing: written.acksMissing,
     complete: drained.complete,
-    disconnects: written.disconnectCodes.length + drained.disconnectCodes.length,
+    // closedByServer includes the writers already closed when 'written' was sent.
+    disconnects: writersClosed.closedByServer.length + drained.disconnectCodes.length,
     readersIdentical,
     contentVerified,
     correct: drained.complete && readersIdentical && contentVerified,

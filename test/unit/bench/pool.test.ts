@@ -4,6 +4,7 @@
 import { once } from 'node:events'
 import net from 'node:net'
 import { afterEach, describe, expect, it } from 'vitest'
+import { cpuMicrosOf } from '../../../bench/lib/targets.js'
 import { type LoadProcess, startLoadProcess } from '../../../bench/load/pool.js'
 
 describe('load process pool', () => {
@@ -46,6 +47,9 @@ describe('load process pool', () => {
       batch: 0,
     })
     await expect(load.request(idle(['a']), 'connected', 1_000)).rejects.toThrow(/process replaced/)
+    // Replaced at once: callers read the new process's CPU before their next request.
+    expect(load.pid).not.toBe(first)
+    expect(cpuMicrosOf(load.pid)).toBeGreaterThanOrEqual(0)
     // The timed-out request (1 connection) would answer in the middle of this one (3 connections):
     // were its process kept, its 'connected' would be taken for this request's.
     const second = await load.request(idle(['a', 'b', 'c']), 'connected', 30_000)

@@ -45,8 +45,6 @@ export type Reply =
       maxBuffered: number
       ackLatencies: Float64Array
       acksMissing: number
-      /** Close codes of writers the server closed before they finished. */
-      disconnectCodes: number[]
     }
   | {
       type: 'drained'

@@ -239,13 +239,8 @@ async function write(command: Extract<Command, { type: 'write' }>): Promise<Repl
       await new Promise((resolve) => setTimeout(resolve, 5))
     }
   }
-  // Closing is part of the scenario's end, not its measured load.
   const sent = writers.map((writer) => writer.sent)
   const texts = keepText ? writers.map((writer) => writer.text.join('')) : []
-  // Writers the server closed while sending (their later sends went nowhere).
-  const disconnectCodes = writers.flatMap((writer) =>
-    writer.bare.closeCode === undefined ? [] : [writer.bare.closeCode],
-  )
   // Left open (in openWriters since they were opened) until the 'close' command, after the readers
   // drained. Why: a slow server may still be reading a writer's backlog from its socket; closing
   // now starts ws's 30 s close timeout, after which the socket is destroyed and the server loses
@@ -258,7 +253,6 @@ async function write(command: Extract<Command, { type: 'write' }>): Promise<Repl
     maxBuffered,
     ackLatencies: Float64Array.from(ackLatencies),
     acksMissing: writers.reduce((sum, writer) => sum + writer.acksPending.size, 0),
-    disconnectCodes,
   }
 }
 

@@ -151,7 +151,6 @@ export async function runStream(
     ackP99Ms: round(percentile(acks, 99) / 1000, 2),
     acksMissing: written.acksMissing,
     complete: drained.complete,
-    // closedByServer includes the writers already closed when 'written' was sent.
     disconnects: writersClosed.closedByServer.length + drained.disconnectCodes.length,
     readersIdentical,
     contentVerified,

@@ -6,8 +6,8 @@ import * as Y from 'yjs'
 import type { Merger } from '../../server/compaction/merge.js'
 import { DEFAULT_CONFIG } from '../../server/config.js'
 import { createMemoryStore } from '../../server/persistence/memory-store.js'
-import type { Store } from '../../server/persistence/store.js'
 import { startSyncServer } from '../../server/sync-server.js'
+import { createControllableStore } from '../helpers/controllable-store.js'
 import { until } from '../helpers/wait.js'
 import { connectWsPeer } from '../helpers/ws-peer.js'
 
@@ -26,19 +26,11 @@ function docOf(state: Uint8Array): Y.Doc {
 describe('compaction from the in-memory document', () => {
   it('checkpoints a loaded session without replaying its log, once its last seq is durable', async () => {
     const inner = createMemoryStore()
+    const controllable = createControllableStore(inner)
     let release: () => void = () => undefined
-    let gate: Promise<void> | undefined
-    // Appends wait at the gate while it is closed: the newest updates stay queued.
-    const store: Store = {
-      ...inner,
-      append: async (entries) => {
-        await gate
-        return inner.append(entries)
-      },
-    }
     const server = await startSyncServer({
       config: { ...DEFAULT_CONFIG, port: 0, store: 'memory', logLevel: 'silent', compaction: false },
-      store,
+      store: controllable.store,
       merger: noReplay,
     })
     try {
@@ -47,9 +39,8 @@ describe('compaction from the in-memory document', () => {
       const map = client.peer.doc.getMap<number>('m')
       for (let i = 0; i < 20; i++) map.set(`k${i}`, i)
       await client.peer.whenAcked(client.peer.requestAck())
-      gate = new Promise<void>((resolve) => {
-        release = resolve
-      })
+      // Appends are held from here: the newest updates stay queued.
+      release = controllable.hold()
       for (let i = 20; i < 25; i++) map.set(`k${i}`, i)
       map.delete('k3')
       const session = server.registry.get('live')!

@@ -220,7 +220,9 @@ export async function joinSession(options: JoinSessionOptions): Promise<Agent> {
   /** A claim is live while its lease runs or its instance is present; ours always is while held. */
   const isClaimLive = (claim: ClaimView, present: Set<string>, now: number): boolean => {
     if (claim.instanceId === instanceId) return held.has(claim.promptId)
-    return !(claim.expiresAt < now && isGone(`instance:${claim.instanceId}`, present, now))
+    // Absence is tracked from the first look, whether or not the lease has run out yet.
+    const isAbsent = isGone(`instance:${claim.instanceId}`, present, now)
+    return !(isAbsent && claim.expiresAt < now)
   }
 
   /** Marks replies whose writer is gone as interrupted; touches ours only when provably dead. */
@@ -240,8 +242,8 @@ export async function joinSession(options: JoinSessionOptions): Promise<Agent> {
           const claims =
             message.metadata.replyTo === undefined ? [] : readClaims(doc, message.metadata.replyTo)
           const claim = claims.find((c) => c.instanceId === writer)
-          isDead =
-            (claim === undefined || claim.expiresAt < now) && isGone(`instance:${writer}`, present, now)
+          const isAbsent = isGone(`instance:${writer}`, present, now)
+          isDead = isAbsent && (claim === undefined || claim.expiresAt < now)
         }
       } else {
         // Written by an agent that records no instance: judged by its author's presence.
@@ -289,14 +291,13 @@ export async function joinSession(options: JoinSessionOptions): Promise<Agent> {
   const claim = async (promptId: string): Promise<boolean> => {
     held.set(promptId, {})
     writeClaim(doc, { promptId, instanceId, agent: author, expiresAt: Date.now() + leaseMs })
-    let timer: ReturnType<typeof setTimeout> | undefined
-    await Promise.race([
-      client.whenFlushed(),
-      new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, leaseMs)
-      }),
-    ])
-    clearTimeout(timer)
+    // Durable first (bounded: offline, the claim waits in the offline cache), then the settle time.
+    const bound = new AbortController()
+    const onLeaving = (): void => bound.abort()
+    leaving.signal.addEventListener('abort', onLeaving, { once: true })
+    await Promise.race([client.whenFlushed(), pause(leaseMs, bound.signal)])
+    bound.abort()
+    leaving.signal.removeEventListener('abort', onLeaving)
     await pause(settleMs, leaving.signal)
     const now = Date.now()
     const present = presentWriters()

@@ -1,33 +1,57 @@
 // The agent SDK: joins a session as a Yjs peer, answers user messages by streaming a model's tokens
-// into the conversation, shows its state through awareness, stops when any device cancels, and
-// after a crash marks the reply it left unfinished.
+// into the conversation, shows its state through awareness, claims each message before answering
+// (one answer per message whatever the number of agents), ends every reply honestly (timeouts,
+// model failures, aborts) and marks replies whose writer is gone as interrupted.
 
 import type * as Y from 'yjs'
 import {
   type Author,
+  addSummary,
   approximateTokens,
-  contextWindow,
+  type ClaimView,
+  compareClaims,
   type MessageView,
+  newId,
   observeMessages,
   openStreamingWriter,
+  readClaims,
   readMessages,
+  readSummaries,
+  releaseClaim,
   setMessageStatus,
   touchParticipant,
+  truncateContent,
+  writeClaim,
 } from '../../shared/conversation/index.js'
 import { createSyncClient, type SyncClient, type SyncClientOptions } from '../sync-client.js'
+import { promptContext, unansweredPrompts } from './conversation-view.js'
 import type { GenerateContext, Model } from './model.js'
+import {
+  callModel,
+  DEFAULT_MODEL_RETRY,
+  DEFAULT_MODEL_TIMEOUTS,
+  type ModelRetryPolicy,
+  type ModelTimeouts,
+} from './model-call.js'
+import { planSummary, summaryContext } from './summarizer.js'
 
 /** What the agent is doing, published in its awareness state. */
-export type AgentState = 'idle' | 'thinking' | 'streaming'
+export type AgentState = 'idle' | 'thinking' | 'waiting' | 'streaming'
 
 /** The awareness state an agent publishes. */
 export interface AgentPresence {
   readonly user: Author
+  /** This run of the agent: how other agents tell a live writer from a dead one of the same name. */
+  readonly instanceId: string
   readonly state: AgentState
+  /** The reply being written. */
   readonly messageId?: string
+  /** What a person should read ("waiting for the model, retry 2 of 3"). */
+  readonly detail?: string
+  readonly retry?: { readonly attempt: number; readonly of: number }
 }
 
-/** The reason written on a reply the agent left `streaming` when it stopped unexpectedly. */
+/** The reason written on a reply whose writer stopped before finishing it. */
 export const INTERRUPTED_REASON = 'interrupted: the agent stopped before finishing this reply'
 
 /** Options of {@link joinSession}. */
@@ -38,19 +62,38 @@ export interface JoinSessionOptions {
   readonly token?: string | (() => string | Promise<string>)
   /** Display name. */
   readonly name: string
-  /** Stable peer id; it is how a restarted agent finds its own unfinished replies. Default `agent:<name>`. */
+  /** Stable peer id (the author of its replies). Default `agent:<name>`. */
   readonly id?: string
+  /**
+   * This run's id, written into its claims and replies (default: a new random id). Pass the same
+   * value after a restart only if no other process can be using it.
+   */
+  readonly instanceId?: string
   readonly model: Model
   readonly WebSocket?: SyncClientOptions['WebSocket']
   readonly offlineCache?: SyncClientOptions['offlineCache']
   /** Token budget of the context given to the model (default 8,000). */
   readonly maxContextTokens?: number
+  /** A message longer than this enters the context cut in the middle (default a quarter of the budget). */
+  readonly maxMessageTokens?: number
   /** Token counter for the context budget (default: about four characters a token). */
   readonly countTokens?: (text: string) => number
+  /** Write summaries through the model when the conversation outgrows the budget (default true). */
+  readonly summarize?: boolean
   /** Coalescing window of the streaming writer in ms (default the writer's). */
   readonly coalesceMs?: number
-  /** Answer the newest user message if it has no reply yet when the agent joins (default true). */
+  /** Answer the user messages that have no reply yet when the agent joins (default true). */
   readonly answerBacklog?: boolean
+  /** Model timeouts in ms (defaults: 60 s to the first token, 30 s between tokens, 10 min a reply). */
+  readonly timeouts?: Partial<ModelTimeouts>
+  /** Retries before the first token for 429, 5xx and unreachable servers (default 3, from 1 s, doubling). */
+  readonly retry?: Partial<ModelRetryPolicy>
+  /** Lease of a claim in ms, renewed every third of it while the agent works (default 15 s). */
+  readonly leaseMs?: number
+  /** How long a writer must be absent from presence before its reply counts as dead (default 10 s). */
+  readonly writerGraceMs?: number
+  /** Wait after a claim is durable before checking who won, for concurrent claims to arrive (default 300 ms). */
+  readonly claimSettleMs?: number
   /** How long leave() waits for the server's durable ack before closing anyway (default 10 s). */
   readonly leaveFlushTimeoutMs?: number
   /** Called with each error the agent survives (a model that throws, …). */
@@ -60,21 +103,40 @@ export interface JoinSessionOptions {
 /** A running agent. */
 export interface Agent {
   readonly id: string
+  readonly instanceId: string
   readonly author: Author
   readonly client: SyncClient
   readonly doc: Y.Doc
   readonly state: AgentState
   /** Called on every state change. Returns an unsubscribe function. */
-  onState(listener: (state: AgentState, messageId: string | undefined) => void): () => void
-  /** Resolves once no reply is in progress and none is queued. */
+  onState(listener: (state: AgentState, messageId: string | undefined, detail?: string) => void): () => void
+  /** Resolves once no reply is in progress and none is waiting. */
   whenIdle(): Promise<void>
-  /** Stops the current reply (ends it `cancelled`), waits for it to be durable, and leaves. */
+  /** Stops the current reply (ends it `cancelled`), aborts the model request, waits for durability, and leaves. */
   leave(): Promise<void>
+}
+
+/** Resolves after `ms` or when `signal` aborts. */
+function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) {
+      resolve()
+      return
+    }
+    const done = (): void => {
+      clearTimeout(timer)
+      signal.removeEventListener('abort', done)
+      resolve()
+    }
+    const timer = setTimeout(done, ms)
+    signal.addEventListener('abort', done, { once: true })
+  })
 }
 
 /** Joins a session as an agent; resolves once synced and listening. */
 export async function joinSession(options: JoinSessionOptions): Promise<Agent> {
   const id = options.id ?? `agent:${options.name}`
+  const instanceId = options.instanceId ?? newId()
   const author: Author = { id, kind: 'agent', name: options.name }
   const { token } = options
   const client = createSyncClient({
@@ -86,134 +148,365 @@ export async function joinSession(options: JoinSessionOptions): Promise<Agent> {
   })
   const doc = client.doc
   const maxContextTokens = options.maxContextTokens ?? 8_000
+  const maxMessageTokens = options.maxMessageTokens ?? Math.max(1, Math.floor(maxContextTokens / 4))
   const countTokens = options.countTokens ?? approximateTokens
   const onError = options.onError ?? (() => {})
+  const timeouts: ModelTimeouts = { ...DEFAULT_MODEL_TIMEOUTS, ...options.timeouts }
+  const retry: ModelRetryPolicy = { ...DEFAULT_MODEL_RETRY, ...options.retry }
+  const leaseMs = options.leaseMs ?? 15_000
+  const graceMs = options.writerGraceMs ?? 10_000
+  const settleMs = options.claimSettleMs ?? 300
+  const isSummarizing = options.summarize ?? true
 
   let state: AgentState = 'idle'
-  let currentAbort: AbortController | undefined
   let isLeaving = false
-  const stateListeners = new Set<(state: AgentState, messageId: string | undefined) => void>()
+  const leaving = new AbortController()
+  let currentAbort: AbortController | undefined
+  let currentReplyId: string | undefined
+  const stateListeners = new Set<
+    (state: AgentState, messageId: string | undefined, detail?: string) => void
+  >()
   const idleWaiters: (() => void)[] = []
-  const queue: string[] = []
-  const seen = new Set<string>()
+  /** Prompts this instance holds a claim on (renewed by the ticker). */
+  const held = new Map<string, { replyId?: string }>()
+  /** Prompts never to answer (the backlog, when answerBacklog is false). */
+  const skipped = new Set<string>()
+  /** Since when (local clock) each writer key has been missing from presence. */
+  const absentSince = new Map<string, number>()
   let isWorking = false
+  let isRerunRequested = false
 
-  const setState = (next: AgentState, messageId?: string): void => {
+  const setState = (next: AgentState, messageId?: string, extra: Partial<AgentPresence> = {}): void => {
     state = next
-    const presence: AgentPresence =
-      messageId === undefined ? { user: author, state } : { user: author, state, messageId }
+    const presence: AgentPresence = {
+      user: author,
+      instanceId,
+      state,
+      ...(messageId === undefined ? {} : { messageId }),
+      ...extra,
+    }
     client.awareness.setLocalState(presence)
-    for (const listener of stateListeners) listener(state, messageId)
+    for (const listener of stateListeners) listener(state, messageId, extra.detail)
   }
 
-  await client.whenSynced()
+  // --- Liveness: who is present, and whose claims and replies are dead. ---
 
-  // A reply of ours still `streaming` was cut off by a crash: say so instead of leaving it open.
-  for (const message of readMessages(doc)) {
-    if (message.author.id === id && message.status === 'streaming') {
+  const presentWriters = (): Set<string> => {
+    const present = new Set<string>()
+    for (const [clientId, value] of client.awareness.getStates()) {
+      if (clientId === doc.clientID || typeof value !== 'object' || value === null) continue
+      const record = value as Record<string, unknown>
+      if (typeof record.instanceId === 'string') present.add(`instance:${record.instanceId}`)
+      const user = record.user as Record<string, unknown> | undefined
+      if (typeof user?.id === 'string') present.add(`author:${user.id}`)
+    }
+    return present
+  }
+
+  /** True once `key` has been missing from presence for the whole grace period (by our clock). */
+  const isGone = (key: string, present: Set<string>, now: number): boolean => {
+    if (present.has(key)) {
+      absentSince.delete(key)
+      return false
+    }
+    const since = absentSince.get(key)
+    if (since === undefined) {
+      absentSince.set(key, now)
+      return graceMs <= 0
+    }
+    return now - since >= graceMs
+  }
+
+  /** A claim is live while its lease runs or its instance is present; ours always is while held. */
+  const isClaimLive = (claim: ClaimView, present: Set<string>, now: number): boolean => {
+    if (claim.instanceId === instanceId) return held.has(claim.promptId)
+    // Absence is tracked from the first look, whether or not the lease has run out yet.
+    const isAbsent = isGone(`instance:${claim.instanceId}`, present, now)
+    return !(isAbsent && claim.expiresAt < now)
+  }
+
+  /** Marks replies whose writer is gone as interrupted; touches ours only when provably dead. */
+  const sweep = (): void => {
+    if (!client.isSynced || isLeaving) return
+    const now = Date.now()
+    const present = presentWriters()
+    const messages = readMessages(doc)
+    for (const message of messages) {
+      if (message.status !== 'streaming' || message.role === 'user') continue
+      const writer = message.metadata.instanceId
+      let isDead: boolean
+      if (typeof writer === 'string') {
+        if (writer === instanceId) {
+          isDead = message.id !== currentReplyId
+        } else {
+          const claims =
+            message.metadata.replyTo === undefined ? [] : readClaims(doc, message.metadata.replyTo)
+          const claim = claims.find((c) => c.instanceId === writer)
+          const isAbsent = isGone(`instance:${writer}`, present, now)
+          isDead = isAbsent && (claim === undefined || claim.expiresAt < now)
+        }
+      } else {
+        // Written by an agent that records no instance: judged by its author's presence.
+        isDead = isGone(`author:${message.author.id}`, present, now)
+      }
+      if (!isDead) continue
       setMessageStatus(doc, message.id, 'error', { error: INTERRUPTED_REASON })
+      const replyTo = message.metadata.replyTo
+      if (typeof writer === 'string' && replyTo !== undefined && writer !== instanceId) {
+        releaseClaim(doc, replyTo, writer)
+      }
+    }
+    if (!isWorking && nextPrompt() !== undefined) void work()
+  }
+
+  const renew = (): void => {
+    const expiresAt = Date.now() + leaseMs
+    for (const [promptId, { replyId }] of held) {
+      writeClaim(doc, {
+        promptId,
+        instanceId,
+        agent: author,
+        expiresAt,
+        ...(replyId === undefined ? {} : { replyId }),
+      })
     }
   }
-  touchParticipant(doc, author)
 
-  const isAnswered = (prompt: MessageView, messages: readonly MessageView[]): boolean =>
-    messages.some((m) => m.metadata.replyTo === prompt.id)
+  // --- Choosing and claiming the next message. ---
 
-  const initial = readMessages(doc)
-  for (const message of initial) seen.add(message.id)
-  if (options.answerBacklog ?? true) {
-    const newestUser = [...initial].reverse().find((m) => m.role === 'user')
-    if (newestUser !== undefined && !isAnswered(newestUser, initial)) queue.push(newestUser.id)
+  const nextPrompt = (): MessageView | undefined => {
+    if (isLeaving) return undefined
+    const now = Date.now()
+    const present = presentWriters()
+    for (const prompt of unansweredPrompts(readMessages(doc))) {
+      if (skipped.has(prompt.id)) continue
+      const others = readClaims(doc, prompt.id).filter((c) => c.instanceId !== instanceId)
+      if (others.some((claim) => isClaimLive(claim, present, now))) continue
+      return prompt
+    }
+    return undefined
   }
 
-  const reply = async (promptId: string): Promise<void> => {
-    const all = readMessages(doc)
-    const prompt = all.find((m) => m.id === promptId)
-    if (prompt === undefined || isAnswered(prompt, all)) return
-    const window = contextWindow(doc, { maxTokens: maxContextTokens, countTokens })
-    const messages = window.messages.filter((m) => m.index <= prompt.index)
-    const context: GenerateContext = {
+  /** Claims `promptId`; true when, once durable and settled, ours is the first live claim. */
+  const claim = async (promptId: string): Promise<boolean> => {
+    held.set(promptId, {})
+    writeClaim(doc, { promptId, instanceId, agent: author, expiresAt: Date.now() + leaseMs })
+    // Durable first (bounded: offline, the claim waits in the offline cache), then the settle time.
+    const bound = new AbortController()
+    const onLeaving = (): void => bound.abort()
+    leaving.signal.addEventListener('abort', onLeaving, { once: true })
+    await Promise.race([client.whenFlushed(), pause(leaseMs, bound.signal)])
+    bound.abort()
+    leaving.signal.removeEventListener('abort', onLeaving)
+    await pause(settleMs, leaving.signal)
+    const now = Date.now()
+    const present = presentWriters()
+    const live = readClaims(doc, promptId)
+      .filter((c) => isClaimLive(c, present, now))
+      .sort(compareClaims)
+    const isAnswered = !unansweredPrompts(readMessages(doc)).some((m) => m.id === promptId)
+    if (isLeaving || isAnswered || live[0]?.instanceId !== instanceId) {
+      held.delete(promptId)
+      releaseClaim(doc, promptId, instanceId)
+      return false
+    }
+    return true
+  }
+
+  // --- Answering. ---
+
+  const modelContext = (promptId: string): GenerateContext => {
+    const messages = readMessages(doc)
+    const window = promptContext(messages, readSummaries(doc), promptId, {
+      maxTokens: maxContextTokens,
+      countTokens,
+      maxMessageTokens,
+    })
+    const prompt = messages.find((m) => m.id === promptId)
+    if (window === undefined || prompt === undefined) throw new Error(`message ${promptId} is gone`)
+    return {
       sessionId: options.sessionId,
       prompt,
-      messages,
+      messages: window.messages,
       ...(window.summary === undefined ? {} : { summary: window.summary }),
     }
+  }
+
+  /** Writes summaries (through the model) until what no summary covers fits the threshold; bounded. */
+  const summarizeBefore = async (
+    prompt: MessageView,
+    replyId: string,
+    signal: AbortSignal,
+  ): Promise<void> => {
+    if (!isSummarizing) return
+    const policy = {
+      summarizeAtTokens: Math.floor(maxContextTokens * 0.75),
+      keepRecentTokens: Math.floor(maxContextTokens / 2),
+      maxInputTokens: maxContextTokens - maxMessageTokens,
+      maxMessageTokens,
+      countTokens,
+    }
+    for (let round = 0; round < 10 && !signal.aborted; round++) {
+      const plan = planSummary(readMessages(doc), readSummaries(doc), prompt.index, policy)
+      if (plan === undefined) return
+      setState('thinking', replyId, { detail: 'summarising the earlier conversation' })
+      let text = ''
+      const outcome = await callModel({
+        model: options.model,
+        context: () => summaryContext(options.sessionId, plan, author),
+        signal,
+        timeouts,
+        retry,
+        onToken: (t) => {
+          text += t
+        },
+      })
+      if (outcome.kind !== 'complete' || text.trim().length === 0) {
+        if (outcome.kind === 'error') onError(new Error(`summary not written: ${outcome.reason}`))
+        return
+      }
+      const summary = truncateContent(text.trim(), maxMessageTokens, countTokens)
+      addSummary(doc, {
+        coversThroughId: plan.coversThroughId,
+        text: summary,
+        author,
+        tokens: countTokens(summary),
+      })
+    }
+  }
+
+  const answer = async (promptId: string): Promise<void> => {
+    const prompt = readMessages(doc).find((m) => m.id === promptId)
+    if (prompt === undefined) return
     const writer = openStreamingWriter(doc, {
       author,
-      metadata: { replyTo: prompt.id, model: options.model.name },
+      metadata: { replyTo: prompt.id, model: options.model.name, instanceId },
       ...(options.coalesceMs === undefined ? {} : { coalesceMs: options.coalesceMs }),
     })
+    currentReplyId = writer.id
+    held.set(promptId, { replyId: writer.id })
+    renew()
     const abort = new AbortController()
     currentAbort = abort
-    const offCancel = writer.onCancel(() => abort.abort())
+    // Any way the reply stops being ours (cancel, another peer closing it) aborts the model request.
+    const offStop = writer.onStop(() => abort.abort())
+    const onLeave = (): void => abort.abort()
+    leaving.signal.addEventListener('abort', onLeave, { once: true })
+    if (leaving.signal.aborted) abort.abort()
     setState('thinking', writer.id)
-    let tokens = 0
     try {
-      for await (const token of options.model.generate(context, abort.signal)) {
-        if (abort.signal.aborted || writer.isClosed) break
-        if (tokens === 0) setState('streaming', writer.id)
-        writer.write(token)
-        tokens++
-      }
-      if (abort.signal.aborted && !writer.isCancelRequested) {
-        // Stopped by leave(): record it as a cancel by the agent itself.
-        writer.flush()
-        setMessageStatus(doc, writer.id, 'cancelled')
-      } else {
-        writer.end({ model: options.model.name, completionTokens: tokens })
+      await summarizeBefore(prompt, writer.id, abort.signal)
+      if (!abort.signal.aborted) setState('thinking', writer.id)
+      let tokens = 0
+      const outcome = await callModel({
+        model: options.model,
+        context: () => modelContext(promptId),
+        signal: abort.signal,
+        timeouts,
+        retry,
+        onToken: (token) => {
+          if (tokens === 0) setState('streaming', writer.id)
+          tokens++
+          writer.write(token)
+        },
+        onRetry: ({ attempt, of, delayMs, reason }) => {
+          onError(new Error(`${reason}; retry ${attempt} of ${of} in ${delayMs} ms`))
+          setState('waiting', writer.id, {
+            detail: `waiting for the model, retry ${attempt} of ${of}`,
+            retry: { attempt, of },
+          })
+        },
+      })
+      switch (outcome.kind) {
+        case 'complete':
+          writer.end({ model: options.model.name, completionTokens: outcome.tokens })
+          break
+        case 'error':
+          onError(outcome.error)
+          writer.fail(outcome.reason)
+          break
+        case 'aborted':
+          if (writer.isClosed) {
+            // Cancelled or closed by another peer: keep its status, record what was generated.
+            writer.end({ completionTokens: outcome.tokens })
+          } else {
+            // Stopped by leave(): recorded as a cancel by the agent itself.
+            writer.flush()
+            setMessageStatus(doc, writer.id, 'cancelled')
+            writer.end({ completionTokens: outcome.tokens })
+          }
+          break
       }
     } catch (error) {
-      if (abort.signal.aborted) {
-        if (!writer.isClosed) writer.end()
-      } else {
-        onError(error)
-        writer.fail(error)
-      }
+      onError(error)
+      writer.fail(error)
     } finally {
-      offCancel()
+      offStop()
+      leaving.signal.removeEventListener('abort', onLeave)
       currentAbort = undefined
+      currentReplyId = undefined
+      held.delete(promptId)
+      releaseClaim(doc, promptId, instanceId)
       setState('idle')
     }
   }
 
   const work = async (): Promise<void> => {
-    if (isWorking) return
+    if (isWorking) {
+      isRerunRequested = true
+      return
+    }
     isWorking = true
     try {
-      while (queue.length > 0 && !isLeaving) {
-        const next = queue.shift()!
+      for (;;) {
+        isRerunRequested = false
+        const next = nextPrompt()
+        if (next === undefined) {
+          if (isRerunRequested) continue
+          break
+        }
         try {
-          await reply(next)
+          if (await claim(next.id)) await answer(next.id)
         } catch (error) {
           onError(error)
         }
       }
     } finally {
       isWorking = false
-      if (queue.length === 0 || isLeaving) {
-        for (const resolve of idleWaiters.splice(0)) resolve()
-      }
+      for (const resolve of idleWaiters.splice(0)) resolve()
     }
   }
 
+  await client.whenSynced()
+  touchParticipant(doc, author)
+  if (!(options.answerBacklog ?? true)) {
+    for (const prompt of unansweredPrompts(readMessages(doc))) skipped.add(prompt.id)
+  }
+
+  let seenCount = readMessages(doc).length
   const unobserve = observeMessages(doc, (messages) => {
-    let hasNew = false
-    for (const message of messages) {
-      if (seen.has(message.id)) continue
-      seen.add(message.id)
-      if (message.role === 'user' && !isLeaving) {
-        queue.push(message.id)
-        hasNew = true
-      }
-    }
-    if (hasNew) void work()
+    if (messages.length === seenCount) return
+    seenCount = messages.length
+    if (!isLeaving) void work()
   })
+  const offSynced = client.on('synced', () => {
+    // Presence was rebuilt from scratch: absence counts again from now.
+    absentSince.clear()
+    void work()
+  })
+  const tick = Math.max(20, Math.floor(Math.min(leaseMs, graceMs > 0 ? graceMs : leaseMs) / 3))
+  const ticker = setInterval(() => {
+    renew()
+    sweep()
+  }, tick)
 
   setState('idle')
+  sweep()
   void work()
 
   return {
     id,
+    instanceId,
     author,
     client,
     doc,
@@ -225,15 +518,20 @@ export async function joinSession(options: JoinSessionOptions): Promise<Agent> {
       return () => stateListeners.delete(listener)
     },
     whenIdle() {
-      if (!isWorking && queue.length === 0) return Promise.resolve()
+      if (!isWorking && nextPrompt() === undefined) return Promise.resolve()
       return new Promise((resolve) => idleWaiters.push(resolve))
     },
     async leave() {
+      if (isLeaving) return
       isLeaving = true
-      queue.length = 0
+      clearInterval(ticker)
+      leaving.abort()
       currentAbort?.abort()
       if (isWorking) await new Promise<void>((resolve) => idleWaiters.push(resolve))
+      for (const promptId of [...held.keys()]) releaseClaim(doc, promptId, instanceId)
+      held.clear()
       unobserve()
+      offSynced()
       client.awareness.setLocalState(null)
       // Wait (bounded) for the last reply to be durable; offline, the offline cache keeps it.
       let timer: ReturnType<typeof setTimeout> | undefined

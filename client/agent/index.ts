@@ -9,5 +9,16 @@ export {
   joinSession,
 } from './agent.js'
 export type { GenerateContext, Model } from './model.js'
+export {
+  type CallModelOptions,
+  callModel,
+  DEFAULT_MODEL_RETRY,
+  DEFAULT_MODEL_TIMEOUTS,
+  type ModelCallOutcome,
+  type ModelRetryPolicy,
+  type ModelTimeouts,
+  type RetryNotice,
+} from './model-call.js'
+export { ModelError, ModelErrorCode, type ModelErrorCodeValue, parseRetryAfter } from './model-error.js'
 export { createDemoModel, type DemoModelOptions } from './models/demo-model.js'
 export { createOpenAiModel, type OpenAiModelOptions, toChatMessages } from './models/openai-model.js'

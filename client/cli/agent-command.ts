@@ -18,7 +18,15 @@ Joins the session as an agent and answers every new user message.
   --openai-api-key KEY    (OPENAI_API_KEY)
   --openai-model NAME     (OPENAI_MODEL)
   --system TEXT           system prompt for the OpenAI-compatible model
-  --max-context-tokens N  context budget (default 8000)
+  --max-context-tokens N  context budget (default 8000); older messages go into summaries the
+                          agent writes through its model
+  --first-token-timeout-ms N  longest wait for a reply's first token (default 60000)
+  --token-timeout-ms N    longest wait between two tokens (default 30000)
+  --reply-timeout-ms N    longest reply (default 600000)
+  --model-retries N       retries of a 429, 5xx or unreachable model before the first token (default 3)
+  --lease-ms N            lease of the claim on the message being answered (default 15000)
+  --writer-grace-ms N     how long another agent's reply writer may be absent before its reply is
+                          marked interrupted (default 10000)
 `
 
 function chooseModel(values: Record<string, string | undefined>, env: NodeJS.ProcessEnv): Model {
@@ -60,6 +68,12 @@ export async function run(argv: readonly string[], env: NodeJS.ProcessEnv): Prom
     'openai-model',
     'system',
     'max-context-tokens',
+    'first-token-timeout-ms',
+    'token-timeout-ms',
+    'reply-timeout-ms',
+    'model-retries',
+    'lease-ms',
+    'writer-grace-ms',
   ])
   const sessionId = positionals[0]
   if (sessionId === undefined || !isValidSessionId(sessionId)) {
@@ -77,12 +91,22 @@ export async function run(argv: readonly string[], env: NodeJS.ProcessEnv): Prom
     name,
     model,
     maxContextTokens: intFlag(values['max-context-tokens'], 'max-context-tokens', 8_000),
+    timeouts: {
+      firstTokenMs: intFlag(values['first-token-timeout-ms'], 'first-token-timeout-ms', 60_000),
+      betweenTokensMs: intFlag(values['token-timeout-ms'], 'token-timeout-ms', 30_000),
+      replyMs: intFlag(values['reply-timeout-ms'], 'reply-timeout-ms', 600_000),
+    },
+    retry: { retries: intFlag(values['model-retries'], 'model-retries', 3) },
+    leaseMs: intFlag(values['lease-ms'], 'lease-ms', 15_000),
+    writerGraceMs: intFlag(values['writer-grace-ms'], 'writer-grace-ms', 10_000),
     ...(token === undefined ? {} : { token }),
     onError: (error) =>
       log({ event: 'error', error: error instanceof Error ? error.message : String(error) }),
   })
   log({ event: 'joined', session: sessionId, agent: agent.id, model: model.name })
-  agent.onState((state, messageId) => log({ event: 'state', state, messageId }))
+  agent.onState((state, messageId, detail) =>
+    log({ event: 'state', state, messageId, ...(detail === undefined ? {} : { detail }) }),
+  )
   agent.client.on('status', (event) =>
     log({ event: 'connection', status: event.status, reason: event.reason }),
   )

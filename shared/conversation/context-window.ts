@@ -22,6 +22,46 @@ export interface ContextWindowOptions {
   readonly countTokens: (text: string) => number
   /** Messages with other statuses are left out entirely; default {@link DEFAULT_CONTEXT_STATUSES}. */
   readonly includeStatuses?: readonly MessageStatus[]
+  /**
+   * A message longer than this many tokens enters the window cut to its beginning and end (see
+   * {@link truncateContent}) instead of whole, so one huge message cannot push all history out.
+   * Default: no limit.
+   */
+  readonly maxMessageTokens?: number
+}
+
+/** The marker put where {@link truncateContent} cut a message. */
+export function truncationMarker(cutCharacters: number): string {
+  return `\n[… ${cutCharacters} characters cut from this message …]\n`
+}
+
+/**
+ * Cuts `content` to at most `maxTokens` by `countTokens`, keeping its beginning and its end around
+ * a marker that says how much was cut; returns it unchanged when it already fits.
+ *
+ * @remarks Binary search on the number of characters kept (two thirds from the beginning, one third
+ * from the end), so any monotone counter works. If not even the marker fits, returns `''`.
+ */
+export function truncateContent(
+  content: string,
+  maxTokens: number,
+  countTokens: (text: string) => number,
+): string {
+  if (countTokens(content) <= maxTokens) return content
+  const cut = (keep: number): string => {
+    const head = Math.ceil((keep * 2) / 3)
+    const tail = keep - head
+    return `${content.slice(0, head)}${truncationMarker(content.length - keep)}${tail > 0 ? content.slice(content.length - tail) : ''}`
+  }
+  let low = 0
+  let high = content.length - 1
+  if (countTokens(cut(0)) > maxTokens) return ''
+  while (low < high) {
+    const middle = (low + high + 1) >>> 1
+    if (countTokens(cut(middle)) <= maxTokens) low = middle
+    else high = middle - 1
+  }
+  return cut(low)
 }
 
 /**
@@ -58,6 +98,8 @@ export function contextWindow(doc: Y.Doc, options: ContextWindowOptions): Contex
  *    the first j where S(j) exists and S(j)'s text plus E[j..] fit is the answer. Stop at the first j
  *    with no covering summary: a larger j needs a summary covering even more.
  * 4. Otherwise the answer is the plain truncation of step 1.
+ * With `maxMessageTokens`, every message is first cut to that size ({@link truncateContent}, the
+ * view's metadata gains `truncatedFrom`: the original length); the rule then runs on the cut texts.
  * The summary's tokens are `countTokens(text)` (its stored `tokens` field is not trusted), so
  * `tokens ≤ maxTokens` always holds.
  */
@@ -68,13 +110,27 @@ export function selectContextWindow(
 ): ContextWindow {
   const { maxTokens } = options
   const included = new Set<MessageStatus>(options.includeStatuses ?? DEFAULT_CONTEXT_STATUSES)
-  const eligible = messages.filter((message) => included.has(message.status))
+  const { maxMessageTokens } = options
   const count = (text: string): number => {
     const tokens = options.countTokens(text)
     if (!Number.isFinite(tokens) || tokens < 0) {
       throw new RangeError(`countTokens must return a finite number ≥ 0, got ${tokens}`)
     }
     return tokens
+  }
+  const eligible: MessageView[] = []
+  for (const message of messages) {
+    if (!included.has(message.status)) continue
+    if (maxMessageTokens === undefined) {
+      eligible.push(message)
+      continue
+    }
+    const content = truncateContent(message.content, maxMessageTokens, count)
+    eligible.push(
+      content === message.content
+        ? message
+        : { ...message, content, metadata: { ...message.metadata, truncatedFrom: message.content.length } },
+    )
   }
 
   // Step 1: plain truncation, newest first.

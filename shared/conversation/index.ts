@@ -2,12 +2,23 @@
 // Internal helpers (shared between writer and messages) are deliberately not re-exported.
 
 export {
+  claimKey,
+  compareClaims,
+  parseClaim,
+  readClaims,
+  releaseClaim,
+  type WriteClaimInput,
+  writeClaim,
+} from './claims.js'
+export {
   approximateTokens,
   type ContextWindow,
   type ContextWindowOptions,
   contextWindow,
   DEFAULT_CONTEXT_STATUSES,
   selectContextWindow,
+  truncateContent,
+  truncationMarker,
 } from './context-window.js'
 export {
   type AppendMessageInput,
@@ -25,6 +36,10 @@ export {
 export {
   type Author,
   type CancelRequest,
+  CLAIMS,
+  ClaimKey,
+  type ClaimView,
+  claimsMap,
   isMessageStatus,
   isPeerKind,
   isRole,

@@ -10,6 +10,8 @@ export const MESSAGES = 'messages'
 export const SESSION = 'session'
 /** Root `Y.Array` of summary `Y.Map`s (context compression), in the order they were added. */
 export const SUMMARIES = 'summaries'
+/** Root `Y.Map` of claims: which agent instance answers which user message, with a lease. */
+export const CLAIMS = 'claims'
 /** Written into every message, summary and the session map by this version of the helpers. */
 export const SCHEMA_VERSION = 1
 
@@ -36,6 +38,17 @@ export const SummaryKey = {
   Author: 'author',
   CreatedAt: 'createdAt',
   Tokens: 'tokens',
+  SchemaVersion: 'schemaVersion',
+} as const
+
+/** Keys of a claim (a plain object stored under `<promptId>|<instanceId>` in the `claims` map). */
+export const ClaimKey = {
+  PromptId: 'promptId',
+  InstanceId: 'instanceId',
+  Agent: 'agent',
+  ClaimedAt: 'claimedAt',
+  ExpiresAt: 'expiresAt',
+  ReplyId: 'replyId',
   SchemaVersion: 'schemaVersion',
 } as const
 
@@ -113,6 +126,16 @@ export interface SummaryView {
   readonly tokens?: number
 }
 
+/** A plain snapshot of one claim: `instanceId` of `agent` answers `promptId` until `expiresAt` (renewed while it works). */
+export interface ClaimView {
+  readonly promptId: string
+  readonly instanceId: string
+  readonly agent: Author
+  readonly claimedAt: number
+  readonly expiresAt: number
+  readonly replyId?: string
+}
+
 /** A plain snapshot of the session map. */
 export interface SessionInfo {
   readonly title?: string
@@ -143,6 +166,11 @@ export function messagesArray(doc: Y.Doc): Y.Array<unknown> {
 /** The root array of summary maps (entries `unknown`, as for messages). */
 export function summariesArray(doc: Y.Doc): Y.Array<unknown> {
   return doc.getArray<unknown>(SUMMARIES)
+}
+
+/** The root map of claims (values `unknown`: foreign peers may put anything there). */
+export function claimsMap(doc: Y.Doc): Y.Map<unknown> {
+  return doc.getMap<unknown>(CLAIMS)
 }
 
 /** The root session map. */

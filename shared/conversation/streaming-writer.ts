@@ -30,6 +30,12 @@ export interface StreamingWriter {
    * function that removes it.
    */
   onCancel(listener: (request: CancelRequest) => void): () => void
+  /**
+   * Calls `listener` once when the writer is closed by someone else: a cancel request, or another
+   * writer moving the status off `streaming` (at once if that already happened). Not called for
+   * this writer's own end or fail. Returns the function that removes it.
+   */
+  onStop(listener: () => void): () => void
   /** True after end, fail, a cancel request, or another writer moving the status off `streaming`. */
   readonly isClosed: boolean
 }
@@ -115,6 +121,22 @@ export function openStreamingWriter(doc: Y.Doc, options: StreamingWriterOptions)
   let timer: { readonly handle: unknown } | undefined
   let cancelRequest: CancelRequest | undefined
   const cancelListeners = new Set<(request: CancelRequest) => void>()
+  const stopListeners = new Set<() => void>()
+  let isStoppedByPeer = false
+
+  const notifyStop = (): void => {
+    isStoppedByPeer = true
+    const errors: unknown[] = []
+    for (const listener of [...stopListeners]) {
+      try {
+        listener()
+      } catch (error) {
+        errors.push(error)
+      }
+    }
+    stopListeners.clear()
+    if (errors.length > 0) throw errors[0]
+  }
 
   const stopTimer = (): void => {
     if (timer === undefined) return
@@ -147,6 +169,7 @@ export function openStreamingWriter(doc: Y.Doc, options: StreamingWriterOptions)
       stopTimer()
       stopObserving()
       doc.transact(appendBuffer, origin)
+      notifyStop()
     }
   }
 
@@ -169,6 +192,7 @@ export function openStreamingWriter(doc: Y.Doc, options: StreamingWriterOptions)
         errors.push(error)
       }
     }
+    notifyStop()
     if (errors.length > 0) throw errors[0]
   }
 
@@ -235,6 +259,16 @@ export function openStreamingWriter(doc: Y.Doc, options: StreamingWriterOptions)
       cancelListeners.add(listener)
       return () => {
         cancelListeners.delete(listener)
+      }
+    },
+    onStop(listener) {
+      if (isStoppedByPeer) {
+        listener()
+        return () => {}
+      }
+      stopListeners.add(listener)
+      return () => {
+        stopListeners.delete(listener)
       }
     },
     get isClosed() {

@@ -121,7 +121,16 @@ describe('agent SDK', () => {
     await laptop.whenSynced()
     const startAgent = (tokens: number) => {
       const child = spawn(process.execPath, ['--import', 'tsx', 'test/helpers/agent-process.ts'], {
-        env: { ...process.env, URL: url(), SESSION: 'crash', TOKENS: String(tokens), DELAY_MS: '5' },
+        env: {
+          ...process.env,
+          URL: url(),
+          SESSION: 'crash',
+          TOKENS: String(tokens),
+          DELAY_MS: '5',
+          LEASE_MS: '600',
+          GRACE_MS: '300',
+          SETTLE_MS: '20',
+        },
         stdio: ['ignore', 'pipe', 'inherit'],
       })
       const lines: string[] = []

@@ -2,6 +2,7 @@
 // events): base URL and key from config. Uses the platform's fetch; nothing else.
 
 import type { GenerateContext, Model } from '../model.js'
+import { ModelError, ModelErrorCode, parseRetryAfter } from '../model-error.js'
 
 /** Options of {@link createOpenAiModel}. */
 export interface OpenAiModelOptions {
@@ -35,16 +36,57 @@ export function toChatMessages(context: GenerateContext, system?: string): ChatM
   return messages
 }
 
-/** Reads an SSE body and yields each event's `data` payload. */
-async function* readServerSentData(body: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+/** The error codes of a connection the other side closed or reset (undici's, then Node's). */
+const RESET_CODES = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE', 'UND_ERR_CLOSED'])
+
+function errorCode(error: unknown): string | undefined {
+  for (let e: unknown = error, depth = 0; e !== undefined && e !== null && depth < 4; depth++) {
+    if (typeof e === 'object' && 'code' in e && typeof e.code === 'string') return e.code
+    e = typeof e === 'object' && 'cause' in e ? e.cause : undefined
+  }
+  return undefined
+}
+
+/** Turns a failure of the body read (not an abort) into a {@link ModelError} that says what happened. */
+function bodyReadError(error: unknown): ModelError {
+  const code = errorCode(error)
+  if (code !== undefined && RESET_CODES.has(code)) {
+    return new ModelError(ModelErrorCode.ConnectionReset, 'connection reset by the model server', {
+      cause: error,
+    })
+  }
+  const detail = error instanceof Error ? error.message : String(error)
+  return new ModelError(ModelErrorCode.ConnectionReset, `the model's stream failed: ${detail}`, {
+    cause: error,
+  })
+}
+
+/**
+ * Reads an SSE body and yields each event's `data` payload.
+ *
+ * @remarks The reader is cancelled (not only released) when the consumer stops early, so the HTTP
+ * response is closed rather than left streaming. A read that fails is reported as a
+ * {@link ModelError}; the caller decides what an end without an end marker means.
+ */
+async function* readServerSentData(
+  body: ReadableStream<Uint8Array>,
+  signal: AbortSignal,
+): AsyncGenerator<string> {
   const decoder = new TextDecoder()
   const reader = body.getReader()
   let buffer = ''
+  let isFinished = false
   try {
     for (;;) {
-      const { value, done } = await reader.read()
-      if (done) break
-      buffer += decoder.decode(value, { stream: true })
+      let chunk: Awaited<ReturnType<typeof reader.read>>
+      try {
+        chunk = await reader.read()
+      } catch (error) {
+        if (signal.aborted) throw error
+        throw bodyReadError(error)
+      }
+      if (chunk.done) break
+      buffer += decoder.decode(chunk.value, { stream: true }).replace(/\r\n?/g, '\n')
       for (;;) {
         const end = buffer.indexOf('\n\n')
         if (end < 0) break
@@ -58,12 +100,28 @@ async function* readServerSentData(body: ReadableStream<Uint8Array>): AsyncGener
         if (data.length > 0) yield data
       }
     }
+    isFinished = true
   } finally {
+    // Cancel on every early exit: releasing the lock alone would leave the response streaming.
+    if (!isFinished) await reader.cancel().catch(() => {})
     reader.releaseLock()
   }
 }
 
-/** Creates a model that streams from an OpenAI-compatible `/chat/completions` endpoint. */
+interface ChatChunk {
+  choices?: { delta?: { content?: unknown }; finish_reason?: unknown }[]
+  error?: { message?: string }
+}
+
+/**
+ * Creates a model that streams from an OpenAI-compatible `/chat/completions` endpoint.
+ *
+ * @remarks The stream counts as finished only on `data: [DONE]` or a chunk with a `finish_reason`;
+ * a body that ends otherwise throws {@link ModelError} `stream-ended-early`, a closed or reset
+ * connection `connection-reset`. An HTTP error status throws `http` with the status and the
+ * server's `Retry-After` (the agent retries 429 and 5xx before the first token). The request is
+ * made with the given signal, so aborting it closes the connection.
+ */
 export function createOpenAiModel(options: OpenAiModelOptions): Model {
   const doFetch = options.fetch ?? fetch
   const url = `${options.baseUrl.replace(/\/+$/, '')}/chat/completions`
@@ -75,34 +133,64 @@ export function createOpenAiModel(options: OpenAiModelOptions): Model {
         accept: 'text/event-stream',
       }
       if (options.apiKey !== undefined) headers.authorization = `Bearer ${options.apiKey}`
-      const response = await doFetch(url, {
-        method: 'POST',
-        headers,
-        signal,
-        body: JSON.stringify({
-          model: options.model,
-          stream: true,
-          messages: toChatMessages(context, options.system),
-          ...(options.temperature === undefined ? {} : { temperature: options.temperature }),
-          ...(options.maxTokens === undefined ? {} : { max_tokens: options.maxTokens }),
-        }),
-      })
+      let response: Response
+      try {
+        response = await doFetch(url, {
+          method: 'POST',
+          headers,
+          signal,
+          body: JSON.stringify({
+            model: options.model,
+            stream: true,
+            messages: toChatMessages(context, options.system),
+            ...(options.temperature === undefined ? {} : { temperature: options.temperature }),
+            ...(options.maxTokens === undefined ? {} : { max_tokens: options.maxTokens }),
+          }),
+        })
+      } catch (error) {
+        if (signal.aborted) throw error
+        const code = errorCode(error)
+        throw new ModelError(
+          ModelErrorCode.Unreachable,
+          `could not reach the model server${code === undefined ? '' : ` (${code})`}`,
+          { cause: error },
+        )
+      }
       if (!response.ok || response.body === null) {
         const text = await response.text().catch(() => '')
-        throw new Error(`chat completions failed: HTTP ${response.status} ${text.slice(0, 200)}`)
+        const retryAfterMs = parseRetryAfter(response.headers.get('retry-after'))
+        throw new ModelError(
+          ModelErrorCode.Http,
+          `the model server answered HTTP ${response.status}${text.length > 0 ? `: ${text.slice(0, 200)}` : ''}`,
+          { status: response.status, ...(retryAfterMs === undefined ? {} : { retryAfterMs }) },
+        )
       }
-      for await (const data of readServerSentData(response.body)) {
+      let hasFinishReason = false
+      for await (const data of readServerSentData(response.body, signal)) {
         if (data === '[DONE]') return
-        let chunk: { choices?: { delta?: { content?: unknown } }[]; error?: { message?: string } }
+        let chunk: ChatChunk
         try {
-          chunk = JSON.parse(data) as typeof chunk
+          chunk = JSON.parse(data) as ChatChunk
         } catch (error) {
-          throw new Error(`chat completions sent invalid JSON: ${data.slice(0, 100)}`, { cause: error })
+          throw new ModelError(
+            ModelErrorCode.InvalidResponse,
+            `the model server sent invalid JSON: ${data.slice(0, 100)}`,
+            { cause: error },
+          )
         }
-        if (chunk.error !== undefined)
-          throw new Error(`chat completions error: ${chunk.error.message ?? 'unknown'}`)
-        const content = chunk.choices?.[0]?.delta?.content
+        if (chunk.error !== undefined) {
+          throw new ModelError(
+            ModelErrorCode.ModelReported,
+            `the model reported an error: ${chunk.error.message ?? 'unknown'}`,
+          )
+        }
+        const choice = chunk.choices?.[0]
+        const content = choice?.delta?.content
         if (typeof content === 'string' && content.length > 0) yield content
+        if (typeof choice?.finish_reason === 'string') hasFinishReason = true
+      }
+      if (!hasFinishReason) {
+        throw new ModelError(ModelErrorCode.StreamEndedEarly, "the model's stream ended early")
       }
     },
   }

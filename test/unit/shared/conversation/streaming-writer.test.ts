@@ -9,7 +9,7 @@ import {
   requestCancel,
   setMessageStatus,
 } from '../../../../shared/conversation/index.js'
-import { agent, bob, connectedDocs, countUpdates, manualTimer } from './helpers.js'
+import { agent, alice, bob, connectedDocs, countUpdates, manualTimer } from './helpers.js'
 
 afterEach(() => {
   vi.useRealTimers()
@@ -301,5 +301,34 @@ describe('cancellation', () => {
       error: 'interrupted',
       content: 'kept',
     })
+  })
+})
+
+describe('openStreamingWriter onStop', () => {
+  it("is called when another peer moves the status off streaming, not for the writer's own end", () => {
+    const { a, b } = connectedDocs()
+    const writer = openStreamingWriter(a, { author: agent, coalesceMs: 0 })
+    const stops: string[] = []
+    writer.onStop(() => stops.push('stopped'))
+    writer.write('partial')
+    setMessageStatus(b, writer.id, 'error', { error: 'closed elsewhere' })
+    expect(stops).toEqual(['stopped'])
+    expect(writer.isClosed).toBe(true)
+    const ended = openStreamingWriter(a, { author: agent, coalesceMs: 0 })
+    const endStops: string[] = []
+    ended.onStop(() => endStops.push('stopped'))
+    ended.end()
+    expect(endStops).toEqual([])
+  })
+
+  it('is called on a cancel request, and at once when registered after the stop', () => {
+    const { a, b } = connectedDocs()
+    const writer = openStreamingWriter(a, { author: agent, coalesceMs: 0 })
+    let stops = 0
+    writer.onStop(() => stops++)
+    requestCancel(b, writer.id, alice)
+    expect(stops).toBe(1)
+    writer.onStop(() => stops++)
+    expect(stops).toBe(2)
   })
 })

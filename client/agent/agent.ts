@@ -10,10 +10,14 @@ import {
   approximateTokens,
   type ClaimView,
   compareClaims,
+  createAbsenceClock,
+  judgeReplies,
   type MessageView,
+  markInterrupted,
   newId,
   observeMessages,
   openStreamingWriter,
+  presentWriters as presentWritersOf,
   readClaims,
   readMessages,
   readSummaries,
@@ -52,7 +56,7 @@ export interface AgentPresence {
 }
 
 /** The reason written on a reply whose writer stopped before finishing it. */
-export const INTERRUPTED_REASON = 'interrupted: the agent stopped before finishing this reply'
+export { INTERRUPTED_REASON } from '../../shared/conversation/index.js'
 
 /** Options of {@link joinSession}. */
 export interface JoinSessionOptions {
@@ -172,7 +176,7 @@ export async function joinSession(options: JoinSessionOptions): Promise<Agent> {
   /** Prompts never to answer (the backlog, when answerBacklog is false). */
   const skipped = new Set<string>()
   /** Since when (local clock) each writer key has been missing from presence. */
-  const absentSince = new Map<string, number>()
+  const absence = createAbsenceClock(graceMs)
   let isWorking = false
   let isRerunRequested = false
 
@@ -189,73 +193,28 @@ export async function joinSession(options: JoinSessionOptions): Promise<Agent> {
     for (const listener of stateListeners) listener(state, messageId, extra.detail)
   }
 
-  // --- Liveness: who is present, and whose claims and replies are dead. ---
+  // --- Liveness: who is present, and whose claims and replies are dead (shared/conversation/liveness.ts). ---
 
-  const presentWriters = (): Set<string> => {
-    const present = new Set<string>()
-    for (const [clientId, value] of client.awareness.getStates()) {
-      if (clientId === doc.clientID || typeof value !== 'object' || value === null) continue
-      const record = value as Record<string, unknown>
-      if (typeof record.instanceId === 'string') present.add(`instance:${record.instanceId}`)
-      const user = record.user as Record<string, unknown> | undefined
-      if (typeof user?.id === 'string') present.add(`author:${user.id}`)
-    }
-    return present
-  }
-
-  /** True once `key` has been missing from presence for the whole grace period (by our clock). */
-  const isGone = (key: string, present: Set<string>, now: number): boolean => {
-    if (present.has(key)) {
-      absentSince.delete(key)
-      return false
-    }
-    const since = absentSince.get(key)
-    if (since === undefined) {
-      absentSince.set(key, now)
-      return graceMs <= 0
-    }
-    return now - since >= graceMs
-  }
+  const presentWriters = (): Set<string> => presentWritersOf(client.awareness.getStates(), doc.clientID)
 
   /** A claim is live while its lease runs or its instance is present; ours always is while held. */
-  const isClaimLive = (claim: ClaimView, present: Set<string>, now: number): boolean => {
+  const isClaimLive = (claim: ClaimView, present: ReadonlySet<string>, now: number): boolean => {
     if (claim.instanceId === instanceId) return held.has(claim.promptId)
     // Absence is tracked from the first look, whether or not the lease has run out yet.
-    const isAbsent = isGone(`instance:${claim.instanceId}`, present, now)
+    const isAbsent = absence.isGone(`instance:${claim.instanceId}`, present, now)
     return !(isAbsent && claim.expiresAt < now)
   }
 
   /** Marks replies whose writer is gone as interrupted; touches ours only when provably dead. */
   const sweep = (): void => {
     if (!client.isSynced || isLeaving) return
-    const now = Date.now()
-    const present = presentWriters()
-    const messages = readMessages(doc)
-    for (const message of messages) {
-      if (message.status !== 'streaming' || message.role === 'user') continue
-      const writer = message.metadata.instanceId
-      let isDead: boolean
-      if (typeof writer === 'string') {
-        if (writer === instanceId) {
-          isDead = message.id !== currentReplyId
-        } else {
-          const claims =
-            message.metadata.replyTo === undefined ? [] : readClaims(doc, message.metadata.replyTo)
-          const claim = claims.find((c) => c.instanceId === writer)
-          const isAbsent = isGone(`instance:${writer}`, present, now)
-          isDead = isAbsent && (claim === undefined || claim.expiresAt < now)
-        }
-      } else {
-        // Written by an agent that records no instance: judged by its author's presence.
-        isDead = isGone(`author:${message.author.id}`, present, now)
-      }
-      if (!isDead) continue
-      setMessageStatus(doc, message.id, 'error', { error: INTERRUPTED_REASON })
-      const replyTo = message.metadata.replyTo
-      if (typeof writer === 'string' && replyTo !== undefined && writer !== instanceId) {
-        releaseClaim(doc, replyTo, writer)
-      }
-    }
+    const { dead } = judgeReplies(doc, {
+      present: presentWriters(),
+      absence,
+      now: Date.now(),
+      self: { instanceId, ...(currentReplyId === undefined ? {} : { currentReplyId }) },
+    })
+    if (dead.length > 0) markInterrupted(doc, dead, { selfInstanceId: instanceId })
     if (!isWorking && nextPrompt() !== undefined) void work()
   }
 
@@ -491,7 +450,7 @@ export async function joinSession(options: JoinSessionOptions): Promise<Agent> {
   })
   const offSynced = client.on('synced', () => {
     // Presence was rebuilt from scratch: absence counts again from now.
-    absentSince.clear()
+    absence.reset()
     void work()
   })
   const tick = Math.max(20, Math.floor(Math.min(leaseMs, graceMs > 0 ? graceMs : leaseMs) / 3))

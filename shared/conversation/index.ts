@@ -21,6 +21,16 @@ export {
   truncationMarker,
 } from './context-window.js'
 export {
+  type AbsenceClock,
+  createAbsenceClock,
+  INTERRUPTED_REASON,
+  type JudgeRepliesInput,
+  judgeReplies,
+  markInterrupted,
+  presentWriters,
+  type ReplyJudgement,
+} from './liveness.js'
+export {
   type AppendMessageInput,
   appendMessage,
   findMessageMap,

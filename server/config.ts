@@ -22,6 +22,11 @@ export interface ServerConfig extends Limits {
   readonly lazyCommitDelayMs: number
   /** How long a session without connections stays in memory (ms). */
   readonly idleUnloadMs: number
+  /**
+   * How long an agent must be gone from presence (and its claim expired) before the server marks
+   * its `streaming` replies interrupted (ms; 0: leave it to the agents of the session).
+   */
+  readonly replyGraceMs: number
   /** Largest WebSocket message accepted; larger ones close the connection (1009) before buffering. */
   readonly maxMessageBytes: number
   /** Bytes a slow reader may have buffered before the server closes it (it reconnects and catches up). */
@@ -78,6 +83,7 @@ export const DEFAULT_CONFIG: ServerConfig = {
   commitDelayMs: 2,
   lazyCommitDelayMs: 100,
   idleUnloadMs: 30_000,
+  replyGraceMs: 10_000,
   maxMessageBytes: 16 * MiB,
   maxBackpressureBytes: 16 * MiB,
   maxQueuedWriteBytes: 256 * MiB,
@@ -116,6 +122,7 @@ const OPTIONS = {
   commitDelayMs: { flag: 'commit-delay-ms', env: 'COMMIT_DELAY_MS', kind: 'count' },
   lazyCommitDelayMs: { flag: 'lazy-commit-delay-ms', env: 'LAZY_COMMIT_DELAY_MS', kind: 'count' },
   idleUnloadMs: { flag: 'idle-unload-ms', env: 'IDLE_UNLOAD_MS', kind: 'count' },
+  replyGraceMs: { flag: 'reply-grace-ms', env: 'REPLY_GRACE_MS', kind: 'count' },
   maxMessageBytes: { flag: 'max-message-bytes', env: 'MAX_MESSAGE_BYTES', kind: 'positive' },
   maxBackpressureBytes: { flag: 'max-backpressure-bytes', env: 'MAX_BACKPRESSURE_BYTES', kind: 'positive' },
   maxQueuedWriteBytes: { flag: 'max-queued-write-bytes', env: 'MAX_QUEUED_WRITE_BYTES', kind: 'positive' },

@@ -155,6 +155,7 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
       ...(config.sessionQuotaBytes > 0 ? { sessionQuotaBytes: config.sessionQuotaBytes } : {}),
     },
     idleUnloadMs: config.idleUnloadMs,
+    replyGraceMs: config.replyGraceMs,
     writeRefusal,
     observer: metrics.sessionObserver,
     maxConnectionsPerSession: config.maxConnectionsPerSession,

@@ -17,6 +17,8 @@ export interface SessionRegistryOptions {
   readonly limits: SessionLimits
   /** How long a session without connections stays loaded (ms). */
   readonly idleUnloadMs: number
+  /** See SessionContext.replyGraceMs. */
+  readonly replyGraceMs?: number
   readonly writeRefusal: () => ColloquyError | undefined
   readonly now?: () => number
   readonly observer?: SessionObserver
@@ -100,6 +102,7 @@ export function createSessionRegistry(options: SessionRegistryOptions): SessionR
       onIdle,
       onEnded,
       now,
+      ...(options.replyGraceMs === undefined ? {} : { replyGraceMs: options.replyGraceMs }),
     })
     sessions.set(sessionId, session)
     return session

@@ -20,6 +20,7 @@ import type { Logger } from '../observability/log.js'
 import type { AppendEntry, Store } from '../persistence/store.js'
 import { Connection, type ConnectionPolicy } from './connection.js'
 import type { Peer, Topic } from './peer.js'
+import { createReplyWatch, type ReplyWatch } from './reply-watch.js'
 
 /** The part of the write queue a session uses. */
 export interface WriteSink {
@@ -71,12 +72,20 @@ export interface SessionContext {
   /** Called once the session can no longer serve (load failed, poisoned, unloaded). */
   readonly onEnded: (session: Session) => void
   readonly now: () => number
+  /**
+   * How long an agent must be gone from presence before the server marks its `streaming` replies
+   * interrupted (reply-watch.ts); undefined or 0: the server leaves that to the agents.
+   */
+  readonly replyGraceMs?: number
 }
 
 export type SessionState = 'loading' | 'ready' | 'ended'
 
 /** The origin of transactions that rebuild a session from storage. */
 export const LOAD_ORIGIN = Symbol('colloquy-load')
+
+/** The origin of changes the server makes itself (marking a dead agent's reply interrupted). */
+export const SERVER_ORIGIN = Symbol('colloquy-server')
 
 interface AckWaiter {
   readonly connection: Connection
@@ -134,6 +143,7 @@ export class Session {
   private readonly ctx: SessionContext
   private doc: Y.Doc | undefined
   private awareness: awarenessProtocol.Awareness | undefined
+  private replyWatch: ReplyWatch | undefined
   private ackWaiters: AckWaiter[] = []
   private durableWaiters: { seq: number; resolve: () => void; reject: (error: unknown) => void }[] = []
   private isUnloadWanted = false
@@ -280,6 +290,7 @@ export class Session {
     const waiting = this.durableWaiters
     this.durableWaiters = []
     for (const waiter of waiting) waiter.reject(sessionEndedError())
+    this.replyWatch?.stop()
     this.awareness?.destroy()
     this.doc?.destroy()
     this.awareness = undefined
@@ -318,6 +329,7 @@ export class Session {
       // The server is no participant: it announces no presence of its own.
       awareness.setLocalState(null)
       awareness.on('update', this.trackAwareness)
+      awareness.on('update', this.watchPresence)
       this.doc = doc
       this.awareness = awareness
       this.storedBytes = (stored.meta?.logBytes ?? 0) + (stored.meta?.checkpointBytes ?? 0)
@@ -325,6 +337,11 @@ export class Session {
       this.durableSeq = lastSeq
       this.lastTime = newest?.seq === lastSeq ? newest.time : undefined
       this.state = 'ready'
+      if (this.ctx.replyGraceMs !== undefined && this.ctx.replyGraceMs > 0) {
+        this.replyWatch = createReplyWatch(this.replyWatchTarget, this.ctx.replyGraceMs, this.ctx.now)
+        // A reply left `streaming` by an agent that died while the session was unloaded.
+        this.replyWatch.poke()
+      }
       this.ctx.logger.debug(
         { session: this.id, seq: lastSeq, entries: stored.log.length, checkpoint: stored.checkpoint?.seq },
         'session loaded',
@@ -479,7 +496,20 @@ export class Session {
       doc.store.pendingStructs?.update !== pendingStructsBefore ||
       doc.store.pendingDs !== pendingDsBefore
     // Yjs integrates only new content: a duplicate or retried update changes nothing and costs nothing.
-    if (!isChanged) return
+    if (isChanged) this.record(update, connection, relayFrame)
+  }
+
+  /**
+   * Gives a change the next seq, queues it for the group commit and relays it to every connection
+   * but its sender's.
+   *
+   * @param relayFrame the received frame when it is already a sync-update message (relayed as is)
+   */
+  private record(
+    update: Uint8Array,
+    sender: Connection | undefined,
+    relayFrame: Uint8Array | undefined,
+  ): void {
     const seq = this.lastSeq + 1
     const time = this.ctx.now()
     try {
@@ -495,8 +525,53 @@ export class Session {
     this.storedBytes += update.length
     this.ctx.observer?.updateStored?.(update.length)
     const relayed = relayFrame ?? encodeSyncUpdate(update)
-    this.ctx.topic.publish(relayed, connection.peer)
-    this.ctx.observer?.updateRelayed?.(relayed.length, this.connections.size - 1)
+    this.ctx.topic.publish(relayed, sender?.peer)
+    this.ctx.observer?.updateRelayed?.(relayed.length, this.connections.size - (sender === undefined ? 0 : 1))
+  }
+
+  /**
+   * Makes a change of the server's own in one transaction, stored and relayed like a peer's update.
+   * False (and nothing changed) when the session is not ready or writes are refused now.
+   */
+  private changeDocument(apply: (doc: Y.Doc, origin: unknown) => void): boolean {
+    const doc = this.doc
+    if (this.state !== 'ready' || doc === undefined || this.ctx.writeRefusal() !== undefined) return false
+    let update: Uint8Array | undefined
+    const capture = (bytes: Uint8Array, origin: unknown): void => {
+      if (origin === SERVER_ORIGIN) update = bytes
+    }
+    doc.on('update', capture)
+    try {
+      doc.transact(() => apply(doc, SERVER_ORIGIN), SERVER_ORIGIN)
+    } finally {
+      doc.off('update', capture)
+    }
+    if (update !== undefined) {
+      try {
+        this.record(update, undefined, undefined)
+      } catch {
+        // record() ended the session: a change no seq will replay must not outlive the document.
+        return false
+      }
+    }
+    return true
+  }
+
+  private readonly replyWatchTarget = {
+    document: (): Y.Doc | undefined => (this.state === 'ready' ? this.doc : undefined),
+    presence: (): Iterable<[number, unknown]> => this.awareness?.getStates() ?? [],
+    change: (apply: (doc: Y.Doc, origin: unknown) => void): boolean => this.changeDocument(apply),
+    marked: (count: number): void => {
+      this.ctx.logger.info(
+        { session: this.id, replies: count },
+        'replies of a departed agent marked interrupted',
+      )
+    },
+  }
+
+  /** Presence lost someone: a reply of theirs may be left `streaming`. */
+  private readonly watchPresence = (changes: { removed: number[] }): void => {
+    if (changes.removed.length > 0) this.replyWatch?.poke()
   }
 
   private acknowledge(connection: Connection, frame: Uint8Array): void {

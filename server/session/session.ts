@@ -181,7 +181,9 @@ export class Session {
     try {
       this.handle(connection, decodeMessage(frame), frame)
     } catch (error) {
-      this.reject(connection, error)
+      if (error instanceof ColloquyError && error.code === 'unknown-message-type')
+        this.ignore(connection, error)
+      else this.reject(connection, error)
     }
   }
 
@@ -559,6 +561,19 @@ export class Session {
       this.ackWaiters.push({ connection, seq: this.lastSeq, frame, receivedAt: this.ctx.now() })
       this.ctx.writes.expedite()
     }
+  }
+
+  /**
+   * A message type (or sync type) this server does not know: ignored, as y-protocols peers do, so
+   * the protocol can grow; counted and logged at debug.
+   */
+  private ignore(connection: Connection, error: ColloquyError): void {
+    this.ctx.observer?.unknownMessage?.()
+    this.ctx.logger.debug(
+      { session: this.id, peer: connection.peer.id, remote: connection.peer.remote, code: error.code },
+      'message ignored: %s',
+      error.message,
+    )
   }
 
   private reject(connection: Connection, error: unknown): void {

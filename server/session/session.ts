@@ -33,13 +33,13 @@ export interface WriteSink {
 
 /** Limits a session enforces on its own. */
 export interface SessionLimits {
-  /** Frames a connection may send before the session has loaded. */
+  /** Frames a connection may send before the session has loaded (0: no count limit). */
   readonly maxLoadingQueueMessages: number
   /** Bytes a connection may send before the session has loaded. */
   readonly maxLoadingQueueBytes: number
-  /** Largest awareness message (bytes); undefined: no limit. */
+  /** Largest awareness message (bytes); undefined or 0: no limit. */
   readonly maxAwarenessBytes?: number
-  /** Awareness client ids one connection may announce; undefined: no limit. */
+  /** Awareness client ids one connection may own; undefined or 0: no limit. */
   readonly maxAwarenessClientsPerConnection?: number
   /** Stored bytes past which the session refuses writes (reads still served); undefined: no quota. */
   readonly sessionQuotaBytes?: number
@@ -374,7 +374,7 @@ export class Session {
   private queueWhileLoading(connection: Connection, frame: Uint8Array): void {
     const { maxLoadingQueueMessages, maxLoadingQueueBytes } = this.ctx.limits
     if (
-      connection.loadingQueue.length >= maxLoadingQueueMessages ||
+      (maxLoadingQueueMessages > 0 && connection.loadingQueue.length >= maxLoadingQueueMessages) ||
       connection.loadingQueueBytes + frame.length > maxLoadingQueueBytes
     ) {
       this.reject(connection, new ColloquyError('loading-queue-full'))
@@ -428,7 +428,7 @@ export class Session {
    */
   private receiveAwareness(connection: Connection, update: Uint8Array, frame: Uint8Array): void {
     const { maxAwarenessBytes, maxAwarenessClientsPerConnection } = this.ctx.limits
-    if (maxAwarenessBytes !== undefined && update.length > maxAwarenessBytes) {
+    if (maxAwarenessBytes !== undefined && maxAwarenessBytes > 0 && update.length > maxAwarenessBytes) {
       throw new ColloquyError('awareness-limit', `awareness message of ${update.length} bytes`)
     }
     const awareness = this.awareness!
@@ -439,6 +439,7 @@ export class Session {
     }
     if (
       maxAwarenessClientsPerConnection !== undefined &&
+      maxAwarenessClientsPerConnection > 0 &&
       connection.awarenessClientIds.size + verdict.introduced > maxAwarenessClientsPerConnection
     ) {
       const ids = connection.awarenessClientIds.size + verdict.introduced

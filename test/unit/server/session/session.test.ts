@@ -90,6 +90,18 @@ describe('Session', () => {
     expect(a.transport.closeCode).toBe(CloseCode.TryAgainLater)
   })
 
+  it('queues any number of frames while the session loads when the message limit is 0', async () => {
+    const inner = createMemoryStore()
+    const never = new Promise<never>(() => {})
+    const stuck: Store = { ...inner, load: () => never, release: (id) => inner.release(id) }
+    harness = createMemoryHarness({ store: stuck, maxLoadingQueueMessages: 0 })
+    const a = harness.connect('s', { start: false })
+    for (let i = 0; i < 50; i++) a.peer.sendRaw(encodeSyncUpdate(new Uint8Array([0, 0])))
+    await drainTasks()
+    expect(a.transport.isClosed).toBe(false)
+    expect(a.connection.loadingQueue.length).toBe(50)
+  })
+
   it('closes only the offending connection on an invalid update, storing nothing', async () => {
     harness = createMemoryHarness()
     const a = harness.connect('s')

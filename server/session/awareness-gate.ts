@@ -12,6 +12,11 @@ export interface AwarenessView<Owner> {
   clockOf(clientId: number): number
   /** True when the server holds a (non-null) state for `clientId`. */
   hasState(clientId: number): boolean
+  /**
+   * True when `sender` and `owner` are the same authenticated peer (the same token subject): a
+   * client that reconnected before its old socket closed takes its ids over.
+   */
+  isSamePeer(owner: Owner, sender: Owner): boolean
 }
 
 /** How the entries of one awareness update were sorted. */
@@ -44,8 +49,10 @@ function isChange<Owner>(entry: AwarenessEntry, view: AwarenessView<Owner>): boo
  * Stock y-websocket providers re-broadcast every awareness state they receive, with the clock they
  * received: those echoes carry ids owned by other connections and must pass without counting
  * against the sender, and without being relayed again (they change nothing). A change to an id
- * that another live connection owns is a forgery and is dropped. An id no live connection owns is
- * claimed by the first connection that changes it (a client reconnecting keeps its client id).
+ * that another live connection owns is a forgery and is dropped, unless both connections are the
+ * same authenticated peer (a reconnect that overtook its old socket's close). An id no live
+ * connection owns is claimed by the first connection that changes it (a client reconnecting keeps
+ * its client id).
  */
 export function sortAwarenessEntries<Owner>(
   entries: readonly AwarenessEntry[],
@@ -62,7 +69,7 @@ export function sortAwarenessEntries<Owner>(
       accepted.push(entry)
     } else if (!isChange(entry, view)) {
       echoes++
-    } else if (owner !== undefined) {
+    } else if (owner !== undefined && !view.isSamePeer(owner, sender)) {
       forged.push(entry)
     } else {
       accepted.push(entry)

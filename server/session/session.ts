@@ -80,6 +80,9 @@ export interface SessionContext {
 
 export type SessionState = 'loading' | 'ready' | 'ended'
 
+/** The peer id of every connection on a server without a secret (see ConnectionPolicy.peerId). */
+const ANONYMOUS_PEER_ID = 'anonymous'
+
 /** The origin of transactions that rebuild a session from storage. */
 export const LOAD_ORIGIN = Symbol('colloquy-load')
 
@@ -475,6 +478,11 @@ export class Session {
     ownerOf: (clientId) => this.awarenessOwners.get(clientId),
     clockOf: (clientId) => this.awareness?.meta.get(clientId)?.clock ?? 0,
     hasState: (clientId) => this.awareness?.states.has(clientId) === true,
+    // Anonymous peers all share one id: none of them may take another's presence over.
+    isSamePeer: (owner, sender) =>
+      owner.policy !== undefined &&
+      owner.policy.peerId !== ANONYMOUS_PEER_ID &&
+      owner.policy.peerId === sender.policy?.peerId,
   }
 
   /**

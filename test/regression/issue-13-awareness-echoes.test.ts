@@ -16,6 +16,7 @@ import * as Y from 'yjs'
 import { mintToken } from '../../server/auth/tokens.js'
 import { DEFAULT_CONFIG, type ServerConfig } from '../../server/config.js'
 import { type SyncServer, startSyncServer } from '../../server/sync-server.js'
+import { CloseCode } from '../../shared/protocol/close-codes.js'
 import { encodeAwareness } from '../../shared/protocol/message.js'
 import { until } from '../helpers/wait.js'
 import { connectWsPeer, type WsPeer } from '../helpers/ws-peer.js'
@@ -185,5 +186,66 @@ describe('regression #13.1 / #18.5: awareness echoes and ownership', () => {
     expect(nameOf(observer, victimId)).toBe('victim')
     expect(nameOf(victim, victimId)).toBe('victim')
     expect(closes).toEqual([])
+  })
+
+  it('drops an anonymous peer’s rename of another anonymous peer, and closes a forger that floods with 4530', async () => {
+    const url = await start({ awarenessPerSecond: 10, awarenessBurst: 10 })
+    const victim = connect(url, 'anon', 'v3')
+    const observer = connect(url, 'anon', 'v3')
+    victim.awareness.setLocalStateField('user', { name: 'victim' })
+    const victimId = victim.doc.clientID
+    await until(() => nameOf(observer, victimId) === 'victim', 10_000, 'observer sees the victim')
+    const forger = await connectWsPeer(url, 'anon')
+    peers.push(forger)
+    await forger.whenSynced()
+    const clock = victim.awareness.meta.get(victimId)!.clock
+    forger.peer.sendRaw(
+      awarenessUpdate([
+        { clientId: victimId, clock: clock + 1, state: { user: { name: 'mallory' } } },
+        { clientId: 7, clock: 1, state: { user: { name: 'forger' } } },
+      ]),
+    )
+    await until(() => nameOf(observer, 7) === 'forger', 10_000, 'observer sees the forger')
+    expect(nameOf(observer, victimId)).toBe('victim')
+    // Forgeries cost the forger its awareness rate: a flood of them closes it.
+    for (let i = 0; i < 100; i++) {
+      forger.peer.sendRaw(awarenessUpdate([{ clientId: victimId, clock: clock + 2 + i, state: { n: i } }]))
+    }
+    expect(await forger.closed).toBe(CloseCode.AwarenessLimit)
+    await until(() => !observer.awareness.getStates().has(7), 10_000, 'forger removed')
+    expect(nameOf(observer, victimId)).toBe('victim')
+    expect(closes).toEqual([])
+  })
+
+  it('lets a reconnect of the same authenticated peer take its id over, and the old socket’s close removes nothing', async () => {
+    const url = await start({ secret })
+    const mint = (peerId: string) =>
+      mintToken({ secret, peerId, role: 'write', sessionId: 'room', ttlSeconds: 600 })
+    const observer = connect(url, 'room', 'v3', { token: await mint('observer') })
+    const alice = 9_001
+    const old = await connectWsPeer(url, `room?token=${await mint('alice')}`)
+    const fresh = await connectWsPeer(url, `room?token=${await mint('alice')}`)
+    const bob = await connectWsPeer(url, `room?token=${await mint('bob')}`)
+    peers.push(old, fresh, bob)
+    await Promise.all([old.whenSynced(), fresh.whenSynced(), bob.whenSynced()])
+    old.peer.sendRaw(awarenessUpdate([{ clientId: alice, clock: 1, state: { user: { name: 'alice' } } }]))
+    await until(() => nameOf(observer, alice) === 'alice', 10_000, 'observer sees alice')
+    // Another peer cannot; the same peer on its new connection can.
+    bob.peer.sendRaw(awarenessUpdate([{ clientId: alice, clock: 2, state: { user: { name: 'bob' } } }]))
+    fresh.peer.sendRaw(
+      awarenessUpdate([{ clientId: alice, clock: 3, state: { user: { name: 'alice again' } } }]),
+    )
+    await until(() => nameOf(observer, alice) === 'alice again', 10_000, 'observer sees the takeover')
+    expect(await forgedCount()).toBe(1)
+    // The old socket closes late: alice's presence, now owned by the fresh connection, stays.
+    old.close()
+    await old.closed
+    await until(() => server!.registry.get('room')!.connections.size === 3, 10_000, 'old socket detached')
+    // A marker through the fresh connection: anything the old close sent arrived before it.
+    fresh.peer.sendRaw(awarenessUpdate([{ clientId: alice, clock: 4, state: { user: { name: 'alice 4' } } }]))
+    await until(() => nameOf(observer, alice) === 'alice 4', 10_000, 'observer sees the marker')
+    expect(observer.awareness.getStates().has(alice)).toBe(true)
+    fresh.close()
+    await until(() => !observer.awareness.getStates().has(alice), 10_000, 'removed when its owner leaves')
   })
 })

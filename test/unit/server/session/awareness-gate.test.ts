@@ -14,6 +14,8 @@ const view: AwarenessView<string> = {
   ownerOf: (id) => ({ 1: 'alice', 2: 'bob' })[id],
   clockOf: (id) => ({ 1: 5, 2: 3, 9: 4 })[id] ?? 0,
   hasState: (id) => id === 1 || id === 2,
+  // "alice" and "alice-2" are two connections of one authenticated peer.
+  isSamePeer: (owner, sender) => owner.split('-')[0] === sender.split('-')[0],
 }
 
 describe('sortAwarenessEntries', () => {
@@ -45,5 +47,11 @@ describe('sortAwarenessEntries', () => {
     // 10 and 11 are new; 9 (left, newer clock) is reclaimed; 12 is a removal; 1 is alice's own.
     expect(verdict.introduced).toBe(3)
     expect(verdict.isWhole).toBe(true)
+  })
+
+  it('lets a second connection of the same peer take its ids over (a reconnect before the old close)', () => {
+    const verdict = sortAwarenessEntries([entry(1, 6)], 'alice-2', view)
+    expect(verdict).toMatchObject({ forged: [], isWhole: true, introduced: 1 })
+    expect(sortAwarenessEntries([entry(1, 6)], 'bob', view).forged).toEqual([entry(1, 6)])
   })
 })

@@ -12,9 +12,12 @@ import { afterEach, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 import * as Y from 'yjs'
 import { DEFAULT_CONFIG, parseConfig, type ServerConfig } from '../../server/config.js'
+import { createMemoryStore } from '../../server/persistence/memory-store.js'
+import type { Store } from '../../server/persistence/store.js'
 import { type SyncServer, startSyncServer } from '../../server/sync-server.js'
 import { CloseCode } from '../../shared/protocol/close-codes.js'
 import { encodeAwareness } from '../../shared/protocol/message.js'
+import { createControllableStore } from '../helpers/controllable-store.js'
 import { upgradeStatus } from '../helpers/http.js'
 import { until, withTimeout } from '../helpers/wait.js'
 import { connectWsPeer, type WsPeer } from '../helpers/ws-peer.js'
@@ -23,10 +26,11 @@ let server: SyncServer | undefined
 let dataDir: string | undefined
 const peers: WsPeer[] = []
 
-async function start(overrides: Partial<ServerConfig>): Promise<string> {
+async function start(overrides: Partial<ServerConfig>, store?: Store): Promise<string> {
   dataDir = await mkdtemp(path.join(os.tmpdir(), 'colloquy-limits-'))
   server = await startSyncServer({
     config: { ...DEFAULT_CONFIG, port: 0, dataDir, logLevel: 'silent', ...overrides },
+    ...(store === undefined ? {} : { store }),
   })
   return `ws://127.0.0.1:${server.port}`
 }
@@ -103,6 +107,23 @@ describe('limits', () => {
     nested.peer.sendRaw(awarenessUpdate([{ clientId: 99, json: `${'['.repeat(500)}${']'.repeat(500)}` }]))
     await new Promise((resolve) => setTimeout(resolve, 50))
     await expectUnharmed(bystander, victim, 'precious')
+  })
+
+  it('closes a writer with 4506 while the write backlog is over its bound, and takes writes again after', async () => {
+    const controllable = createControllableStore(createMemoryStore())
+    const url = await start({ maxQueuedWriteBytes: 1_000 }, controllable.store)
+    const writer = await join(url, 'backlog')
+    const release = controllable.hold()
+    writer.peer.doc.getText('t').insert(0, 'a'.repeat(2_000))
+    await controllable.whenAppendCalls(1)
+    writer.peer.doc.getText('t').insert(0, 'b')
+    expect(await withTimeout(writer.closed, 5_000, 'writer refused')).toBe(CloseCode.Overloaded)
+    release()
+    await until(() => server!.writeQueue.queuedBytes === 0, 5_000, 'backlog drained')
+    const again = await join(url, 'backlog')
+    again.peer.doc.getText('t').insert(0, 'c')
+    await again.peer.whenAcked(again.peer.requestAck())
+    expect(server!.registry.get('backlog')!.document.getText('t').toString()).toBe(`c${'a'.repeat(2_000)}`)
   })
 
   it('refuses connections past the per-session limit and attempts past the per-address limit with 429', async () => {

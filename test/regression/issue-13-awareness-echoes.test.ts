@@ -273,4 +273,27 @@ describe('regression #13.1 / #18.5: awareness echoes and ownership', () => {
     fresh.close()
     await until(() => !observer.awareness.getStates().has(alice), 10_000, 'removed when its owner leaves')
   })
+
+  it('charges no awareness rate for echoes: a peer echoing 200 states under a burst of 5 stays', async () => {
+    const url = await start({ awarenessPerSecond: 5, awarenessBurst: 5 })
+    const victim = connect(url, 'echoes', 'classic')
+    victim.awareness.setLocalStateField('user', { name: 'victim' })
+    const victimId = victim.doc.clientID
+    const echoer = await connectWsPeer(url, 'echoes')
+    peers.push(echoer)
+    await echoer.whenSynced()
+    await until(() => server!.registry.get('echoes')!.connections.size === 2, 10_000, 'both attached')
+    const observer = connect(url, 'echoes', 'v3')
+    await until(() => nameOf(observer, victimId) === 'victim', 10_000, 'observer sees the victim')
+    const clock = victim.awareness.meta.get(victimId)!.clock
+    for (let i = 0; i < 200; i++) {
+      echoer.peer.sendRaw(
+        awarenessUpdate([{ clientId: victimId, clock, state: { user: { name: 'victim' } } }]),
+      )
+    }
+    echoer.peer.sendRaw(awarenessUpdate([{ clientId: 77, clock: 1, state: { user: { name: 'echoer' } } }]))
+    await until(() => nameOf(observer, 77) === 'echoer', 10_000, 'observer sees the echoer')
+    expect(echoer.socket.readyState).toBe(WebSocket.OPEN)
+    expect(await forgedCount()).toBe(0)
+  })
 })

@@ -200,7 +200,7 @@ export class Session {
       // Only the ids this connection owns: an id it merely echoed or tried to forge stays its owner's.
       const owned = [...connection.awarenessClientIds]
       connection.awarenessClientIds.clear()
-      for (const id of owned) this.awarenessOwners.delete(id)
+      for (const id of owned) if (this.awarenessOwners.get(id) === connection) this.awarenessOwners.delete(id)
       const present = awareness === undefined ? [] : owned.filter((id) => awareness.states.has(id))
       if (awareness !== undefined && present.length > 0) {
         awarenessProtocol.removeAwarenessStates(awareness, present, connection)

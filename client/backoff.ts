@@ -4,7 +4,7 @@
 export interface BackoffOptions {
   /** Delay before the first retry, before jitter (default 500 ms). */
   readonly initialMs?: number
-  /** The cap: no delay is longer (default 30 000 ms). Non-retryable closes always wait this long. */
+  /** The cap: no delay is longer (default 30 000 ms). Policy closes (45xx limits) always wait this long. */
   readonly maxMs?: number
   /**
    * Fraction of the delay that is random, 0–1 (default 0.5): a delay `d` becomes a value in
@@ -58,7 +58,7 @@ export function backoffDelay(
   return Math.round(capped * (1 - options.jitter * random()))
 }
 
-/** The delay after a non-retryable close: the cap, jittered, so policy closes never hammer. */
+/** The delay after a policy close (rate or connection limits): the cap, jittered, so they never hammer. */
 export function maxBackoffDelay(options: ResolvedBackoff, random: () => number = Math.random): number {
   return Math.round(options.maxMs * (1 - options.jitter * random()))
 }

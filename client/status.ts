@@ -2,6 +2,7 @@
 // (shared/errors.ts), so the client and the server agree on which closes are worth retrying.
 
 import { ERRORS, type ErrorCode, errorForCloseCode } from '../shared/errors.js'
+import { isPermanentCloseCode } from '../shared/protocol/close-codes.js'
 
 /** Where a sync client stands. */
 export type ConnectionStatus = 'connecting' | 'connected' | 'offline' | 'error'
@@ -12,9 +13,10 @@ export type ConnectionStatus = 'connecting' | 'connected' | 'offline' | 'error'
  * @remarks
  * `offline` and `error` carry the close code and reason of the connection that ended (if there was
  * one) and, when a retry is scheduled, `retryInMs` and the retry's `attempt` number (1, 2, …).
- * `error` means the server refused the connection for a reason retrying will not fix (the shared
- * table marks its close code non-retryable): `errorCode` says which. The client still retries, at
- * the maximum backoff. `connecting` carries the `attempt` it belongs to (0 for a fresh connect).
+ * `error` means the server refused the connection for a reason retrying will not fix (a close code
+ * in 4400–4499, which the shared table marks non-retryable): `errorCode` says which. The client
+ * then stops reconnecting until `connect()` is called. `connecting` carries the `attempt` it belongs
+ * to (0 for a fresh connect).
  */
 export interface StatusEvent {
   readonly status: ConnectionStatus
@@ -31,7 +33,7 @@ export interface CloseVerdict {
   readonly reason: string
   /** Our error code for this close code, when the shared table has one. */
   readonly errorCode?: ErrorCode
-  /** False only for close codes the shared table marks non-retryable. */
+  /** False for close codes the shared table marks non-retryable, and any other in 4400–4499. */
   readonly isRetryable: boolean
   /** True for policy closes (rate limits): the client waits the longest backoff before retrying. */
   readonly isPolicy?: boolean
@@ -50,7 +52,8 @@ const STANDARD_REASONS: Readonly<Record<number, string>> = {
 /**
  * Classifies a close code (and the reason the server gave) with the shared error table.
  *
- * @remarks Codes not in the table (network drops, 1006, codes of other servers) are retryable.
+ * @remarks Codes not in the table (network drops, 1006, codes of other servers) are retryable,
+ * except 4400–4499, which by the convention stock clients follow means reconnecting cannot help.
  */
 export function classifyClose(closeCode: number, reason: string): CloseVerdict {
   const errorCode = errorForCloseCode(closeCode)
@@ -58,7 +61,7 @@ export function classifyClose(closeCode: number, reason: string): CloseVerdict {
     return {
       closeCode,
       reason: reason.length > 0 ? reason : (STANDARD_REASONS[closeCode] ?? `closed with code ${closeCode}`),
-      isRetryable: true,
+      isRetryable: !isPermanentCloseCode(closeCode),
     }
   }
   const info = ERRORS[errorCode]

@@ -155,9 +155,10 @@ function reportListenerError(error: unknown): void {
  * - Local updates go out as sync updates; with acks on, a sync-status with a new counter follows
  *   each batch of them (at most one per microtask). An echoed counter covers every change made
  *   before it was sent.
- * - Reconnects with capped exponential backoff and jitter. A close code the shared error table
- *   marks non-retryable gives status `error` and the maximum delay; the backoff resets once a
- *   connection has stayed synced for `backoff.resetAfterMs`.
+ * - Reconnects with capped exponential backoff and jitter; the backoff resets once a connection
+ *   has stayed synced for `backoff.resetAfterMs`. Policy closes (4529–4531) wait the maximum delay.
+ *   A close the shared error table marks non-retryable (4400–4499) gives status `error` and stops
+ *   reconnecting until `connect()`; an expired token (4301) reconnects with a fresh one.
  *
  * @throws ColloquyError `invalid-session-id`; Error when there is no WebSocket class; RangeError on
  * bad backoff options.
@@ -288,18 +289,26 @@ export function createSyncClient(options: SyncClientOptions): SyncClient {
       setStatus({ status: 'offline', reason: ending.reason, ...closeFields(ending) })
       return
     }
+    if (!ending.isRetryable) {
+      // 4400–4499: the server decided, and reconnecting cannot change it (a stock y-websocket 3.x
+      // provider stops too). Stay stopped until the application calls connect().
+      shouldConnect = false
+      attempt = 0
+      clearTimeout(retryTimer)
+      retryTimer = undefined
+      setStatus({ status: 'error', reason: ending.reason, ...closeFields(ending) })
+      return
+    }
     attempt++
-    const retryInMs =
-      ending.isRetryable && ending.isPolicy !== true
-        ? backoffDelay(attempt, backoff)
-        : maxBackoffDelay(backoff)
+    // A policy close (45xx rate or connection limits) waits the longest delay, never hammering.
+    const retryInMs = ending.isPolicy === true ? maxBackoffDelay(backoff) : backoffDelay(attempt, backoff)
     clearTimeout(retryTimer)
     retryTimer = setTimeout(() => {
       retryTimer = undefined
       open()
     }, retryInMs)
     setStatus({
-      status: ending.isRetryable ? 'offline' : 'error',
+      status: 'offline',
       reason: ending.reason,
       ...closeFields(ending),
       retryInMs,
@@ -400,7 +409,9 @@ export function createSyncClient(options: SyncClientOptions): SyncClient {
     try {
       handle(connection, decodeMessage(frame))
     } catch (error) {
-      fail(connection, toColloquyError(error))
+      const err = toColloquyError(error)
+      // A message type we do not know is ignored, as y-protocols peers do: the protocol grows so.
+      if (err.code !== 'unknown-message-type') fail(connection, err)
     }
   }
 

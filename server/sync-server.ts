@@ -134,7 +134,7 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
     if (isClosing) return new ColloquyError('shutting-down')
     if (writeQueue.isFailing) return new ColloquyError('storage-unavailable')
     if (writeQueue.queuedBytes > config.maxQueuedWriteBytes) {
-      return new ColloquyError('storage-unavailable', 'write backlog over its bound')
+      return new ColloquyError('overloaded', 'write backlog over its bound')
     }
     return undefined
   }

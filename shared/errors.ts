@@ -13,6 +13,7 @@ export type ErrorCode =
   | 'loading-queue-full'
   | 'session-load-failed'
   | 'storage-unavailable'
+  | 'overloaded'
   | 'invalid-session-id'
   | 'shutting-down'
   | 'session-exists'
@@ -43,7 +44,15 @@ export interface ErrorInfo {
   readonly isPolicy?: boolean
 }
 
-/** The one table of error codes. `docs` and `shared/protocol/PROTOCOL.md` list the same rows. */
+/**
+ * The one table of error codes. `docs` and `shared/protocol/PROTOCOL.md` list the same rows.
+ *
+ * @remarks
+ * Close codes follow the convention stock clients read (see `close-codes.ts`): a row with a close
+ * code in 4400–4499 is never retryable, one in 4500–4599 always is. `token-expired` (4301) stands
+ * apart: retryable once the token is refreshed. The first row for a close code names it
+ * ({@link errorForCloseCode}).
+ */
 export const ERRORS: Readonly<Record<ErrorCode, ErrorInfo>> = {
   'malformed-message': {
     closeCode: CloseCode.MalformedMessage,
@@ -57,8 +66,10 @@ export const ERRORS: Readonly<Record<ErrorCode, ErrorInfo>> = {
     reason: 'text frames are not accepted',
     isRetryable: false,
   },
+  // Never a close: a frame of an unknown type is ignored and counted (protocol version 2). Listed
+  // after `malformed-message`, so close code 4400 still maps back to that.
   'unknown-message-type': {
-    closeCode: CloseCode.UnknownMessageType,
+    closeCode: CloseCode.MalformedMessage,
     httpStatus: 400,
     reason: 'unknown message type',
     isRetryable: false,
@@ -93,6 +104,12 @@ export const ERRORS: Readonly<Record<ErrorCode, ErrorInfo>> = {
     reason: 'storage unavailable, writes refused',
     isRetryable: true,
   },
+  overloaded: {
+    closeCode: CloseCode.Overloaded,
+    httpStatus: 503,
+    reason: 'write backlog full, writes refused for now',
+    isRetryable: true,
+  },
   'invalid-session-id': {
     closeCode: CloseCode.MalformedMessage,
     httpStatus: 400,
@@ -111,6 +128,12 @@ export const ERRORS: Readonly<Record<ErrorCode, ErrorInfo>> = {
     reason: 'missing or invalid token',
     isRetryable: false,
   },
+  forbidden: {
+    closeCode: CloseCode.Forbidden,
+    httpStatus: 403,
+    reason: 'forbidden',
+    isRetryable: false,
+  },
   'token-expired': {
     closeCode: CloseCode.TokenExpired,
     httpStatus: 401,
@@ -118,7 +141,7 @@ export const ERRORS: Readonly<Record<ErrorCode, ErrorInfo>> = {
     isRetryable: true,
   },
   'read-only': {
-    closeCode: CloseCode.InternalError,
+    closeCode: CloseCode.Forbidden,
     httpStatus: 403,
     reason: 'read-only access: writes are refused',
     isRetryable: false,
@@ -186,12 +209,6 @@ export const ERRORS: Readonly<Record<ErrorCode, ErrorInfo>> = {
     closeCode: CloseCode.InternalError,
     httpStatus: 400,
     reason: 'bad request',
-    isRetryable: false,
-  },
-  forbidden: {
-    closeCode: CloseCode.InternalError,
-    httpStatus: 403,
-    reason: 'forbidden',
     isRetryable: false,
   },
   'not-found': {

@@ -1,6 +1,9 @@
 // The limits a server enforces, with their defaults. README.md and docs/operations.md list them.
 
-/** Per-connection, per-session and per-address limits. 0 disables a rate or count limit. */
+/**
+ * Per-connection, per-session and per-address limits. `0` disables any of them: a rate or its
+ * burst (that bucket), a size or a count.
+ */
 export interface Limits {
   /** Sync updates a connection may send per second (sustained) and in a burst. */
   readonly updatesPerSecond: number

@@ -6,9 +6,11 @@ export interface TokenBucket {
   take(amount: number, now: number): boolean
 }
 
-/** Creates a full bucket. A rate of 0 or less means "unlimited". */
+const UNLIMITED: TokenBucket = { take: () => true }
+
+/** Creates a full bucket. A rate or a burst of 0 (or less) means "unlimited": 0 disables a limit. */
 export function createTokenBucket(ratePerSecond: number, burst: number, now: number): TokenBucket {
-  if (ratePerSecond <= 0) return { take: () => true }
+  if (ratePerSecond <= 0 || burst <= 0) return UNLIMITED
   let tokens = burst
   let updatedAt = now
   return {

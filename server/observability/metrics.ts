@@ -16,6 +16,8 @@ export interface Metrics {
   readonly framesOut: Counter
   readonly bytesOut: Counter
   readonly rejects: Counter<'reason'>
+  readonly awarenessForged: Counter
+  readonly unknownMessages: Counter
   readonly commitBatchEntries: Histogram
   readonly commitSeconds: Histogram
   readonly commitFailures: Counter
@@ -135,6 +137,16 @@ export function createMetrics(sources: MetricsSources): Metrics {
       labelNames: ['reason'] as const,
       registers,
     }),
+    awarenessForged: new Counter({
+      name: 'colloquy_awareness_forged_total',
+      help: 'Awareness entries dropped: they changed a client id another connection owns.',
+      registers,
+    }),
+    unknownMessages: new Counter({
+      name: 'colloquy_unknown_messages_total',
+      help: 'Frames of a message type the server does not know, ignored.',
+      registers,
+    }),
     commitBatchEntries: new Histogram({
       name: 'colloquy_commit_batch_entries',
       help: 'Updates per group commit.',
@@ -187,6 +199,12 @@ export function createMetrics(sources: MetricsSources): Metrics {
     },
     rejected(code) {
       metrics.rejects.inc({ reason: code })
+    },
+    awarenessForged(entries) {
+      metrics.awarenessForged.inc(entries)
+    },
+    unknownMessage() {
+      metrics.unknownMessages.inc()
     },
   }
 

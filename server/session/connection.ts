@@ -19,8 +19,13 @@ export interface ConnectionPolicy {
 export class Connection {
   readonly peer: Peer
   readonly policy: ConnectionPolicy | undefined
-  /** Awareness client ids this connection has announced; removed for everyone when it closes. */
+  /**
+   * Awareness client ids this connection owns (it introduced them); removed for everyone when it
+   * closes. Ids it only echoed, or tried to change while another connection owned them, are not here.
+   */
   readonly awarenessClientIds = new Set<number>()
+  /** Awareness entries dropped because they changed an id another connection owns (for logs). */
+  forgedAwarenessEntries = 0
   /** Frames received before the session finished loading, in arrival order. */
   loadingQueue: Uint8Array[] = []
   loadingQueueBytes = 0

@@ -5,7 +5,7 @@
 import * as awarenessProtocol from 'y-protocols/awareness'
 import * as Y from 'yjs'
 import { ColloquyError, toColloquyError } from '../../shared/errors.js'
-import { decodeAwarenessUpdate } from '../../shared/protocol/awareness-validate.js'
+import { decodeAwarenessUpdate, encodeAwarenessUpdate } from '../../shared/protocol/awareness-validate.js'
 import {
   decodeMessage,
   encodeAwareness,
@@ -18,6 +18,7 @@ import {
 import { decodeStateVectorStrict, validateUpdate } from '../../shared/protocol/yjs-validate.js'
 import type { Logger } from '../observability/log.js'
 import type { AppendEntry, Store } from '../persistence/store.js'
+import { type AwarenessView, sortAwarenessEntries } from './awareness-gate.js'
 import { Connection, type ConnectionPolicy } from './connection.js'
 import type { Peer, Topic } from './peer.js'
 import { createReplyWatch, type ReplyWatch } from './reply-watch.js'
@@ -33,13 +34,13 @@ export interface WriteSink {
 
 /** Limits a session enforces on its own. */
 export interface SessionLimits {
-  /** Frames a connection may send before the session has loaded. */
+  /** Frames a connection may send before the session has loaded (0: no count limit). */
   readonly maxLoadingQueueMessages: number
   /** Bytes a connection may send before the session has loaded. */
   readonly maxLoadingQueueBytes: number
-  /** Largest awareness message (bytes); undefined: no limit. */
+  /** Largest awareness message (bytes); undefined or 0: no limit. */
   readonly maxAwarenessBytes?: number
-  /** Awareness client ids one connection may announce; undefined: no limit. */
+  /** Awareness client ids one connection may own; undefined or 0: no limit. */
   readonly maxAwarenessClientsPerConnection?: number
   /** Stored bytes past which the session refuses writes (reads still served); undefined: no quota. */
   readonly sessionQuotaBytes?: number
@@ -55,6 +56,10 @@ export interface SessionObserver {
   ackReleased?(ms: number): void
   /** A connection was closed or a write refused for `code`. */
   rejected?(code: string): void
+  /** Awareness entries were dropped because they changed a state another connection owns. */
+  awarenessForged?(entries: number): void
+  /** A frame of a message type the server does not know was ignored. */
+  unknownMessage?(): void
 }
 
 /** What a session is given by its registry. */
@@ -80,6 +85,9 @@ export interface SessionContext {
 }
 
 export type SessionState = 'loading' | 'ready' | 'ended'
+
+/** The peer id of every connection on a server without a secret (see ConnectionPolicy.peerId). */
+const ANONYMOUS_PEER_ID = 'anonymous'
 
 /** The origin of transactions that rebuild a session from storage. */
 export const LOAD_ORIGIN = Symbol('colloquy-load')
@@ -144,6 +152,8 @@ export class Session {
   private doc: Y.Doc | undefined
   private awareness: awarenessProtocol.Awareness | undefined
   private replyWatch: ReplyWatch | undefined
+  /** The live connection that owns each awareness client id (the one that introduced it). */
+  private readonly awarenessOwners = new Map<number, Connection>()
   private ackWaiters: AckWaiter[] = []
   private durableWaiters: { seq: number; resolve: () => void; reject: (error: unknown) => void }[] = []
   private isUnloadWanted = false
@@ -184,7 +194,9 @@ export class Session {
     try {
       this.handle(connection, decodeMessage(frame), frame)
     } catch (error) {
-      this.reject(connection, error)
+      if (error instanceof ColloquyError && error.code === 'unknown-message-type')
+        this.ignore(connection, error)
+      else this.reject(connection, error)
     }
   }
 
@@ -194,12 +206,15 @@ export class Session {
     connection.isClosed = true
     this.ctx.topic.unsubscribe(connection.peer)
     const awareness = this.awareness
-    if (awareness !== undefined && connection.awarenessClientIds.size > 0) {
-      const ids = [...connection.awarenessClientIds].filter((id) => awareness.states.has(id))
+    if (connection.awarenessClientIds.size > 0) {
+      // Only the ids this connection owns: an id it merely echoed or tried to forge stays its owner's.
+      const owned = [...connection.awarenessClientIds]
       connection.awarenessClientIds.clear()
-      if (ids.length > 0) {
-        awarenessProtocol.removeAwarenessStates(awareness, ids, connection)
-        this.ctx.topic.publish(encodeAwareness(awarenessProtocol.encodeAwarenessUpdate(awareness, ids)))
+      for (const id of owned) if (this.awarenessOwners.get(id) === connection) this.awarenessOwners.delete(id)
+      const present = awareness === undefined ? [] : owned.filter((id) => awareness.states.has(id))
+      if (awareness !== undefined && present.length > 0) {
+        awarenessProtocol.removeAwarenessStates(awareness, present, connection)
+        this.ctx.topic.publish(encodeAwareness(awarenessProtocol.encodeAwarenessUpdate(awareness, present)))
       }
     }
     if (this.connections.size === 0 && this.state === 'ready') this.ctx.onIdle(this)
@@ -379,7 +394,7 @@ export class Session {
   private queueWhileLoading(connection: Connection, frame: Uint8Array): void {
     const { maxLoadingQueueMessages, maxLoadingQueueBytes } = this.ctx.limits
     if (
-      connection.loadingQueue.length >= maxLoadingQueueMessages ||
+      (maxLoadingQueueMessages > 0 && connection.loadingQueue.length >= maxLoadingQueueMessages) ||
       connection.loadingQueueBytes + frame.length > maxLoadingQueueBytes
     ) {
       this.reject(connection, new ColloquyError('loading-queue-full'))
@@ -403,26 +418,9 @@ export class Session {
       case 'sync-update':
         this.applyUpdate(connection, message.update, frame)
         return
-      case 'awareness': {
-        const { maxAwarenessBytes, maxAwarenessClientsPerConnection } = this.ctx.limits
-        if (maxAwarenessBytes !== undefined && message.update.length > maxAwarenessBytes) {
-          throw new ColloquyError('awareness-limit', `awareness message of ${message.update.length} bytes`)
-        }
-        if (connection.policy?.awareness.take(1, this.ctx.now()) === false) {
-          throw new ColloquyError('awareness-limit', 'awareness rate exceeded')
-        }
-        const entries = decodeAwarenessUpdate(message.update)
-        if (maxAwarenessClientsPerConnection !== undefined) {
-          const ids = new Set(connection.awarenessClientIds)
-          for (const entry of entries) ids.add(entry.clientId)
-          if (ids.size > maxAwarenessClientsPerConnection) {
-            throw new ColloquyError('awareness-limit', `${ids.size} awareness client ids on one connection`)
-          }
-        }
-        awarenessProtocol.applyAwarenessUpdate(this.awareness!, message.update, connection)
-        this.ctx.topic.publish(frame, connection.peer)
+      case 'awareness':
+        this.receiveAwareness(connection, message.update, frame)
         return
-      }
       case 'query-awareness': {
         const awareness = this.awareness!
         connection.send(
@@ -437,6 +435,71 @@ export class Session {
         this.acknowledge(connection, frame)
         return
     }
+  }
+
+  /**
+   * Applies and relays the awareness entries a connection may change.
+   *
+   * @remarks
+   * The sender's own ids and the ids it introduces are applied and relayed; echoes of states the
+   * server already has (stock providers re-broadcast every state they receive) pass silently and
+   * cost nothing; changes to an id another live connection owns are dropped, logged and counted.
+   * Size, rate and the own-id count limit apply to what the connection really sends of its own.
+   */
+  private receiveAwareness(connection: Connection, update: Uint8Array, frame: Uint8Array): void {
+    const { maxAwarenessBytes, maxAwarenessClientsPerConnection } = this.ctx.limits
+    if (maxAwarenessBytes !== undefined && maxAwarenessBytes > 0 && update.length > maxAwarenessBytes) {
+      throw new ColloquyError('awareness-limit', `awareness message of ${update.length} bytes`)
+    }
+    const awareness = this.awareness!
+    const verdict = sortAwarenessEntries(decodeAwarenessUpdate(update), connection, this.awarenessView)
+    if (verdict.accepted.length === 0 && verdict.forged.length === 0) return
+    if (connection.policy?.awareness.take(1, this.ctx.now()) === false) {
+      throw new ColloquyError('awareness-limit', 'awareness rate exceeded')
+    }
+    if (
+      maxAwarenessClientsPerConnection !== undefined &&
+      maxAwarenessClientsPerConnection > 0 &&
+      connection.awarenessClientIds.size + verdict.introduced > maxAwarenessClientsPerConnection
+    ) {
+      const ids = connection.awarenessClientIds.size + verdict.introduced
+      throw new ColloquyError('awareness-limit', `${ids} awareness client ids on one connection`)
+    }
+    if (verdict.forged.length > 0) this.refuseForgedAwareness(connection, verdict.forged)
+    if (verdict.accepted.length === 0) return
+    const accepted = verdict.isWhole ? update : encodeAwarenessUpdate(verdict.accepted)
+    awarenessProtocol.applyAwarenessUpdate(awareness, accepted, connection)
+    this.ctx.topic.publish(verdict.isWhole ? frame : encodeAwareness(accepted), connection.peer)
+  }
+
+  private refuseForgedAwareness(connection: Connection, forged: readonly { clientId: number }[]): void {
+    this.ctx.observer?.awarenessForged?.(forged.length)
+    // Logged once per connection at warn (the rate limit bounds the rest): enough to find the peer.
+    const log = connection.forgedAwarenessEntries === 0 ? this.ctx.logger.warn : this.ctx.logger.debug
+    connection.forgedAwarenessEntries += forged.length
+    log.call(
+      this.ctx.logger,
+      {
+        session: this.id,
+        peer: connection.peer.id,
+        peerId: connection.policy?.peerId,
+        remote: connection.peer.remote,
+        clientIds: forged.slice(0, 8).map((entry) => entry.clientId),
+        entries: forged.length,
+      },
+      'awareness entries dropped: client ids owned by another connection',
+    )
+  }
+
+  private readonly awarenessView: AwarenessView<Connection> = {
+    ownerOf: (clientId) => this.awarenessOwners.get(clientId),
+    clockOf: (clientId) => this.awareness?.meta.get(clientId)?.clock ?? 0,
+    hasState: (clientId) => this.awareness?.states.has(clientId) === true,
+    // Anonymous peers all share one id: none of them may take another's presence over.
+    isSamePeer: (owner, sender) =>
+      owner.policy !== undefined &&
+      owner.policy.peerId !== ANONYMOUS_PEER_ID &&
+      owner.policy.peerId === sender.policy?.peerId,
   }
 
   /**
@@ -584,6 +647,19 @@ export class Session {
     }
   }
 
+  /**
+   * A message type (or sync type) this server does not know: ignored, as y-protocols peers do, so
+   * the protocol can grow; counted and logged at debug.
+   */
+  private ignore(connection: Connection, error: ColloquyError): void {
+    this.ctx.observer?.unknownMessage?.()
+    this.ctx.logger.debug(
+      { session: this.id, peer: connection.peer.id, remote: connection.peer.remote, code: error.code },
+      'message ignored: %s',
+      error.message,
+    )
+  }
+
   private reject(connection: Connection, error: unknown): void {
     const err = toColloquyError(error)
     this.ctx.observer?.rejected?.(err.code)
@@ -602,9 +678,21 @@ export class Session {
     origin: unknown,
   ): void => {
     if (!(origin instanceof Connection)) return
-    for (const id of changes.added) origin.awarenessClientIds.add(id)
-    for (const id of changes.updated) origin.awarenessClientIds.add(id)
-    for (const id of changes.removed) origin.awarenessClientIds.delete(id)
+    // Only what the gate accepted reaches here with a Connection origin: the ids it owns.
+    for (const id of changes.added) this.claimAwareness(origin, id)
+    for (const id of changes.updated) this.claimAwareness(origin, id)
+    for (const id of changes.removed) {
+      if (this.awarenessOwners.get(id) === origin) this.awarenessOwners.delete(id)
+      origin.awarenessClientIds.delete(id)
+    }
+  }
+
+  private claimAwareness(connection: Connection, clientId: number): void {
+    const previous = this.awarenessOwners.get(clientId)
+    if (previous === connection) return
+    previous?.awarenessClientIds.delete(clientId)
+    this.awarenessOwners.set(clientId, connection)
+    connection.awarenessClientIds.add(clientId)
   }
 }
 

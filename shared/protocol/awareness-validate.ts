@@ -1,15 +1,19 @@
 // Validation of awareness updates before y-protocols applies them: every entry must decode and its
-// state must be JSON, so an update is applied whole or refused whole.
+// state must be JSON, so an update is applied whole or refused whole. Also re-encodes a subset of
+// entries byte for byte (the server relays only the entries it accepted).
 
 import * as decoding from 'lib0/decoding'
+import * as encoding from 'lib0/encoding'
 import { ColloquyError } from '../errors.js'
 
 /** One decoded entry of an awareness update. */
 export interface AwarenessEntry {
   readonly clientId: number
   readonly clock: number
-  /** The state's JSON text (`null` means the client left). */
+  /** The state's JSON text as received (`null` means the client left). */
   readonly stateJson: string
+  /** True when the state is JSON `null`: the entry removes the client's presence. */
+  readonly isRemoval: boolean
 }
 
 /**
@@ -27,8 +31,8 @@ export function decodeAwarenessUpdate(update: Uint8Array): AwarenessEntry[] {
       const clientId = decoding.readVarUint(decoder)
       const clock = decoding.readVarUint(decoder)
       const stateJson = decoding.readVarString(decoder)
-      JSON.parse(stateJson)
-      entries.push({ clientId, clock, stateJson })
+      const isRemoval = JSON.parse(stateJson) === null
+      entries.push({ clientId, clock, stateJson, isRemoval })
     }
     if (decoding.hasContent(decoder)) throw new Error('trailing bytes after awareness update')
     return entries
@@ -39,4 +43,20 @@ export function decodeAwarenessUpdate(update: Uint8Array): AwarenessEntry[] {
       { cause: error },
     )
   }
+}
+
+/**
+ * Encodes entries as an awareness update (y-protocols layout), each state's JSON text as received.
+ *
+ * @remarks `encodeAwarenessUpdate(decodeAwarenessUpdate(u))` gives back `u` byte for byte.
+ */
+export function encodeAwarenessUpdate(entries: readonly AwarenessEntry[]): Uint8Array {
+  const encoder = encoding.createEncoder()
+  encoding.writeVarUint(encoder, entries.length)
+  for (const entry of entries) {
+    encoding.writeVarUint(encoder, entry.clientId)
+    encoding.writeVarUint(encoder, entry.clock)
+    encoding.writeVarString(encoder, entry.stateJson)
+  }
+  return encoding.toUint8Array(encoder)
 }

@@ -6,6 +6,12 @@ import * as decoding from 'lib0/decoding'
 import * as encoding from 'lib0/encoding'
 import { ColloquyError } from '../errors.js'
 
+/**
+ * The version of the protocol this file and PROTOCOL.md describe. Not sent on the wire (the
+ * y-websocket protocol has no version field); it names a set of behaviours for docs and changelogs.
+ */
+export const PROTOCOL_VERSION = 2
+
 /** The leading varUint of every message. */
 export const MessageType = {
   Sync: 0,
@@ -65,7 +71,9 @@ function expectEnd(decoder: decoding.Decoder): void {
  * @remarks
  * Strict: a truncated frame, a length that runs past the end, a varUint over 2^53, trailing bytes
  * or an unknown type throw a {@link ColloquyError} (`malformed-message` or `unknown-message-type`);
- * nothing else is ever thrown. The Yjs payloads are not validated here: see `validateUpdate`.
+ * nothing else is ever thrown. Peers ignore `unknown-message-type` (the protocol grows by new
+ * types) and close on `malformed-message`. The Yjs payloads are not validated here: see
+ * `validateUpdate`.
  */
 export function decodeMessage(frame: Uint8Array): Message {
   const decoder = decoding.createDecoder(frame)

@@ -11,10 +11,13 @@ import * as prng from 'lib0/prng'
 import { afterEach, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 import * as Y from 'yjs'
-import { DEFAULT_CONFIG, type ServerConfig } from '../../server/config.js'
+import { DEFAULT_CONFIG, parseConfig, type ServerConfig } from '../../server/config.js'
+import { createMemoryStore } from '../../server/persistence/memory-store.js'
+import type { Store } from '../../server/persistence/store.js'
 import { type SyncServer, startSyncServer } from '../../server/sync-server.js'
 import { CloseCode } from '../../shared/protocol/close-codes.js'
 import { encodeAwareness } from '../../shared/protocol/message.js'
+import { createControllableStore } from '../helpers/controllable-store.js'
 import { upgradeStatus } from '../helpers/http.js'
 import { until, withTimeout } from '../helpers/wait.js'
 import { connectWsPeer, type WsPeer } from '../helpers/ws-peer.js'
@@ -23,10 +26,11 @@ let server: SyncServer | undefined
 let dataDir: string | undefined
 const peers: WsPeer[] = []
 
-async function start(overrides: Partial<ServerConfig>): Promise<string> {
+async function start(overrides: Partial<ServerConfig>, store?: Store): Promise<string> {
   dataDir = await mkdtemp(path.join(os.tmpdir(), 'colloquy-limits-'))
   server = await startSyncServer({
     config: { ...DEFAULT_CONFIG, port: 0, dataDir, logLevel: 'silent', ...overrides },
+    ...(store === undefined ? {} : { store }),
   })
   return `ws://127.0.0.1:${server.port}`
 }
@@ -103,6 +107,23 @@ describe('limits', () => {
     nested.peer.sendRaw(awarenessUpdate([{ clientId: 99, json: `${'['.repeat(500)}${']'.repeat(500)}` }]))
     await new Promise((resolve) => setTimeout(resolve, 50))
     await expectUnharmed(bystander, victim, 'precious')
+  })
+
+  it('closes a writer with 4506 while the write backlog is over its bound, and takes writes again after', async () => {
+    const controllable = createControllableStore(createMemoryStore())
+    const url = await start({ maxQueuedWriteBytes: 1_000 }, controllable.store)
+    const writer = await join(url, 'backlog')
+    const release = controllable.hold()
+    writer.peer.doc.getText('t').insert(0, 'a'.repeat(2_000))
+    await controllable.whenAppendCalls(1)
+    writer.peer.doc.getText('t').insert(0, 'b')
+    expect(await withTimeout(writer.closed, 5_000, 'writer refused')).toBe(CloseCode.Overloaded)
+    release()
+    await until(() => server!.writeQueue.queuedBytes === 0, 5_000, 'backlog drained')
+    const again = await join(url, 'backlog')
+    again.peer.doc.getText('t').insert(0, 'c')
+    await again.peer.whenAcked(again.peer.requestAck())
+    expect(server!.registry.get('backlog')!.document.getText('t').toString()).toBe(`c${'a'.repeat(2_000)}`)
   })
 
   it('refuses connections past the per-session limit and attempts past the per-address limit with 429', async () => {
@@ -230,3 +251,168 @@ describe('hostile input', () => {
     expect(rebuilt.getText('t').toString()).toContain('precious')
   })
 })
+
+/** What a scenario saw: the limit refused something (a close, an HTTP 429, a denied write), or not. */
+type Outcome = 'refused' | 'passed'
+
+/** Resolves 'refused' if the peer is closed before its next ack comes back, 'passed' otherwise. */
+async function ackOrClose(peer: WsPeer): Promise<Outcome> {
+  return withTimeout(
+    Promise.race([
+      peer.closed.then(() => 'refused' as const),
+      peer.peer.whenAcked(peer.peer.requestAck()).then(() => 'passed' as const),
+    ]),
+    10_000,
+    'ack or close',
+  )
+}
+
+/** Awareness update entries of one client id, with increasing clocks. */
+function ownAwareness(clientId: number, clock: number, state: unknown): Uint8Array {
+  const e = encoding.createEncoder()
+  encoding.writeVarUint(e, 1)
+  encoding.writeVarUint(e, clientId)
+  encoding.writeVarUint(e, clock)
+  encoding.writeVarString(e, JSON.stringify(state))
+  return encodeAwareness(encoding.toUint8Array(e))
+}
+
+/**
+ * One row per limit flag: the flags that make it tight, the flag set to 0 (the others kept tight, so
+ * the 0 alone must lift the limit), and a scenario well past the tight value.
+ */
+const zeroCases: {
+  flag: string
+  tight: string[]
+  scenario: (url: string) => Promise<Outcome>
+}[] = [
+  {
+    flag: 'updates-per-second',
+    tight: ['--updates-per-second', '5', '--updates-burst', '5'],
+    scenario: async (url) => {
+      const peer = await join(url, 'z')
+      for (let i = 0; i < 60; i++) peer.peer.doc.getMap('m').set(`k${i}`, i)
+      return ackOrClose(peer)
+    },
+  },
+  {
+    flag: 'update-bytes-per-second',
+    tight: ['--update-bytes-per-second', '1000', '--update-bytes-burst', '1000'],
+    scenario: async (url) => {
+      const peer = await join(url, 'z')
+      for (let i = 0; i < 10; i++) peer.peer.doc.getText('t').insert(0, 'b'.repeat(500))
+      return ackOrClose(peer)
+    },
+  },
+  {
+    flag: 'max-awareness-bytes',
+    tight: ['--max-awareness-bytes', '100'],
+    scenario: async (url) => {
+      const peer = await join(url, 'z')
+      peer.peer.sendRaw(ownAwareness(5, 1, { pad: 'p'.repeat(1_000) }))
+      return ackOrClose(peer)
+    },
+  },
+  {
+    flag: 'awareness-per-second',
+    tight: ['--awareness-per-second', '5', '--awareness-burst', '5'],
+    scenario: async (url) => {
+      const peer = await join(url, 'z')
+      for (let i = 1; i <= 60; i++) peer.peer.sendRaw(ownAwareness(5, i, { n: i }))
+      return ackOrClose(peer)
+    },
+  },
+  {
+    flag: 'max-awareness-clients-per-connection',
+    tight: ['--max-awareness-clients-per-connection', '2'],
+    scenario: async (url) => {
+      const peer = await join(url, 'z')
+      peer.peer.sendRaw(
+        awarenessUpdate(Array.from({ length: 20 }, (_, i) => ({ clientId: i + 1, json: '{}' }))),
+      )
+      return ackOrClose(peer)
+    },
+  },
+  {
+    flag: 'max-connections-per-session',
+    tight: ['--max-connections-per-session', '2'],
+    scenario: async (url) => {
+      for (let i = 0; i < 2; i++) await join(url, 'z')
+      const statuses = [await upgradeStatus(`${url}/z`), await upgradeStatus(`${url}/z`)]
+      return statuses.every((status) => status === 101) ? 'passed' : 'refused'
+    },
+  },
+  {
+    flag: 'max-connection-attempts-per-ip',
+    tight: ['--max-connection-attempts-per-ip', '3', '--connection-attempt-window-ms', '60000'],
+    scenario: async (url) => {
+      const statuses: number[] = []
+      for (let i = 0; i < 8; i++) statuses.push(await upgradeStatus(`${url}/a-${i}`))
+      return statuses.every((status) => status === 101) ? 'passed' : 'refused'
+    },
+  },
+  {
+    flag: 'max-sessions-in-memory',
+    tight: ['--max-sessions-in-memory', '2'],
+    scenario: async (url) => {
+      // Sessions with a connection are never idle, so none can be unloaded to make room.
+      for (let i = 0; i < 2; i++) await join(url, `s-${i}`)
+      const statuses = [await upgradeStatus(`${url}/s-2`), await upgradeStatus(`${url}/s-3`)]
+      return statuses.every((status) => status === 101) ? 'passed' : 'refused'
+    },
+  },
+  {
+    flag: 'session-quota-bytes',
+    tight: ['--session-quota-bytes', '1000'],
+    scenario: async (url) => {
+      const peer = await join(url, 'z')
+      peer.peer.doc.getText('t').insert(0, 'q'.repeat(3_000))
+      await ackOrClose(peer)
+      return peer.peer.messages.some((m) => m.type === 'auth') ? 'refused' : 'passed'
+    },
+  },
+]
+
+/** The bursts: 0 lifts the bucket even when its rate is tight. */
+const burstCases = [
+  { flag: 'updates-burst', of: 'updates-per-second' },
+  { flag: 'update-bytes-burst', of: 'update-bytes-per-second' },
+  { flag: 'awareness-burst', of: 'awareness-per-second' },
+]
+for (const { flag, of } of burstCases) {
+  const base = zeroCases.find((c) => c.flag === of)!
+  zeroCases.push({ flag, tight: base.tight, scenario: base.scenario })
+}
+
+/** Starts a server with the limits `argv` sets, parsed as the command line would be. */
+async function startWith(argv: string[]): Promise<string> {
+  const parsed = parseConfig(argv, {})
+  const keys = argv.filter((arg) => arg.startsWith('--')).map((arg) => flagKey(arg.slice(2)))
+  return start(Object.fromEntries(keys.map((key) => [key, parsed[key]])))
+}
+
+async function stop(): Promise<void> {
+  for (const peer of peers.splice(0)) peer.socket.terminate()
+  await server?.close()
+  server = undefined
+  if (dataDir !== undefined) await rm(dataDir, { recursive: true, force: true })
+  dataDir = undefined
+}
+
+describe('0 disables a limit', () => {
+  it.each(zeroCases.map((c) => [c.flag, c] as const))('--%s 0 lifts it', async (flag, row) => {
+    expect(await row.scenario(await startWith(row.tight)), `${flag} tight`).toBe('refused')
+    await stop()
+    const zero = [...row.tight]
+    const at = zero.indexOf(`--${flag}`)
+    if (at >= 0) zero[at + 1] = '0'
+    else zero.push(`--${flag}`, '0')
+    expect(parseConfig(zero, {})[flagKey(flag)], `${flag} parsed`).toBe(0)
+    expect(await row.scenario(await startWith(zero)), `${flag} 0`).toBe('passed')
+  })
+})
+
+/** `max-awareness-bytes` → `maxAwarenessBytes`. */
+function flagKey(flag: string): keyof ServerConfig {
+  return flag.replace(/-([a-z])/g, (_, letter: string) => letter.toUpperCase()) as keyof ServerConfig
+}

@@ -1,5 +1,6 @@
 // Malformed input over a real socket: each case closes only the offending connection with its
 // documented code; the process, the attacked session's content, other sessions and the disk are fine.
+// Message types the server does not know are not malformed: they are ignored and counted.
 
 import { mkdtemp, rm } from 'node:fs/promises'
 import os from 'node:os'
@@ -77,7 +78,6 @@ const cases: [string, string | Uint8Array, number][] = [
     new Uint8Array([0, 2, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]),
     CloseCode.MalformedMessage,
   ],
-  ['an unknown message type', new Uint8Array([55, 1, 2]), CloseCode.UnknownMessageType],
   // uWS drops such a socket without reading the frame and without a close frame: the peer sees 1006.
   ['a message over the size limit', encodeSyncUpdate(new Uint8Array(100 * 1024)), 1006],
 ]
@@ -107,4 +107,33 @@ describe('malformed input', () => {
       expect(rebuilt.getText('t').toString()).toContain('precious')
     },
   )
+})
+
+describe('unknown message types', () => {
+  it('ignores message and sync types it does not know, counts them and keeps the connection open', async () => {
+    const unknownBefore = (await server.metrics.unknownMessages.get()).values[0]?.value ?? 0
+    const peer = await connectWsPeer(`ws://127.0.0.1:${server.port}`, 'attacked')
+    await peer.whenSynced(5_000)
+    peer.peer.sendRaw(new Uint8Array([55, 1, 2]))
+    // A Hocuspocus-style stateless message and a sync type from a future protocol version.
+    peer.peer.sendRaw(
+      bytes((e) => {
+        encoding.writeVarUint(e, 5)
+        encoding.writeVarString(e, '{"hello":1}')
+      }),
+    )
+    peer.peer.sendRaw(
+      bytes((e) => {
+        encoding.writeVarUint(e, 0)
+        encoding.writeVarUint(e, 7)
+        encoding.writeVarUint8Array(e, new Uint8Array([1, 2, 3]))
+      }),
+    )
+    // Frames after them are still served: a write is stored and acknowledged.
+    peer.peer.doc.getMap('m').set('after-unknown', true)
+    await peer.peer.whenAcked(peer.peer.requestAck())
+    expect(peer.socket.readyState).toBe(WebSocket.OPEN)
+    expect((await server.metrics.unknownMessages.get()).values[0]?.value).toBe(unknownBefore + 3)
+    peer.close()
+  })
 })

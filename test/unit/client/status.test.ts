@@ -21,7 +21,8 @@ describe('classifyClose', () => {
       isRetryable: false,
     })
     expect(classifyClose(CloseCode.TextFrame, '').isRetryable).toBe(false)
-    expect(classifyClose(CloseCode.UnknownMessageType, '').isRetryable).toBe(false)
+    expect(classifyClose(CloseCode.Unauthorized, '').errorCode).toBe('unauthorized')
+    expect(classifyClose(CloseCode.Forbidden, '').errorCode).toBe('forbidden')
     expect(classifyClose(CloseCode.InvalidUpdate, '').errorCode).toBe('invalid-update')
     expect(classifyClose(CloseCode.StorageUnavailable, '')).toMatchObject({
       errorCode: 'storage-unavailable',
@@ -34,8 +35,10 @@ describe('classifyClose', () => {
     })
   })
 
-  it('retries codes outside the table, such as a dropped connection', () => {
+  it('retries codes outside the table, such as a dropped connection, except 4400–4499', () => {
     expect(classifyClose(1006, '')).toEqual({ closeCode: 1006, reason: 'connection lost', isRetryable: true })
     expect(classifyClose(4999, 'custom')).toEqual({ closeCode: 4999, reason: 'custom', isRetryable: true })
+    expect(classifyClose(4599, 'later')).toEqual({ closeCode: 4599, reason: 'later', isRetryable: true })
+    expect(classifyClose(4499, 'never')).toEqual({ closeCode: 4499, reason: 'never', isRetryable: false })
   })
 })

@@ -185,19 +185,52 @@ describe('sync client (fake socket)', () => {
     expect(statuses.at(-1)).toMatchObject({ status: 'offline', attempt: 1, retryInMs: 100 })
   })
 
-  it('reports a policy close as an error with its code and waits the maximum delay', async () => {
+  it('waits the maximum delay after a policy close (45xx) and stays offline, not in error', async () => {
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date'] })
     const { client, fakes } = setup()
     await settle()
     handshake(fakes.last())
-    fakes.last().serverClose(4403, 'invalid Yjs update')
-    expect(client.status).toBe('error')
     const statuses = collectStatuses(client)
+    fakes.last().serverClose(4529, 'rate limit exceeded')
+    expect(statuses.at(-1)).toMatchObject({
+      status: 'offline',
+      closeCode: 4529,
+      errorCode: 'rate-limited',
+      retryInMs: 1_000,
+    })
     await vi.advanceTimersByTimeAsync(999)
-    expect(statuses).toEqual([])
+    expect(statuses.map((e) => e.status)).toEqual(['offline'])
     await vi.advanceTimersByTimeAsync(1)
     await settle()
-    expect(statuses.map((e) => e.status)).toEqual(['connecting'])
+    expect(statuses.map((e) => e.status)).toEqual(['offline', 'connecting'])
+  })
+
+  it('backs off normally on a 45xx code it does not know', async () => {
+    const { client, fakes } = setup()
+    await settle()
+    handshake(fakes.last())
+    const statuses = collectStatuses(client)
+    fakes.last().serverClose(4599, 'later')
+    expect(statuses.at(-1)).toMatchObject({ status: 'offline', closeCode: 4599, retryInMs: 100 })
+  })
+
+  it('stops reconnecting after a 44xx close until connect() is called', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date'] })
+    const { client, fakes } = setup()
+    await settle()
+    handshake(fakes.last())
+    const statuses = collectStatuses(client)
+    fakes.last().serverClose(4422, 'invalid Yjs update')
+    expect(client.status).toBe('error')
+    expect(statuses).toEqual([
+      { status: 'error', reason: 'invalid Yjs update', closeCode: 4422, errorCode: 'invalid-update' },
+    ])
+    await vi.advanceTimersByTimeAsync(60_000)
+    expect(fakes.sockets.length).toBe(1)
+    client.connect()
+    await settle()
+    expect(fakes.sockets.length).toBe(2)
+    expect(client.status).toBe('connecting')
   })
 
   it('drops a connection whose server sends a frame that does not decode', async () => {

@@ -90,6 +90,18 @@ describe('Session', () => {
     expect(a.transport.closeCode).toBe(CloseCode.TryAgainLater)
   })
 
+  it('queues any number of frames while the session loads when the message limit is 0', async () => {
+    const inner = createMemoryStore()
+    const never = new Promise<never>(() => {})
+    const stuck: Store = { ...inner, load: () => never, release: (id) => inner.release(id) }
+    harness = createMemoryHarness({ store: stuck, maxLoadingQueueMessages: 0 })
+    const a = harness.connect('s', { start: false })
+    for (let i = 0; i < 50; i++) a.peer.sendRaw(encodeSyncUpdate(new Uint8Array([0, 0])))
+    await drainTasks()
+    expect(a.transport.isClosed).toBe(false)
+    expect(a.connection.loadingQueue.length).toBe(50)
+  })
+
   it('closes only the offending connection on an invalid update, storing nothing', async () => {
     harness = createMemoryHarness()
     const a = harness.connect('s')
@@ -105,16 +117,20 @@ describe('Session', () => {
     expect((await harness.store.load('s')).log.length).toBe(1)
   })
 
-  it('closes with the documented codes on malformed and unknown messages', async () => {
+  it('closes on a malformed message, and ignores message and sync types it does not know', async () => {
     harness = createMemoryHarness()
     const a = harness.connect('s')
     const b = harness.connect('s')
     await harness.settle()
     a.peer.sendRaw(new Uint8Array([0, 2, 200]))
     b.peer.sendRaw(new Uint8Array([77]))
+    b.peer.sendRaw(new Uint8Array([0, 9, 1, 42]))
     await harness.settle()
     expect(a.transport.closeCode).toBe(CloseCode.MalformedMessage)
-    expect(b.transport.closeCode).toBe(CloseCode.UnknownMessageType)
+    expect(b.transport.isClosed).toBe(false)
+    b.peer.doc.getText('t').insert(0, 'still here')
+    await b.peer.whenAcked(b.peer.requestAck())
+    expect((await harness.store.load('s')).log.length).toBe(1)
   })
 
   it('acknowledges a sync-status only once the updates before it are durable', async () => {

@@ -3,7 +3,10 @@ import * as encoding from 'lib0/encoding'
 import { describe, expect, it } from 'vitest'
 import * as Y from 'yjs'
 import { ColloquyError } from '../../../../shared/errors.js'
-import { decodeAwarenessUpdate } from '../../../../shared/protocol/awareness-validate.js'
+import {
+  decodeAwarenessUpdate,
+  encodeAwarenessUpdate,
+} from '../../../../shared/protocol/awareness-validate.js'
 import {
   decodeMessage,
   decodeSyncStatusCounter,
@@ -129,8 +132,24 @@ describe('decodeAwarenessUpdate', () => {
 
   it('decodes a valid update', () => {
     expect(decodeAwarenessUpdate(entry(7, 1, '{"name":"a"}'))).toEqual([
-      { clientId: 7, clock: 1, stateJson: '{"name":"a"}' },
+      { clientId: 7, clock: 1, stateJson: '{"name":"a"}', isRemoval: false },
     ])
+    expect(decodeAwarenessUpdate(entry(7, 2, ' null '))[0]?.isRemoval).toBe(true)
+  })
+
+  it('re-encodes decoded entries byte for byte', () => {
+    const update = frame((e) => {
+      encoding.writeVarUint(e, 2)
+      for (const [id, json] of [
+        [300, '{ "spaced": true }'],
+        [7, 'null'],
+      ] as const) {
+        encoding.writeVarUint(e, id)
+        encoding.writeVarUint(e, 9)
+        encoding.writeVarString(e, json)
+      }
+    })
+    expect(encodeAwarenessUpdate(decodeAwarenessUpdate(update))).toEqual(update)
   })
 
   it('refuses invalid JSON, a lying count and trailing bytes', () => {

@@ -168,8 +168,12 @@ export interface RouterOptions {
   readonly clientAddressOf?: ClientAddressOf
 }
 
-/** Bytes of body kept while authorization runs (the socket is paused meanwhile). */
-const PRE_AUTH_BODY_BYTES = 64 * 1024
+/**
+ * Bytes of body kept while authorization runs. The socket is paused meanwhile, but uWS still
+ * delivers what it read along with the headers (up to its 512 KiB receive buffer): more than that
+ * means a client that ignores the pause.
+ */
+const PRE_AUTH_BODY_BYTES = 1024 * 1024
 
 /** The uWS handler for every HTTP request that is not a WebSocket upgrade. */
 export type UwsHttpHandler = (res: UwsResponse, req: UwsRequest) => void

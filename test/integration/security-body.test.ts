@@ -57,7 +57,10 @@ function attack(port: number, path: string, total: number, deadline: number): Pr
     socket.on('close', () => finish(true))
     const pump = (): void => {
       while (!isDone && bytesSent < total) {
-        if (Date.now() > deadline) return finish(false)
+        if (Date.now() > deadline) {
+          finish(false)
+          return
+        }
         const size = Math.min(chunk.byteLength, total - bytesSent)
         bytesSent += size
         if (!socket.write(chunk.subarray(0, size))) {

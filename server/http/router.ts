@@ -246,7 +246,9 @@ export function createRouter(options: RouterOptions): UwsHttpHandler {
       lengthHeader === undefined ? 0 : /^\d{1,15}$/.test(lengthHeader) ? Number(lengthHeader) : Number.NaN
     const hasBody = contentLength !== 0 || headers['transfer-encoding'] !== undefined
     const logRefusal = (status: number, reason: string): void => {
-      logger.warn(
+      // Unknown paths and methods are everyday noise (favicon.ico, probes); refusals are not.
+      const level = status === 404 || status === 405 ? 'debug' : 'warn'
+      logger[level](
         {
           remote,
           method,
@@ -260,13 +262,12 @@ export function createRouter(options: RouterOptions): UwsHttpHandler {
       )
     }
     /** Answers at once; with a body announced the connection is closed rather than drained. */
-    const refuseNow = (refusal: Refusal, extra: Readonly<Record<string, string>> = {}): void => {
+    const refuseNow = (refusal: Refusal): void => {
       logRefusal(refusal.status, refusal.error.message)
       const response = refusalResponse(refusal)
       res.cork(() => {
         res.writeStatus(statusLine(response.status))
-        for (const [name, value] of Object.entries({ ...response.headers, ...extra }))
-          res.writeHeader(name, value)
+        for (const [name, value] of Object.entries(response.headers ?? {})) res.writeHeader(name, value)
         res.end(response.body as string, hasBody)
       })
     }
@@ -396,7 +397,7 @@ export function createRouter(options: RouterOptions): UwsHttpHandler {
 /** A request body read on demand (see {@link createBodyReader}). */
 interface BodyReader {
   readonly promise: Promise<Uint8Array>
-  /** Lets the body be read (after authorization); chunks are kept only from here on. */
+  /** Marks the caller authorized: from here the body may grow up to the route's cap. */
   start(): void
   readonly isComplete: boolean
   readonly isTooLarge: boolean

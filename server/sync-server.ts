@@ -1,7 +1,6 @@
 // Wiring: store → write queue → session registry → uWS transport, plus health routes and an
 // orderly shutdown. Reads no environment: everything comes in through options.
 
-import { createHash, timingSafeEqual } from 'node:crypto'
 import path from 'node:path'
 import { ColloquyError } from '../shared/errors.js'
 import { CloseCode } from '../shared/protocol/close-codes.js'
@@ -12,6 +11,7 @@ import { createWorkerMerger } from './compaction/worker-merger.js'
 import type { ServerConfig } from './config.js'
 import { createClientAddressOf } from './http/client-address.js'
 import { historyRoutes } from './http/history-routes.js'
+import { createMetricsAccess, type MetricsAccess } from './http/metrics-access.js'
 import { createOriginPolicy } from './http/origin-policy.js'
 import { type Authorize, createRouter, type HttpRequest, type Route } from './http/router.js'
 import { webRoutes } from './http/static-routes.js'
@@ -257,7 +257,7 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
     http: createRouter({
       routes: [
         ...healthRoutes(isReady, () => isClosing),
-        metricsRoute(metrics, metricsAccess(config.metricsToken, verifier?.verify)),
+        metricsRoute(metrics, createMetricsAccess(config.metricsToken, verifier?.verify)),
         ...historyRoutes({
           store,
           merger,
@@ -322,51 +322,6 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
       return isReady()
     },
     close,
-  }
-}
-
-/** Refuses a `/metrics` request with the error to answer, or lets it through (undefined). */
-type MetricsAccess = (request: HttpRequest) => Promise<ColloquyError | undefined>
-
-function sha256(text: string): Buffer {
-  return createHash('sha256').update(text).digest()
-}
-
-function bearerOf(request: HttpRequest): string | undefined {
-  const header = request.headers.authorization
-  return header?.startsWith('Bearer ') ? header.slice(7) : undefined
-}
-
-/**
- * Who may scrape `/metrics`: with `--metrics-token`, whoever sends it as a bearer token; else, on
- * a server with a secret, an admin token for every session (prefix ""); else (anonymous mode,
- * loopback) anyone the Host and Origin checks let through.
- */
-function metricsAccess(
-  metricsToken: string | undefined,
-  verify: ((token: string | undefined) => Promise<AccessClaims>) | undefined,
-): MetricsAccess {
-  if (metricsToken !== undefined) {
-    const expected = sha256(metricsToken)
-    return async (request) => {
-      const given = bearerOf(request)
-      // Digests of equal length, compared in constant time.
-      if (given !== undefined && timingSafeEqual(sha256(given), expected)) return undefined
-      return new ColloquyError('unauthorized', 'metrics need the metrics token')
-    }
-  }
-  if (verify === undefined) return async () => undefined
-  return async (request) => {
-    let claims: AccessClaims
-    try {
-      claims = await verify(bearerOf(request))
-    } catch (error) {
-      return error instanceof ColloquyError ? error : new ColloquyError('unauthorized')
-    }
-    if (!hasRole(claims.role, 'admin') || claims.sessionPrefix !== '') {
-      return new ColloquyError('forbidden', 'metrics need an admin token for every session')
-    }
-    return undefined
   }
 }
 

@@ -161,6 +161,17 @@ describe('an anonymous server with --allowed-origins and --allowed-hosts', () =>
     expect(other.status).toBe(403)
   })
 
+  it('reads both settings from the environment too, and refuses what is not an origin', () => {
+    const config = parseConfig([], {
+      ALLOWED_ORIGINS: 'https://app.example.com/, http://localhost:3000',
+      ALLOWED_HOSTS: 'Colloquy.Internal',
+    })
+    expect(config.allowedOrigins).toEqual(['https://app.example.com', 'http://localhost:3000'])
+    expect(config.allowedHosts).toEqual(['colloquy.internal'])
+    expect(() => parseConfig(['--allowed-origins', 'app.example.com'], {})).toThrow(/not an origin/)
+    expect(() => parseConfig(['--allowed-origins', 'ftp://app.example.com'], {})).toThrow(/not an http/)
+  })
+
   it('accepts a configured host name and still refuses any other', async () => {
     const named = await rawExchange(
       server.port,

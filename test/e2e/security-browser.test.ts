@@ -117,7 +117,7 @@ describe.skipIf(!hasChromium)('browsers against an anonymous server', () => {
   })
 
   async function newPage(): Promise<Page> {
-    const context = await browser.newContext()
+    const context = await browser.newContext({ acceptDownloads: true })
     context.setDefaultTimeout(WAIT)
     return context.newPage()
   }
@@ -159,6 +159,17 @@ describe.skipIf(!hasChromium)('browsers against an anonymous server', () => {
     await page.locator('#new-session').fill('from-the-app')
     await page.getByRole('button', { name: 'Create' }).click()
     await page.locator('.connection[data-status="online"]').waitFor()
+    await page.locator('#composer-input').fill('written under the policy')
+    await page.locator('#composer-input').press('Enter')
+    await page.locator('main .messages li.message', { hasText: 'written under the policy' }).waitFor()
+    // History and export: HTTP calls to its own origin and a download, all allowed by the policy.
+    await page.getByRole('button', { name: 'History' }).click()
+    await page.locator('#history-seq:not([disabled])').waitFor()
+    const [download] = await Promise.all([
+      page.waitForEvent('download', { timeout: WAIT }),
+      page.getByRole('link', { name: 'Export JSON' }).click(),
+    ])
+    expect(download.suggestedFilename()).toMatch(/^from-the-app@\d+\.json$/)
     expect(violations).toEqual([])
     await page.context().close()
   })

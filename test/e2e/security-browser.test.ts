@@ -190,4 +190,28 @@ describe.skipIf(!hasChromium)('browsers against an anonymous server', () => {
     expect((await again).status()).toBe(200)
     await page.context().close()
   })
+
+  it('exports history with the token in a header, never in a link', async () => {
+    const token = await mintToken({ secret, peerId: 'ops', role: 'admin', sessionPrefix: '' })
+    const doc = new Y.Doc()
+    doc.getText('t').insert(0, 'guarded')
+    const imported = await fetch(`http://127.0.0.1:${guarded.port}/sessions/guarded-export/import`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/octet-stream' },
+      body: Y.encodeStateAsUpdate(doc),
+    })
+    expect(imported.status).toBe(201)
+    const page = await newPage()
+    await page.goto(`http://127.0.0.1:${guarded.port}/app/?token=${token}#/s/guarded-export`)
+    await page.getByRole('button', { name: 'History' }).click()
+    await page.locator('#history-seq:not([disabled])').waitFor()
+    const [download] = await Promise.all([
+      page.waitForEvent('download', { timeout: WAIT }),
+      page.getByRole('link', { name: 'Export JSON' }).click(),
+    ])
+    expect(download.suggestedFilename()).toMatch(/^guarded-export@\d+\.json$/)
+    expect(await page.evaluate(`document.querySelectorAll('a[href*="token="]').length`)).toBe(0)
+    expect(page.url()).not.toContain('token=')
+    await page.context().close()
+  })
 })

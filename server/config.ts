@@ -1,7 +1,10 @@
 // Server configuration: defaults, command-line flags and environment variables, parsed by a pure
 // function. main.ts is the only caller that passes the real argv and env.
 
+import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
+import { secretWeakness } from './auth/secret-strength.js'
+import { parseAddressRange } from './http/client-address.js'
 import { DEFAULT_LIMITS, type Limits } from './limits/limits.js'
 
 /** Everything the server can be told at start; the limits' fields are documented on {@link Limits}. */
@@ -67,8 +70,29 @@ export interface ServerConfig extends Limits {
    * only (anything else is refused unless `insecure`).
    */
   readonly secret?: string
+  /** A file holding the secret (one line); an alternative to `secret` that `ps` does not show. */
+  readonly secretFile?: string
   /** Allow binding a non-loopback address without a secret (anonymous access for everyone). */
   readonly insecure: boolean
+  /**
+   * Origins (`scheme://host[:port]`) allowed on WebSocket upgrades and HTTP requests besides the
+   * server's own; `*` allows any. Unset: only the server's own origin (and requests without an
+   * `Origin`) in anonymous mode, any origin with a secret.
+   */
+  readonly allowedOrigins?: readonly string[]
+  /**
+   * Host names the `Host` header may carry besides the listen address and its loopback forms
+   * (DNS-rebinding protection); `*` allows any. Unset: checked in anonymous mode only.
+   */
+  readonly allowedHosts?: readonly string[]
+  /** Proxies (addresses or CIDRs) whose `X-Forwarded-For` names the client; empty: none trusted. */
+  readonly trustProxy: readonly string[]
+  /** Longest token lifetime accepted: `exp` further than this from now is refused (s; 0: no cap). */
+  readonly maxTokenLifetimeS: number
+  /** Bearer token `/metrics` requires; unset: open in anonymous mode, an all-sessions admin token otherwise. */
+  readonly metricsToken?: string
+  /** HTTP request bodies (imports) read at once; more are refused with 429 (0: no cap). */
+  readonly maxConcurrentUploads: number
 }
 
 const MiB = 1024 * 1024
@@ -101,6 +125,9 @@ export const DEFAULT_CONFIG: ServerConfig = {
   maxHttpBodyBytes: 64 * MiB,
   webDir: './dist/web',
   insecure: false,
+  trustProxy: [],
+  maxTokenLifetimeS: 30 * 24 * 3_600,
+  maxConcurrentUploads: 4,
   ...DEFAULT_LIMITS,
 }
 
@@ -144,7 +171,14 @@ const OPTIONS = {
   maxHttpBodyBytes: { flag: 'max-http-body-bytes', env: 'MAX_HTTP_BODY_BYTES', kind: 'positive' },
   webDir: { flag: 'web-dir', env: 'WEB_DIR', kind: 'string' },
   secret: { flag: 'secret', env: 'COLLOQUY_SECRET', kind: 'secret' },
+  secretFile: { flag: 'secret-file', env: 'COLLOQUY_SECRET_FILE', kind: 'string' },
   insecure: { flag: 'insecure', env: 'INSECURE', kind: 'boolean' },
+  allowedOrigins: { flag: 'allowed-origins', env: 'ALLOWED_ORIGINS', kind: 'origins' },
+  allowedHosts: { flag: 'allowed-hosts', env: 'ALLOWED_HOSTS', kind: 'list' },
+  trustProxy: { flag: 'trust-proxy', env: 'TRUST_PROXY', kind: 'proxies' },
+  maxTokenLifetimeS: { flag: 'max-token-lifetime-s', env: 'MAX_TOKEN_LIFETIME_S', kind: 'count' },
+  metricsToken: { flag: 'metrics-token', env: 'METRICS_TOKEN', kind: 'secret' },
+  maxConcurrentUploads: { flag: 'max-concurrent-uploads', env: 'MAX_CONCURRENT_UPLOADS', kind: 'count' },
   updatesPerSecond: { flag: 'updates-per-second', env: 'UPDATES_PER_SECOND', kind: 'count' },
   updatesBurst: { flag: 'updates-burst', env: 'UPDATES_BURST', kind: 'count' },
   updateBytesPerSecond: { flag: 'update-bytes-per-second', env: 'UPDATE_BYTES_PER_SECOND', kind: 'count' },
@@ -182,21 +216,64 @@ export function describeOptions(): string {
     .map((key) => {
       const option = OPTIONS[key]
       const fallback = DEFAULT_CONFIG[key]
-      return `  --${option.flag.padEnd(28)} ${option.env.padEnd(28)} default ${fallback === undefined ? '(none)' : String(fallback)}`
+      const shown =
+        fallback === undefined || (Array.isArray(fallback) && fallback.length === 0)
+          ? '(none)'
+          : String(fallback)
+      return `  --${option.flag.padEnd(28)} ${option.env.padEnd(28)} default ${shown}`
     })
     .join('\n')
 }
 
-function convert(key: keyof ServerConfig, raw: string, source: string): string | number | boolean {
+/** A comma-separated list, blanks dropped. */
+function listOf(raw: string): string[] {
+  return raw
+    .split(',')
+    .map((item) => item.trim())
+    .filter((item) => item.length > 0)
+}
+
+/** `http(s)://host[:port]` exactly as browsers send it in `Origin`, or `*`. */
+function normalizeOrigin(item: string, source: string): string {
+  if (item === '*') return item
+  let url: URL
+  try {
+    url = new URL(item)
+  } catch {
+    throw new ConfigError(`${source}: "${item}" is not an origin (scheme://host[:port])`)
+  }
+  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.origin === 'null') {
+    throw new ConfigError(`${source}: "${item}" is not an http(s) origin`)
+  }
+  return url.origin
+}
+
+function convert(
+  key: keyof ServerConfig,
+  raw: string,
+  source: string,
+): string | number | boolean | readonly string[] {
   const option = OPTIONS[key]
   switch (option.kind) {
     case 'string':
       if (raw.length === 0) throw new ConfigError(`${source} must not be empty`)
       return raw
-    case 'secret':
+    case 'secret': {
       // Never echo the value: it is a credential.
-      if (raw.length < 16) throw new ConfigError(`${source} must be at least 16 characters`)
+      const weakness = secretWeakness(raw)
+      if (weakness !== undefined) throw new ConfigError(`${source} is too weak: ${weakness}`)
       return raw
+    }
+    case 'list':
+      return listOf(raw).map((item) => item.toLowerCase())
+    case 'origins':
+      return listOf(raw).map((item) => normalizeOrigin(item, source))
+    case 'proxies':
+      return listOf(raw).map((item) => {
+        if (parseAddressRange(item) === undefined)
+          throw new ConfigError(`${source}: "${item}" is not an IP address or CIDR range`)
+        return item
+      })
     case 'store':
       if (raw !== 'leveldb' && raw !== 'memory') throw new ConfigError(`${source} must be leveldb or memory`)
       return raw
@@ -224,7 +301,11 @@ function convert(key: keyof ServerConfig, raw: string, source: string): string |
  *
  * @throws ConfigError on an unknown flag or a value that does not parse.
  */
-export function parseConfig(argv: readonly string[], env: Env): ServerConfig {
+export function parseConfig(
+  argv: readonly string[],
+  env: Env,
+  readFile: (file: string) => string = (file) => readFileSync(file, 'utf8'),
+): ServerConfig {
   const flagOptions: Record<string, { type: 'string' }> = {}
   for (const option of Object.values(OPTIONS)) flagOptions[option.flag] = { type: 'string' }
   let values: Record<string, string | boolean | undefined>
@@ -246,6 +327,12 @@ export function parseConfig(argv: readonly string[], env: Env): ServerConfig {
     const fromFlag = values[option.flag]
     if (typeof fromFlag === 'string') config[key] = convert(key, fromFlag, `--${option.flag}`)
   }
+  if (config.secretFile !== undefined) {
+    if (config.secret !== undefined) {
+      throw new ConfigError('give the secret once: --secret (COLLOQUY_SECRET) or --secret-file, not both')
+    }
+    config.secret = readSecretFile(config.secretFile as string, readFile)
+  }
   const result = config as unknown as ServerConfig
   if (result.secret === undefined && !isLoopback(result.host) && !result.insecure) {
     throw new ConfigError(
@@ -259,4 +346,20 @@ export function parseConfig(argv: readonly string[], env: Env): ServerConfig {
 /** True for addresses only this machine can reach. */
 export function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host)
+}
+
+/** Reads a secret file: its first line, surrounding whitespace dropped; refused if weak. */
+function readSecretFile(file: string, readFile: (file: string) => string): string {
+  let text: string
+  try {
+    text = readFile(file)
+  } catch (error) {
+    throw new ConfigError(
+      `cannot read the secret file ${file}: ${error instanceof Error ? error.message : String(error)}`,
+    )
+  }
+  const secret = (text.split(/\r?\n/)[0] ?? '').trim()
+  const weakness = secretWeakness(secret)
+  if (weakness !== undefined) throw new ConfigError(`the secret in ${file} is too weak: ${weakness}`)
+  return secret
 }

@@ -4,6 +4,7 @@
 import { ConfigError, describeOptions, parseConfig } from './config.js'
 import { createLogger } from './observability/log.js'
 import { startSyncServer } from './sync-server.js'
+import { ListenError } from './transport/uws-transport.js'
 
 export const SERVE_USAGE = `Usage: colloquy serve [options]
 
@@ -45,6 +46,10 @@ export function reportStartupError(error: unknown, usage: string): never {
   if (error instanceof ConfigError) {
     process.stderr.write(`colloquy: ${error.message}\n\n${usage}`)
     process.exit(2)
+  }
+  if (error instanceof ListenError) {
+    process.stderr.write(`colloquy: ${error.message}\n`)
+    process.exit(1)
   }
   process.stderr.write(
     `colloquy: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,

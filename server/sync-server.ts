@@ -9,7 +9,10 @@ import { createInlineMerger, type Merger } from './compaction/merge.js'
 import { type CompactionScheduler, createCompactionScheduler } from './compaction/scheduler.js'
 import { createWorkerMerger } from './compaction/worker-merger.js'
 import type { ServerConfig } from './config.js'
+import { createClientAddressOf } from './http/client-address.js'
 import { historyRoutes } from './http/history-routes.js'
+import { createMetricsAccess, type MetricsAccess } from './http/metrics-access.js'
+import { createOriginPolicy } from './http/origin-policy.js'
 import { type Authorize, createRouter, type HttpRequest, type Route } from './http/router.js'
 import { webRoutes } from './http/static-routes.js'
 import { createAttemptLimiter, createTokenBucket } from './limits/token-bucket.js'
@@ -119,7 +122,19 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
     onRecover: () => logger.warn('group commit recovered'),
   })
 
-  const verifier = config.secret === undefined ? undefined : createTokenVerifier(config.secret)
+  const verifier =
+    config.secret === undefined
+      ? undefined
+      : createTokenVerifier(config.secret, Date.now, {
+          maxLifetimeMs: (config.maxTokenLifetimeS ?? 0) * 1000,
+        })
+  const originPolicy = createOriginPolicy({
+    listenHost: config.host,
+    isAnonymous: verifier === undefined,
+    ...(config.allowedOrigins === undefined ? {} : { allowedOrigins: config.allowedOrigins }),
+    ...(config.allowedHosts === undefined ? {} : { allowedHosts: config.allowedHosts }),
+  })
+  const clientAddressOf = createClientAddressOf(config.trustProxy ?? [])
   if (verifier === undefined) {
     logger.warn(
       { host: config.host },
@@ -172,10 +187,16 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
     maxMessageBytes: config.maxMessageBytes,
     maxBackpressureBytes: config.maxBackpressureBytes,
     logger,
-    async admit({ sessionId, query, remote }) {
+    clientAddressOf,
+    async admit({ sessionId, query, remote, host, origin }) {
       const refuse = (error: ColloquyError) => {
         metrics.upgradesRefused.inc({ reason: error.code })
         return { error }
+      }
+      const originRefusal = originPolicy.refusal({ host, origin })
+      if (originRefusal !== undefined) {
+        logger.warn({ remote, session: sessionId, host, origin, reason: originRefusal }, 'upgrade refused')
+        return refuse(new ColloquyError('forbidden', originRefusal))
       }
       if (isClosing) return refuse(new ColloquyError('shutting-down'))
       if (!attempts.attempt(remote, Date.now())) {
@@ -237,7 +258,7 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
     http: createRouter({
       routes: [
         ...healthRoutes(isReady, () => isClosing),
-        metricsRoute(metrics),
+        metricsRoute(metrics, createMetricsAccess(config.metricsToken, verifier?.verify)),
         ...historyRoutes({
           store,
           merger,
@@ -251,6 +272,9 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
       ...(authorize === undefined ? {} : { authorize }),
       logger,
       maxBodyBytes: config.maxHttpBodyBytes,
+      maxConcurrentUploads: config.maxConcurrentUploads ?? 0,
+      originPolicy,
+      clientAddressOf,
     }),
   })
   const listening = transport
@@ -302,26 +326,32 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
   }
 }
 
-/** `GET /metrics`: Prometheus text format. */
-function metricsRoute(metrics: Metrics): Route {
+/** `GET /metrics`: Prometheus text format, behind {@link metricsAccess}. */
+function metricsRoute(metrics: Metrics, access: MetricsAccess): Route {
   return {
     method: 'GET',
     pattern: '/metrics',
     access: 'none',
-    handler: async () => ({
-      status: 200,
-      headers: { 'content-type': metrics.registry.contentType },
-      body: await metrics.registry.metrics(),
-    }),
+    handler: async (request) => {
+      const refusal = await access(request)
+      if (refusal !== undefined) throw refusal
+      return {
+        status: 200,
+        headers: { 'content-type': metrics.registry.contentType },
+        body: await metrics.registry.metrics(),
+      }
+    },
   }
 }
 
 /**
  * HTTP access with tokens: `Authorization: Bearer <token>` (or `?token=`), a role of at least the
- * route's access (`read` or `admin`), and a scope covering the route's session, if it names one.
+ * route's access (`read` or `admin`), and a scope covering every session the request names (path,
+ * query: a fork's target). Outside the scope the answer is 403 whether the session exists or not.
+ * The grant returned lets listings keep only the sessions in scope.
  */
 function tokenAuthorize(verify: (token: string | undefined) => Promise<AccessClaims>): Authorize {
-  return async (request: HttpRequest, access) => {
+  return async (request: HttpRequest, access, sessions) => {
     if (access === 'none') return undefined
     const header = request.headers.authorization
     const token = header?.startsWith('Bearer ') ? header.slice(7) : (request.query.get('token') ?? undefined)
@@ -332,11 +362,11 @@ function tokenAuthorize(verify: (token: string | undefined) => Promise<AccessCla
       return error instanceof ColloquyError ? error : new ColloquyError('unauthorized')
     }
     if (!hasRole(claims.role, access)) return new ColloquyError('forbidden', `this needs the ${access} role`)
-    const sessionId = request.params.id
-    if (sessionId !== undefined && !isInScope(claims, sessionId)) {
-      return new ColloquyError('forbidden', 'token not valid for this session')
+    for (const sessionId of sessions) {
+      if (!isInScope(claims, sessionId))
+        return new ColloquyError('forbidden', 'token not valid for this session')
     }
-    return undefined
+    return { inScope: (sessionId) => isInScope(claims, sessionId) }
   }
 }
 

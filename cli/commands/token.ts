@@ -1,18 +1,22 @@
 // `colloquy token`: mints an access token for operators (HS256, signed with the server's secret).
 
+import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
+import { secretWeakness } from '../../server/auth/secret-strength.js'
 import { type AccessRole, mintToken, type PeerKindClaim } from '../../server/auth/tokens.js'
 
 export const usage = `Usage: colloquy token --peer ID (--session ID | --prefix PREFIX) [options]
 
 Prints a signed access token for one session or every session under a prefix.
-  --secret SECRET   the server's secret (default: COLLOQUY_SECRET)
+  --secret SECRET   the server's secret (default: COLLOQUY_SECRET; shows in ps, prefer the next)
+  --secret-file F   read the secret from the first line of F (default: COLLOQUY_SECRET_FILE)
   --peer ID         the peer id the token names (its sub claim)
   --session ID      exactly this session, or
   --prefix PREFIX   every session whose id starts with PREFIX ("" for all)
   --role ROLE       read | write | admin (default write)
   --kind KIND       device | agent (default device)
-  --ttl SECONDS     lifetime (default 3600)
+  --ttl SECONDS     lifetime (default 3600; the server refuses tokens valid for longer than its
+                    --max-token-lifetime-s, 30 days by default)
 `
 
 class UsageError extends Error {
@@ -26,7 +30,7 @@ export async function run(argv: readonly string[], env: NodeJS.ProcessEnv): Prom
     values = parseArgs({
       args: [...argv],
       options: Object.fromEntries(
-        ['secret', 'peer', 'session', 'prefix', 'role', 'kind', 'ttl'].map((name) => [
+        ['secret', 'secret-file', 'peer', 'session', 'prefix', 'role', 'kind', 'ttl'].map((name) => [
           name,
           { type: 'string' as const },
         ]),
@@ -36,9 +40,21 @@ export async function run(argv: readonly string[], env: NodeJS.ProcessEnv): Prom
   } catch (error) {
     throw new UsageError(error instanceof Error ? error.message : String(error))
   }
-  const secret = values.secret ?? env.COLLOQUY_SECRET
-  if (secret === undefined || secret.length < 16)
-    throw new UsageError('a secret of at least 16 characters is required')
+  const secretFile = values['secret-file'] ?? env.COLLOQUY_SECRET_FILE
+  let secret = values.secret ?? env.COLLOQUY_SECRET
+  if (secret === undefined && secretFile !== undefined) {
+    try {
+      secret = (readFileSync(secretFile, 'utf8').split(/\r?\n/)[0] ?? '').trim()
+    } catch (error) {
+      throw new UsageError(
+        `cannot read ${secretFile}: ${error instanceof Error ? error.message : String(error)}`,
+      )
+    }
+  }
+  if (secret === undefined)
+    throw new UsageError('a secret is required (--secret-file, COLLOQUY_SECRET, --secret)')
+  const weakness = secretWeakness(secret)
+  if (weakness !== undefined) throw new UsageError(`the secret is too weak: ${weakness}`)
   if (values.peer === undefined) throw new UsageError('--peer is required')
   const role = (values.role ?? 'write') as AccessRole
   if (!['read', 'write', 'admin'].includes(role)) throw new UsageError('--role must be read, write or admin')

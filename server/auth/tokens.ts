@@ -72,9 +72,24 @@ export interface TokenVerifier {
   verify(token: string | undefined): Promise<AccessClaims>
 }
 
-/** Creates a verifier for `secret` (HS256 only: a token naming another algorithm is refused). */
-export function createTokenVerifier(secret: string, now: () => number = Date.now): TokenVerifier {
+/** Options of {@link createTokenVerifier}. */
+export interface VerifierOptions {
+  /** A token whose `exp` is further than this from now is refused (ms; 0 or absent: no cap). */
+  readonly maxLifetimeMs?: number
+}
+
+/**
+ * Creates a verifier for `secret` (HS256 only: a token naming another algorithm is refused).
+ * With `maxLifetimeMs`, a token that would stay valid longer than that is refused too: a leaked
+ * long-lived token cannot outlive the operator's policy.
+ */
+export function createTokenVerifier(
+  secret: string,
+  now: () => number = Date.now,
+  options: VerifierOptions = {},
+): TokenVerifier {
   const key = keyOf(secret)
+  const maxLifetimeMs = options.maxLifetimeMs ?? 0
   return {
     async verify(token) {
       if (token === undefined || token.length === 0) throw new ColloquyError('unauthorized', 'missing token')
@@ -99,6 +114,9 @@ export function createTokenVerifier(secret: string, now: () => number = Date.now
       const hasScope = (typeof sid === 'string') !== (typeof spx === 'string')
       if (typeof sub !== 'string' || typeof exp !== 'number' || !isRole || !isKind || !hasScope) {
         throw new ColloquyError('unauthorized', 'token claims incomplete')
+      }
+      if (maxLifetimeMs > 0 && exp * 1000 - now() > maxLifetimeMs) {
+        throw new ColloquyError('unauthorized', "token lifetime over the server's maximum")
       }
       return {
         peerId: sub,

@@ -146,7 +146,14 @@ export function historyRoutes(options: HistoryRoutesOptions): Route[] {
       method: 'GET',
       pattern: '/sessions',
       access: 'admin',
-      handler: async () => json(200, { sessions: await options.store.listSessions() }),
+      // Only the sessions the caller's token covers: a token for one session or one prefix
+      // learns nothing of the others, not even their ids.
+      handler: async (request) =>
+        json(200, {
+          sessions: (await options.store.listSessions()).filter((session) =>
+            request.inScope(session.sessionId),
+          ),
+        }),
     },
     {
       method: 'GET',
@@ -192,6 +199,7 @@ export function historyRoutes(options: HistoryRoutesOptions): Route[] {
       method: 'POST',
       pattern: '/sessions/:id/import',
       access: 'admin',
+      acceptsBody: true,
       async handler(request) {
         const sessionId = sessionParam(request)
         const body = await request.body()
@@ -212,6 +220,8 @@ export function historyRoutes(options: HistoryRoutesOptions): Route[] {
       method: 'POST',
       pattern: '/sessions/:id/fork',
       access: 'admin',
+      // The target is written: it must be in the caller's scope as much as the source.
+      sessionsNamed: (request) => [request.params.id ?? '', request.query.get('to') ?? ''],
       async handler(request) {
         const sessionId = sessionParam(request)
         const target = request.query.get('to') ?? ''

@@ -1,14 +1,19 @@
 // A small HTTP router over uWebSockets.js: method + path patterns with `:params`, async handlers
-// (onAborted always attached), bounded request bodies, streamed responses that respect
-// backpressure, JSON errors from the shared error table, and an authorization seam.
+// (onAborted always attached), streamed responses that respect backpressure, JSON errors from the
+// shared error table, and an authorization seam. Hostile requests are cut short: Host and Origin
+// are checked first, then the route and its body cap (Content-Length up front), then authorization,
+// and only then is the body read (bounded while streaming, a bounded number at once). A refusal
+// before the body is read closes the connection instead of draining what follows.
 
 import { ColloquyError, toColloquyError } from '../../shared/errors.js'
 import type { Logger } from '../observability/log.js'
+import { type ClientAddressOf, createClientAddressOf } from './client-address.js'
+import type { OriginPolicy } from './origin-policy.js'
 
 type UwsResponse = import('@trufflesuite/uws-js-unofficial').HttpResponse
 type UwsRequest = import('@trufflesuite/uws-js-unofficial').HttpRequest
 
-export type HttpMethod = 'GET' | 'POST' | 'DELETE'
+export type HttpMethod = 'GET' | 'POST' | 'DELETE' | 'OPTIONS'
 /** What a route requires of the caller. */
 export type Access = 'none' | 'read' | 'admin'
 
@@ -23,6 +28,8 @@ export interface HttpRequest {
   readonly remote: string
   /** The request body (empty for GET); rejects `bad-request` past the size bound. */
   body(): Promise<Uint8Array>
+  /** True when the caller's grant covers `sessionId` (see {@link Grant}); always true without one. */
+  inScope(sessionId: string): boolean
   /** True once the client went away; long handlers may stop early. */
   readonly isAborted: boolean
 }
@@ -42,7 +49,19 @@ export interface Route {
   /** `/sessions/:id/state`: literal segments and `:name` segments (one segment each). */
   readonly pattern: string
   readonly access: Access
+  /** True for a route that reads a body (up to the router's `maxBodyBytes`); others accept none. */
+  readonly acceptsBody?: boolean
+  /**
+   * Every session the request names (default: the `:id` parameter): authorization checks each
+   * against the caller's scope before the handler runs, fork targets included.
+   */
+  readonly sessionsNamed?: (request: HttpRequest) => readonly string[]
   readonly handler: (request: HttpRequest) => Promise<HttpResponse> | HttpResponse
+}
+
+/** What an authorized caller may see: handlers that list sessions keep only those in scope. */
+export interface Grant {
+  inScope(sessionId: string): boolean
 }
 
 /**
@@ -55,7 +74,8 @@ export interface Route {
 export type Authorize = (
   request: HttpRequest,
   access: Access,
-) => ColloquyError | undefined | Promise<ColloquyError | undefined>
+  sessions: readonly string[],
+) => ColloquyError | Grant | undefined | Promise<ColloquyError | Grant | undefined>
 
 const LOOPBACK =
   /^(127\.\d+\.\d+\.\d+|::1|::ffff:127\.\d+\.\d+\.\d+|0000:0000:0000:0000:0000:0000:0000:0001|0000:0000:0000:0000:0000:ffff:7f\w\w:\w{4})$/i
@@ -70,12 +90,17 @@ export const allowLoopback: Authorize = (request, access) => {
 }
 
 /** Headers the router copies from each request. */
-const HEADERS = ['content-type', 'accept', 'authorization', 'content-length'] as const
-
-interface CompiledRoute {
-  readonly route: Route
-  readonly segments: readonly string[]
-}
+const HEADERS = [
+  'content-type',
+  'accept',
+  'authorization',
+  'content-length',
+  'transfer-encoding',
+  'host',
+  'origin',
+  'x-forwarded-for',
+  'access-control-request-method',
+] as const
 
 /** Splits a path into segments, decoding each; undefined when a segment is not valid URI encoding. */
 function splitPath(path: string): string[] | undefined {
@@ -133,9 +158,22 @@ export interface RouterOptions {
   readonly routes: readonly Route[]
   readonly authorize?: Authorize
   readonly logger: Logger
-  /** Largest request body accepted (bytes). */
+  /** Largest request body accepted by a route that takes one (bytes). */
   readonly maxBodyBytes: number
+  /** Bodies read at once; more get 429 before a byte is read (0 or absent: no cap). */
+  readonly maxConcurrentUploads?: number
+  /** Host and Origin checks and CORS answers (absent: every Host and Origin pass, no CORS). */
+  readonly originPolicy?: OriginPolicy
+  /** The client address from the socket's and `X-Forwarded-For` (absent: the socket's). */
+  readonly clientAddressOf?: ClientAddressOf
 }
+
+/**
+ * Bytes of body kept while authorization runs. The socket is paused meanwhile, but uWS still
+ * delivers what it read along with the headers (up to its 512 KiB receive buffer): more than that
+ * means a client that ignores the pause.
+ */
+const PRE_AUTH_BODY_BYTES = 1024 * 1024
 
 /** The uWS handler for every HTTP request that is not a WebSocket upgrade. */
 export type UwsHttpHandler = (res: UwsResponse, req: UwsRequest) => void
@@ -146,6 +184,7 @@ const STATUS_TEXT: Readonly<Record<number, string>> = {
   204: 'No Content',
   302: 'Found',
   400: 'Bad Request',
+  401: 'Unauthorized',
   403: 'Forbidden',
   404: 'Not Found',
   405: 'Method Not Allowed',
@@ -153,22 +192,33 @@ const STATUS_TEXT: Readonly<Record<number, string>> = {
   410: 'Gone',
   413: 'Payload Too Large',
   416: 'Range Not Satisfiable',
+  429: 'Too Many Requests',
   500: 'Internal Server Error',
   503: 'Service Unavailable',
+  507: 'Insufficient Storage',
 }
 
 function statusLine(status: number): string {
   return `${status} ${STATUS_TEXT[status] ?? ''}`.trim()
 }
 
+/** An error answered with a status of its own (the shared table has no 405, 413 or 204). */
+interface Refusal {
+  readonly status: number
+  readonly error: ColloquyError
+}
+
+function refusalResponse({ status, error }: Refusal): HttpResponse {
+  return { ...errorResponse(error), status }
+}
+
 /** Builds the uWS handler that dispatches to `options.routes`. */
 export function createRouter(options: RouterOptions): UwsHttpHandler {
-  const { logger } = options
+  const { logger, originPolicy } = options
   const authorize = options.authorize ?? allowLoopback
-  const compiled: CompiledRoute[] = options.routes.map((route) => ({
-    route,
-    segments: route.pattern.split('/').filter((segment) => segment.length > 0),
-  }))
+  const clientAddressOf = options.clientAddressOf ?? createClientAddressOf([])
+  const maxUploads = options.maxConcurrentUploads ?? 0
+  let uploads = 0
 
   return (res, req) => {
     // Everything is read before returning: uWS request objects die with this callback.
@@ -180,7 +230,10 @@ export function createRouter(options: RouterOptions): UwsHttpHandler {
       const value = req.getHeader(name)
       if (value.length > 0) headers[name] = value
     }
-    const remote = Buffer.from(res.getRemoteAddressAsText()).toString()
+    const remote = clientAddressOf(
+      Buffer.from(res.getRemoteAddressAsText()).toString(),
+      headers['x-forwarded-for'],
+    )
     let isAborted = false
     const abortListeners = new Set<() => void>()
     res.onAborted(() => {
@@ -188,53 +241,148 @@ export function createRouter(options: RouterOptions): UwsHttpHandler {
       for (const listener of abortListeners) listener()
       abortListeners.clear()
     })
-    // The body must be subscribed to now (uWS delivers it only to a handler attached in this call).
-    const body =
-      method === 'POST'
-        ? readBody(res, options.maxBodyBytes, abortListeners)
-        : Promise.resolve(new Uint8Array(0))
-    // A body nobody reads must not become an unhandled rejection.
-    body.catch(() => undefined)
+    const lengthHeader = headers['content-length']
+    const contentLength =
+      lengthHeader === undefined ? 0 : /^\d{1,15}$/.test(lengthHeader) ? Number(lengthHeader) : Number.NaN
+    const hasBody = contentLength !== 0 || headers['transfer-encoding'] !== undefined
+    const logRefusal = (status: number, reason: string): void => {
+      // Unknown paths and methods are everyday noise (favicon.ico, probes); refusals are not.
+      const level = status === 404 || status === 405 ? 'debug' : 'warn'
+      logger[level](
+        {
+          remote,
+          method,
+          path: path.slice(0, 200),
+          status,
+          host: headers.host,
+          origin: headers.origin,
+          reason,
+        },
+        'http request refused',
+      )
+    }
+    /** Answers at once; with a body announced the connection is closed rather than drained. */
+    const refuseNow = (refusal: Refusal): void => {
+      logRefusal(refusal.status, refusal.error.message)
+      const response = refusalResponse(refusal)
+      res.cork(() => {
+        res.writeStatus(statusLine(response.status))
+        for (const [name, value] of Object.entries(response.headers ?? {})) res.writeHeader(name, value)
+        res.end(response.body as string, hasBody)
+      })
+    }
 
-    const matched = matchRoute(
-      compiled.map((entry) => entry.route),
-      method,
-      path,
-    )
+    const originRefusal = originPolicy?.refusal(headers)
+    if (originRefusal !== undefined) {
+      refuseNow({ status: 403, error: new ColloquyError('forbidden', originRefusal) })
+      return
+    }
+    if (method === 'OPTIONS') {
+      if (originPolicy?.isPreflightAllowed(headers) !== true) {
+        refuseNow({
+          status: 403,
+          error: new ColloquyError('forbidden', 'cross-origin requests from this origin are not allowed'),
+        })
+        return
+      }
+      res.cork(() => {
+        res.writeStatus(statusLine(204))
+        for (const [name, value] of Object.entries(originPolicy.corsHeaders(headers)))
+          res.writeHeader(name, value)
+        res.writeHeader('access-control-allow-methods', 'GET, POST, DELETE')
+        res.writeHeader('access-control-allow-headers', 'authorization, content-type')
+        res.writeHeader('access-control-max-age', '600')
+        res.end(undefined, hasBody)
+      })
+      return
+    }
+    const matched = matchRoute(options.routes, method, path)
+    if (matched === undefined) {
+      refuseNow({ status: 404, error: new ColloquyError('not-found', `no route for ${path}`) })
+      return
+    }
+    if ('methodNotAllowed' in matched) {
+      refuseNow({ status: 405, error: new ColloquyError('bad-request', `${method} not allowed on ${path}`) })
+      return
+    }
+    const { route } = matched
+    const maxBytes = route.acceptsBody === true ? options.maxBodyBytes : 0
+    if (Number.isNaN(contentLength)) {
+      refuseNow({ status: 400, error: new ColloquyError('bad-request', 'invalid Content-Length') })
+      return
+    }
+    if (contentLength > maxBytes || (hasBody && maxBytes === 0)) {
+      refuseNow({
+        status: 413,
+        error: new ColloquyError('bad-request', `request body over ${maxBytes} bytes`),
+      })
+      return
+    }
+
+    // The body must be subscribed to now (uWS delivers it only to a handler attached in this
+    // call), but it is not read until the caller is authorized: the socket is paused meanwhile.
+    const body = method === 'POST' || hasBody ? createBodyReader(res, maxBytes, abortListeners) : undefined
+    if (body !== undefined && hasBody) res.pause()
+    let grant: Grant | undefined
     const request: HttpRequest = {
       method: method as HttpMethod,
       path,
-      params: matched !== undefined && 'route' in matched ? matched.params : {},
+      params: matched.params,
       query,
       headers,
       remote,
-      body: () => body,
+      body: () => body?.promise ?? Promise.resolve(new Uint8Array(0)),
+      inScope: (sessionId) => grant === undefined || grant.inScope(sessionId),
       get isAborted() {
         return isAborted
       },
     }
 
+    let isUploading = false
+    const releaseUpload = (): void => {
+      if (!isUploading) return
+      isUploading = false
+      uploads--
+    }
+    abortListeners.add(releaseUpload)
     const respond = async (): Promise<void> => {
       let response: HttpResponse
       try {
-        if (matched === undefined) throw new ColloquyError('not-found', `no route for ${path}`)
-        if ('methodNotAllowed' in matched) {
-          response = {
-            ...errorResponse(new ColloquyError('bad-request', `${method} not allowed on ${path}`)),
-            status: 405,
-          }
-        } else {
-          const refusal = await authorize(request, matched.route.access)
-          if (refusal !== undefined) throw refusal
-          response = await matched.route.handler(request)
+        const named =
+          route.sessionsNamed?.(request) ?? (matched.params.id === undefined ? [] : [matched.params.id])
+        const verdict = await authorize(request, route.access, named)
+        if (verdict instanceof ColloquyError) {
+          logRefusal(verdict.info.httpStatus, verdict.message)
+          throw verdict
         }
+        grant = verdict
+        if (isAborted) return
+        if (body !== undefined && hasBody) {
+          if (maxUploads > 0 && uploads >= maxUploads) {
+            logRefusal(429, 'too many uploads at once')
+            throw new ColloquyError('too-many-connections', `more than ${maxUploads} uploads at once`)
+          }
+          uploads++
+          isUploading = true
+          void body.promise.then(releaseUpload, releaseUpload)
+          body.start()
+          res.resume()
+        }
+        response = await route.handler(request)
       } catch (error) {
         const err = toColloquyError(error)
         if (err.code === 'internal') logger.error({ err: error, path }, 'http handler failed')
-        response = errorResponse(err)
+        if (body?.isTooLarge === true) logRefusal(413, err.message)
+        response =
+          body?.isTooLarge === true ? refusalResponse({ status: 413, error: err }) : errorResponse(err)
       }
+      releaseUpload()
       if (isAborted) return
-      await send(res, response, () => isAborted, abortListeners)
+      if (originPolicy !== undefined) {
+        response = { ...response, headers: { ...response.headers, ...originPolicy.corsHeaders(headers) } }
+      }
+      // A body not read to its end must not be drained: close the connection after answering.
+      await send(res, response, () => isAborted, abortListeners, hasBody && body?.isComplete !== true)
     }
     respond().catch((error: unknown) => {
       logger.error({ err: error, path }, 'http response failed')
@@ -246,33 +394,82 @@ export function createRouter(options: RouterOptions): UwsHttpHandler {
   }
 }
 
-function readBody(res: UwsResponse, maxBytes: number, abortListeners: Set<() => void>): Promise<Uint8Array> {
-  return new Promise((resolve, reject) => {
-    const chunks: Uint8Array[] = []
-    let size = 0
-    let isTooLarge = false
-    abortListeners.add(() => reject(new ColloquyError('bad-request', 'request aborted')))
-    res.onData((chunk, isLast) => {
-      if (!isTooLarge) {
-        size += chunk.byteLength
-        if (size > maxBytes) isTooLarge = true
-        // Copy: uWS reuses the chunk's memory once this callback returns.
-        else chunks.push(new Uint8Array(chunk.slice(0)))
-      }
-      if (!isLast) return
-      if (isTooLarge) {
-        reject(new ColloquyError('bad-request', `request body over ${maxBytes} bytes`))
-        return
-      }
-      const whole = new Uint8Array(size)
-      let offset = 0
-      for (const part of chunks) {
-        whole.set(part, offset)
-        offset += part.byteLength
-      }
-      resolve(whole)
-    })
+/** A request body read on demand (see {@link createBodyReader}). */
+interface BodyReader {
+  readonly promise: Promise<Uint8Array>
+  /** Marks the caller authorized: from here the body may grow up to the route's cap. */
+  start(): void
+  readonly isComplete: boolean
+  readonly isTooLarge: boolean
+}
+
+/**
+ * Subscribes to a request body. Until {@link BodyReader.start}, at most PRE_AUTH_BODY_BYTES are
+ * kept (what arrived with the headers; the socket is paused); past that the connection is cut.
+ * Past `maxBytes` the promise rejects at once and nothing more is kept.
+ */
+function createBodyReader(res: UwsResponse, maxBytes: number, abortListeners: Set<() => void>): BodyReader {
+  const chunks: Uint8Array[] = []
+  let size = 0
+  let isStarted = false
+  let isSettled = false
+  let isComplete = false
+  let isTooLarge = false
+  let resolve: (body: Uint8Array) => void = () => undefined
+  let reject: (error: ColloquyError) => void = () => undefined
+  const promise = new Promise<Uint8Array>((onResolve, onReject) => {
+    resolve = onResolve
+    reject = onReject
   })
+  // A body nobody reads must not become an unhandled rejection.
+  promise.catch(() => undefined)
+  const fail = (error: ColloquyError): void => {
+    if (isSettled) return
+    isSettled = true
+    chunks.length = 0
+    reject(error)
+  }
+  abortListeners.add(() => fail(new ColloquyError('bad-request', 'request aborted')))
+  res.onData((chunk, isLast) => {
+    if (isSettled) return
+    size += chunk.byteLength
+    if (size > maxBytes) {
+      isTooLarge = true
+      fail(new ColloquyError('bad-request', `request body over ${maxBytes} bytes`))
+      return
+    }
+    if (!isStarted && size > PRE_AUTH_BODY_BYTES) {
+      // Paused, yet still sending: never keep an unauthorized body.
+      fail(new ColloquyError('bad-request', 'request body sent before authorization'))
+      res.close()
+      return
+    }
+    // Copy: uWS reuses the chunk's memory once this callback returns.
+    if (chunk.byteLength > 0) chunks.push(new Uint8Array(chunk.slice(0)))
+    if (!isLast) return
+    isSettled = true
+    isComplete = true
+    const whole = new Uint8Array(size)
+    let offset = 0
+    for (const part of chunks) {
+      whole.set(part, offset)
+      offset += part.byteLength
+    }
+    chunks.length = 0
+    resolve(whole)
+  })
+  return {
+    promise,
+    start() {
+      isStarted = true
+    },
+    get isComplete() {
+      return isComplete
+    },
+    get isTooLarge() {
+      return isTooLarge
+    },
+  }
 }
 
 function isStream(body: HttpBody): body is AsyncIterable<string | Uint8Array> {
@@ -289,6 +486,7 @@ async function send(
   response: HttpResponse,
   isAborted: () => boolean,
   abortListeners: Set<() => void>,
+  closeConnection = false,
 ): Promise<void> {
   const headers = { 'content-type': 'application/json', ...response.headers }
   const writeHead = (): void => {
@@ -299,7 +497,7 @@ async function send(
   if (!isStream(body)) {
     res.cork(() => {
       writeHead()
-      res.end(body)
+      res.end(body, closeConnection)
     })
     return
   }
@@ -333,5 +531,5 @@ async function send(
   } finally {
     await iterator.return?.()
   }
-  res.cork(() => res.end())
+  res.cork(() => res.end(undefined, closeConnection))
 }

@@ -1,9 +1,11 @@
 // Serves the built web app (web/, built into `dist/web` by `npm run build:web`) at `/app/…` and
-// redirects `/` there. Read-only over one directory: nothing outside it is ever opened.
+// redirects `/` there. Read-only over one directory: nothing outside it is ever opened, and source
+// maps are not served. Every answer carries a Content-Security-Policy that lets the page load only
+// its own files and talk only to its own server, and may not be framed.
 
 import { readFile, stat } from 'node:fs/promises'
 import path from 'node:path'
-import type { HttpResponse, Route } from './router.js'
+import type { HttpRequest, HttpResponse, Route } from './router.js'
 
 /** Options of {@link webRoutes}. */
 export interface WebRoutesOptions {
@@ -17,7 +19,6 @@ const CONTENT_TYPES: Readonly<Record<string, string>> = {
   '.mjs': 'text/javascript; charset=utf-8',
   '.css': 'text/css; charset=utf-8',
   '.json': 'application/json',
-  '.map': 'application/json',
   '.svg': 'image/svg+xml',
   '.png': 'image/png',
   '.ico': 'image/x-icon',
@@ -46,15 +47,54 @@ export function resolveInside(root: string, name: string): string | undefined {
   return resolved.startsWith(base + path.sep) ? resolved : undefined
 }
 
-function notFound(message: string): HttpResponse {
+/** Files never served even when the build left them there: source maps expose the source. */
+const PRIVATE = /\.map$/i
+
+/**
+ * The Content-Security-Policy of the app served under `host` (the request's Host header): its own
+ * scripts, styles and images only, WebSockets to its own server only, no plugins, no framing.
+ */
+export function contentSecurityPolicy(host: string | undefined): string {
+  // Only a plain host[:port] goes into the policy (a Host header is the client's to write).
+  const isPlain = host !== undefined && /^[A-Za-z0-9.:[\]-]{1,255}$/.test(host)
+  const sockets = isPlain ? ` ws://${host} wss://${host}` : ''
+  return [
+    "default-src 'none'",
+    "script-src 'self'",
+    "style-src 'self'",
+    "img-src 'self' data:",
+    "font-src 'self'",
+    "manifest-src 'self'",
+    `connect-src 'self'${sockets}`,
+    "base-uri 'none'",
+    "form-action 'none'",
+    "frame-ancestors 'none'",
+  ].join('; ')
+}
+
+/** Headers every answer under `/app/` carries. */
+function securityHeaders(host: string | undefined): Record<string, string> {
+  return {
+    'content-security-policy': contentSecurityPolicy(host),
+    'x-frame-options': 'DENY',
+    'referrer-policy': 'no-referrer',
+    'x-content-type-options': 'nosniff',
+    'cross-origin-opener-policy': 'same-origin',
+  }
+}
+
+function notFoundWith(message: string, host: string | undefined): HttpResponse {
   return {
     status: 404,
-    headers: { 'content-type': 'application/json', 'cache-control': 'no-store' },
+    headers: { ...securityHeaders(host), 'content-type': 'application/json', 'cache-control': 'no-store' },
     body: JSON.stringify({ error: { code: 'not-found', message } }),
   }
 }
 
-async function serveFile(root: string, name: string): Promise<HttpResponse> {
+async function serveFile(root: string, name: string, request: HttpRequest): Promise<HttpResponse> {
+  const host = request.headers.host
+  const notFound = (message: string) => notFoundWith(message, host)
+  if (PRIVATE.test(name)) return notFound(`no file ${name}`)
   const file = resolveInside(root, name)
   if (file === undefined) return notFound(`no file ${name}`)
   const info = await stat(file).catch(() => undefined)
@@ -67,8 +107,8 @@ async function serveFile(root: string, name: string): Promise<HttpResponse> {
   return {
     status: 200,
     headers: {
+      ...securityHeaders(host),
       'content-type': contentTypeOf(name),
-      'x-content-type-options': 'nosniff',
       // index.html names the hashed bundles: it must be revalidated so a new build is picked up.
       'cache-control': HASHED.test(name) ? 'public, max-age=31536000, immutable' : 'no-cache',
     },
@@ -96,12 +136,17 @@ export function webRoutes(options: WebRoutesOptions): Route[] {
         body: '',
       }),
     },
-    { method: 'GET', pattern: '/app', access: 'none', handler: () => serveFile(root, 'index.html') },
+    {
+      method: 'GET',
+      pattern: '/app',
+      access: 'none',
+      handler: (request) => serveFile(root, 'index.html', request),
+    },
     {
       method: 'GET',
       pattern: '/app/:file',
       access: 'none',
-      handler: (request) => serveFile(root, request.params.file ?? ''),
+      handler: (request) => serveFile(root, request.params.file ?? '', request),
     },
   ]
 }

@@ -4,6 +4,7 @@
 
 import { ColloquyError, toColloquyError } from '../../shared/errors.js'
 import { isValidSessionId } from '../../shared/session-id.js'
+import { type ClientAddressOf, createClientAddressOf } from '../http/client-address.js'
 import type { Logger } from '../observability/log.js'
 import type { Peer, Topic } from '../session/peer.js'
 import type { Uws } from './uws.js'
@@ -26,7 +27,11 @@ export interface ConnectionHandler {
 export interface UpgradeRequest {
   readonly sessionId: string
   readonly query: URLSearchParams
+  /** The client's address (behind a trusted proxy, from `X-Forwarded-For`). */
   readonly remote: string
+  /** The `Host` and `Origin` headers, when sent (checked against the origin policy). */
+  readonly host?: string
+  readonly origin?: string
 }
 
 /** The answer to an upgrade request. */
@@ -50,6 +55,8 @@ export interface UwsTransportOptions {
   readonly maxMessageBytes: number
   readonly maxBackpressureBytes: number
   readonly logger: Logger
+  /** The client address from the socket's and `X-Forwarded-For` (absent: the socket's). */
+  readonly clientAddressOf?: ClientAddressOf
   /** Called for each new WebSocket; the returned handler receives its frames. */
   readonly accept: (sessionId: string, peer: Peer, admitted: unknown) => ConnectionHandler
   /**
@@ -143,10 +150,25 @@ function textOf(buffer: ArrayBuffer): string {
   return Buffer.from(buffer).toString()
 }
 
+/** uWS's LIBUS_LISTEN_EXCLUSIVE_PORT (ListenOptions in its index.d.ts): no SO_REUSEPORT. */
+const EXCLUSIVE_PORT = 1
+
+/** The server could not listen: the port is taken (by any process) or the address is not local. */
+export class ListenError extends Error {
+  override readonly name = 'ListenError'
+  constructor(host: string, port: number) {
+    super(
+      `cannot listen on ${host}:${port}: the port is already in use (another Colloquy server?) ` +
+        'or the address is not one of this machine',
+    )
+  }
+}
+
 /** Starts a uWS app listening on host:port. Resolves once it listens; rejects if it cannot. */
 export function createUwsTransport(options: UwsTransportOptions): Promise<UwsTransport> {
   const { uws, logger } = options
   const app: UwsApp = uws.App()
+  const clientAddressOf = options.clientAddressOf ?? createClientAddressOf([])
   let connectionCount = 0
 
   app.ws<SocketData>('/*', {
@@ -164,7 +186,13 @@ export function createUwsTransport(options: UwsTransportOptions): Promise<UwsTra
       const protocol = req.getHeader('sec-websocket-protocol')
       const extensions = req.getHeader('sec-websocket-extensions')
       const query = req.getQuery() ?? ''
-      const remote = textOf(res.getRemoteAddressAsText())
+      const host = req.getHeader('host')
+      const origin = req.getHeader('origin')
+      const forwardedFor = req.getHeader('x-forwarded-for')
+      const remote = clientAddressOf(
+        textOf(res.getRemoteAddressAsText()),
+        forwardedFor.length > 0 ? forwardedFor : undefined,
+      )
       const sessionId = url.slice(1)
       if (!isValidSessionId(sessionId)) {
         logger.warn({ remote, url: url.slice(0, 200) }, 'upgrade refused: invalid session id')
@@ -198,7 +226,13 @@ export function createUwsTransport(options: UwsTransportOptions): Promise<UwsTra
         })
       }
       try {
-        const admission = options.admit({ sessionId, query: new URLSearchParams(query), remote })
+        const admission = options.admit({
+          sessionId,
+          query: new URLSearchParams(query),
+          remote,
+          ...(host.length > 0 ? { host } : {}),
+          ...(origin.length > 0 ? { origin } : {}),
+        })
         if (admission instanceof Promise) {
           admission.then(finish, (error: unknown) => finish({ error: toColloquyError(error) }))
         } else {
@@ -277,9 +311,17 @@ export function createUwsTransport(options: UwsTransportOptions): Promise<UwsTra
   app.any('/*', options.http)
 
   return new Promise((resolve, reject) => {
-    app.listen(options.host, options.port, (listenSocket: UwsListenSocket | false) => {
+    // Exclusive: without it uWS sets SO_REUSEPORT, and a second server on a taken port would
+    // start and silently share its connections with the first.
+    const listen = app.listen as unknown as (
+      host: string,
+      port: number,
+      listenOptions: number,
+      callback: (listenSocket: UwsListenSocket | false) => void,
+    ) => UwsApp
+    listen.call(app, options.host, options.port, EXCLUSIVE_PORT, (listenSocket: UwsListenSocket | false) => {
       if (listenSocket === false) {
-        reject(new Error(`cannot listen on ${options.host}:${options.port}`))
+        reject(new ListenError(options.host, options.port))
         return
       }
       let listening: UwsListenSocket | undefined = listenSocket

@@ -115,12 +115,19 @@ describe.skipIf(!hasChromium)('web app in a real browser', () => {
       ],
       timeout: WAIT,
     })
-    laptop = await browser.newContext({ viewport: { width: 1100, height: 720 }, acceptDownloads: true })
+    // bypassCSP: the test's own waitForFunction(string) is an eval, which the app's CSP forbids
+    // (as it should); test/e2e/security-browser.test.ts runs the app under its CSP.
+    laptop = await browser.newContext({
+      viewport: { width: 1100, height: 720 },
+      acceptDownloads: true,
+      bypassCSP: true,
+    })
     // The second device is phone-sized: the app must be usable at that width.
     phone = await browser.newContext({
       viewport: { width: 390, height: 780 },
       isMobile: true,
       hasTouch: true,
+      bypassCSP: true,
     })
     for (const context of [laptop, phone]) context.setDefaultTimeout(WAIT)
     pageA = await laptop.newPage()

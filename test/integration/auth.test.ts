@@ -1,7 +1,7 @@
 // Auth: signed tokens checked before the upgrade, read-only peers, expiry mid-session, the HTTP API.
 
-import { execFileSync } from 'node:child_process'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { execFileSync, spawnSync } from 'node:child_process'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -140,6 +140,29 @@ describe('colloquy token', () => {
     expect(minted.split('.').length).toBe(3)
     expect(await upgradeStatus(`${url}/minted?token=${minted}`)).toBe(101)
     expect(await upgradeStatus(`${url}/other?token=${minted}`)).toBe(403)
+  })
+})
+
+describe('colloquy token and the secret', () => {
+  const run = (args: string[], env: NodeJS.ProcessEnv) =>
+    spawnSync(process.execPath, ['--import', 'tsx', 'cli/colloquy.ts', 'token', '--peer', 'ops', ...args], {
+      env: { ...process.env, COLLOQUY_SECRET: undefined, ...env },
+      encoding: 'utf8',
+    })
+
+  it('reads the secret from --secret-file, and the token it mints is accepted', async () => {
+    const file = path.join(dataDir, 'secret')
+    await writeFile(file, `${secret}\n`)
+    const minted = run(['--session', 'from-file', '--secret-file', file], {})
+    expect(minted.status).toBe(0)
+    expect(await upgradeStatus(`${url}/from-file?token=${minted.stdout.trim()}`)).toBe(101)
+  })
+
+  it('refuses to sign with a weak secret', () => {
+    const refused = run(['--session', 's'], { COLLOQUY_SECRET: ' '.repeat(16) })
+    expect(refused.status).toBe(2)
+    expect(refused.stderr).toContain('the secret is too weak: it is blank')
+    expect(refused.stdout).toBe('')
   })
 })
 

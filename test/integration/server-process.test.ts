@@ -4,6 +4,7 @@
 import { spawn } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { createRequire } from 'node:module'
+import { createServer } from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
@@ -91,3 +92,63 @@ describe('graceful shutdown', () => {
     }
   })
 })
+
+describe('a port already in use', () => {
+  // Regression (issue #13, item 4): uWS listens with SO_REUSEPORT by default, so a second server
+  // on a taken port started and the kernel split the connections between two stores.
+  it('is refused by a second server with a clear message and exit code 1, the first keeps serving', async () => {
+    // The kernel never shares a port it chose itself (bind to 0), so the first server gets a
+    // named one: a free port the OS picks, released just before.
+    const port = await freePort()
+    const first = await startServerProcess(['--data', dataDir, '--log-level', 'info', '--port', String(port)])
+    const otherData = await mkdtemp(path.join(os.tmpdir(), 'colloquy-proc-second-'))
+    let child: ReturnType<typeof spawn> | undefined
+    try {
+      child = spawn(
+        process.execPath,
+        ['--import', 'tsx', 'server/main.ts', 'serve', '--port', String(first.port), '--data', otherData],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      )
+      let output = ''
+      child.stdout?.on('data', (chunk: Buffer) => {
+        output += chunk.toString()
+      })
+      child.stderr?.on('data', (chunk: Buffer) => {
+        output += chunk.toString()
+      })
+      const second = child
+      const code = await withTimeout(
+        new Promise<number | null>((resolve) => second.once('exit', (exitCode) => resolve(exitCode))),
+        20_000,
+        'second server exits',
+      )
+      expect(code).toBe(1)
+      expect(output).toContain(`cannot listen on 127.0.0.1:${first.port}: the port is already in use`)
+      expect(output).not.toContain('colloquy listening')
+      // Every connection still lands on the first server.
+      for (let i = 0; i < 4; i++) {
+        const response = await fetch(`http://127.0.0.1:${first.port}/readyz`)
+        expect(response.status).toBe(200)
+      }
+      expect(first.child.exitCode).toBeNull()
+    } finally {
+      if (child?.exitCode === null) child.kill('SIGKILL')
+      first.child.kill('SIGKILL')
+      await first.exited
+      await rm(otherData, { recursive: true, force: true })
+    }
+  })
+})
+
+/** A port the OS reports free on 127.0.0.1 (bound to 0, then released). */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer()
+    probe.once('error', reject)
+    probe.listen(0, '127.0.0.1', () => {
+      const address = probe.address()
+      const port = typeof address === 'object' && address !== null ? address.port : 0
+      probe.close(() => resolve(port))
+    })
+  })
+}

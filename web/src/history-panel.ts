@@ -80,8 +80,31 @@ export function mountHistoryPanel(
 
   const exportUrl = (seq: number, format: 'json' | 'yjs'): string => {
     const params = new URLSearchParams({ seq: String(seq), format })
-    if (token !== undefined) params.set('token', token)
     return `/sessions/${encodeURIComponent(sessionId)}/export?${params.toString()}`
+  }
+
+  // With a token the export is fetched with it in a header and saved from memory: a token in a
+  // link's URL would end up in the download list and the browser history.
+  const downloadWithToken = async (link: HTMLAnchorElement, bearer: string): Promise<void> => {
+    const response = await fetch(link.href, { headers: { authorization: `Bearer ${bearer}` } })
+    if (!response.ok) throw new Error(`export answered ${response.status}`)
+    const disposition = response.headers.get('content-disposition') ?? ''
+    const name = /filename="([^"]+)"/.exec(disposition)?.[1] ?? `${sessionId}.export`
+    const url = URL.createObjectURL(await response.blob())
+    const save = h('a', { href: url, download: name })
+    document.body.append(save)
+    save.click()
+    save.remove()
+    setTimeout(() => URL.revokeObjectURL(url), 60_000)
+  }
+  for (const link of [exportJson, exportBinary]) {
+    link.addEventListener('click', (event) => {
+      if (token === undefined) return
+      event.preventDefault()
+      downloadWithToken(link, token).catch((error: unknown) =>
+        setText(message, `Could not export: ${describeError(error)}`),
+      )
+    })
   }
 
   // Each load supersedes the previous one: only the answer to the latest request is shown.

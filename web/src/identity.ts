@@ -30,7 +30,23 @@ export function saveIdentity(identity: Author): void {
   localStorage.setItem(KEY, JSON.stringify({ id: identity.id, name: identity.name }))
 }
 
-/** An access token from `?token=` in the page URL (needed only when the server has a secret). */
+const TOKEN_KEY = 'colloquy:token'
+
+/**
+ * Moves an access token given as `?token=` in the page URL into this tab's sessionStorage and
+ * takes it out of the address bar and history (`history.replaceState`), so it is not bookmarked,
+ * shared with the URL or left in the browser history. Called once, on load.
+ */
+export function adoptPageToken(): void {
+  const url = new URL(location.href)
+  const token = url.searchParams.get('token')
+  if (token === null) return
+  if (token.length > 0) sessionStorage.setItem(TOKEN_KEY, token)
+  url.searchParams.delete('token')
+  history.replaceState(history.state, '', `${url.pathname}${url.search}${url.hash}`)
+}
+
+/** This tab's access token (needed only when the server has a secret); see {@link adoptPageToken}. */
 export function pageToken(): string | undefined {
-  return new URLSearchParams(location.search).get('token') ?? undefined
+  return sessionStorage.getItem(TOKEN_KEY) ?? undefined
 }

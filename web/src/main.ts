@@ -3,8 +3,11 @@
 
 import './styles.css'
 import { mountConversation, type Screen } from './conversation-view.js'
-import { loadIdentity } from './identity.js'
+import { adoptPageToken, loadIdentity } from './identity.js'
 import { mountSessionList } from './session-list.js'
+
+// First of all: the token leaves the URL before anything can link to, log or share it.
+adoptPageToken()
 
 const root = document.getElementById('app')
 if (root === null) throw new Error('no #app element')

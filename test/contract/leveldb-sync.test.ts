@@ -1,9 +1,10 @@
 // Proof (a) of "an ack means on disk": every write the LevelDB store makes reaches the native
 // binding with `sync: true`, and a group commit is reported durable (what releases acks) only after
 // the synced write holding its entries completed. Observed at classic-level's private write methods,
-// the last JavaScript the options pass through before LevelDB's WriteOptions.sync.
+// the last JavaScript the options pass through before LevelDB's WriteOptions.sync. Also: the
+// directory is fsync'd at open and after LevelDB switched log files (see STORAGE.md).
 
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, open as openFile, readdir, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { ClassicLevel } from 'classic-level'
@@ -124,6 +125,32 @@ async function observeLevelWrites(probeLocation: string): Promise<WriteObserver>
   }
 }
 
+/** Counts FileHandle syncs (prototype-wide); the store's directory handle is the only user here. */
+async function observeHandleSyncs(anyPath: string): Promise<{ done: () => number; restore: () => void }> {
+  const handle = await openFile(anyPath, 'r')
+  const proto = Object.getPrototypeOf(handle) as { sync: (this: unknown) => Promise<void> }
+  await handle.close()
+  const original = proto.sync
+  let done = 0
+  proto.sync = async function (this: unknown) {
+    await original.call(this)
+    done++
+  }
+  return {
+    done: () => done,
+    restore: () => {
+      proto.sync = original
+    },
+  }
+}
+
+async function logFiles(location: string): Promise<string> {
+  return (await readdir(location))
+    .filter((name) => name.endsWith('.log'))
+    .sort()
+    .join(',')
+}
+
 const encoder = new TextEncoder()
 
 describe('LevelDB store fsync', () => {
@@ -200,5 +227,30 @@ describe('LevelDB store fsync', () => {
     await store.append([{ sessionId: 's', seq: 1, time: 1, update: encoder.encode('one') }])
     const write = observer.writes.find((w) => w.logKeys.includes('s#1'))
     expect(write?.isSync).toBe(false)
+  })
+
+  it('fsyncs the directory at open, and before resolving an append that LevelDB wrote into a new log file', async () => {
+    const location2 = path.join(location, 'db')
+    const syncs = await observeHandleSyncs(location)
+    try {
+      store = await openLeveldbStore({ location: location2 })
+      // LevelDB renamed CURRENT and created a log and a MANIFEST while opening.
+      expect(syncs.done()).toBeGreaterThan(0)
+      // Bounded: 40 appends of 256 KB (10 MB) fill the 4 MB memtable, so LevelDB switches logs.
+      const update = new Uint8Array(256 * 1024).fill(7)
+      let switches = 0
+      for (let seq = 1; seq <= 40 && switches < 2; seq++) {
+        const logsBefore = await logFiles(location2)
+        const syncsBefore = syncs.done()
+        await store.append([{ sessionId: 's', seq, time: seq, update }])
+        if ((await logFiles(location2)) !== logsBefore) {
+          switches++
+          expect(syncs.done(), `a directory sync before append ${seq} resolved`).toBeGreaterThan(syncsBefore)
+        }
+      }
+      expect(switches, 'LevelDB switched logs').toBeGreaterThan(0)
+    } finally {
+      syncs.restore()
+    }
   })
 })

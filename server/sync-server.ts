@@ -120,6 +120,18 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
       )
     },
     onRecover: () => logger.warn('group commit recovered'),
+    // The store refused this session's updates for good (e.g. a seq conflict): only this session
+    // stops. Its document holds changes no seq will replay, so it ends (acks never sent, writers
+    // closed with a retryable code) and reloads from disk on the next connect, where the writers'
+    // state vectors bring their unstored edits back.
+    onSessionFailed: (sessionId, error) => {
+      logger.error(
+        { session: sessionId, err: error },
+        'group commit refused this session for good: its pending updates dropped, its connections closed',
+      )
+      const failure = new ColloquyError('internal', 'session writes refused by storage: reloading from disk')
+      registry?.get(sessionId)?.end(failure.info.closeCode, failure.info.reason)
+    },
   })
 
   const verifier =

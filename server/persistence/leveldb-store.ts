@@ -1,6 +1,8 @@
 // The LevelDB Store: one classic-level database holding every session in the layout of keys.ts.
 // Owns the database handle and a cache of session metas; knows nothing of Yjs or sockets.
 
+import { statSync } from 'node:fs'
+import { type FileHandle, open as openFile } from 'node:fs/promises'
 import { setImmediate as nextTurn } from 'node:timers/promises'
 import { ClassicLevel } from 'classic-level'
 import { ColloquyError } from '../../shared/errors.js'
@@ -85,6 +87,56 @@ const CHECKPOINT_INFO_CACHE_SESSIONS = 256
 const BATCH_SLICE = 4096
 
 /**
+ * How long after its last change the directory must have been when it was fsync'd for an unchanged
+ * mtime to prove that nothing changed since (ms). Why: the kernel stamps mtimes from a coarse clock
+ * (a few ms per tick), so a change made in the same tick as the stat before a directory fsync would
+ * leave the mtime as it was; a directory whose last change is older than this cannot hide one.
+ */
+const DIRECTORY_SETTLED_MS = 1000
+
+/**
+ * Keeps the database directory's entries durable before a synced write resolves.
+ *
+ * @remarks Why: LevelDB fsyncs a new log file's data but not the directory entry that names it
+ * (it syncs the directory only with its MANIFEST, at open and after a memtable compaction), and
+ * renames CURRENT at open without a directory sync. After a power cut, acked updates in a log file
+ * whose name was not durable would be gone, and a fresh database would not open (found by
+ * test/integration/power-loss.test.ts). So: one directory fsync after open, and after each synced
+ * write whenever the directory changed since the last one (one stat per write; an fsync only after
+ * LevelDB switched logs or compacted).
+ */
+interface DirectorySync {
+  /** Resolves once every entry the directory had when called is durable. */
+  afterWrite(): Promise<void>
+  close(): Promise<void>
+}
+
+async function openDirectorySync(location: string): Promise<DirectorySync> {
+  const handle: FileHandle = await openFile(location, 'r')
+  /** The mtime seen just before the last directory fsync started, and that fsync. */
+  let last: { mtimeNs: bigint; isSettled: boolean; done: Promise<void> } | undefined
+  const syncNow = (mtimeNs: bigint): Promise<void> => {
+    const isSettled = BigInt(Date.now()) * 1_000_000n - mtimeNs > BigInt(DIRECTORY_SETTLED_MS) * 1_000_000n
+    const done = handle.sync()
+    last = { mtimeNs, isSettled, done }
+    // A failed directory sync must not let a later write skip it.
+    done.catch(() => {
+      if (last?.done === done) last = undefined
+    })
+    return done
+  }
+  await syncNow(statSync(location, { bigint: true }).mtimeNs)
+  return {
+    afterWrite() {
+      const { mtimeNs } = statSync(location, { bigint: true })
+      if (last !== undefined && last.mtimeNs === mtimeNs && last.isSettled) return last.done
+      return syncNow(mtimeNs)
+    },
+    close: () => handle.close(),
+  }
+}
+
+/**
  * Opens (creating when missing) the LevelDB store at `options.location`.
  *
  * @remarks
@@ -104,13 +156,16 @@ export async function openLeveldbStore(options: LeveldbStoreOptions): Promise<St
     valueEncoding: 'view',
   })
   await db.open()
+  let directory: DirectorySync | undefined
   try {
     await checkFormat(db, location)
+    // Makes what LevelDB's open created and renamed (CURRENT, the new log and MANIFEST) durable.
+    if (sync) directory = await openDirectorySync(location)
   } catch (error) {
     await db.close()
     throw error
   }
-  return createStoreOn(db, sync)
+  return createStoreOn(db, directory)
 }
 
 async function checkFormat(db: Db, location: string): Promise<void> {
@@ -135,7 +190,9 @@ async function checkFormat(db: Db, location: string): Promise<void> {
   }
 }
 
-function createStoreOn(db: Db, sync: boolean): Store {
+/** `directory`: present when writes are synced (`sync` option), absent when they are not. */
+function createStoreOn(db: Db, directory: DirectorySync | undefined): Store {
+  const sync = directory !== undefined
   // Committed metas of recently used sessions. Written only after a batch succeeded, and only by
   // the holder of the session's lock, so it always equals what is on disk.
   const metaCache = new Map<string, SessionMeta>()
@@ -211,6 +268,8 @@ function createStoreOn(db: Db, sync: boolean): Store {
     }
     // write() closes the batch whether it succeeds or fails.
     await batch.write({ sync })
+    // The log file this batch went to may be new: its name must be durable too.
+    await directory?.afterWrite()
   }
 
   /**
@@ -413,6 +472,7 @@ function createStoreOn(db: Db, sync: boolean): Store {
           }
           // write() closes the batch whether it succeeds or fails.
           await batch.write({ sync })
+          await directory?.afterWrite()
           metaCache.set(sessionId, meta)
           noteCheckpointWritten(sessionId, checkpoint, options)
         } finally {
@@ -507,6 +567,7 @@ function createStoreOn(db: Db, sync: boolean): Store {
           metaCache.clear()
           checkpointInfoCache.clear()
           await db.close()
+          await directory?.close()
         })()
       }
       return closing

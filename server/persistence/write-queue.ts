@@ -1,5 +1,6 @@
 // Group commit: gathers updates of every session into one durable Store.append and reports which
-// seqs became durable. Owns ordering, batching and retries; knows nothing of sockets or Yjs.
+// seqs became durable. Owns ordering, batching, retries and failure isolation; knows nothing of
+// sockets or Yjs.
 
 // Why not y-leveldb on the hot path: LeveldbPersistence#storeUpdate runs every put of every document
 // through one promise chain, one at a time, each doing an iterator read (the current clock) and then
@@ -43,8 +44,20 @@ export interface WriteQueueOptions {
   readonly retryMaxMs?: number
   /** Called once per successful batch: session id → highest seq of that session now durable. */
   readonly onCommit?: (durable: ReadonlyMap<string, number>) => void
-  /** Called after each failed batch with the error and the count of consecutive failures (1, 2, …). */
+  /**
+   * Called after each failed batch that will be retried, with the error and the count of
+   * consecutive failures (1, 2, …).
+   */
   readonly onError?: (error: unknown, attempt: number) => void
+  /**
+   * Called when the store refused a session's entries with an error that no retry can fix
+   * ({@link WriteQueueOptions.isPermanentError}): every entry of that session not yet durable was
+   * dropped, and never will be. The caller must end the session's document (it holds changes no
+   * seq will replay) and close its writers; the session reloads from disk next time.
+   */
+  readonly onSessionFailed?: (sessionId: string, error: unknown) => void
+  /** Whether a failed append cannot succeed on retry (default {@link isPermanentStoreError}). */
+  readonly isPermanentError?: (error: unknown) => boolean
   /** Called on the first successful batch after one or more failures. */
   readonly onRecover?: () => void
 }
@@ -60,7 +73,10 @@ export interface WriteQueue {
    * once {@link WriteQueue.close} was called.
    */
   enqueue(entry: AppendEntry): void
-  /** Resolves once everything enqueued before the call is durable, waiting through any retries. */
+  /**
+   * Resolves once everything enqueued before the call is durable (or was dropped with its session,
+   * see {@link WriteQueueOptions.onSessionFailed}), waiting through any retries.
+   */
   flush(): Promise<void>
   /**
    * Someone waits for what is queued now (a sync-status): commit it within `flushDelayMs` rather
@@ -86,9 +102,22 @@ export interface WriteQueue {
 }
 
 interface FlushWaiter {
-  /** Resolve once this many entries (counted from the first enqueue) are durable. */
+  /** Resolve once every entry whose ordinal (count of entries enqueued before it) is below this settled. */
   readonly target: number
   readonly resolve: () => void
+}
+
+/**
+ * Whether a failed {@link Store.append} cannot succeed by retrying the same entries.
+ *
+ * @remarks Permanent: the store's own refusals of the entries (RangeError for a seq at or below the
+ * stored last seq, TypeError, a {@link ColloquyError} marked not retryable such as
+ * `invalid-session-id`). Everything else, I/O errors included, is presumed to pass and is retried.
+ */
+export function isPermanentStoreError(error: unknown): boolean {
+  if (error instanceof RangeError || error instanceof TypeError) return true
+  if (error instanceof ColloquyError) return !error.info.isRetryable
+  return false
 }
 
 /**
@@ -104,9 +133,16 @@ interface FlushWaiter {
  *   and it was never acked), while fewer, larger batches cost much less CPU per update. An ack is
  *   never held longer than `flushDelayMs` plus the commit in flight.
  * - An entry is reported durable (`onCommit`, `flush`, `pendingFor`) only after the batch holding it
- *   resolved. A failed batch goes back to the front of the queue, in order, and is retried with
- *   exponential backoff; newer entries may join the retry.
- * - Batches are taken from the front of one FIFO, so entries become durable in enqueue order.
+ *   resolved. A batch that failed with a retryable error (I/O) goes back to the front of the queue,
+ *   in order, and is retried with exponential backoff; newer entries may join the retry.
+ * - A batch that failed with a permanent error (a seq conflict, an invalid entry) is not retried as
+ *   a whole: with one session in it, that session's entries are dropped at once; with several, each
+ *   session's part is appended on its own, once, to find which session the error belongs to. Parts
+ *   that succeed are durable, parts refused for good drop their session ({@link
+ *   WriteQueueOptions.onSessionFailed}), parts failing otherwise are retried as above. So one
+ *   session's bad entries never stop the others, and never make the queue "failing".
+ * - Batches are taken from the front of one FIFO, so a session's entries become durable in enqueue
+ *   order (across sessions too, except while a permanently failed batch is being split).
  */
 export function createWriteQueue(options: WriteQueueOptions): WriteQueue {
   const { store } = options
@@ -117,11 +153,16 @@ export function createWriteQueue(options: WriteQueueOptions): WriteQueue {
   const lazyBatchEntries = Math.min(maxBatchEntries, options.lazyBatchEntries ?? 1024)
   const retryMinMs = options.retryMinMs ?? 10
   const retryMaxMs = options.retryMaxMs ?? 1000
+  const isPermanentError = options.isPermanentError ?? isPermanentStoreError
 
   /** Entries waiting for a batch, oldest first. */
   let queue: AppendEntry[] = []
+  /** The ordinal of each entry of `queue` (how many entries were enqueued before it). */
+  let queueOrdinals: number[] = []
   let queueBytes = 0
   let inFlight: readonly AppendEntry[] | undefined
+  /** The ordinal of each entry of `inFlight`; the first is the lowest ordinal not yet settled. */
+  let inFlightOrdinals: readonly number[] = []
   /** The gather delay or the retry backoff; never both, and none while a batch is in flight. */
   let timer: NodeJS.Timeout | undefined
   /** When the gather timer fires (performance.now() ms); Infinity without one. */
@@ -136,7 +177,6 @@ export function createWriteQueue(options: WriteQueueOptions): WriteQueue {
   let undurableBytes = 0
   let undurableEntries = 0
   let enqueuedCount = 0
-  let durableCount = 0
   const pendingBySession = new Map<string, number>()
   /** The last seq enqueued for each session that has entries not yet durable. */
   const lastSeqBySession = new Map<string, number>()
@@ -165,10 +205,13 @@ export function createWriteQueue(options: WriteQueueOptions): WriteQueue {
     timer = setTimeout(startBatch, Math.max(0, wait))
   }
 
+  /** Takes the next batch off the front of the queue, with its ordinals into `inFlightOrdinals`. */
   function takeBatch(): AppendEntry[] {
     if (queueBytes <= maxBatchBytes && queue.length <= maxBatchEntries) {
       const batch = queue
+      inFlightOrdinals = queueOrdinals
       queue = []
+      queueOrdinals = []
       queueBytes = 0
       return batch
     }
@@ -182,9 +225,18 @@ export function createWriteQueue(options: WriteQueueOptions): WriteQueue {
       count++
     }
     const batch = queue.slice(0, count)
+    inFlightOrdinals = queueOrdinals.slice(0, count)
     queue = queue.slice(count)
+    queueOrdinals = queueOrdinals.slice(count)
     queueBytes -= bytes
     return batch
+  }
+
+  /** The ordinal of the oldest entry neither durable nor dropped (enqueuedCount when none). */
+  function lowestUnsettled(): number {
+    // In-flight entries came off the front of the queue, and failed ones go back to its front.
+    if (inFlight !== undefined) return inFlightOrdinals[0] ?? enqueuedCount
+    return queueOrdinals[0] ?? enqueuedCount
   }
 
   function startBatch(): void {
@@ -194,24 +246,38 @@ export function createWriteQueue(options: WriteQueueOptions): WriteQueue {
     isWaitingToRetry = false
     if (inFlight !== undefined || queue.length === 0) return
     const batch = takeBatch()
+    const ordinals = inFlightOrdinals
     dispatchedCount += batch.length
     inFlight = batch
-    let attempt: Promise<void>
-    try {
-      attempt = store.append(batch)
-    } catch (error) {
-      attempt = Promise.reject(error)
-    }
-    attempt.then(
+    appendSafely(batch).then(
       () => commitSucceeded(batch),
-      (error: unknown) => commitFailed(batch, error),
+      (error: unknown) => commitFailed(batch, ordinals, error),
     )
+  }
+
+  function appendSafely(entries: readonly AppendEntry[]): Promise<void> {
+    try {
+      return store.append(entries)
+    } catch (error) {
+      return Promise.reject(error)
+    }
   }
 
   function commitSucceeded(batch: readonly AppendEntry[]): void {
     inFlight = undefined
+    markDurable(batch)
+    const hasRecovered = consecutiveFailures > 0
+    consecutiveFailures = 0
+    if (hasRecovered && options.onRecover !== undefined) callSafely(options.onRecover)
+    resolveFlushWaiters()
+    schedule(true)
+  }
+
+  /** Accounts `entries` (whole groups of their sessions, in seq order) as durable and reports them. */
+  function markDurable(entries: readonly AppendEntry[]): void {
+    if (entries.length === 0) return
     const durable = new Map<string, number>()
-    for (const entry of batch) {
+    for (const entry of entries) {
       // Seqs of a session rise through the FIFO, so the last one seen is the highest.
       durable.set(entry.sessionId, entry.seq)
       undurableBytes -= entry.update.byteLength
@@ -222,26 +288,133 @@ export function createWriteQueue(options: WriteQueueOptions): WriteQueue {
         lastSeqBySession.delete(entry.sessionId)
       }
     }
-    undurableEntries -= batch.length
-    durableCount += batch.length
-    const hasRecovered = consecutiveFailures > 0
-    consecutiveFailures = 0
-    if (hasRecovered && options.onRecover !== undefined) callSafely(options.onRecover)
+    undurableEntries -= entries.length
     if (options.onCommit !== undefined) {
       const onCommit = options.onCommit
       callSafely(() => onCommit(durable))
     }
+  }
+
+  function commitFailed(batch: readonly AppendEntry[], ordinals: readonly number[], error: unknown): void {
+    if (isPermanentError(error)) {
+      isolateFailure(batch, ordinals, error)
+      return
+    }
+    inFlight = undefined
+    retryLater(batch, ordinals, error)
+  }
+
+  /**
+   * A batch failed for good: finds out whose entries the store refuses, keeps the batch in flight
+   * meanwhile (nothing else starts), then settles each session's part on its own.
+   */
+  function isolateFailure(batch: readonly AppendEntry[], ordinals: readonly number[], error: unknown): void {
+    const parts = new Map<string, { entries: AppendEntry[]; ordinals: number[] }>()
+    batch.forEach((entry, i) => {
+      let part = parts.get(entry.sessionId)
+      if (part === undefined) {
+        part = { entries: [], ordinals: [] }
+        parts.set(entry.sessionId, part)
+      }
+      part.entries.push(entry)
+      part.ordinals.push(ordinals[i]!)
+    })
+    if (parts.size === 1) {
+      inFlight = undefined
+      dropSession(batch[0]!.sessionId, batch, error)
+      settledWithoutRetry()
+      return
+    }
+    const attempts = [...parts.values()].map((part) => appendSafely(part.entries))
+    void Promise.allSettled(attempts).then((results) => {
+      inFlight = undefined
+      const committed: AppendEntry[] = []
+      const retried: { entry: AppendEntry; ordinal: number }[] = []
+      let retryError: unknown
+      let i = 0
+      for (const [sessionId, part] of parts) {
+        const result = results[i++]!
+        if (result.status === 'fulfilled') committed.push(...part.entries)
+        else if (isPermanentError(result.reason)) dropSession(sessionId, part.entries, result.reason)
+        else {
+          retryError = result.reason
+          part.entries.forEach((entry, j) => {
+            retried.push({ entry, ordinal: part.ordinals[j]! })
+          })
+        }
+      }
+      markDurable(committed)
+      if (retried.length === 0) {
+        settledWithoutRetry()
+        return
+      }
+      // Back in enqueue order (the parts interleaved in the batch).
+      retried.sort((a, b) => a.ordinal - b.ordinal)
+      retryLater(
+        retried.map((r) => r.entry),
+        retried.map((r) => r.ordinal),
+        retryError,
+      )
+      // What settled may be all a flush waits for (the retried part is older, if it is the same).
+      resolveFlushWaiters()
+    })
+  }
+
+  /** After a batch settled with no part left to retry: the queue is healthy again. */
+  function settledWithoutRetry(): void {
+    const hasRecovered = consecutiveFailures > 0
+    consecutiveFailures = 0
+    if (hasRecovered && options.onRecover !== undefined) callSafely(options.onRecover)
     resolveFlushWaiters()
     schedule(true)
   }
 
-  function commitFailed(batch: readonly AppendEntry[], error: unknown): void {
-    inFlight = undefined
+  /**
+   * Drops every entry of `sessionId` not yet durable: `failed` (taken off the failed batch) and any
+   * still queued. Reports it through `onSessionFailed`.
+   */
+  function dropSession(sessionId: string, failed: readonly AppendEntry[], error: unknown): void {
+    let count = 0
+    for (const entry of failed) {
+      if (entry.sessionId !== sessionId) continue
+      undurableBytes -= entry.update.byteLength
+      count++
+    }
+    if (pendingBySession.has(sessionId) && queue.some((entry) => entry.sessionId === sessionId)) {
+      const keptEntries: AppendEntry[] = []
+      const keptOrdinals: number[] = []
+      queue.forEach((entry, i) => {
+        if (entry.sessionId === sessionId) {
+          queueBytes -= entry.update.byteLength
+          undurableBytes -= entry.update.byteLength
+          count++
+          // Counted as dispatched, so the urgency bookkeeping of what remains stays right.
+          dispatchedCount++
+        } else {
+          keptEntries.push(entry)
+          keptOrdinals.push(queueOrdinals[i]!)
+        }
+      })
+      queue = keptEntries
+      queueOrdinals = keptOrdinals
+    }
+    undurableEntries -= count
+    pendingBySession.delete(sessionId)
+    lastSeqBySession.delete(sessionId)
+    if (options.onSessionFailed !== undefined) {
+      const onSessionFailed = options.onSessionFailed
+      callSafely(() => onSessionFailed(sessionId, error))
+    }
+  }
+
+  /** Puts `entries` (failed, oldest of all) back at the front of the queue and arms the backoff. */
+  function retryLater(entries: readonly AppendEntry[], ordinals: readonly number[], error: unknown): void {
     consecutiveFailures++
-    dispatchedCount -= batch.length
+    dispatchedCount -= entries.length
     // Back to the front, in order: never acked, never reordered, never dropped.
-    queue = batch.concat(queue)
-    for (const entry of batch) queueBytes += entry.update.byteLength
+    queue = entries.concat(queue)
+    queueOrdinals = ordinals.concat(queueOrdinals)
+    for (const entry of entries) queueBytes += entry.update.byteLength
     // Arm the backoff before the callback runs, so an enqueue or flush inside it cannot skip it.
     const delay = Math.min(retryMaxMs, retryMinMs * 2 ** Math.min(consecutiveFailures - 1, 30))
     isWaitingToRetry = true
@@ -256,15 +429,16 @@ export function createWriteQueue(options: WriteQueueOptions): WriteQueue {
   function resolveFlushWaiters(): void {
     if (flushWaiters.length === 0) return
     const waiting: FlushWaiter[] = []
+    const settled = lowestUnsettled()
     for (const waiter of flushWaiters) {
-      if (waiter.target <= durableCount) waiter.resolve()
+      if (waiter.target <= settled) waiter.resolve()
       else waiting.push(waiter)
     }
     flushWaiters = waiting
   }
 
   function flush(): Promise<void> {
-    if (durableCount >= enqueuedCount) return Promise.resolve()
+    if (lowestUnsettled() >= enqueuedCount) return Promise.resolve()
     const promise = new Promise<void>((resolve) => {
       flushWaiters.push({ target: enqueuedCount, resolve })
     })
@@ -289,6 +463,7 @@ export function createWriteQueue(options: WriteQueueOptions): WriteQueue {
       }
       if (queue.length === 0) oldestQueuedAt = performance.now()
       queue.push(entry)
+      queueOrdinals.push(enqueuedCount)
       const size = entry.update.byteLength
       queueBytes += size
       undurableBytes += size

@@ -12,7 +12,13 @@ export interface ControllableStore {
    * failure") without writing anything to the inner store. `Infinity` fails until {@link heal}.
    */
   failNext(count: number, error?: unknown): void
-  /** Cancels any failures still scheduled by {@link failNext}. */
+  /**
+   * Makes the next `count` append calls that hold an entry of `sessionId` reject with `error`
+   * without writing anything (default: until {@link heal}); calls without one pass. Checked after
+   * {@link failNext}.
+   */
+  failSession(sessionId: string, error: unknown, count?: number): void
+  /** Cancels any failures still scheduled by {@link failNext} and {@link failSession}. */
   heal(): void
   /**
    * Holds append calls: from now on each waits, before writing to the inner store, until the
@@ -34,6 +40,7 @@ export interface ControllableStore {
 export function createControllableStore(inner: Store): ControllableStore {
   let failuresLeft = 0
   let failure: unknown
+  const sessionFailures = new Map<string, { left: number; error: unknown }>()
   let gate: Promise<void> | undefined
   const batches: AppendEntry[][] = []
   let successes = 0
@@ -57,6 +64,12 @@ export function createControllableStore(inner: Store): ControllableStore {
         failuresLeft--
         throw failure
       }
+      for (const entry of entries) {
+        const sessionFailure = sessionFailures.get(entry.sessionId)
+        if (sessionFailure === undefined || sessionFailure.left <= 0) continue
+        sessionFailure.left--
+        throw sessionFailure.error
+      }
       await inner.append(entries)
       successes++
     },
@@ -77,8 +90,12 @@ export function createControllableStore(inner: Store): ControllableStore {
       failuresLeft = count
       failure = error
     },
+    failSession(sessionId, error, count = Number.POSITIVE_INFINITY) {
+      sessionFailures.set(sessionId, { left: count, error })
+    },
     heal() {
       failuresLeft = 0
+      sessionFailures.clear()
     },
     hold() {
       let release: () => void = () => undefined

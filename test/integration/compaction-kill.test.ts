@@ -1,6 +1,9 @@
 // Crash during compaction: a child-process server compacts a growing session continuously (tiny
-// thresholds) while a client streams acknowledged updates; SIGKILL at a random instant, restart.
+// thresholds) while a client streams acknowledged updates; SIGKILL inside a compaction, restart.
 // The session must load, with every acknowledged update. Several rounds, seed printed.
+// Deterministic in what it asserts (#13.9): each round waits for a compaction to finish while
+// updates stream, then for the next one to start, and kills at a seeded point of it (a fraction of
+// the last compaction's duration), instead of hoping a timer lands there.
 
 import { mkdtemp, rm } from 'node:fs/promises'
 import os from 'node:os'
@@ -9,6 +12,7 @@ import * as prng from 'lib0/prng'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { openLeveldbStore } from '../../server/persistence/leveldb-store.js'
 import { startServerProcess } from '../helpers/server-process.js'
+import { until } from '../helpers/wait.js'
 import { connectWsPeer } from '../helpers/ws-peer.js'
 
 let dataDir: string
@@ -40,19 +44,25 @@ const SERVER_ARGS = [
   // compaction-live.test.ts.
   '--compact-from-memory',
   'false',
+  // Rounds last until a compaction finished and the next one started (seconds): no rate limits.
+  ...['--updates-per-second', '1000000', '--updates-burst', '1000000'],
+  ...['--update-bytes-per-second', String(1 << 30), '--update-bytes-burst', String(1 << 30)],
 ]
 
 describe('kill -9 during compaction', () => {
-  it('loads with every acknowledged update after SIGKILL at random points of compaction', async () => {
+  it('loads with every acknowledged update after SIGKILL at seeded points inside compactions', async () => {
     const seed = Number(process.env.SEED ?? Date.now() % 1_000_000)
     console.log(`compaction kill -9 seed: ${seed}`)
     const gen = prng.create(seed)
     const rounds = 4
+    // A kill can still land just after a compaction ended (it was shorter than the pipe's delay):
+    // extra rounds, bounded, until one landed inside.
+    const maxRounds = 8
     const acknowledged: string[] = []
     let compactions = 0
     let killsDuringCompaction = 0
 
-    for (let round = 0; round < rounds; round++) {
+    for (let round = 0; round < rounds || (killsDuringCompaction === 0 && round < maxRounds); round++) {
       const server = await startServerProcess(['--data', dataDir, ...SERVER_ARGS])
       const client = await connectWsPeer(server.url, 'big')
       await client.whenSynced(15_000)
@@ -63,21 +73,49 @@ describe('kill -9 during compaction', () => {
       const lastKeyOfCounter = new Map<number, number>()
       const keys: string[] = []
       let isStopped = false
-      void client.closed.then(() => {
+      let closeCode = 0
+      void client.closed.then((code) => {
+        closeCode = code
         isStopped = true
       })
-      const killAfterMs = prng.int32(gen, 700, 2500)
-      const killer = setTimeout(() => server.child.kill('SIGKILL'), killAfterMs)
-      // Paced (about 10 updates per timer tick) so the stream lasts until the kill; bounded anyway.
-      for (let i = 0; i < 40_000 && !isStopped; i++) {
+      const count = (pattern: RegExp): number => (server.output().match(pattern) ?? []).length
+      const fraction = prng.real53(gen)
+      let killNote = ''
+      // The killer: bounded waits on the server's log, never a timer guessing where compaction is.
+      const killer = (async () => {
+        await until(() => isStopped || count(/session compacted/g) > 0, 45_000, 'a compaction finished')
+        const finished = count(/session compacted/g)
+        await until(
+          () => isStopped || count(/compacting session/g) > finished,
+          15_000,
+          'the next compaction started',
+        )
+        // Scaled to the shortest compaction seen (the first one also starts the fold worker), so
+        // the kill lands inside this one; capped so that rounds stay short.
+        const durations = [...server.output().matchAll(/"ms":(\d+)[^\n]*session compacted/g)]
+        const shortestMs = Math.min(...durations.map((match) => Number(match[1])))
+        const delayMs = Math.floor(fraction * 0.8 * Math.min(shortestMs, 1500))
+        // A seeded point inside the compaction (not a synchronisation: where to cut).
+        if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs))
+        killNote = isStopped
+          ? 'the socket closed before the kill'
+          : `killed ${delayMs} ms into a compaction (the shortest took ${shortestMs} ms)`
+      })()
+        .catch((error: unknown) => {
+          killNote = `killed without the signal: ${String(error)}`
+        })
+        .finally(() => server.child.kill('SIGKILL'))
+      // Paced (about 2 updates per timer tick, near 1,000/s) so the stream lasts until the kill and
+      // the log a compaction folds stays short on a loaded machine; bounded anyway.
+      for (let i = 0; i < 200_000 && !isStopped; i++) {
         const key = `r${round}-${i}`
         // A few hundred bytes per update, so checkpoints and merges are not trivially small.
         map.set(key, `${key}:${'x'.repeat(prng.int32(gen, 50, 400))}`)
         keys.push(key)
         lastKeyOfCounter.set(client.peer.requestAck(), i)
-        if (i % 10 === 0) await new Promise<void>((resolve) => setTimeout(resolve, 1))
+        if (i % 2 === 0) await new Promise<void>((resolve) => setTimeout(resolve, 1))
       }
-      clearTimeout(killer)
+      await killer
       server.child.kill('SIGKILL')
       await server.exited
       await client.closed
@@ -90,11 +128,11 @@ describe('kill -9 during compaction', () => {
       const lastDurableIndex = lastKeyOfCounter.get(highestAcked) ?? -1
       acknowledged.push(...keys.slice(0, lastDurableIndex + 1))
       console.log(
-        `round ${round}: killed after ${killAfterMs} ms, ${keys.length} sent, ${lastDurableIndex + 1} acked, ${roundStarts} compactions started, ${roundCompactions} finished`,
+        `round ${round}: ${killNote} (socket closed ${closeCode}), ${keys.length} sent, ${lastDurableIndex + 1} acked, ${roundStarts} compactions started, ${roundCompactions} finished`,
       )
     }
 
-    console.log(`${compactions} compactions finished, ${killsDuringCompaction} of ${rounds} kills inside one`)
+    console.log(`${compactions} compactions finished, ${killsDuringCompaction} kills inside one`)
     expect(compactions, 'compactions finished while updates streamed').toBeGreaterThan(0)
     expect(killsDuringCompaction, 'some kills landed inside a compaction').toBeGreaterThan(0)
     const server = await startServerProcess(['--data', dataDir, ...SERVER_ARGS])
@@ -124,5 +162,5 @@ describe('kill -9 during compaction', () => {
     } finally {
       await store.close()
     }
-  })
+  }, 180_000)
 })

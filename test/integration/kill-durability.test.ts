@@ -1,5 +1,7 @@
 // Durability: a child-process server is killed with SIGKILL while a client streams updates with
 // acks on; after a restart every acknowledged update must be there. Several rounds, seed printed.
+// SIGKILL keeps the page cache, so this cannot tell whether fsync happened: power-loss.test.ts
+// and test/contract/leveldb-sync.test.ts prove that.
 
 import { mkdtemp, rm } from 'node:fs/promises'
 import os from 'node:os'

@@ -1,11 +1,13 @@
 // Storage faults at the server level: while commits fail nothing is acknowledged, writes are
 // refused with a retryable close, /readyz fails; once storage recovers everything queued is written
-// and acknowledged, nothing lost.
+// and acknowledged, nothing lost. A failure no retry can fix stops only its own session (#13.7).
 
 import { afterEach, describe, expect, it } from 'vitest'
+import * as Y from 'yjs'
 import { DEFAULT_CONFIG } from '../../server/config.js'
 import { createMemoryStore } from '../../server/persistence/memory-store.js'
 import { type SyncServer, startSyncServer } from '../../server/sync-server.js'
+import { ERRORS } from '../../shared/errors.js'
 import { CloseCode } from '../../shared/protocol/close-codes.js'
 import { createControllableStore } from '../helpers/controllable-store.js'
 import { until, withTimeout } from '../helpers/wait.js'
@@ -62,5 +64,63 @@ describe('storage faults', () => {
     )
     writer.close()
     back.close()
+  })
+
+  it('stops only the conflicted session when the store refuses its updates for good (regression #13.7)', async () => {
+    const inner = createMemoryStore()
+    const controllable = createControllableStore(inner)
+    server = await startSyncServer({
+      config: { ...DEFAULT_CONFIG, port: 0, store: 'memory', logLevel: 'silent' },
+      store: controllable.store,
+    })
+    const url = `ws://127.0.0.1:${server.port}`
+    const conflicted = await connectWsPeer(url, 'conflicted')
+    const healthy = await connectWsPeer(url, 'healthy')
+    await conflicted.whenSynced(5_000)
+    await healthy.whenSynced(5_000)
+    conflicted.peer.doc.getText('t').insert(0, 'first')
+    await conflicted.peer.whenAcked(conflicted.peer.requestAck())
+
+    // Another writer stored seq 50 behind the loaded session's back: its next seq (2) conflicts,
+    // which no retry can fix.
+    const other = new Y.Doc()
+    other.getMap('m').set('other', 'writer')
+    await inner.append([
+      { sessionId: 'conflicted', seq: 50, time: Date.now(), update: Y.encodeStateAsUpdate(other) },
+    ])
+    const callsBefore = controllable.appendCalls
+    conflicted.peer.doc.getText('t').insert(5, ' second')
+    const refused = conflicted.peer.requestAck()
+    healthy.peer.doc.getText('t').insert(0, 'meanwhile')
+    const meanwhile = healthy.peer.requestAck()
+
+    expect(await withTimeout(conflicted.closed, 5_000, 'conflicted writer closed')).toBe(
+      ERRORS.internal.closeCode,
+    )
+    expect(conflicted.peer.acks).not.toContain(refused)
+    // The other session is acked and keeps writing; the server never stopped being ready.
+    await healthy.peer.whenAcked(meanwhile)
+    healthy.peer.doc.getText('t').insert(0, 'after ')
+    await healthy.peer.whenAcked(healthy.peer.requestAck())
+    expect(server.isReady).toBe(true)
+    expect((await fetch(`http://127.0.0.1:${server.port}/readyz`)).status).toBe(200)
+    // No retry loop: the refused session's updates were tried once, plus once on their own at most.
+    expect(
+      controllable.appendBatches.slice(callsBefore).filter((b) => b.some((e) => e.sessionId === 'conflicted'))
+        .length,
+    ).toBeLessThanOrEqual(2)
+
+    // The writer reconnects: the session reloads from disk and the edit it kept arrives by state vector.
+    const back = await connectWsPeer(url, 'conflicted', { doc: conflicted.peer.doc })
+    await back.whenSynced(5_000)
+    await back.peer.whenAcked(back.peer.requestAck())
+    const reader = await connectWsPeer(url, 'conflicted')
+    await reader.whenSynced(5_000)
+    expect(reader.peer.doc.getText('t').toString()).toBe('first second')
+    expect(reader.peer.doc.getMap('m').get('other')).toBe('writer')
+    expect((await inner.load('conflicted')).log.map((e) => e.seq)).toEqual([1, 50, 51])
+    back.close()
+    reader.close()
+    healthy.close()
   })
 })

@@ -63,7 +63,9 @@ async function agentIn(sessionId: string, options: Partial<JoinSessionOptions> =
     model: createOpenAiModel({ baseUrl: fake.baseUrl, model: 'fake' }),
     coalesceMs: 0,
     claimSettleMs: 10,
-    timeouts: { firstTokenMs: 300, betweenTokensMs: 300, replyMs: 20_000 },
+    // Generous by default: a loaded CI machine can take longer than 300 ms to pass a first token;
+    // the tests of a timeout set the one they test.
+    timeouts: { firstTokenMs: 5_000, betweenTokensMs: 5_000, replyMs: 20_000 },
     retry: { baseDelayMs: 10, maxDelayMs: 50 },
     ...options,
   })
@@ -93,7 +95,9 @@ async function settled(client: SyncClient, promptId: string): Promise<MessageVie
 describe('an agent whose model misbehaves', () => {
   it('regression: a stalled model ends the reply error "the model sent nothing for …", aborts the request and serves the next message', async () => {
     const phone = await device('stall')
-    const agent = await agentIn('stall')
+    const agent = await agentIn('stall', {
+      timeouts: { firstTokenMs: 5_000, betweenTokensMs: 300, replyMs: 20_000 },
+    })
     fake.enqueue({ kind: 'stall', tokens: ['Let me think '] })
     const first = ask(phone, 'a hard question')
     await fake.whenRequests(1)
@@ -207,7 +211,7 @@ describe('an agent whose model misbehaves', () => {
 
   it('an endless stream ends at the reply timeout', async () => {
     const phone = await device('endless')
-    await agentIn('endless', { timeouts: { firstTokenMs: 300, betweenTokensMs: 300, replyMs: 400 } })
+    await agentIn('endless', { timeouts: { firstTokenMs: 5_000, betweenTokensMs: 5_000, replyMs: 400 } })
     fake.enqueue({ kind: 'endless', intervalMs: 5 })
     const prompt = ask(phone, 'never stop')
     const reply = await settled(phone, prompt.id)

@@ -295,7 +295,8 @@ describe('createWriteQueue', () => {
     expect(() => queue.enqueue(entry('a', 2))).toThrow(expect.objectContaining({ code: 'shutting-down' }))
     await queue.flush()
     const timersAfter = process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout').length
-    expect(timersAfter).toBe(timersBefore)
+    // At most as many: a timer of an earlier test may end meanwhile; a leaked retry timer would add one.
+    expect(timersAfter).toBeLessThanOrEqual(timersBefore)
   })
 
   it('keeps working when an onCommit callback throws, rethrowing the error outside the queue', async () => {

@@ -66,19 +66,28 @@ export function connectNodeProvider(
   }
 }
 
-/** Resolves once every provider is connected and synced; rejects after `ms` naming the laggards. */
-export async function whenAllSynced(
+/**
+ * Resolves once `predicate` holds for every provider; rejects after `ms` with the label, how many
+ * lag behind and the close codes the providers saw (what tells a server refusal from slowness).
+ */
+export async function untilAll(
   providers: readonly NodeProvider[],
+  predicate: (provider: NodeProvider) => boolean,
   ms: number,
   label: string,
 ): Promise<void> {
-  await until(() => providers.every((p) => p.wsconnected && p.synced), ms, label).catch((error: unknown) => {
-    const behind = providers.filter((p) => !(p.wsconnected && p.synced))
-    const codes = [...new Set(behind.flatMap((p) => p.closeCodes))]
+  await until(() => providers.every(predicate), ms, label).catch((error: unknown) => {
+    const behind = providers.filter((p) => !predicate(p)).length
+    const codes = [...new Set(providers.flatMap((p) => p.closeCodes))]
     throw new Error(
-      `${String(error)} (${behind.length} not synced; close codes seen: ${codes.join(',') || 'none'})`,
+      `${String(error)} (${behind} of ${providers.length} behind; close codes seen: ${codes.join(',') || 'none'})`,
     )
   })
+}
+
+/** Resolves once every provider is connected and synced; rejects after `ms` naming the close codes. */
+export function whenAllSynced(providers: readonly NodeProvider[], ms: number, label: string): Promise<void> {
+  return untilAll(providers, (p) => p.wsconnected && p.synced, ms, label)
 }
 
 /**

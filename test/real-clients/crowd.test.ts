@@ -42,11 +42,13 @@ let server: ServerProcess
 let editors: EditorBrowser
 const crowd: NodeProvider[] = []
 
-/** Where y-codemirror.next reads a remote caret: awareness `cursor` as relative positions. */
+/**
+ * Moves a person's caret the way y-codemirror.next does: awareness `cursor` holding Y.RelativePosition
+ * objects (the JSON of their fields, nulls included, is what the page decodes).
+ */
 function moveCursor(gen: prng.PRNG, person: NodeProvider): void {
   const text = person.doc.getText('codemirror')
-  const at = prng.int32(gen, 0, text.length)
-  const position = Y.relativePositionToJSON(Y.createRelativePositionFromTypeIndex(text, at))
+  const position = Y.createRelativePositionFromTypeIndex(text, prng.int32(gen, 0, text.length))
   person.awareness.setLocalStateField('cursor', { anchor: position, head: position })
 }
 
@@ -95,6 +97,7 @@ describe.skipIf(!hasChromium)('a stock y-websocket 3.x client among 50 people pr
     expect((await page.state()).closeCodes).toEqual([])
 
     // A minute of activity, bounded in time and in rounds; the page types real keys at ~25 per second.
+    await page.call('moveCaret', 1) // focuses the editor: keys go where a click would put them
     let typed = 0
     let crowdTyped = 0
     let rounds = 0
@@ -141,6 +144,7 @@ describe.skipIf(!hasChromium)('a stock y-websocket 3.x client among 50 people pr
     expect(final.closeCodes).toEqual([])
     expect(final.peers).toHaveLength(PRESENT)
     expect(final.carets.length).toBeGreaterThanOrEqual(ACTIVE)
+    for (const name of final.carets) expect(final.peers).toContain(name)
     expect(page.errors).toEqual([])
     expect(crowd.filter((p) => !p.wsconnected)).toHaveLength(0)
     expect(crowd.flatMap((p) => p.closeCodes)).toEqual([])

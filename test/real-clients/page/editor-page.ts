@@ -73,7 +73,9 @@ function createHarness(): Harness {
   const placeCaret = (position: number): HTMLElement => {
     if (tiptap !== undefined) {
       const end = tiptap.state.doc.content.size - 1
-      tiptap.commands.focus()
+      // ProseMirror's own focus, not Tiptap's focus command: that one waits for an animation frame,
+      // and keys typed meanwhile go nowhere.
+      tiptap.view.focus()
       tiptap.commands.setTextSelection(Math.max(1, Math.min(position, end)))
       return tiptap.view.dom
     }

@@ -11,7 +11,7 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import * as esbuild from 'esbuild'
 import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core'
-import type { Harness, PageState, StartOptions } from './page/harness.js'
+import type { Harness, HarnessGlobal, PageState, StartOptions } from './page/harness.js'
 
 export const CHROMIUM = '/usr/bin/chromium'
 /** False when Debian's chromium is not installed: the browser tests are then skipped with a message. */
@@ -43,6 +43,11 @@ export interface EditorPage {
 /** The browser, the page server and the bundle; one per test file. */
 export interface EditorBrowser {
   readonly browser: Browser
+  /**
+   * The origin the pages are served from: another origin than the server's, as a real app's would
+   * be, so the server must list it in `--allowed-origins` (anonymous mode refuses other origins).
+   */
+  readonly origin: string
   /** Opens a page in `context` (a new one unless given) and starts the editor there. */
   open(options: StartOptions, context?: BrowserContext): Promise<EditorPage>
   newContext(): Promise<BrowserContext>
@@ -105,6 +110,7 @@ export async function launchEditorBrowser(): Promise<EditorBrowser> {
 
   return {
     browser,
+    origin,
     newContext,
     async open(options, given) {
       const context = given ?? (await newContext())
@@ -112,12 +118,12 @@ export async function launchEditorBrowser(): Promise<EditorBrowser> {
       const errors: string[] = []
       page.on('pageerror', (error) => errors.push(error.message))
       await page.goto(`${origin}/editor.html`)
-      await page.evaluate((start) => window.harness.start(start), options)
+      await page.evaluate((start) => (globalThis as unknown as HarnessGlobal).harness.start(start), options)
       const editor: EditorPage = {
         page,
         context,
         errors,
-        state: () => page.evaluate(() => window.harness.state()),
+        state: () => page.evaluate(() => (globalThis as unknown as HarnessGlobal).harness.state()),
         async waitFor(predicate, label, timeoutMs = BROWSER_WAIT) {
           try {
             await page.waitForFunction(`((s) => ${predicate})(window.harness.state())`, undefined, {
@@ -125,7 +131,9 @@ export async function launchEditorBrowser(): Promise<EditorBrowser> {
               polling: 50,
             })
           } catch (error) {
-            const state = await page.evaluate(() => window.harness.state()).catch(() => undefined)
+            const state = await page
+              .evaluate(() => (globalThis as unknown as HarnessGlobal).harness.state())
+              .catch(() => undefined)
             const brief = state && { ...state, editorText: state.editorText.slice(0, 200), docContent: '…' }
             throw new Error(
               `${options.user.name}: ${label}: ${String(error)}\nstate: ${JSON.stringify(brief)}`,
@@ -133,14 +141,15 @@ export async function launchEditorBrowser(): Promise<EditorBrowser> {
           }
         },
         async typeAtEnd(text, delayMs = 0) {
-          await page.evaluate(() => window.harness.moveCaret(1))
+          await page.evaluate(() => (globalThis as unknown as HarnessGlobal).harness.moveCaret(1))
           await page.keyboard.type(text, { delay: delayMs })
         },
         call: (name, ...args) =>
-          page.evaluate(([n, a]) => (window.harness[n] as (...x: unknown[]) => unknown)(...a), [
-            name,
-            args,
-          ] as const) as never,
+          page.evaluate(
+            ([n, a]) =>
+              ((globalThis as unknown as HarnessGlobal).harness[n] as (...x: unknown[]) => unknown)(...a),
+            [name, args] as const,
+          ) as never,
       }
       return editor
     },

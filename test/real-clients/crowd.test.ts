@@ -55,7 +55,9 @@ function moveCursor(gen: prng.PRNG, person: NodeProvider): void {
 describe.skipIf(!hasChromium)('a stock y-websocket 3.x client among 50 people present', () => {
   beforeAll(async () => {
     dataDir = await mkdtemp(path.join(os.tmpdir(), 'colloquy-real-clients-crowd-'))
-    ;[server, editors] = await Promise.all([startServerProcess(['--data', dataDir]), launchEditorBrowser()])
+    editors = await launchEditorBrowser()
+    // Default flags but the data folder and the app's origin (anonymous mode refuses any other).
+    server = await startServerProcess(['--data', dataDir, '--allowed-origins', editors.origin])
   }, 60_000)
 
   afterAll(async () => {

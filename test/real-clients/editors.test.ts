@@ -18,7 +18,7 @@ import {
   launchEditorBrowser,
 } from './browser-pages.js'
 import { readFromServer } from './node-providers.js'
-import { EditorKind, type ProviderVersion, type StartOptions } from './page/harness.js'
+import { EditorKind, type HarnessGlobal, type ProviderVersion, type StartOptions } from './page/harness.js'
 
 if (!hasChromium) {
   console.warn(
@@ -37,9 +37,12 @@ const opened: EditorPage[] = []
 /** Uncaught errors of every page closed so far. */
 const pageErrors: string[] = []
 
-/** The server as a user runs it (default flags; only where it keeps its data), behind the forwarder. */
+/**
+ * The server as a user runs it: default flags but where it keeps its data and the origin of the app
+ * that may use it (the pages' origin: anonymous mode refuses any other), behind the forwarder.
+ */
 async function startServer(): Promise<ServerProcess> {
-  const started = await startServerProcess(['--data', dataDir])
+  const started = await startServerProcess(['--data', dataDir, '--allowed-origins', editors.origin])
   forwarder?.setTarget(started.port)
   return started
 }
@@ -92,15 +95,20 @@ async function converge(pages: readonly EditorPage[], text: string, label: strin
 /** Types `ownText` at the start of one page and `otherText` at the end of the other, both at once. */
 async function typeConcurrently(first: EditorPage, ownText: string, second: EditorPage, otherText: string) {
   await Promise.all([
-    first.page.evaluate(() => window.harness.moveCaret(0)).then(() => first.page.keyboard.type(ownText)),
-    second.page.evaluate(() => window.harness.moveCaret(1)).then(() => second.page.keyboard.type(otherText)),
+    first.page
+      .evaluate(() => (globalThis as unknown as HarnessGlobal).harness.moveCaret(0))
+      .then(() => first.page.keyboard.type(ownText)),
+    second.page
+      .evaluate(() => (globalThis as unknown as HarnessGlobal).harness.moveCaret(1))
+      .then(() => second.page.keyboard.type(otherText)),
   ])
 }
 
 describe.skipIf(!hasChromium)('real editors in Chromium through stock y-websocket providers', () => {
   beforeAll(async () => {
     dataDir = await mkdtemp(path.join(os.tmpdir(), 'colloquy-real-clients-data-'))
-    ;[server, editors] = await Promise.all([startServer(), launchEditorBrowser()])
+    editors = await launchEditorBrowser()
+    server = await startServer()
     forwarder = await startTcpForwarder(server.port)
     serverUrl = `ws://127.0.0.1:${forwarder.port}`
   }, 60_000)

@@ -1,5 +1,3 @@
-/// <reference lib="dom" />
-/// <reference lib="dom.iterable" />
 // The page the real-client suite opens in Chromium: a Tiptap 3 or CodeMirror 6 editor bound to a
 // Yjs document through a stock y-websocket provider (1.5.4, 2.1.0 or 3.1.0), optionally kept in
 // IndexedDB by y-indexeddb. Bundled by esbuild in the test; playwright drives it via `window.harness`.

@@ -69,3 +69,11 @@ export interface Harness {
   /** Flushes y-indexeddb and destroys provider and editor. */
   destroy(): Promise<void>
 }
+
+/**
+ * The page's global as the Node side types it inside `page.evaluate` callbacks (they run in the
+ * page, where `globalThis` is `window`; the Node typecheck has no DOM types).
+ */
+export interface HarnessGlobal {
+  readonly harness: Harness
+}

@@ -36,7 +36,8 @@ export type WireProtocol = (typeof WireProtocol)[keyof typeof WireProtocol]
  * encodes a relayed message once per protocol and hands the same bytes to every subscriber of it.
  */
 export interface WireCodec {
-  readonly protocol: WireProtocol
+  /** A short name, one per protocol (see {@link WireProtocol}): it names uWS topics and logs. */
+  readonly protocol: string
   decode(frame: Uint8Array): Message
   encode(message: Message, sessionId: string): Uint8Array
 }

@@ -28,6 +28,14 @@ export function countEncodes(base: WireCodec): CountingCodec {
   }
 }
 
+/** A named-protocol frame: varString(session id) then the classic frame. */
+export function frameNamed(sessionId: string, classicFrame: Uint8Array): Uint8Array {
+  const encoder = encoding.createEncoder()
+  encoding.writeVarString(encoder, sessionId)
+  encoding.writeUint8Array(encoder, classicFrame)
+  return encoding.toUint8Array(encoder)
+}
+
 /**
  * A second wire protocol: varString(session id) then a classic frame. The classic part of a decoded
  * frame is kept as the message's classicFrame, so a classic peer is relayed those bytes as is.
@@ -44,10 +52,5 @@ export const namedCodec: WireCodec = {
     }
     return { ...decodeClassicFrame(frame.subarray(decoder.pos)), sessionId }
   },
-  encode(message, sessionId) {
-    const encoder = encoding.createEncoder()
-    encoding.writeVarString(encoder, sessionId)
-    encoding.writeUint8Array(encoder, classicCodec.encode(message, sessionId))
-    return encoding.toUint8Array(encoder)
-  },
+  encode: (message, sessionId) => frameNamed(sessionId, classicCodec.encode(message, sessionId)),
 }

@@ -367,7 +367,9 @@ export function createUwsTransport(options: UwsTransportOptions): Promise<UwsTra
             publish(message, except) {
               let size = 0
               for (const [topicCodec, name] of protocols) {
-                if (app.numSubscribers(name) === 0) continue
+                // With one protocol (the usual case) publish as before; with more, encode only for
+                // the protocols someone still listens on.
+                if (protocols.size > 1 && app.numSubscribers(name) === 0) continue
                 const frame = topicCodec.encode(message, sessionId)
                 size = Math.max(size, frame.byteLength)
                 // ws.publish reaches every subscriber but the sender; app.publish reaches all.

@@ -4,10 +4,13 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import * as awarenessProtocol from 'y-protocols/awareness'
 import * as Y from 'yjs'
+import { createMemoryStore } from '../../../../server/persistence/memory-store.js'
+import type { Store } from '../../../../server/persistence/store.js'
 import { receiveFrame } from '../../../../server/session/peer.js'
 import { MemoryPeer } from '../../../../server/transport/memory-transport.js'
+import { CloseCode } from '../../../../shared/protocol/close-codes.js'
 import { encodeAwareness, encodeSyncStatus, encodeSyncUpdate } from '../../../../shared/protocol/message.js'
-import { createMemoryHarness, type MemoryHarness } from '../../../helpers/memory-server.js'
+import { createMemoryHarness, drainTasks, type MemoryHarness } from '../../../helpers/memory-server.js'
 import { ProtocolPeer } from '../../../helpers/protocol-peer.js'
 import { frameNamed, namedCodec } from '../named-codec.js'
 
@@ -46,6 +49,22 @@ function connectNamed(h: MemoryHarness, sessionId: string): { peer: ProtocolPeer
 }
 
 describe('a session behind the wire seam', () => {
+  it('refuses a malformed frame on arrival while it loads, and queues no unknown message', async () => {
+    const inner = createMemoryStore()
+    const never = new Promise<never>(() => {})
+    const stuck: Store = { ...inner, load: () => never, release: (id) => inner.release(id) }
+    harness = createMemoryHarness({ store: stuck })
+    const a = harness.connect('s', { start: false })
+    const b = harness.connect('s', { start: false })
+    a.peer.sendRaw(new Uint8Array([0, 2, 200]))
+    b.peer.sendRaw(new Uint8Array([77]))
+    b.peer.sendRaw(encodeSyncUpdate(new Uint8Array([0, 0])))
+    await drainTasks()
+    expect(a.transport.closeCode).toBe(CloseCode.MalformedMessage)
+    expect(b.transport.isClosed).toBe(false)
+    expect(b.connection.loadingQueue.map((m) => m.type)).toEqual(['sync-update'])
+  })
+
   it('relays a sync-update to classic peers as the very frame it received', async () => {
     harness = createMemoryHarness()
     const a = harness.connect('s')

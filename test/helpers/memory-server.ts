@@ -89,6 +89,7 @@ export function createMemoryHarness(
         })
       }, peerOptions)
       transport = new MemoryPeer((frame) => queueMicrotask(() => peer.handle(frame)), {
+        sessionId,
         // A close from the server ends the connection as a socket close would.
         onClose: () => queueMicrotask(() => session?.detach(connection!)),
       })

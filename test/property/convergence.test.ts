@@ -98,7 +98,7 @@ async function runScenario(commands: readonly Command[]): Promise<void> {
 
   const connect = (index: number): Link => {
     const link = { toServer: [], toPeer: [] } as unknown as Link
-    link.transport = new MemoryPeer((frame) => link.toPeer.push(frame))
+    link.transport = new MemoryPeer((frame) => link.toPeer.push(frame), { sessionId: 'prop' })
     const attached = sessions.connect('prop', link.transport)
     session = attached.session
     link.connection = attached.connection

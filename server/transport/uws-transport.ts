@@ -341,6 +341,15 @@ export function createUwsTransport(options: UwsTransportOptions): Promise<UwsTra
         reject(new ListenError(options.host, options.port))
         return
       }
+      /** Sends one encoded frame to a protocol's topic, leaving out `except` when it is subscribed there. */
+      const publishFrame = (name: string, topicCodec: WireCodec, frame: Uint8Array, except?: Peer): void => {
+        // ws.publish reaches every subscriber but the sender; app.publish reaches all.
+        if (except instanceof UwsPeer && !except.isClosed && except.codec === topicCodec) {
+          except.socket.publish(name, frame, true)
+        } else {
+          app.publish(name, frame, true)
+        }
+      }
       let listening: UwsListenSocket | undefined = listenSocket
       const port = uws.us_socket_local_port(listenSocket as never)
       resolve({
@@ -348,11 +357,14 @@ export function createUwsTransport(options: UwsTransportOptions): Promise<UwsTra
         topic(sessionId) {
           // One uWS topic per protocol: its subscribers all take the same bytes, encoded once.
           const protocols = new Map<WireCodec, string>()
+          // The first protocol's codec and topic: a publish while it is the only one takes no loop.
+          let first: { readonly codec: WireCodec; readonly name: string } | undefined
           const nameFor = (peerCodec: WireCodec): string => {
             let name = protocols.get(peerCodec)
             if (name === undefined) {
               name = `${peerCodec.protocol}/${sessionId}`
               protocols.set(peerCodec, name)
+              first ??= { codec: peerCodec, name }
             }
             return name
           }
@@ -365,19 +377,19 @@ export function createUwsTransport(options: UwsTransportOptions): Promise<UwsTra
               if (peer instanceof UwsPeer && !peer.isClosed) peer.socket.unsubscribe(nameFor(peer.codec))
             },
             publish(message, except) {
+              if (first === undefined) return 0
+              if (protocols.size === 1) {
+                const frame = first.codec.encode(message, sessionId)
+                publishFrame(first.name, first.codec, frame, except)
+                return frame.byteLength
+              }
               let size = 0
               for (const [topicCodec, name] of protocols) {
-                // With one protocol (the usual case) publish as before; with more, encode only for
-                // the protocols someone still listens on.
-                if (protocols.size > 1 && app.numSubscribers(name) === 0) continue
+                // Encode only for the protocols someone still listens on.
+                if (app.numSubscribers(name) === 0) continue
                 const frame = topicCodec.encode(message, sessionId)
                 size = Math.max(size, frame.byteLength)
-                // ws.publish reaches every subscriber but the sender; app.publish reaches all.
-                if (except instanceof UwsPeer && !except.isClosed && except.codec === topicCodec) {
-                  except.socket.publish(name, frame, true)
-                } else {
-                  app.publish(name, frame, true)
-                }
+                publishFrame(name, topicCodec, frame, except)
               }
               return size
             },

@@ -258,7 +258,8 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
         )
       }
       return {
-        receive: (frame) => session.receive(connection, frame),
+        receive: (message) => session.receive(connection, message),
+        refuse: (error) => session.refuse(connection, error),
         closed: (code) => {
           clearTimeout(expiry)
           metrics.connectionsClosed.inc({ code: String(code) })

@@ -1,6 +1,7 @@
-// One peer in one session: what the session tracks about it (queued frames while loading, the
+// One peer in one session: what the session tracks about it (queued messages while loading, the
 // awareness client ids it controls). Owns no socket: the transport's Peer does.
 
+import type { Message } from '../../shared/protocol/message.js'
 import type { TokenBucket } from '../limits/token-bucket.js'
 import type { Peer } from './peer.js'
 
@@ -26,8 +27,8 @@ export class Connection {
   readonly awarenessClientIds = new Set<number>()
   /** Awareness entries dropped because they changed an id another connection owns (for logs). */
   forgedAwarenessEntries = 0
-  /** Frames received before the session finished loading, in arrival order. */
-  loadingQueue: Uint8Array[] = []
+  /** Messages received before the session finished loading, in arrival order (decoded at the edge). */
+  loadingQueue: Message[] = []
   loadingQueueBytes = 0
   /** True once the session has sent its first sync step 1 to this peer. */
   isOpen = false
@@ -38,9 +39,9 @@ export class Connection {
     this.policy = policy
   }
 
-  /** Sends a frame unless the connection is closed. */
-  send(frame: Uint8Array): void {
-    if (!this.isClosed) this.peer.send(frame)
+  /** Sends a message (the peer's codec encodes it) unless the connection is closed. */
+  send(message: Message): void {
+    if (!this.isClosed) this.peer.send(message)
   }
 
   /** Closes the connection once; later calls do nothing. */

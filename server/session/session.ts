@@ -6,15 +6,7 @@ import * as awarenessProtocol from 'y-protocols/awareness'
 import * as Y from 'yjs'
 import { ColloquyError, toColloquyError } from '../../shared/errors.js'
 import { decodeAwarenessUpdate, encodeAwarenessUpdate } from '../../shared/protocol/awareness-validate.js'
-import {
-  decodeMessage,
-  encodeAwareness,
-  encodePermissionDenied,
-  encodeSyncStep1,
-  encodeSyncStep2,
-  encodeSyncUpdate,
-  type Message,
-} from '../../shared/protocol/message.js'
+import { AuthMessageType, type Message, messageByteLength } from '../../shared/protocol/message.js'
 import { decodeStateVectorStrict, validateUpdate } from '../../shared/protocol/yjs-validate.js'
 import type { Logger } from '../observability/log.js'
 import type { AppendEntry, Store } from '../persistence/store.js'
@@ -99,7 +91,8 @@ interface AckWaiter {
   readonly connection: Connection
   /** The session's last queued seq when the sync-status arrived. */
   readonly seq: number
-  readonly frame: Uint8Array
+  /** The sync-status message, echoed as received (the classic codec sends its very frame). */
+  readonly message: Message
   /** When the sync-status arrived (ms, the context's clock). */
   readonly receivedAt: number
 }
@@ -125,11 +118,14 @@ export const LIVE_SNAPSHOT_MAX_STRUCTS = 20_000
  * A session in memory.
  *
  * @remarks
- * Write path: an incoming update is validated, applied, and — only if it changed the document or
- * its pending structs — given the next seq, queued for the group commit and published to the
- * session's topic (never to its sender). The bytes stored and relayed are the bytes received, so the
- * server never re-encodes an update: its cost stays flat however long the document grows.
- * A sync-status message is echoed once every seq queued before it is durable.
+ * A session handles decoded, protocol-neutral messages ({@link Message}); frames are decoded at the
+ * transport's edge with the peer's codec, and what the session sends or publishes is encoded there
+ * (once per wire protocol for a publish). Write path: an incoming update is validated, applied,
+ * and — only if it changed the document or its pending structs — given the next seq, queued for the
+ * group commit and published to the session's topic (never to its sender). The update stored is the
+ * one received, and the message relayed is the one received, so the classic codec sends its very
+ * frame: the server never re-encodes an update, and its cost stays flat however long the document
+ * grows. A sync-status message is echoed once every seq queued before it is durable.
  */
 export class Session {
   readonly id: string
@@ -182,22 +178,35 @@ export class Session {
     return connection
   }
 
-  /** Handles one binary frame from a connection. Never throws: a bad frame closes that connection. */
-  receive(connection: Connection, frame: Uint8Array): void {
+  /**
+   * Handles one decoded message from a connection. Never throws: a bad message closes that
+   * connection.
+   */
+  receive(connection: Connection, message: Message): void {
     if (connection.isClosed) return
     this.lastActiveAt = this.ctx.now()
     if (this.state === 'loading') {
-      this.queueWhileLoading(connection, frame)
+      this.queueWhileLoading(connection, message)
       return
     }
     if (this.state !== 'ready') return
     try {
-      this.handle(connection, decodeMessage(frame), frame)
+      this.handle(connection, message)
     } catch (error) {
-      if (error instanceof ColloquyError && error.code === 'unknown-message-type')
-        this.ignore(connection, error)
-      else this.reject(connection, error)
+      this.refuse(connection, error)
     }
+  }
+
+  /**
+   * Answers a frame the connection's codec could not decode, or a message the session could not
+   * handle: an `unknown-message-type` is ignored (counted, logged at debug) as y-protocols peers do;
+   * anything else closes that connection with the error's close code, a log line and a metric.
+   */
+  refuse(connection: Connection, error: unknown): void {
+    if (connection.isClosed) return
+    if (error instanceof ColloquyError && error.code === 'unknown-message-type')
+      this.ignore(connection, error)
+    else this.reject(connection, error)
   }
 
   /** Detaches a connection whose socket closed: its awareness states are removed for everyone. */
@@ -214,7 +223,10 @@ export class Session {
       const present = awareness === undefined ? [] : owned.filter((id) => awareness.states.has(id))
       if (awareness !== undefined && present.length > 0) {
         awarenessProtocol.removeAwarenessStates(awareness, present, connection)
-        this.ctx.topic.publish(encodeAwareness(awarenessProtocol.encodeAwarenessUpdate(awareness, present)))
+        this.ctx.topic.publish({
+          type: 'awareness',
+          update: awarenessProtocol.encodeAwarenessUpdate(awareness, present),
+        })
       }
     }
     if (this.connections.size === 0 && this.state === 'ready') this.ctx.onIdle(this)
@@ -228,7 +240,7 @@ export class Session {
     while (released < this.ackWaiters.length && this.ackWaiters[released]!.seq <= seq) {
       const waiter = this.ackWaiters[released]!
       if (!waiter.connection.isClosed) {
-        waiter.connection.send(waiter.frame)
+        waiter.connection.send(waiter.message)
         this.ctx.observer?.ackReleased?.(this.ctx.now() - waiter.receivedAt)
       }
       released++
@@ -372,7 +384,7 @@ export class Session {
       const queue = connection.loadingQueue
       connection.loadingQueue = []
       connection.loadingQueueBytes = 0
-      for (const frame of queue) this.receive(connection, frame)
+      for (const message of queue) this.receive(connection, message)
     }
     if (this.connections.size === 0) this.ctx.onIdle(this)
   }
@@ -383,56 +395,61 @@ export class Session {
     // Subscribe before the first step 2 is computed: nothing published after it can be missed.
     this.ctx.topic.subscribe(connection.peer)
     connection.isOpen = true
-    connection.send(encodeSyncStep1(Y.encodeStateVector(doc)))
+    connection.send({ type: 'sync-step1', stateVector: Y.encodeStateVector(doc) })
     if (awareness.states.size > 0) {
-      connection.send(
-        encodeAwareness(awarenessProtocol.encodeAwarenessUpdate(awareness, [...awareness.states.keys()])),
-      )
+      connection.send({
+        type: 'awareness',
+        update: awarenessProtocol.encodeAwarenessUpdate(awareness, [...awareness.states.keys()]),
+      })
     }
   }
 
-  private queueWhileLoading(connection: Connection, frame: Uint8Array): void {
+  private queueWhileLoading(connection: Connection, message: Message): void {
     const { maxLoadingQueueMessages, maxLoadingQueueBytes } = this.ctx.limits
+    // The bytes a queued message holds on to (its frame, with the classic codec): what it costs.
+    const bytes = messageByteLength(message)
     if (
       (maxLoadingQueueMessages > 0 && connection.loadingQueue.length >= maxLoadingQueueMessages) ||
-      connection.loadingQueueBytes + frame.length > maxLoadingQueueBytes
+      connection.loadingQueueBytes + bytes > maxLoadingQueueBytes
     ) {
       this.reject(connection, new ColloquyError('loading-queue-full'))
       return
     }
-    connection.loadingQueue.push(frame)
-    connection.loadingQueueBytes += frame.length
+    connection.loadingQueue.push(message)
+    connection.loadingQueueBytes += bytes
   }
 
-  private handle(connection: Connection, message: Message, frame: Uint8Array): void {
+  private handle(connection: Connection, message: Message): void {
     const doc = this.doc!
     switch (message.type) {
       case 'sync-step1': {
         decodeStateVectorStrict(message.stateVector)
-        connection.send(encodeSyncStep2(Y.encodeStateAsUpdate(doc, message.stateVector)))
+        connection.send({ type: 'sync-step2', update: Y.encodeStateAsUpdate(doc, message.stateVector) })
         return
       }
       case 'sync-step2':
+        // Relayed as a sync-update: a new message, encoded once per protocol.
         this.applyUpdate(connection, message.update, undefined)
         return
       case 'sync-update':
-        this.applyUpdate(connection, message.update, frame)
+        this.applyUpdate(connection, message.update, message)
         return
       case 'awareness':
-        this.receiveAwareness(connection, message.update, frame)
+        this.receiveAwareness(connection, message)
         return
       case 'query-awareness': {
         const awareness = this.awareness!
-        connection.send(
-          encodeAwareness(awarenessProtocol.encodeAwarenessUpdate(awareness, [...awareness.states.keys()])),
-        )
+        connection.send({
+          type: 'awareness',
+          update: awarenessProtocol.encodeAwarenessUpdate(awareness, [...awareness.states.keys()]),
+        })
         return
       }
       case 'auth':
         // Only servers send auth messages (permission denied); one from a client means nothing.
         return
       case 'sync-status':
-        this.acknowledge(connection, frame)
+        this.acknowledge(connection, message)
         return
     }
   }
@@ -446,7 +463,8 @@ export class Session {
    * cost nothing; changes to an id another live connection owns are dropped, logged and counted.
    * Size, rate and the own-id count limit apply to what the connection really sends of its own.
    */
-  private receiveAwareness(connection: Connection, update: Uint8Array, frame: Uint8Array): void {
+  private receiveAwareness(connection: Connection, message: Message & { readonly type: 'awareness' }): void {
+    const { update } = message
     const { maxAwarenessBytes, maxAwarenessClientsPerConnection } = this.ctx.limits
     if (maxAwarenessBytes !== undefined && maxAwarenessBytes > 0 && update.length > maxAwarenessBytes) {
       throw new ColloquyError('awareness-limit', `awareness message of ${update.length} bytes`)
@@ -469,7 +487,11 @@ export class Session {
     if (verdict.accepted.length === 0) return
     const accepted = verdict.isWhole ? update : encodeAwarenessUpdate(verdict.accepted)
     awarenessProtocol.applyAwarenessUpdate(awareness, accepted, connection)
-    this.ctx.topic.publish(verdict.isWhole ? frame : encodeAwareness(accepted), connection.peer)
+    // A whole update is relayed as the message received (its frame, for classic peers).
+    this.ctx.topic.publish(
+      verdict.isWhole ? message : { type: 'awareness', update: accepted },
+      connection.peer,
+    )
   }
 
   private refuseForgedAwareness(connection: Connection, forged: readonly { clientId: number }[]): void {
@@ -505,9 +527,9 @@ export class Session {
   /**
    * Applies a peer's update; stores and relays it only if it changed something.
    *
-   * @param relayFrame the received frame when it is already a sync-update message (relayed as is)
+   * @param relay the received message when it is already a sync-update (relayed as is)
    */
-  private applyUpdate(connection: Connection, update: Uint8Array, relayFrame: Uint8Array | undefined): void {
+  private applyUpdate(connection: Connection, update: Uint8Array, relay: Message | undefined): void {
     const policy = connection.policy
     if (policy !== undefined) {
       const now = this.ctx.now()
@@ -530,7 +552,11 @@ export class Session {
     if (denial !== undefined) {
       if (carriesNewStructs(doc, update)) {
         this.ctx.observer?.rejected?.(denial.code)
-        connection.send(encodePermissionDenied(denial.info.reason))
+        connection.send({
+          type: 'auth',
+          authType: AuthMessageType.PermissionDenied,
+          reason: denial.info.reason,
+        })
       }
       return
     }
@@ -559,20 +585,16 @@ export class Session {
       doc.store.pendingStructs?.update !== pendingStructsBefore ||
       doc.store.pendingDs !== pendingDsBefore
     // Yjs integrates only new content: a duplicate or retried update changes nothing and costs nothing.
-    if (isChanged) this.record(update, connection, relayFrame)
+    if (isChanged) this.record(update, connection, relay)
   }
 
   /**
    * Gives a change the next seq, queues it for the group commit and relays it to every connection
    * but its sender's.
    *
-   * @param relayFrame the received frame when it is already a sync-update message (relayed as is)
+   * @param relay the received message when it is already a sync-update (relayed as is)
    */
-  private record(
-    update: Uint8Array,
-    sender: Connection | undefined,
-    relayFrame: Uint8Array | undefined,
-  ): void {
+  private record(update: Uint8Array, sender: Connection | undefined, relay: Message | undefined): void {
     const seq = this.lastSeq + 1
     const time = this.ctx.now()
     try {
@@ -587,9 +609,8 @@ export class Session {
     this.lastTime = time
     this.storedBytes += update.length
     this.ctx.observer?.updateStored?.(update.length)
-    const relayed = relayFrame ?? encodeSyncUpdate(update)
-    this.ctx.topic.publish(relayed, sender?.peer)
-    this.ctx.observer?.updateRelayed?.(relayed.length, this.connections.size - (sender === undefined ? 0 : 1))
+    const bytes = this.ctx.topic.publish(relay ?? { type: 'sync-update', update }, sender?.peer)
+    this.ctx.observer?.updateRelayed?.(bytes, this.connections.size - (sender === undefined ? 0 : 1))
   }
 
   /**
@@ -637,12 +658,12 @@ export class Session {
     if (changes.removed.length > 0) this.replyWatch?.poke()
   }
 
-  private acknowledge(connection: Connection, frame: Uint8Array): void {
+  private acknowledge(connection: Connection, message: Message): void {
     // Everything this connection sent before the sync-status has a seq ≤ lastSeq (or was a duplicate
     // of content already queued under such a seq): once lastSeq is durable, so is all of it.
-    if (this.durableSeq >= this.lastSeq) connection.send(frame)
+    if (this.durableSeq >= this.lastSeq) connection.send(message)
     else {
-      this.ackWaiters.push({ connection, seq: this.lastSeq, frame, receivedAt: this.ctx.now() })
+      this.ackWaiters.push({ connection, seq: this.lastSeq, message, receivedAt: this.ctx.now() })
       this.ctx.writes.expedite()
     }
   }

@@ -1,12 +1,15 @@
 // The uWebSockets.js edge: HTTP upgrade (session id checked before anything is loaded), WebSocket
-// callbacks turned into Peer calls, one pub/sub topic per session, and plain HTTP routes.
-// It owns sockets only; what a frame means is the session's business.
+// callbacks turned into Peer calls, frames decoded and encoded with the socket's wire codec, one
+// pub/sub topic per session and protocol, and plain HTTP routes. What a message means is the
+// session's business.
 
 import { ColloquyError, toColloquyError } from '../../shared/errors.js'
+import type { Message } from '../../shared/protocol/message.js'
+import { classicCodec, type WireCodec } from '../../shared/protocol/wire-codec.js'
 import { isValidSessionId } from '../../shared/session-id.js'
 import { type ClientAddressOf, createClientAddressOf } from '../http/client-address.js'
 import type { Logger } from '../observability/log.js'
-import type { Peer, Topic } from '../session/peer.js'
+import { type MessageHandler, type Peer, receiveFrame, type Topic } from '../session/peer.js'
 import type { Uws } from './uws.js'
 
 type UwsApp = ReturnType<Uws['App']>
@@ -15,10 +18,12 @@ type UwsListenSocket = import('@trufflesuite/uws-js-unofficial').us_listen_socke
 type UwsHttpResponse = import('@trufflesuite/uws-js-unofficial').HttpResponse
 type UwsHttpRequest = import('@trufflesuite/uws-js-unofficial').HttpRequest
 
-/** What the transport calls for one accepted connection. */
-export interface ConnectionHandler {
-  /** One binary frame, already copied out of uWS's reused buffer. */
-  receive(frame: Uint8Array): void
+/**
+ * What the transport calls for one accepted connection: each binary frame is copied out of uWS's
+ * reused buffer, decoded with the socket's codec and handed over as a message (`receive`), or as
+ * the error its decoding raised (`refuse`).
+ */
+export interface ConnectionHandler extends MessageHandler {
   /** The socket closed, for whatever reason. */
   closed(code: number): void
 }
@@ -55,6 +60,11 @@ export interface UwsTransportOptions {
   readonly maxMessageBytes: number
   readonly maxBackpressureBytes: number
   readonly logger: Logger
+  /**
+   * The wire protocol of every socket (default: the classic y-websocket one). One today; a
+   * protocol on its own path would pick its codec at the upgrade.
+   */
+  readonly codec?: WireCodec
   /** The client address from the socket's and `X-Forwarded-For` (absent: the socket's). */
   readonly clientAddressOf?: ClientAddressOf
   /** Called for each new WebSocket; the returned handler receives its frames. */
@@ -95,15 +105,20 @@ class UwsPeer implements Peer {
   readonly id = nextPeerId++
   readonly remote: string
   readonly socket: UwsSocket
+  readonly codec: WireCodec
+  readonly sessionId: string
   isClosed = false
 
-  constructor(socket: UwsSocket, remote: string) {
+  constructor(socket: UwsSocket, options: { remote: string; codec: WireCodec; sessionId: string }) {
     this.socket = socket
-    this.remote = remote
+    this.remote = options.remote
+    this.codec = options.codec
+    this.sessionId = options.sessionId
   }
 
-  send(frame: Uint8Array): void {
+  send(message: Message): void {
     if (this.isClosed) return
+    const frame = this.codec.encode(message, this.sessionId)
     // Cork: sends made outside a uWS callback (acks after a commit) then leave in one syscall.
     // A send over maxBackpressure is dropped by uWS and, with closeOnBackpressureLimit, closes the
     // socket: the reader reconnects and catches up by state vector, so nothing is lost.
@@ -169,6 +184,7 @@ export function createUwsTransport(options: UwsTransportOptions): Promise<UwsTra
   const { uws, logger } = options
   const app: UwsApp = uws.App()
   const clientAddressOf = options.clientAddressOf ?? createClientAddressOf([])
+  const codec = options.codec ?? classicCodec
   let connectionCount = 0
 
   app.ws<SocketData>('/*', {
@@ -245,7 +261,7 @@ export function createUwsTransport(options: UwsTransportOptions): Promise<UwsTra
 
     open(ws) {
       const data = ws.getUserData()
-      const peer = new UwsPeer(ws, data.remote)
+      const peer = new UwsPeer(ws, { remote: data.remote, codec, sessionId: data.sessionId })
       data.peer = peer
       connectionCount++
       try {
@@ -274,10 +290,11 @@ export function createUwsTransport(options: UwsTransportOptions): Promise<UwsTra
         peer.close(error.info.closeCode, error.info.reason)
         return
       }
-      // Copy: uWS reuses (neuters) this buffer once the callback returns, and sessions keep frames.
+      // Copy: uWS reuses (neuters) this buffer once the callback returns, and decoded messages are
+      // views into the frame that sessions keep.
       const frame = copyFrame(message)
       try {
-        data.handler?.receive(frame)
+        if (data.handler !== undefined) receiveFrame(peer.codec, frame, data.handler)
       } catch (error) {
         logger.error({ err: error, session: data.sessionId }, 'handling a frame failed')
         peer.close(1011, 'internal error')
@@ -324,24 +341,57 @@ export function createUwsTransport(options: UwsTransportOptions): Promise<UwsTra
         reject(new ListenError(options.host, options.port))
         return
       }
+      /** Sends one encoded frame to a protocol's topic, leaving out `except` when it is subscribed there. */
+      const publishFrame = (name: string, topicCodec: WireCodec, frame: Uint8Array, except?: Peer): void => {
+        // ws.publish reaches every subscriber but the sender; app.publish reaches all.
+        if (except instanceof UwsPeer && !except.isClosed && except.codec === topicCodec) {
+          except.socket.publish(name, frame, true)
+        } else {
+          app.publish(name, frame, true)
+        }
+      }
       let listening: UwsListenSocket | undefined = listenSocket
       const port = uws.us_socket_local_port(listenSocket as never)
       resolve({
         port,
         topic(sessionId) {
-          const name = `session/${sessionId}`
+          // One uWS topic per protocol: its subscribers all take the same bytes, encoded once.
+          const protocols = new Map<WireCodec, string>()
+          // The first protocol's codec and topic: a publish while it is the only one takes no loop.
+          let first: { readonly codec: WireCodec; readonly name: string } | undefined
+          const nameFor = (peerCodec: WireCodec): string => {
+            let name = protocols.get(peerCodec)
+            if (name === undefined) {
+              name = `${peerCodec.protocol}/${sessionId}`
+              protocols.set(peerCodec, name)
+              first ??= { codec: peerCodec, name }
+            }
+            return name
+          }
           return {
             subscribe(peer) {
-              if (peer instanceof UwsPeer && !peer.isClosed) peer.socket.subscribe(name)
+              if (peer instanceof UwsPeer && !peer.isClosed) peer.socket.subscribe(nameFor(peer.codec))
             },
             unsubscribe(peer) {
               // uWS drops a closed socket's subscriptions itself.
-              if (peer instanceof UwsPeer && !peer.isClosed) peer.socket.unsubscribe(name)
+              if (peer instanceof UwsPeer && !peer.isClosed) peer.socket.unsubscribe(nameFor(peer.codec))
             },
-            publish(frame, except) {
-              // ws.publish reaches every subscriber but the sender; app.publish reaches all.
-              if (except instanceof UwsPeer && !except.isClosed) except.socket.publish(name, frame, true)
-              else app.publish(name, frame, true)
+            publish(message, except) {
+              if (first === undefined) return 0
+              if (protocols.size === 1) {
+                const frame = first.codec.encode(message, sessionId)
+                publishFrame(first.name, first.codec, frame, except)
+                return frame.byteLength
+              }
+              let size = 0
+              for (const [topicCodec, name] of protocols) {
+                // Encode only for the protocols someone still listens on.
+                if (app.numSubscribers(name) === 0) continue
+                const frame = topicCodec.encode(message, sessionId)
+                size = Math.max(size, frame.byteLength)
+                publishFrame(name, topicCodec, frame, except)
+              }
+              return size
             },
           }
         },

@@ -1,6 +1,6 @@
-// The y-websocket wire protocol as pure functions over lib0 encoders: message types, encoders for
-// every frame the server or a client sends, and one strict decoder for every frame a peer receives.
-// No I/O here; PROTOCOL.md beside this file is the byte-level specification.
+// The y-websocket wire protocol as pure functions over lib0 encoders: the protocol-neutral Message
+// union sessions work on, encoders for every frame the server or a client sends, and one strict
+// decoder for every frame a peer receives. No I/O here; PROTOCOL.md beside this file is the spec.
 
 import * as decoding from 'lib0/decoding'
 import * as encoding from 'lib0/encoding'
@@ -34,8 +34,8 @@ export const AuthMessageType = {
   PermissionDenied: 0,
 } as const
 
-/** A decoded message. Byte fields are views into the frame: copy them if the frame is reused. */
-export type Message =
+/** What a message says, whatever wire protocol carried it. */
+export type MessageBody =
   | { readonly type: 'sync-step1'; readonly stateVector: Uint8Array }
   | { readonly type: 'sync-step2'; readonly update: Uint8Array }
   | { readonly type: 'sync-update'; readonly update: Uint8Array }
@@ -43,6 +43,23 @@ export type Message =
   | { readonly type: 'query-awareness' }
   | { readonly type: 'auth'; readonly authType: number; readonly reason: string }
   | { readonly type: 'sync-status'; readonly payload: Uint8Array }
+
+/** Where a decoded message came from, kept so that relaying it costs no re-encoding (wire-codec.ts). */
+export interface MessageOrigin {
+  /**
+   * The classic (y-websocket) frame this message was decoded from, or that encodes it: the classic
+   * codec sends it as is. Set by the codec that decoded the message; never by a session.
+   */
+  readonly classicFrame?: Uint8Array | undefined
+  /** The session a frame named, for wire protocols that name one in every frame (not the classic one). */
+  readonly sessionId?: string | undefined
+}
+
+/**
+ * A protocol-neutral message: what sessions handle, send and relay. Byte fields are views into the
+ * frame: copy them if the frame is reused.
+ */
+export type Message = MessageBody & MessageOrigin
 
 /** The largest varUint we accept: lib0 decodes up to 2^53 - 1. */
 function readVarUint(decoder: decoding.Decoder): number {
@@ -76,6 +93,18 @@ function expectEnd(decoder: decoding.Decoder): void {
  * `validateUpdate`.
  */
 export function decodeMessage(frame: Uint8Array): Message {
+  return decodeFrame(frame, undefined)
+}
+
+/**
+ * Decodes one classic frame like {@link decodeMessage}, and keeps the frame in the message's
+ * `classicFrame` so the classic codec can send the message on as the bytes it came in as.
+ */
+export function decodeClassicFrame(frame: Uint8Array): Message {
+  return decodeFrame(frame, frame)
+}
+
+function decodeFrame(frame: Uint8Array, classicFrame: Uint8Array | undefined): Message {
   const decoder = decoding.createDecoder(frame)
   try {
     const type = readVarUint(decoder)
@@ -86,11 +115,11 @@ export function decodeMessage(frame: Uint8Array): Message {
         expectEnd(decoder)
         switch (syncType) {
           case SyncMessageType.Step1:
-            return { type: 'sync-step1', stateVector: payload }
+            return { type: 'sync-step1', stateVector: payload, classicFrame }
           case SyncMessageType.Step2:
-            return { type: 'sync-step2', update: payload }
+            return { type: 'sync-step2', update: payload, classicFrame }
           case SyncMessageType.Update:
-            return { type: 'sync-update', update: payload }
+            return { type: 'sync-update', update: payload, classicFrame }
           default:
             throw new ColloquyError('unknown-message-type', `unknown sync message type ${syncType}`)
         }
@@ -98,21 +127,21 @@ export function decodeMessage(frame: Uint8Array): Message {
       case MessageType.Awareness: {
         const update = readVarBytes(decoder)
         expectEnd(decoder)
-        return { type: 'awareness', update }
+        return { type: 'awareness', update, classicFrame }
       }
       case MessageType.QueryAwareness:
         expectEnd(decoder)
-        return { type: 'query-awareness' }
+        return { type: 'query-awareness', classicFrame }
       case MessageType.Auth: {
         const authType = readVarUint(decoder)
         const reason = decoding.readVarString(decoder)
         expectEnd(decoder)
-        return { type: 'auth', authType, reason }
+        return { type: 'auth', authType, reason, classicFrame }
       }
       case MessageType.SyncStatus: {
         const payload = readVarBytes(decoder)
         expectEnd(decoder)
-        return { type: 'sync-status', payload }
+        return { type: 'sync-status', payload, classicFrame }
       }
       default:
         throw new ColloquyError('unknown-message-type', `unknown message type ${type}`)
@@ -173,22 +202,53 @@ export function encodeQueryAwareness(): Uint8Array {
   return finish((e) => encoding.writeVarUint(e, MessageType.QueryAwareness))
 }
 
-/** An auth message of type permission-denied with a reason (y-protocols/auth). */
-export function encodePermissionDenied(reason: string): Uint8Array {
+/** An auth message: its type (see {@link AuthMessageType}) and a reason (y-protocols/auth). */
+export function encodeAuth(authType: number, reason: string): Uint8Array {
   return finish((e) => {
     encoding.writeVarUint(e, MessageType.Auth)
-    encoding.writeVarUint(e, AuthMessageType.PermissionDenied)
+    encoding.writeVarUint(e, authType)
     encoding.writeVarString(e, reason)
+  })
+}
+
+/** An auth message of type permission-denied with a reason (y-protocols/auth). */
+export function encodePermissionDenied(reason: string): Uint8Array {
+  return encodeAuth(AuthMessageType.PermissionDenied, reason)
+}
+
+/** A sync-status message around any payload (the server echoes a peer's payload as it is). */
+export function encodeSyncStatusPayload(payload: Uint8Array): Uint8Array {
+  return finish((e) => {
+    encoding.writeVarUint(e, MessageType.SyncStatus)
+    encoding.writeVarUint8Array(e, payload)
   })
 }
 
 /** A sync-status (acknowledgement) message: type 102, then a byte array holding varUint(counter). */
 export function encodeSyncStatus(counter: number): Uint8Array {
-  const payload = finish((e) => encoding.writeVarUint(e, counter))
-  return finish((e) => {
-    encoding.writeVarUint(e, MessageType.SyncStatus)
-    encoding.writeVarUint8Array(e, payload)
-  })
+  return encodeSyncStatusPayload(finish((e) => encoding.writeVarUint(e, counter)))
+}
+
+/**
+ * The bytes a message holds on to: its frame when it keeps one, else its payload. Bounds what a
+ * connection may queue while its session loads.
+ */
+export function messageByteLength(message: Message): number {
+  if (message.classicFrame !== undefined) return message.classicFrame.byteLength
+  switch (message.type) {
+    case 'sync-step1':
+      return message.stateVector.byteLength
+    case 'sync-step2':
+    case 'sync-update':
+    case 'awareness':
+      return message.update.byteLength
+    case 'query-awareness':
+      return 1
+    case 'auth':
+      return message.reason.length
+    case 'sync-status':
+      return message.payload.byteLength
+  }
 }
 
 /** Reads the counter of a sync-status payload, or undefined if the payload is not one varUint. */

@@ -1,11 +1,13 @@
 // A server's session layer wired in memory (memory topics, any store, the real write queue), with
-// protocol peers attached through MemoryPeers. Frames travel as microtasks, never re-entrantly.
+// protocol peers attached through MemoryPeers. Frames travel as microtasks, never re-entrantly, and
+// are decoded at this edge with the peer's codec, as a transport does.
 
 import { createSilentLogger } from '../../server/observability/log.js'
 import { createMemoryStore } from '../../server/persistence/memory-store.js'
 import type { Store } from '../../server/persistence/store.js'
 import { createWriteQueue, type WriteQueue } from '../../server/persistence/write-queue.js'
 import type { Connection } from '../../server/session/connection.js'
+import { receiveFrame } from '../../server/session/peer.js'
 import { createSessionRegistry, type SessionRegistry } from '../../server/session/registry.js'
 import type { Session } from '../../server/session/session.js'
 import { createMemoryTopics, MemoryPeer } from '../../server/transport/memory-transport.js'
@@ -77,11 +79,17 @@ export function createMemoryHarness(
       const peer = new ProtocolPeer((frame) => {
         queueMicrotask(() => {
           if (transport?.isClosed === false && session !== undefined && connection !== undefined) {
-            session.receive(connection, frame)
+            // The edge: decoded with the peer's codec, as a transport does.
+            const target = { session, connection }
+            receiveFrame(transport.codec, frame, {
+              receive: (message) => target.session.receive(target.connection, message),
+              refuse: (error) => target.session.refuse(target.connection, error),
+            })
           }
         })
       }, peerOptions)
       transport = new MemoryPeer((frame) => queueMicrotask(() => peer.handle(frame)), {
+        sessionId,
         // A close from the server ends the connection as a socket close would.
         onClose: () => queueMicrotask(() => session?.detach(connection!)),
       })

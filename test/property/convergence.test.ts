@@ -9,6 +9,7 @@ import { createSilentLogger } from '../../server/observability/log.js'
 import { createMemoryStore } from '../../server/persistence/memory-store.js'
 import { createWriteQueue } from '../../server/persistence/write-queue.js'
 import type { Connection } from '../../server/session/connection.js'
+import { receiveFrame } from '../../server/session/peer.js'
 import { createSessionRegistry, type SessionRegistry } from '../../server/session/registry.js'
 import type { Session } from '../../server/session/session.js'
 import { createMemoryTopics, MemoryPeer } from '../../server/transport/memory-transport.js'
@@ -97,7 +98,7 @@ async function runScenario(commands: readonly Command[]): Promise<void> {
 
   const connect = (index: number): Link => {
     const link = { toServer: [], toPeer: [] } as unknown as Link
-    link.transport = new MemoryPeer((frame) => link.toPeer.push(frame))
+    link.transport = new MemoryPeer((frame) => link.toPeer.push(frame), { sessionId: 'prop' })
     const attached = sessions.connect('prop', link.transport)
     session = attached.session
     link.connection = attached.connection
@@ -117,6 +118,14 @@ async function runScenario(commands: readonly Command[]): Promise<void> {
     peer.start()
   }
   await session!.whenLoaded
+
+  // The edge: a frame is decoded with the link's codec, as a transport does, then handed over.
+  const toSession = (link: Link, frame: Uint8Array): void => {
+    receiveFrame(link.transport.codec, frame, {
+      receive: (message) => session!.receive(link.connection, message),
+      refuse: (error) => session!.refuse(link.connection, error),
+    })
+  }
 
   const take = (queue: Uint8Array[], pick: number, isDuplicate: boolean): Uint8Array | undefined => {
     if (queue.length === 0) return undefined
@@ -148,7 +157,7 @@ async function runScenario(commands: readonly Command[]): Promise<void> {
         break
       case 'toServer': {
         const frame = take(link.toServer, cmd.pick, cmd.isDuplicate)
-        if (frame !== undefined) session!.receive(link.connection, frame)
+        if (frame !== undefined) toSession(link, frame)
         break
       }
       case 'toPeer': {
@@ -190,7 +199,7 @@ async function runScenario(commands: readonly Command[]): Promise<void> {
         const link = links[i]!
         while (link.toServer.length > 0) {
           isBusy = true
-          session!.receive(link.connection, link.toServer.shift()!)
+          toSession(link, link.toServer.shift()!)
         }
         while (link.toPeer.length > 0) {
           isBusy = true

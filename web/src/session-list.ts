@@ -87,11 +87,23 @@ export function mountSessionList(root: HTMLElement, options: SessionListOptions)
     options.onIdentity(identity)
   })
 
+  // The browser's own message ("Please match the requested format") says nothing useful: say which
+  // characters a session name may hold, in the bubble and in the alert below the form.
+  const NAME_RULE = 'A session name is 1–128 letters, digits or . _ : - (no spaces).'
+  sessionInput.addEventListener('invalid', () => {
+    sessionInput.setCustomValidity(NAME_RULE)
+    setText(error, NAME_RULE)
+  })
+  sessionInput.addEventListener('input', () => {
+    sessionInput.setCustomValidity('')
+    if (isValidSessionId(sessionInput.value.trim())) setText(error, '')
+  })
+
   createForm.addEventListener('submit', (event) => {
     event.preventDefault()
     const sessionId = sessionInput.value.trim()
     if (!isValidSessionId(sessionId)) {
-      setText(error, 'Use 1–128 letters, digits or . _ : - for a session name.')
+      setText(error, NAME_RULE)
       sessionInput.focus()
       return
     }
@@ -175,7 +187,11 @@ export function mountSessionList(root: HTMLElement, options: SessionListOptions)
       'li',
       { 'data-session-id': sessionId },
       h('a', { href: `#/s/${encodeURIComponent(sessionId)}`, 'data-session-id': sessionId }, sessionId),
-      h('span', { class: 'hint' }, ` · ${session.lastSeq} updates · ${formatTime(session.updatedAt)}`),
+      h(
+        'span',
+        { class: 'hint' },
+        ` · ${session.lastSeq} ${session.lastSeq === 1 ? 'update' : 'updates'} · ${formatTime(session.updatedAt)}`,
+      ),
       actions,
     )
   }

@@ -154,6 +154,12 @@ describe.skipIf(!hasChromium)('reading the web app in a real browser', () => {
     await page.screenshot({ path: path.join(SHOTS, 'markdown-hostile-laptop.png'), fullPage: true })
     const phonePage = await open(phone, 'md-hostile')
     await phonePage.locator('main li.message[data-role="assistant"] pre').waitFor()
+    // A wide code line scrolls inside its block: the answer does not get wider than the phone.
+    await expect(
+      phonePage.evaluate(
+        `document.querySelector('main li.message[data-role="assistant"]').getBoundingClientRect().right <= 390`,
+      ),
+    ).resolves.toBe(true)
     await phonePage.screenshot({ path: path.join(SHOTS, 'markdown-hostile-phone.png'), fullPage: true })
     await phonePage.close()
     await page.close()

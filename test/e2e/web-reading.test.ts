@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createNodeSyncClient, type SyncClient } from '../../client/node.js'
 import { DEFAULT_CONFIG } from '../../server/config.js'
 import { type SyncServer, startSyncServer } from '../../server/sync-server.js'
-import { openStreamingWriter, readMessages } from '../../shared/conversation/index.js'
+import { appendMessage, openStreamingWriter, readMessages } from '../../shared/conversation/index.js'
 import { buildWeb } from '../../web/build.js'
 import { withTimeout } from '../helpers/wait.js'
 
@@ -270,6 +270,36 @@ describe.skipIf(!hasChromium)('reading the web app in a real browser', () => {
     })()`)
     expect(inView).toBe(true)
     await page.screenshot({ path: path.join(SHOTS, 'history-phone.png') })
+    await page.close()
+  })
+
+  it('shows each session’s last message and time in the list, live, marking messages added since it was open', async () => {
+    const client = await writerOf('live-list')
+    const zoe = { id: 'device:zoe', kind: 'device' as const, name: 'Zoe' }
+    appendMessage(client.doc, { role: 'user', author: zoe, content: 'first words' })
+    await withTimeout(client.whenFlushed(), WAIT, 'first message flushed')
+    // Open it once on the laptop: one message seen.
+    const page = await open(laptop, 'live-list')
+    await page.locator('main li.message', { hasText: 'first words' }).waitFor()
+    await page.goto(`http://127.0.0.1:${server.port}/app/#/`)
+    const row = page.locator('.session-list li[data-session-id="live-list"]')
+    await row.locator('.session-preview', { hasText: 'Zoe: first words' }).waitFor()
+    await expect(row.locator('.session-new').isHidden()).resolves.toBe(true)
+
+    appendMessage(client.doc, { role: 'user', author: zoe, content: 'second words, while the list is open' })
+    await withTimeout(client.whenFlushed(), WAIT, 'second message flushed')
+    // No click, no reload: the row follows.
+    await row.locator('.session-preview', { hasText: 'Zoe: second words, while the list is open' }).waitFor()
+    await row.locator('.session-new:not([hidden])').waitFor()
+    await expect(row.locator('.hint').first().textContent()).resolves.toMatch(/ · \d+ updates · /)
+    await page.screenshot({ path: path.join(SHOTS, 'session-list-live-laptop.png') })
+    const phonePage = await phone.newPage()
+    await phonePage.goto(`http://127.0.0.1:${server.port}/app/#/`)
+    await phonePage
+      .locator('.session-list li[data-session-id="live-list"] .session-preview', { hasText: 'second words' })
+      .waitFor()
+    await phonePage.screenshot({ path: path.join(SHOTS, 'session-list-live-phone.png') })
+    await phonePage.close()
     await page.close()
   })
 

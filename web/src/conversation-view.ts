@@ -22,6 +22,7 @@ import { mountHistoryPanel } from './history-panel.js'
 import { pageToken } from './identity.js'
 import { createMessagesView, shownOf } from './messages-view.js'
 import { renderPresence } from './presence.js'
+import { markSeen } from './seen.js'
 
 /** Options of {@link mountConversation}. */
 export interface ConversationOptions {
@@ -156,7 +157,10 @@ export function mountConversation(root: HTMLElement, options: ConversationOption
       : scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 80
   const renderMessages = (): void => {
     const stick = isNearBottom()
-    messages.render(readMessages(doc).map(shownOf))
+    const all = readMessages(doc)
+    messages.render(all.map(shownOf))
+    // Seen here: the session list marks only messages added after this.
+    if (client.isSynced) markSeen(sessionId, all.length)
     if (!stick) return
     if (isPageScrolling()) window.scrollTo(0, document.documentElement.scrollHeight)
     else scroller.scrollTop = scroller.scrollHeight

@@ -5,6 +5,7 @@
 
 import DOMPurify, { type Config } from 'dompurify'
 import { Marked, type Tokens } from 'marked'
+import { createBlockScanner } from './markdown-blocks.js'
 
 const ESCAPES: Readonly<Record<string, string>> = {
   '&': '&amp;',
@@ -112,9 +113,6 @@ export function renderMarkdown(source: string): DocumentFragment {
   return fragment
 }
 
-/** A fence line: up to three spaces, then three or more backticks or tildes. */
-const FENCE = /^ {0,3}(`{3,}|~{3,})/
-
 /** Renders one growing Markdown text into an element. */
 export interface MarkdownRenderer {
   /** Shows `content`; when it extends what was shown, only its last block is parsed again. */
@@ -138,21 +136,17 @@ export function createMarkdownRenderer(element: HTMLElement): MarkdownRenderer {
   tail.className = 'md-tail'
   element.replaceChildren(stable, tail)
   let shown = ''
+  let scanner = createBlockScanner()
   /** Length of the prefix rendered into `stable`. */
   let committed = 0
-  /** Where the line scan goes on (the start of the first line not yet scanned). */
-  let scanned = 0
-  /** The fence that is open at `scanned` (its first characters), if any. */
-  let fence: string | undefined
   let shownTail = ''
   let lastParsedChars = 0
 
   const reset = (): void => {
     stable.replaceChildren()
     tail.replaceChildren()
+    scanner = createBlockScanner()
     committed = 0
-    scanned = 0
-    fence = undefined
     shownTail = ''
   }
 
@@ -168,25 +162,7 @@ export function createMarkdownRenderer(element: HTMLElement): MarkdownRenderer {
       // Scan the whole lines added since the last update; the blocks they complete are parsed
       // together, in one call (one sanitizer pass, however many tokens arrived since).
       const from = committed
-      let lineStart = scanned
-      for (let newline = content.indexOf('\n', lineStart); newline !== -1; ) {
-        const line = content.slice(lineStart, newline)
-        const marker = FENCE.exec(line)?.[1]
-        if (fence === undefined) {
-          if (marker !== undefined) fence = marker
-          else if (line.trim() === '') committed = newline + 1
-        } else if (
-          marker !== undefined &&
-          marker[0] === fence[0] &&
-          marker.length >= fence.length &&
-          line.trim() === marker
-        ) {
-          fence = undefined
-        }
-        lineStart = newline + 1
-        newline = content.indexOf('\n', lineStart)
-      }
-      scanned = lineStart
+      committed = scanner.advance(content)
       const blocks = content.slice(from, committed)
       if (blocks.trim() !== '') {
         stable.append(renderMarkdown(blocks))

@@ -51,6 +51,13 @@ Commands:
 'colloquy <command> --help' shows a command's options.
 `
 
+// A reader that went away (`colloquy replay … | head -1`) ends the command quietly, as Unix tools
+// do: nothing more can be shown, and that is not a failure.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code === 'EPIPE') process.exit(0)
+  throw error
+})
+
 process.on('unhandledRejection', (reason) => {
   process.stderr.write(
     `fatal: unhandled rejection: ${reason instanceof Error ? reason.stack : String(reason)}\n`,

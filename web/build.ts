@@ -1,7 +1,7 @@
 // Builds the browser app (web/src) into static files: hashed bundles plus an index.html that names
 // them. Used by `npm run build:web`, `npm run dev:web` (watch) and the end-to-end tests.
 
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import * as esbuild from 'esbuild'
@@ -50,6 +50,8 @@ async function writeIndex(outDir: string, metafile: esbuild.Metafile): Promise<W
     .replace('{{stylesheet}}', `/app/${stylesheet}`)
     .replace('{{script}}', `/app/${script}`)
   await writeFile(path.join(outDir, 'index.html'), html)
+  // The icon keeps its name: the server answers /favicon.ico with it, and index.html links it.
+  await copyFile(path.join(WEB_DIR, 'favicon.svg'), path.join(outDir, 'favicon.svg'))
   return { outDir, script, stylesheet }
 }
 

@@ -3,13 +3,9 @@
 import { createHistoryClient } from '../../client/history.js'
 import { compactSession } from '../../server/compaction/compactor.js'
 import { DEFAULT_CONFIG } from '../../server/config.js'
-import {
-  parseCommand,
-  reportCommandError,
-  targetOf,
-  withLocalHistory,
-} from '../../server/history/cli-support.js'
+import { parseCommand, targetOf } from '../../server/history/cli-support.js'
 import { ColloquyError } from '../../shared/errors.js'
+import { reportError, withLocalData } from '../command-support.js'
 
 export const usage = `Usage: colloquy compact (<session> | --all) [--seq N] (--data DIR | --url URL)
                        [--retain-log-ms MS] [--retain-checkpoints-ms MS] [--checkpoint-spacing-ms MS]
@@ -20,6 +16,7 @@ server's); through a running server (--url, one session) the server's own retent
 `
 
 export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  let remoteUrl: string | undefined
   try {
     const { values, positionals } = parseCommand(argv, {
       all: { type: 'boolean' },
@@ -41,6 +38,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     if (sessionId === undefined && values.all !== true)
       throw new ColloquyError('bad-request', 'give <session> or --all')
     const target = targetOf(values, env)
+    if (target.kind === 'remote') remoteUrl = target.url
     if (target.kind === 'remote') {
       if (sessionId === undefined) throw new ColloquyError('bad-request', '--all works offline only (--data)')
       const result = await createHistoryClient({ baseUrl: target.url, headers: target.headers }).compact(
@@ -63,7 +61,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
         '--checkpoint-spacing-ms',
       ),
     }
-    await withLocalHistory(target.dataDir, async ({ store, merger }) => {
+    await withLocalData(target.dataDir, async ({ store, merger }) => {
       const ids =
         sessionId === undefined ? (await store.listSessions()).map((meta) => meta.sessionId) : [sessionId]
       for (const id of ids) {
@@ -78,6 +76,6 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     })
     return 0
   } catch (error) {
-    return reportCommandError(error, usage)
+    return reportError(error, usage, remoteUrl)
   }
 }

@@ -2,16 +2,11 @@
 
 import { writeFile } from 'node:fs/promises'
 import { createHistoryClient } from '../../client/history.js'
-import {
-  parseCommand,
-  pointFromFlags,
-  reportCommandError,
-  targetOf,
-  withLocalHistory,
-} from '../../server/history/cli-support.js'
+import { parseCommand, pointFromFlags, targetOf } from '../../server/history/cli-support.js'
 import { conversationOfState } from '../../server/history/snapshots.js'
 import { readStateAt } from '../../server/history/state.js'
 import { ColloquyError } from '../../shared/errors.js'
+import { reportError, withLocalData } from '../command-support.js'
 
 export const usage = `Usage: colloquy export <session> [--seq N | --time T] [--format yjs|json] [--out FILE]
                       (--data DIR | --url URL) [--nearest]
@@ -23,6 +18,7 @@ Writes the session's state at seq N or time T (ms or ISO 8601; default: latest) 
 `
 
 export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  let remoteUrl: string | undefined
   try {
     const { values, positionals } = parseCommand(argv, {
       format: { type: 'string' },
@@ -40,6 +36,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     const point = pointFromFlags(values)
     const nearest = values.nearest === true
     const target = targetOf(values, env)
+    if (target.kind === 'remote') remoteUrl = target.url
     let output: Uint8Array | string
     if (target.kind === 'remote') {
       const client = createHistoryClient({ baseUrl: target.url, headers: target.headers })
@@ -49,7 +46,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
           ? `${JSON.stringify(await client.conversation(sessionId, at, { nearest }), null, 2)}\n`
           : (await client.state(sessionId, at, { nearest })).update
     } else {
-      output = await withLocalHistory(target.dataDir, async (deps) => {
+      output = await withLocalData(target.dataDir, async (deps) => {
         const state = await readStateAt(deps, sessionId, point, { isNearestAllowed: nearest })
         return format === 'json'
           ? `${JSON.stringify(conversationOfState(state, Date.now()), null, 2)}\n`
@@ -60,6 +57,6 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     else process.stdout.write(output)
     return 0
   } catch (error) {
-    return reportCommandError(error, usage)
+    return reportError(error, usage, remoteUrl)
   }
 }

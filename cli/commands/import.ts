@@ -3,16 +3,12 @@
 
 import { readFile } from 'node:fs/promises'
 import { createHistoryClient } from '../../client/history.js'
-import {
-  parseCommand,
-  reportCommandError,
-  targetOf,
-  withLocalHistory,
-} from '../../server/history/cli-support.js'
+import { parseCommand, targetOf } from '../../server/history/cli-support.js'
 import { importConversation, importState } from '../../server/history/snapshots.js'
 import { importYLeveldbDirectory } from '../../server/history/yleveldb-import.js'
 import { ColloquyError } from '../../shared/errors.js'
 import { parseConversationExport } from '../../shared/export/conversation-export.js'
+import { reportError, withLocalData } from '../command-support.js'
 
 export const usage = `Usage: colloquy import <session> <file> [--format yjs|json] (--data DIR | --url URL)
        colloquy import --yleveldb <dir> [--prefix P] --data DIR
@@ -24,6 +20,7 @@ name (offline only: both directories must be closed).
 `
 
 export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  let remoteUrl: string | undefined
   try {
     const { values, positionals } = parseCommand(argv, {
       format: { type: 'string' },
@@ -35,20 +32,24 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
       return 0
     }
     const target = targetOf(values, env)
+    if (target.kind === 'remote') remoteUrl = target.url
     if (typeof values.yleveldb === 'string') {
       if (target.kind !== 'local')
         throw new ColloquyError('bad-request', '--yleveldb needs --data (offline import)')
       const directory = values.yleveldb
-      const results = await withLocalHistory(target.dataDir, (deps) =>
-        importYLeveldbDirectory(deps, directory, {
-          ...(typeof values.prefix === 'string' ? { sessionPrefix: values.prefix } : {}),
-          onDocument: (result) =>
-            process.stdout.write(
-              result.error === undefined
-                ? `imported ${result.docName} → ${result.sessionId} (${result.updates} updates, ${result.stateBytes} bytes)\n`
-                : `skipped ${result.docName}: ${result.error.code}: ${result.error.message}\n`,
-            ),
-        }),
+      const results = await withLocalData(
+        target.dataDir,
+        (deps) =>
+          importYLeveldbDirectory(deps, directory, {
+            ...(typeof values.prefix === 'string' ? { sessionPrefix: values.prefix } : {}),
+            onDocument: (result) =>
+              process.stdout.write(
+                result.error === undefined
+                  ? `imported ${result.docName} → ${result.sessionId} (${result.updates} updates, ${result.stateBytes} bytes)\n`
+                  : `skipped ${result.docName}: ${result.error.code}: ${result.error.message}\n`,
+              ),
+          }),
+        { isCreating: true },
       )
       return results.some((result) => result.error !== undefined) ? 1 : 0
     }
@@ -65,13 +66,18 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
         json ?? bytes,
       )
     } else {
-      created = await withLocalHistory(target.dataDir, (deps) =>
-        json === undefined ? importState(deps, sessionId, bytes) : importConversation(deps, sessionId, json),
+      created = await withLocalData(
+        target.dataDir,
+        (deps) =>
+          json === undefined
+            ? importState(deps, sessionId, bytes)
+            : importConversation(deps, sessionId, json),
+        { isCreating: true },
       )
     }
     process.stdout.write(`${JSON.stringify(created)}\n`)
     return 0
   } catch (error) {
-    return reportCommandError(error, usage)
+    return reportError(error, usage, remoteUrl)
   }
 }

@@ -1,14 +1,9 @@
 // `colloquy inspect`: every session's meta, or one session's meta, retained log and checkpoints.
 
 import { createHistoryClient } from '../../client/history.js'
-import {
-  parseCommand,
-  reportCommandError,
-  targetOf,
-  withLocalHistory,
-} from '../../server/history/cli-support.js'
+import { parseCommand, targetOf } from '../../server/history/cli-support.js'
 import { requireMeta } from '../../server/history/state.js'
-import { ColloquyError } from '../../shared/errors.js'
+import { reportError, withLocalData } from '../command-support.js'
 
 export const usage = `Usage: colloquy inspect [<session>] (--data DIR | --url URL)
 
@@ -17,6 +12,7 @@ retained log seq and every retained checkpoint (seq, time, bytes).
 `
 
 export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  let remoteUrl: string | undefined
   try {
     const { values, positionals } = parseCommand(argv, {})
     if (values.help === true) {
@@ -25,13 +21,13 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     }
     const sessionId = positionals[0]
     const target = targetOf(values, env)
+    if (target.kind === 'remote') remoteUrl = target.url
     if (target.kind === 'remote') {
       if (sessionId === undefined) {
-        const response = await fetch(`${target.url.replace(/^ws/, 'http')}/sessions`, {
+        const sessions = await createHistoryClient({
+          baseUrl: target.url,
           headers: target.headers,
-        })
-        if (!response.ok) throw new ColloquyError('internal', `${response.status} from the server`)
-        const { sessions } = (await response.json()) as { sessions: unknown[] }
+        }).listSessions()
         for (const meta of sessions) process.stdout.write(`${JSON.stringify(meta)}\n`)
       } else {
         process.stdout.write(
@@ -40,7 +36,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
       }
       return 0
     }
-    await withLocalHistory(target.dataDir, async ({ store }) => {
+    await withLocalData(target.dataDir, async ({ store }) => {
       if (sessionId === undefined) {
         for (const meta of await store.listSessions()) process.stdout.write(`${JSON.stringify(meta)}\n`)
         return
@@ -58,6 +54,6 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     })
     return 0
   } catch (error) {
-    return reportCommandError(error, usage)
+    return reportError(error, usage, remoteUrl)
   }
 }

@@ -2,15 +2,11 @@
 
 import * as Y from 'yjs'
 import { createHistoryClient } from '../../client/history.js'
-import {
-  parseCommand,
-  reportCommandError,
-  targetOf,
-  withLocalHistory,
-} from '../../server/history/cli-support.js'
+import { parseCommand, targetOf } from '../../server/history/cli-support.js'
 import { readLogFrom, readStateAt } from '../../server/history/state.js'
 import { readMessages } from '../../shared/conversation/index.js'
 import { ColloquyError } from '../../shared/errors.js'
+import { reportError, withLocalData } from '../command-support.js'
 
 export const usage = `Usage: colloquy replay <session> [--from N] [--to N] [--json] (--data DIR | --url URL)
 
@@ -36,6 +32,7 @@ function formatTurn(turn: Turn): string {
 }
 
 export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  let remoteUrl: string | undefined
   try {
     const { values, positionals } = parseCommand(argv, {
       from: { type: 'string' },
@@ -76,6 +73,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
       }
     }
     const target = targetOf(values, env)
+    if (target.kind === 'remote') remoteUrl = target.url
     if (target.kind === 'remote') {
       const client = createHistoryClient({ baseUrl: target.url, headers: target.headers })
       if (from !== undefined && from > 1) {
@@ -91,7 +89,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
         emit(entry.seq, entry.time)
       }
     } else {
-      await withLocalHistory(target.dataDir, async (deps) => {
+      await withLocalData(target.dataDir, async (deps) => {
         let start = from
         if (start === undefined) {
           const [first] = await deps.store.readLog(sessionId, { limit: 1 })
@@ -113,6 +111,6 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     }
     return 0
   } catch (error) {
-    return reportCommandError(error, usage)
+    return reportError(error, usage, remoteUrl)
   }
 }

@@ -4,6 +4,7 @@
 import { isValidSessionId } from '../../shared/session-id.js'
 import { createDemoModel, createOpenAiModel, joinSession, type Model } from '../agent/node.js'
 import { intFlag, parseFlags, serverUrl, UsageError } from './args.js'
+import { describeRefusal, refusalAwareWebSocket, type UpgradeRefusal } from './upgrade-refusal.js'
 
 export const usage = `Usage: colloquy agent <session> [options]
 
@@ -85,9 +86,16 @@ export async function run(argv: readonly string[], env: NodeJS.ProcessEnv): Prom
   const log = (record: Record<string, unknown>): void => {
     process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), ...record })}\n`)
   }
-  const agent = await joinSession({
+  // A refused upgrade (bad token, refused id, 429) is not a network failure: say so and stop,
+  // whether it comes before the agent joined (joinSession waits for a sync) or on a reconnect.
+  let onRefused: (refusal: UpgradeRefusal) => void = () => {}
+  const refused = new Promise<UpgradeRefusal>((resolve) => {
+    onRefused = resolve
+  })
+  const joining = joinSession({
     url: serverUrl(values.url, env),
     sessionId,
+    WebSocket: refusalAwareWebSocket((refusal) => onRefused(refusal)),
     name,
     model,
     maxContextTokens: intFlag(values['max-context-tokens'], 'max-context-tokens', 8_000),
@@ -103,6 +111,12 @@ export async function run(argv: readonly string[], env: NodeJS.ProcessEnv): Prom
     onError: (error) =>
       log({ event: 'error', error: error instanceof Error ? error.message : String(error) }),
   })
+  const first = await Promise.race([joining, refused.then((refusal) => ({ refusal }))])
+  if ('refusal' in first) {
+    process.stderr.write(`colloquy agent: ${describeRefusal(first.refusal)}\n`)
+    return 1
+  }
+  const agent = first
   log({ event: 'joined', session: sessionId, agent: agent.id, model: model.name })
   agent.onState((state, messageId, detail) =>
     log({ event: 'state', state, messageId, ...(detail === undefined ? {} : { detail }) }),
@@ -120,5 +134,12 @@ export async function run(argv: readonly string[], env: NodeJS.ProcessEnv): Prom
     }
     process.once('SIGINT', leave)
     process.once('SIGTERM', leave)
+    void refused.then((refusal) => {
+      process.stderr.write(`colloquy agent: ${describeRefusal(refusal)}\n`)
+      agent.leave().then(
+        () => resolve(1),
+        () => resolve(1),
+      )
+    })
   })
 }

@@ -15,6 +15,7 @@ import { isValidSessionId } from '../../shared/session-id.js'
 import { createNodeSyncClient } from '../node.js'
 import type { ConnectionStatus } from '../sync-client.js'
 import { parseFlags, serverUrl, UsageError } from './args.js'
+import { describeRefusal, refusalAwareWebSocket, type UpgradeRefusal } from './upgrade-refusal.js'
 
 export const usage = `Usage: colloquy chat <session> [--url ws://127.0.0.1:8080] [--name NAME] [--id ID] [--token TOKEN]
 
@@ -52,9 +53,16 @@ export async function run(argv: readonly string[], env: NodeJS.ProcessEnv): Prom
   const token = values.token ?? env.COLLOQUY_TOKEN
   const output = process.stdout
   const isTty = output.isTTY === true
+  // A refused upgrade (bad token, refused id, 429) is not a network failure: say so and stop.
+  let refuse: (refusal: UpgradeRefusal) => void = () => {}
+  let earlyRefusal: UpgradeRefusal | undefined
   const client = createNodeSyncClient({
     url: serverUrl(values.url, env),
     sessionId,
+    WebSocket: refusalAwareWebSocket((refusal) => {
+      earlyRefusal ??= refusal
+      refuse(refusal)
+    }),
     ...(token === undefined ? {} : { token: () => token }),
   })
   client.awareness.setLocalState({ user: author, state: 'idle' })
@@ -155,6 +163,23 @@ export async function run(argv: readonly string[], env: NodeJS.ProcessEnv): Prom
     })
     rl.on('close', close)
     process.once('SIGTERM', close)
-    render()
+    refuse = (refusal) => {
+      if (isClosing) return
+      isClosing = true
+      clearTimeout(renderTimer)
+      offMessages()
+      offStatus()
+      offSynced()
+      rl.close()
+      if (isTty) output.write('\n')
+      process.stderr.write(`colloquy chat: ${describeRefusal(refusal)}\n`)
+      // Nothing reached the server: there is nothing to flush.
+      client.destroy().then(
+        () => resolve(1),
+        () => resolve(1),
+      )
+    }
+    if (earlyRefusal !== undefined) refuse(earlyRefusal)
+    else render()
   })
 }

@@ -137,6 +137,13 @@ export function webRoutes(options: WebRoutesOptions): Route[] {
       }),
     },
     {
+      // Browsers ask for /favicon.ico whatever the page links: answer with the app's icon.
+      method: 'GET',
+      pattern: '/favicon.ico',
+      access: 'none',
+      handler: (request) => serveFile(root, 'favicon.svg', request),
+    },
+    {
       method: 'GET',
       pattern: '/app',
       access: 'none',

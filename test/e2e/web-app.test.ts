@@ -40,13 +40,16 @@ const model: Model = {
     (context.prompt.content.includes('long answer') ? long : short).generate(context, signal),
 }
 
-/** The live conversation as a page renders it: one `id|status|content` line per message. */
+/**
+ * The live conversation as a page renders it: one `id|status|content` line per message, the text
+ * with its whitespace collapsed (answers are rendered Markdown: paragraphs drop trailing spaces).
+ */
 const SNAPSHOT = `[...document.querySelectorAll('main .messages li.message')]
-  .map((m) => m.dataset.messageId + '|' + m.dataset.status + '|' + m.querySelector('.message-content').textContent)
+  .map((m) => m.dataset.messageId + '|' + m.dataset.status + '|' + m.querySelector('.message-content').textContent.replace(/\\s+/g, ' ').trim())
   .join('\\n')`
 
 function snapshotOf(messages: readonly MessageView[]): string {
-  return messages.map((m) => `${m.id}|${m.status}|${m.content}`).join('\n')
+  return messages.map((m) => `${m.id}|${m.status}|${m.content.replace(/\s+/g, ' ').trim()}`).join('\n')
 }
 
 let server: SyncServer
@@ -292,7 +295,15 @@ describe.skipIf(!hasChromium)('web app in a real browser', () => {
     const forked = await history.conversation(FORK)
     expect(forked.messages.map((m) => m.content)).toContain('hello from Ada')
     expect(forked.messages).toHaveLength(2)
+    // The header names the fork, not the session it came from, and still does after a reload.
+    await pageA.locator('.session-title', { hasText: FORK }).waitFor()
     await screenshot(pageA, 'fork')
+    // Durable once the page says so: the stored fork has its own title.
+    await pageA.locator('.saved[data-pending="false"]').waitFor()
+    expect((await history.conversation(FORK)).session.title).toBe(FORK)
+    await pageA.reload()
+    await pageA.locator('.connection[data-status="online"]').waitFor()
+    await expect(pageA.locator('.session-title').textContent()).resolves.toBe(FORK)
   })
 
   it('deletes the forked session from the list, after a confirmation', async () => {

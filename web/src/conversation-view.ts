@@ -7,10 +7,13 @@ import { createIndexeddbCache } from '../../client/offline/indexeddb-cache.js'
 import {
   type Author,
   appendMessage,
-  observeMessages,
+  messagesArray,
+  presentWriters,
+  readMessage,
   readMessages,
   readSessionInfo,
   requestCancel,
+  setMessageStatus,
   setSessionTitle,
   touchParticipant,
 } from '../../shared/conversation/index.js'
@@ -19,13 +22,16 @@ import { mountHistoryPanel } from './history-panel.js'
 import { pageToken } from './identity.js'
 import { createMessagesView, shownOf } from './messages-view.js'
 import { renderPresence } from './presence.js'
+import { markSeen } from './seen.js'
 
 /** Options of {@link mountConversation}. */
 export interface ConversationOptions {
   readonly sessionId: string
   readonly identity: Author
-  /** Write the session's title (a session just created from the list). */
+  /** Write the session's title once synced (a session just created from the list, or a fork). */
   readonly title?: string
+  /** Write `title` over the one the document has (a fork carries its origin's title). */
+  readonly isTitleReplaced?: boolean
 }
 
 /** A mounted screen. */
@@ -55,6 +61,16 @@ export function mountConversation(root: HTMLElement, options: ConversationOption
     ...(token === undefined ? {} : { token: () => token }),
   })
   const { doc } = client
+  /** True when the writer of message `id` (its agent run, or its author) is in the session now. */
+  const isWriterPresent = (id: string): boolean => {
+    const message = readMessage(doc, id)
+    if (message === undefined) return false
+    const present = presentWriters(client.awareness.getStates(), client.awareness.clientID)
+    const instanceId = message.metadata.instanceId
+    return typeof instanceId === 'string'
+      ? present.has(`instance:${instanceId}`)
+      : present.has(`author:${message.author.id}`)
+  }
   client.awareness.setLocalState({ user: identity, state: 'here' })
 
   const title = h('h1', { class: 'session-title' }, sessionId)
@@ -75,6 +91,9 @@ export function mountConversation(root: HTMLElement, options: ConversationOption
     selfId: identity.id,
     onCancel: (message) => {
       requestCancel(doc, message.id, identity)
+      // Nobody is writing this answer (no agent here, or a fork of a streaming answer): nobody would
+      // honour the request, so end it as cancelled now; every device sees that through Yjs.
+      if (!isWriterPresent(message.id)) setMessageStatus(doc, message.id, 'cancelled')
     },
   })
   messages.element.setAttribute('aria-live', 'polite')
@@ -83,12 +102,16 @@ export function mountConversation(root: HTMLElement, options: ConversationOption
     name: 'message',
     rows: 2,
     required: true,
-    placeholder: 'Write a message… (Enter sends, Shift+Enter for a new line)',
+    // Short enough for a phone's width; the keys are said to screen readers and in the tooltip.
+    placeholder: 'Write a message…',
+    title: 'Enter sends, Shift+Enter for a new line',
+    'aria-describedby': 'composer-keys',
   })
   const composer = h(
     'form',
     { class: 'composer', 'aria-label': 'Send a message' },
     h('label', { for: 'composer-input', class: 'visually-hidden' }, 'Message'),
+    h('span', { id: 'composer-keys', class: 'visually-hidden' }, 'Enter sends, Shift+Enter for a new line'),
     input,
     h('button', { type: 'submit' }, 'Send'),
   )
@@ -134,7 +157,10 @@ export function mountConversation(root: HTMLElement, options: ConversationOption
       : scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 80
   const renderMessages = (): void => {
     const stick = isNearBottom()
-    messages.render(readMessages(doc).map(shownOf))
+    const all = readMessages(doc)
+    messages.render(all.map(shownOf))
+    // Seen here: the session list marks only messages added after this.
+    if (client.isSynced) markSeen(sessionId, all.length)
     if (!stick) return
     if (isPageScrolling()) window.scrollTo(0, document.documentElement.scrollHeight)
     else scroller.scrollTop = scroller.scrollHeight
@@ -144,7 +170,22 @@ export function mountConversation(root: HTMLElement, options: ConversationOption
     setText(title, info.title ?? sessionId)
     document.title = `${info.title ?? sessionId} · Colloquy`
   }
-  const stopMessages = observeMessages(doc, renderMessages)
+  // Tokens arrive faster than frames, and reading a long answer's text costs its length: a change
+  // only schedules a render (observeMessages would read the answer on every token), at most one a
+  // frame.
+  let messagesFrame: number | undefined
+  const scheduleMessages = (): void => {
+    messagesFrame ??= requestAnimationFrame(() => {
+      messagesFrame = undefined
+      const started = performance.now()
+      renderMessages()
+      // Its cost shows in the browser's performance timeline (and the e2e test's figures).
+      performance.measure('colloquy:render-messages', { start: started })
+    })
+  }
+  const messagesType = messagesArray(doc)
+  messagesType.observeDeep(scheduleMessages)
+  const stopMessages = (): void => messagesType.unobserveDeep(scheduleMessages)
   const onSessionChange = (): void => renderTitle()
   doc.getMap('session').observeDeep(onSessionChange)
 
@@ -225,7 +266,9 @@ export function mountConversation(root: HTMLElement, options: ConversationOption
     if (history === undefined)
       history = mountHistoryPanel(historySlot, { sessionId, ...(token === undefined ? {} : { token }) })
     else history.refresh()
-    historySlot.querySelector<HTMLElement>('input, button')?.focus()
+    historySlot.querySelector<HTMLElement>('input, button')?.focus({ preventScroll: true })
+    // At phone width the panel sits above the conversation: bring its top into view.
+    historySlot.scrollIntoView({ block: 'start' })
   })
 
   renderTitle()
@@ -242,7 +285,11 @@ export function mountConversation(root: HTMLElement, options: ConversationOption
     .whenSynced()
     .then(() => {
       if (isDestroyed) return
-      if (options.title !== undefined && readSessionInfo(doc).title === undefined)
+      const current = readSessionInfo(doc).title
+      if (
+        options.title !== undefined &&
+        (current === undefined || (options.isTitleReplaced === true && current !== options.title))
+      )
         setSessionTitle(doc, options.title)
       touchParticipant(doc, identity)
       renderMessages()
@@ -253,6 +300,7 @@ export function mountConversation(root: HTMLElement, options: ConversationOption
   return {
     destroy() {
       isDestroyed = true
+      if (messagesFrame !== undefined) cancelAnimationFrame(messagesFrame)
       for (const unsubscribe of unsubscribers) unsubscribe()
       doc.off('update', onUpdate)
       client.awareness.off('change', renderPeople)

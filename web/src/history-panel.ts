@@ -6,6 +6,7 @@ import { createHistoryClient, HistoryError } from '../../client/index.js'
 import { isValidSessionId } from '../../shared/session-id.js'
 import { formatTime, h, setText } from './dom.js'
 import { createMessagesView, type ShownMessage } from './messages-view.js'
+import { setPendingTitle, TitleMode } from './pending-titles.js'
 
 /** Options of {@link mountHistoryPanel}. */
 export interface HistoryPanelOptions {
@@ -182,6 +183,8 @@ export function mountHistoryPanel(
     history
       .fork(sessionId, target, { seq })
       .then(() => {
+        // The fork's document carries this session's title: name the fork after itself.
+        setPendingTitle(target, target, TitleMode.Replace)
         location.hash = `#/s/${encodeURIComponent(target)}`
       })
       .catch((error: unknown) => {

@@ -4,6 +4,7 @@
 import './styles.css'
 import { mountConversation, type Screen } from './conversation-view.js'
 import { adoptPageToken, loadIdentity } from './identity.js'
+import { setPendingTitle, TitleMode, takePendingTitle } from './pending-titles.js'
 import { mountSessionList } from './session-list.js'
 
 // First of all: the token leaves the URL before anything can link to, log or share it.
@@ -15,8 +16,6 @@ const app: HTMLElement = root
 
 let identity = loadIdentity()
 let current: Screen | undefined
-/** Sessions created from the list in this tab: their title is written once synced. */
-const created = new Set<string>()
 
 function route(): void {
   current?.destroy()
@@ -31,8 +30,14 @@ function route(): void {
       location.hash = '#/'
       return
     }
-    const isNew = created.delete(sessionId)
-    current = mountConversation(app, { sessionId, identity, ...(isNew ? { title: sessionId } : {}) })
+    const title = takePendingTitle(sessionId)
+    current = mountConversation(app, {
+      sessionId,
+      identity,
+      ...(title === undefined
+        ? {}
+        : { title: title.title, isTitleReplaced: title.mode === TitleMode.Replace }),
+    })
     return
   }
   current = mountSessionList(app, {
@@ -41,7 +46,7 @@ function route(): void {
       identity = next
     },
     open: (sessionId, isNew) => {
-      if (isNew) created.add(sessionId)
+      if (isNew) setPendingTitle(sessionId, sessionId, TitleMode.IfMissing)
       location.hash = `#/s/${encodeURIComponent(sessionId)}`
     },
   })

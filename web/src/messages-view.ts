@@ -1,8 +1,10 @@
 // Renders a list of messages (live or from history) into an <ol>, keyed by message id, touching
 // only what changed: a streamed token costs one text update, not a re-render of the list.
+// Assistant answers are Markdown (./markdown.ts): only the block being written is parsed again.
 
 import type { Author, MessageView } from '../../shared/conversation/index.js'
 import { formatTime, h, setText } from './dom.js'
+import { createMarkdownRenderer, type MarkdownRenderer } from './markdown.js'
 
 /** A message as the list shows it: the live view, or a message of a history export. */
 export interface ShownMessage {
@@ -38,6 +40,8 @@ interface Row {
   readonly content: HTMLDivElement
   readonly cancel: HTMLButtonElement | undefined
   message: ShownMessage | undefined
+  /** The Markdown renderer of an assistant answer, created on its first render. */
+  markdown: MarkdownRenderer | undefined
 }
 
 /** A keyed message list. */
@@ -82,6 +86,7 @@ export function createMessagesView(options: MessagesViewOptions): MessagesView {
           ? undefined
           : h('button', { type: 'button', class: 'cancel' }, 'Cancel answer'),
       message: undefined,
+      markdown: undefined,
     }
     const { onCancel } = options
     row.cancel?.addEventListener('click', () => {
@@ -110,7 +115,13 @@ export function createMessagesView(options: MessagesViewOptions): MessagesView {
         : (STATUS_LABEL[message.status] ?? message.status)
     setText(row.status, statusText)
     row.status.hidden = statusText.length === 0
-    setText(row.content, message.content)
+    if (message.role === 'assistant') {
+      row.content.classList.add('markdown')
+      row.markdown ??= createMarkdownRenderer(row.content)
+      row.markdown.update(message.content)
+    } else {
+      setText(row.content, message.content)
+    }
     item.setAttribute('aria-busy', String(message.status === 'streaming'))
     if (row.cancel !== undefined) {
       row.cancel.hidden = message.status !== 'streaming' || message.role !== 'assistant'

@@ -1,12 +1,15 @@
 // The session list: create a session (by name), open one, see what the server stores, delete one.
 // Listing and deleting need the admin role (open on loopback without a secret): the Delete buttons
-// appear only when the listing succeeded; without it, sessions open by name.
+// appear only when the listing succeeded; without it, sessions open by name. Each row shows the
+// session's last message and its time, and "new" when messages came since this browser showed it;
+// the list refreshes itself every few seconds while visible, fetching only sessions that changed.
 
 import { createHistoryClient, HistoryError, type ListedSession } from '../../client/index.js'
 import type { Author } from '../../shared/conversation/index.js'
 import { isValidSessionId } from '../../shared/session-id.js'
 import { formatTime, h, setText } from './dom.js'
 import { pageToken, saveIdentity } from './identity.js'
+import { forgetSeen, seenCount } from './seen.js'
 
 /** Options of {@link mountSessionList}. */
 export interface SessionListOptions {
@@ -15,6 +18,25 @@ export interface SessionListOptions {
   readonly onIdentity: (identity: Author) => void
   /** Opens a session; `isNew` when the user just created it. */
   readonly open: (sessionId: string, isNew: boolean) => void
+}
+
+/** How often the list asks the server what changed while it is visible. */
+const REFRESH_MS = 4_000
+/** Previews are fetched for at most this many sessions (the most recently updated). */
+const MAX_PREVIEWS = 30
+const EMPTY_LIST = 'No sessions yet: create one above.'
+/** The longest preview of a message, in characters. */
+const PREVIEW_CHARS = 140
+
+/** A row's live parts. */
+interface SessionRow {
+  readonly item: HTMLLIElement
+  readonly figures: HTMLSpanElement
+  readonly preview: HTMLParagraphElement
+  readonly badge: HTMLSpanElement
+  /** The lastSeq the preview was fetched at. */
+  previewSeq: number | undefined
+  isConfirming: boolean
 }
 
 function randomName(): string {
@@ -87,11 +109,23 @@ export function mountSessionList(root: HTMLElement, options: SessionListOptions)
     options.onIdentity(identity)
   })
 
+  // The browser's own message ("Please match the requested format") says nothing useful: say which
+  // characters a session name may hold, in the bubble and in the alert below the form.
+  const NAME_RULE = 'A session name is 1–128 letters, digits or . _ : - (no spaces).'
+  sessionInput.addEventListener('invalid', () => {
+    sessionInput.setCustomValidity(NAME_RULE)
+    setText(error, NAME_RULE)
+  })
+  sessionInput.addEventListener('input', () => {
+    sessionInput.setCustomValidity('')
+    if (isValidSessionId(sessionInput.value.trim())) setText(error, '')
+  })
+
   createForm.addEventListener('submit', (event) => {
     event.preventDefault()
     const sessionId = sessionInput.value.trim()
     if (!isValidSessionId(sessionId)) {
-      setText(error, 'Use 1–128 letters, digits or . _ : - for a session name.')
+      setText(error, NAME_RULE)
       sessionInput.focus()
       return
     }
@@ -105,6 +139,7 @@ export function mountSessionList(root: HTMLElement, options: SessionListOptions)
   /** Forgets this browser's offline copy of a deleted session (else reopening it would re-upload it). */
   const dropLocalCopy = (sessionId: string): void => {
     try {
+      forgetSeen(sessionId)
       indexedDB.deleteDatabase(`colloquy:${sessionId}`)
     } catch {
       // No IndexedDB (private mode in some browsers): nothing was cached.
@@ -112,10 +147,11 @@ export function mountSessionList(root: HTMLElement, options: SessionListOptions)
   }
 
   /** One row: the link, its figures, and Delete (which asks for a confirmation in place). */
-  const sessionRow = (session: ListedSession): HTMLLIElement => {
+  const sessionRow = (session: ListedSession): SessionRow => {
     const { sessionId } = session
     const actions = h('span', { class: 'session-actions' })
     const showDelete = (): void => {
+      row.isConfirming = false
       const deleteButton = h(
         'button',
         { type: 'button', class: 'secondary danger', 'aria-label': `Delete session ${sessionId}` },
@@ -125,6 +161,7 @@ export function mountSessionList(root: HTMLElement, options: SessionListOptions)
       actions.replaceChildren(deleteButton)
     }
     const showConfirm = (): void => {
+      row.isConfirming = true
       const question = h('span', { class: 'hint' }, 'Delete it and its whole history? ')
       const confirmButton = h(
         'button',
@@ -170,26 +207,95 @@ export function mountSessionList(root: HTMLElement, options: SessionListOptions)
       actions.replaceChildren(question, confirmButton, cancelButton)
       cancelButton.focus()
     }
+    const figures = h('span', { class: 'hint' })
+    const badge = h('span', { class: 'session-new' }, 'new')
+    badge.hidden = true
+    const preview = h('p', { class: 'session-preview' })
+    const row: SessionRow = {
+      item: h(
+        'li',
+        { 'data-session-id': sessionId },
+        h('a', { href: `#/s/${encodeURIComponent(sessionId)}`, 'data-session-id': sessionId }, sessionId),
+        badge,
+        figures,
+        actions,
+        preview,
+      ),
+      figures,
+      preview,
+      badge,
+      previewSeq: undefined,
+      isConfirming: false,
+    }
     showDelete()
-    return h(
-      'li',
-      { 'data-session-id': sessionId },
-      h('a', { href: `#/s/${encodeURIComponent(sessionId)}`, 'data-session-id': sessionId }, sessionId),
-      h('span', { class: 'hint' }, ` · ${session.lastSeq} updates · ${formatTime(session.updatedAt)}`),
-      actions,
-    )
+    return row
   }
 
+  /** Writes a listing's figures into its row. */
+  const showFigures = (row: SessionRow, session: ListedSession): void => {
+    const updates = session.lastSeq === 1 ? 'update' : 'updates'
+    setText(row.figures, ` · ${session.lastSeq} ${updates} · ${formatTime(session.updatedAt)}`)
+  }
+
+  /** Fetches the last message of a session that changed since its preview, and marks it new. */
+  const showPreview = async (row: SessionRow, session: ListedSession): Promise<void> => {
+    if (row.previewSeq === session.lastSeq) return
+    row.previewSeq = session.lastSeq
+    const conversation = await history.conversation(session.sessionId)
+    if (isDestroyed) return
+    const messages = conversation.messages
+    const last = messages[messages.length - 1]
+    if (last === undefined) {
+      setText(row.preview, 'No messages yet.')
+    } else {
+      const text = last.content.replace(/\s+/g, ' ').trim()
+      const cut = text.length > PREVIEW_CHARS ? `${text.slice(0, PREVIEW_CHARS - 1)}…` : text
+      setText(row.preview, `${last.author.name ?? last.author.id}: ${cut} · ${formatTime(last.createdAt)}`)
+    }
+    const seen = seenCount(session.sessionId)
+    const isNew = seen !== undefined && messages.length > seen
+    row.badge.hidden = !isNew
+    row.item.dataset.new = String(isNew)
+  }
+
+  const rows = new Map<string, SessionRow>()
+
   /** Lists the stored sessions; `done` is announced once the list is shown (after a delete). */
-  const listSessions = async (done = ''): Promise<void> => {
-    setText(listStatus, 'Loading sessions…')
+  const listSessions = async (done = '', mode: { readonly isQuiet?: boolean } = {}): Promise<void> => {
+    if (mode.isQuiet !== true) setText(listStatus, 'Loading sessions…')
     try {
       const listed = await history.listSessions()
       if (isDestroyed) return
       const sessions = [...listed].sort((a, b) => b.updatedAt - a.updatedAt)
-      list.replaceChildren(...sessions.map(sessionRow))
-      const empty = sessions.length === 0 ? 'No sessions yet: create one above.' : ''
-      setText(listStatus, [done, empty].filter((part) => part.length > 0).join(' '))
+      const ids = new Set(sessions.map((session) => session.sessionId))
+      for (const [id, row] of rows) {
+        if (!ids.has(id) && !row.isConfirming) rows.delete(id)
+      }
+      const ordered = sessions.map((session) => {
+        let row = rows.get(session.sessionId)
+        if (row === undefined) {
+          row = sessionRow(session)
+          rows.set(session.sessionId, row)
+        }
+        showFigures(row, session)
+        return row
+      })
+      // Keep rows (and a Delete confirmation in progress) in place; only reorder what moved.
+      ordered.forEach((row, index) => {
+        if (list.children[index] !== row.item) list.insertBefore(row.item, list.children[index] ?? null)
+      })
+      for (const item of [...list.children]) {
+        if (!ordered.some((row) => row.item === item)) item.remove()
+      }
+      sessions.slice(0, MAX_PREVIEWS).forEach((session, index) => {
+        const row = ordered[index]
+        if (row !== undefined) showPreview(row, session).catch(() => undefined) // the row keeps its figures
+      })
+      const empty = sessions.length === 0 ? EMPTY_LIST : ''
+      // A quiet refresh leaves what the status says (e.g. "Deleted x.") unless it is out of date.
+      if (mode.isQuiet !== true)
+        setText(listStatus, [done, empty].filter((part) => part.length > 0).join(' '))
+      else if (sessions.length > 0 && listStatus.textContent === EMPTY_LIST) setText(listStatus, '')
     } catch (caught) {
       if (isDestroyed) return
       list.replaceChildren()
@@ -204,10 +310,21 @@ export function mountSessionList(root: HTMLElement, options: SessionListOptions)
   }
   refreshButton.addEventListener('click', () => void listSessions())
   void listSessions()
+  // Live: ask again every few seconds while the page is visible (only changed sessions are fetched).
+  let isListing = false
+  const refreshTimer = setInterval(() => {
+    if (isListing || document.visibilityState !== 'visible' || listStatus.textContent?.startsWith('Deleting'))
+      return
+    isListing = true
+    void listSessions('', { isQuiet: true }).finally(() => {
+      isListing = false
+    })
+  }, REFRESH_MS)
 
   return {
     destroy() {
       isDestroyed = true
+      clearInterval(refreshTimer)
     },
   }
 }

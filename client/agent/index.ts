@@ -20,5 +20,5 @@ export {
   type RetryNotice,
 } from './model-call.js'
 export { ModelError, ModelErrorCode, type ModelErrorCodeValue, parseRetryAfter } from './model-error.js'
-export { createDemoModel, type DemoModelOptions } from './models/demo-model.js'
+export { createDemoModel, DEMO_ANSWER_TOKENS, type DemoModelOptions } from './models/demo-model.js'
 export { createOpenAiModel, type OpenAiModelOptions, toChatMessages } from './models/openai-model.js'

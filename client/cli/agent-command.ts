@@ -2,7 +2,13 @@
 // OpenAI-compatible endpoint, printing its state changes; Ctrl-C makes it leave cleanly.
 
 import { isValidSessionId } from '../../shared/session-id.js'
-import { createDemoModel, createOpenAiModel, joinSession, type Model } from '../agent/node.js'
+import {
+  createDemoModel,
+  createOpenAiModel,
+  DEMO_ANSWER_TOKENS,
+  joinSession,
+  type Model,
+} from '../agent/node.js'
 import { intFlag, parseFlags, serverUrl, UsageError } from './args.js'
 import { describeRefusal, refusalAwareWebSocket, type UpgradeRefusal } from './upgrade-refusal.js'
 
@@ -13,7 +19,7 @@ Joins the session as an agent and answers every new user message.
   --name NAME             agent name (default demo); its id is agent:NAME
   --token TOKEN           access token (COLLOQUY_TOKEN)
   --model demo|openai     default demo (deterministic, no network)
-  --tokens N              demo: tokens per reply (default 60)
+  --tokens N              demo: tokens per reply (default: one whole answer)
   --delay-ms N            demo: delay between tokens (default 40)
   --openai-base-url URL   OpenAI-compatible endpoint (OPENAI_BASE_URL), e.g. http://127.0.0.1:11434/v1
   --openai-api-key KEY    (OPENAI_API_KEY)
@@ -34,7 +40,7 @@ function chooseModel(values: Record<string, string | undefined>, env: NodeJS.Pro
   const kind = values.model ?? 'demo'
   if (kind === 'demo') {
     return createDemoModel({
-      tokens: intFlag(values.tokens, 'tokens', 60),
+      tokens: intFlag(values.tokens, 'tokens', DEMO_ANSWER_TOKENS),
       delayMs: intFlag(values['delay-ms'], 'delay-ms', 40),
     })
   }

@@ -5,7 +5,7 @@ import type { GenerateContext, Model } from '../model.js'
 
 /** Options of {@link createDemoModel}. */
 export interface DemoModelOptions {
-  /** Tokens per reply (default 60). */
+  /** Tokens per reply (default: one whole answer, {@link DEMO_ANSWER_TOKENS} tokens). */
   readonly tokens?: number
   /** Delay between tokens in ms (default 15; 0 yields to the event loop only). */
   readonly delayMs?: number
@@ -15,12 +15,23 @@ export interface DemoModelOptions {
 
 const WORDS = (
   'Here is a deterministic answer from the Colloquy demo model. It streams one token at a time ' +
-  'so every device in the session sees the reply grow, and any device can cancel it. '
+  'so every device in the session sees the reply grow, and any device can cancel it.'
 ).split(' ')
+
+/** Tokens of the demo model's whole default answer: the echo of the prompt, then every word once. */
+export const DEMO_ANSWER_TOKENS = 1 + WORDS.length
 
 function defaultToken(i: number, context: GenerateContext): string {
   if (i === 0) return `You said: "${context.prompt.content.slice(0, 80)}". `
   return `${WORDS[(i - 1) % WORDS.length]} `
+}
+
+/** The default answer cut at `tokens` still ends a sentence: its last word gets a full stop. */
+function endingToken(i: number, tokens: number, context: GenerateContext): string {
+  const text = defaultToken(i, context)
+  if (i !== tokens - 1 || i === 0) return text
+  const word = text.trimEnd()
+  return word.endsWith('.') ? text : `${word}.`
 }
 
 function pause(ms: number, signal: AbortSignal): Promise<void> {
@@ -41,9 +52,9 @@ function pause(ms: number, signal: AbortSignal): Promise<void> {
 
 /** Creates the demo model. */
 export function createDemoModel(options: DemoModelOptions = {}): Model {
-  const tokens = options.tokens ?? 60
+  const tokens = options.tokens ?? DEMO_ANSWER_TOKENS
   const delayMs = options.delayMs ?? 15
-  const token = options.token ?? defaultToken
+  const token = options.token ?? ((i: number, context: GenerateContext) => endingToken(i, tokens, context))
   return {
     name: 'colloquy-demo',
     async *generate(context, signal) {

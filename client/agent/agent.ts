@@ -36,6 +36,7 @@ import {
   DEFAULT_MODEL_TIMEOUTS,
   type ModelRetryPolicy,
   type ModelTimeouts,
+  pause,
 } from './model-call.js'
 import { planSummary, summaryContext } from './summarizer.js'
 
@@ -118,23 +119,6 @@ export interface Agent {
   whenIdle(): Promise<void>
   /** Stops the current reply (ends it `cancelled`), aborts the model request, waits for durability, and leaves. */
   leave(): Promise<void>
-}
-
-/** Resolves after `ms` or when `signal` aborts. */
-function pause(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) {
-      resolve()
-      return
-    }
-    const done = (): void => {
-      clearTimeout(timer)
-      signal.removeEventListener('abort', done)
-      resolve()
-    }
-    const timer = setTimeout(done, ms)
-    signal.addEventListener('abort', done, { once: true })
-  })
 }
 
 /** Joins a session as an agent; resolves once synced and listening. */

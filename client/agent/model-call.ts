@@ -80,8 +80,8 @@ function describe(error: unknown): string {
   return String(error)
 }
 
-/** Resolves after `ms`, or at once when `signal` aborts. */
-function delay(ms: number, signal: AbortSignal): Promise<void> {
+/** Resolves after `ms`, or at once when `signal` aborts (the agent's and the demo model's waits too). */
+export function pause(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     if (signal.aborted) {
       resolve()
@@ -131,7 +131,7 @@ export async function callModel(options: CallModelOptions): Promise<ModelCallOut
     }
     const delayMs = Math.max(backoff, retryAfter ?? 0)
     options.onRetry?.({ attempt: attempt + 1, of: retry.retries, delayMs, reason: error.message })
-    await delay(delayMs, signal)
+    await pause(delayMs, signal)
   }
 }
 

@@ -2,6 +2,7 @@
 // the prompt and its options, so tests can predict every token.
 
 import type { GenerateContext, Model } from '../model.js'
+import { pause } from '../model-call.js'
 
 /** Options of {@link createDemoModel}. */
 export interface DemoModelOptions {
@@ -32,22 +33,6 @@ function endingToken(i: number, tokens: number, context: GenerateContext): strin
   if (i !== tokens - 1 || i === 0) return text
   const word = text.trimEnd()
   return word.endsWith('.') ? text : `${word}.`
-}
-
-function pause(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) {
-      resolve()
-      return
-    }
-    const timer = setTimeout(done, ms)
-    function done(): void {
-      clearTimeout(timer)
-      signal.removeEventListener('abort', done)
-      resolve()
-    }
-    signal.addEventListener('abort', done, { once: true })
-  })
 }
 
 /** Creates the demo model. */

@@ -5,22 +5,20 @@
 // nothing is read or written. The web app itself still works under its Content-Security-Policy,
 // and moves a token given in its URL out of the address bar. Skipped only without chromium.
 
-import { existsSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
-import { type Browser, chromium, type Page } from 'playwright-core'
+import type { Browser, Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import * as Y from 'yjs'
 import { mintToken } from '../../server/auth/tokens.js'
 import { DEFAULT_CONFIG } from '../../server/config.js'
 import { type SyncServer, startSyncServer } from '../../server/sync-server.js'
 import { buildWeb } from '../../web/build.js'
+import { hasChromium, launchChromium } from '../helpers/chromium.js'
 
-const CHROMIUM = '/usr/bin/chromium'
-const hasChromium = existsSync(CHROMIUM)
 const WAIT = 20_000
 const secret = 'security-browser-test-secret-0123456789'
 
@@ -90,22 +88,8 @@ describe.skipIf(!hasChromium)('browsers against an anonymous server', () => {
     })
     await new Promise<void>((resolve) => attacker.listen(0, '127.0.0.1', resolve))
     attackerPort = (attacker.address() as AddressInfo).port
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-component-update',
-        '--disable-sync',
-        // DNS rebinding, simulated: the attacker's name answers with the loopback address.
-        '--host-resolver-rules=MAP rebind.example 127.0.0.1',
-      ],
-      timeout: WAIT,
-    })
+    // DNS rebinding, simulated: the attacker's name answers with the loopback address.
+    browser = await launchChromium(WAIT, ['--host-resolver-rules=MAP rebind.example 127.0.0.1'])
   }, 60_000)
 
   afterAll(async () => {

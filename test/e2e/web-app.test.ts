@@ -2,12 +2,11 @@
 // two browser contexts (a laptop and a phone) on one session, and a Node agent on the demo model.
 // Screenshots of every step go to test-results/e2e/. Skipped only when chromium is not installed.
 
-import { existsSync } from 'node:fs'
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core'
+import type { Browser, BrowserContext, Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type Agent, createDemoModel, joinSession, type Model } from '../../client/agent/node.js'
 import { createHistoryClient, type HistoryClient } from '../../client/index.js'
@@ -15,10 +14,9 @@ import { DEFAULT_CONFIG } from '../../server/config.js'
 import { type SyncServer, startSyncServer } from '../../server/sync-server.js'
 import { type MessageView, readMessages } from '../../shared/conversation/index.js'
 import { buildWeb } from '../../web/build.js'
+import { CHROMIUM, hasChromium, launchChromium } from '../helpers/chromium.js'
 import { until, withTimeout } from '../helpers/wait.js'
 
-const CHROMIUM = '/usr/bin/chromium'
-const hasChromium = existsSync(CHROMIUM)
 if (!hasChromium) {
   console.warn(
     `web e2e tests skipped: ${CHROMIUM} is missing (apt-get install -y --no-install-recommends chromium)`,
@@ -104,20 +102,7 @@ describe.skipIf(!hasChromium)('web app in a real browser', () => {
       config: { ...DEFAULT_CONFIG, port: 0, dataDir, webDir, logLevel: 'silent' },
     })
     history = createHistoryClient({ baseUrl: `http://127.0.0.1:${server.port}` })
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-      timeout: WAIT,
-    })
+    browser = await launchChromium(WAIT)
     // bypassCSP: the test's own waitForFunction(string) is an eval, which the app's CSP forbids
     // (as it should); test/e2e/security-browser.test.ts runs the app under its CSP.
     laptop = await browser.newContext({

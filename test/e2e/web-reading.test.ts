@@ -3,22 +3,20 @@
 // cancel with no agent present ending the answer at once on every device, History in view at phone
 // width, the session-name rule in words, and /favicon.ico. Screenshots go to test-results/e2e/.
 
-import { existsSync } from 'node:fs'
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core'
+import type { Browser, BrowserContext, Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createNodeSyncClient, type SyncClient } from '../../client/node.js'
 import { DEFAULT_CONFIG } from '../../server/config.js'
 import { type SyncServer, startSyncServer } from '../../server/sync-server.js'
 import { appendMessage, openStreamingWriter, readMessages } from '../../shared/conversation/index.js'
 import { buildWeb } from '../../web/build.js'
+import { hasChromium, launchChromium } from '../helpers/chromium.js'
 import { withTimeout } from '../helpers/wait.js'
 
-const CHROMIUM = '/usr/bin/chromium'
-const hasChromium = existsSync(CHROMIUM)
 const WAIT = 20_000
 const SHOTS = fileURLToPath(new URL('../../test-results/e2e/', import.meta.url))
 /** A writer that is not in the session's presence: like an agent that left, or a fork's copy. */
@@ -66,11 +64,7 @@ describe.skipIf(!hasChromium)('reading the web app in a real browser', () => {
         updateBytesPerSecond: 0,
       },
     })
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-sync'],
-      timeout: WAIT,
-    })
+    browser = await launchChromium(WAIT)
     // bypassCSP: waitForFunction(string) is an eval. It also means the CSP cannot save a bad
     // sanitizer here: what is tested is the renderer alone.
     laptop = await browser.newContext({ viewport: { width: 1100, height: 720 }, bypassCSP: true })

@@ -123,14 +123,19 @@ export async function run(argv: readonly string[], env: NodeJS.ProcessEnv): Prom
 
   return new Promise<number>((resolve) => {
     let isClosing = false
-    const close = (): void => {
-      if (isClosing) return
+    /** Stops listening and rendering, once; false when already closing. */
+    const stop = (): boolean => {
+      if (isClosing) return false
       isClosing = true
       clearTimeout(renderTimer)
       offMessages()
       offStatus()
       offSynced()
       rl.close()
+      return true
+    }
+    const close = (): void => {
+      if (!stop()) return
       // Give the last message a bounded chance to become durable, then leave.
       let flushTimer: NodeJS.Timeout | undefined
       const timeout = new Promise<void>((done) => {
@@ -164,13 +169,7 @@ export async function run(argv: readonly string[], env: NodeJS.ProcessEnv): Prom
     rl.on('close', close)
     process.once('SIGTERM', close)
     refuse = (refusal) => {
-      if (isClosing) return
-      isClosing = true
-      clearTimeout(renderTimer)
-      offMessages()
-      offStatus()
-      offSynced()
-      rl.close()
+      if (!stop()) return
       if (isTty) output.write('\n')
       process.stderr.write(`colloquy chat: ${describeRefusal(refusal)}\n`)
       // Nothing reached the server: there is nothing to flush.

@@ -2,7 +2,6 @@
 // static HTTP server on 127.0.0.1 port 0, and opens editor pages (each in its own browser context,
 // so pages share neither BroadcastChannel nor IndexedDB unless a test reuses a context on purpose).
 
-import { existsSync } from 'node:fs'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -10,12 +9,12 @@ import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import * as esbuild from 'esbuild'
-import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core'
+import type { Browser, BrowserContext, Page } from 'playwright-core'
+import { CHROMIUM, hasChromium, launchChromium } from '../helpers/chromium.js'
 import type { Harness, HarnessGlobal, PageState, StartOptions } from './page/harness.js'
 
-export const CHROMIUM = '/usr/bin/chromium'
-/** False when Debian's chromium is not installed: the browser tests are then skipped with a message. */
-export const hasChromium = existsSync(CHROMIUM)
+/** Debian's chromium and whether it is installed (the browser tests are skipped with a message without it). */
+export { CHROMIUM, hasChromium }
 /** Every browser wait is bounded by this (generous: 2 cores shared with other work). */
 export const BROWSER_WAIT = 30_000
 
@@ -83,24 +82,12 @@ export async function launchEditorBrowser(): Promise<EditorBrowser> {
   })
   await writeFile(path.join(outDir, 'editor.html'), HTML)
   const { server, origin } = await servePages(outDir)
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-component-update',
-      '--disable-sync',
-      // Pages in the background keep their timers: providers reconnect and send on time.
-      '--disable-background-timer-throttling',
-      '--disable-renderer-backgrounding',
-      '--disable-backgrounding-occluded-windows',
-    ],
-    timeout: BROWSER_WAIT,
-  })
+  // Pages in the background keep their timers: providers reconnect and send on time.
+  const browser = await launchChromium(BROWSER_WAIT, [
+    '--disable-background-timer-throttling',
+    '--disable-renderer-backgrounding',
+    '--disable-backgrounding-occluded-windows',
+  ])
 
   const newContext = async (): Promise<BrowserContext> => {
     const context = await browser.newContext({ viewport: { width: 900, height: 700 } })

@@ -233,6 +233,16 @@ describe('the Hocuspocus path under hostile input', () => {
     raw.close()
   })
 
+  it('closes a document whose stateless message is over the awareness size limit (4530)', async () => {
+    const raw = await connectRaw()
+    expect(await raw.open('chatty', await token('chatty'))).toMatchObject({ type: 'authenticated' })
+    raw.send({ type: 'stateless', payload: 'x'.repeat(DEFAULT_CONFIG.maxAwarenessBytes + 1) }, 'chatty')
+    expect(await raw.next('chatty', (m) => m.type === 'close')).toMatchObject({
+      reason: '4530 awareness limit exceeded',
+    })
+    raw.close()
+  })
+
   it('limits a flood of opens: past the burst, opens are refused with 4529 until the bucket refills', async () => {
     const raw = await connectRaw()
     const names = ['open-1', 'open-2', 'open-3', 'open-4']

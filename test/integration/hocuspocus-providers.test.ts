@@ -15,6 +15,7 @@ import { DEFAULT_CONFIG } from '../../server/config.js'
 import { createMemoryStore } from '../../server/persistence/memory-store.js'
 import { type SyncServer, startSyncServer } from '../../server/sync-server.js'
 import { type ControllableStore, createControllableStore } from '../helpers/controllable-store.js'
+import { startTcpForwarder } from '../helpers/tcp-forwarder.js'
 import { until } from '../helpers/wait.js'
 import {
   connectHocuspocus,
@@ -243,8 +244,9 @@ describe('a server restart', () => {
     const dataDir = await mkdtemp(path.join(os.tmpdir(), 'colloquy-hocus-restart-'))
     const config = { ...DEFAULT_CONFIG, port: 0, dataDir, logLevel: 'silent', secret }
     let first: SyncServer | undefined = await startSyncServer({ config })
-    const port = first.port
-    const client = connectHocuspocus(`ws://127.0.0.1:${port}/hocuspocus`, '3.4.4')
+    // The provider keeps one address while the server behind it restarts on a new port.
+    const forwarder = await startTcpForwarder(first.port)
+    const client = connectHocuspocus(`ws://127.0.0.1:${forwarder.port}/hocuspocus`, '3.4.4')
     let second: SyncServer | undefined
     try {
       const docs = [
@@ -262,7 +264,8 @@ describe('a server restart', () => {
       await until(() => !client.isConnected, 10_000, 'socket lost')
       // Edits made while the server is down reach it on reconnect.
       docs[1]!.doc.getText('t').insert(0, 'offline')
-      second = await startSyncServer({ config: { ...config, port } })
+      second = await startSyncServer({ config })
+      forwarder.setTarget(second.port)
       await until(() => client.isConnected, 15_000, 'reconnected')
       await until(() => docs[1]!.unsyncedChanges === 0, 15_000, 'offline edit acknowledged')
       expect(second.registry.get('restart-a')?.document.getText('t').toString()).toBe('before')
@@ -272,6 +275,7 @@ describe('a server restart', () => {
       client.destroy()
       await first?.close()
       await second?.close()
+      await forwarder.close()
       await rm(dataDir, { recursive: true, force: true })
     }
   })

@@ -144,12 +144,16 @@ describe.each(HOCUSPOCUS_VERSIONS)('@hocuspocus/provider %s against Colloquy', (
     const receiver = connect(version).open(name, await token('write', name))
     const elsewhere = connect(version).open(`${name}-other`, await token('write', `${name}-other`))
     await until(() => [sender, receiver, elsewhere].every((d) => d.scope === 'read-write'), 10_000, 'open')
+    const counted = async (): Promise<number> =>
+      (await server.metrics.statelessMessages.get()).values[0]?.value ?? 0
+    const before = await counted()
     sender.provider.sendStateless('{"signal":"typing"}')
     await until(() => receiver.stateless.length === 1, 10_000, 'stateless relayed')
     expect(receiver.stateless).toEqual(['{"signal":"typing"}'])
     expect(sender.stateless).toEqual([])
     expect(elsewhere.stateless).toEqual([])
     expect(server.registry.get(name)?.lastSeq).toBe(0)
+    expect(await counted()).toBe(before + 1)
   })
 
   it('closes one document when the provider detaches: its presence leaves, the socket and its other documents stay', async () => {

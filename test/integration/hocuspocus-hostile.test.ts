@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 import * as Y from 'yjs'
 import { mintToken } from '../../server/auth/tokens.js'
-import { DEFAULT_CONFIG } from '../../server/config.js'
+import { DEFAULT_CONFIG, parseConfig } from '../../server/config.js'
 import { type SyncServer, startSyncServer } from '../../server/sync-server.js'
 import { CloseCode } from '../../shared/protocol/close-codes.js'
 import { encodeHocuspocus, hocuspocusCodec } from '../../shared/protocol/hocuspocus-codec.js'
@@ -281,6 +281,42 @@ describe('the Hocuspocus path under hostile input', () => {
       expect(fine.status).toBe(101)
     } finally {
       await anonymous.close()
+    }
+  })
+
+  it('lifts the document cap and the open rate with 0 (--max-documents-per-socket 0, --document-opens-per-second 0)', async () => {
+    const parsed = parseConfig(['--max-documents-per-socket', '0', '--document-opens-per-second', '0'], {})
+    expect([parsed.maxDocumentsPerSocket, parsed.documentOpensPerSecond]).toEqual([0, 0])
+    const unlimited = await startSyncServer({
+      config: {
+        ...DEFAULT_CONFIG,
+        port: 0,
+        store: 'memory',
+        compaction: false,
+        logLevel: 'silent',
+        maxDocumentsPerSocket: parsed.maxDocumentsPerSocket,
+        documentOpensPerSecond: parsed.documentOpensPerSecond,
+      },
+    })
+    const socket = new WebSocket(`ws://127.0.0.1:${unlimited.port}/hocuspocus`)
+    const answers: Message[] = []
+    socket.on('message', (data: Buffer) => answers.push(hocuspocusCodec.decode(new Uint8Array(data))))
+    try {
+      await withTimeout(new Promise((resolve) => socket.once('open', resolve)), 5_000, 'open')
+      // 1,200 documents at once (over the default cap of 1,000), then closed and opened again at once.
+      const names = Array.from({ length: 1_200 }, (_, i) => `many-${i}`)
+      for (const name of names) socket.send(encodeHocuspocus({ type: 'auth-token', token: '' }, name))
+      for (const name of names) socket.send(encodeHocuspocus({ type: 'close', reason: '' }, name))
+      for (const name of names) socket.send(encodeHocuspocus({ type: 'auth-token', token: '' }, name))
+      await until(
+        () => answers.filter((m) => m.type === 'authenticated').length === 2_400,
+        20_000,
+        'all opened',
+      )
+      expect(answers.some((m) => m.type === 'auth')).toBe(false)
+    } finally {
+      socket.close()
+      await unlimited.close()
     }
   })
 })

@@ -138,6 +138,25 @@ describe.each(HOCUSPOCUS_VERSIONS)('@hocuspocus/provider %s against Colloquy', (
     expect(await server.store.load(name)).toMatchObject({ log: [expect.anything()] })
   })
 
+  it('settles the count a periodic forced sync resets (forceSyncInterval) once everything is durable', async () => {
+    const name = `${version}-force-sync`
+    const editor = connect(version).open(name, await token('write', name), undefined, {
+      forceSyncInterval: 100,
+    })
+    await until(
+      () => editor.scope === 'read-write' && editor.unsyncedChanges === 0,
+      10_000,
+      'initial sync acked',
+    )
+    editor.doc.getText('t').insert(0, 'edit')
+    const counts: number[] = []
+    editor.provider.on('unsyncedChanges', ({ number }: { number: number }) => counts.push(number))
+    // Several forced syncs: each resets the count to 1, and each must come back to 0.
+    await until(() => counts.filter((n) => n === 1).length >= 3, 10_000, 'forced syncs')
+    await until(() => editor.unsyncedChanges === 0, 10_000, 'settled after a forced sync')
+    expect(counts.at(-1)).toBe(0)
+  })
+
   it('relays stateless messages to the same document on other sockets only, and stores none of them', async () => {
     const name = `${version}-stateless`
     const sender = connect(version).open(name, await token('write', name))

@@ -77,6 +77,12 @@ export interface HocuspocusMuxOptions {
   }
 }
 
+/**
+ * Names longer than this (never valid session ids) get no answer: a refusal echoes the name, and a
+ * hostile client must not make the server send back what it sent.
+ */
+const MAX_ANSWERED_NAME_LENGTH = 1_024
+
 /** The default of {@link HocuspocusMuxOptions.authDeadlineMs}. */
 export const AUTH_DEADLINE_MS = 30_000
 
@@ -151,17 +157,22 @@ export function createHocuspocusMux(socket: MuxSocket, options: HocuspocusMuxOpt
     if (!isSocketClosed) socket.sendFrame(encodeHocuspocus(message, documentName))
   }
 
+  /** Refusals and closes the multiplexer decides are logged once per socket at `level`, then at debug. */
+  const logRefusal = (level: 'info' | 'warn', fields: object, what: string, why: string): void => {
+    const log = refusalsLogged++ === 0 ? logger[level] : logger.debug
+    log.call(logger, { remote: socket.remote, ...fields }, what, why)
+  }
+
   /** Refuses a document's open: a permission-denied message with the reason, a metric, a log line. */
   const refuseOpen = (documentName: string, error: ColloquyError): void => {
     options.observer?.documentRefused?.(error.code)
-    // A flood of refused opens is logged once per socket at info, the rest at debug.
-    const log = refusalsLogged++ === 0 ? logger.info : logger.debug
-    log.call(
-      logger,
-      { remote: socket.remote, document: documentName.slice(0, 200), code: error.code },
+    logRefusal(
+      'info',
+      { document: documentName.slice(0, 200), code: error.code },
       'document refused: %s',
       error.message,
     )
+    if (documentName.length > MAX_ANSWERED_NAME_LENGTH) return
     send(
       { type: 'auth', authType: AuthMessageType.PermissionDenied, reason: refusalReason(error) },
       documentName,
@@ -177,11 +188,13 @@ export function createHocuspocusMux(socket: MuxSocket, options: HocuspocusMuxOpt
     }
     docs.delete(documentName)
     options.observer?.documentRefused?.(error.code)
-    logger.warn(
-      { remote: socket.remote, document: documentName.slice(0, 200), code: error.code },
+    logRefusal(
+      'warn',
+      { document: documentName.slice(0, 200), code: error.code },
       'document closed: %s',
       error.message,
     )
+    if (documentName.length > MAX_ANSWERED_NAME_LENGTH) return
     send({ type: 'close', reason: refusalReason(error) }, documentName)
   }
 

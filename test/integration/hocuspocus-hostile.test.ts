@@ -209,6 +209,27 @@ describe('the Hocuspocus path under hostile input', () => {
     raw.close()
   })
 
+  it('closes a document whose token expires with 4301, leaving the socket and its other documents open', async () => {
+    const raw = await connectRaw()
+    const shortLived = await mintToken({
+      secret,
+      peerId: 'brief',
+      role: 'write',
+      sessionId: 'expiring',
+      ttlSeconds: 1,
+    })
+    expect(await raw.open('expiring', shortLived)).toMatchObject({ type: 'authenticated' })
+    expect(await raw.open('lasting', await token('lasting'))).toMatchObject({ type: 'authenticated' })
+    expect(await raw.next('expiring', (m) => m.type === 'close')).toMatchObject({
+      reason: '4301 token expired',
+    })
+    // The other document answers a query for presence, as it did before.
+    const from = raw.messages.length
+    raw.send({ type: 'query-awareness' }, 'lasting')
+    expect(await raw.next('lasting', (m) => m.type === 'awareness', from)).toBeDefined()
+    raw.close()
+  })
+
   it('ignores unknown message types, like the classic path, and counts them', async () => {
     const raw = await connectRaw()
     expect(await raw.open('unknown-types', await token('unknown-types'))).toMatchObject({

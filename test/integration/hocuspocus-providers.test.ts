@@ -17,6 +17,7 @@ import { type SyncServer, startSyncServer } from '../../server/sync-server.js'
 import { type ControllableStore, createControllableStore } from '../helpers/controllable-store.js'
 import { startTcpForwarder } from '../helpers/tcp-forwarder.js'
 import { until } from '../helpers/wait.js'
+import { connectWsPeer } from '../helpers/ws-peer.js'
 import {
   connectHocuspocus,
   HOCUSPOCUS_VERSIONS,
@@ -227,6 +228,31 @@ describe('a y-websocket client and a Hocuspocus provider on one session', () => 
       )
     } finally {
       classic.destroy()
+    }
+  })
+})
+
+describe('the path', () => {
+  it('serves Hocuspocus under /hocuspocus/<anything> and leaves session ids that merely start with "hocuspocus" classic', async () => {
+    const hocus = connectHocuspocus(`${base}/hocuspocus/my-app`, '4.8.0')
+    clients.push(hocus)
+    const viaAppPath = hocus.open('path-app', await token('write', 'path-app'))
+    await until(
+      () => viaAppPath.scope === 'read-write' && viaAppPath.synced,
+      10_000,
+      'open under /hocuspocus/my-app',
+    )
+    const classic = await connectWsPeer(
+      base,
+      `hocuspocus-notes?token=${await token('write', 'hocuspocus-notes')}`,
+    )
+    try {
+      await classic.whenSynced()
+      classic.peer.doc.getText('t').insert(0, 'classic')
+      await classic.peer.whenAcked(classic.peer.requestAck())
+      expect(server.registry.get('hocuspocus-notes')?.document.getText('t').toString()).toBe('classic')
+    } finally {
+      classic.close()
     }
   })
 })

@@ -289,43 +289,44 @@ describe('a document cap per socket', () => {
 })
 
 describe('a server restart', () => {
-  it('is survived: the provider reconnects, re-authenticates each document and resumes by state vector', async () => {
-    const dataDir = await mkdtemp(path.join(os.tmpdir(), 'colloquy-hocus-restart-'))
-    const config = { ...DEFAULT_CONFIG, port: 0, dataDir, logLevel: 'silent', secret }
-    let first: SyncServer | undefined = await startSyncServer({ config })
-    // The provider keeps one address while the server behind it restarts on a new port.
-    const forwarder = await startTcpForwarder(first.port)
-    const client = connectHocuspocus(`ws://127.0.0.1:${forwarder.port}/hocuspocus`, '3.4.4')
-    let second: SyncServer | undefined
-    try {
-      const docs = [
-        client.open('restart-a', () => token('write', 'restart-a')),
-        client.open('restart-b', () => token('write', 'restart-b')),
-      ]
-      docs[0]!.doc.getText('t').insert(0, 'before')
-      await until(
-        () => docs.every((d) => d.scope === 'read-write') && docs[0]!.unsyncedChanges === 0,
-        10_000,
-        'durable',
-      )
-      await first.close()
-      first = undefined
-      await until(() => !client.isConnected, 10_000, 'socket lost')
-      // Edits made while the server is down reach it on reconnect.
-      docs[1]!.doc.getText('t').insert(0, 'offline')
-      second = await startSyncServer({ config })
-      forwarder.setTarget(second.port)
-      await until(() => client.isConnected, 15_000, 'reconnected')
-      await until(() => docs[1]!.unsyncedChanges === 0, 15_000, 'offline edit acknowledged')
-      expect(second.registry.get('restart-a')?.document.getText('t').toString()).toBe('before')
-      expect(second.registry.get('restart-b')?.document.getText('t').toString()).toBe('offline')
-      expect(client.socketCloses.length).toBeGreaterThan(0)
-    } finally {
-      client.destroy()
-      await first?.close()
-      await second?.close()
-      await forwarder.close()
-      await rm(dataDir, { recursive: true, force: true })
-    }
-  })
+  it.each(HOCUSPOCUS_VERSIONS)(
+    'is survived by provider %s: it reconnects, re-authenticates each document and resumes by state vector',
+    async (version) => {
+      const dataDir = await mkdtemp(path.join(os.tmpdir(), 'colloquy-hocus-restart-'))
+      const config = { ...DEFAULT_CONFIG, port: 0, dataDir, logLevel: 'silent', secret }
+      let first: SyncServer | undefined = await startSyncServer({ config })
+      // The provider keeps one address while the server behind it restarts on a new port.
+      const forwarder = await startTcpForwarder(first.port)
+      const client = connectHocuspocus(`ws://127.0.0.1:${forwarder.port}/hocuspocus`, version)
+      let second: SyncServer | undefined
+      try {
+        const [a, b] = [`restart-a-${version}`, `restart-b-${version}`]
+        const docs = [client.open(a, () => token('write', a)), client.open(b, () => token('write', b))]
+        docs[0]!.doc.getText('t').insert(0, 'before')
+        await until(
+          () => docs.every((d) => d.scope === 'read-write') && docs[0]!.unsyncedChanges === 0,
+          10_000,
+          'durable',
+        )
+        await first.close()
+        first = undefined
+        await until(() => !client.isConnected, 10_000, 'socket lost')
+        // Edits made while the server is down reach it on reconnect.
+        docs[1]!.doc.getText('t').insert(0, 'offline')
+        second = await startSyncServer({ config })
+        forwarder.setTarget(second.port)
+        await until(() => client.isConnected, 15_000, 'reconnected')
+        await until(() => docs[1]!.unsyncedChanges === 0, 15_000, 'offline edit acknowledged')
+        expect(second.registry.get(a)?.document.getText('t').toString()).toBe('before')
+        expect(second.registry.get(b)?.document.getText('t').toString()).toBe('offline')
+        expect(client.socketCloses.length).toBeGreaterThan(0)
+      } finally {
+        client.destroy()
+        await first?.close()
+        await second?.close()
+        await forwarder.close()
+        await rm(dataDir, { recursive: true, force: true })
+      }
+    },
+  )
 })

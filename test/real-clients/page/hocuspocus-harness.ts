@@ -5,6 +5,8 @@
 export interface HocuspocusStartOptions {
   /** ws://127.0.0.1:PORT/hocuspocus of the Colloquy server. */
   readonly serverUrl: string
+  /** The provider release: `@hocuspocus/provider` 3.4.4, or 4.8.0 (installed as `hocuspocus-provider-v4`). */
+  readonly version: '3.4.4' | '4.8.0'
   /** The documents to open on the page's one socket, each with its own token. */
   readonly documents: readonly { readonly name: string; readonly token: string }[]
   /** Shown to the others as this page's caret label. */

@@ -1,6 +1,6 @@
 // The Hocuspocus variant of the real-client page: Tiptap 3 editors (Collaboration +
 // CollaborationCaret), one per document, all on one stock HocuspocusProviderWebsocket
-// (@hocuspocus/provider 3.4.4) against Colloquy's /hocuspocus path. Bundled by esbuild in the test
+// (@hocuspocus/provider 3.4.4 or 4.8.0) against Colloquy's /hocuspocus path. Bundled by esbuild in the test
 // (browser-pages.ts, entry `hocuspocus-page.ts`); playwright drives it via `window.harness`.
 
 import { HocuspocusProvider, HocuspocusProviderWebsocket } from '@hocuspocus/provider'
@@ -8,6 +8,10 @@ import { Editor } from '@tiptap/core'
 import Collaboration from '@tiptap/extension-collaboration'
 import CollaborationCaret from '@tiptap/extension-collaboration-caret'
 import StarterKit from '@tiptap/starter-kit'
+import {
+  HocuspocusProvider as HocuspocusProviderV4,
+  HocuspocusProviderWebsocket as HocuspocusProviderWebsocketV4,
+} from 'hocuspocus-provider-v4'
 import * as Y from 'yjs'
 import type { HocuspocusHarness } from './hocuspocus-harness.js'
 
@@ -27,7 +31,13 @@ function createHarness(): HocuspocusHarness {
 
   return {
     async start(options) {
-      socket = new HocuspocusProviderWebsocket({ url: options.serverUrl })
+      // The two releases' classes differ only in details the page does not use.
+      const isV4 = options.version === '4.8.0'
+      socket = (
+        isV4
+          ? new HocuspocusProviderWebsocketV4({ url: options.serverUrl })
+          : new HocuspocusProviderWebsocket({ url: options.serverUrl })
+      ) as HocuspocusProviderWebsocket
       socket.on('status', ({ status: next }: { status: string }) => {
         status = next
       })
@@ -36,7 +46,10 @@ function createHarness(): HocuspocusHarness {
       })
       for (const { name, token } of options.documents) {
         const doc = new Y.Doc()
-        const provider = new HocuspocusProvider({ websocketProvider: socket, name, document: doc, token })
+        const configuration = { websocketProvider: socket, name, document: doc, token }
+        const provider = (
+          isV4 ? new HocuspocusProviderV4(configuration as never) : new HocuspocusProvider(configuration)
+        ) as HocuspocusProvider
         const mount = document.createElement('div')
         mount.className = 'editor'
         mount.dataset.document = name

@@ -312,6 +312,11 @@ describe('the Hocuspocus path under hostile input', () => {
   it('lifts the document cap and the open rate with 0 (--max-documents-per-socket 0, --document-opens-per-second 0)', async () => {
     const parsed = parseConfig(['--max-documents-per-socket', '0', '--document-opens-per-second', '0'], {})
     expect([parsed.maxDocumentsPerSocket, parsed.documentOpensPerSecond]).toEqual([0, 0])
+    const fromEnv = parseConfig([], { MAX_DOCUMENTS_PER_SOCKET: '7', DOCUMENT_OPENS_PER_SECOND: '3' })
+    expect([fromEnv.maxDocumentsPerSocket, fromEnv.documentOpensPerSecond]).toEqual([7, 3])
+    expect([DEFAULT_CONFIG.maxDocumentsPerSocket, DEFAULT_CONFIG.documentOpensPerSecond]).toEqual([
+      1_000, 100,
+    ])
     const unlimited = await startSyncServer({
       config: {
         ...DEFAULT_CONFIG,

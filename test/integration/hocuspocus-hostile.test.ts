@@ -230,6 +230,33 @@ describe('the Hocuspocus path under hostile input', () => {
     raw.close()
   })
 
+  it("stops a closed document's traffic to the socket: no relayed update or presence after the close", async () => {
+    const watcher = await connectRaw()
+    const writer = await connectRaw()
+    expect(await watcher.open('closed-doc', await token('closed-doc'))).toMatchObject({
+      type: 'authenticated',
+    })
+    expect(await writer.open('closed-doc', await token('closed-doc'))).toMatchObject({
+      type: 'authenticated',
+    })
+    let from = watcher.messages.length
+    writer.send({ type: 'sync-update', update: updateFor('seen') }, 'closed-doc')
+    await watcher.next('closed-doc', (m) => m.type === 'sync-update', from)
+
+    watcher.send({ type: 'close', reason: '' }, 'closed-doc')
+    await until(() => server.registry.get('closed-doc')?.connections.size === 1, 5_000, 'watcher detached')
+    from = watcher.messages.length
+    writer.send({ type: 'sync-update', update: updateFor('unseen') }, 'closed-doc')
+    // The writer's ack comes after the relay would have: by then nothing reached the watcher.
+    await writer.next('closed-doc', (m) => m.type === 'sync-status', 0)
+    const ackFrom = writer.messages.length
+    writer.send({ type: 'sync-update', update: updateFor('unseen too') }, 'closed-doc')
+    await writer.next('closed-doc', (m) => m.type === 'sync-status', ackFrom)
+    expect(watcher.messages.slice(from)).toEqual([])
+    watcher.close()
+    writer.close()
+  })
+
   it('ignores unknown message types, like the classic path, and counts them', async () => {
     const raw = await connectRaw()
     expect(await raw.open('unknown-types', await token('unknown-types'))).toMatchObject({

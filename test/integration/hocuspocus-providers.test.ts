@@ -158,6 +158,24 @@ describe.each(HOCUSPOCUS_VERSIONS)('@hocuspocus/provider %s against Colloquy', (
     expect(counts.at(-1)).toBe(0)
   })
 
+  it('keeps a lone provider connected: its own awareness comes back, so its silence timeout never fires', async () => {
+    // The provider closes a socket that received nothing for messageReconnectTimeout (30 s), counting
+    // on its awareness renewal (every 15 s) to come back. Here: a 1.5 s timeout, a renewal every 300 ms.
+    const client = connectHocuspocus(`${base}/hocuspocus`, version, { messageReconnectTimeout: 1_500 })
+    clients.push(client)
+    const name = `${version}-alone`
+    const alone = client.open(name, await token('write', name))
+    await until(() => alone.synced && client.isConnected, 10_000, 'open')
+    const started = Date.now()
+    // Paces the renewals (the provider's own 15 s timer, faster); bounded to 4 s.
+    for (let i = 0; Date.now() - started < 4_000; i++) {
+      alone.provider.setAwarenessField('tick', i)
+      await new Promise((resolve) => setTimeout(resolve, 300))
+    }
+    expect(client.socketCloses).toEqual([])
+    expect(client.isConnected).toBe(true)
+  })
+
   it('relays stateless messages to the same document on other sockets only, and stores none of them', async () => {
     const name = `${version}-stateless`
     const sender = connect(version).open(name, await token('write', name))

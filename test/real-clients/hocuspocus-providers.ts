@@ -53,9 +53,14 @@ export interface HocuspocusClient {
 }
 
 /** Connects a shared socket of the given provider release to `url` (e.g. ws://127.0.0.1:port/hocuspocus). */
-export function connectHocuspocus(url: string, version: HocuspocusVersion): HocuspocusClient {
+export function connectHocuspocus(
+  url: string,
+  version: HocuspocusVersion,
+  extra: { readonly messageReconnectTimeout?: number } = {},
+): HocuspocusClient {
   const options = {
     url,
+    ...extra,
     WebSocketPolyfill: WebSocket,
     // Reconnect quickly in tests (the default backoff starts at 1 s).
     delay: 50,

@@ -176,6 +176,22 @@ describe.each(HOCUSPOCUS_VERSIONS)('@hocuspocus/provider %s against Colloquy', (
     expect(client.isConnected).toBe(true)
   })
 
+  it("shows the provider a document the server closes (token expired) with its reason; the socket's other document goes on", async () => {
+    const client = connect(version)
+    const name = `${version}-expiring`
+    const expiring = client.open(
+      name,
+      await mintToken({ secret, peerId: 'brief', role: 'write', sessionId: name, ttlSeconds: 1 }),
+    )
+    const other = client.open(`${name}-other`, await token('write', `${name}-other`))
+    await until(() => expiring.scope === 'read-write' && other.scope === 'read-write', 10_000, 'open')
+    await until(() => expiring.closes.length > 0, 10_000, 'the expired document closed')
+    expect(expiring.closes).toEqual(['4301 token expired'])
+    other.doc.getText('t').insert(0, 'still open')
+    await until(() => other.unsyncedChanges === 0, 10_000, 'the other document acknowledged')
+    expect(client.socketCloses).toEqual([])
+  })
+
   it('relays stateless messages to the same document on other sockets only, and stores none of them', async () => {
     const name = `${version}-stateless`
     const sender = connect(version).open(name, await token('write', name))

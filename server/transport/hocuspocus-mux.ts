@@ -207,13 +207,13 @@ export function createHocuspocusMux(socket: MuxSocket, options: HocuspocusMuxOpt
     const handler = doc.handler
     if (handler === undefined) return
     handler.receive(message)
-    // Echoed by the session once every update before it is durable (its ack path). The provider
-    // counts 1 per update it sends, and resets its count to 1 with every sync step 1: its first is
-    // settled by the sync-status of the step 2 it then sends, a later one (`forceSyncInterval`) by
-    // its own, since everything it had to send was sent before it.
     // Its own awareness comes back to the sender, as Hocuspocus sends it: the provider closes a
     // socket that received nothing for 30 s, and counts on its own renewal (every 15 s) to come back.
     if (message.type === 'awareness' && docs.get(documentName) === doc) doc.peer.send(message)
+    // A sync-status the session echoes once every update before it is durable (its ack path). The
+    // provider counts 1 per update it sends, and resets its count to 1 with every sync step 1: its
+    // first is settled by the sync-status of the step 2 it then sends, a later one
+    // (`forceSyncInterval`) by its own, since everything it had to send was sent before it.
     const isLaterStep1 = message.type === 'sync-step1' && doc.hasStartedSync
     if (message.type === 'sync-step1') doc.hasStartedSync = true
     if (message.type === 'sync-update' || message.type === 'sync-step2' || isLaterStep1) {

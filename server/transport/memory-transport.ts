@@ -81,9 +81,17 @@ export function createMemoryTopics(): TopicFactory {
       },
       publish: (message, except) => {
         const frames = new Map<WireCodec, Uint8Array>()
+        // Codecs asked once per publish whether they carry the message (stateless: not all do).
+        const carried = new Map<WireCodec, boolean>()
         let size = 0
         for (const peer of [...subscribers()]) {
           if (peer === except) continue
+          let carries = carried.get(peer.codec)
+          if (carries === undefined) {
+            carries = peer.codec.carries(message.type)
+            carried.set(peer.codec, carries)
+          }
+          if (!carries) continue
           if (!(peer instanceof MemoryPeer)) {
             peer.send(message)
             continue

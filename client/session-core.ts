@@ -34,6 +34,8 @@ export interface SyncClientEvents {
   flushed: () => void
   /** The server refused a write (a read-only peer), or refused the session on a shared socket. */
   'permission-denied': (reason: string) => void
+  /** A stateless message from another peer of the session (multiplexed connections only). */
+  stateless: (payload: string) => void
 }
 
 /** A connected (or reconnecting) session. */
@@ -160,6 +162,7 @@ export function createSessionCore(options: SessionCoreOptions): SessionCore {
     synced: new Set(),
     flushed: new Set(),
     'permission-denied': new Set(),
+    stateless: new Set(),
   }
   let status: ConnectionStatus = options.initialStatus ?? 'offline'
   let isDestroyed = false
@@ -287,6 +290,14 @@ export function createSessionCore(options: SessionCoreOptions): SessionCore {
         return
       case 'auth':
         emit('permission-denied', message.reason)
+        return
+      case 'stateless':
+        emit('stateless', message.payload)
+        return
+      case 'auth-token':
+      case 'authenticated':
+      case 'close':
+        // The link's owner handles a session's admission and closing; a client sends no token.
         return
       case 'sync-status': {
         const value = decodeSyncStatusCounter(message.payload)

@@ -37,11 +37,19 @@ export type MuxReply =
   | {
       readonly type: 'connected'
       readonly ms: number
+      /** CPU time (user + system) the connect-all took in this process, µs. */
+      readonly cpuMicros: number
       readonly rssBefore: number
       readonly rssAfter: number
       readonly heapAfter: number
     }
-  | { readonly type: 'written'; readonly updates: number; readonly ms: number; readonly flushed: boolean }
+  | {
+      readonly type: 'written'
+      readonly updates: number
+      readonly ms: number
+      readonly cpuMicros: number
+      readonly flushed: boolean
+    }
   | { readonly type: 'error'; readonly message: string }
 
 /** One held session, whatever the client. */
@@ -119,16 +127,26 @@ async function handle(command: MuxCommand): Promise<MuxReply> {
     case 'connect': {
       gc()
       const rssBefore = process.memoryUsage().rss
+      const cpu0 = process.cpuUsage()
       const t0 = performance.now()
       held = openAll(command.client, command.url, command.sessions)
       await bounded(Promise.all(held.map((h) => h.whenSynced())), 'connect-all')
       const ms = performance.now() - t0
+      const cpu = process.cpuUsage(cpu0)
       gc()
       const usage = process.memoryUsage()
-      return { type: 'connected', ms, rssBefore, rssAfter: usage.rss, heapAfter: usage.heapUsed }
+      return {
+        type: 'connected',
+        ms,
+        cpuMicros: cpu.user + cpu.system,
+        rssBefore,
+        rssAfter: usage.rss,
+        heapAfter: usage.heapUsed,
+      }
     }
     case 'write': {
       const t0 = performance.now()
+      const cpu0 = process.cpuUsage()
       let updates = 0
       for (let round = 0; round < command.rounds; round++) {
         for (const h of held) {
@@ -144,7 +162,14 @@ async function handle(command: MuxCommand): Promise<MuxReply> {
       } catch {
         flushed = false
       }
-      return { type: 'written', updates, ms: performance.now() - t0, flushed }
+      const cpu = process.cpuUsage(cpu0)
+      return {
+        type: 'written',
+        updates,
+        ms: performance.now() - t0,
+        cpuMicros: cpu.user + cpu.system,
+        flushed,
+      }
     }
     case 'exit':
       process.exit(0)

@@ -82,6 +82,7 @@ async function runClient(
       sessions,
       sockets: client === MuxClient.Sockets ? sessions : 1,
       connectAllMs: round(connected.ms, 0),
+      clientConnectCpuMs: round(connected.cpuMicros / 1000, 0),
       clientRssMiB: round(connected.rssAfter / MiB, 1),
       clientKiBPerSession: round((connected.rssAfter - connected.rssBefore) / sessions / 1024, 1),
       clientHeapMiB: round(connected.heapAfter / MiB, 1),
@@ -89,6 +90,7 @@ async function runClient(
       serverKiBPerSession: round((serverRss1 - serverRss0) / sessions / 1024, 1),
       updates: written.updates,
       writeMs: round(written.ms, 0),
+      clientCpuUsPerUpdate: round(written.cpuMicros / written.updates, 1),
       serverCpuUsPerUpdate: round((cpu1 - cpu0) / written.updates, 1),
       correct: written.flushed,
     }

@@ -159,6 +159,24 @@ describe('multiplexed connection against the server', () => {
     await until(() => check.doc.getText('t').toString() === 'still fine', WAIT, 'stored')
   })
 
+  it('opens a session read-only with a read token: its writes are refused, stay unflushed and say so', async () => {
+    const server = await startServer()
+    cleanups.push(() => server.close())
+    const connection = connect(server.port, {
+      tokenFor: (sessionId) => mintToken({ secret, peerId: 'reader', role: 'read', sessionId }),
+    })
+    const handle = connection.open('readonly-a')
+    await withTimeout(handle.whenSynced(), WAIT, 'synced')
+    expect(handle.scope).toBe('readonly')
+    const denied = new Promise<string>((resolve) => handle.on('permission-denied', resolve))
+    handle.doc.getText('t').insert(0, 'not mine to write')
+    await withTimeout(denied, WAIT, 'the write refused')
+    expect(handle.hasLocalChanges).toBe(true)
+    const check = classic(server.port, 'readonly-a')
+    await withTimeout(check.whenSynced(), WAIT, 'check synced')
+    expect(check.doc.getText('t').toString()).toBe('')
+  })
+
   it('resumes every session after a server restart, uploading the edits made while it was down', async () => {
     const dataDir = await mkdtemp(path.join(os.tmpdir(), 'colloquy-mux-'))
     cleanups.push(() => rm(dataDir, { recursive: true, force: true }))

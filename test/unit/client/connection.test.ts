@@ -148,10 +148,13 @@ describe('multiplexed connection (fake socket)', () => {
     serve(socket, 'a', { type: 'authenticated', scope: 'readonly' })
     serve(socket, 'a', { type: 'sync-step2', update: Y.encodeStateAsUpdate(new Y.Doc()) })
     expect(a.scope).toBe('readonly')
+    const denied = vi.fn()
+    a.on('permission-denied', denied)
     a.doc.getText('t').insert(0, 'not allowed')
     serve(socket, 'a', { type: 'sync-status', payload: HocuspocusSyncStatus.Refused })
     await settle()
     expect(a.hasLocalChanges).toBe(true)
+    expect(denied).toHaveBeenCalledWith('the server refused a write (read-only access)')
   })
 
   it('refuses one session on permission denied and leaves the others working', async () => {
@@ -309,6 +312,25 @@ describe('multiplexed connection (fake socket)', () => {
     expect(b.status).toBe('error')
     await vi.advanceTimersByTimeAsync(5_000)
     expect(sentFor(socket, 'b').filter((m) => m.type === 'auth-token')).toHaveLength(1)
+  })
+
+  it('asks for a fresh token when the server closes a session whose token expired', async () => {
+    vi.useFakeTimers()
+    let issued = 0
+    const { connection, fakes } = setup({ tokenFor: (id) => `${id}-${++issued}` })
+    const a = connection.open('a')
+    await settle()
+    const socket = fakes.last()
+    socket.serverOpen()
+    await settle()
+    admit(socket, 'a')
+    serve(socket, 'a', { type: 'close', reason: '4301 token expired' })
+    expect(a.status).toBe('offline')
+    await vi.advanceTimersByTimeAsync(100)
+    expect(sent(socket).filter((m) => m.type === 'auth-token')).toEqual([
+      { type: 'auth-token', token: 'a-1', sessionId: 'a' },
+      { type: 'auth-token', token: 'a-2', sessionId: 'a' },
+    ])
   })
 
   it('closes one session without closing the socket', async () => {

@@ -429,11 +429,9 @@ export function createConnection(options: ConnectionOptions): Connection {
         return client.destroy()
       },
     }
-    // The client's getters read closures, so the handle can inherit them.
-    const handle = Object.defineProperties(
-      Object.create(client) as SyncClient,
-      Object.getOwnPropertyDescriptors(extra),
-    ) as SessionHandle
+    // The client is a fresh object of this handle's own: add the handle's members to it (as
+    // properties, so the scope getter stays live).
+    const handle = Object.defineProperties(client, Object.getOwnPropertyDescriptors(extra)) as SessionHandle
     created.handle = handle
     if (loop.isOpen) authenticate(created)
     else startSocket()

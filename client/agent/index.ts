@@ -8,6 +8,13 @@ export {
   type JoinSessionOptions,
   joinSession,
 } from './agent.js'
+export {
+  type AgentDefaults,
+  type AgentHost,
+  type AgentHostOptions,
+  createAgentHost,
+  type JoinOverrides,
+} from './agent-host.js'
 export type { GenerateContext, Model } from './model.js'
 export {
   type CallModelOptions,

@@ -111,6 +111,8 @@ interface ClaimWaiter {
 export const MAX_CLAIM_WAIT_MS = 30_000
 /** Most turns one claim takes. */
 export const MAX_CLAIM_TURNS = 64
+/** Claims waiting at once per pool; more are refused (429) rather than held. */
+export const MAX_WAITING_CLAIMS = 1_000
 /** Longest deadline accepted, from now (ms): 7 days. */
 const MAX_DEADLINE_MS = 7 * 24 * 3_600_000
 /** How stale a position answered by the API may be (ms). */
@@ -506,6 +508,14 @@ export async function openTurnService(options: TurnServiceOptions): Promise<Turn
       if (!poolNames.has(pool))
         return Promise.reject(new ColloquyError('unknown-pool', `no pool named ${pool}`))
       if (scheduler.hasWork(pool) || claimOptions.waitMs <= 0) return take(pool, claimOptions)
+      if ((waiters.get(pool)?.length ?? 0) >= MAX_WAITING_CLAIMS) {
+        return Promise.reject(
+          new ColloquyError(
+            'too-many-connections',
+            `more than ${MAX_WAITING_CLAIMS} claims waiting on pool ${pool}`,
+          ),
+        )
+      }
       return new Promise((resolve) => {
         const waiter: ClaimWaiter = { options: claimOptions, resolve, timer: undefined }
         waiter.timer = setTimeout(() => {

@@ -8,6 +8,7 @@ import { createMemoryStore } from '../../../server/persistence/memory-store.js'
 import type { RecordStore } from '../../../server/persistence/store.js'
 import type { TurnDocuments } from '../../../server/turns/turn-documents.js'
 import {
+  MAX_WAITING_CLAIMS,
   openTurnService,
   type TurnService,
   type TurnServiceOptions,
@@ -252,6 +253,16 @@ describe('the turn service', () => {
     await service.create({ sessionId: 's1', messageId: 'm1', pool: 'gpu' })
     const claimed = await waiting
     expect(claimed.map((c) => c.turn.id)).toEqual(['gpu~s1~m1'])
+  })
+
+  it('refuses a claim beyond the claims a pool lets wait, rather than holding it', async () => {
+    const service = await open()
+    const waiting = Array.from({ length: MAX_WAITING_CLAIMS }, (_, i) =>
+      service.claim('gpu', worker(`w${i}`, 1, 5_000)),
+    )
+    expect(await codeOf(service.claim('gpu', worker('one-more', 1, 5_000)))).toBe('too-many-connections')
+    await vi.advanceTimersByTimeAsync(5_001)
+    expect((await Promise.all(waiting)).flat()).toEqual([])
   })
 
   it('answers a waiting claim with nothing once its wait is over', async () => {

@@ -27,6 +27,8 @@ export interface SessionRegistryOptions {
   readonly maxConnectionsPerSession?: number
   /** Sessions held in memory; past it idle sessions are unloaded, least recently active first. */
   readonly maxSessionsInMemory?: number
+  /** See SessionContext.onReady. */
+  readonly onSessionReady?: (sessionId: string, doc: Y.Doc) => (() => void) | undefined
 }
 
 /** The loaded sessions. */
@@ -110,6 +112,7 @@ export function createSessionRegistry(options: SessionRegistryOptions): SessionR
       onEnded,
       now,
       ...(options.replyGraceMs === undefined ? {} : { replyGraceMs: options.replyGraceMs }),
+      ...(options.onSessionReady === undefined ? {} : { onReady: options.onSessionReady }),
     })
     sessions.set(sessionId, session)
     return session

@@ -127,7 +127,7 @@ const RETENTION_SWEEP_MS = 60_000
 export async function openTurnService(options: TurnServiceOptions): Promise<TurnService> {
   const { store, logger, leaseMs, maxAttempts, documents, observer } = options
   const now = options.now ?? Date.now
-  const maxPositionWrites = options.maxPositionWritesPerRefresh ?? 1_000
+  const maxPositionWrites = options.maxPositionWritesPerRefresh ?? 250
   const poolNames = new Set(options.pools.map((pool) => pool.name))
   const scheduler: Scheduler = createScheduler({
     pools: new Map(options.pools.map((pool) => [pool.name, pool])),

@@ -65,7 +65,7 @@ export interface TurnServiceOptions {
   readonly positionRefreshMs: number
   /** Final turns are deleted this long after they ended (ms; 0: kept). */
   readonly retentionMs: number
-  /** Queued positions rewritten per refresh at most, nearest the front first. */
+  /** Queued positions rewritten per refresh at most, nearest the front first (default 250). */
   readonly maxPositionWritesPerRefresh?: number
   readonly documents?: TurnDocuments
   readonly observer?: TurnObserver

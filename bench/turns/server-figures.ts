@@ -36,7 +36,11 @@ const server = await startSyncServer({
 })
 const base = `http://127.0.0.1:${server.port}`
 const post = (route: string, body: unknown) =>
-  fetch(`${base}${route}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
+  fetch(`${base}${route}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  })
 
 // Creation burst.
 const latencies: number[] = []
@@ -95,7 +99,14 @@ const scheduler = createScheduler({
   now: () => now,
 })
 for (let i = 0; i < 10_000; i++) {
-  scheduler.enqueue({ id: `x${i}`, pool: 'gpu', priority: i % 3, tenant: `t${i % 20}`, arrival: now++, seq: i })
+  scheduler.enqueue({
+    id: `x${i}`,
+    pool: 'gpu',
+    priority: i % 3,
+    tenant: `t${i % 20}`,
+    arrival: now++,
+    seq: i,
+  })
 }
 const positionsStarted = performance.now()
 scheduler.positions('gpu')
@@ -108,7 +119,10 @@ console.log(
       turns,
       concurrency,
       createPerSecond: Math.round(turns / createSeconds),
-      createLatencyMs: { p50: +percentile(latencies, 50).toFixed(1), p99: +percentile(latencies, 99).toFixed(1) },
+      createLatencyMs: {
+        p50: +percentile(latencies, 50).toFixed(1),
+        p99: +percentile(latencies, 99).toFixed(1),
+      },
       claimAndCompletePerSecond: Math.round(turns / dispatchSeconds),
       positions10kMs: +positionsMs.toFixed(1),
       load: os.loadavg().map((value) => +value.toFixed(1)),

@@ -117,6 +117,8 @@ export const MAX_WAITING_CLAIMS = 1_000
 const MAX_DEADLINE_MS = 7 * 24 * 3_600_000
 /** How stale a position answered by the API may be (ms). */
 const POSITION_MAX_AGE_MS = 200
+/** Turns that ended this recently are shown again in their sessions at start (ms). */
+const RESHOW_ENDED_MS = 5 * 60_000
 /** How often final turns past their retention are deleted (ms). */
 const RETENTION_SWEEP_MS = 60_000
 
@@ -401,9 +403,17 @@ export async function openTurnService(options: TurnServiceOptions): Promise<Turn
 
   // ---- Start: restore ----
 
+  const startedAt = now()
   for (const turn of await store.loadAll()) {
     nextSeq = Math.max(nextSeq, turn.seq + 1)
     turns.set(turn.id, turn)
+    // A turn's record and its document entry are not written atomically: a crash between the two
+    // leaves a stale entry. Queued turns get theirs again with the first position refresh; the
+    // running ones and those that ended lately are shown again now.
+    const isRecent = startedAt - turn.updatedAt <= RESHOW_ENDED_MS
+    if (turn.state !== 'queued' && (!isFinalTurnState(turn.state) || isRecent)) {
+      documents?.write(turn.sessionId, turn.messageId, entryOf(turn))
+    }
     if (isFinalTurnState(turn.state)) continue
     if (!poolNames.has(turn.pool)) {
       logger.warn(

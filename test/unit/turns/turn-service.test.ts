@@ -291,6 +291,20 @@ describe('the turn service', () => {
     })
   })
 
+  it('shows running and lately ended turns again after a restart (regression: a crash between record and entry left the entry stale)', async () => {
+    const before = await open()
+    await before.create({ sessionId: 's1', messageId: 'm1', pool: 'gpu' })
+    await before.create({ sessionId: 's2', messageId: 'm2', pool: 'gpu' })
+    const [first, second] = await before.claim('gpu', worker('w1', 2))
+    await before.complete(first!.turn.id, { leaseId: first!.lease.id })
+    await before.close()
+    // The crash: neither change reached the documents.
+    shown.entries.clear()
+    await open()
+    expect(shown.entries.get('s1/m1')?.state).toBe('done')
+    expect(shown.entries.get(`${second!.turn.sessionId}/${second!.turn.messageId}`)?.state).toBe('claimed')
+  })
+
   it('rewrites a bounded number of positions per refresh, however deep the queue', async () => {
     const service = await open({
       pools: [{ name: 'gpu', concurrency: 1, maxQueued: 20_000, maxQueuedPerTenant: 20_000 }],

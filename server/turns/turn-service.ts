@@ -116,7 +116,7 @@ export const MAX_WAITING_CLAIMS = 1_000
 /** Longest deadline accepted, from now (ms): 7 days. */
 const MAX_DEADLINE_MS = 7 * 24 * 3_600_000
 /** How stale a position answered by the API may be (ms). */
-const POSITION_MAX_AGE_MS = 200
+const POSITION_MAX_AGE_MS = 1_000
 /** Turns that ended this recently are shown again in their sessions at start (ms). */
 const RESHOW_ENDED_MS = 5 * 60_000
 /** How often final turns past their retention are deleted (ms). */

@@ -1,16 +1,19 @@
 // [T0] Turn service figures, server side only (the burst bench with worker processes belongs to
 // the worker side): how fast a real server (LevelDB, fsync on) accepts a burst of turn creations
 // over HTTP, each shown in its own session, and hands them out to 16 slots that complete at once;
-// plus the scheduler's cost to order a 10,000-deep queue. Seeded; prints JSON.
+// plus the scheduler's cost to order a 10,000-deep queue. Every session is stored beforehand, none
+// open, so each creation also loads its session to show the turn. Seeded; prints JSON.
 // Run: node --import tsx bench/turns/server-figures.ts [turns=10000] [concurrency=64]
 
 import { mkdtemp, rm } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import * as prng from 'lib0/prng'
+import * as Y from 'yjs'
 import { DEFAULT_CONFIG } from '../../server/config.js'
 import { startSyncServer } from '../../server/sync-server.js'
 import { createScheduler } from '../../server/turns/scheduler.js'
+import { appendMessage } from '../../shared/conversation/index.js'
 import type { ClaimResponse } from '../../shared/turns/api.js'
 
 const turns = Number(process.argv[2] ?? 10_000)
@@ -35,6 +38,23 @@ const server = await startSyncServer({
   },
 })
 const base = `http://127.0.0.1:${server.port}`
+// Every session exists, each with its question, but none is open: each creation loads its session
+// to show the turn (the server never creates a session for a turn).
+{
+  const question = new Y.Doc()
+  appendMessage(question, { id: 'q', role: 'user', author: { id: 'phone', kind: 'device' }, content: 'why?' })
+  const update = Y.encodeStateAsUpdate(question)
+  for (let i = 0; i < turns; i += 1_000) {
+    await server.store.append(
+      Array.from({ length: Math.min(1_000, turns - i) }, (_, k) => ({
+        sessionId: `bench-${i + k}`,
+        seq: 1,
+        time: Date.now(),
+        update,
+      })),
+    )
+  }
+}
 const post = (route: string, body: unknown) =>
   fetch(`${base}${route}`, {
     method: 'POST',

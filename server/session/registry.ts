@@ -54,8 +54,8 @@ export interface SessionRegistry {
   get(sessionId: string): Session | undefined
   /**
    * Makes a change of the server's own in a session's document, loading the session first if it is
-   * not in memory (it unloads again when idle). False when the session is being deleted, cannot be
-   * loaded or refuses writes now.
+   * not in memory (it unloads again when idle). False when the session is being deleted, is not
+   * stored (never written, or deleted), cannot be loaded or refuses writes now.
    */
   changeAsServer(sessionId: string, apply: (doc: Y.Doc, origin: unknown) => void): Promise<boolean>
   /** Every loaded (or loading) session. */
@@ -173,7 +173,12 @@ export function createSessionRegistry(options: SessionRegistryOptions): SessionR
       if (blocked.has(sessionId)) return false
       let session = sessions.get(sessionId)
       if (session === undefined) {
-        if (!makeRoom()) return false
+        // Never bring back (or invent) a session that is not stored: a deleted one stays deleted.
+        if ((await options.store.getMeta(sessionId)) === undefined) return false
+        session = sessions.get(sessionId)
+      }
+      if (session === undefined) {
+        if (blocked.has(sessionId) || !makeRoom()) return false
         session = create(sessionId)
       }
       await session.whenLoaded

@@ -12,6 +12,7 @@ import { createNodeSyncClient, type SyncClient } from '../../client/node.js'
 import { mintToken } from '../../server/auth/tokens.js'
 import { DEFAULT_CONFIG } from '../../server/config.js'
 import { type SyncServer, startSyncServer } from '../../server/sync-server.js'
+import { appendMessage } from '../../shared/conversation/index.js'
 import type {
   ClaimResponse,
   CreateTurnResponse,
@@ -44,6 +45,7 @@ beforeAll(async () => {
       secret,
       turnPools: ['gpu:2', 'tiny:1:1:1'],
       turnPositionRefreshMs: 50,
+      idleUnloadMs: 100,
     },
   })
   base = `http://127.0.0.1:${server.port}`
@@ -158,12 +160,34 @@ describe('the turns API', () => {
   })
 
   it('writes turn states into a session nobody has open, for whoever opens it later', async () => {
+    const writer = createNodeSyncClient({
+      url: `ws://127.0.0.1:${server.port}`,
+      sessionId: 'chat-unopened',
+      token: () => deviceToken,
+    })
+    await writer.whenSynced()
+    appendMessage(writer.doc, {
+      id: 'q',
+      role: 'user',
+      author: { id: 'phone', kind: 'device' },
+      content: 'hi',
+    })
+    await writer.whenFlushed()
+    await writer.destroy()
+    await until(() => server.registry.get('chat-unopened') === undefined, 5_000, 'the session unloads')
+
     await call('POST', '/api/turns', deviceToken, {
       sessionId: 'chat-unopened',
       messageId: 'q',
       pool: 'gpu',
       priority: 2,
     })
+    // The server loads the session to show the turn in it.
+    await until(
+      () => server.registry.get('chat-unopened') !== undefined,
+      5_000,
+      'the server loads the session',
+    )
     const later = createNodeSyncClient({
       url: `ws://127.0.0.1:${server.port}`,
       sessionId: 'chat-unopened',

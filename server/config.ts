@@ -6,6 +6,8 @@ import { parseArgs } from 'node:util'
 import { secretWeakness } from './auth/secret-strength.js'
 import { parseAddressRange } from './http/client-address.js'
 import { DEFAULT_LIMITS, type Limits } from './limits/limits.js'
+import { parseAutoTurnRules } from './turns/auto-turns.js'
+import { parsePoolSpecs } from './turns/pool-spec.js'
 
 /** Everything the server can be told at start; the limits' fields are documented on {@link Limits}. */
 export interface ServerConfig extends Limits {
@@ -105,6 +107,20 @@ export interface ServerConfig extends Limits {
    * permission-denied message (reason `4529 …`). 0: no limit.
    */
   readonly documentOpensPerSecond: number
+  /** Agent pools, `name:concurrency[:maxQueued[:maxQueuedPerTenant]]` each (docs/agents.md); none: no pool. */
+  readonly turnPools: readonly string[]
+  /** A turn's lease length (ms); workers renew every third of it. */
+  readonly turnLeaseMs: number
+  /** Claims a turn gets before a lost lease fails it for good. */
+  readonly turnMaxAttempts: number
+  /** A turn queued this long goes before every priority class (ms; 0: no guard). */
+  readonly turnStarvationMs: number
+  /** Ended turns are kept this long, so creating one again stays a no-op (ms; 0: forever). */
+  readonly turnRetentionMs: number
+  /** How often queue positions are rewritten into the sessions (ms; 0: never). */
+  readonly turnPositionRefreshMs: number
+  /** `pool=sessionPrefix` rules: a turn for every user message a device adds to a matching session. */
+  readonly turnAuto: readonly string[]
 }
 
 const MiB = 1024 * 1024
@@ -142,6 +158,13 @@ export const DEFAULT_CONFIG: ServerConfig = {
   maxConcurrentUploads: 4,
   maxDocumentsPerSocket: 1_000,
   documentOpensPerSecond: 100,
+  turnPools: [],
+  turnLeaseMs: 30_000,
+  turnMaxAttempts: 3,
+  turnStarvationMs: 30_000,
+  turnRetentionMs: 24 * 3_600_000,
+  turnPositionRefreshMs: 500,
+  turnAuto: [],
   ...DEFAULT_LIMITS,
 }
 
@@ -199,6 +222,13 @@ const OPTIONS = {
     env: 'DOCUMENT_OPENS_PER_SECOND',
     kind: 'count',
   },
+  turnPools: { flag: 'turn-pools', env: 'TURN_POOLS', kind: 'pools' },
+  turnLeaseMs: { flag: 'turn-lease-ms', env: 'TURN_LEASE_MS', kind: 'positive' },
+  turnMaxAttempts: { flag: 'turn-max-attempts', env: 'TURN_MAX_ATTEMPTS', kind: 'positive' },
+  turnStarvationMs: { flag: 'turn-starvation-ms', env: 'TURN_STARVATION_MS', kind: 'count' },
+  turnRetentionMs: { flag: 'turn-retention-ms', env: 'TURN_RETENTION_MS', kind: 'count' },
+  turnPositionRefreshMs: { flag: 'turn-position-refresh-ms', env: 'TURN_POSITION_REFRESH_MS', kind: 'count' },
+  turnAuto: { flag: 'turn-auto', env: 'TURN_AUTO', kind: 'autoTurns' },
   updatesPerSecond: { flag: 'updates-per-second', env: 'UPDATES_PER_SECOND', kind: 'count' },
   updatesBurst: { flag: 'updates-burst', env: 'UPDATES_BURST', kind: 'count' },
   updateBytesPerSecond: { flag: 'update-bytes-per-second', env: 'UPDATE_BYTES_PER_SECOND', kind: 'count' },
@@ -286,6 +316,24 @@ function convert(
     }
     case 'list':
       return listOf(raw).map((item) => item.toLowerCase())
+    case 'autoTurns': {
+      const specs = listOf(raw)
+      try {
+        parseAutoTurnRules(specs)
+      } catch (error) {
+        throw new ConfigError(`${source}: ${error instanceof Error ? error.message : String(error)}`)
+      }
+      return specs
+    }
+    case 'pools': {
+      const specs = listOf(raw)
+      try {
+        parsePoolSpecs(specs)
+      } catch (error) {
+        throw new ConfigError(`${source}: ${error instanceof Error ? error.message : String(error)}`)
+      }
+      return specs
+    }
     case 'origins':
       return listOf(raw).map((item) => normalizeOrigin(item, source))
     case 'proxies':
@@ -354,6 +402,11 @@ export function parseConfig(
     config.secret = readSecretFile(config.secretFile as string, readFile)
   }
   const result = config as unknown as ServerConfig
+  const poolNames = new Set(parsePoolSpecs(result.turnPools).map((pool) => pool.name))
+  for (const rule of parseAutoTurnRules(result.turnAuto)) {
+    if (!poolNames.has(rule.pool))
+      throw new ConfigError(`--turn-auto names pool "${rule.pool}", not in --turn-pools`)
+  }
   if (result.secret === undefined && !isLoopback(result.host) && !result.insecure) {
     throw new ConfigError(
       `refusing to listen on ${result.host} without a secret: set COLLOQUY_SECRET (or --secret), ` +

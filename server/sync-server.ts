@@ -5,6 +5,7 @@ import path from 'node:path'
 import { ColloquyError } from '../shared/errors.js'
 import { CloseCode } from '../shared/protocol/close-codes.js'
 import { AuthScope } from '../shared/protocol/message.js'
+import { turnIdOf } from '../shared/turns/turn.js'
 import { type AccessClaims, anonymousClaims, createTokenVerifier, hasRole, isInScope } from './auth/tokens.js'
 import { createInlineMerger, type Merger } from './compaction/merge.js'
 import { type CompactionScheduler, createCompactionScheduler } from './compaction/scheduler.js'
@@ -16,6 +17,7 @@ import { createMetricsAccess, type MetricsAccess } from './http/metrics-access.j
 import { createOriginPolicy } from './http/origin-policy.js'
 import { type Authorize, createRouter, type HttpRequest, type Route } from './http/router.js'
 import { webRoutes } from './http/static-routes.js'
+import { turnRoutes } from './http/turn-routes.js'
 import { createAttemptLimiter, createTokenBucket } from './limits/token-bucket.js'
 import type { Logger } from './observability/log.js'
 import { createSilentLogger } from './observability/log.js'
@@ -29,6 +31,12 @@ import { createSessionRegistry, type SessionRegistry } from './session/registry.
 import { AUTH_DEADLINE_MS, createHocuspocusMux } from './transport/hocuspocus-mux.js'
 import { loadNativeUws } from './transport/uws.js'
 import { type Admission, type ConnectionHandler, createUwsTransport } from './transport/uws-transport.js'
+import { type AutoTurns, createAutoTurns, parseAutoTurnRules } from './turns/auto-turns.js'
+import { parsePoolSpecs } from './turns/pool-spec.js'
+import { createTurnDocuments } from './turns/turn-documents.js'
+import { createTurnMetrics } from './turns/turn-metrics.js'
+import { openTurnService, type TurnService } from './turns/turn-service.js'
+import { createTurnStore } from './turns/turn-store.js'
 
 /** How long shutdown waits after closing sockets before the process may exit (ms). */
 const SHUTDOWN_LINGER_MS = 200
@@ -55,6 +63,8 @@ export interface SyncServer {
   /** The background compactor (always present; its timer runs only with `config.compaction`). */
   readonly compaction: CompactionScheduler
   readonly metrics: Metrics
+  /** Turns of the agent pools (docs/agents.md); no pool configured: every pool is unknown. */
+  readonly turns: TurnService
   /** True while the server accepts connections and its store is writing. */
   readonly isReady: boolean
   /** Stops accepting, flushes every queued update to disk, closes sockets with 1001, closes the store. */
@@ -169,6 +179,8 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
     return undefined
   }
 
+  // Set once the turn service is open (it needs the registry); sessions load only after that.
+  let autoTurns: AutoTurns | undefined
   registry = createSessionRegistry({
     store,
     writes: writeQueue,
@@ -190,8 +202,60 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
     observer: metrics.sessionObserver,
     maxConnectionsPerSession: config.maxConnectionsPerSession,
     maxSessionsInMemory: config.maxSessionsInMemory,
+    onSessionReady: (sessionId, doc) => autoTurns?.watch(sessionId, doc),
   })
   const sessions = registry
+
+  // Turns live in the same database as the sessions (kind byte T); a store without records (a
+  // test's wrapper) keeps them in memory.
+  const turnRecords = store.records ?? createMemoryStore().records
+  if (store.records === undefined)
+    logger.warn('this store keeps no records: turns will not survive a restart')
+  let turnService: TurnService | undefined
+  const turnDocuments = createTurnDocuments({
+    changer: { change: (sessionId, apply) => sessions.changeAsServer(sessionId, apply) },
+    logger,
+  })
+  turnService = await openTurnService({
+    pools: parsePoolSpecs(config.turnPools),
+    store: createTurnStore({ records: turnRecords!, logger }),
+    logger,
+    leaseMs: config.turnLeaseMs,
+    maxAttempts: config.turnMaxAttempts,
+    starvationMs: config.turnStarvationMs,
+    retentionMs: config.turnRetentionMs,
+    positionRefreshMs: config.turnPositionRefreshMs,
+    documents: turnDocuments,
+    observer: createTurnMetrics(metrics.registry, () => turnService),
+  })
+  const turns = turnService
+  // DELETE /sessions/:id ends the session's turns once the session is gone. A prototype-linked
+  // view of the store, so that every other method (and `this` in a class-based store) is the store's.
+  const historyStore: Store = Object.assign(Object.create(store) as Store, {
+    async deleteSession(sessionId: string): Promise<void> {
+      await store.deleteSession(sessionId)
+      await turns.endSession(sessionId)
+    },
+  })
+  const autoRules = parseAutoTurnRules(config.turnAuto)
+  if (autoRules.length > 0) {
+    autoTurns = createAutoTurns({
+      rules: autoRules,
+      create: (request) => turns.create(request),
+      // A full queue: the device sees the refusal where it would see the turn.
+      refused: (request, error) =>
+        turnDocuments.write(request.sessionId, request.messageId, {
+          turnId: turnIdOf(request.sessionId, request.messageId, request.pool),
+          pool: request.pool,
+          state: 'failed',
+          attempts: 0,
+          reason: error.code,
+          reasonText: error.message,
+          updatedAt: Date.now(),
+        }),
+      logger,
+    })
+  }
 
   const isReady = (): boolean => !isClosing && !writeQueue.isFailing
 
@@ -323,13 +387,14 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
         ...healthRoutes(isReady, () => isClosing),
         metricsRoute(metrics, createMetricsAccess(config.metricsToken, verifier?.verify)),
         ...historyRoutes({
-          store,
+          store: historyStore,
           merger,
           scheduler: compaction,
           isLoaded: (sessionId) => sessions.get(sessionId) !== undefined,
           sessions,
           writes: writeQueue,
         }),
+        ...turnRoutes(turns),
         ...webRoutes({ dir: config.webDir }),
       ],
       ...(authorize === undefined ? {} : { authorize }),
@@ -349,6 +414,9 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
       listening.stopListening()
       // Stop compacting (a running fold is abandoned, nothing of it written) …
       await compaction.close()
+      // … end the turns' long polls and timers (every turn change durable) …
+      await turns.close()
+      turnDocuments.close()
       // … flush, so every update received so far is durable and its ack delivered …
       await writeQueue.close()
       // … then close the sockets: clients reconnect elsewhere or later and sync by state vector.
@@ -382,6 +450,7 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
     registry: sessions,
     compaction,
     metrics,
+    turns,
     get isReady() {
       return isReady()
     },
@@ -429,7 +498,15 @@ function tokenAuthorize(verify: (token: string | undefined) => Promise<AccessCla
       if (!isInScope(claims, sessionId))
         return new ColloquyError('forbidden', 'token not valid for this session')
     }
-    return { inScope: (sessionId) => isInScope(claims, sessionId) }
+    return {
+      inScope: (sessionId) => isInScope(claims, sessionId),
+      caller: {
+        peerId: claims.peerId,
+        kind: claims.kind,
+        role: claims.role,
+        ...(claims.sessionPrefix === undefined ? {} : { sessionPrefix: claims.sessionPrefix }),
+      },
+    }
   }
 }
 

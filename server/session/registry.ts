@@ -1,6 +1,7 @@
 // The sessions held in memory: loads a session on its first connection, routes durable commits to
 // it, unloads it when idle (never with writes in flight) and ends them all at shutdown.
 
+import type * as Y from 'yjs'
 import { ColloquyError } from '../../shared/errors.js'
 import type { Logger } from '../observability/log.js'
 import type { Store } from '../persistence/store.js'
@@ -26,6 +27,8 @@ export interface SessionRegistryOptions {
   readonly maxConnectionsPerSession?: number
   /** Sessions held in memory; past it idle sessions are unloaded, least recently active first. */
   readonly maxSessionsInMemory?: number
+  /** See SessionContext.onReady. */
+  readonly onSessionReady?: (sessionId: string, doc: Y.Doc) => (() => void) | undefined
 }
 
 /** The loaded sessions. */
@@ -49,6 +52,12 @@ export interface SessionRegistry {
    */
   block(sessionId: string): () => void
   get(sessionId: string): Session | undefined
+  /**
+   * Makes a change of the server's own in a session's document, loading the session first if it is
+   * not in memory (it unloads again when idle). False when the session is being deleted, is not
+   * stored (never written, or deleted), cannot be loaded or refuses writes now.
+   */
+  changeAsServer(sessionId: string, apply: (doc: Y.Doc, origin: unknown) => void): Promise<boolean>
   /** Every loaded (or loading) session. */
   sessions(): IterableIterator<Session>
   readonly size: number
@@ -103,6 +112,7 @@ export function createSessionRegistry(options: SessionRegistryOptions): SessionR
       onEnded,
       now,
       ...(options.replyGraceMs === undefined ? {} : { replyGraceMs: options.replyGraceMs }),
+      ...(options.onSessionReady === undefined ? {} : { onReady: options.onSessionReady }),
     })
     sessions.set(sessionId, session)
     return session
@@ -159,6 +169,21 @@ export function createSessionRegistry(options: SessionRegistryOptions): SessionR
       }
     },
     get: (sessionId) => sessions.get(sessionId),
+    async changeAsServer(sessionId, apply) {
+      if (blocked.has(sessionId)) return false
+      let session = sessions.get(sessionId)
+      if (session === undefined) {
+        // Never bring back (or invent) a session that is not stored: a deleted one stays deleted.
+        if ((await options.store.getMeta(sessionId)) === undefined) return false
+        session = sessions.get(sessionId)
+      }
+      if (session === undefined) {
+        if (blocked.has(sessionId) || !makeRoom()) return false
+        session = create(sessionId)
+      }
+      await session.whenLoaded
+      return session.changeAsServer(apply)
+    },
     sessions: () => sessions.values(),
     get size() {
       return sessions.size

@@ -129,7 +129,12 @@ export function createJetStreamStore(options: JetStreamStoreOptions): Store {
 
   function track<T>(operation: () => Promise<T>): Promise<T> {
     if (isClosed) return Promise.reject(storeClosedError())
-    const promise = operation()
+    // The caller's mistakes stay what they are; every failure of the cluster becomes the transient
+    // `storage-unavailable` (HTTP 503, close 4505): no leader, no quorum, a timeout.
+    const promise = operation().catch((error: unknown) => {
+      if (error instanceof RangeError || error instanceof TypeError) throw error
+      throw unavailable(error)
+    })
     inFlight.add(promise)
     const forget = (): void => {
       inFlight.delete(promise)

@@ -151,7 +151,7 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
       )
     },
     onRecover: () => logger.warn('group commit recovered'),
-    // The store refused this session's updates for good (e.g. a seq conflict): only this session
+    // The store refused this session's updates for good (an entry it deems invalid): only this session
     // stops. Its document holds changes no seq will replay, so it ends (acks never sent, writers
     // closed with a retryable code) and reloads from disk on the next connect, where the writers'
     // state vectors bring their unstored edits back.

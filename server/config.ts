@@ -121,6 +121,22 @@ export interface ServerConfig extends Limits {
   readonly turnPositionRefreshMs: number
   /** `pool=sessionPrefix` rules: a turn for every user message a device adds to a matching session. */
   readonly turnAuto: readonly string[]
+  /**
+   * NATS URLs of a JetStream cluster: set, the node joins a Colloquy cluster and persists there
+   * (docs/cluster.md) instead of in `dataDir`'s LevelDB; `dataDir` then holds its outbox only.
+   */
+  readonly nats?: readonly string[]
+  /** This node's id in a cluster (default `<hostname>:<port>`). */
+  readonly nodeId?: string
+  /** Replicas of the JetStream stream, buckets and object stores (3 for a 3-node cluster). */
+  readonly natsReplicas: number
+  /**
+   * The nats-servers run with `sync_interval: always` (2.10+), so JetStream's copy is fsync'd
+   * before it acks: only changes what `/readyz` and the durability metric report.
+   */
+  readonly natsSyncAlways: boolean
+  /** How long the outbox keeps an update JetStream acked (ms; covers its lazy fsync). */
+  readonly outboxRetainMs: number
 }
 
 const MiB = 1024 * 1024
@@ -165,6 +181,9 @@ export const DEFAULT_CONFIG: ServerConfig = {
   turnRetentionMs: 24 * 3_600_000,
   turnPositionRefreshMs: 500,
   turnAuto: [],
+  natsReplicas: 3,
+  natsSyncAlways: false,
+  outboxRetainMs: 150_000,
   ...DEFAULT_LIMITS,
 }
 
@@ -229,6 +248,11 @@ const OPTIONS = {
   turnRetentionMs: { flag: 'turn-retention-ms', env: 'TURN_RETENTION_MS', kind: 'count' },
   turnPositionRefreshMs: { flag: 'turn-position-refresh-ms', env: 'TURN_POSITION_REFRESH_MS', kind: 'count' },
   turnAuto: { flag: 'turn-auto', env: 'TURN_AUTO', kind: 'autoTurns' },
+  nats: { flag: 'nats', env: 'NATS_URL', kind: 'nats' },
+  nodeId: { flag: 'node-id', env: 'NODE_ID', kind: 'string' },
+  natsReplicas: { flag: 'nats-replicas', env: 'NATS_REPLICAS', kind: 'positive' },
+  natsSyncAlways: { flag: 'nats-sync-always', env: 'NATS_SYNC_ALWAYS', kind: 'boolean' },
+  outboxRetainMs: { flag: 'outbox-retain-ms', env: 'OUTBOX_RETAIN_MS', kind: 'count' },
   updatesPerSecond: { flag: 'updates-per-second', env: 'UPDATES_PER_SECOND', kind: 'count' },
   updatesBurst: { flag: 'updates-burst', env: 'UPDATES_BURST', kind: 'count' },
   updateBytesPerSecond: { flag: 'update-bytes-per-second', env: 'UPDATE_BYTES_PER_SECOND', kind: 'count' },
@@ -342,6 +366,16 @@ function convert(
           throw new ConfigError(`${source}: "${item}" is not an IP address or CIDR range`)
         return item
       })
+    case 'nats': {
+      const urls = listOf(raw)
+      if (urls.length === 0) throw new ConfigError(`${source} must list at least one nats:// URL`)
+      for (const url of urls) {
+        if (!/^(nats|tls):\/\/[^\s/]+$/.test(url)) {
+          throw new ConfigError(`${source}: "${url}" is not a nats://host:port URL`)
+        }
+      }
+      return urls
+    }
     case 'store':
       if (raw !== 'leveldb' && raw !== 'memory') throw new ConfigError(`${source} must be leveldb or memory`)
       return raw

@@ -1,12 +1,14 @@
 // Wiring: store → write queue → session registry → uWS transport, plus health routes and an
 // orderly shutdown. Reads no environment: everything comes in through options.
 
+import os from 'node:os'
 import path from 'node:path'
 import { ColloquyError } from '../shared/errors.js'
 import { CloseCode } from '../shared/protocol/close-codes.js'
 import { AuthScope } from '../shared/protocol/message.js'
 import { turnIdOf } from '../shared/turns/turn.js'
 import { type AccessClaims, anonymousClaims, createTokenVerifier, hasRole, isInScope } from './auth/tokens.js'
+import { describeAckDurability, openClusterStore } from './cluster/cluster-store.js'
 import { createInlineMerger, type Merger } from './compaction/merge.js'
 import { type CompactionScheduler, createCompactionScheduler } from './compaction/scheduler.js'
 import { createWorkerMerger } from './compaction/worker-merger.js'
@@ -24,8 +26,9 @@ import { createSilentLogger } from './observability/log.js'
 import { createMetrics, type Metrics } from './observability/metrics.js'
 import { openLeveldbStore } from './persistence/leveldb-store.js'
 import { createMemoryStore } from './persistence/memory-store.js'
-import type { Store } from './persistence/store.js'
+import { hasSparseSeqs, type Store } from './persistence/store.js'
 import { createWriteQueue, type WriteQueue } from './persistence/write-queue.js'
+import { createLocalDistribution, type Distribution } from './session/distribution.js'
 import type { Peer } from './session/peer.js'
 import { createSessionRegistry, type SessionRegistry } from './session/registry.js'
 import { AUTH_DEADLINE_MS, createHocuspocusMux } from './transport/hocuspocus-mux.js'
@@ -51,6 +54,8 @@ export interface SyncServerOptions {
   readonly authorize?: Authorize
   /** Folds updates for compaction and history reads (default: a worker thread). */
   readonly merger?: Merger
+  /** What other processes must see of each session (default: none, a single node). */
+  readonly distribution?: Distribution
 }
 
 /** A running server. */
@@ -76,12 +81,29 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
   const { config } = options
   const logger = options.logger ?? createSilentLogger()
   const uws = loadNativeUws()
+  const isClustered = config.nats !== undefined && config.nats.length > 0
+  const nodeId = config.nodeId ?? `${os.hostname()}:${config.port}`
+  // A cluster node persists in JetStream (with its outbox in dataDir); a single node in LevelDB.
+  const cluster =
+    options.store === undefined && isClustered
+      ? await openClusterStore({
+          urls: config.nats ?? [],
+          nodeId,
+          dataDir: path.resolve(config.dataDir),
+          replicas: config.natsReplicas,
+          outboxRetainMs: config.outboxRetainMs,
+          logger,
+        })
+      : undefined
   const store =
     options.store ??
+    cluster?.store ??
     (config.store === 'memory'
       ? createMemoryStore()
       : await openLeveldbStore({ location: path.resolve(config.dataDir), sync: config.fsync }))
+  const ackDurability = describeAckDurability(config)
 
+  const distribution = options.distribution ?? createLocalDistribution()
   let isClosing = false
   // One worker thread folds updates for compaction and for history reads, off the event loop.
   const merger = options.merger ?? (config.store === 'memory' ? createInlineMerger() : createWorkerMerger())
@@ -100,9 +122,15 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
     },
     intervalMs: config.compaction ? config.compactIntervalMs : 0,
     logger,
+    // In a cluster every node may compact: one at a time per session, by KV lease.
+    ...(cluster === undefined ? {} : { leases: cluster.leases }),
     // A loaded session is checkpointed from its document (no log replay); see Session.snapshot.
+    // Only over a dense log written by this process alone: in a cluster other nodes' updates
+    // interleave in the log, and a checkpoint must be a fold of the log itself.
     live: (sessionId, afterSeq) =>
-      config.compactFromMemory ? registry?.get(sessionId)?.snapshot(afterSeq) : undefined,
+      config.compactFromMemory && !hasSparseSeqs(store)
+        ? registry?.get(sessionId)?.snapshot(afterSeq)
+        : undefined,
     // Runs happen only after startup (timer, HTTP, close), when `metrics` below is initialised.
     onRun: (run) => {
       metrics.compactionRuns.inc({ result: run.result })
@@ -117,12 +145,15 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
     sessionsLoaded: () => registry?.size ?? 0,
     queuedWriteBytes: () => writeQueue.queuedBytes,
     storageFailing: () => writeQueue.isFailing,
+    ackDurability,
   })
   const writeQueue = createWriteQueue({
     store: metrics.instrumentStore(store),
     flushDelayMs: config.commitDelayMs,
     lazyFlushDelayMs: config.lazyCommitDelayMs,
-    onCommit: (durable) => {
+    onCommit: (durable, entries, seqs) => {
+      // Other processes first: what is acked below is then already on its way to them.
+      distribution.updatesStored(entries, seqs)
       registry?.handleCommit(durable)
       compaction.noteCommit(durable)
     },
@@ -133,7 +164,7 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
       )
     },
     onRecover: () => logger.warn('group commit recovered'),
-    // The store refused this session's updates for good (e.g. a seq conflict): only this session
+    // The store refused this session's updates for good (an entry it deems invalid): only this session
     // stops. Its document holds changes no seq will replay, so it ends (acks never sent, writers
     // closed with a retryable code) and reloads from disk on the next connect, where the writers'
     // state vectors bring their unstored edits back.
@@ -184,6 +215,7 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
   registry = createSessionRegistry({
     store,
     writes: writeQueue,
+    distribution,
     topics: (sessionId) => {
       if (transport === undefined) throw new Error('transport not started')
       return transport.topic(sessionId)
@@ -384,7 +416,7 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
     accept,
     http: createRouter({
       routes: [
-        ...healthRoutes(isReady, () => isClosing),
+        ...healthRoutes(isReady, () => isClosing, { ack: ackDurability, node: nodeId }),
         metricsRoute(metrics, createMetricsAccess(config.metricsToken, verifier?.verify)),
         ...historyRoutes({
           store: historyStore,
@@ -425,6 +457,7 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
       // Linger briefly so the close frames leave and the peers' close replies are read: a process
       // that exits with unread input makes the kernel send RST, and peers would see 1006, not 1001.
       if (hadConnections) await new Promise((resolve) => setTimeout(resolve, SHUTDOWN_LINGER_MS))
+      await distribution.close()
       await store.close()
       logger.info('server stopped')
     })()
@@ -435,9 +468,11 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
     {
       host: config.host,
       port: listening.port,
-      store: config.store,
+      store: isClustered ? 'jetstream' : config.store,
       dataDir: config.dataDir,
       fsync: config.fsync,
+      node: nodeId,
+      ack: ackDurability,
     },
     'colloquy listening',
   )
@@ -510,8 +545,15 @@ function tokenAuthorize(verify: (token: string | undefined) => Promise<AccessCla
   }
 }
 
-/** `/healthz` (the process answers) and `/readyz` (it accepts connections and its store writes). */
-function healthRoutes(isReady: () => boolean, isClosing: () => boolean): Route[] {
+/**
+ * `/healthz` (the process answers) and `/readyz` (it accepts connections and its store writes;
+ * its body also says what an ack means here and which node this is).
+ */
+function healthRoutes(
+  isReady: () => boolean,
+  isClosing: () => boolean,
+  about: { readonly ack: string; readonly node: string },
+): Route[] {
   const json = { 'content-type': 'application/json' }
   return [
     {
@@ -526,11 +568,11 @@ function healthRoutes(isReady: () => boolean, isClosing: () => boolean): Route[]
       access: 'none',
       handler: () =>
         isReady()
-          ? { status: 200, headers: json, body: JSON.stringify({ status: 'ready' }) }
+          ? { status: 200, headers: json, body: JSON.stringify({ status: 'ready', ...about }) }
           : {
               status: 503,
               headers: json,
-              body: JSON.stringify({ status: isClosing() ? 'shutting-down' : 'storage-failing' }),
+              body: JSON.stringify({ status: isClosing() ? 'shutting-down' : 'storage-failing', ...about }),
             },
     },
   ]

@@ -19,7 +19,7 @@ describe('server changes to sessions', () => {
     harness = createMemoryHarness()
     const doc = new Y.Doc()
     doc.getArray('messages').push(['hello'])
-    await harness.store.append([{ sessionId: 'stored', seq: 1, time: 1, update: Y.encodeStateAsUpdate(doc) }])
+    await harness.store.append([{ sessionId: 'stored', time: 1, update: Y.encodeStateAsUpdate(doc) }])
     const isDone = await harness.registry.changeAsServer('stored', (d, origin) =>
       writeTurnEntry(d, 'm', entry, origin),
     )

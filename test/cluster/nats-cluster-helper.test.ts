@@ -1,0 +1,59 @@
+// The test cluster helper itself: three JetStream nodes elect a meta leader, a killed node comes
+// back with its store, and an R3 stream keeps what was acked across a leader kill.
+
+import { jetstreamManager } from '@nats-io/jetstream'
+import { connect } from '@nats-io/transport-node'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import {
+  hasNatsServer,
+  type NatsCluster,
+  startNatsCluster,
+  warnIfNoNatsServer,
+} from '../helpers/nats-cluster.js'
+
+warnIfNoNatsServer(import.meta.url)
+
+describe.skipIf(!hasNatsServer)('the 3-node nats-server test cluster', () => {
+  let cluster: NatsCluster
+  beforeAll(async () => {
+    cluster = await startNatsCluster()
+  }, 60_000)
+  afterAll(async () => {
+    await cluster?.stop()
+  })
+
+  it('elects a meta leader and serves an R3 stream from every node', async () => {
+    expect(cluster.urls).toHaveLength(3)
+    const nc = await connect({ servers: [...cluster.urls], timeout: 5_000 })
+    try {
+      const jsm = await jetstreamManager(nc, { timeout: 10_000 })
+      await jsm.streams.add({ name: 'HELPER', subjects: ['helper.>'], num_replicas: 3 })
+      const js = jsm.jetstream()
+      const ack = await js.publish('helper.a', 'one')
+      expect(ack.seq).toBe(1)
+      const info = await jsm.streams.info('HELPER')
+      expect(info.cluster?.replicas ?? []).toHaveLength(2)
+    } finally {
+      await nc.close()
+    }
+  })
+
+  it('restarts a killed node with its ports and store, and still has a meta leader', async () => {
+    const node = cluster.nodes[0]
+    if (!node) throw new Error('no node')
+    await node.kill('SIGKILL')
+    expect(node.isRunning()).toBe(false)
+    await node.restart()
+    expect(node.isRunning()).toBe(true)
+    const leader = await cluster.waitForMetaLeader(30_000)
+    expect(['n1', 'n2', 'n3']).toContain(leader)
+    const nc = await connect({ servers: node.url, timeout: 5_000 })
+    try {
+      const jsm = await jetstreamManager(nc, { timeout: 10_000 })
+      const info = await jsm.streams.info('HELPER')
+      expect(info.state.messages).toBe(1)
+    } finally {
+      await nc.close()
+    }
+  })
+})

@@ -1,0 +1,266 @@
+// A throwaway 3-node nats-server JetStream cluster for tests: free ports on 127.0.0.1, a temp store
+// dir per node, per-node kill(signal)/restart(), and a wait for the JetStream meta leader. It owns
+// only the child processes and temp dirs it creates; tests skip when nats-server is not installed.
+
+import { type ChildProcess, spawn } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { type AddressInfo, createServer } from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
+
+/** Where Debian installs nats-server (`apt-get install nats-server`). */
+export const NATS_SERVER = process.env.NATS_SERVER_BIN ?? '/usr/sbin/nats-server'
+/** Whether the cluster tests can run here. */
+export const hasNatsServer = existsSync(NATS_SERVER)
+/** What a skipped cluster test prints: `if (!hasNatsServer) console.warn(NATS_SERVER_MISSING)`. */
+export const NATS_SERVER_MISSING = `nats-server is missing (${NATS_SERVER}): skipping the cluster tests (apt-get install nats-server)`
+
+/**
+ * Prints {@link NATS_SERVER_MISSING} once when nats-server is absent. Use beside
+ * `describe.skipIf(!hasNatsServer)(...)` at the top of every cluster test file.
+ */
+export function warnIfNoNatsServer(file: string): void {
+  if (!hasNatsServer) console.warn(`${path.basename(file)}: ${NATS_SERVER_MISSING}`)
+}
+
+/** One nats-server of the test cluster. */
+export interface NatsClusterNode {
+  /** `n1`, `n2`, … (the server_name). */
+  readonly name: string
+  /** `nats://127.0.0.1:<clientPort>`. */
+  readonly url: string
+  readonly clientPort: number
+  /** The port this node listens on for cluster routes. */
+  readonly routePort: number
+  /** The HTTP monitoring port (`/jsz`, `/routez`, …). */
+  readonly monitorPort: number
+  readonly storeDir: string
+  /** Whether the process is running. */
+  isRunning(): boolean
+  /** The process id while running. */
+  pid(): number | undefined
+  /** Sends `signal` (default SIGKILL) and resolves once the process has exited. */
+  kill(signal?: NodeJS.Signals): Promise<void>
+  /** Starts the node again with the same ports, config and store dir (kills it first if running). */
+  restart(): Promise<void>
+  /** Everything the process printed since its last start. */
+  output(): string
+}
+
+/** A running test cluster; {@link NatsCluster.stop} removes everything it created. */
+export interface NatsCluster {
+  readonly nodes: readonly NatsClusterNode[]
+  /** The client URLs of every node, in node order. */
+  readonly urls: readonly string[]
+  /**
+   * Resolves with the meta leader's server name once there is one and it counts every other running
+   * node as a current peer (so an R3 stream can be placed).
+   */
+  waitForMetaLeader(timeoutMs?: number): Promise<string>
+  /** Kills every node (SIGKILL) and removes the temp dirs. Idempotent. */
+  stop(): Promise<void>
+}
+
+/** Options of {@link startNatsCluster}. */
+export interface NatsClusterOptions {
+  /** Number of nodes (default 3). */
+  readonly size?: number
+  /** `max_payload` in bytes (default the server's 1 MiB). */
+  readonly maxPayload?: number
+  /** How long to wait for the meta leader at start (default 30 s). */
+  readonly timeoutMs?: number
+  /**
+   * The port node `from` dials to reach node `to`'s routes (default `to`'s route port). A partition
+   * test returns a TCP proxy's port here and black-holes it later.
+   */
+  readonly routeTarget?: (from: number, to: number, routePort: number) => number | Promise<number>
+}
+
+/** A free TCP port on 127.0.0.1 (bound then released; nats-server needs fixed route ports). */
+export async function freePort(): Promise<number> {
+  const server = createServer()
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', resolve)
+  })
+  const { port } = server.address() as AddressInfo
+  await new Promise<void>((resolve) => server.close(() => resolve()))
+  return port
+}
+
+interface NodePlan {
+  name: string
+  clientPort: number
+  routePort: number
+  monitorPort: number
+  storeDir: string
+  configPath: string
+}
+
+/** Starts a JetStream cluster of `size` nodes and waits until it has a meta leader. */
+export async function startNatsCluster(options: NatsClusterOptions = {}): Promise<NatsCluster> {
+  if (!hasNatsServer) throw new Error(NATS_SERVER_MISSING)
+  const size = options.size ?? 3
+  const root = await mkdtemp(path.join(os.tmpdir(), 'colloquy-nats-'))
+  const plans: NodePlan[] = []
+  for (let i = 0; i < size; i++) {
+    const name = `n${i + 1}`
+    plans.push({
+      name,
+      clientPort: await freePort(),
+      routePort: await freePort(),
+      monitorPort: await freePort(),
+      storeDir: path.join(root, name, 'store'),
+      configPath: path.join(root, `${name}.conf`),
+    })
+  }
+  for (let i = 0; i < size; i++) {
+    const plan = plans[i] as NodePlan
+    const routes: string[] = []
+    for (let j = 0; j < size; j++) {
+      if (j === i) continue
+      const peer = plans[j] as NodePlan
+      const port = options.routeTarget ? await options.routeTarget(i, j, peer.routePort) : peer.routePort
+      routes.push(`nats-route://127.0.0.1:${port}`)
+    }
+    const config = [
+      `server_name: ${plan.name}`,
+      `listen: 127.0.0.1:${plan.clientPort}`,
+      `http: 127.0.0.1:${plan.monitorPort}`,
+      ...(options.maxPayload ? [`max_payload: ${options.maxPayload}`] : []),
+      'jetstream {',
+      `  store_dir: ${JSON.stringify(plan.storeDir)}`,
+      '  max_memory_store: 64MB',
+      '  max_file_store: 2GB',
+      '}',
+      'cluster {',
+      '  name: colloquy-test',
+      `  listen: 127.0.0.1:${plan.routePort}`,
+      '  no_advertise: true',
+      `  routes: [${routes.map((r) => JSON.stringify(r)).join(', ')}]`,
+      '}',
+      '',
+    ].join('\n')
+    await writeFile(plan.configPath, config)
+  }
+
+  const nodes = plans.map((plan) => createNode(plan))
+  let stopped = false
+  const cluster: NatsCluster = {
+    nodes,
+    urls: nodes.map((n) => n.url),
+    waitForMetaLeader: (timeoutMs = 30_000) => waitForMetaLeader(nodes, timeoutMs),
+    async stop() {
+      if (stopped) return
+      stopped = true
+      await Promise.all(nodes.map((n) => n.kill('SIGKILL')))
+      await rm(root, { recursive: true, force: true })
+    },
+  }
+  try {
+    await Promise.all(nodes.map((n) => n.restart()))
+    await cluster.waitForMetaLeader(options.timeoutMs ?? 30_000)
+  } catch (error) {
+    const outputs = nodes.map((n) => `--- ${n.name}\n${n.output()}`).join('\n')
+    await cluster.stop()
+    throw new Error(`${(error as Error).message}\n${outputs}`)
+  }
+  return cluster
+}
+
+function createNode(plan: NodePlan): NatsClusterNode {
+  let child: ChildProcess | undefined
+  let exited: Promise<void> = Promise.resolve()
+  let printed = ''
+  const node: NatsClusterNode = {
+    name: plan.name,
+    url: `nats://127.0.0.1:${plan.clientPort}`,
+    clientPort: plan.clientPort,
+    routePort: plan.routePort,
+    monitorPort: plan.monitorPort,
+    storeDir: plan.storeDir,
+    isRunning: () => child !== undefined,
+    pid: () => child?.pid,
+    output: () => printed,
+    async kill(signal = 'SIGKILL') {
+      const running = child
+      if (!running) return
+      running.kill(signal)
+      await exited
+    },
+    async restart() {
+      await node.kill('SIGKILL')
+      printed = ''
+      const started = spawn(NATS_SERVER, ['-c', plan.configPath], { stdio: ['ignore', 'pipe', 'pipe'] })
+      child = started
+      const append = (chunk: Buffer): void => {
+        // Keep the tail only: a long test must not grow this without bound.
+        printed = (printed + chunk.toString()).slice(-64_000)
+      }
+      started.stdout?.on('data', append)
+      started.stderr?.on('data', append)
+      exited = new Promise((resolve) => {
+        started.once('exit', () => {
+          if (child === started) child = undefined
+          resolve()
+        })
+      })
+      await waitForClientPort(plan, () => child === started, 15_000)
+    },
+  }
+  return node
+}
+
+/** Resolves once the node answers `/healthz` on its monitoring port (i.e. it is listening). */
+async function waitForClientPort(plan: NodePlan, alive: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    if (!alive()) throw new Error(`nats-server ${plan.name} exited at start`)
+    try {
+      const response = await fetch(`http://127.0.0.1:${plan.monitorPort}/varz`, {
+        signal: AbortSignal.timeout(1_000),
+      })
+      if (response.ok) return
+    } catch {
+      // Not listening yet: try again below, bounded by the deadline.
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  throw new Error(`nats-server ${plan.name} did not listen within ${timeoutMs} ms`)
+}
+
+interface Jsz {
+  meta_cluster?: {
+    leader?: string
+    cluster_size?: number
+    replicas?: { name: string; current?: boolean; offline?: boolean }[]
+  }
+}
+
+async function waitForMetaLeader(nodes: readonly NatsClusterNode[], timeoutMs: number): Promise<string> {
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    for (const node of nodes) {
+      if (!node.isRunning()) continue
+      try {
+        const response = await fetch(`http://127.0.0.1:${node.monitorPort}/jsz`, {
+          signal: AbortSignal.timeout(1_000),
+        })
+        const jsz = (await response.json()) as Jsz
+        const leader = jsz.meta_cluster?.leader
+        // Asked of the leader itself: every other running node must be a current peer, or an R3
+        // stream created now finds "no suitable peers for placement".
+        if (leader && leader === node.name) {
+          const current = (jsz.meta_cluster?.replicas ?? []).filter((peer) => peer.current && !peer.offline)
+          const others = nodes.filter((n) => n.isRunning() && n.name !== leader).length
+          if (current.length >= others) return leader
+        }
+      } catch {
+        // This node is down or starting: ask the next one.
+      }
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  throw new Error(`no JetStream meta leader within ${timeoutMs} ms`)
+}

@@ -8,7 +8,15 @@ export {
   type JoinSessionOptions,
   joinSession,
 } from './agent.js'
-export type { GenerateContext, Model } from './model.js'
+export {
+  type GenerateContext,
+  isModelEvent,
+  type Model,
+  type ModelEvent,
+  type TextModel,
+  type ToolCallEvent,
+  type ToolResultEvent,
+} from './model.js'
 export {
   type CallModelOptions,
   callModel,
@@ -22,3 +30,4 @@ export {
 export { ModelError, ModelErrorCode, type ModelErrorCodeValue, parseRetryAfter } from './model-error.js'
 export { createDemoModel, DEMO_ANSWER_TOKENS, type DemoModelOptions } from './models/demo-model.js'
 export { createOpenAiModel, type OpenAiModelOptions, toChatMessages } from './models/openai-model.js'
+export { MAX_TOOL_RESULT_CHARS, type RecordedToolCall, recordModelEvent } from './tool-messages.js'

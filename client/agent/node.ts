@@ -4,6 +4,7 @@ import WebSocket from 'ws'
 import { type Agent, type JoinSessionOptions, joinSession as joinSessionWith } from './agent.js'
 
 export * from './index.js'
+export { type AiSdkModelOptions, createAiSdkModel, toModelMessages } from './models/ai-sdk.js'
 
 /** {@link joinSessionWith | joinSession} with `WebSocket` defaulting to the `ws` package. */
 export function joinSession(options: JoinSessionOptions): Promise<Agent> {

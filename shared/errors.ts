@@ -32,6 +32,10 @@ export type ErrorCode =
   | 'too-many-connections'
   | 'session-quota'
   | 'internal'
+  | 'unknown-pool'
+  | 'queue-full'
+  | 'lease-lost'
+  | 'turn-finished'
 
 /** How an error reaches a peer: the WebSocket close code, a short reason and whether to retry. */
 export interface ErrorInfo {
@@ -221,6 +225,32 @@ export const ERRORS: Readonly<Record<ErrorCode, ErrorInfo>> = {
     closeCode: CloseCode.InternalError,
     httpStatus: 400,
     reason: 'not a valid Colloquy export',
+    isRetryable: false,
+  },
+  // Turns API (docs/agents.md), HTTP only.
+  'unknown-pool': {
+    closeCode: CloseCode.InternalError,
+    httpStatus: 404,
+    reason: 'no such pool on this server',
+    isRetryable: false,
+  },
+  'queue-full': {
+    closeCode: CloseCode.InternalError,
+    httpStatus: 429,
+    reason: "the pool's queue is full: try again later",
+    isRetryable: true,
+    isPolicy: true,
+  },
+  'lease-lost': {
+    closeCode: CloseCode.InternalError,
+    httpStatus: 409,
+    reason: 'the lease expired or another worker holds the turn',
+    isRetryable: false,
+  },
+  'turn-finished': {
+    closeCode: CloseCode.InternalError,
+    httpStatus: 409,
+    reason: 'the turn already ended',
     isRetryable: false,
   },
 }

@@ -9,6 +9,30 @@ export {
   joinSession,
 } from './agent.js'
 export {
+  type ClientSessionsOptions,
+  createClientSessions,
+  createSharedSessions,
+  type SessionHandle,
+  type SessionLease,
+  type SessionOpener,
+  type TurnSession,
+} from './fleet/sessions.js'
+export {
+  createTurnsClient,
+  httpBase,
+  TurnsApiError,
+  type TurnsClient,
+  type TurnsClientOptions,
+} from './fleet/turns-client.js'
+export {
+  answerIdOf,
+  createWorker,
+  type ResumeRecord,
+  type Worker,
+  type WorkerEvent,
+  type WorkerOptions,
+} from './fleet/worker.js'
+export {
   type GenerateContext,
   isModelEvent,
   type Model,

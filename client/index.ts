@@ -1,5 +1,5 @@
-// The client's isomorphic entry point (browsers and Node): the sync client, its statuses, backoff
-// and the offline-cache interface. Node-only extras are in ./node.ts; the IndexedDB cache is in
+// The client's isomorphic entry point (browsers and Node): the sync client, the multiplexed
+// connection (many sessions on one socket), statuses, backoff and the offline-cache interface. Node-only extras are in ./node.ts; the IndexedDB cache is in
 // ./offline/indexeddb-cache.ts (import it where IndexedDB exists).
 
 export { type AckTracker, createAckTracker } from './ack-tracker.js'
@@ -12,6 +12,17 @@ export {
   resolveBackoff,
 } from './backoff.js'
 export {
+  type Connection,
+  type ConnectionEvents,
+  type ConnectionOptions,
+  createConnection,
+  MULTIPLEX_PATH,
+  multiplexUrl,
+  type OpenOptions,
+  type SessionHandle,
+  type TokenSource,
+} from './connection.js'
+export {
   createHistoryClient,
   type HistoryAt,
   type HistoryClient,
@@ -22,6 +33,7 @@ export {
   type ListedSession,
 } from './history.js'
 export type { OfflineCache } from './offline-cache.js'
+export { AckMode } from './session-core.js'
 export { type CloseVerdict, type ConnectionStatus, classifyClose, type StatusEvent } from './status.js'
 export {
   connectionUrl,

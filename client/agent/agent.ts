@@ -27,6 +27,7 @@ import {
   truncateContent,
   writeClaim,
 } from '../../shared/conversation/index.js'
+import type { Connection } from '../connection.js'
 import { createSyncClient, type SyncClient, type SyncClientOptions } from '../sync-client.js'
 import { promptContext, unansweredPrompts } from './conversation-view.js'
 import type { GenerateContext, Model } from './model.js'
@@ -62,7 +63,13 @@ export { INTERRUPTED_REASON } from '../../shared/conversation/index.js'
 
 /** Options of {@link joinSession}. */
 export interface JoinSessionOptions {
-  readonly url: string
+  /** The server's base URL: the agent opens a socket of its own. Give this or `connection`. */
+  readonly url?: string
+  /**
+   * A multiplexed connection to join through instead (client/connection.ts): many agents, one
+   * socket. `token` then becomes this session's token on it; `WebSocket` is the connection's.
+   */
+  readonly connection?: Connection
   readonly sessionId: string
   /** A fixed token, or a provider called before every (re)connect. */
   readonly token?: string | (() => string | Promise<string>)
@@ -122,19 +129,54 @@ export interface Agent {
   leave(): Promise<void>
 }
 
-/** Joins a session as an agent; resolves once synced and listening. */
-export async function joinSession(options: JoinSessionOptions): Promise<Agent> {
-  const id = options.id ?? `agent:${options.name}`
-  const instanceId = options.instanceId ?? newId()
-  const author: Author = { id, kind: 'agent', name: options.name }
-  const { token } = options
-  const client = createSyncClient({
+/** The agent's sync client: a handle on the given connection, or a socket of its own. */
+function openClient(options: JoinSessionOptions): SyncClient {
+  const { token, connection } = options
+  if (connection !== undefined) {
+    return connection.open(options.sessionId, {
+      ...(options.offlineCache === undefined ? {} : { offlineCache: options.offlineCache }),
+      ...(token === undefined ? {} : { token }),
+    })
+  }
+  if (options.url === undefined) throw new Error('joinSession needs a url or a connection')
+  return createSyncClient({
     url: options.url,
     sessionId: options.sessionId,
     ...(options.WebSocket === undefined ? {} : { WebSocket: options.WebSocket }),
     ...(options.offlineCache === undefined ? {} : { offlineCache: options.offlineCache }),
     ...(token === undefined ? {} : { token: typeof token === 'string' ? () => token : token }),
   })
+}
+
+/**
+ * Waits for the client's first sync. A refusal that stops the client (status `error`: a forbidden
+ * session on a shared connection, a 44xx close) rejects instead of waiting forever; the client is
+ * destroyed then.
+ */
+async function syncedOrRefused(client: SyncClient): Promise<void> {
+  let off: () => void = () => {}
+  const refused = new Promise<never>((_, reject) => {
+    off = client.on('status', (event) => {
+      if (event.status === 'error')
+        reject(new Error(`cannot join ${client.sessionId}: ${event.reason ?? 'refused'}`))
+    })
+  })
+  try {
+    await Promise.race([client.whenSynced(), refused])
+  } catch (error) {
+    await client.destroy()
+    throw error
+  } finally {
+    off()
+  }
+}
+
+/** Joins a session as an agent; resolves once synced (rejects if refused) and listening. */
+export async function joinSession(options: JoinSessionOptions): Promise<Agent> {
+  const id = options.id ?? `agent:${options.name}`
+  const instanceId = options.instanceId ?? newId()
+  const author: Author = { id, kind: 'agent', name: options.name }
+  const client = openClient(options)
   const doc = client.doc
   const maxContextTokens = options.maxContextTokens ?? 8_000
   const maxMessageTokens = options.maxMessageTokens ?? Math.max(1, Math.floor(maxContextTokens / 4))
@@ -425,7 +467,7 @@ export async function joinSession(options: JoinSessionOptions): Promise<Agent> {
     }
   }
 
-  await client.whenSynced()
+  await syncedOrRefused(client)
   touchParticipant(doc, author)
   if (!(options.answerBacklog ?? true)) {
     for (const prompt of unansweredPrompts(readMessages(doc))) skipped.add(prompt.id)

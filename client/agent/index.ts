@@ -9,6 +9,13 @@ export {
   joinSession,
 } from './agent.js'
 export {
+  type AgentDefaults,
+  type AgentHost,
+  type AgentHostOptions,
+  createAgentHost,
+  type JoinOverrides,
+} from './agent-host.js'
+export {
   type ClientSessionsOptions,
   createClientSessions,
   createSharedSessions,

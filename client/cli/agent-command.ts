@@ -1,8 +1,11 @@
-// `colloquy agent <session>`: runs an agent in a session with the demo model or an
-// OpenAI-compatible endpoint, printing its state changes; Ctrl-C makes it leave cleanly.
+// `colloquy agent <session>...`: runs an agent in one session (its own socket) or in several (one
+// multiplexed socket, an agent host) with the demo model or an OpenAI-compatible endpoint, printing
+// state changes; Ctrl-C makes every agent leave cleanly.
 
 import { isValidSessionId } from '../../shared/session-id.js'
 import {
+  type AgentDefaults,
+  createAgentHost,
   createDemoModel,
   createOpenAiModel,
   DEMO_ANSWER_TOKENS,
@@ -13,11 +16,13 @@ import { intFlag, parseFlags, serverUrl, UsageError } from './args.js'
 import { describeRefusal, refusalAwareWebSocket, type UpgradeRefusal } from './upgrade-refusal.js'
 import { runWorker } from './worker-command.js'
 
-export const usage = `Usage: colloquy agent <session> [options]
+export const usage = `Usage: colloquy agent <session> [<session>...] [options]
        colloquy agent --pool NAME [--concurrency N] [options]
 
-Joins the session as an agent and answers every new user message. With --pool, runs a pool
-worker instead: it answers the turns the server gives it, in any session (docs/agents.md).
+Joins the session as an agent and answers every new user message. Several sessions are served by
+one process over one multiplexed socket (the server's /hocuspocus endpoint), one agent each.
+With --pool, runs a pool worker instead: it answers the turns the server gives it, in any
+session (docs/agents.md "Workers").
   --pool NAME             serve this pool's turns (no session argument)
   --concurrency N         turns answered at once by a pool worker (default 1, at most 64)
   --url URL               server (COLLOQUY_URL, default ws://127.0.0.1:8080)
@@ -109,25 +114,21 @@ export async function run(argv: readonly string[], env: NodeJS.ProcessEnv): Prom
     })
   }
   const sessionId = positionals[0]
-  if (sessionId === undefined || !isValidSessionId(sessionId)) {
+  if (sessionId === undefined) {
     throw new UsageError('a session id (1-128 characters of A-Za-z0-9._:-) is required')
   }
+  for (const id of positionals) {
+    if (!isValidSessionId(id))
+      throw new UsageError(`invalid session id ${JSON.stringify(id)}: 1-128 characters of A-Za-z0-9._:-`)
+  }
+  if (new Set(positionals).size !== positionals.length) throw new UsageError('a session id is given twice')
   const model = chooseModel(values, env)
   const token = values.token ?? env.COLLOQUY_TOKEN
   const name = values.name ?? 'demo'
   const log = (record: Record<string, unknown>): void => {
     process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), ...record })}\n`)
   }
-  // A refused upgrade (bad token, refused id, 429) is not a network failure: say so and stop,
-  // whether it comes before the agent joined (joinSession waits for a sync) or on a reconnect.
-  let onRefused: (refusal: UpgradeRefusal) => void = () => {}
-  const refused = new Promise<UpgradeRefusal>((resolve) => {
-    onRefused = resolve
-  })
-  const joining = joinSession({
-    url: serverUrl(values.url, env),
-    sessionId,
-    WebSocket: refusalAwareWebSocket((refusal) => onRefused(refusal)),
+  const defaults: AgentDefaults = {
     name,
     model,
     maxContextTokens: intFlag(values['max-context-tokens'], 'max-context-tokens', 8_000),
@@ -139,6 +140,21 @@ export async function run(argv: readonly string[], env: NodeJS.ProcessEnv): Prom
     retry: { retries: intFlag(values['model-retries'], 'model-retries', 3) },
     leaseMs: intFlag(values['lease-ms'], 'lease-ms', 15_000),
     writerGraceMs: intFlag(values['writer-grace-ms'], 'writer-grace-ms', 10_000),
+  }
+  if (positionals.length > 1) {
+    return runMany({ sessionIds: positionals, url: serverUrl(values.url, env), token, defaults, log })
+  }
+  // A refused upgrade (bad token, refused id, 429) is not a network failure: say so and stop,
+  // whether it comes before the agent joined (joinSession waits for a sync) or on a reconnect.
+  let onRefused: (refusal: UpgradeRefusal) => void = () => {}
+  const refused = new Promise<UpgradeRefusal>((resolve) => {
+    onRefused = resolve
+  })
+  const joining = joinSession({
+    ...defaults,
+    url: serverUrl(values.url, env),
+    sessionId,
+    WebSocket: refusalAwareWebSocket((refusal) => onRefused(refusal)),
     ...(token === undefined ? {} : { token }),
     onError: (error) =>
       log({ event: 'error', error: error instanceof Error ? error.message : String(error) }),
@@ -169,6 +185,91 @@ export async function run(argv: readonly string[], env: NodeJS.ProcessEnv): Prom
     void refused.then((refusal) => {
       process.stderr.write(`colloquy agent: ${describeRefusal(refusal)}\n`)
       agent.leave().then(
+        () => resolve(1),
+        () => resolve(1),
+      )
+    })
+  })
+}
+
+/** Several sessions over one multiplexed socket: one agent each; a refused session is reported and skipped. */
+async function runMany(options: {
+  readonly sessionIds: readonly string[]
+  readonly url: string
+  readonly token: string | undefined
+  readonly defaults: AgentDefaults
+  readonly log: (record: Record<string, unknown>) => void
+}): Promise<number> {
+  const { log } = options
+  let onRefused: (refusal: UpgradeRefusal) => void = () => {}
+  const refused = new Promise<UpgradeRefusal>((resolve) => {
+    onRefused = resolve
+  })
+  const host = createAgentHost({
+    ...options.defaults,
+    url: options.url,
+    WebSocket: refusalAwareWebSocket((refusal) => onRefused(refusal)),
+    ...(options.token === undefined ? {} : { token: options.token }),
+    onError: (error) =>
+      log({ event: 'error', error: error instanceof Error ? error.message : String(error) }),
+  })
+  host.connection.on('status', (event) =>
+    log({ event: 'connection', status: event.status, reason: event.reason }),
+  )
+  const joins = options.sessionIds.map(async (sessionId) => {
+    try {
+      const agent = await host.join(sessionId, {
+        onError: (error) =>
+          log({
+            event: 'error',
+            session: sessionId,
+            error: error instanceof Error ? error.message : String(error),
+          }),
+      })
+      log({ event: 'joined', session: sessionId, agent: agent.id, model: options.defaults.model.name })
+      agent.onState((state, messageId, detail) =>
+        log({
+          event: 'state',
+          session: sessionId,
+          state,
+          messageId,
+          ...(detail === undefined ? {} : { detail }),
+        }),
+      )
+      return true
+    } catch (error) {
+      log({
+        event: 'refused',
+        session: sessionId,
+        error: error instanceof Error ? error.message : String(error),
+      })
+      return false
+    }
+  })
+  const first = await Promise.race([Promise.all(joins), refused.then((refusal) => ({ refusal }))])
+  if ('refusal' in first) {
+    process.stderr.write(`colloquy agent: ${describeRefusal(first.refusal)}\n`)
+    await host.close()
+    return 1
+  }
+  if (!first.includes(true)) {
+    process.stderr.write('colloquy agent: every session was refused\n')
+    await host.close()
+    return 1
+  }
+  return new Promise<number>((resolve) => {
+    const leave = (): void => {
+      log({ event: 'leaving' })
+      host.close().then(
+        () => resolve(0),
+        () => resolve(1),
+      )
+    }
+    process.once('SIGINT', leave)
+    process.once('SIGTERM', leave)
+    void refused.then((refusal) => {
+      process.stderr.write(`colloquy agent: ${describeRefusal(refusal)}\n`)
+      host.close().then(
         () => resolve(1),
         () => resolve(1),
       )

@@ -43,6 +43,24 @@ export type MessageBody =
   | { readonly type: 'query-awareness' }
   | { readonly type: 'auth'; readonly authType: number; readonly reason: string }
   | { readonly type: 'sync-status'; readonly payload: Uint8Array }
+  // The types below exist in the Hocuspocus protocol only (hocuspocus-codec.ts); the classic codec
+  // cannot carry them (WireCodec.carries).
+  /** A client's token for one document; `clientVersion` is the provider's version (4.x sends it). */
+  | { readonly type: 'auth-token'; readonly token: string; readonly clientVersion?: string | undefined }
+  /** The server accepted a document's token: the scope the peer has on it. */
+  | { readonly type: 'authenticated'; readonly scope: AuthScope }
+  /** An application message with no history: relayed to the document's other peers, never stored. */
+  | { readonly type: 'stateless'; readonly payload: string }
+  /** Closes one document of a socket (the socket and its other documents stay open). */
+  | { readonly type: 'close'; readonly reason: string }
+
+/** The scope an `authenticated` message grants (Hocuspocus' words). */
+export const AuthScope = {
+  ReadWrite: 'read-write',
+  ReadOnly: 'readonly',
+} as const
+
+export type AuthScope = (typeof AuthScope)[keyof typeof AuthScope]
 
 /** Where a decoded message came from, kept so that relaying it costs no re-encoding (wire-codec.ts). */
 export interface MessageOrigin {
@@ -248,6 +266,14 @@ export function messageByteLength(message: Message): number {
       return message.reason.length
     case 'sync-status':
       return message.payload.byteLength
+    case 'auth-token':
+      return message.token.length
+    case 'authenticated':
+      return message.scope.length
+    case 'stateless':
+      return message.payload.length
+    case 'close':
+      return message.reason.length + 1
   }
 }
 

@@ -2,7 +2,7 @@
 // protocol-neutral messages of message.ts and back. Sessions see only messages; each transport
 // decodes at its edge with its peer's codec. Here: the interface and the classic y-websocket codec.
 
-import type { ColloquyError } from '../errors.js'
+import { ColloquyError } from '../errors.js'
 import {
   decodeClassicFrame,
   encodeAuth,
@@ -19,6 +19,8 @@ import {
 export const WireProtocol = {
   /** y-websocket's: one session per socket (named by the URL), one message per frame. */
   Classic: 'classic',
+  /** Hocuspocus': many documents per socket, each frame led by its document name (hocuspocus-codec.ts). */
+  Hocuspocus: 'hocuspocus',
 } as const
 
 export type WireProtocol = (typeof WireProtocol)[keyof typeof WireProtocol]
@@ -38,9 +40,26 @@ export type WireProtocol = (typeof WireProtocol)[keyof typeof WireProtocol]
 export interface WireCodec {
   /** A short name, one per protocol (see {@link WireProtocol}): it names uWS topics and logs. */
   readonly protocol: string
+  /**
+   * True when this protocol has a frame for messages of `type`. A session sends or relays a message
+   * only to peers whose codec carries its type (the classic protocol has no stateless, close or
+   * authenticated message); `encode` throws an `internal` error for a type it does not carry.
+   */
+  carries(type: Message['type']): boolean
   decode(frame: Uint8Array): Message
   encode(message: Message, sessionId: string): Uint8Array
 }
+
+/** The message types the classic (y-websocket) protocol has frames for. */
+const CLASSIC_TYPES: ReadonlySet<Message['type']> = new Set([
+  'sync-step1',
+  'sync-step2',
+  'sync-update',
+  'awareness',
+  'query-awareness',
+  'auth',
+  'sync-status',
+])
 
 /**
  * The y-websocket protocol (PROTOCOL.md), as a {@link WireCodec}.
@@ -54,6 +73,7 @@ export interface WireCodec {
  */
 export const classicCodec: WireCodec = {
   protocol: WireProtocol.Classic,
+  carries: (type) => CLASSIC_TYPES.has(type),
   decode: (frame) => decodeClassicFrame(frame),
   encode(message) {
     if (message.classicFrame !== undefined) return message.classicFrame
@@ -72,6 +92,11 @@ export const classicCodec: WireCodec = {
         return encodeAuth(message.authType, message.reason)
       case 'sync-status':
         return encodeSyncStatusPayload(message.payload)
+      case 'auth-token':
+      case 'authenticated':
+      case 'stateless':
+      case 'close':
+        throw new ColloquyError('internal', `the classic protocol has no ${message.type} message`)
     }
   },
 }

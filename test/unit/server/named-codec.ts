@@ -17,6 +17,7 @@ export function countEncodes(base: WireCodec): CountingCodec {
   let encodes = 0
   return {
     protocol: base.protocol,
+    carries: (type) => base.carries(type),
     decode: (frame) => base.decode(frame),
     encode(message, sessionId) {
       encodes++
@@ -42,6 +43,7 @@ export function frameNamed(sessionId: string, classicFrame: Uint8Array): Uint8Ar
  */
 export const namedCodec: WireCodec = {
   protocol: 'named',
+  carries: (type) => classicCodec.carries(type),
   decode(frame) {
     const decoder = decoding.createDecoder(frame)
     let sessionId: string

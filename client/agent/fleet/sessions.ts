@@ -4,6 +4,7 @@
 // closed when the last one lets go.
 
 import type * as Y from 'yjs'
+import type { Connection } from '../../connection.js'
 import { createSyncClient, type SyncClientOptions } from '../../sync-client.js'
 
 /** What the worker needs of an open session. */
@@ -23,9 +24,9 @@ export interface SessionLease {
 
 /** Opens sessions for a worker. */
 export interface SessionOpener {
-  /** Opens `sessionId`, or shares it if another turn holds it open. */
-  acquire(sessionId: string): SessionLease
-  /** Sessions open now. */
+  /** Opens `sessionId`, or shares it if another turn holds it open (or it is still lingering). */
+  acquire(sessionId: string): Promise<SessionLease>
+  /** Sessions open now (held or lingering). */
   readonly openCount: number
   /** Closes every session. */
   close(): Promise<void>
@@ -36,19 +37,57 @@ export interface SessionHandle extends TurnSession {
   close(): Promise<void>
 }
 
+/** Options of {@link createSharedSessions}. */
+export interface SharedSessionsOptions {
+  /** How long a session nobody holds stays open for the next turn in it (default 1,000 ms; 0 closes at once). */
+  readonly lingerMs?: number
+}
+
 /**
  * A {@link SessionOpener} over any way of opening one session (`open`): shares a session between
- * the turns that hold it and closes it when the last releases it.
+ * the turns that hold it, keeps it open `lingerMs` after the last lets go (a follow-up question in
+ * the same session reuses it), and never opens a session again before its last close finished.
  */
-export function createSharedSessions(open: (sessionId: string) => SessionHandle): SessionOpener {
-  const entries = new Map<string, { handle: SessionHandle; holders: number }>()
+export function createSharedSessions(
+  open: (sessionId: string) => SessionHandle,
+  options: SharedSessionsOptions = {},
+): SessionOpener {
+  const lingerMs = options.lingerMs ?? 1_000
+  interface Entry {
+    readonly handle: SessionHandle
+    holders: number
+    timer?: ReturnType<typeof setTimeout> | undefined
+  }
+  const entries = new Map<string, Entry>()
+  const closing = new Map<string, Promise<void>>()
+  let isClosed = false
+
+  const closeEntry = (sessionId: string, entry: Entry): Promise<void> => {
+    clearTimeout(entry.timer)
+    if (entries.get(sessionId) === entry) entries.delete(sessionId)
+    const done = entry.handle
+      .close()
+      .catch(() => {})
+      .finally(() => {
+        if (closing.get(sessionId) === done) closing.delete(sessionId)
+      })
+    closing.set(sessionId, done)
+    return done
+  }
+
   return {
-    acquire(sessionId) {
+    async acquire(sessionId) {
+      for (let pending = closing.get(sessionId); pending !== undefined; pending = closing.get(sessionId)) {
+        await pending
+      }
+      if (isClosed) throw new Error('the worker sessions are closed')
       let entry = entries.get(sessionId)
       if (entry === undefined) {
         entry = { handle: open(sessionId), holders: 0 }
         entries.set(sessionId, entry)
       }
+      clearTimeout(entry.timer)
+      entry.timer = undefined
       entry.holders++
       const held = entry
       let isReleased = false
@@ -59,8 +98,13 @@ export function createSharedSessions(open: (sessionId: string) => SessionHandle)
           isReleased = true
           held.holders--
           if (held.holders > 0 || entries.get(sessionId) !== held) return
-          entries.delete(sessionId)
-          await held.handle.close()
+          if (lingerMs <= 0) {
+            await closeEntry(sessionId, held)
+            return
+          }
+          held.timer = setTimeout(() => {
+            if (held.holders === 0) void closeEntry(sessionId, held)
+          }, lingerMs)
         },
       }
     },
@@ -68,9 +112,9 @@ export function createSharedSessions(open: (sessionId: string) => SessionHandle)
       return entries.size
     },
     async close() {
-      const all = [...entries.values()]
-      entries.clear()
-      await Promise.all(all.map((entry) => entry.handle.close()))
+      isClosed = true
+      await Promise.all([...entries].map(([sessionId, entry]) => closeEntry(sessionId, entry)))
+      await Promise.all([...closing.values()])
     },
   }
 }
@@ -79,7 +123,10 @@ export function createSharedSessions(open: (sessionId: string) => SessionHandle)
 export type ClientSessionsOptions = Omit<SyncClientOptions, 'sessionId' | 'doc'>
 
 /** A {@link SessionOpener} that opens one sync client (one socket) per session. */
-export function createClientSessions(options: ClientSessionsOptions): SessionOpener {
+export function createClientSessions(
+  options: ClientSessionsOptions,
+  shared: SharedSessionsOptions = {},
+): SessionOpener {
   return createSharedSessions((sessionId) => {
     const client = createSyncClient({ ...options, sessionId })
     return {
@@ -88,5 +135,25 @@ export function createClientSessions(options: ClientSessionsOptions): SessionOpe
       whenFlushed: () => client.whenFlushed(),
       close: () => client.destroy(),
     }
-  })
+  }, shared)
+}
+
+/**
+ * A {@link SessionOpener} over one multiplexed connection (client/connection.ts): every session
+ * of every turn on one socket. The connection is the caller's; {@link SessionOpener.close} closes
+ * the sessions, not the connection.
+ */
+export function createConnectionSessions(
+  connection: Pick<Connection, 'open'>,
+  shared: SharedSessionsOptions = {},
+): SessionOpener {
+  return createSharedSessions((sessionId) => {
+    const handle = connection.open(sessionId)
+    return {
+      doc: handle.doc,
+      whenSynced: () => handle.whenSynced(),
+      whenFlushed: () => handle.whenFlushed(),
+      close: () => handle.close(),
+    }
+  }, shared)
 }

@@ -16,6 +16,7 @@ import {
   setMessageStatus,
 } from '../../../shared/conversation/index.js'
 import type { ClaimedTurn, Turn } from '../../../shared/turns/index.js'
+import { type Connection, createConnection } from '../../connection.js'
 import type { WebSocketLikeConstructor } from '../../websocket.js'
 import { promptContext } from '../conversation-view.js'
 import type { GenerateContext, Model } from '../model.js'
@@ -28,7 +29,7 @@ import {
   pause,
 } from '../model-call.js'
 import { recordModelEvent } from '../tool-messages.js'
-import { createClientSessions, type SessionOpener, type TurnSession } from './sessions.js'
+import { createConnectionSessions, type SessionOpener, type TurnSession } from './sessions.js'
 import { createTurnsClient, TurnsApiError, type TurnsClient } from './turns-client.js'
 
 /** The id of the answer message of a turn: derived, so a turn has exactly one answer in its session. */
@@ -81,7 +82,10 @@ export interface WorkerOptions {
   readonly instanceId?: string
   /** The WebSocket class for the default sessions (in Node: `ws`, see client/agent/node.ts). */
   readonly WebSocket?: WebSocketLikeConstructor
-  /** How sessions are opened (default: a sync client per session; pass a multiplexed one). */
+  /**
+   * How sessions are opened (default: one multiplexed connection to `url` for every session,
+   * closed by `stop()`; `createClientSessions` opens a socket per session instead).
+   */
   readonly sessions?: SessionOpener
   /** The turns API (default: HTTP on `url`). */
   readonly turns?: TurnsClient
@@ -150,13 +154,16 @@ export function createWorker(options: WorkerOptions): Worker {
   const token = options.token
   const turns =
     options.turns ?? createTurnsClient({ url: options.url, ...(token === undefined ? {} : { token }) })
-  const sessions =
-    options.sessions ??
-    createClientSessions({
-      url: options.url,
-      ...(options.WebSocket === undefined ? {} : { WebSocket: options.WebSocket }),
-      ...(token === undefined ? {} : { token: typeof token === 'string' ? () => token : token }),
-    })
+  // By default every session of every turn goes over one multiplexed connection.
+  const connection =
+    options.sessions === undefined
+      ? createConnection({
+          url: options.url,
+          ...(options.WebSocket === undefined ? {} : { WebSocket: options.WebSocket }),
+          ...(token === undefined ? {} : { token }),
+        })
+      : undefined
+  const sessions = options.sessions ?? createConnectionSessions(connection as Connection)
   const listeners = new Set<(event: WorkerEvent) => void>()
   const emit = (event: WorkerEvent): void => {
     for (const listener of listeners) {
@@ -239,7 +246,25 @@ export function createWorker(options: WorkerOptions): Worker {
       }
     })()
 
-    const held = sessions.acquire(turn.sessionId)
+    let held: Awaited<ReturnType<SessionOpener['acquire']>>
+    try {
+      held = await sessions.acquire(turn.sessionId)
+    } catch (error) {
+      onError(error)
+      abort.abort()
+      stopping.signal.removeEventListener('abort', onStopping)
+      await renewing
+      await settle(() =>
+        turns.fail(turn.id, {
+          leaseId,
+          reason: 'worker-stopped',
+          reasonText: 'the worker stopped',
+          retry: true,
+        }),
+      )
+      emit({ type: 'released', turn, reason: 'worker-stopped' })
+      return
+    }
     const { session } = held
     const doc = session.doc
     let answerId: string | undefined
@@ -484,6 +509,7 @@ export function createWorker(options: WorkerOptions): Worker {
       await claiming
       await Promise.all([...active.values()])
       await sessions.close()
+      await connection?.destroy()
     },
   }
 }

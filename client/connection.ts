@@ -12,7 +12,7 @@ import {
 } from '../shared/protocol/hocuspocus-codec.js'
 import type { AuthScope, Message, MessageBody } from '../shared/protocol/message.js'
 import { isValidSessionId } from '../shared/session-id.js'
-import { type BackoffOptions, backoffDelay, resolveBackoff } from './backoff.js'
+import { type BackoffOptions, backoffDelay, maxBackoffDelay, resolveBackoff } from './backoff.js'
 import type { OfflineCache } from './offline-cache.js'
 import {
   AckMode,
@@ -22,7 +22,7 @@ import {
   type SyncClient,
 } from './session-core.js'
 import { createSocketLoop } from './socket-loop.js'
-import type { ConnectionStatus, StatusEvent } from './status.js'
+import { type CloseVerdict, type ConnectionStatus, classifyClose, type StatusEvent } from './status.js'
 import { pickWebSocket } from './sync-client.js'
 import type { WebSocketLikeConstructor } from './websocket.js'
 
@@ -236,13 +236,14 @@ export function createConnection(options: ConnectionOptions): Connection {
     })()
   }
 
-  /** Takes the session off the socket and tries again after a backoff delay. */
-  function retry(entry: Entry, reason: string, closeCode?: number): void {
+  /** Takes the session off the socket and tries again after a backoff delay (the longest after a policy refusal). */
+  function retry(entry: Entry, reason: string, verdict?: CloseVerdict): void {
     if (entry.syncedAt !== undefined && Date.now() - entry.syncedAt >= backoff.resetAfterMs) entry.attempt = 0
     entry.syncedAt = undefined
     leave(entry)
     entry.attempt++
-    const retryInMs = backoffDelay(entry.attempt, backoff)
+    const retryInMs =
+      verdict?.isPolicy === true ? maxBackoffDelay(backoff) : backoffDelay(entry.attempt, backoff)
     entry.timer = setTimeout(() => {
       entry.timer = undefined
       authenticate(entry)
@@ -250,7 +251,8 @@ export function createConnection(options: ConnectionOptions): Connection {
     entry.core.setStatus({
       status: 'offline',
       reason,
-      ...(closeCode === undefined ? {} : { closeCode }),
+      ...(verdict === undefined ? {} : { closeCode: verdict.closeCode }),
+      ...(verdict?.errorCode === undefined ? {} : { errorCode: verdict.errorCode }),
       retryInMs,
       attempt: entry.attempt,
     })
@@ -262,12 +264,26 @@ export function createConnection(options: ConnectionOptions): Connection {
     retry(entry, reason)
   }
 
-  function refuse(entry: Entry, reason: string): void {
+  /**
+   * The server refused the session's token or closed the session: with a code retrying cannot
+   * change (44xx), the session stops until its handle's connect(); otherwise it is retried.
+   */
+  function refused(entry: Entry, reason: string, isDenial: boolean): void {
+    const verdict = refusalVerdict(reason, isDenial)
+    if (verdict.isRetryable) {
+      retry(entry, verdict.reason, verdict)
+      return
+    }
     leave(entry)
     entry.phase = Phase.Refused
     entry.isWanted = false
-    entry.core.setStatus({ status: 'error', reason, closeCode: CloseCode.Forbidden, errorCode: 'forbidden' })
-    entry.core.denied(reason)
+    entry.core.setStatus({
+      status: 'error',
+      reason: verdict.reason,
+      closeCode: verdict.closeCode,
+      ...(verdict.errorCode === undefined ? {} : { errorCode: verdict.errorCode }),
+    })
+    if (isDenial) entry.core.denied(verdict.reason)
   }
 
   function receive(frame: Uint8Array): void {
@@ -306,11 +322,11 @@ export function createConnection(options: ConnectionOptions): Connection {
         return
       case 'auth':
         // Before authentication: the token is refused. After: a write refused (a read-only scope).
-        if (entry.phase === Phase.Authenticating) refuse(entry, message.reason)
+        if (entry.phase === Phase.Authenticating) refused(entry, message.reason, true)
         else entry.core.receive(message)
         return
       case 'close':
-        retry(entry, message.reason.length > 0 ? message.reason : 'closed by the server')
+        refused(entry, message.reason, false)
         return
       default:
         if (entry.phase !== Phase.Open) return
@@ -450,6 +466,19 @@ export function createConnection(options: ConnectionOptions): Connection {
       loop.destroy('connection destroyed')
     },
   }
+}
+
+/**
+ * Reads a refusal or close reason of the server's Hocuspocus endpoint, `<close code> <reason>`
+ * (PROTOCOL.md), with the shared close-code table. A reason without a code is a permission denied
+ * (4403) when it refuses a token, and a retryable close otherwise.
+ */
+export function refusalVerdict(text: string, isDenial: boolean): CloseVerdict {
+  const match = /^(\d{4}) (.*)$/s.exec(text)
+  if (match !== null) return classifyClose(Number(match[1]), match[2] ?? '')
+  const reason = text.length > 0 ? text : isDenial ? 'permission denied' : 'closed by the server'
+  if (isDenial) return classifyClose(CloseCode.Forbidden, reason)
+  return { closeCode: CloseCode.Normal, reason, isRetryable: true }
 }
 
 /** Builds `base/<path>?params`. */

@@ -93,6 +93,18 @@ export interface ServerConfig extends Limits {
   readonly metricsToken?: string
   /** HTTP request bodies (imports) read at once; more are refused with 429 (0: no cap). */
   readonly maxConcurrentUploads: number
+  /**
+   * Documents one Hocuspocus socket (`/hocuspocus`) may have open or authenticating at once; one more
+   * is refused with a permission-denied message (reason `4531 too many documents on this socket`).
+   * 0: no cap.
+   */
+  readonly maxDocumentsPerSocket: number
+  /**
+   * Documents one Hocuspocus socket may open per second, sustained (the burst is
+   * `maxDocumentsPerSocket`, or 1,000 without a cap); past it an open is refused with a
+   * permission-denied message (reason `4529 …`). 0: no limit.
+   */
+  readonly documentOpensPerSecond: number
 }
 
 const MiB = 1024 * 1024
@@ -128,6 +140,8 @@ export const DEFAULT_CONFIG: ServerConfig = {
   trustProxy: [],
   maxTokenLifetimeS: 30 * 24 * 3_600,
   maxConcurrentUploads: 4,
+  maxDocumentsPerSocket: 1_000,
+  documentOpensPerSecond: 100,
   ...DEFAULT_LIMITS,
 }
 
@@ -179,6 +193,12 @@ const OPTIONS = {
   maxTokenLifetimeS: { flag: 'max-token-lifetime-s', env: 'MAX_TOKEN_LIFETIME_S', kind: 'count' },
   metricsToken: { flag: 'metrics-token', env: 'METRICS_TOKEN', kind: 'secret' },
   maxConcurrentUploads: { flag: 'max-concurrent-uploads', env: 'MAX_CONCURRENT_UPLOADS', kind: 'count' },
+  maxDocumentsPerSocket: { flag: 'max-documents-per-socket', env: 'MAX_DOCUMENTS_PER_SOCKET', kind: 'count' },
+  documentOpensPerSecond: {
+    flag: 'document-opens-per-second',
+    env: 'DOCUMENT_OPENS_PER_SECOND',
+    kind: 'count',
+  },
   updatesPerSecond: { flag: 'updates-per-second', env: 'UPDATES_PER_SECOND', kind: 'count' },
   updatesBurst: { flag: 'updates-burst', env: 'UPDATES_BURST', kind: 'count' },
   updateBytesPerSecond: { flag: 'update-bytes-per-second', env: 'UPDATE_BYTES_PER_SECOND', kind: 'count' },

@@ -4,6 +4,7 @@
 import path from 'node:path'
 import { ColloquyError } from '../shared/errors.js'
 import { CloseCode } from '../shared/protocol/close-codes.js'
+import { AuthScope } from '../shared/protocol/message.js'
 import { type AccessClaims, anonymousClaims, createTokenVerifier, hasRole, isInScope } from './auth/tokens.js'
 import { createInlineMerger, type Merger } from './compaction/merge.js'
 import { type CompactionScheduler, createCompactionScheduler } from './compaction/scheduler.js'
@@ -23,9 +24,11 @@ import { openLeveldbStore } from './persistence/leveldb-store.js'
 import { createMemoryStore } from './persistence/memory-store.js'
 import type { Store } from './persistence/store.js'
 import { createWriteQueue, type WriteQueue } from './persistence/write-queue.js'
+import type { Peer } from './session/peer.js'
 import { createSessionRegistry, type SessionRegistry } from './session/registry.js'
+import { AUTH_DEADLINE_MS, createHocuspocusMux } from './transport/hocuspocus-mux.js'
 import { loadNativeUws } from './transport/uws.js'
-import { createUwsTransport } from './transport/uws-transport.js'
+import { type Admission, type ConnectionHandler, createUwsTransport } from './transport/uws-transport.js'
 
 /** How long shutdown waits after closing sockets before the process may exit (ms). */
 const SHUTDOWN_LINGER_MS = 200
@@ -192,6 +195,87 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
 
   const isReady = (): boolean => !isClosing && !writeQueue.isFailing
 
+  const refuse = (error: ColloquyError): { readonly error: ColloquyError } => {
+    metrics.upgradesRefused.inc({ reason: error.code })
+    return { error }
+  }
+  /** The checks every socket passes at its upgrade, whatever its protocol: origin, shutdown, attempts. */
+  const admitSocket = (
+    request: {
+      readonly remote: string
+      readonly host?: string | undefined
+      readonly origin?: string | undefined
+    },
+    sessionId: string | undefined,
+  ): ColloquyError | undefined => {
+    const { remote, host, origin } = request
+    const originRefusal = originPolicy.refusal({ host, origin })
+    if (originRefusal !== undefined) {
+      logger.warn({ remote, session: sessionId, host, origin, reason: originRefusal }, 'upgrade refused')
+      return new ColloquyError('forbidden', originRefusal)
+    }
+    if (isClosing) return new ColloquyError('shutting-down')
+    if (!attempts.attempt(remote, Date.now())) {
+      return new ColloquyError('too-many-connections', 'too many connection attempts from this address')
+    }
+    return undefined
+  }
+  /** A token's claims on one session (a classic socket's, or one document of a Hocuspocus socket). */
+  const authorizeSession = async (sessionId: string, token: string | undefined): Promise<Admission> => {
+    let claims: AccessClaims
+    if (verifier === undefined) claims = anonymousClaims()
+    else {
+      try {
+        claims = await verifier.verify(token)
+      } catch (error) {
+        return { error: error instanceof ColloquyError ? error : new ColloquyError('unauthorized') }
+      }
+      if (!isInScope(claims, sessionId)) {
+        return { error: new ColloquyError('forbidden', 'token not valid for this session') }
+      }
+    }
+    const full = sessions.admission(sessionId)
+    return full === undefined ? { admitted: claims } : { error: full }
+  }
+  /** Attaches an admitted peer (a classic socket, or one document of a Hocuspocus socket) to its session. */
+  const accept = (sessionId: string, peer: Peer, admitted: unknown): ConnectionHandler => {
+    const claims = admitted as AccessClaims
+    const now = Date.now()
+    const policy = {
+      canWrite: hasRole(claims.role, 'write'),
+      peerId: claims.peerId,
+      updates: createTokenBucket(config.updatesPerSecond, config.updatesBurst, now),
+      updateBytes: createTokenBucket(config.updateBytesPerSecond, config.updateBytesBurst, now),
+      awareness: createTokenBucket(config.awarenessPerSecond, config.awarenessBurst, now),
+    }
+    const { session, connection } = sessions.connect(sessionId, peer, policy)
+    metrics.connectionsOpened.inc()
+    logger.debug(
+      { session: sessionId, peer: peer.id, peerId: claims.peerId, role: claims.role, remote: peer.remote },
+      'connection opened',
+    )
+    // A token that expires mid-session ends the connection with a code the client answers by
+    // refreshing its token and reconnecting.
+    let expiry: NodeJS.Timeout | undefined
+    if (Number.isFinite(claims.expiresAt)) {
+      const expired = new ColloquyError('token-expired')
+      expiry = setTimeout(
+        () => connection.close(expired.info.closeCode, expired.info.reason),
+        Math.min(Math.max(0, claims.expiresAt - now), 2 ** 31 - 1),
+      )
+    }
+    return {
+      receive: (message) => session.receive(connection, message),
+      refuse: (error) => session.refuse(connection, error),
+      closed: (code) => {
+        clearTimeout(expiry)
+        metrics.connectionsClosed.inc({ code: String(code) })
+        logger.debug({ session: sessionId, peer: peer.id, code }, 'connection closed')
+        session.detach(connection)
+      },
+    }
+  }
+
   transport = await createUwsTransport({
     uws,
     host: config.host,
@@ -201,73 +285,39 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
     logger,
     clientAddressOf,
     async admit({ sessionId, query, remote, host, origin }) {
-      const refuse = (error: ColloquyError) => {
-        metrics.upgradesRefused.inc({ reason: error.code })
-        return { error }
-      }
-      const originRefusal = originPolicy.refusal({ host, origin })
-      if (originRefusal !== undefined) {
-        logger.warn({ remote, session: sessionId, host, origin, reason: originRefusal }, 'upgrade refused')
-        return refuse(new ColloquyError('forbidden', originRefusal))
-      }
-      if (isClosing) return refuse(new ColloquyError('shutting-down'))
-      if (!attempts.attempt(remote, Date.now())) {
-        return refuse(
-          new ColloquyError('too-many-connections', 'too many connection attempts from this address'),
-        )
-      }
-      let claims: AccessClaims
-      if (verifier === undefined) claims = anonymousClaims()
-      else {
-        try {
-          claims = await verifier.verify(query.get('token') ?? undefined)
-        } catch (error) {
-          return refuse(error instanceof ColloquyError ? error : new ColloquyError('unauthorized'))
-        }
-        if (!isInScope(claims, sessionId))
-          return refuse(new ColloquyError('forbidden', 'token not valid for this session'))
-      }
-      const full = sessions.admission(sessionId)
-      if (full !== undefined) return refuse(full)
-      return { admitted: claims }
+      const refusal = admitSocket({ remote, host, origin }, sessionId)
+      if (refusal !== undefined) return refuse(refusal)
+      const admission = await authorizeSession(sessionId, query.get('token') ?? undefined)
+      return 'error' in admission ? refuse(admission.error) : admission
     },
-    accept(sessionId, peer, admitted) {
-      const claims = admitted as AccessClaims
-      const now = Date.now()
-      const policy = {
-        canWrite: hasRole(claims.role, 'write'),
-        peerId: claims.peerId,
-        updates: createTokenBucket(config.updatesPerSecond, config.updatesBurst, now),
-        updateBytes: createTokenBucket(config.updateBytesPerSecond, config.updateBytesBurst, now),
-        awareness: createTokenBucket(config.awarenessPerSecond, config.awarenessBurst, now),
-      }
-      const { session, connection } = sessions.connect(sessionId, peer, policy)
-      metrics.connectionsOpened.inc()
-      logger.debug(
-        { session: sessionId, peer: peer.id, peerId: claims.peerId, role: claims.role, remote: peer.remote },
-        'connection opened',
-      )
-      // A token that expires mid-session ends the connection with a code the client answers by
-      // refreshing its token and reconnecting.
-      let expiry: NodeJS.Timeout | undefined
-      if (Number.isFinite(claims.expiresAt)) {
-        const expired = new ColloquyError('token-expired')
-        expiry = setTimeout(
-          () => connection.close(expired.info.closeCode, expired.info.reason),
-          Math.min(Math.max(0, claims.expiresAt - now), 2 ** 31 - 1),
-        )
-      }
-      return {
-        receive: (message) => session.receive(connection, message),
-        refuse: (error) => session.refuse(connection, error),
-        closed: (code) => {
-          clearTimeout(expiry)
-          metrics.connectionsClosed.inc({ code: String(code) })
-          logger.debug({ session: sessionId, peer: peer.id, code }, 'connection closed')
-          session.detach(connection)
-        },
-      }
+    hocuspocus: {
+      // The socket passes the same origin, shutdown and attempt checks; tokens come per document.
+      admit({ remote, host, origin }) {
+        const refusal = admitSocket({ remote, host, origin }, undefined)
+        return refusal === undefined ? { admitted: undefined } : refuse(refusal)
+      },
+      open: (socket) =>
+        createHocuspocusMux(socket, {
+          logger,
+          authenticate: (sessionId, token) =>
+            isClosing
+              ? { error: new ColloquyError('shutting-down') }
+              : authorizeSession(sessionId, token.length > 0 ? token : undefined),
+          scopeOf: (admitted) =>
+            hasRole((admitted as AccessClaims).role, 'write') ? AuthScope.ReadWrite : AuthScope.ReadOnly,
+          accept,
+          maxDocuments: config.maxDocumentsPerSocket,
+          opensPerSecond: config.documentOpensPerSecond,
+          maxQueuedMessages: config.maxLoadingQueueMessages,
+          maxQueuedBytes: config.maxLoadingQueueBytes,
+          authDeadlineMs: AUTH_DEADLINE_MS,
+          observer: {
+            documentRefused: (code) => metrics.upgradesRefused.inc({ reason: code }),
+            unknownMessage: () => metrics.sessionObserver.unknownMessage?.(),
+          },
+        }),
     },
+    accept,
     http: createRouter({
       routes: [
         ...healthRoutes(isReady, () => isClosing),

@@ -52,6 +52,8 @@ export interface SessionObserver {
   awarenessForged?(entries: number): void
   /** A frame of a message type the server does not know was ignored. */
   unknownMessage?(): void
+  /** A stateless message was relayed (frame size in bytes; 0 when no peer's protocol carries it). */
+  statelessRelayed?(bytes: number): void
 }
 
 /** What a session is given by its registry. */
@@ -451,7 +453,32 @@ export class Session {
       case 'sync-status':
         this.acknowledge(connection, message)
         return
+      case 'stateless':
+        this.relayStateless(connection, message)
+        return
+      case 'auth-token':
+      case 'authenticated':
+      case 'close':
+        // Per-document auth and close are the business of the protocol's edge (hocuspocus-mux.ts).
+        return
     }
+  }
+
+  /**
+   * Relays a stateless message to the session's other peers whose protocol carries it (Hocuspocus'),
+   * never stored. It is an ephemeral signal like presence: the awareness size and rate limits apply.
+   */
+  private relayStateless(connection: Connection, message: Message & { readonly type: 'stateless' }): void {
+    const { maxAwarenessBytes } = this.ctx.limits
+    const bytes = message.payload.length
+    if (maxAwarenessBytes !== undefined && maxAwarenessBytes > 0 && bytes > maxAwarenessBytes) {
+      throw new ColloquyError('awareness-limit', `stateless message of ${bytes} characters`)
+    }
+    if (connection.policy?.awareness.take(1, this.ctx.now()) === false) {
+      throw new ColloquyError('awareness-limit', 'stateless message rate exceeded')
+    }
+    const size = this.ctx.topic.publish(message, connection.peer)
+    this.ctx.observer?.statelessRelayed?.(size)
   }
 
   /**

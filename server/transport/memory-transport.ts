@@ -83,7 +83,7 @@ export function createMemoryTopics(): TopicFactory {
         const frames = new Map<WireCodec, Uint8Array>()
         let size = 0
         for (const peer of [...subscribers()]) {
-          if (peer === except) continue
+          if (peer === except || !peer.codec.carries(message.type)) continue
           if (!(peer instanceof MemoryPeer)) {
             peer.send(message)
             continue

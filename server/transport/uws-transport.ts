@@ -4,16 +4,19 @@
 // session's business.
 
 import { ColloquyError, toColloquyError } from '../../shared/errors.js'
+import { hocuspocusCodec } from '../../shared/protocol/hocuspocus-codec.js'
 import type { Message } from '../../shared/protocol/message.js'
 import { classicCodec, type WireCodec } from '../../shared/protocol/wire-codec.js'
 import { isValidSessionId } from '../../shared/session-id.js'
 import { type ClientAddressOf, createClientAddressOf } from '../http/client-address.js'
 import type { Logger } from '../observability/log.js'
 import { type MessageHandler, type Peer, receiveFrame, type Topic } from '../session/peer.js'
+import type { DocumentPeerHooks, MuxSocket, SocketHandler } from './hocuspocus-mux.js'
 import type { Uws } from './uws.js'
 
 type UwsApp = ReturnType<Uws['App']>
 type UwsSocket = import('@trufflesuite/uws-js-unofficial').WebSocket<SocketData>
+type MuxUwsSocket = import('@trufflesuite/uws-js-unofficial').WebSocket<MuxSocketData>
 type UwsListenSocket = import('@trufflesuite/uws-js-unofficial').us_listen_socket
 type UwsHttpResponse = import('@trufflesuite/uws-js-unofficial').HttpResponse
 type UwsHttpRequest = import('@trufflesuite/uws-js-unofficial').HttpRequest
@@ -37,6 +40,23 @@ export interface UpgradeRequest {
   /** The `Host` and `Origin` headers, when sent (checked against the origin policy). */
   readonly host?: string
   readonly origin?: string
+}
+
+/** An upgrade request to the Hocuspocus path: no session in the URL (each frame names its document). */
+export type SocketUpgradeRequest = Omit<UpgradeRequest, 'sessionId'>
+
+/**
+ * The path of the Hocuspocus protocol: `/hocuspocus`, or anything under `/hocuspocus/` (providers
+ * often append a document or app name; it is ignored: every frame names its document).
+ */
+export const HOCUSPOCUS_PATH = '/hocuspocus'
+
+/** How the transport serves the Hocuspocus protocol on {@link HOCUSPOCUS_PATH}. */
+export interface HocuspocusEndpoint {
+  /** Decides on the socket's upgrade (origin, shutdown, attempts): tokens come per document. */
+  readonly admit: (request: SocketUpgradeRequest) => Admission | Promise<Admission>
+  /** The handler of one accepted socket: its frames and its close (see hocuspocus-mux.ts). */
+  readonly open: (socket: MuxSocket, admitted: unknown) => SocketHandler
 }
 
 /** The answer to an upgrade request. */
@@ -74,6 +94,8 @@ export interface UwsTransportOptions {
    * error is answered with its HTTP status; anything else is handed to `accept` as `admitted`.
    */
   readonly admit: (request: UpgradeRequest) => Admission | Promise<Admission>
+  /** Serves the Hocuspocus protocol on {@link HOCUSPOCUS_PATH} (absent: that path is a session id). */
+  readonly hocuspocus?: HocuspocusEndpoint
   /** Every plain HTTP request (not an upgrade) goes here: the router of server/http/router.ts. */
   readonly http: (res: UwsHttpResponse, req: UwsHttpRequest) => void
 }
@@ -98,18 +120,33 @@ interface SocketData {
   handler?: ConnectionHandler
 }
 
+interface MuxSocketData {
+  remote: string
+  admitted: unknown
+  owner?: UwsPeer
+  handler?: SocketHandler
+}
+
 let nextPeerId = 1
+
+/** The uWS topic of one session and protocol: its subscribers all take the same bytes. */
+function topicName(codec: WireCodec, sessionId: string): string {
+  return `${codec.protocol}/${sessionId}`
+}
 
 /** A Peer over one uWS socket. After the socket closes every call is a no-op. */
 class UwsPeer implements Peer {
   readonly id = nextPeerId++
   readonly remote: string
-  readonly socket: UwsSocket
+  readonly socket: UwsSocket | MuxUwsSocket
   readonly codec: WireCodec
   readonly sessionId: string
   isClosed = false
 
-  constructor(socket: UwsSocket, options: { remote: string; codec: WireCodec; sessionId: string }) {
+  constructor(
+    socket: UwsSocket | MuxUwsSocket,
+    options: { remote: string; codec: WireCodec; sessionId: string },
+  ) {
     this.socket = socket
     this.remote = options.remote
     this.codec = options.codec
@@ -130,6 +167,35 @@ class UwsPeer implements Peer {
     this.isClosed = true
     // Corked, so the close frame is written now even when called outside a uWS callback.
     this.socket.cork(() => this.socket.end(code, reason))
+  }
+}
+
+/**
+ * One document of a Hocuspocus socket, as its session sees it: sends carry the document's name;
+ * `close` leaves the socket open (the multiplexer tells the provider) and unsubscribes the socket
+ * from the session's topic. `owner` stands for the socket: once it is closed, so is this peer.
+ */
+class DocumentPeer extends UwsPeer {
+  private readonly owner: UwsPeer
+  private readonly hooks: DocumentPeerHooks
+
+  constructor(owner: UwsPeer, documentName: string, hooks: DocumentPeerHooks) {
+    super(owner.socket, { remote: owner.remote, codec: hocuspocusCodec, sessionId: documentName })
+    this.owner = owner
+    this.hooks = hooks
+  }
+
+  override send(message: Message): void {
+    if (this.isClosed || this.owner.isClosed) return
+    const outgoing = this.hooks.outgoing(message)
+    if (outgoing !== undefined) super.send(outgoing)
+  }
+
+  override close(code: number, reason: string): void {
+    if (this.isClosed) return
+    this.isClosed = true
+    if (!this.owner.isClosed) this.socket.unsubscribe(topicName(this.codec, this.sessionId))
+    this.hooks.closed(code, reason)
   }
 }
 
@@ -186,6 +252,134 @@ export function createUwsTransport(options: UwsTransportOptions): Promise<UwsTra
   const clientAddressOf = options.clientAddressOf ?? createClientAddressOf([])
   const codec = options.codec ?? classicCodec
   let connectionCount = 0
+
+  const hocuspocus = options.hocuspocus
+  if (hocuspocus !== undefined) {
+    // Registered before '/*': uWS prefers the more specific route, so these paths are never a session id.
+    const behavior: Parameters<UwsApp['ws']>[1] = {
+      maxPayloadLength: options.maxMessageBytes,
+      maxBackpressure: options.maxBackpressureBytes,
+      closeOnBackpressureLimit: 1,
+      idleTimeout: 120,
+      sendPingsAutomatically: true,
+      compression: uws.DISABLED,
+
+      upgrade(res, req, context) {
+        // Everything is read before returning: uWS request objects die with this callback.
+        const key = req.getHeader('sec-websocket-key')
+        const protocol = req.getHeader('sec-websocket-protocol')
+        const extensions = req.getHeader('sec-websocket-extensions')
+        const query = req.getQuery() ?? ''
+        const host = req.getHeader('host')
+        const origin = req.getHeader('origin')
+        const forwardedFor = req.getHeader('x-forwarded-for')
+        const remote = clientAddressOf(
+          textOf(res.getRemoteAddressAsText()),
+          forwardedFor.length > 0 ? forwardedFor : undefined,
+        )
+        let isAborted = false
+        res.onAborted(() => {
+          isAborted = true
+        })
+        const finish = (admission: Admission): void => {
+          if (isAborted) return
+          res.cork(() => {
+            if ('error' in admission) {
+              const { httpStatus } = admission.error.info
+              logger.info({ remote, path: HOCUSPOCUS_PATH, code: admission.error.code }, 'upgrade refused')
+              res
+                .writeStatus(`${httpStatus} ${STATUS_TEXT[httpStatus] ?? 'Refused'}`)
+                .end(admission.error.message)
+              return
+            }
+            res.upgrade<MuxSocketData>(
+              { remote, admitted: admission.admitted },
+              key,
+              protocol,
+              extensions,
+              context,
+            )
+          })
+        }
+        try {
+          const admission = hocuspocus.admit({
+            query: new URLSearchParams(query),
+            remote,
+            ...(host.length > 0 ? { host } : {}),
+            ...(origin.length > 0 ? { origin } : {}),
+          })
+          if (admission instanceof Promise) {
+            admission.then(finish, (error: unknown) => finish({ error: toColloquyError(error) }))
+          } else {
+            finish(admission)
+          }
+        } catch (error) {
+          finish({ error: toColloquyError(error) })
+        }
+      },
+
+      open(socket) {
+        const ws = socket as MuxUwsSocket
+        const data = ws.getUserData()
+        // The socket itself, as a peer of no session: it tracks the socket's state and ends it.
+        const owner = new UwsPeer(ws, { remote: data.remote, codec: hocuspocusCodec, sessionId: '' })
+        data.owner = owner
+        connectionCount++
+        const muxSocket: MuxSocket = {
+          remote: data.remote,
+          sendFrame(frame) {
+            if (!owner.isClosed) ws.cork(() => ws.send(frame, true))
+          },
+          end: (code, reason) => owner.close(code, reason),
+          documentPeer: (documentName, hooks) => new DocumentPeer(owner, documentName, hooks),
+        }
+        try {
+          data.handler = hocuspocus.open(muxSocket, data.admitted)
+        } catch (error) {
+          logger.error({ err: error, remote: data.remote }, 'accepting a hocuspocus socket failed')
+          owner.close(1011, 'internal error')
+        }
+      },
+
+      message(socket, message, isBinary) {
+        const data = (socket as MuxUwsSocket).getUserData()
+        const owner = data.owner
+        if (owner === undefined || owner.isClosed) return
+        if (!isBinary) {
+          const error = new ColloquyError('text-frame')
+          logger.warn({ remote: owner.remote, path: HOCUSPOCUS_PATH }, 'connection closed: text frame')
+          owner.close(error.info.closeCode, error.info.reason)
+          return
+        }
+        // Copied like a classic frame: decoded messages are views that sessions keep.
+        const frame = copyFrame(message)
+        try {
+          data.handler?.receive(frame)
+        } catch (error) {
+          logger.error({ err: error, remote: owner.remote }, 'handling a hocuspocus frame failed')
+          owner.close(1011, 'internal error')
+        }
+      },
+
+      close(socket, code, message) {
+        const data = (socket as MuxUwsSocket).getUserData()
+        connectionCount--
+        const wasClosedByUs = data.owner?.isClosed === true
+        if (data.owner !== undefined) data.owner.isClosed = true
+        if (!wasClosedByUs && code === 1006) {
+          const reason = textOf(message)
+          if (reason.length > 0) logger.warn({ remote: data.remote, reason }, 'connection dropped')
+        }
+        try {
+          data.handler?.closed(code)
+        } catch (error) {
+          logger.error({ err: error, remote: data.remote }, 'closing a hocuspocus socket failed')
+        }
+      },
+    }
+    app.ws(HOCUSPOCUS_PATH, behavior)
+    app.ws(`${HOCUSPOCUS_PATH}/*`, behavior)
+  }
 
   app.ws<SocketData>('/*', {
     maxPayloadLength: options.maxMessageBytes,
@@ -362,7 +556,7 @@ export function createUwsTransport(options: UwsTransportOptions): Promise<UwsTra
           const nameFor = (peerCodec: WireCodec): string => {
             let name = protocols.get(peerCodec)
             if (name === undefined) {
-              name = `${peerCodec.protocol}/${sessionId}`
+              name = topicName(peerCodec, sessionId)
               protocols.set(peerCodec, name)
               first ??= { codec: peerCodec, name }
             }
@@ -379,6 +573,8 @@ export function createUwsTransport(options: UwsTransportOptions): Promise<UwsTra
             publish(message, except) {
               if (first === undefined) return 0
               if (protocols.size === 1) {
+                // A message only some protocols carry (stateless) skips the others' topics.
+                if (!first.codec.carries(message.type)) return 0
                 const frame = first.codec.encode(message, sessionId)
                 publishFrame(first.name, first.codec, frame, except)
                 return frame.byteLength
@@ -386,7 +582,7 @@ export function createUwsTransport(options: UwsTransportOptions): Promise<UwsTra
               let size = 0
               for (const [topicCodec, name] of protocols) {
                 // Encode only for the protocols someone still listens on.
-                if (app.numSubscribers(name) === 0) continue
+                if (app.numSubscribers(name) === 0 || !topicCodec.carries(message.type)) continue
                 const frame = topicCodec.encode(message, sessionId)
                 size = Math.max(size, frame.byteLength)
                 publishFrame(name, topicCodec, frame, except)

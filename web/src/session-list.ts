@@ -1,14 +1,16 @@
 // The session list: create a session (by name), open one, see what the server stores, delete one.
 // Listing and deleting need the admin role (open on loopback without a secret): the Delete buttons
 // appear only when the listing succeeded; without it, sessions open by name. Each row shows the
-// session's last message and its time, and "new" when messages came since this browser showed it;
-// the list refreshes itself every few seconds while visible, fetching only sessions that changed.
+// session's last message and its time, "new" when messages came since this browser showed it, and
+// "replying…" while an answer streams: live, through one multiplexed connection for every previewed
+// session (live-previews.ts). The listing itself refreshes every few seconds while visible.
 
 import { createHistoryClient, HistoryError, type ListedSession } from '../../client/index.js'
 import type { Author } from '../../shared/conversation/index.js'
 import { isValidSessionId } from '../../shared/session-id.js'
 import { formatTime, h, setText } from './dom.js'
 import { pageToken, saveIdentity } from './identity.js'
+import { createLivePreviews, type LivePreview } from './live-previews.js'
 import { forgetSeen, seenCount } from './seen.js'
 
 /** Options of {@link mountSessionList}. */
@@ -22,7 +24,7 @@ export interface SessionListOptions {
 
 /** How often the list asks the server what changed while it is visible. */
 const REFRESH_MS = 4_000
-/** Previews are fetched for at most this many sessions (the most recently updated). */
+/** Previews are live for at most this many sessions (the most recently updated). */
 const MAX_PREVIEWS = 30
 const EMPTY_LIST = 'No sessions yet: create one above.'
 /** The longest preview of a message, in characters. */
@@ -34,8 +36,7 @@ interface SessionRow {
   readonly figures: HTMLSpanElement
   readonly preview: HTMLParagraphElement
   readonly badge: HTMLSpanElement
-  /** The lastSeq the preview was fetched at. */
-  previewSeq: number | undefined
+  readonly streaming: HTMLSpanElement
   isConfirming: boolean
 }
 
@@ -211,12 +212,14 @@ export function mountSessionList(root: HTMLElement, options: SessionListOptions)
     const badge = h('span', { class: 'session-new' }, 'new')
     badge.hidden = true
     const preview = h('p', { class: 'session-preview' })
+    const streaming = h('span', { class: 'session-streaming', 'aria-live': 'polite' })
     const row: SessionRow = {
       item: h(
         'li',
         { 'data-session-id': sessionId },
         h('a', { href: `#/s/${encodeURIComponent(sessionId)}`, 'data-session-id': sessionId }, sessionId),
         badge,
+        streaming,
         figures,
         actions,
         preview,
@@ -224,7 +227,7 @@ export function mountSessionList(root: HTMLElement, options: SessionListOptions)
       figures,
       preview,
       badge,
-      previewSeq: undefined,
+      streaming,
       isConfirming: false,
     }
     showDelete()
@@ -237,14 +240,13 @@ export function mountSessionList(root: HTMLElement, options: SessionListOptions)
     setText(row.figures, ` · ${session.lastSeq} ${updates} · ${formatTime(session.updatedAt)}`)
   }
 
-  /** Fetches the last message of a session that changed since its preview, and marks it new. */
-  const showPreview = async (row: SessionRow, session: ListedSession): Promise<void> => {
-    if (row.previewSeq === session.lastSeq) return
-    row.previewSeq = session.lastSeq
-    const conversation = await history.conversation(session.sessionId)
-    if (isDestroyed) return
-    const messages = conversation.messages
-    const last = messages[messages.length - 1]
+  const rows = new Map<string, SessionRow>()
+
+  /** Shows a session's live preview in its row: last message, "replying…", and "new". */
+  const showPreview = (preview: LivePreview): void => {
+    const row = rows.get(preview.sessionId)
+    if (row === undefined || isDestroyed) return
+    const { last } = preview
     if (last === undefined) {
       setText(row.preview, 'No messages yet.')
     } else {
@@ -252,13 +254,18 @@ export function mountSessionList(root: HTMLElement, options: SessionListOptions)
       const cut = text.length > PREVIEW_CHARS ? `${text.slice(0, PREVIEW_CHARS - 1)}…` : text
       setText(row.preview, `${last.author.name ?? last.author.id}: ${cut} · ${formatTime(last.createdAt)}`)
     }
-    const seen = seenCount(session.sessionId)
-    const isNew = seen !== undefined && messages.length > seen
+    setText(row.streaming, preview.isStreaming ? ' replying…' : '')
+    row.item.dataset.streaming = String(preview.isStreaming)
+    const seen = seenCount(preview.sessionId)
+    const isNew = seen !== undefined && preview.messageCount > seen
     row.badge.hidden = !isNew
     row.item.dataset.new = String(isNew)
   }
-
-  const rows = new Map<string, SessionRow>()
+  const previews = createLivePreviews({
+    url: `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}`,
+    token,
+    onPreview: showPreview,
+  })
 
   /** Lists the stored sessions; `done` is announced once the list is shown (after a delete). */
   const listSessions = async (done = '', mode: { readonly isQuiet?: boolean } = {}): Promise<void> => {
@@ -287,10 +294,7 @@ export function mountSessionList(root: HTMLElement, options: SessionListOptions)
       for (const item of [...list.children]) {
         if (!ordered.some((row) => row.item === item)) item.remove()
       }
-      sessions.slice(0, MAX_PREVIEWS).forEach((session, index) => {
-        const row = ordered[index]
-        if (row !== undefined) showPreview(row, session).catch(() => undefined) // the row keeps its figures
-      })
+      previews.track(sessions.slice(0, MAX_PREVIEWS).map((session) => session.sessionId))
       const empty = sessions.length === 0 ? EMPTY_LIST : ''
       // A quiet refresh leaves what the status says (e.g. "Deleted x.") unless it is out of date.
       if (mode.isQuiet !== true)
@@ -325,6 +329,7 @@ export function mountSessionList(root: HTMLElement, options: SessionListOptions)
     destroy() {
       isDestroyed = true
       clearInterval(refreshTimer)
+      previews.destroy()
     },
   }
 }

@@ -273,6 +273,37 @@ describe('multiplexed connection (fake socket)', () => {
     expect(b.status).toBe('error')
   })
 
+  it('reads the close code before a refusal: a policy refusal waits the longest backoff, a 44xx close stops', async () => {
+    vi.useFakeTimers()
+    const { connection, fakes } = setup()
+    const a = connection.open('a')
+    const b = connection.open('b')
+    await settle()
+    const socket = fakes.last()
+    socket.serverOpen()
+    await settle()
+    const aStatuses = collectStatuses(a)
+    serve(socket, 'a', {
+      type: 'auth',
+      authType: AuthMessageType.PermissionDenied,
+      reason: '4529 too many document opens on this socket',
+    })
+    expect(aStatuses.at(-1)).toMatchObject({
+      status: 'offline',
+      closeCode: 4529,
+      errorCode: 'rate-limited',
+      reason: 'too many document opens on this socket',
+      retryInMs: 1_000,
+    })
+    await vi.advanceTimersByTimeAsync(1_000)
+    expect(sentFor(socket, 'a').filter((m) => m.type === 'auth-token')).toHaveLength(2)
+    admit(socket, 'b')
+    serve(socket, 'b', { type: 'close', reason: '4422 the update does not decode' })
+    expect(b.status).toBe('error')
+    await vi.advanceTimersByTimeAsync(5_000)
+    expect(sentFor(socket, 'b').filter((m) => m.type === 'auth-token')).toHaveLength(1)
+  })
+
   it('closes one session without closing the socket', async () => {
     const { connection, fakes } = setup()
     const a = connection.open('a')

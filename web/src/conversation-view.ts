@@ -23,7 +23,8 @@ import { pageToken } from './identity.js'
 import { createMessagesView, shownOf } from './messages-view.js'
 import { renderPresence } from './presence.js'
 import { markSeen } from './seen.js'
-import { mountTurnStatus, poolFromHash } from './turn-status.js'
+import { mountTurnStatus } from './turn-status.js'
+import { poolFromHash } from './turn-text.js'
 
 /** Options of {@link mountConversation}. */
 export interface ConversationOptions {

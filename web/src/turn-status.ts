@@ -7,6 +7,7 @@
 import type * as Y from 'yjs'
 import { readTurnEntries, type TurnEntry, turnsMap } from '../../shared/turns/index.js'
 import { h, setText } from './dom.js'
+import { describeTurn, isTurnRunning } from './turn-text.js'
 
 /** Options of {@link mountTurnStatus}. */
 export interface TurnStatusOptions {
@@ -29,58 +30,6 @@ export interface TurnStatus {
   /** Asks the pool to answer `messageId` (no-op without a pool). */
   requestAnswer(messageId: string): Promise<void>
   destroy(): void
-}
-
-/** 1st, 2nd, 3rd, 4th, …, 11th, 12th, 13th, 21st. */
-export function ordinal(n: number): string {
-  const tens = n % 100
-  if (tens >= 11 && tens <= 13) return `${n}th`
-  switch (n % 10) {
-    case 1:
-      return `${n}st`
-    case 2:
-      return `${n}nd`
-    case 3:
-      return `${n}rd`
-    default:
-      return `${n}th`
-  }
-}
-
-/** The text a person reads for one turn's state. */
-export function describeTurn(entry: TurnEntry): string {
-  const agent = entry.agent?.name ?? entry.agent?.peerId
-  switch (entry.state) {
-    case 'queued': {
-      const place = entry.position === undefined ? 'queued' : `queued · ${ordinal(entry.position)} in line`
-      return entry.attempts > 0 ? `${place} (again, after ${entry.attempts})` : place
-    }
-    case 'claimed':
-      return agent === undefined ? 'thinking…' : `thinking… (${agent})`
-    case 'streaming':
-      return agent === undefined ? 'answering…' : `answering… (${agent})`
-    case 'done':
-      return 'answered'
-    case 'cancelled':
-      return 'cancelled'
-    case 'expired':
-      return `expired${entry.reasonText === undefined ? '' : `: ${entry.reasonText}`}`
-    case 'failed': {
-      const after = entry.attempts > 1 ? ` after ${entry.attempts} attempts` : ''
-      return `failed${after}${entry.reasonText === undefined ? '' : `: ${entry.reasonText}`}`
-    }
-  }
-}
-
-const isRunning = (entry: TurnEntry): boolean =>
-  entry.state === 'queued' || entry.state === 'claimed' || entry.state === 'streaming'
-
-/** Reads `?pool=NAME` from the hash route (`#/s/<id>?pool=NAME`). */
-export function poolFromHash(hash: string): string | undefined {
-  const query = hash.indexOf('?')
-  if (query < 0) return undefined
-  const pool = new URLSearchParams(hash.slice(query + 1)).get('pool')
-  return pool === null || pool.length === 0 ? undefined : pool
 }
 
 interface Badge {
@@ -149,7 +98,7 @@ export function mountTurnStatus(options: TurnStatusOptions): TurnStatus {
       badge.entry = entry
       badge.element.dataset.turnState = entry.state
       setText(badge.text, describeTurn(entry))
-      badge.cancel.hidden = !isRunning(entry)
+      badge.cancel.hidden = !isTurnRunning(entry)
       badge.cancel.setAttribute('aria-label', `Cancel the answer to this message (${entry.state})`)
       const meta = row.querySelector('.meta') ?? row
       if (badge.element.parentElement !== meta) meta.append(badge.element)

@@ -4,6 +4,7 @@
 // stop() gives the turns back with their text durable.
 
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import WebSocket from 'ws'
 import { createSharedSessions } from '../../../client/agent/fleet/sessions.js'
 import type { TurnsClient } from '../../../client/agent/fleet/turns-client.js'
 import { answerIdOf, type Worker, type WorkerEvent } from '../../../client/agent/fleet/worker.js'
@@ -11,6 +12,7 @@ import type { Model } from '../../../client/agent/model.js'
 import { createDemoModel } from '../../../client/agent/models/demo-model.js'
 import { createWorker } from '../../../client/agent/node.js'
 import { createNodeSyncClient, type SyncClient } from '../../../client/node.js'
+import type { WebSocketLikeConstructor } from '../../../client/websocket.js'
 import { DEFAULT_CONFIG } from '../../../server/config.js'
 import { type SyncServer, startSyncServer } from '../../../server/sync-server.js'
 import {
@@ -268,6 +270,35 @@ describe('a pool worker', () => {
     await until(() => turns.completed.length === 5, 15_000, 'five turns completed')
     expect(turns.maxRunning).toBe(2)
     expect(new Set(turns.completed.map((c) => c.turnId)).size).toBe(5)
+  })
+
+  it('serves the sessions of all its turns over one socket', async () => {
+    const turns = fakeTurns()
+    for (let i = 0; i < 4; i++) turns.queue.push((await ask(`w-mux-${i}`, `q${i}`)).turn)
+    let sockets = 0
+    class CountedWebSocket extends WebSocket {
+      constructor(address: string | URL, protocols?: string | string[]) {
+        super(address, protocols)
+        sockets++
+      }
+    }
+    const worker = createWorker({
+      WebSocket: CountedWebSocket as unknown as WebSocketLikeConstructor,
+      url: url(),
+      pool: 'main',
+      concurrency: 4,
+      model: createDemoModel({ tokens: 5, delayMs: 5 }),
+      turns: { ...turns.client, complete: async () => ({ turn: {} as Turn }) },
+      claimWaitMs: 50,
+      coalesceMs: 0,
+    })
+    workers.push(worker)
+    const done: string[] = []
+    worker.on((event) => {
+      if (event.type === 'completed') done.push(event.turn.id)
+    })
+    await until(() => done.length === 4, 10_000, 'four turns answered')
+    expect(sockets).toBe(1)
   })
 
   it('stops the model at once when a renew says the turn was cancelled, and ends the answer cancelled', async () => {

@@ -1,9 +1,9 @@
-// The words the web app shows for a question's turn (web/src/turn-status.ts): a place in line reads
+// The words the web app shows for a question's turn (web/src/turn-text.ts): a place in line reads
 // as English, every state says what happens, and the pool comes from the hash route.
 
 import { describe, expect, it } from 'vitest'
 import type { TurnEntry } from '../../../shared/turns/index.js'
-import { describeTurn, ordinal, poolFromHash } from '../../../web/src/turn-status.js'
+import { describeTurn, ordinal, poolFromHash } from '../../../web/src/turn-text.js'
 
 const entry = (patch: Partial<TurnEntry>): TurnEntry => ({
   turnId: 'main~s~m',

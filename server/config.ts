@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util'
 import { secretWeakness } from './auth/secret-strength.js'
 import { parseAddressRange } from './http/client-address.js'
 import { DEFAULT_LIMITS, type Limits } from './limits/limits.js'
+import { parsePoolSpecs } from './turns/pool-spec.js'
 
 /** Everything the server can be told at start; the limits' fields are documented on {@link Limits}. */
 export interface ServerConfig extends Limits {
@@ -105,6 +106,18 @@ export interface ServerConfig extends Limits {
    * permission-denied message (reason `4529 …`). 0: no limit.
    */
   readonly documentOpensPerSecond: number
+  /** Agent pools, `name:concurrency[:maxQueued[:maxQueuedPerTenant]]` each (docs/agents.md); none: no pool. */
+  readonly turnPools: readonly string[]
+  /** A turn's lease length (ms); workers renew every third of it. */
+  readonly turnLeaseMs: number
+  /** Claims a turn gets before a lost lease fails it for good. */
+  readonly turnMaxAttempts: number
+  /** A turn queued this long goes before every priority class (ms; 0: no guard). */
+  readonly turnStarvationMs: number
+  /** Ended turns are kept this long, so creating one again stays a no-op (ms; 0: forever). */
+  readonly turnRetentionMs: number
+  /** How often queue positions are rewritten into the sessions (ms; 0: never). */
+  readonly turnPositionRefreshMs: number
 }
 
 const MiB = 1024 * 1024
@@ -142,6 +155,12 @@ export const DEFAULT_CONFIG: ServerConfig = {
   maxConcurrentUploads: 4,
   maxDocumentsPerSocket: 1_000,
   documentOpensPerSecond: 100,
+  turnPools: [],
+  turnLeaseMs: 30_000,
+  turnMaxAttempts: 3,
+  turnStarvationMs: 30_000,
+  turnRetentionMs: 24 * 3_600_000,
+  turnPositionRefreshMs: 500,
   ...DEFAULT_LIMITS,
 }
 
@@ -199,6 +218,12 @@ const OPTIONS = {
     env: 'DOCUMENT_OPENS_PER_SECOND',
     kind: 'count',
   },
+  turnPools: { flag: 'turn-pools', env: 'TURN_POOLS', kind: 'pools' },
+  turnLeaseMs: { flag: 'turn-lease-ms', env: 'TURN_LEASE_MS', kind: 'positive' },
+  turnMaxAttempts: { flag: 'turn-max-attempts', env: 'TURN_MAX_ATTEMPTS', kind: 'positive' },
+  turnStarvationMs: { flag: 'turn-starvation-ms', env: 'TURN_STARVATION_MS', kind: 'count' },
+  turnRetentionMs: { flag: 'turn-retention-ms', env: 'TURN_RETENTION_MS', kind: 'count' },
+  turnPositionRefreshMs: { flag: 'turn-position-refresh-ms', env: 'TURN_POSITION_REFRESH_MS', kind: 'count' },
   updatesPerSecond: { flag: 'updates-per-second', env: 'UPDATES_PER_SECOND', kind: 'count' },
   updatesBurst: { flag: 'updates-burst', env: 'UPDATES_BURST', kind: 'count' },
   updateBytesPerSecond: { flag: 'update-bytes-per-second', env: 'UPDATE_BYTES_PER_SECOND', kind: 'count' },
@@ -286,6 +311,15 @@ function convert(
     }
     case 'list':
       return listOf(raw).map((item) => item.toLowerCase())
+    case 'pools': {
+      const specs = listOf(raw)
+      try {
+        parsePoolSpecs(specs)
+      } catch (error) {
+        throw new ConfigError(`${source}: ${error instanceof Error ? error.message : String(error)}`)
+      }
+      return specs
+    }
     case 'origins':
       return listOf(raw).map((item) => normalizeOrigin(item, source))
     case 'proxies':

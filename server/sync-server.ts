@@ -16,6 +16,7 @@ import { createMetricsAccess, type MetricsAccess } from './http/metrics-access.j
 import { createOriginPolicy } from './http/origin-policy.js'
 import { type Authorize, createRouter, type HttpRequest, type Route } from './http/router.js'
 import { webRoutes } from './http/static-routes.js'
+import { turnRoutes } from './http/turn-routes.js'
 import { createAttemptLimiter, createTokenBucket } from './limits/token-bucket.js'
 import type { Logger } from './observability/log.js'
 import { createSilentLogger } from './observability/log.js'
@@ -29,6 +30,11 @@ import { createSessionRegistry, type SessionRegistry } from './session/registry.
 import { AUTH_DEADLINE_MS, createHocuspocusMux } from './transport/hocuspocus-mux.js'
 import { loadNativeUws } from './transport/uws.js'
 import { type Admission, type ConnectionHandler, createUwsTransport } from './transport/uws-transport.js'
+import { parsePoolSpecs } from './turns/pool-spec.js'
+import { createTurnDocuments } from './turns/turn-documents.js'
+import { createTurnMetrics } from './turns/turn-metrics.js'
+import { openTurnService, type TurnService } from './turns/turn-service.js'
+import { createTurnStore } from './turns/turn-store.js'
 
 /** How long shutdown waits after closing sockets before the process may exit (ms). */
 const SHUTDOWN_LINGER_MS = 200
@@ -55,6 +61,8 @@ export interface SyncServer {
   /** The background compactor (always present; its timer runs only with `config.compaction`). */
   readonly compaction: CompactionScheduler
   readonly metrics: Metrics
+  /** Turns of the agent pools (docs/agents.md); no pool configured: every pool is unknown. */
+  readonly turns: TurnService
   /** True while the server accepts connections and its store is writing. */
   readonly isReady: boolean
   /** Stops accepting, flushes every queued update to disk, closes sockets with 1001, closes the store. */
@@ -193,6 +201,30 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
   })
   const sessions = registry
 
+  // Turns live in the same database as the sessions (kind byte T); a store without records (a
+  // test's wrapper) keeps them in memory.
+  const turnRecords = store.records ?? createMemoryStore().records
+  if (store.records === undefined)
+    logger.warn('this store keeps no records: turns will not survive a restart')
+  let turnService: TurnService | undefined
+  const turnDocuments = createTurnDocuments({
+    changer: { change: (sessionId, apply) => sessions.changeAsServer(sessionId, apply) },
+    logger,
+  })
+  turnService = await openTurnService({
+    pools: parsePoolSpecs(config.turnPools),
+    store: createTurnStore({ records: turnRecords!, logger }),
+    logger,
+    leaseMs: config.turnLeaseMs,
+    maxAttempts: config.turnMaxAttempts,
+    starvationMs: config.turnStarvationMs,
+    retentionMs: config.turnRetentionMs,
+    positionRefreshMs: config.turnPositionRefreshMs,
+    documents: turnDocuments,
+    observer: createTurnMetrics(metrics.registry, () => turnService),
+  })
+  const turns = turnService
+
   const isReady = (): boolean => !isClosing && !writeQueue.isFailing
 
   const refuse = (error: ColloquyError): { readonly error: ColloquyError } => {
@@ -330,6 +362,7 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
           sessions,
           writes: writeQueue,
         }),
+        ...turnRoutes(turns),
         ...webRoutes({ dir: config.webDir }),
       ],
       ...(authorize === undefined ? {} : { authorize }),
@@ -349,6 +382,9 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
       listening.stopListening()
       // Stop compacting (a running fold is abandoned, nothing of it written) …
       await compaction.close()
+      // … end the turns' long polls and timers (every turn change durable) …
+      await turns.close()
+      turnDocuments.close()
       // … flush, so every update received so far is durable and its ack delivered …
       await writeQueue.close()
       // … then close the sockets: clients reconnect elsewhere or later and sync by state vector.
@@ -382,6 +418,7 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
     registry: sessions,
     compaction,
     metrics,
+    turns,
     get isReady() {
       return isReady()
     },
@@ -429,7 +466,15 @@ function tokenAuthorize(verify: (token: string | undefined) => Promise<AccessCla
       if (!isInScope(claims, sessionId))
         return new ColloquyError('forbidden', 'token not valid for this session')
     }
-    return { inScope: (sessionId) => isInScope(claims, sessionId) }
+    return {
+      inScope: (sessionId) => isInScope(claims, sessionId),
+      caller: {
+        peerId: claims.peerId,
+        kind: claims.kind,
+        role: claims.role,
+        ...(claims.sessionPrefix === undefined ? {} : { sessionPrefix: claims.sessionPrefix }),
+      },
+    }
   }
 }
 

@@ -15,7 +15,7 @@ type UwsRequest = import('@trufflesuite/uws-js-unofficial').HttpRequest
 
 export type HttpMethod = 'GET' | 'POST' | 'DELETE' | 'OPTIONS'
 /** What a route requires of the caller. */
-export type Access = 'none' | 'read' | 'admin'
+export type Access = 'none' | 'read' | 'write' | 'admin'
 
 /** A request as handlers see it: everything copied out of uWS before the callback returned. */
 export interface HttpRequest {
@@ -30,6 +30,8 @@ export interface HttpRequest {
   body(): Promise<Uint8Array>
   /** True when the caller's grant covers `sessionId` (see {@link Grant}); always true without one. */
   inScope(sessionId: string): boolean
+  /** Who the caller's token names, once authorized; undefined without tokens (loopback, anonymous). */
+  readonly caller: Caller | undefined
   /** True once the client went away; long handlers may stop early. */
   readonly isAborted: boolean
 }
@@ -51,6 +53,8 @@ export interface Route {
   readonly access: Access
   /** True for a route that reads a body (up to the router's `maxBodyBytes`); others accept none. */
   readonly acceptsBody?: boolean
+  /** A smaller body cap than the router's for this route (bytes). */
+  readonly maxBodyBytes?: number
   /**
    * Every session the request names (default: the `:id` parameter): authorization checks each
    * against the caller's scope before the handler runs, fork targets included.
@@ -59,9 +63,20 @@ export interface Route {
   readonly handler: (request: HttpRequest) => Promise<HttpResponse> | HttpResponse
 }
 
+/** The verified identity behind a request (from its token). */
+export interface Caller {
+  readonly peerId: string
+  readonly kind: 'device' | 'agent'
+  readonly role: 'read' | 'write' | 'admin'
+  /** Set when the token covers every session starting with this (`""`: every session). */
+  readonly sessionPrefix?: string
+}
+
 /** What an authorized caller may see: handlers that list sessions keep only those in scope. */
 export interface Grant {
   inScope(sessionId: string): boolean
+  /** Who the token names (handlers that need more than a role and a scope: the turn routes). */
+  readonly caller?: Caller
 }
 
 /**
@@ -306,7 +321,10 @@ export function createRouter(options: RouterOptions): UwsHttpHandler {
       return
     }
     const { route } = matched
-    const maxBytes = route.acceptsBody === true ? options.maxBodyBytes : 0
+    const maxBytes =
+      route.acceptsBody === true
+        ? Math.min(options.maxBodyBytes, route.maxBodyBytes ?? Number.POSITIVE_INFINITY)
+        : 0
     if (Number.isNaN(contentLength)) {
       refuseNow({ status: 400, error: new ColloquyError('bad-request', 'invalid Content-Length') })
       return
@@ -333,6 +351,9 @@ export function createRouter(options: RouterOptions): UwsHttpHandler {
       remote,
       body: () => body?.promise ?? Promise.resolve(new Uint8Array(0)),
       inScope: (sessionId) => grant === undefined || grant.inScope(sessionId),
+      get caller() {
+        return grant?.caller
+      },
       get isAborted() {
         return isAborted
       },

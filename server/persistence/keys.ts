@@ -19,6 +19,8 @@ export const KeyKind = {
   Checkpoint: 0x43, // 'C'
   Log: 0x4c, // 'L'
   Meta: 0x4d, // 'M'
+  /** Not a session key: a turn of the turn service, `'T' turnId` (server/turns/turn-store.ts). */
+  Turn: 0x54, // 'T'
 } as const
 
 /** One of the {@link KeyKind} bytes. */
@@ -196,6 +198,31 @@ export function checkpointKeyRange(sessionId: string, fromSeq?: number, toSeq?: 
 /** The range holding every meta key (one per session), in session id order. */
 export function metaKeyRange(): KeyRange {
   return { gte: Uint8Array.of(KeyKind.Meta), lt: Uint8Array.of(KeyKind.Meta + 1) }
+}
+
+/** Encodes the key of a turn: `'T'` then the turn id's bytes (ASCII: pool, session and message ids). */
+export function encodeTurnKey(turnId: string): Uint8Array {
+  const key = allocateOffHeap(1 + turnId.length)
+  key[0] = KeyKind.Turn
+  for (let i = 0; i < turnId.length; i++) {
+    const code = turnId.charCodeAt(i)
+    if (code < 0x21 || code > 0x7e) throw new RangeError('turn ids are printable ASCII')
+    key[1 + i] = code
+  }
+  return key
+}
+
+/** Decodes a key written by {@link encodeTurnKey} into its turn id. */
+export function decodeTurnKey(key: Uint8Array): string {
+  if (key.length < 2 || key[0] !== KeyKind.Turn) throw new RangeError('not a T key')
+  let turnId = ''
+  for (let i = 1; i < key.length; i++) turnId += String.fromCharCode(key[i]!)
+  return turnId
+}
+
+/** The range holding every turn key. */
+export function turnKeyRange(): KeyRange {
+  return { gte: Uint8Array.of(KeyKind.Turn), lt: Uint8Array.of(KeyKind.Turn + 1) }
 }
 
 /** A log value or checkpoint value, decoded: server time (ms) and payload bytes. */

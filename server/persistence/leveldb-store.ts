@@ -552,6 +552,15 @@ function createStoreOn(db: Db, directory: DirectorySync | undefined): Store {
       })
     },
 
+    records: {
+      write(ops) {
+        return track(() => writeBatch(ops))
+      },
+      scan(range) {
+        return track(() => db.iterator({ gte: range.gte, lt: range.lt }).all())
+      },
+    },
+
     release(sessionId) {
       // A write of this session still in flight re-fills the entry when it commits: harmless (the
       // entry is still the committed meta), and the registry never unloads a session mid-write.

@@ -1,7 +1,7 @@
 // The in-memory Store: the LevelDB store's semantics without a disk, for unit tests and `--store memory`.
 // Owns plain maps of copied bytes; shares every rule with the LevelDB store through store-rules.ts.
 
-import { assertSessionId } from './keys.js'
+import { assertSessionId, compareKeys } from './keys.js'
 import type { Checkpoint, CheckpointRange, LogEntry, SessionMeta, Store, StoredSession } from './store.js'
 import {
   assertAppendsAfter,
@@ -33,6 +33,8 @@ interface MemorySession {
  */
 export function createMemoryStore(): Store {
   const sessions = new Map<string, MemorySession>()
+  /** Records beside the sessions, keyed by their bytes as latin1 (one char per byte, same order). */
+  const records = new Map<string, Uint8Array>()
   let isClosed = false
 
   function assertOpen(): void {
@@ -152,6 +154,27 @@ export function createMemoryStore(): Store {
       assertOpen()
       assertSessionId(sessionId)
       sessions.delete(sessionId)
+    },
+
+    records: {
+      async write(ops) {
+        assertOpen()
+        for (const op of ops) {
+          const key = Buffer.from(op.key).toString('latin1')
+          if (op.type === 'put') records.set(key, op.value.slice())
+          else records.delete(key)
+        }
+      },
+      async scan(range) {
+        assertOpen()
+        const found: Array<[Uint8Array, Uint8Array]> = []
+        for (const [name, value] of records) {
+          const key = Uint8Array.from(Buffer.from(name, 'latin1'))
+          if (compareKeys(key, range.gte) >= 0 && compareKeys(key, range.lt) < 0)
+            found.push([key, value.slice()])
+        }
+        return found.sort(([a], [b]) => compareKeys(a, b))
+      },
     },
 
     release() {

@@ -91,6 +91,25 @@ export interface PutCheckpointOptions {
   readonly requireExisting?: boolean
 }
 
+/** One write of a {@link RecordStore}: a put or a delete of one key outside every session range. */
+export type RecordOp =
+  | { readonly type: 'put'; readonly key: Uint8Array; readonly value: Uint8Array }
+  | { readonly type: 'del'; readonly key: Uint8Array }
+
+/**
+ * Keyed records that live beside the sessions in the same database (turns: kind byte `T`).
+ *
+ * @remarks Keys must start with a kind byte of keys.ts that no session key uses; the store does
+ * not interpret them. `write` is one atomic batch, durable (fsync'd) before it resolves, like
+ * `append`.
+ */
+export interface RecordStore {
+  /** Writes every op in one atomic, durable batch. */
+  write(ops: readonly RecordOp[]): Promise<void>
+  /** Every record with `gte` ≤ key < `lt`, in key order. */
+  scan(range: { readonly gte: Uint8Array; readonly lt: Uint8Array }): Promise<Array<[Uint8Array, Uint8Array]>>
+}
+
 /**
  * A durable store of session logs, checkpoints and meta.
  *
@@ -134,6 +153,8 @@ export interface Store {
   release(sessionId: string): void
   /** Closes the store; pending operations finish first. */
   close(): Promise<void>
+  /** Records beside the sessions (turns); absent in stores that keep only sessions. */
+  readonly records?: RecordStore
 }
 
 /** {@link Store.listCheckpointInfo} when the store has it, else `listCheckpoints` without the states. */

@@ -1,6 +1,7 @@
 // The sessions held in memory: loads a session on its first connection, routes durable commits to
 // it, unloads it when idle (never with writes in flight) and ends them all at shutdown.
 
+import type * as Y from 'yjs'
 import { ColloquyError } from '../../shared/errors.js'
 import type { Logger } from '../observability/log.js'
 import type { Store } from '../persistence/store.js'
@@ -49,6 +50,12 @@ export interface SessionRegistry {
    */
   block(sessionId: string): () => void
   get(sessionId: string): Session | undefined
+  /**
+   * Makes a change of the server's own in a session's document, loading the session first if it is
+   * not in memory (it unloads again when idle). False when the session is being deleted, cannot be
+   * loaded or refuses writes now.
+   */
+  changeAsServer(sessionId: string, apply: (doc: Y.Doc, origin: unknown) => void): Promise<boolean>
   /** Every loaded (or loading) session. */
   sessions(): IterableIterator<Session>
   readonly size: number
@@ -159,6 +166,16 @@ export function createSessionRegistry(options: SessionRegistryOptions): SessionR
       }
     },
     get: (sessionId) => sessions.get(sessionId),
+    async changeAsServer(sessionId, apply) {
+      if (blocked.has(sessionId)) return false
+      let session = sessions.get(sessionId)
+      if (session === undefined) {
+        if (!makeRoom()) return false
+        session = create(sessionId)
+      }
+      await session.whenLoaded
+      return session.changeAsServer(apply)
+    },
     sessions: () => sessions.values(),
     get size() {
       return sessions.size

@@ -641,9 +641,15 @@ export class Session {
   }
 
   /**
-   * Makes a change of the server's own in one transaction, stored and relayed like a peer's update.
-   * False (and nothing changed) when the session is not ready or writes are refused now.
+   * Makes a change of the server's own in one transaction, stored and relayed like a peer's update
+   * (the turn service shows turn states this way). False (and nothing changed) when the session is
+   * not ready or writes are refused now.
    */
+  changeAsServer(apply: (doc: Y.Doc, origin: unknown) => void): boolean {
+    return this.changeDocument(apply)
+  }
+
+  /** See {@link changeAsServer}. */
   private changeDocument(apply: (doc: Y.Doc, origin: unknown) => void): boolean {
     const doc = this.doc
     if (this.state !== 'ready' || doc === undefined || this.ctx.writeRefusal() !== undefined) return false

@@ -56,8 +56,13 @@ export interface PoolStats {
 
 /** The scheduler of every pool of one server. */
 export interface Scheduler {
-  /** Queues a turn; returns why not, or undefined when queued. */
-  enqueue(turn: ScheduledTurn): EnqueueRefusal | undefined
+  /**
+   * Queues a turn; returns why not, or undefined when queued.
+   *
+   * @param isRestore a turn found queued in storage at start: queued whatever the limits (it was
+   * accepted once; refusing it now would lose it)
+   */
+  enqueue(turn: ScheduledTurn, isRestore?: boolean): EnqueueRefusal | undefined
   /** Records a turn as running without queueing it (a claimed turn found in storage at start). */
   restoreRunning(turn: ScheduledTurn): EnqueueRefusal | undefined
   /**
@@ -82,9 +87,10 @@ export interface Scheduler {
   /**
    * 1-based dispatch order of every queued turn of `pool`, if nothing else arrived or aged.
    *
-   * @remarks O(n log n) in the pool's queue; cached until the pool's queue changes.
+   * @remarks O(n log n) in the pool's queue; cached until the pool's queue changes, or with
+   * `maxAgeMs`, reused for that long even if it changed (a turn queued since is then missing).
    */
-  positions(pool: string): ReadonlyMap<string, number>
+  positions(pool: string, maxAgeMs?: number): ReadonlyMap<string, number>
   /** Whether `pool` has free slots and queued turns. */
   hasWork(pool: string): boolean
   stats(pool: string): PoolStats | undefined
@@ -114,7 +120,7 @@ interface PoolState {
   running: number
   /** Bumped on every queue change: invalidates {@link positionCache}. */
   version: number
-  positionCache?: { version: number; until: number; positions: Map<string, number> }
+  positionCache?: { version: number; until: number; computedAt: number; positions: Map<string, number> }
 }
 
 function isOlder(a: ScheduledTurn, b: ScheduledTurn): boolean {
@@ -261,12 +267,12 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
   const poolOf = (name: string): PoolState | undefined => pools.get(name)
 
   return {
-    enqueue(turn) {
+    enqueue(turn, isRestore = false) {
       const pool = poolOf(turn.pool)
       if (pool === undefined) return EnqueueRefusal.UnknownPool
       if (queued.has(turn.id) || running.has(turn.id)) return EnqueueRefusal.Duplicate
-      if (pool.queued >= pool.limits.maxQueued) return EnqueueRefusal.PoolFull
-      if ((pool.queuedPerTenant.get(turn.tenant) ?? 0) >= pool.limits.maxQueuedPerTenant)
+      if (!isRestore && pool.queued >= pool.limits.maxQueued) return EnqueueRefusal.PoolFull
+      if (!isRestore && (pool.queuedPerTenant.get(turn.tenant) ?? 0) >= pool.limits.maxQueuedPerTenant)
         return EnqueueRefusal.TenantFull
       insert(pool, turn)
       return undefined
@@ -359,13 +365,14 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       return queued.get(id)?.turn ?? running.get(id)
     },
 
-    positions(name) {
+    positions(name, maxAgeMs = 0) {
       const pool = poolOf(name)
       if (pool === undefined) return new Map()
       const at = now()
       const cached = pool.positionCache
-      if (cached !== undefined && cached.version === pool.version && at < cached.until)
-        return cached.positions
+      if (cached !== undefined && at < cached.until) {
+        if (cached.version === pool.version || at - cached.computedAt < maxAgeMs) return cached.positions
+      }
       const positions = computePositions(pool)
       // The order changes without a queue change only when a turn starts to starve.
       const oldestFresh = [...pool.classes]
@@ -375,7 +382,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
           return fresh === undefined ? min : Math.min(min, fresh.turn.arrival)
         }, Number.POSITIVE_INFINITY)
       const until = starvationMs > 0 ? oldestFresh + starvationMs : Number.POSITIVE_INFINITY
-      pool.positionCache = { version: pool.version, until, positions }
+      pool.positionCache = { version: pool.version, until, computedAt: at, positions }
       return positions
     },
 

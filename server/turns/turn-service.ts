@@ -1,0 +1,633 @@
+// The turn service: turns created by devices, claimed by pool workers under leases, renewed,
+// completed, failed, cancelled, expired; durable in the server's database (turn-store.ts), ordered
+// by the pure scheduler (scheduler.ts), shown to devices in their sessions (turn-documents.ts).
+// Owns the turn records, leases and their timers; HTTP lives in http/turn-routes.ts.
+
+import * as random from 'lib0/random'
+import type { Author } from '../../shared/conversation/index.js'
+import { ColloquyError } from '../../shared/errors.js'
+import type {
+  ClaimedTurn,
+  CompleteRequest,
+  CreateTurnRequest,
+  CreateTurnResponse,
+  FailRequest,
+  PoolResponse,
+  RenewRequest,
+  RenewResponse,
+  TurnResponse,
+} from '../../shared/turns/api.js'
+import type { TurnEntry } from '../../shared/turns/document.js'
+import {
+  DEFAULT_PRIORITY,
+  DEFAULT_TENANT,
+  isFinalTurnState,
+  type Lease,
+  PRIORITY_CLASSES,
+  type Turn,
+  TurnReason,
+  type TurnState,
+  turnIdOf,
+} from '../../shared/turns/turn.js'
+import type { Logger } from '../observability/log.js'
+import { createScheduler, type PoolLimits, type ScheduledTurn, type Scheduler } from './scheduler.js'
+import type { TurnDocuments } from './turn-documents.js'
+import type { StoredTurn, TurnStore } from './turn-store.js'
+
+/** One pool the server serves. */
+export interface TurnPoolConfig extends PoolLimits {
+  readonly name: string
+}
+
+/** What the metrics learn from the service (all optional). */
+export interface TurnObserver {
+  created?(turn: StoredTurn): void
+  refused?(pool: string, reason: string): void
+  /** A first claim: `waitMs` from creation to claim. */
+  firstClaimed?(turn: StoredTurn, waitMs: number): void
+  /** A final state; `runMs` from the last claim when the turn ran. */
+  ended?(turn: StoredTurn, runMs: number | undefined): void
+  leaseExpired?(turn: StoredTurn): void
+}
+
+/** Options of {@link openTurnService}. */
+export interface TurnServiceOptions {
+  readonly pools: readonly TurnPoolConfig[]
+  readonly store: TurnStore
+  readonly logger: Logger
+  /** A lease's length (ms); workers renew every third of it. */
+  readonly leaseMs: number
+  /** Claims a turn gets before a lost lease fails it for good. */
+  readonly maxAttempts: number
+  /** A turn queued this long is served before every class (ms; 0: no guard). */
+  readonly starvationMs: number
+  /** How often queue positions are rewritten into the documents (ms; 0: never). */
+  readonly positionRefreshMs: number
+  /** Final turns are deleted this long after they ended (ms; 0: kept). */
+  readonly retentionMs: number
+  /** Queued positions rewritten per refresh at most, nearest the front first. */
+  readonly maxPositionWritesPerRefresh?: number
+  readonly documents?: TurnDocuments
+  readonly observer?: TurnObserver
+  readonly now?: () => number
+}
+
+/** Who calls a worker route: the token's peer id. */
+export interface ClaimOptions {
+  readonly max: number
+  readonly waitMs: number
+  readonly instanceId: string
+  readonly name?: string
+  readonly peerId: string
+  /** True once the worker went away: a long poll then claims nothing for it. */
+  readonly isAborted: () => boolean
+}
+
+/** The turn service of one server. */
+export interface TurnService {
+  hasPool(pool: string): boolean
+  create(request: CreateTurnRequest): Promise<CreateTurnResponse>
+  /** The turn and its queue position; throws `not-found`. */
+  get(turnId: string): TurnResponse
+  claim(pool: string, options: ClaimOptions): Promise<ClaimedTurn[]>
+  renew(turnId: string, request: RenewRequest): Promise<RenewResponse>
+  complete(turnId: string, request: CompleteRequest): Promise<TurnResponse>
+  fail(turnId: string, request: FailRequest): Promise<TurnResponse>
+  cancel(turnId: string, by: Author, reasonText?: string): Promise<TurnResponse>
+  pool(pool: string): PoolResponse
+  /** Every pool's figures (metrics). */
+  pools(): PoolResponse[]
+  /** Stops timers and long polls, then waits until every change is durable. */
+  close(): Promise<void>
+}
+
+interface ClaimWaiter {
+  readonly options: ClaimOptions
+  readonly resolve: (turns: ClaimedTurn[]) => void
+  timer: NodeJS.Timeout | undefined
+}
+
+/** Longest claim long-poll (ms). */
+export const MAX_CLAIM_WAIT_MS = 30_000
+/** Most turns one claim takes. */
+export const MAX_CLAIM_TURNS = 64
+/** Longest deadline accepted, from now (ms): 7 days. */
+const MAX_DEADLINE_MS = 7 * 24 * 3_600_000
+/** How stale a position answered by the API may be (ms). */
+const POSITION_MAX_AGE_MS = 200
+/** How often final turns past their retention are deleted (ms). */
+const RETENTION_SWEEP_MS = 60_000
+
+/**
+ * Opens the service: loads every stored turn (queued ones back in their queues, claimed ones
+ * running until their lease expires, final ones kept for idempotent creation) and starts its timers.
+ */
+export async function openTurnService(options: TurnServiceOptions): Promise<TurnService> {
+  const { store, logger, leaseMs, maxAttempts, documents, observer } = options
+  const now = options.now ?? Date.now
+  const maxPositionWrites = options.maxPositionWritesPerRefresh ?? 1_000
+  const poolNames = new Set(options.pools.map((pool) => pool.name))
+  const scheduler: Scheduler = createScheduler({
+    pools: new Map(options.pools.map((pool) => [pool.name, pool])),
+    classes: PRIORITY_CLASSES,
+    starvationMs: options.starvationMs,
+    now,
+  })
+  const turns = new Map<string, StoredTurn>()
+  const leaseTimers = new Map<string, NodeJS.Timeout>()
+  const waiters = new Map<string, ClaimWaiter[]>()
+  /** The position last written into each queued turn's document entry. */
+  const writtenPositions = new Map<string, number>()
+  let deadlineTimer: { at: number; timer: NodeJS.Timeout } | undefined
+  let isClosed = false
+  let nextSeq = 1
+
+  const scheduled = (turn: StoredTurn): ScheduledTurn => ({
+    id: turn.id,
+    pool: turn.pool,
+    priority: turn.priority,
+    tenant: turn.tenant,
+    arrival: turn.createdAt,
+    seq: turn.seq,
+    ...(turn.deadline === undefined ? {} : { deadline: turn.deadline }),
+  })
+
+  function entryOf(turn: StoredTurn, position?: number): TurnEntry {
+    return {
+      turnId: turn.id,
+      pool: turn.pool,
+      state: turn.state,
+      attempts: turn.attempts,
+      updatedAt: turn.updatedAt,
+      ...(position === undefined ? {} : { position }),
+      ...(turn.agent === undefined ? {} : { agent: turn.agent }),
+      ...(turn.reason === undefined ? {} : { reason: turn.reason }),
+      ...(turn.reasonText === undefined ? {} : { reasonText: turn.reasonText }),
+      ...(turn.replyId === undefined ? {} : { replyId: turn.replyId }),
+    }
+  }
+
+  /** Replaces the record, shows it to devices and resolves once it is durable. */
+  function commit(turn: StoredTurn, position?: number): Promise<void> {
+    turns.set(turn.id, turn)
+    if (turn.state === 'queued' && position !== undefined) writtenPositions.set(turn.id, position)
+    else if (turn.state !== 'queued') writtenPositions.delete(turn.id)
+    documents?.write(turn.sessionId, turn.messageId, entryOf(turn, position))
+    return store.save(turn)
+  }
+
+  /**
+   * A queued turn's position from an order at most {@link POSITION_MAX_AGE_MS} old (undefined for
+   * a turn queued since): recomputing the order on every create of a burst would cost O(n²).
+   */
+  function positionOf(turn: StoredTurn): number | undefined {
+    if (turn.state !== 'queued') return undefined
+    return scheduler.positions(turn.pool, POSITION_MAX_AGE_MS).get(turn.id)
+  }
+
+  function requireTurn(turnId: string): StoredTurn {
+    const turn = turns.get(turnId)
+    if (turn === undefined) throw new ColloquyError('not-found', 'no such turn')
+    return turn
+  }
+
+  // ---- Leases ----
+
+  function newLease(at: number): Lease {
+    return {
+      id: random.uuidv4(),
+      expiresAt: at + leaseMs,
+      renewIntervalMs: Math.max(1, Math.floor(leaseMs / 3)),
+      ttlMs: leaseMs,
+    }
+  }
+
+  function armLease(turn: StoredTurn): void {
+    clearLease(turn.id)
+    if (turn.lease === undefined || isClosed) return
+    const timer = setTimeout(() => onLeaseTimer(turn.id), Math.max(0, turn.lease.expiresAt - now()))
+    timer.unref()
+    leaseTimers.set(turn.id, timer)
+  }
+
+  function clearLease(turnId: string): void {
+    const timer = leaseTimers.get(turnId)
+    if (timer !== undefined) clearTimeout(timer)
+    leaseTimers.delete(turnId)
+  }
+
+  function onLeaseTimer(turnId: string): void {
+    leaseTimers.delete(turnId)
+    const turn = turns.get(turnId)
+    if (turn === undefined || turn.lease === undefined || isFinalTurnState(turn.state)) return
+    if (turn.lease.expiresAt > now()) {
+      armLease(turn)
+      return
+    }
+    observer?.leaseExpired?.(turn)
+    const at = now()
+    const { lease: _lease, ...rest } = turn
+    if (turn.isCancelRequested === true) {
+      void end(rest, 'cancelled', TurnReason.CancelledByDevice, 'cancelled while its worker was gone')
+    } else if (turn.attempts >= maxAttempts) {
+      void end(
+        rest,
+        'failed',
+        TurnReason.LeaseLostTooOften,
+        `no worker finished it in ${turn.attempts} attempts (lease expired)`,
+      )
+    } else {
+      logger.info({ turn: turn.id, attempts: turn.attempts }, 'turn lease expired: queued again')
+      scheduler.requeue(turn.id)
+      const requeued: StoredTurn = { ...rest, state: 'queued', updatedAt: at }
+      void commit(requeued, positionOf(requeued)).catch(() => undefined)
+      wake(turn.pool)
+    }
+  }
+
+  /** Moves a turn to a final state, frees its slot, stops its timers; resolves once durable. */
+  function end(turn: StoredTurn, state: TurnState, reason?: string, reasonText?: string): Promise<void> {
+    const at = now()
+    clearLease(turn.id)
+    const wasRunning = scheduler.stateOf(turn.id) === 'running'
+    if (wasRunning) scheduler.finish(turn.id)
+    else scheduler.remove(turn.id)
+    const { lease: _lease, isCancelRequested: _cancel, ...rest } = turn
+    const ended: StoredTurn = {
+      ...rest,
+      state,
+      updatedAt: at,
+      endedAt: at,
+      ...(reason === undefined ? {} : { reason }),
+      ...(reasonText === undefined ? {} : { reasonText }),
+    }
+    observer?.ended?.(ended, wasRunning && turn.claimedAt !== undefined ? at - turn.claimedAt : undefined)
+    if (wasRunning) wake(turn.pool)
+    scheduleDeadline()
+    return commit(ended).catch((error: unknown) => {
+      logger.error({ err: error, turn: turn.id }, 'turn end not stored')
+    })
+  }
+
+  // ---- Deadlines ----
+
+  function scheduleDeadline(): void {
+    if (isClosed) return
+    const at = scheduler.nextDeadline()
+    if (at === undefined) {
+      if (deadlineTimer !== undefined) clearTimeout(deadlineTimer.timer)
+      deadlineTimer = undefined
+      return
+    }
+    if (deadlineTimer !== undefined && deadlineTimer.at <= at) return
+    if (deadlineTimer !== undefined) clearTimeout(deadlineTimer.timer)
+    const timer = setTimeout(onDeadline, Math.min(Math.max(0, at - now()), 2 ** 31 - 1))
+    timer.unref()
+    deadlineTimer = { at, timer }
+  }
+
+  function onDeadline(): void {
+    deadlineTimer = undefined
+    for (const expired of scheduler.expire()) {
+      const turn = turns.get(expired.id)
+      if (turn === undefined) continue
+      void end(turn, 'expired', TurnReason.DeadlinePassed, 'its deadline passed while it was queued')
+    }
+    scheduleDeadline()
+  }
+
+  // ---- Claims ----
+
+  /** Dispatches to the pool's waiting claims, oldest first, while turns and slots are left. */
+  function wake(pool: string): void {
+    const queue = waiters.get(pool)
+    while (queue !== undefined && queue.length > 0 && scheduler.hasWork(pool)) {
+      const waiter = queue.shift()!
+      if (waiter.timer !== undefined) clearTimeout(waiter.timer)
+      if (waiter.options.isAborted()) {
+        waiter.resolve([])
+        continue
+      }
+      void take(pool, waiter.options).then(waiter.resolve, () => waiter.resolve([]))
+    }
+  }
+
+  /** Takes turns for a worker: attempts + 1, a new lease each; resolves once durable. */
+  async function take(pool: string, options: ClaimOptions): Promise<ClaimedTurn[]> {
+    const at = now()
+    const claimed: ClaimedTurn[] = []
+    const saves: Promise<void>[] = []
+    for (const picked of scheduler.dispatch(pool, options.max)) {
+      const turn = turns.get(picked.id)
+      if (turn === undefined) continue
+      const lease = newLease(at)
+      const next: StoredTurn = {
+        ...turn,
+        state: 'claimed',
+        attempts: turn.attempts + 1,
+        claimedAt: at,
+        updatedAt: at,
+        lease,
+        agent: {
+          peerId: options.peerId,
+          instanceId: options.instanceId,
+          ...(options.name === undefined ? {} : { name: options.name }),
+        },
+      }
+      if (turn.attempts === 0) observer?.firstClaimed?.(next, at - turn.createdAt)
+      saves.push(commit(next))
+      armLease(next)
+      claimed.push({ turn: publicTurn(next), lease })
+    }
+    // Ack only after the claims are durable: a worker never starts on a turn a restart forgets.
+    await Promise.all(saves)
+    return claimed
+  }
+
+  // ---- Positions ----
+
+  let positionTimer: NodeJS.Timeout | undefined
+  if (options.positionRefreshMs > 0 && documents !== undefined) {
+    positionTimer = setInterval(refreshPositions, options.positionRefreshMs)
+    positionTimer.unref()
+  }
+
+  /**
+   * Rewrites the positions that moved enough: by at least 1 in the first 20 places, else by at
+   * least a tenth, nearest the front first, at most `maxPositionWrites` per refresh. A 10,000-deep
+   * queue thus costs a bounded number of writes per refresh however fast it drains.
+   */
+  function refreshPositions(): void {
+    for (const pool of poolNames) {
+      if ((scheduler.stats(pool)?.queued ?? 0) === 0) continue
+      const changed: [StoredTurn, number][] = []
+      for (const [turnId, position] of scheduler.positions(pool)) {
+        const written = writtenPositions.get(turnId)
+        const isWorth =
+          written === undefined ||
+          (position <= 20 ? position !== written : Math.abs(written - position) >= written / 10)
+        if (!isWorth) continue
+        const turn = turns.get(turnId)
+        if (turn !== undefined) changed.push([turn, position])
+        if (changed.length >= maxPositionWrites) break
+      }
+      for (const [turn, position] of changed) {
+        writtenPositions.set(turn.id, position)
+        documents?.write(turn.sessionId, turn.messageId, entryOf(turn, position))
+      }
+    }
+  }
+
+  // ---- Retention ----
+
+  const retentionTimer =
+    options.retentionMs > 0
+      ? setInterval(sweepRetention, Math.min(RETENTION_SWEEP_MS, options.retentionMs))
+      : undefined
+  retentionTimer?.unref()
+
+  function sweepRetention(): void {
+    const before = now() - options.retentionMs
+    for (const turn of [...turns.values()]) {
+      if (isFinalTurnState(turn.state) && (turn.endedAt ?? turn.updatedAt) <= before) {
+        turns.delete(turn.id)
+        void store.delete(turn.id).catch(() => undefined)
+      }
+    }
+  }
+
+  // ---- Start: restore ----
+
+  for (const turn of await store.loadAll()) {
+    nextSeq = Math.max(nextSeq, turn.seq + 1)
+    turns.set(turn.id, turn)
+    if (isFinalTurnState(turn.state)) continue
+    if (!poolNames.has(turn.pool)) {
+      logger.warn(
+        { turn: turn.id, pool: turn.pool },
+        'stored turn of a pool this server no longer has: left as is',
+      )
+      continue
+    }
+    if (turn.state === 'queued') scheduler.enqueue(scheduled(turn), true)
+    else {
+      scheduler.restoreRunning(scheduled(turn))
+      // Its worker may still be alive and renew; if not, the lease timer puts it back.
+      armLease(turn)
+    }
+  }
+  if (options.retentionMs > 0) sweepRetention()
+  scheduleDeadline()
+  logger.info(
+    {
+      turns: turns.size,
+      pools: [...poolNames],
+      queued: [...poolNames].map((p) => scheduler.stats(p)?.queued),
+    },
+    'turns loaded',
+  )
+
+  const workingTurn = (turnId: string, leaseId: string): StoredTurn => {
+    const turn = requireTurn(turnId)
+    if (isFinalTurnState(turn.state))
+      throw new ColloquyError('turn-finished', `the turn is already ${turn.state}`)
+    if (turn.lease === undefined || turn.lease.id !== leaseId || turn.lease.expiresAt <= now()) {
+      throw new ColloquyError('lease-lost')
+    }
+    return turn
+  }
+
+  const service: TurnService = {
+    hasPool: (pool) => poolNames.has(pool),
+
+    async create(request) {
+      if (isClosed) throw new ColloquyError('shutting-down')
+      if (!poolNames.has(request.pool))
+        throw new ColloquyError('unknown-pool', `no pool named ${request.pool}`)
+      const id = turnIdOf(request.sessionId, request.messageId, request.pool)
+      const existing = turns.get(id)
+      if (existing !== undefined) {
+        const position = positionOf(existing)
+        return { turn: publicTurn(existing), isNew: false, ...(position === undefined ? {} : { position }) }
+      }
+      const at = now()
+      const deadline =
+        request.deadline ?? (request.timeoutMs === undefined ? undefined : at + request.timeoutMs)
+      if (deadline !== undefined && (deadline <= at || deadline > at + MAX_DEADLINE_MS)) {
+        throw new ColloquyError('bad-request', 'the deadline must be in the future, at most 7 days ahead')
+      }
+      const turn: StoredTurn = {
+        id,
+        sessionId: request.sessionId,
+        messageId: request.messageId,
+        pool: request.pool,
+        priority: request.priority ?? DEFAULT_PRIORITY,
+        tenant: request.tenant ?? DEFAULT_TENANT,
+        ...(deadline === undefined ? {} : { deadline }),
+        state: 'queued',
+        attempts: 0,
+        createdAt: at,
+        updatedAt: at,
+        seq: nextSeq++,
+      }
+      const refusal = scheduler.enqueue(scheduled(turn))
+      if (refusal !== undefined) {
+        observer?.refused?.(turn.pool, refusal)
+        throw new ColloquyError(
+          'queue-full',
+          refusal === 'tenant-full'
+            ? `tenant ${turn.tenant} has as many turns queued in pool ${turn.pool} as it may`
+            : `pool ${turn.pool} has as many turns queued as it may`,
+        )
+      }
+      observer?.created?.(turn)
+      // Its position is written by the next refresh (see positionOf).
+      const position = positionOf(turn)
+      const saved = commit(turn, position)
+      scheduleDeadline()
+      // Durable before it is handed out: a worker never holds a turn a restart would forget.
+      await saved
+      wake(turn.pool)
+      return {
+        turn: publicTurn(turns.get(id) ?? turn),
+        isNew: true,
+        ...(position === undefined ? {} : { position }),
+      }
+    },
+
+    get(turnId) {
+      const turn = requireTurn(turnId)
+      const position = positionOf(turn)
+      return { turn: publicTurn(turn), ...(position === undefined ? {} : { position }) }
+    },
+
+    claim(pool, claimOptions) {
+      if (isClosed) return Promise.reject(new ColloquyError('shutting-down'))
+      if (!poolNames.has(pool))
+        return Promise.reject(new ColloquyError('unknown-pool', `no pool named ${pool}`))
+      if (scheduler.hasWork(pool) || claimOptions.waitMs <= 0) return take(pool, claimOptions)
+      return new Promise((resolve) => {
+        const waiter: ClaimWaiter = { options: claimOptions, resolve, timer: undefined }
+        waiter.timer = setTimeout(() => {
+          const queue = waiters.get(pool)
+          const at = queue?.indexOf(waiter) ?? -1
+          if (at >= 0) queue!.splice(at, 1)
+          resolve([])
+        }, claimOptions.waitMs)
+        let queue = waiters.get(pool)
+        if (queue === undefined) {
+          queue = []
+          waiters.set(pool, queue)
+        }
+        queue.push(waiter)
+      })
+    },
+
+    async renew(turnId, request) {
+      const turn = requireTurn(turnId)
+      if (turn.lease === undefined || turn.lease.id !== request.leaseId || isFinalTurnState(turn.state)) {
+        return turn.state === 'cancelled' && turn.lease === undefined && turn.agent !== undefined
+          ? { status: 'cancelled' }
+          : { status: 'lost' }
+      }
+      if (turn.lease.expiresAt <= now()) return { status: 'lost' }
+      if (turn.isCancelRequested === true) {
+        await end(turn, 'cancelled', TurnReason.CancelledByDevice, turn.reasonText ?? 'cancelled by a device')
+        return { status: 'cancelled' }
+      }
+      const at = now()
+      const lease: Lease = { ...turn.lease, expiresAt: at + leaseMs }
+      const state = request.state ?? (turn.state === 'streaming' ? 'streaming' : 'claimed')
+      const next: StoredTurn = {
+        ...turn,
+        lease,
+        // Never back from streaming to claimed.
+        state: turn.state === 'streaming' ? 'streaming' : state,
+        ...(request.replyId === undefined ? {} : { replyId: request.replyId }),
+      }
+      const isVisible = next.state !== turn.state || next.replyId !== turn.replyId
+      armLease(next)
+      if (isVisible) await commit({ ...next, updatedAt: at })
+      else {
+        // Only the lease moved: stored (a restart keeps the extended lease), not shown to devices.
+        turns.set(next.id, next)
+        await store.save(next)
+      }
+      return { status: 'ok', lease }
+    },
+
+    async complete(turnId, request) {
+      const turn = workingTurn(turnId, request.leaseId)
+      const withReply: StoredTurn =
+        request.replyId === undefined ? turn : { ...turn, replyId: request.replyId }
+      await end(withReply, 'done')
+      return { turn: publicTurn(requireTurn(turnId)) }
+    },
+
+    async fail(turnId, request) {
+      const turn = workingTurn(turnId, request.leaseId)
+      const text = request.reasonText ?? request.reason
+      if (request.retry === true && turn.attempts < maxAttempts && turn.isCancelRequested !== true) {
+        clearLease(turn.id)
+        scheduler.requeue(turn.id)
+        const { lease: _lease, ...rest } = turn
+        const requeued: StoredTurn = { ...rest, state: 'queued', updatedAt: now(), reasonText: text }
+        await commit(requeued, positionOf(requeued))
+        wake(turn.pool)
+      } else {
+        await end(turn, 'failed', request.reason, text)
+      }
+      return { turn: publicTurn(requireTurn(turnId)) }
+    },
+
+    async cancel(turnId, by, reasonText) {
+      const turn = requireTurn(turnId)
+      if (isFinalTurnState(turn.state))
+        throw new ColloquyError('turn-finished', `the turn is already ${turn.state}`)
+      const text = reasonText ?? `cancelled by ${by.name ?? by.id}`
+      if (turn.state === 'queued') {
+        await end(turn, 'cancelled', TurnReason.CancelledByDevice, text)
+      } else if (turn.isCancelRequested !== true) {
+        // Running: its worker learns it on its next renew; its answer's writer learns it now.
+        const next: StoredTurn = { ...turn, isCancelRequested: true, reasonText: text, updatedAt: now() }
+        if (turn.replyId !== undefined) documents?.requestCancel(turn.sessionId, turn.replyId, by)
+        await commit(next)
+      }
+      return { turn: publicTurn(requireTurn(turnId)) }
+    },
+
+    pool(pool) {
+      const stats = scheduler.stats(pool)
+      if (stats === undefined) throw new ColloquyError('unknown-pool', `no pool named ${pool}`)
+      return { pool, ...stats }
+    },
+
+    pools() {
+      return [...poolNames].map((pool) => service.pool(pool))
+    },
+
+    async close() {
+      isClosed = true
+      for (const timer of leaseTimers.values()) clearTimeout(timer)
+      leaseTimers.clear()
+      if (deadlineTimer !== undefined) clearTimeout(deadlineTimer.timer)
+      if (positionTimer !== undefined) clearInterval(positionTimer)
+      if (retentionTimer !== undefined) clearInterval(retentionTimer)
+      for (const queue of waiters.values()) {
+        for (const waiter of queue) {
+          if (waiter.timer !== undefined) clearTimeout(waiter.timer)
+          waiter.resolve([])
+        }
+      }
+      waiters.clear()
+      await store.flush()
+    },
+  }
+  return service
+}
+
+/** The turn as the API returns it: the stored record without its storage-only `seq`. */
+function publicTurn(turn: StoredTurn): Turn {
+  const { seq: _seq, ...rest } = turn
+  return rest
+}

@@ -450,7 +450,7 @@ async function main(): Promise<void> {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'colloquy-fleet-'))
   const server = await startServerProcess(
     [
-      '--data-dir',
+      '--data',
       dataDir,
       '--log-level',
       'warn',

@@ -224,8 +224,19 @@ export function createWorker(options: WorkerOptions): Worker {
     let renewEveryMs = Math.max(50, firstLease.renewIntervalMs)
     let progress: { state: 'claimed' | 'streaming'; replyId?: string } = { state: 'claimed' }
     const renewOnce = async (): Promise<void> => {
+      // A renew that hangs (a dead network path) must not outlast the lease: it is cut at the
+      // lease's end, and the turn counts as lost.
+      const cut = new AbortController()
+      const timer = setTimeout(() => cut.abort(), Math.max(0, leaseEndsAt - Date.now()))
       try {
-        const answer = await turns.renew(turn.id, { leaseId, ...progress })
+        const answer = await Promise.race([
+          turns.renew(turn.id, { leaseId, ...progress }, cut.signal),
+          new Promise<never>((_, reject) =>
+            cut.signal.addEventListener('abort', () => reject(new Error('the renew outlasted the lease')), {
+              once: true,
+            }),
+          ),
+        ])
         if (answer.status === 'ok') {
           leaseId = answer.lease.id
           leaseEndsAt = Date.now() + answer.lease.ttlMs
@@ -234,7 +245,9 @@ export function createWorker(options: WorkerOptions): Worker {
       } catch (error) {
         if (error instanceof TurnsApiError && error.status === 409) stopWith('lost')
         else if (error instanceof TurnsApiError && error.status === 404) stopWith('lost')
-        else onError(error)
+        else if (!cut.signal.aborted) onError(error)
+      } finally {
+        clearTimeout(timer)
       }
       if (Date.now() >= leaseEndsAt) stopWith('lost')
     }
@@ -424,7 +437,17 @@ export function createWorker(options: WorkerOptions): Worker {
         emit({ type: 'failed', turn, reason: 'model-error' })
         return
       }
-      await settle(() => turns.complete(turn.id, { leaseId, replyId: current.id }))
+      if (status === 'cancelled' && stopReason === undefined) {
+        // Cancelled in the document: a device that cancelled through the server ends the turn
+        // `cancelled` on this renew; one that only cancelled the answer leaves the turn to complete.
+        await renewOnce()
+        if (stopReason === 'lost') {
+          emit({ type: 'lost', turn, answerId })
+          return
+        }
+      }
+      if (stopReason !== 'cancelled')
+        await settle(() => turns.complete(turn.id, { leaseId, replyId: current.id }))
       emit(
         status === 'cancelled'
           ? { type: 'cancelled', turn, answerId }

@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util'
 import { secretWeakness } from './auth/secret-strength.js'
 import { parseAddressRange } from './http/client-address.js'
 import { DEFAULT_LIMITS, type Limits } from './limits/limits.js'
+import { parseAutoTurnRules } from './turns/auto-turns.js'
 import { parsePoolSpecs } from './turns/pool-spec.js'
 
 /** Everything the server can be told at start; the limits' fields are documented on {@link Limits}. */
@@ -118,6 +119,8 @@ export interface ServerConfig extends Limits {
   readonly turnRetentionMs: number
   /** How often queue positions are rewritten into the sessions (ms; 0: never). */
   readonly turnPositionRefreshMs: number
+  /** `pool=sessionPrefix` rules: a turn for every user message a device adds to a matching session. */
+  readonly turnAuto: readonly string[]
 }
 
 const MiB = 1024 * 1024
@@ -161,6 +164,7 @@ export const DEFAULT_CONFIG: ServerConfig = {
   turnStarvationMs: 30_000,
   turnRetentionMs: 24 * 3_600_000,
   turnPositionRefreshMs: 500,
+  turnAuto: [],
   ...DEFAULT_LIMITS,
 }
 
@@ -224,6 +228,7 @@ const OPTIONS = {
   turnStarvationMs: { flag: 'turn-starvation-ms', env: 'TURN_STARVATION_MS', kind: 'count' },
   turnRetentionMs: { flag: 'turn-retention-ms', env: 'TURN_RETENTION_MS', kind: 'count' },
   turnPositionRefreshMs: { flag: 'turn-position-refresh-ms', env: 'TURN_POSITION_REFRESH_MS', kind: 'count' },
+  turnAuto: { flag: 'turn-auto', env: 'TURN_AUTO', kind: 'autoTurns' },
   updatesPerSecond: { flag: 'updates-per-second', env: 'UPDATES_PER_SECOND', kind: 'count' },
   updatesBurst: { flag: 'updates-burst', env: 'UPDATES_BURST', kind: 'count' },
   updateBytesPerSecond: { flag: 'update-bytes-per-second', env: 'UPDATE_BYTES_PER_SECOND', kind: 'count' },
@@ -311,6 +316,15 @@ function convert(
     }
     case 'list':
       return listOf(raw).map((item) => item.toLowerCase())
+    case 'autoTurns': {
+      const specs = listOf(raw)
+      try {
+        parseAutoTurnRules(specs)
+      } catch (error) {
+        throw new ConfigError(`${source}: ${error instanceof Error ? error.message : String(error)}`)
+      }
+      return specs
+    }
     case 'pools': {
       const specs = listOf(raw)
       try {
@@ -388,6 +402,11 @@ export function parseConfig(
     config.secret = readSecretFile(config.secretFile as string, readFile)
   }
   const result = config as unknown as ServerConfig
+  const poolNames = new Set(parsePoolSpecs(result.turnPools).map((pool) => pool.name))
+  for (const rule of parseAutoTurnRules(result.turnAuto)) {
+    if (!poolNames.has(rule.pool))
+      throw new ConfigError(`--turn-auto names pool "${rule.pool}", not in --turn-pools`)
+  }
   if (result.secret === undefined && !isLoopback(result.host) && !result.insecure) {
     throw new ConfigError(
       `refusing to listen on ${result.host} without a secret: set COLLOQUY_SECRET (or --secret), ` +

@@ -5,6 +5,7 @@ import path from 'node:path'
 import { ColloquyError } from '../shared/errors.js'
 import { CloseCode } from '../shared/protocol/close-codes.js'
 import { AuthScope } from '../shared/protocol/message.js'
+import { turnIdOf } from '../shared/turns/turn.js'
 import { type AccessClaims, anonymousClaims, createTokenVerifier, hasRole, isInScope } from './auth/tokens.js'
 import { createInlineMerger, type Merger } from './compaction/merge.js'
 import { type CompactionScheduler, createCompactionScheduler } from './compaction/scheduler.js'
@@ -30,6 +31,7 @@ import { createSessionRegistry, type SessionRegistry } from './session/registry.
 import { AUTH_DEADLINE_MS, createHocuspocusMux } from './transport/hocuspocus-mux.js'
 import { loadNativeUws } from './transport/uws.js'
 import { type Admission, type ConnectionHandler, createUwsTransport } from './transport/uws-transport.js'
+import { type AutoTurns, createAutoTurns, parseAutoTurnRules } from './turns/auto-turns.js'
 import { parsePoolSpecs } from './turns/pool-spec.js'
 import { createTurnDocuments } from './turns/turn-documents.js'
 import { createTurnMetrics } from './turns/turn-metrics.js'
@@ -177,6 +179,8 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
     return undefined
   }
 
+  // Set once the turn service is open (it needs the registry); sessions load only after that.
+  let autoTurns: AutoTurns | undefined
   registry = createSessionRegistry({
     store,
     writes: writeQueue,
@@ -198,6 +202,7 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
     observer: metrics.sessionObserver,
     maxConnectionsPerSession: config.maxConnectionsPerSession,
     maxSessionsInMemory: config.maxSessionsInMemory,
+    onSessionReady: (sessionId, doc) => autoTurns?.watch(sessionId, doc),
   })
   const sessions = registry
 
@@ -224,6 +229,25 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
     observer: createTurnMetrics(metrics.registry, () => turnService),
   })
   const turns = turnService
+  const autoRules = parseAutoTurnRules(config.turnAuto)
+  if (autoRules.length > 0) {
+    autoTurns = createAutoTurns({
+      rules: autoRules,
+      create: (request) => turns.create(request),
+      // A full queue: the device sees the refusal where it would see the turn.
+      refused: (request, error) =>
+        turnDocuments.write(request.sessionId, request.messageId, {
+          turnId: turnIdOf(request.sessionId, request.messageId, request.pool),
+          pool: request.pool,
+          state: 'failed',
+          attempts: 0,
+          reason: error.code,
+          reasonText: error.message,
+          updatedAt: Date.now(),
+        }),
+      logger,
+    })
+  }
 
   const isReady = (): boolean => !isClosing && !writeQueue.isFailing
 

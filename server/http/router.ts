@@ -175,7 +175,10 @@ export interface RouterOptions {
   readonly logger: Logger
   /** Largest request body accepted by a route that takes one (bytes). */
   readonly maxBodyBytes: number
-  /** Bodies read at once; more get 429 before a byte is read (0 or absent: no cap). */
+  /**
+   * Bodies read at once; more get 429 before a byte is read (0 or absent: no cap). Routes whose
+   * own cap is at most 64 KiB are not counted.
+   */
   readonly maxConcurrentUploads?: number
   /** Host and Origin checks and CORS answers (absent: every Host and Origin pass, no CORS). */
   readonly originPolicy?: OriginPolicy
@@ -189,6 +192,9 @@ export interface RouterOptions {
  * means a client that ignores the pause.
  */
 const PRE_AUTH_BODY_BYTES = 1024 * 1024
+
+/** Bodies capped at most this are not counted against `maxConcurrentUploads` (bytes). */
+const SMALL_BODY_BYTES = 64 * 1024
 
 /** The uWS handler for every HTTP request that is not a WebSocket upgrade. */
 export type UwsHttpHandler = (res: UwsResponse, req: UwsRequest) => void
@@ -379,13 +385,17 @@ export function createRouter(options: RouterOptions): UwsHttpHandler {
         grant = verdict
         if (isAborted) return
         if (body !== undefined && hasBody) {
-          if (maxUploads > 0 && uploads >= maxUploads) {
-            logRefusal(429, 'too many uploads at once')
-            throw new ColloquyError('too-many-connections', `more than ${maxUploads} uploads at once`)
+          // A route with a small cap (the turns API: 16 KiB) holds little more than its headers:
+          // not counted, so a burst of small requests never meets the uploads' bound.
+          if (maxBytes > SMALL_BODY_BYTES) {
+            if (maxUploads > 0 && uploads >= maxUploads) {
+              logRefusal(429, 'too many uploads at once')
+              throw new ColloquyError('too-many-connections', `more than ${maxUploads} uploads at once`)
+            }
+            uploads++
+            isUploading = true
+            void body.promise.then(releaseUpload, releaseUpload)
           }
-          uploads++
-          isUploading = true
-          void body.promise.then(releaseUpload, releaseUpload)
           body.start()
           res.resume()
         }

@@ -27,6 +27,8 @@ export interface SessionRegistryOptions {
   readonly maxConnectionsPerSession?: number
   /** Sessions held in memory; past it idle sessions are unloaded, least recently active first. */
   readonly maxSessionsInMemory?: number
+  /** See SessionContext.onReady. */
+  readonly onSessionReady?: (sessionId: string, doc: Y.Doc) => (() => void) | undefined
 }
 
 /** The loaded sessions. */
@@ -52,8 +54,8 @@ export interface SessionRegistry {
   get(sessionId: string): Session | undefined
   /**
    * Makes a change of the server's own in a session's document, loading the session first if it is
-   * not in memory (it unloads again when idle). False when the session is being deleted, cannot be
-   * loaded or refuses writes now.
+   * not in memory (it unloads again when idle). False when the session is being deleted, is not
+   * stored (never written, or deleted), cannot be loaded or refuses writes now.
    */
   changeAsServer(sessionId: string, apply: (doc: Y.Doc, origin: unknown) => void): Promise<boolean>
   /** Every loaded (or loading) session. */
@@ -110,6 +112,7 @@ export function createSessionRegistry(options: SessionRegistryOptions): SessionR
       onEnded,
       now,
       ...(options.replyGraceMs === undefined ? {} : { replyGraceMs: options.replyGraceMs }),
+      ...(options.onSessionReady === undefined ? {} : { onReady: options.onSessionReady }),
     })
     sessions.set(sessionId, session)
     return session
@@ -170,7 +173,12 @@ export function createSessionRegistry(options: SessionRegistryOptions): SessionR
       if (blocked.has(sessionId)) return false
       let session = sessions.get(sessionId)
       if (session === undefined) {
-        if (!makeRoom()) return false
+        // Never bring back (or invent) a session that is not stored: a deleted one stays deleted.
+        if ((await options.store.getMeta(sessionId)) === undefined) return false
+        session = sessions.get(sessionId)
+      }
+      if (session === undefined) {
+        if (blocked.has(sessionId) || !makeRoom()) return false
         session = create(sessionId)
       }
       await session.whenLoaded

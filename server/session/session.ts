@@ -76,6 +76,11 @@ export interface SessionContext {
    * interrupted (reply-watch.ts); undefined or 0: the server leaves that to the agents.
    */
   readonly replyGraceMs?: number
+  /**
+   * Called once the session's document is loaded; the function it returns (if any) is called when
+   * the session ends. The turn service watches new user messages this way (server/turns/auto-turns.ts).
+   */
+  readonly onReady?: (sessionId: string, doc: Y.Doc) => (() => void) | undefined
 }
 
 export type SessionState = 'loading' | 'ready' | 'ended'
@@ -155,6 +160,8 @@ export class Session {
   private ackWaiters: AckWaiter[] = []
   private durableWaiters: { seq: number; resolve: () => void; reject: (error: unknown) => void }[] = []
   private isUnloadWanted = false
+  /** Undoes what {@link SessionContext.onReady} set up. */
+  private stopWatching: (() => void) | undefined
 
   constructor(id: string, ctx: SessionContext) {
     this.id = id
@@ -320,6 +327,8 @@ export class Session {
     this.durableWaiters = []
     for (const waiter of waiting) waiter.reject(sessionEndedError())
     this.replyWatch?.stop()
+    this.stopWatching?.()
+    this.stopWatching = undefined
     this.awareness?.destroy()
     this.doc?.destroy()
     this.awareness = undefined
@@ -366,6 +375,7 @@ export class Session {
       this.durableSeq = lastSeq
       this.lastTime = newest?.seq === lastSeq ? newest.time : undefined
       this.state = 'ready'
+      this.stopWatching = this.ctx.onReady?.(this.id, doc)
       if (this.ctx.replyGraceMs !== undefined && this.ctx.replyGraceMs > 0) {
         this.replyWatch = createReplyWatch(this.replyWatchTarget, this.ctx.replyGraceMs, this.ctx.now)
         // A reply left `streaming` by an agent that died while the session was unloaded.

@@ -3,7 +3,7 @@
 // by the pure scheduler (scheduler.ts), shown to devices in their sessions (turn-documents.ts).
 // Owns the turn records, leases and their timers; HTTP lives in http/turn-routes.ts.
 
-import * as random from 'lib0/random'
+import { randomUUID } from 'node:crypto'
 import type { Author } from '../../shared/conversation/index.js'
 import { ColloquyError } from '../../shared/errors.js'
 import type {
@@ -65,7 +65,7 @@ export interface TurnServiceOptions {
   readonly positionRefreshMs: number
   /** Final turns are deleted this long after they ended (ms; 0: kept). */
   readonly retentionMs: number
-  /** Queued positions rewritten per refresh at most, nearest the front first. */
+  /** Queued positions rewritten per refresh at most, nearest the front first (default 250). */
   readonly maxPositionWritesPerRefresh?: number
   readonly documents?: TurnDocuments
   readonly observer?: TurnObserver
@@ -111,10 +111,14 @@ interface ClaimWaiter {
 export const MAX_CLAIM_WAIT_MS = 30_000
 /** Most turns one claim takes. */
 export const MAX_CLAIM_TURNS = 64
+/** Claims waiting at once per pool; more are refused (429) rather than held. */
+export const MAX_WAITING_CLAIMS = 1_000
 /** Longest deadline accepted, from now (ms): 7 days. */
 const MAX_DEADLINE_MS = 7 * 24 * 3_600_000
 /** How stale a position answered by the API may be (ms). */
-const POSITION_MAX_AGE_MS = 200
+const POSITION_MAX_AGE_MS = 1_000
+/** Turns that ended this recently are shown again in their sessions at start (ms). */
+const RESHOW_ENDED_MS = 5 * 60_000
 /** How often final turns past their retention are deleted (ms). */
 const RETENTION_SWEEP_MS = 60_000
 
@@ -125,7 +129,7 @@ const RETENTION_SWEEP_MS = 60_000
 export async function openTurnService(options: TurnServiceOptions): Promise<TurnService> {
   const { store, logger, leaseMs, maxAttempts, documents, observer } = options
   const now = options.now ?? Date.now
-  const maxPositionWrites = options.maxPositionWritesPerRefresh ?? 1_000
+  const maxPositionWrites = options.maxPositionWritesPerRefresh ?? 250
   const poolNames = new Set(options.pools.map((pool) => pool.name))
   const scheduler: Scheduler = createScheduler({
     pools: new Map(options.pools.map((pool) => [pool.name, pool])),
@@ -195,7 +199,8 @@ export async function openTurnService(options: TurnServiceOptions): Promise<Turn
 
   function newLease(at: number): Lease {
     return {
-      id: random.uuidv4(),
+      // node's randomUUID draws from a cached entropy pool: one syscall per 128 ids, not one per id.
+      id: randomUUID(),
       expiresAt: at + leaseMs,
       renewIntervalMs: Math.max(1, Math.floor(leaseMs / 3)),
       ttlMs: leaseMs,
@@ -398,9 +403,17 @@ export async function openTurnService(options: TurnServiceOptions): Promise<Turn
 
   // ---- Start: restore ----
 
+  const startedAt = now()
   for (const turn of await store.loadAll()) {
     nextSeq = Math.max(nextSeq, turn.seq + 1)
     turns.set(turn.id, turn)
+    // A turn's record and its document entry are not written atomically: a crash between the two
+    // leaves a stale entry. Queued turns get theirs again with the first position refresh; the
+    // running ones and those that ended lately are shown again now.
+    const isRecent = startedAt - turn.updatedAt <= RESHOW_ENDED_MS
+    if (turn.state !== 'queued' && (!isFinalTurnState(turn.state) || isRecent)) {
+      documents?.write(turn.sessionId, turn.messageId, entryOf(turn))
+    }
     if (isFinalTurnState(turn.state)) continue
     if (!poolNames.has(turn.pool)) {
       logger.warn(
@@ -506,6 +519,14 @@ export async function openTurnService(options: TurnServiceOptions): Promise<Turn
       if (!poolNames.has(pool))
         return Promise.reject(new ColloquyError('unknown-pool', `no pool named ${pool}`))
       if (scheduler.hasWork(pool) || claimOptions.waitMs <= 0) return take(pool, claimOptions)
+      if ((waiters.get(pool)?.length ?? 0) >= MAX_WAITING_CLAIMS) {
+        return Promise.reject(
+          new ColloquyError(
+            'too-many-connections',
+            `more than ${MAX_WAITING_CLAIMS} claims waiting on pool ${pool}`,
+          ),
+        )
+      }
       return new Promise((resolve) => {
         const waiter: ClaimWaiter = { options: claimOptions, resolve, timer: undefined }
         waiter.timer = setTimeout(() => {

@@ -4,6 +4,7 @@
 // bad JSON, a device token on a worker route, a session outside the scope, full queues).
 
 import { mkdtemp, rm } from 'node:fs/promises'
+import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -11,6 +12,7 @@ import { createNodeSyncClient, type SyncClient } from '../../client/node.js'
 import { mintToken } from '../../server/auth/tokens.js'
 import { DEFAULT_CONFIG } from '../../server/config.js'
 import { type SyncServer, startSyncServer } from '../../server/sync-server.js'
+import { appendMessage } from '../../shared/conversation/index.js'
 import type {
   ClaimResponse,
   CreateTurnResponse,
@@ -18,6 +20,7 @@ import type {
   TurnResponse,
 } from '../../shared/turns/api.js'
 import { readTurnEntry, turnsMap } from '../../shared/turns/document.js'
+import { rawExchange, requestHead } from '../helpers/raw-http.js'
 import { until } from '../helpers/wait.js'
 
 const secret = 'turns-http-test-secret-0123456789abcdef'
@@ -42,6 +45,7 @@ beforeAll(async () => {
       secret,
       turnPools: ['gpu:2', 'tiny:1:1:1'],
       turnPositionRefreshMs: 50,
+      idleUnloadMs: 100,
     },
   })
   base = `http://127.0.0.1:${server.port}`
@@ -156,12 +160,34 @@ describe('the turns API', () => {
   })
 
   it('writes turn states into a session nobody has open, for whoever opens it later', async () => {
+    const writer = createNodeSyncClient({
+      url: `ws://127.0.0.1:${server.port}`,
+      sessionId: 'chat-unopened',
+      token: () => deviceToken,
+    })
+    await writer.whenSynced()
+    appendMessage(writer.doc, {
+      id: 'q',
+      role: 'user',
+      author: { id: 'phone', kind: 'device' },
+      content: 'hi',
+    })
+    await writer.whenFlushed()
+    await writer.destroy()
+    await until(() => server.registry.get('chat-unopened') === undefined, 5_000, 'the session unloads')
+
     await call('POST', '/api/turns', deviceToken, {
       sessionId: 'chat-unopened',
       messageId: 'q',
       pool: 'gpu',
       priority: 2,
     })
+    // The server loads the session to show the turn in it.
+    await until(
+      () => server.registry.get('chat-unopened') !== undefined,
+      5_000,
+      'the server loads the session',
+    )
     const later = createNodeSyncClient({
       url: `ws://127.0.0.1:${server.port}`,
       sessionId: 'chat-unopened',
@@ -288,5 +314,60 @@ describe('the turns API', () => {
     expect(text).toMatch(/colloquy_turn_wait_seconds_count\{pool="gpu",priority="1"\} 1/)
     expect(text).toMatch(/colloquy_turns_ended_total\{pool="gpu",state="done"\} 1/)
     expect(text).toMatch(/colloquy_turns_refused_total\{pool="tiny",reason="pool-full"\} 1/)
+  })
+})
+
+describe('the turns API beside slow uploads', () => {
+  it('creates turns while every upload slot is held (regression: small turn bodies counted as uploads got 429)', async () => {
+    const busy = await startSyncServer({
+      config: {
+        ...DEFAULT_CONFIG,
+        port: 0,
+        store: 'memory',
+        compaction: false,
+        logLevel: 'silent',
+        turnPools: ['gpu:1'],
+        maxConcurrentUploads: 1,
+      },
+    })
+    const slow = net.connect(busy.port, '127.0.0.1')
+    try {
+      await new Promise((resolve) => slow.once('connect', resolve))
+      // An import that announces 1,000 bytes and sends 10: it holds the one upload slot.
+      slow.write(
+        requestHead('POST', '/sessions/slow/import', {
+          host: `127.0.0.1:${busy.port}`,
+          'content-length': 1_000,
+        }),
+      )
+      slow.write(Buffer.alloc(10))
+      const probe = () =>
+        rawExchange(
+          busy.port,
+          requestHead('POST', '/sessions/probe/import', {
+            host: `127.0.0.1:${busy.port}`,
+            'content-length': 4,
+          }),
+          new Uint8Array(4),
+        )
+      let status = 0
+      const deadline = Date.now() + 5_000
+      while (status !== 429 && Date.now() < deadline) status = (await probe()).status
+      expect(status).toBe(429)
+      const body = JSON.stringify({ sessionId: 'chat-9', messageId: 'm', pool: 'gpu' })
+      const created = await rawExchange(
+        busy.port,
+        requestHead('POST', '/api/turns', {
+          host: `127.0.0.1:${busy.port}`,
+          'content-type': 'application/json',
+          'content-length': Buffer.byteLength(body),
+        }),
+        body,
+      )
+      expect(created.status).toBe(201)
+    } finally {
+      slow.destroy()
+      await busy.close()
+    }
   })
 })

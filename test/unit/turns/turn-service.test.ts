@@ -8,6 +8,7 @@ import { createMemoryStore } from '../../../server/persistence/memory-store.js'
 import type { RecordStore } from '../../../server/persistence/store.js'
 import type { TurnDocuments } from '../../../server/turns/turn-documents.js'
 import {
+  MAX_WAITING_CLAIMS,
   openTurnService,
   type TurnService,
   type TurnServiceOptions,
@@ -254,6 +255,16 @@ describe('the turn service', () => {
     expect(claimed.map((c) => c.turn.id)).toEqual(['gpu~s1~m1'])
   })
 
+  it('refuses a claim beyond the claims a pool lets wait, rather than holding it', async () => {
+    const service = await open()
+    const waiting = Array.from({ length: MAX_WAITING_CLAIMS }, (_, i) =>
+      service.claim('gpu', worker(`w${i}`, 1, 5_000)),
+    )
+    expect(await codeOf(service.claim('gpu', worker('one-more', 1, 5_000)))).toBe('too-many-connections')
+    await vi.advanceTimersByTimeAsync(5_001)
+    expect((await Promise.all(waiting)).flat()).toEqual([])
+  })
+
   it('answers a waiting claim with nothing once its wait is over', async () => {
     const service = await open()
     const waiting = service.claim('gpu', worker('w1', 1, 1_000))
@@ -278,6 +289,20 @@ describe('the turn service', () => {
     expect(await after.create({ sessionId: 's1', messageId: 'm1', pool: 'gpu' })).toMatchObject({
       isNew: false,
     })
+  })
+
+  it('shows running and lately ended turns again after a restart (regression: a crash between record and entry left the entry stale)', async () => {
+    const before = await open()
+    await before.create({ sessionId: 's1', messageId: 'm1', pool: 'gpu' })
+    await before.create({ sessionId: 's2', messageId: 'm2', pool: 'gpu' })
+    const [first, second] = await before.claim('gpu', worker('w1', 2))
+    await before.complete(first!.turn.id, { leaseId: first!.lease.id })
+    await before.close()
+    // The crash: neither change reached the documents.
+    shown.entries.clear()
+    await open()
+    expect(shown.entries.get('s1/m1')?.state).toBe('done')
+    expect(shown.entries.get(`${second!.turn.sessionId}/${second!.turn.messageId}`)?.state).toBe('claimed')
   })
 
   it('rewrites a bounded number of positions per refresh, however deep the queue', async () => {

@@ -1,0 +1,82 @@
+// The optional rule `--turn-auto pool=prefix`: a user message a device adds to a matching session
+// gets a turn without any HTTP call, with the priority and tenant of its metadata; agents' messages
+// and other sessions get none; a full queue shows the refusal in the session.
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { createNodeSyncClient, type SyncClient } from '../../client/node.js'
+import { DEFAULT_CONFIG } from '../../server/config.js'
+import { type SyncServer, startSyncServer } from '../../server/sync-server.js'
+import { appendMessage } from '../../shared/conversation/index.js'
+import { readTurnEntry } from '../../shared/turns/document.js'
+import { until } from '../helpers/wait.js'
+
+let server: SyncServer
+const clients: SyncClient[] = []
+
+beforeAll(async () => {
+  server = await startSyncServer({
+    config: {
+      ...DEFAULT_CONFIG,
+      port: 0,
+      store: 'memory',
+      compaction: false,
+      logLevel: 'silent',
+      turnPools: ['gpu:1:3'],
+      turnAuto: ['gpu=chat-'],
+    },
+  })
+})
+
+afterAll(async () => {
+  for (const client of clients.splice(0)) await client.destroy()
+  await server.close()
+})
+
+async function open(sessionId: string): Promise<SyncClient> {
+  const client = createNodeSyncClient({ url: `ws://127.0.0.1:${server.port}`, sessionId })
+  clients.push(client)
+  await client.whenSynced()
+  return client
+}
+
+const phone = { id: 'phone', kind: 'device' as const }
+const bot = { id: 'bot', kind: 'agent' as const }
+
+describe('automatic turns', () => {
+  it('creates a turn for every user message a device adds to a session of the pool', async () => {
+    const client = await open('chat-a')
+    appendMessage(client.doc, {
+      id: 'q1',
+      role: 'user',
+      author: phone,
+      content: 'hi',
+      metadata: { priority: 0, tenant: 'acme' },
+    })
+    appendMessage(client.doc, { id: 'a1', role: 'assistant', author: bot, content: 'hello' })
+    appendMessage(client.doc, { id: 'q2', role: 'user', author: bot, content: 'an agent asking' })
+    await until(
+      () => readTurnEntry(client.doc, 'q1')?.state === 'queued',
+      5_000,
+      'the user message gets a turn',
+    )
+    expect(server.turns.get('gpu~chat-a~q1').turn).toMatchObject({ priority: 0, tenant: 'acme' })
+    await client.whenSynced()
+    expect(() => server.turns.get('gpu~chat-a~a1')).toThrow('no such turn')
+    expect(() => server.turns.get('gpu~chat-a~q2')).toThrow('no such turn')
+  })
+
+  it('leaves sessions outside the rule alone', async () => {
+    const client = await open('other-b')
+    appendMessage(client.doc, { id: 'q1', role: 'user', author: phone, content: 'hi' })
+    await client.whenSynced()
+    expect(() => server.turns.get('gpu~other-b~q1')).toThrow('no such turn')
+  })
+
+  it('shows a refusal in the session when the queue is full', async () => {
+    const client = await open('chat-full')
+    for (let i = 0; i < 3; i++)
+      appendMessage(client.doc, { id: `m${i}`, role: 'user', author: phone, content: 'q' })
+    await until(() => readTurnEntry(client.doc, 'm2') !== undefined, 5_000, 'the last message gets an entry')
+    expect(readTurnEntry(client.doc, 'm2')).toMatchObject({ state: 'failed', reason: 'queue-full' })
+  })
+})

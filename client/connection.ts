@@ -130,6 +130,8 @@ interface Entry {
   isWanted: boolean
   phase: Phase
   scope: AuthScope | undefined
+  /** True from the token sent until the session leaves the socket: its messages go out. */
+  isLinked: boolean
   /** Bumped whenever the session leaves the socket: a token fetched for an older round is dropped. */
   round: number
   /** Consecutive closes of this session by the server (the socket's own backoff is separate). */
@@ -147,8 +149,9 @@ interface Entry {
  * - The socket opens with the first {@link Connection.open} and reconnects like a sync client's
  *   (capped backoff with jitter, policy closes wait the longest, 44xx stops). Every session open on
  *   it then authenticates again with a fresh token and resumes by state vector.
- * - Per session: an auth message with its token, then, once the server answers `authenticated`,
- *   step 1 and presence; synced on the server's step 2. The server answers every step 2 and update
+ * - Per session: an auth message with its token, step 1 and presence at once (the server queues
+ *   them until it has checked the token, and drops them if it refuses it); synced on the server's
+ *   step 2, which comes after its `authenticated`. The server answers every step 2 and update
  *   with a sync-status once it is durable ({@link AckMode.PerUpdate}), which `whenFlushed()` counts.
  * - A refusal concerns that session only: permission denied gives its handle status `error`
  *   (`forbidden`) until its `connect()`; a close of the session by the server (a bad message, a
@@ -197,6 +200,7 @@ export function createConnection(options: ConnectionOptions): Connection {
 
   /** Takes a session off the socket (socket lost, session closed or refused); no message is sent. */
   function leave(entry: Entry): void {
+    entry.isLinked = false
     entry.round++
     clearTimeout(entry.timer)
     entry.timer = undefined
@@ -229,6 +233,10 @@ export function createConnection(options: ConnectionOptions): Connection {
       }
       if (round !== entry.round || !loop.isOpen) return
       sendFor(entry.sessionId, { type: 'auth-token', token })
+      // Pipelined, as Hocuspocus' provider does: the server queues the session's messages while it
+      // checks the token and drops them if it refuses; one round trip less per session.
+      entry.isLinked = true
+      entry.core.linkOpened(entry.link)
       entry.timer = setTimeout(() => {
         entry.timer = undefined
         close(entry, `not synced within ${connectTimeoutMs} ms`)
@@ -318,7 +326,6 @@ export function createConnection(options: ConnectionOptions): Connection {
         entry.phase = Phase.Open
         entry.scope = message.scope
         entry.core.setStatus({ status: 'connected' })
-        entry.core.linkOpened(entry.link)
         return
       case 'auth':
         // Before authentication: the token is refused. After: a write refused (a read-only scope).
@@ -364,13 +371,14 @@ export function createConnection(options: ConnectionOptions): Connection {
       core,
       link: {
         send(message) {
-          if (created.phase === Phase.Open) sendFor(sessionId, message)
+          if (created.isLinked) sendFor(sessionId, message)
         },
       },
       token: openOptions.token,
       handle: undefined,
       isWanted: true,
       phase: Phase.Idle,
+      isLinked: false,
       scope: undefined,
       round: 0,
       attempt: 0,
@@ -421,11 +429,9 @@ export function createConnection(options: ConnectionOptions): Connection {
         return client.destroy()
       },
     }
-    // The client's getters read closures, so the handle can inherit them.
-    const handle = Object.defineProperties(
-      Object.create(client) as SyncClient,
-      Object.getOwnPropertyDescriptors(extra),
-    ) as SessionHandle
+    // The client is a fresh object of this handle's own: add the handle's members to it (as
+    // properties, so the scope getter stays live).
+    const handle = Object.defineProperties(client, Object.getOwnPropertyDescriptors(extra)) as SessionHandle
     created.handle = handle
     if (loop.isOpen) authenticate(created)
     else startSocket()

@@ -306,7 +306,12 @@ export function createSessionCore(options: SessionCoreOptions): SessionCore {
         } else if (ackMode === AckMode.PerUpdate && awaitedAcks.length > 0) {
           // One answer per step 2 / update, in order; 1 = stored, 0 = refused (a read-only peer).
           const counter = awaitedAcks.shift()
-          if (counter !== undefined && value === 1) acknowledge(counter)
+          if (value === 1) {
+            if (counter !== undefined) acknowledge(counter)
+          } else {
+            // What the classic protocol says with a permission-denied message.
+            emit('permission-denied', 'the server refused a write (read-only access)')
+          }
         }
         return
       }

@@ -1,10 +1,12 @@
-// The scenarios [S1]…[S8]: each runs against one target on a fresh server and returns one row of
+// The scenarios [S1]…[S9]: each runs against one target on a fresh server and returns one row of
 // metrics with its correctness check. Sizes come from the mode (quick or full).
 
 import { round, sleep } from '../lib/stats.js'
 import { TARGETS, type TargetId } from '../lib/targets.js'
 import { S4, S6, S8 } from './cold.js'
 import { ALL, MAIN, type Row, type Scenario, streamRow, withServer } from './context.js'
+import { S1H } from './hocuspocus-framing.js'
+import { S9 } from './mux.js'
 import { runStream } from './stream.js'
 
 export type { Mode, Row, Scenario, ScenarioContext } from './context.js'
@@ -283,7 +285,7 @@ const S7: Scenario = {
   },
 }
 
-export const SCENARIOS: readonly Scenario[] = [S1, S2, S3, S4, S5, S6, S7, S8]
+export const SCENARIOS: readonly Scenario[] = [S1, S2, S3, S4, S5, S6, S7, S8, S9, S1H]
 
 /** The label of a target for tables. */
 export const labelOf = (id: TargetId): string => TARGETS[id].label

@@ -18,6 +18,7 @@ export interface Metrics {
   readonly rejects: Counter<'reason'>
   readonly awarenessForged: Counter
   readonly unknownMessages: Counter
+  readonly statelessMessages: Counter
   readonly commitBatchEntries: Histogram
   readonly commitSeconds: Histogram
   readonly commitFailures: Counter
@@ -147,6 +148,11 @@ export function createMetrics(sources: MetricsSources): Metrics {
       help: 'Frames of a message type the server does not know, ignored.',
       registers,
     }),
+    statelessMessages: new Counter({
+      name: 'colloquy_stateless_messages_total',
+      help: 'Stateless messages (Hocuspocus protocol) relayed to a session, never stored.',
+      registers,
+    }),
     commitBatchEntries: new Histogram({
       name: 'colloquy_commit_batch_entries',
       help: 'Updates per group commit.',
@@ -205,6 +211,9 @@ export function createMetrics(sources: MetricsSources): Metrics {
     },
     unknownMessage() {
       metrics.unknownMessages.inc()
+    },
+    statelessRelayed() {
+      metrics.statelessMessages.inc()
     },
   }
 

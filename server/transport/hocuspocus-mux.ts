@@ -94,6 +94,8 @@ interface OpenDocument {
   refusals: number
   /** The client closed it: no close frame goes back. */
   isClosedByClient: boolean
+  /** It sent its first sync step 1 (the one that opens its sync). */
+  hasStartedSync: boolean
 }
 
 type DocumentState = AuthenticatingDocument | OpenDocument
@@ -192,8 +194,13 @@ export function createHocuspocusMux(socket: MuxSocket, options: HocuspocusMuxOpt
     const handler = doc.handler
     if (handler === undefined) return
     handler.receive(message)
-    if (message.type === 'sync-update' || message.type === 'sync-step2') {
-      // Echoed by the session once every update before it is durable (its ack path).
+    // Echoed by the session once every update before it is durable (its ack path). The provider
+    // counts 1 per update it sends, and resets its count to 1 with every sync step 1: its first is
+    // settled by the sync-status of the step 2 it then sends, a later one (`forceSyncInterval`) by
+    // its own, since everything it had to send was sent before it.
+    const isLaterStep1 = message.type === 'sync-step1' && doc.hasStartedSync
+    if (message.type === 'sync-step1') doc.hasStartedSync = true
+    if (message.type === 'sync-update' || message.type === 'sync-step2' || isLaterStep1) {
       handler.receive({ type: 'sync-status', payload: HocuspocusSyncStatus.Saved, sessionId: documentName })
     }
   }
@@ -258,6 +265,7 @@ export function createHocuspocusMux(socket: MuxSocket, options: HocuspocusMuxOpt
         handler: undefined,
         refusals: 0,
         isClosedByClient: false,
+        hasStartedSync: false,
       }
       docs.set(documentName, doc)
       send({ type: 'authenticated', scope: options.scopeOf(admission.admitted) }, documentName)

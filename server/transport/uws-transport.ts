@@ -573,15 +573,16 @@ export function createUwsTransport(options: UwsTransportOptions): Promise<UwsTra
             publish(message, except) {
               if (first === undefined) return 0
               if (protocols.size === 1) {
-                // A message only some protocols carry (stateless) skips the others' topics.
-                if (!first.codec.carries(message.type)) return 0
+                // No `carries` check on this path (the classic one's speed): a message only some
+                // protocols carry (stateless) comes from a peer of such a protocol, subscribed here
+                // before it could send, and topics never forget a protocol: so there are two.
                 const frame = first.codec.encode(message, sessionId)
                 publishFrame(first.name, first.codec, frame, except)
                 return frame.byteLength
               }
               let size = 0
               for (const [topicCodec, name] of protocols) {
-                // Encode only for the protocols someone still listens on.
+                // Encode only for the protocols someone still listens on and that carry the message.
                 if (app.numSubscribers(name) === 0 || !topicCodec.carries(message.type)) continue
                 const frame = topicCodec.encode(message, sessionId)
                 size = Math.max(size, frame.byteLength)

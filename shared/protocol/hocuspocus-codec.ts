@@ -104,6 +104,9 @@ export function readDocumentName(frame: Uint8Array): DocumentFrame {
 export function decodeHocuspocusBody(frame: Uint8Array, documentName: string, bodyOffset: number): Message {
   const decoder = decoding.createDecoder(frame)
   decoder.pos = bodyOffset
+  // Sync, awareness and query-awareness bodies are byte for byte the classic (y-websocket) frames:
+  // kept as `classicFrame`, they are relayed to classic peers as they came, never re-encoded.
+  const classicFrame = frame.subarray(bodyOffset)
   try {
     const type = decoding.readVarUint(decoder)
     switch (type) {
@@ -113,11 +116,11 @@ export function decodeHocuspocusBody(frame: Uint8Array, documentName: string, bo
         expectEnd(decoder)
         switch (syncType) {
           case SyncMessageType.Step1:
-            return { type: 'sync-step1', stateVector: payload, sessionId: documentName }
+            return { type: 'sync-step1', stateVector: payload, classicFrame, sessionId: documentName }
           case SyncMessageType.Step2:
-            return { type: 'sync-step2', update: payload, sessionId: documentName }
+            return { type: 'sync-step2', update: payload, classicFrame, sessionId: documentName }
           case SyncMessageType.Update:
-            return { type: 'sync-update', update: payload, sessionId: documentName }
+            return { type: 'sync-update', update: payload, classicFrame, sessionId: documentName }
           default:
             throw new ColloquyError('unknown-message-type', `unknown sync message type ${syncType}`)
         }
@@ -125,11 +128,11 @@ export function decodeHocuspocusBody(frame: Uint8Array, documentName: string, bo
       case HocuspocusMessageType.Awareness: {
         const update = readBytes(decoder)
         expectEnd(decoder)
-        return { type: 'awareness', update, sessionId: documentName }
+        return { type: 'awareness', update, classicFrame, sessionId: documentName }
       }
       case HocuspocusMessageType.QueryAwareness:
         expectEnd(decoder)
-        return { type: 'query-awareness', sessionId: documentName }
+        return { type: 'query-awareness', classicFrame, sessionId: documentName }
       case HocuspocusMessageType.Auth:
         return decodeAuth(decoder, documentName)
       case HocuspocusMessageType.Stateless: {
@@ -191,6 +194,18 @@ function decodeAuth(decoder: decoding.Decoder, documentName: string): Message {
 export function encodeHocuspocus(message: Message, documentName: string): Uint8Array {
   const e = encoding.createEncoder()
   encoding.writeVarString(e, documentName)
+  // Only these types share the classic framing; a classic auth or sync-status frame does not.
+  if (
+    message.classicFrame !== undefined &&
+    (message.type === 'sync-update' ||
+      message.type === 'awareness' ||
+      message.type === 'sync-step1' ||
+      message.type === 'sync-step2' ||
+      message.type === 'query-awareness')
+  ) {
+    encoding.writeUint8Array(e, message.classicFrame)
+    return encoding.toUint8Array(e)
+  }
   switch (message.type) {
     case 'sync-step1':
       encoding.writeVarUint(e, HocuspocusMessageType.Sync)
@@ -252,7 +267,9 @@ export function encodeHocuspocus(message: Message, documentName: string): Uint8A
  * The Hocuspocus protocol as a {@link WireCodec}: `decode` returns the document name as the message's
  * `sessionId`; `encode` writes `sessionId` before the message. It carries every message type.
  *
- * @remarks A sync-status here is server to client: the payload is varUint 1 (saved) or 0 (refused),
+ * @remarks Sync, awareness and query-awareness messages keep their body as `classicFrame` (it is
+ * the classic frame), so the classic codec relays them without re-encoding, and this codec writes a
+ * classic peer's frame after the name as is. A sync-status here is server to client: the payload is varUint 1 (saved) or 0 (refused),
  * see {@link HocuspocusSyncStatus}. The auth message's numbering differs from y-protocols' (token 0,
  * permission-denied 1, authenticated 2); the neutral `auth` message is always permission-denied.
  */

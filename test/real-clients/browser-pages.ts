@@ -12,6 +12,7 @@ import * as esbuild from 'esbuild'
 import type { Browser, BrowserContext, Page } from 'playwright-core'
 import { CHROMIUM, hasChromium, launchChromium } from '../helpers/chromium.js'
 import type { Harness, HarnessGlobal, PageState, StartOptions } from './page/harness.js'
+import type { HocuspocusStartOptions } from './page/hocuspocus-harness.js'
 
 /** Debian's chromium and whether it is installed (the browser tests are skipped with a message without it). */
 export { CHROMIUM, hasChromium }
@@ -48,13 +49,13 @@ export interface EditorBrowser {
    */
   readonly origin: string
   /** Opens a page in `context` (a new one unless given) and starts the editor there. */
-  open(options: StartOptions, context?: BrowserContext): Promise<EditorPage>
+  open(options: StartOptions | HocuspocusStartOptions, context?: BrowserContext): Promise<EditorPage>
   newContext(): Promise<BrowserContext>
   close(): Promise<void>
 }
 
-async function servePages(dir: string): Promise<{ server: Server; origin: string }> {
-  const script = await readFile(path.join(dir, 'editor-page.js'))
+async function servePages(dir: string, bundle: string): Promise<{ server: Server; origin: string }> {
+  const script = await readFile(path.join(dir, bundle))
   const server = createServer((request, response) => {
     if (request.url === '/editor.js') {
       response.writeHead(200, { 'content-type': 'text/javascript' }).end(script)
@@ -68,11 +69,16 @@ async function servePages(dir: string): Promise<{ server: Server; origin: string
   return { server, origin: `http://127.0.0.1:${(server.address() as AddressInfo).port}` }
 }
 
-/** Builds the page bundle, starts the page server and launches Chromium headless. */
-export async function launchEditorBrowser(): Promise<EditorBrowser> {
+/**
+ * Builds the page bundle, starts the page server and launches Chromium headless.
+ *
+ * @param entry the page under page/: `editor-page.ts` (y-websocket providers, the default) or
+ * `hocuspocus-page.ts` (Hocuspocus' provider; its `start` takes HocuspocusStartOptions)
+ */
+export async function launchEditorBrowser(entry = 'editor-page.ts'): Promise<EditorBrowser> {
   const outDir = await mkdtemp(path.join(os.tmpdir(), 'colloquy-real-clients-'))
   await esbuild.build({
-    entryPoints: [path.join(PAGE_DIR, 'editor-page.ts')],
+    entryPoints: [path.join(PAGE_DIR, entry)],
     bundle: true,
     format: 'iife',
     platform: 'browser',
@@ -81,7 +87,7 @@ export async function launchEditorBrowser(): Promise<EditorBrowser> {
     logLevel: 'silent',
   })
   await writeFile(path.join(outDir, 'editor.html'), HTML)
-  const { server, origin } = await servePages(outDir)
+  const { server, origin } = await servePages(outDir, entry.replace(/\.ts$/, '.js'))
   // Pages in the background keep their timers: providers reconnect and send on time.
   const browser = await launchChromium(BROWSER_WAIT, [
     '--disable-background-timer-throttling',
@@ -105,7 +111,10 @@ export async function launchEditorBrowser(): Promise<EditorBrowser> {
       const errors: string[] = []
       page.on('pageerror', (error) => errors.push(error.message))
       await page.goto(`${origin}/editor.html`)
-      await page.evaluate((start) => (globalThis as unknown as HarnessGlobal).harness.start(start), options)
+      await page.evaluate(
+        (start) => (globalThis as unknown as HarnessGlobal).harness.start(start as StartOptions),
+        options,
+      )
       const editor: EditorPage = {
         page,
         context,
@@ -121,7 +130,11 @@ export async function launchEditorBrowser(): Promise<EditorBrowser> {
             const state = await page
               .evaluate(() => (globalThis as unknown as HarnessGlobal).harness.state())
               .catch(() => undefined)
-            const brief = state && { ...state, editorText: state.editorText.slice(0, 200), docContent: '…' }
+            const brief = state && {
+              ...state,
+              editorText: String(state.editorText ?? '').slice(0, 200),
+              docContent: '…',
+            }
             throw new Error(
               `${options.user.name}: ${label}: ${String(error)}\nstate: ${JSON.stringify(brief)}`,
             )

@@ -40,7 +40,12 @@ export interface HocuspocusDocument {
 export interface HocuspocusClient {
   readonly version: HocuspocusVersion
   /** Opens `name` on the shared socket with `token` (a string, or a function asked on every open). */
-  open(name: string, token: string | (() => Promise<string> | string), doc?: Y.Doc): HocuspocusDocument
+  open(
+    name: string,
+    token: string | (() => Promise<string> | string),
+    doc?: Y.Doc,
+    extra?: { readonly forceSyncInterval?: number },
+  ): HocuspocusDocument
   /** Close codes the socket saw, in order. */
   readonly socketCloses: readonly number[]
   readonly isConnected: boolean
@@ -72,7 +77,7 @@ export function connectHocuspocus(url: string, version: HocuspocusVersion): Hocu
   const documents: HocuspocusDocument[] = []
   return {
     version,
-    open(name, token, doc = new Y.Doc()) {
+    open(name, token, doc = new Y.Doc(), extra = {}) {
       let scope: string | undefined
       const denials: string[] = []
       const closes: string[] = []
@@ -82,6 +87,7 @@ export function connectHocuspocus(url: string, version: HocuspocusVersion): Hocu
         name,
         document: doc,
         token,
+        ...extra,
         onAuthenticated: ({ scope: granted }: { scope: string }) => {
           scope = granted
         },

@@ -46,6 +46,16 @@ function sentFor(socket: FakeSocket, sessionId: string): Message[] {
   return sent(socket).filter((m) => m.sessionId === sessionId)
 }
 
+/** The types of the last `count` messages the client sent for `sessionId`. */
+function lastTypes(socket: FakeSocket, sessionId: string, count: number): string[] {
+  return sentFor(socket, sessionId)
+    .slice(-count)
+    .map((m) => m.type)
+}
+
+/** What a session sends when it (re)joins the socket: its token, step 1 and presence, pipelined. */
+const JOIN = ['auth-token', 'sync-step1', 'awareness']
+
 function serve(socket: FakeSocket, sessionId: string, message: MessageBody): void {
   socket.serverSend(encodeHocuspocus(message, sessionId))
 }
@@ -74,22 +84,19 @@ describe('multiplexed connection (fake socket)', () => {
     expect(socket.url).toBe('ws://server.test/hocuspocus')
     socket.serverOpen()
     await settle()
-    expect(sent(socket)).toEqual([
+    expect(sent(socket).filter((m) => m.type === 'auth-token')).toEqual([
       { type: 'auth-token', token: 'token-of-a', sessionId: 'a' },
       { type: 'auth-token', token: 'token-of-b', sessionId: 'b' },
     ])
-    // Nothing of a session's sync goes out before the server accepted its token.
+    // The handshake goes out with the token; the server holds it until the token is checked.
+    expect(sentFor(socket, 'a').map((m) => m.type)).toEqual(JOIN)
+    expect(a.status).toBe('connecting')
     admit(socket, 'a', docWith('hello from a'))
     expect(a.isSynced).toBe(true)
     expect(a.status).toBe('connected')
     expect(b.isSynced).toBe(false)
-    expect(sentFor(socket, 'a').map((m) => m.type)).toEqual([
-      'auth-token',
-      'sync-step1',
-      'awareness',
-      'sync-step2',
-    ])
-    expect(sentFor(socket, 'b').map((m) => m.type)).toEqual(['auth-token'])
+    expect(sentFor(socket, 'a').map((m) => m.type)).toEqual([...JOIN, 'sync-step2'])
+    expect(sentFor(socket, 'b').map((m) => m.type)).toEqual(JOIN)
     admit(socket, 'b', docWith('hello from b'))
     expect(a.doc.getText('t').toString()).toBe('hello from a')
     expect(b.doc.getText('t').toString()).toBe('hello from b')
@@ -141,10 +148,13 @@ describe('multiplexed connection (fake socket)', () => {
     serve(socket, 'a', { type: 'authenticated', scope: 'readonly' })
     serve(socket, 'a', { type: 'sync-step2', update: Y.encodeStateAsUpdate(new Y.Doc()) })
     expect(a.scope).toBe('readonly')
+    const denied = vi.fn()
+    a.on('permission-denied', denied)
     a.doc.getText('t').insert(0, 'not allowed')
     serve(socket, 'a', { type: 'sync-status', payload: HocuspocusSyncStatus.Refused })
     await settle()
     expect(a.hasLocalChanges).toBe(true)
+    expect(denied).toHaveBeenCalledWith('the server refused a write (read-only access)')
   })
 
   it('refuses one session on permission denied and leaves the others working', async () => {
@@ -168,12 +178,12 @@ describe('multiplexed connection (fake socket)', () => {
     // The refused session sends nothing more, even when it edits its document.
     b.doc.getText('t').insert(0, 'kept locally')
     a.doc.getText('t').insert(0, 'still flows')
-    expect(sentFor(socket, 'b').map((m) => m.type)).toEqual(['auth-token'])
+    expect(sentFor(socket, 'b').map((m) => m.type)).toEqual(JOIN)
     expect(sentFor(socket, 'a').at(-1)?.type).toBe('sync-update')
     // Its connect() tries again.
     b.connect()
     await settle()
-    expect(sentFor(socket, 'b').map((m) => m.type)).toEqual(['auth-token', 'auth-token'])
+    expect(sentFor(socket, 'b').map((m) => m.type)).toEqual([...JOIN, ...JOIN])
   })
 
   it('resumes every session by state vector after the socket comes back, with fresh tokens', async () => {
@@ -304,6 +314,25 @@ describe('multiplexed connection (fake socket)', () => {
     expect(sentFor(socket, 'b').filter((m) => m.type === 'auth-token')).toHaveLength(1)
   })
 
+  it('asks for a fresh token when the server closes a session whose token expired', async () => {
+    vi.useFakeTimers()
+    let issued = 0
+    const { connection, fakes } = setup({ tokenFor: (id) => `${id}-${++issued}` })
+    const a = connection.open('a')
+    await settle()
+    const socket = fakes.last()
+    socket.serverOpen()
+    await settle()
+    admit(socket, 'a')
+    serve(socket, 'a', { type: 'close', reason: '4301 token expired' })
+    expect(a.status).toBe('offline')
+    await vi.advanceTimersByTimeAsync(100)
+    expect(sent(socket).filter((m) => m.type === 'auth-token')).toEqual([
+      { type: 'auth-token', token: 'a-1', sessionId: 'a' },
+      { type: 'auth-token', token: 'a-2', sessionId: 'a' },
+    ])
+  })
+
   it('closes one session without closing the socket', async () => {
     const { connection, fakes } = setup()
     const a = connection.open('a')
@@ -316,15 +345,14 @@ describe('multiplexed connection (fake socket)', () => {
     admit(socket, 'b')
     a.awareness.setLocalState({ name: 'a' })
     await a.close()
-    const last = sentFor(socket, 'a').slice(-2)
-    expect(last.map((m) => m.type)).toEqual(['awareness', 'close'])
+    expect(lastTypes(socket, 'a', 2)).toEqual(['awareness', 'close'])
     expect(socket.readyState).toBe(1)
     expect(connection.sessionIds).toEqual(['b'])
     expect(b.isSynced).toBe(true)
     // The id is free again.
     const again = connection.open('a')
     await settle()
-    expect(sentFor(socket, 'a').at(-1)).toMatchObject({ type: 'auth-token' })
+    expect(lastTypes(socket, 'a', 3)).toEqual(JOIN)
     expect(again.status).toBe('connecting')
   })
 
@@ -341,7 +369,7 @@ describe('multiplexed connection (fake socket)', () => {
     expect(sentFor(socket, 'a').at(-1)).toMatchObject({ type: 'close', reason: 'disconnected' })
     a.connect()
     await settle()
-    expect(sentFor(socket, 'a').at(-1)).toMatchObject({ type: 'auth-token' })
+    expect(lastTypes(socket, 'a', 3)).toEqual(JOIN)
     admit(socket, 'a')
     expect(a.isSynced).toBe(true)
   })
@@ -358,7 +386,7 @@ describe('multiplexed connection (fake socket)', () => {
     expect(sentFor(socket, 'a').at(-1)).toMatchObject({ type: 'close' })
     expect(a.status).toBe('offline')
     await vi.advanceTimersByTimeAsync(100)
-    expect(sentFor(socket, 'a').at(-1)).toMatchObject({ type: 'auth-token' })
+    expect(lastTypes(socket, 'a', 3)).toEqual(JOIN)
   })
 
   it('relays stateless messages of a session both ways', async () => {

@@ -61,7 +61,8 @@ describe('hocuspocusCodec', () => {
     (_type, message) => {
       const encoded = hocuspocusCodec.encode(message, doc)
       expect(readDocumentName(encoded).documentName).toBe(doc)
-      expect(hocuspocusCodec.decode(encoded)).toEqual({ ...message, sessionId: doc })
+      const { classicFrame: _frame, ...decoded } = hocuspocusCodec.decode(encoded)
+      expect(decoded).toEqual({ ...message, sessionId: doc })
     },
   )
 
@@ -196,6 +197,34 @@ describe('hocuspocusCodec', () => {
     const b = encodeHocuspocus(message, 'b')
     expect(a.subarray(2)).toEqual(b.subarray(2))
     expect(a[1]).not.toBe(b[1])
+  })
+})
+
+describe('the hocuspocus and classic codecs together', () => {
+  it('keeps the classic frame of sync, awareness and query-awareness bodies, so classic peers get them as they came', () => {
+    for (const message of everyMessage.slice(0, 5)) {
+      const framed = hocuspocusCodec.encode(message, doc)
+      const decoded = hocuspocusCodec.decode(framed)
+      const classic = classicCodec.encode(message, doc)
+      expect(decoded.classicFrame).toEqual(classic)
+      // The very bytes of the Hocuspocus frame, not a copy: relaying costs no encoding.
+      expect(classicCodec.encode(decoded, doc).buffer).toBe(framed.buffer)
+      // And back: a classic frame written after the name is the Hocuspocus frame.
+      expect(hocuspocusCodec.encode(classicCodec.decode(classic), doc)).toEqual(framed)
+    }
+  })
+
+  it('never sends a Hocuspocus auth or sync-status frame to a classic peer, nor a classic one to Hocuspocus', () => {
+    const status = hocuspocusCodec.decode(
+      hocuspocusCodec.encode({ type: 'sync-status', payload: Uint8Array.of(1) }, doc),
+    )
+    expect(status.classicFrame).toBeUndefined()
+    const classicStatus = classicCodec.decode(
+      classicCodec.encode({ type: 'sync-status', payload: Uint8Array.of(5) }, doc),
+    )
+    expect(hocuspocusCodec.encode(classicStatus, doc)).toEqual(
+      hocuspocusCodec.encode({ type: 'sync-status', payload: Uint8Array.of(5) }, doc),
+    )
   })
 })
 

@@ -330,3 +330,85 @@ describe('a worker across a server restart', () => {
     }
   })
 })
+
+describe('colloquy agent --pool', () => {
+  const CLI = path.join(ROOT, 'cli/colloquy.ts')
+
+  it('answers the pool’s turns, prints one JSON line per turn event, and exits 0 on SIGTERM', async () => {
+    const { port } = await startServer()
+    const url = urlOf(port)
+    const turns = createTurnsClient({ url })
+    const child = spawn(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        CLI,
+        'agent',
+        '--pool',
+        'main',
+        '--concurrency',
+        '2',
+        '--url',
+        url,
+        '--name',
+        'cli',
+        '--delay-ms',
+        '1',
+      ],
+      { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
+    )
+    children.push(child)
+    let output = ''
+    child.stdout?.on('data', (chunk: Buffer) => {
+      output += chunk.toString()
+    })
+    child.stderr?.on('data', (chunk: Buffer) => {
+      output += chunk.toString()
+    })
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+    await until(() => output.includes('"event":"worker"'), 20_000, 'the worker started')
+    const { client, turn, messageId } = await ask(url, turns, 'cli-pool', 'from the cli')
+    await until(() => readMessage(client.doc, answerIdOf(turn))?.status === 'complete', 20_000, 'answered')
+    expect(readMessage(client.doc, answerIdOf(turn))?.author).toMatchObject({
+      id: 'agent:cli',
+      kind: 'agent',
+    })
+    await until(() => output.includes('"event":"completed"'), 10_000, 'completed line')
+    const events = output
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line) as { event: string; turn?: string })
+    expect(events.filter((e) => e.turn === turn.id).map((e) => e.event)).toEqual([
+      'claimed',
+      'streaming',
+      'completed',
+    ])
+    expect(assistants(client, messageId)).toHaveLength(1)
+    child.kill('SIGTERM')
+    expect(await withTimeout(exited, 10_000, 'exit')).toBe(0)
+  })
+
+  it('refuses a session id beside --pool, and a bad pool name, with exit 2', async () => {
+    for (const args of [
+      ['agent', '--pool', 'main', 'some-session'],
+      ['agent', '--pool', 'Not A Pool'],
+    ]) {
+      const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], {
+        cwd: ROOT,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      })
+      let err = ''
+      child.stderr?.on('data', (chunk: Buffer) => {
+        err += chunk.toString()
+      })
+      const code = await withTimeout(
+        new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c))),
+        20_000,
+        'exit',
+      )
+      expect(code).toBe(2)
+      expect(err).toMatch(/pool/)
+    }
+  })
+})

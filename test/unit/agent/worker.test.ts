@@ -3,12 +3,17 @@
 // bound, a cancel or a lost lease stops the model at once, a half-written answer is continued, and
 // stop() gives the turns back with their text durable.
 
+import type { LanguageModelV3StreamPart } from '@ai-sdk/provider'
+import { tool } from 'ai'
+import { MockLanguageModelV3, simulateReadableStream } from 'ai/test'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
+import { z } from 'zod'
 import { createSharedSessions } from '../../../client/agent/fleet/sessions.js'
 import type { TurnsClient } from '../../../client/agent/fleet/turns-client.js'
 import { answerIdOf, type Worker, type WorkerEvent } from '../../../client/agent/fleet/worker.js'
 import type { Model } from '../../../client/agent/model.js'
+import { createAiSdkModel } from '../../../client/agent/models/ai-sdk.js'
 import { createDemoModel } from '../../../client/agent/models/demo-model.js'
 import { createWorker } from '../../../client/agent/node.js'
 import { createNodeSyncClient, type SyncClient } from '../../../client/node.js'
@@ -263,6 +268,58 @@ describe('a pool worker', () => {
     expect(log.indexOf('flushed')).toBeLessThan(log.indexOf('complete'))
   })
 
+  it('answers through an AI SDK model, recording its tool call and the tool’s result in the session', async () => {
+    const turns = fakeTurns()
+    const { client, turn } = await ask('w-tools', 'weather in Lyon?')
+    turns.queue.push(turn)
+    const finish = (unified: 'stop' | 'tool-calls'): LanguageModelV3StreamPart => ({
+      type: 'finish',
+      finishReason: { unified, raw: unified },
+      usage: {
+        inputTokens: { total: 1, noCache: 1, cacheRead: undefined, cacheWrite: undefined },
+        outputTokens: { total: 1, text: 1, reasoning: undefined },
+      },
+    })
+    const steps: LanguageModelV3StreamPart[][] = [
+      [
+        { type: 'tool-call', toolCallId: 'c1', toolName: 'weather', input: '{"city":"Lyon"}' },
+        finish('tool-calls'),
+      ],
+      [
+        { type: 'text-start', id: 't' },
+        { type: 'text-delta', id: 't', delta: 'Sunny in Lyon.' },
+        { type: 'text-end', id: 't' },
+        finish('stop'),
+      ],
+    ]
+    let step = 0
+    const mock = new MockLanguageModelV3({
+      doStream: async () => ({ stream: simulateReadableStream({ chunks: steps[step++] ?? [] }) }),
+    })
+    const weather = tool({
+      inputSchema: z.object({ city: z.string() }),
+      execute: async ({ city }) => `${city}: sunny`,
+    })
+    start(turns, createAiSdkModel({ model: mock, tools: { weather } }))
+    await until(() => turns.completed.length === 1, 10_000, 'completed')
+    const answerId = answerIdOf(turn)
+    await until(
+      () => readMessage(client.doc, `${answerId}:tool:c1`) !== undefined,
+      5_000,
+      'tool result synced',
+    )
+    expect(turns.completed[0]?.answer).toMatchObject({
+      content: 'Sunny in Lyon.',
+      status: 'complete',
+      metadata: { toolCalls: [{ id: 'c1', name: 'weather', input: { city: 'Lyon' } }] },
+    })
+    expect(readMessage(client.doc, `${answerId}:tool:c1`)).toMatchObject({
+      role: 'tool',
+      content: 'Lyon: sunny',
+      metadata: { replyTo: answerId, toolName: 'weather' },
+    })
+  })
+
   it('never answers more turns at once than its concurrency, and answers them all', async () => {
     const turns = fakeTurns()
     for (let i = 0; i < 5; i++) turns.queue.push((await ask(`w-many-${i}`, `q${i}`)).turn)
@@ -350,8 +407,10 @@ describe('a pool worker', () => {
     turns.onRenew(() => 'lost')
     await until(() => events.some((e) => e.type === 'lost'), 5_000, 'the worker saw the loss')
     await until(() => events.length > 0 && workers[0]?.active === 0, 5_000, 'the slot is free')
-    const frozen = readMessage(client.doc, answerIdOf(turn))
-    // Long enough for several coalescing windows and tokens: nothing more arrives.
+    // Two fresh reads of the server's copy, one after the other: at a token every 2 ms, a worker
+    // still writing would have added to the answer in between.
+    const first = await device('w-lost')
+    const frozen = readMessage(first.doc, answerIdOf(turn))
     const later = await device('w-lost')
     expect(readMessage(later.doc, answerIdOf(turn))?.content).toBe(frozen?.content)
     expect(frozen?.status).toBe('streaming')

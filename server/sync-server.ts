@@ -229,6 +229,14 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
     observer: createTurnMetrics(metrics.registry, () => turnService),
   })
   const turns = turnService
+  // DELETE /sessions/:id ends the session's turns once the session is gone. A prototype-linked
+  // view of the store, so that every other method (and `this` in a class-based store) is the store's.
+  const historyStore: Store = Object.assign(Object.create(store) as Store, {
+    async deleteSession(sessionId: string): Promise<void> {
+      await store.deleteSession(sessionId)
+      await turns.endSession(sessionId)
+    },
+  })
   const autoRules = parseAutoTurnRules(config.turnAuto)
   if (autoRules.length > 0) {
     autoTurns = createAutoTurns({
@@ -379,7 +387,7 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
         ...healthRoutes(isReady, () => isClosing),
         metricsRoute(metrics, createMetricsAccess(config.metricsToken, verifier?.verify)),
         ...historyRoutes({
-          store,
+          store: historyStore,
           merger,
           scheduler: compaction,
           isLoaded: (sessionId) => sessions.get(sessionId) !== undefined,

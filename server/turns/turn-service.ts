@@ -95,6 +95,12 @@ export interface TurnService {
   fail(turnId: string, request: FailRequest): Promise<TurnResponse>
   cancel(turnId: string, by: Author, reasonText?: string): Promise<TurnResponse>
   pool(pool: string): PoolResponse
+  /**
+   * Ends every turn of a deleted session that has not ended (`cancelled`, reason
+   * `session-deleted`): no worker is handed it (a worker would create the session again by opening
+   * it), and a running one's worker learns it on its next renew.
+   */
+  endSession(sessionId: string): Promise<void>
   /** Every pool's figures (metrics). */
   pools(): PoolResponse[]
   /** Stops timers and long polls, then waits until every change is durable. */
@@ -625,6 +631,15 @@ export async function openTurnService(options: TurnServiceOptions): Promise<Turn
 
     pools() {
       return [...poolNames].map((pool) => service.pool(pool))
+    },
+
+    async endSession(sessionId) {
+      const ending: Promise<void>[] = []
+      for (const turn of turns.values()) {
+        if (turn.sessionId !== sessionId || isFinalTurnState(turn.state)) continue
+        ending.push(end(turn, 'cancelled', TurnReason.SessionDeleted, 'its session was deleted'))
+      }
+      await Promise.all(ending)
     },
 
     async close() {

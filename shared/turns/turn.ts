@@ -59,6 +59,7 @@ export const TurnReason = {
   DeadlinePassed: 'deadline-passed',
   LeaseLostTooOften: 'lease-lost-too-often',
   WorkerFailed: 'worker-failed',
+  SessionDeleted: 'session-deleted',
 } as const
 /** One of the {@link TurnReason} values, or a worker's own short code. */
 export type TurnReason = (typeof TurnReason)[keyof typeof TurnReason] | (string & {})

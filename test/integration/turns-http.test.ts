@@ -212,6 +212,35 @@ describe('the turns API', () => {
     )
   })
 
+  it('ends the turns of a deleted session, so no worker is handed one', async () => {
+    const writer = createNodeSyncClient({
+      url: `ws://127.0.0.1:${server.port}`,
+      sessionId: 'chat-doomed',
+      token: () => deviceToken,
+    })
+    await writer.whenSynced()
+    appendMessage(writer.doc, {
+      id: 'q',
+      role: 'user',
+      author: { id: 'phone', kind: 'device' },
+      content: 'hi',
+    })
+    await writer.whenFlushed()
+    await writer.destroy()
+    await call('POST', '/api/turns', deviceToken, { sessionId: 'chat-doomed', messageId: 'q', pool: 'gpu' })
+    const admin = await mintToken({ secret, peerId: 'ops', role: 'admin', sessionPrefix: '' })
+    const deleted = await call('DELETE', '/sessions/chat-doomed', admin)
+    expect(deleted.status).toBe(204)
+    const read = await call('GET', turnPath('gpu~chat-doomed~q'), deviceToken)
+    expect(((await read.json()) as TurnResponse).turn).toMatchObject({
+      state: 'cancelled',
+      reason: 'session-deleted',
+    })
+    const claim = await call('POST', '/api/pools/gpu/claim', workerToken, { instanceId: 'run-2', max: 64 })
+    const { turns } = (await claim.json()) as ClaimResponse
+    expect(turns.map((claimed) => claimed.turn.id)).not.toContain('gpu~chat-doomed~q')
+  })
+
   it('refuses bad ids, unknown pools, bad JSON and huge bodies with clear codes', async () => {
     const cases: [Response, number, string][] = [
       [

@@ -40,6 +40,7 @@ import {
   pause,
 } from './model-call.js'
 import { planSummary, summaryContext } from './summarizer.js'
+import { recordModelEvent } from './tool-messages.js'
 
 /** What the agent is doing, published in its awareness state. */
 export type AgentState = 'idle' | 'thinking' | 'waiting' | 'streaming'
@@ -393,6 +394,10 @@ export async function joinSession(options: JoinSessionOptions): Promise<Agent> {
           if (tokens === 0) setState('streaming', writer.id)
           tokens++
           writer.write(token)
+        },
+        onEvent: (event) => {
+          writer.flush()
+          recordModelEvent(doc, writer.id, event, author)
         },
         onRetry: ({ attempt, of, delayMs, reason }) => {
           onError(new Error(`${reason}; retry ${attempt} of ${of} in ${delayMs} ms`))

@@ -2,7 +2,7 @@
 // retries with backoff for retryable failures before the first token, and an abort of the
 // underlying request on every way out. Knows nothing of the document: tokens go to a callback.
 
-import type { GenerateContext, Model } from './model.js'
+import { type GenerateContext, isModelEvent, type Model, type ModelEvent } from './model.js'
 import { ModelError } from './model-error.js'
 
 /** Timeouts of a model call, in ms; each is also a sensible default for a hosted model. */
@@ -68,6 +68,8 @@ export interface CallModelOptions {
   readonly timeouts: ModelTimeouts
   readonly retry: ModelRetryPolicy
   readonly onToken: (token: string) => void
+  /** Tool calls and results the model yields between tokens (they count as activity, not tokens). */
+  readonly onEvent?: (event: ModelEvent) => void
   readonly onRetry?: (notice: RetryNotice) => void
 }
 
@@ -172,7 +174,7 @@ async function runAttempt(
     }
   }
   let tokens = 0
-  let iterator: AsyncIterator<string> | undefined
+  let iterator: AsyncIterator<string | ModelEvent> | undefined
   try {
     arm(timeouts.firstTokenMs, `the model sent nothing for ${seconds(timeouts.firstTokenMs)}`)
     iterator = options.model.generate(options.context(), abort.signal)[Symbol.asyncIterator]()
@@ -183,6 +185,11 @@ async function runAttempt(
         return { kind: 'complete', tokens }
       }
       const token = next.value
+      if (isModelEvent(token)) {
+        options.onEvent?.(token)
+        arm(timeouts.betweenTokensMs, `the model sent nothing for ${seconds(timeouts.betweenTokensMs)}`)
+        continue
+      }
       if (typeof token !== 'string' || token.length === 0) continue
       tokens++
       setTokens(tokens)

@@ -14,11 +14,17 @@ import {
 } from '../agent/node.js'
 import { intFlag, parseFlags, serverUrl, UsageError } from './args.js'
 import { describeRefusal, refusalAwareWebSocket, type UpgradeRefusal } from './upgrade-refusal.js'
+import { runWorker } from './worker-command.js'
 
 export const usage = `Usage: colloquy agent <session> [<session>...] [options]
+       colloquy agent --pool NAME [--concurrency N] [options]
 
 Joins the session as an agent and answers every new user message. Several sessions are served by
 one process over one multiplexed socket (the server's /hocuspocus endpoint), one agent each.
+With --pool, runs a pool worker instead: it answers the turns the server gives it, in any
+session (docs/agents.md "Workers").
+  --pool NAME             serve this pool's turns (no session argument)
+  --concurrency N         turns answered at once by a pool worker (default 1, at most 64)
   --url URL               server (COLLOQUY_URL, default ws://127.0.0.1:8080)
   --name NAME             agent name (default demo); its id is agent:NAME
   --token TOKEN           access token (COLLOQUY_TOKEN)
@@ -85,7 +91,28 @@ export async function run(argv: readonly string[], env: NodeJS.ProcessEnv): Prom
     'model-retries',
     'lease-ms',
     'writer-grace-ms',
+    'pool',
+    'concurrency',
   ])
+  if (values.pool !== undefined) {
+    if (positionals.length > 0) throw new UsageError('--pool serves every session: give no session id')
+    const poolToken = values.token ?? env.COLLOQUY_TOKEN
+    return runWorker({
+      url: serverUrl(values.url, env),
+      pool: values.pool,
+      concurrency: intFlag(values.concurrency, 'concurrency', 1),
+      model: chooseModel(values, env),
+      name: values.name ?? 'demo',
+      ...(poolToken === undefined ? {} : { token: poolToken }),
+      maxContextTokens: intFlag(values['max-context-tokens'], 'max-context-tokens', 8_000),
+      timeouts: {
+        firstTokenMs: intFlag(values['first-token-timeout-ms'], 'first-token-timeout-ms', 60_000),
+        betweenTokensMs: intFlag(values['token-timeout-ms'], 'token-timeout-ms', 30_000),
+        replyMs: intFlag(values['reply-timeout-ms'], 'reply-timeout-ms', 600_000),
+      },
+      retries: intFlag(values['model-retries'], 'model-retries', 3),
+    })
+  }
   const sessionId = positionals[0]
   if (sessionId === undefined) {
     throw new UsageError('a session id (1-128 characters of A-Za-z0-9._:-) is required')

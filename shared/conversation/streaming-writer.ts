@@ -1,8 +1,8 @@
 // The streaming writer: appends tokens to one message's Y.Text, coalescing the tokens of a short
 // window into one transaction, and stops when any peer requests cancellation.
 
-import type * as Y from 'yjs'
-import { insertMessageMap, writeMetadataPatch, writeStatus } from './messages.js'
+import * as Y from 'yjs'
+import { findMessageMap, insertMessageMap, writeMetadataPatch, writeStatus } from './messages.js'
 import { type Author, type CancelRequest, MessageKey, type MessageMetadata, type Role } from './schema.js'
 import { parseCancelRequest } from './tolerant-read.js'
 
@@ -48,6 +48,14 @@ export interface StreamingWriterOptions {
   readonly metadata?: MessageMetadata
   /** Default: a new random UUID. */
   readonly id?: string
+  /**
+   * With `id`: when a message with that id exists, continue it instead of appending a new one: its
+   * text is kept and new tokens go after it, its status goes back to `streaming`, `metadata` is
+   * merged in. A message whose `cancelRequest` is set is not reopened: the writer starts closed
+   * (`isClosed`, and `onStop` listeners are called at once). Used to resume an answer another
+   * worker started (docs/conversation-model.md §10).
+   */
+  readonly resume?: boolean
   /** Coalescing window in milliseconds; default {@link DEFAULT_COALESCE_MS}; 0 = one transaction per write. */
   readonly coalesceMs?: number
   /** Transaction origin of every write, so a sync client can tell its own updates apart. */
@@ -100,11 +108,15 @@ export function openStreamingWriter(doc: Y.Doc, options: StreamingWriterOptions)
   const setTimer = options.setTimer ?? defaultSetTimer
   const clearTimer = options.clearTimer ?? (options.setTimer === undefined ? defaultClearTimer : undefined)
   const origin = options.origin
+  const existing =
+    options.resume === true && options.id !== undefined ? findMessageMap(doc, options.id) : undefined
+  const reopened = existing === undefined ? undefined : reopenMessage(doc, existing, options)
   const {
     map,
     id,
     content: text,
-  } = insertMessageMap(
+  } = reopened ??
+  insertMessageMap(
     doc,
     {
       role: options.role ?? 'assistant',
@@ -116,13 +128,13 @@ export function openStreamingWriter(doc: Y.Doc, options: StreamingWriterOptions)
     origin,
   )
 
-  let phase: Phase = 'open'
+  let phase: Phase = reopened?.isCancelled === true ? 'stopped' : 'open'
   let buffer = ''
   let timer: { readonly handle: unknown } | undefined
   let cancelRequest: CancelRequest | undefined
   const cancelListeners = new Set<(request: CancelRequest) => void>()
   const stopListeners = new Set<() => void>()
-  let isStoppedByPeer = false
+  let isStoppedByPeer = phase === 'stopped'
 
   const notifyStop = (): void => {
     isStoppedByPeer = true
@@ -196,7 +208,7 @@ export function openStreamingWriter(doc: Y.Doc, options: StreamingWriterOptions)
     if (errors.length > 0) throw errors[0]
   }
 
-  map.observe(onMapChange)
+  if (phase === 'open') map.observe(onMapChange)
 
   const flush = (): void => {
     stopTimer()
@@ -275,4 +287,31 @@ export function openStreamingWriter(doc: Y.Doc, options: StreamingWriterOptions)
       return phase !== 'open'
     },
   }
+}
+
+/**
+ * Reopens an existing message for a resumed writer: its `content` stays (a plain-string content
+ * becomes a `Y.Text` holding it), status back to `streaming`, metadata merged; all one transaction.
+ * A message with a cancel request is left alone and reported cancelled.
+ */
+function reopenMessage(
+  doc: Y.Doc,
+  map: Y.Map<unknown>,
+  options: StreamingWriterOptions,
+): { map: Y.Map<unknown>; id: string; content: Y.Text; isCancelled: boolean } {
+  const id = options.id as string
+  const stored = map.get(MessageKey.Content)
+  if (parseCancelRequest(map.get(MessageKey.CancelRequest)) !== undefined) {
+    return { map, id, content: stored instanceof Y.Text ? stored : new Y.Text(), isCancelled: true }
+  }
+  let content = stored instanceof Y.Text ? stored : undefined
+  doc.transact(() => {
+    if (content === undefined) {
+      content = new Y.Text(typeof stored === 'string' ? stored : '')
+      map.set(MessageKey.Content, content)
+    }
+    if (options.metadata !== undefined) writeMetadataPatch(map, options.metadata)
+    writeStatus(map, 'streaming', undefined)
+  }, options.origin)
+  return { map, id, content: content as Y.Text, isCancelled: false }
 }

@@ -23,6 +23,8 @@ import { pageToken } from './identity.js'
 import { createMessagesView, shownOf } from './messages-view.js'
 import { renderPresence } from './presence.js'
 import { markSeen } from './seen.js'
+import { mountTurnStatus } from './turn-status.js'
+import { poolFromHash } from './turn-text.js'
 
 /** Options of {@link mountConversation}. */
 export interface ConversationOptions {
@@ -116,6 +118,26 @@ export function mountConversation(root: HTMLElement, options: ConversationOption
     h('button', { type: 'submit' }, 'Send'),
   )
   const scroller = h('div', { class: 'scroller' }, messages.element)
+  // Turns: each question's place with a pool of agents, and (with ?pool=) the request to answer it.
+  const notice = h('p', { class: 'notice', role: 'alert' })
+  notice.hidden = true
+  let noticeTimer: ReturnType<typeof setTimeout> | undefined
+  const pool = poolFromHash(location.hash)
+  const turns = mountTurnStatus({
+    doc,
+    sessionId,
+    list: messages.element,
+    ...(pool === undefined ? {} : { pool }),
+    ...(token === undefined ? {} : { token }),
+    notify: (text) => {
+      setText(notice, text)
+      notice.hidden = false
+      clearTimeout(noticeTimer)
+      noticeTimer = setTimeout(() => {
+        notice.hidden = true
+      }, 8_000)
+    },
+  })
   const historySlot = h('aside', { id: 'history', class: 'history', 'aria-label': 'History' })
   historySlot.hidden = true
 
@@ -141,6 +163,7 @@ export function mountConversation(root: HTMLElement, options: ConversationOption
           presence,
         ),
         scroller,
+        notice,
         composer,
       ),
       historySlot,
@@ -159,6 +182,7 @@ export function mountConversation(root: HTMLElement, options: ConversationOption
     const stick = isNearBottom()
     const all = readMessages(doc)
     messages.render(all.map(shownOf))
+    turns.render()
     // Seen here: the session list marks only messages added after this.
     if (client.isSynced) markSeen(sessionId, all.length)
     if (!stick) return
@@ -241,7 +265,9 @@ export function mountConversation(root: HTMLElement, options: ConversationOption
   const send = (): void => {
     const text = input.value.trim()
     if (text.length === 0) return
-    appendMessage(doc, { role: 'user', author: identity, content: text })
+    const sent = appendMessage(doc, { role: 'user', author: identity, content: text })
+    // The turn names the message: the server must hold it before a worker reads the session.
+    if (pool !== undefined) void client.whenFlushed().then(() => turns.requestAnswer(sent.id))
     input.value = ''
     input.focus()
   }
@@ -308,6 +334,8 @@ export function mountConversation(root: HTMLElement, options: ConversationOption
       window.removeEventListener('online', onOnline)
       window.removeEventListener('beforeunload', onBeforeUnload)
       history?.destroy()
+      turns.destroy()
+      clearTimeout(noticeTimer)
       client.destroy().catch((error: unknown) => console.error('closing the session failed', error))
     },
   }

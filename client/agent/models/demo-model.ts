@@ -1,7 +1,7 @@
 // A deterministic demo model: no network, for tests and the quick start. Its reply depends only on
 // the prompt and its options, so tests can predict every token.
 
-import type { GenerateContext, Model } from '../model.js'
+import type { GenerateContext, TextModel } from '../model.js'
 import { pause } from '../model-call.js'
 
 /** Options of {@link createDemoModel}. */
@@ -35,16 +35,38 @@ function endingToken(i: number, tokens: number, context: GenerateContext): strin
   return word.endsWith('.') ? text : `${word}.`
 }
 
-/** Creates the demo model. */
-export function createDemoModel(options: DemoModelOptions = {}): Model {
+/**
+ * Creates the demo model.
+ *
+ * @remarks Resuming (`context.continueFrom`): the model makes the same tokens as always and skips
+ * those the text already holds, so a resumed answer ends exactly as an uninterrupted one would. A
+ * text that is not a prefix of its answer (another model wrote it) gets the answer from the first
+ * token that does not repeat it, after a space.
+ */
+export function createDemoModel(options: DemoModelOptions = {}): TextModel {
   const tokens = options.tokens ?? DEMO_ANSWER_TOKENS
   const delayMs = options.delayMs ?? 15
   const token = options.token ?? ((i: number, context: GenerateContext) => endingToken(i, tokens, context))
   return {
     name: 'colloquy-demo',
     async *generate(context, signal) {
+      const done = context.continueFrom ?? ''
+      let made = ''
+      let isSkipping = done.length > 0
       for (let i = 0; i < tokens; i++) {
         if (signal.aborted) return
+        if (isSkipping) {
+          const next = made + token(i, context)
+          if (next.length <= done.length && done.startsWith(next)) {
+            made = next
+            continue
+          }
+          isSkipping = false
+          if (!done.startsWith(made) || made.length !== done.length) {
+            // Not our own prefix: continue after what is there rather than repeat it.
+            if (!/\s$/.test(done)) yield ' '
+          }
+        }
         await pause(delayMs, signal)
         if (signal.aborted) return
         yield token(i, context)

@@ -1,7 +1,7 @@
 // An adapter for any OpenAI-compatible chat-completions endpoint with streaming (server-sent
 // events): base URL and key from config. Uses the platform's fetch; nothing else.
 
-import type { GenerateContext, Model } from '../model.js'
+import type { GenerateContext, TextModel } from '../model.js'
 import { ModelError, ModelErrorCode, parseRetryAfter } from '../model-error.js'
 
 /** Options of {@link createOpenAiModel}. */
@@ -22,6 +22,10 @@ interface ChatMessage {
   content: string
 }
 
+/** Sent after the partial answer of a resumed turn: the model continues it rather than restart. */
+export const CONTINUE_INSTRUCTION =
+  'Your previous answer (above) was cut off. Continue it from exactly where it stopped, without repeating any of it.'
+
 /** Turns a context window into chat-completions messages (summary first, as a system message). */
 export function toChatMessages(context: GenerateContext, system?: string): ChatMessage[] {
   const messages: ChatMessage[] = []
@@ -32,6 +36,10 @@ export function toChatMessages(context: GenerateContext, system?: string): ChatM
   for (const message of context.messages) {
     if (message.content.length === 0 && message.role === 'assistant') continue
     messages.push({ role: message.role, content: message.content })
+  }
+  if (context.continueFrom !== undefined && context.continueFrom.length > 0) {
+    messages.push({ role: 'assistant', content: context.continueFrom })
+    messages.push({ role: 'system', content: CONTINUE_INSTRUCTION })
   }
   return messages
 }
@@ -122,7 +130,7 @@ interface ChatChunk {
  * server's `Retry-After` (the agent retries 429 and 5xx before the first token). The request is
  * made with the given signal, so aborting it closes the connection.
  */
-export function createOpenAiModel(options: OpenAiModelOptions): Model {
+export function createOpenAiModel(options: OpenAiModelOptions): TextModel {
   const doFetch = options.fetch ?? fetch
   const url = `${options.baseUrl.replace(/\/+$/, '')}/chat/completions`
   return {

@@ -1,0 +1,558 @@
+// The fleet bench (issue #17): a burst of questions over as many sessions, answered by worker
+// processes through the server's turn scheduler. Two phases on one server: a calm burst, then the
+// same burst while one worker process is killed -9 every few seconds (and replaced). Reports, per
+// phase: every session answered exactly once (and every resumed answer continuous), wait p50/p99
+// per priority class, tenant fairness (max/min share while every tenant had work queued), slot
+// utilisation, the sync p99 of an unrelated session during the burst against a calm baseline, and
+// what a plain FIFO queue would have given for the same arrivals and answer times.
+//
+//   npx tsx bench/fleet/run.ts                       # the size docs/benchmarks.md reports
+//   npx tsx bench/fleet/run.ts --questions 10000 --burst-ms 10000   # the issue's full size
+
+import { type ChildProcess, spawn } from 'node:child_process'
+import { mkdtemp, rm } from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import WebSocket from 'ws'
+import { createTurnsClient } from '../../client/agent/fleet/turns-client.js'
+import { answerIdOf } from '../../client/agent/fleet/worker.js'
+import { createConnection } from '../../client/connection.js'
+import { createNodeSyncClient } from '../../client/node.js'
+import { appendMessage, readMessages } from '../../shared/conversation/index.js'
+import { PRIORITY_CLASSES, turnIdOf } from '../../shared/turns/index.js'
+import { startServerProcess } from '../../test/helpers/server-process.js'
+import { createRandom } from '../lib/wire.js'
+import { answerMsOf, expectedAnswer } from './fleet-model.js'
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
+
+const { values: flags } = parseArgs({
+  options: {
+    questions: { type: 'string', default: '400' },
+    'burst-ms': { type: 'string', default: '10000' },
+    workers: { type: 'string', default: '4' },
+    slots: { type: 'string', default: '4' },
+    tenants: { type: 'string', default: '20' },
+    seed: { type: 'string', default: '1' },
+    'min-ms': { type: 'string', default: '1000' },
+    'max-ms': { type: 'string', default: '3000' },
+    'kill-every-ms': { type: 'string', default: '10000' },
+    'lease-ms': { type: 'string', default: '6000' },
+    'max-attempts': { type: 'string', default: '10' },
+    'skip-kills': { type: 'boolean', default: false },
+    'server-arg': { type: 'string', multiple: true, default: [] },
+  },
+})
+const QUESTIONS = Number(flags.questions)
+const BURST_MS = Number(flags['burst-ms'])
+const WORKERS = Number(flags.workers)
+const SLOTS = Number(flags.slots)
+const TENANTS = Number(flags.tenants)
+const SEED = Number(flags.seed)
+const MIN_MS = Number(flags['min-ms'])
+const MAX_MS = Number(flags['max-ms'])
+const KILL_EVERY_MS = Number(flags['kill-every-ms'])
+const LEASE_MS = Number(flags['lease-ms'])
+const POOL = 'main'
+
+interface Question {
+  readonly index: number
+  readonly sessionId: string
+  readonly messageId: string
+  readonly text: string
+  readonly priority: number
+  readonly tenant: string
+  /** Planned offset in the burst (ms). */
+  readonly offsetMs: number
+  /** When the server answered the create (local ms). */
+  createdAt?: number
+  refused?: string
+}
+
+interface WorkerRecord {
+  readonly t: number
+  readonly type: string
+  readonly turn?: string
+  readonly attempt?: number
+  readonly resumedFrom?: number
+}
+
+const sortedNumbers = (values: readonly number[]): number[] => [...values].sort((a, b) => a - b)
+function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] as number
+}
+const seconds = (ms: number): string => (Number.isFinite(ms) ? `${(ms / 1000).toFixed(2)} s` : 'n/a')
+
+/** Priority classes: 20 % class 0 (interactive), 30 % class 1, 50 % class 2 (batch). */
+function classOf(r: number): number {
+  if (r < 0.2) return 0
+  if (r < 0.5) return 1
+  return Math.min(2, PRIORITY_CLASSES - 1)
+}
+
+/** Tenants: tenant t0 sends a third of everything, the others share the rest evenly. */
+function tenantOf(r: number, s: number): string {
+  if (r < 1 / 3) return 't0'
+  return `t${1 + Math.floor(s * (TENANTS - 1))}`
+}
+
+function planQuestions(phase: string): Question[] {
+  const random = createRandom(SEED * 7919 + phase.length)
+  const questions: Question[] = []
+  for (let i = 0; i < QUESTIONS; i++) {
+    questions.push({
+      index: i,
+      sessionId: `fleet-${phase}-${SEED}-${i}`,
+      messageId: `q-${phase}-${i}`,
+      text: `question ${i} of ${phase}`,
+      priority: classOf(random()),
+      tenant: tenantOf(random(), random()),
+      offsetMs: random() * BURST_MS,
+    })
+  }
+  return questions.sort((a, b) => a.offsetMs - b.offsetMs)
+}
+
+// --- Worker processes. ---
+
+interface WorkerProcess {
+  readonly child: ChildProcess
+  readonly records: WorkerRecord[]
+  readonly name: string
+}
+
+function startWorker(url: string, name: string, all: WorkerRecord[][]): WorkerProcess {
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', path.join(ROOT, 'bench/fleet/worker-process.ts')],
+    {
+      cwd: ROOT,
+      env: {
+        ...process.env,
+        URL: url,
+        POOL,
+        CONCURRENCY: String(SLOTS),
+        SEED: String(SEED),
+        MIN_MS: String(MIN_MS),
+        MAX_MS: String(MAX_MS),
+        NAME: name,
+      },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  )
+  const records: WorkerRecord[] = []
+  all.push(records)
+  let buffer = ''
+  child.stdout?.on('data', (chunk: Buffer) => {
+    buffer += chunk.toString()
+    const lines = buffer.split('\n')
+    buffer = lines.pop() ?? ''
+    for (const line of lines) {
+      try {
+        records.push(JSON.parse(line) as WorkerRecord)
+      } catch {
+        // not a record
+      }
+    }
+  })
+  return { child, records, name }
+}
+
+// --- The unrelated session's sync latency. ---
+
+async function probeSync(url: string, sessionId: string, durationMs: number): Promise<number[]> {
+  const writer = createNodeSyncClient({ url, sessionId })
+  const reader = createNodeSyncClient({ url, sessionId })
+  await Promise.all([writer.whenSynced(), reader.whenSynced()])
+  const sentAt = new Map<string, number>()
+  const latencies: number[] = []
+  const onUpdate = (): void => {
+    const now = performance.now()
+    for (const message of readMessages(reader.doc)) {
+      const at = sentAt.get(message.id)
+      if (at !== undefined) {
+        latencies.push(now - at)
+        sentAt.delete(message.id)
+      }
+    }
+  }
+  reader.doc.on('update', onUpdate)
+  const end = Date.now() + durationMs
+  let n = 0
+  while (Date.now() < end) {
+    const id = `probe-${n++}`
+    sentAt.set(id, performance.now())
+    appendMessage(writer.doc, {
+      id,
+      role: 'user',
+      author: { id: 'device:probe', kind: 'device' },
+      content: id,
+    })
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  await new Promise((resolve) => setTimeout(resolve, 500))
+  reader.doc.off('update', onUpdate)
+  await Promise.all([writer.destroy(), reader.destroy()])
+  return latencies
+}
+
+// --- FIFO, from the same arrivals and answer times. ---
+
+interface Served {
+  readonly question: Question
+  readonly startAt: number
+}
+
+/** Serves `questions` (created at `createdAt`) in arrival order on `slots` slots, each taking its seeded time. */
+function simulateFifo(questions: readonly Question[], slots: number): Served[] {
+  const ordered = questions
+    .filter((q) => q.createdAt !== undefined)
+    .sort((a, b) => (a.createdAt ?? 0) - (b.createdAt ?? 0))
+  const free: number[] = new Array(slots).fill(0)
+  const served: Served[] = []
+  for (const question of ordered) {
+    let slot = 0
+    for (let i = 1; i < free.length; i++) if ((free[i] as number) < (free[slot] as number)) slot = i
+    const startAt = Math.max(question.createdAt as number, free[slot] as number)
+    free[slot] = startAt + answerMsOf(SEED, question.messageId, MIN_MS, MAX_MS)
+    served.push({ question, startAt })
+  }
+  return served
+}
+
+/**
+ * The same arrivals and answer times on `slots` slots under the server's rules, simplified: strict
+ * priority classes, least-recently-served tenant within a class, oldest turn of that tenant (no
+ * starvation guard: no turn here waits 30 s). The scheduling alone, without network or start-up costs.
+ */
+function simulatePriorityFair(questions: readonly Question[], slots: number): Served[] {
+  const pending = questions
+    .filter((q) => q.createdAt !== undefined)
+    .sort((a, b) => (a.createdAt ?? 0) - (b.createdAt ?? 0))
+  const free: number[] = new Array(slots).fill(0)
+  const lastServed = new Map<string, number>()
+  const queued: Question[] = []
+  const served: Served[] = []
+  let next = 0
+  let serial = 0
+  while (served.length < pending.length) {
+    let slot = 0
+    for (let i = 1; i < free.length; i++) if ((free[i] as number) < (free[slot] as number)) slot = i
+    let now = free[slot] as number
+    if (queued.length === 0 && next < pending.length) now = Math.max(now, pending[next]?.createdAt as number)
+    while (next < pending.length && (pending[next]?.createdAt as number) <= now)
+      queued.push(pending[next++] as Question)
+    let best = 0
+    for (let i = 1; i < queued.length; i++) {
+      const a = queued[i] as Question
+      const b = queued[best] as Question
+      const key = (q: Question): [number, number, number] => [
+        q.priority,
+        lastServed.get(`${q.priority}:${q.tenant}`) ?? -1,
+        q.createdAt as number,
+      ]
+      const [ka, kb] = [key(a), key(b)]
+      if (ka[0] < kb[0] || (ka[0] === kb[0] && (ka[1] < kb[1] || (ka[1] === kb[1] && ka[2] < kb[2]))))
+        best = i
+    }
+    const question = queued.splice(best, 1)[0] as Question
+    lastServed.set(`${question.priority}:${question.tenant}`, serial++)
+    free[slot] = now + answerMsOf(SEED, question.messageId, MIN_MS, MAX_MS)
+    served.push({ question, startAt: now })
+  }
+  return served
+}
+
+/** max/min of turns served per tenant, counted while every tenant of the class still had work queued. */
+function fairness(served: readonly Served[]): number {
+  const ratios: number[] = []
+  for (let c = 0; c < PRIORITY_CLASSES; c++) {
+    const inClass = served.filter((s) => s.question.priority === c).sort((a, b) => a.startAt - b.startAt)
+    const remaining = new Map<string, number>()
+    for (const s of inClass) remaining.set(s.question.tenant, (remaining.get(s.question.tenant) ?? 0) + 1)
+    if (remaining.size < 2) continue
+    const count = new Map<string, number>([...remaining.keys()].map((t) => [t, 0]))
+    for (const s of inClass) {
+      const left = (remaining.get(s.question.tenant) as number) - 1
+      remaining.set(s.question.tenant, left)
+      count.set(s.question.tenant, (count.get(s.question.tenant) as number) + 1)
+      if (left === 0) break // from here on, this tenant has nothing queued in this class
+    }
+    const counts = [...count.values()]
+    ratios.push(Math.max(...counts) / Math.max(1, Math.min(...counts)))
+  }
+  return ratios.length === 0 ? Number.NaN : Math.max(...ratios)
+}
+
+function waitsByClass(served: readonly Served[]): string[] {
+  const out: string[] = []
+  for (let c = 0; c < PRIORITY_CLASSES; c++) {
+    const waits = sortedNumbers(
+      served
+        .filter((s) => s.question.priority === c)
+        .map((s) => s.startAt - (s.question.createdAt as number)),
+    )
+    out.push(
+      `class ${c}: p50 ${seconds(percentile(waits, 50))}, p99 ${seconds(percentile(waits, 99))} (n ${waits.length})`,
+    )
+  }
+  return out
+}
+
+// --- One phase. ---
+
+interface PhaseResult {
+  readonly name: string
+  readonly lines: string[]
+}
+
+async function runPhase(
+  url: string,
+  phase: string,
+  workers: WorkerProcess[],
+  allRecords: WorkerRecord[][],
+  kills: boolean,
+): Promise<PhaseResult> {
+  const turns = createTurnsClient({ url })
+  const questions = planQuestions(phase)
+  const connection = createConnection({ url, WebSocket: WebSocket as never })
+  const startedAt = Date.now()
+  const lines: string[] = []
+
+  // The probe of an unrelated session runs through the burst.
+  const probing = probeSync(url, `fleet-probe-${phase}-${SEED}`, BURST_MS)
+
+  // Kills: every KILL_EVERY_MS, kill -9 one worker and start a replacement.
+  let killCount = 0
+  let killing = true
+  const killer = (async () => {
+    if (!kills) return
+    let next = 0
+    while (killing) {
+      await new Promise((resolve) => setTimeout(resolve, KILL_EVERY_MS))
+      if (!killing) break
+      const victim = workers[next % workers.length] as WorkerProcess
+      victim.child.kill('SIGKILL')
+      killCount++
+      workers[next % workers.length] = startWorker(url, `${victim.name}r`, allRecords)
+      next++
+    }
+  })()
+
+  // The burst: each question at its planned time, over one multiplexed device connection.
+  let inFlight = 0
+  await Promise.all(
+    questions.map(async (question) => {
+      const delay = startedAt + question.offsetMs - Date.now()
+      if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay))
+      while (inFlight >= 200) await new Promise((resolve) => setTimeout(resolve, 5))
+      inFlight++
+      try {
+        const handle = connection.open(question.sessionId)
+        appendMessage(handle.doc, {
+          id: question.messageId,
+          role: 'user',
+          author: { id: `device:${question.tenant}`, kind: 'device' },
+          content: question.text,
+        })
+        await handle.whenFlushed()
+        await handle.close()
+        await turns.create({
+          sessionId: question.sessionId,
+          messageId: question.messageId,
+          pool: POOL,
+          priority: question.priority,
+          tenant: question.tenant,
+        })
+        question.createdAt = Date.now()
+      } catch (error) {
+        question.refused = error instanceof Error ? error.message : String(error)
+      } finally {
+        inFlight--
+      }
+    }),
+  )
+  const createdIn = Date.now() - startedAt
+  const [burstLatencies] = await Promise.all([probing])
+
+  // Wait until every created turn is final (bounded).
+  const created = questions.filter((q) => q.createdAt !== undefined)
+  const finalStates = new Map<string, string>()
+  const deadline =
+    Date.now() + Math.max(120_000, ((created.length * ((MIN_MS + MAX_MS) / 2)) / (WORKERS * SLOTS)) * 4)
+  while (Date.now() < deadline) {
+    for (const q of created) {
+      const id = turnIdOf(q.sessionId, q.messageId, POOL)
+      if (finalStates.has(id)) continue
+      const answer = await turns.get(id)
+      if (['done', 'cancelled', 'expired', 'failed'].includes(answer.turn.state))
+        finalStates.set(id, answer.turn.state)
+    }
+    if (finalStates.size === created.length) break
+    await new Promise((resolve) => setTimeout(resolve, 1_000))
+  }
+  killing = false
+  await killer
+  const drainedIn = Date.now() - startedAt
+
+  // Check every session: exactly one answer, complete, with the whole expected text.
+  let answeredOnce = 0
+  let missing = 0
+  let duplicated = 0
+  let broken = 0
+  let resumed = 0
+  const brokenDetails: string[] = []
+  for (const q of created) {
+    const handle = connection.open(q.sessionId)
+    await handle.whenSynced()
+    const answers = readMessages(handle.doc).filter(
+      (m) => m.role === 'assistant' && m.metadata.replyTo === q.messageId,
+    )
+    await handle.close()
+    if (answers.length === 0) missing++
+    else if (answers.length > 1) duplicated++
+    else {
+      const answer = answers[0]
+      const expected = await expectedAnswer(q.text)
+      if (
+        answer?.id !== answerIdOf({ pool: POOL, messageId: q.messageId }) ||
+        answer.status !== 'complete' ||
+        answer.content !== expected
+      )
+        broken++
+      else answeredOnce++
+      if (answer !== undefined && answer.content !== expected && brokenDetails.length < 3)
+        brokenDetails.push(
+          `${q.messageId}: status ${answer.status}, ${answer.content.length}/${expected.length} chars, turn ${finalStates.get(turnIdOf(q.sessionId, q.messageId, POOL))}`,
+        )
+      if (Array.isArray(answer?.metadata.resumes)) resumed++
+    }
+  }
+  await connection.destroy()
+
+  // Worker records of this phase: first claim per turn, and the busy time of every attempt.
+  const ids = new Map(created.map((q) => [turnIdOf(q.sessionId, q.messageId, POOL), q]))
+  const firstClaim = new Map<string, number>()
+  let busyMs = 0
+  let firstStart = Number.POSITIVE_INFINITY
+  let lastEnd = 0
+  for (const records of allRecords) {
+    const open = new Map<string, number>()
+    for (const record of records) {
+      if (record.turn === undefined || !ids.has(record.turn)) continue
+      if (record.type === 'claimed') {
+        if (!firstClaim.has(record.turn) || (firstClaim.get(record.turn) as number) > record.t)
+          firstClaim.set(record.turn, record.t)
+        open.set(record.turn, record.t)
+        firstStart = Math.min(firstStart, record.t)
+      } else if (['completed', 'cancelled', 'failed', 'lost', 'released'].includes(record.type)) {
+        const from = open.get(record.turn)
+        if (from !== undefined) {
+          busyMs += record.t - from
+          lastEnd = Math.max(lastEnd, record.t)
+          open.delete(record.turn)
+        }
+      }
+    }
+  }
+  const served: Served[] = []
+  for (const [id, q] of ids) {
+    const at = firstClaim.get(id)
+    if (at !== undefined) served.push({ question: q, startAt: at })
+  }
+  const slotsTotal = WORKERS * SLOTS
+  const utilisation = busyMs / (slotsTotal * Math.max(1, lastEnd - firstStart))
+  const fifo = simulateFifo(created, slotsTotal)
+  const modelled = simulatePriorityFair(created, slotsTotal)
+  const refused = questions.filter((q) => q.refused !== undefined)
+
+  lines.push(
+    `questions ${questions.length}, turns created ${created.length} in ${seconds(createdIn)}, refused ${refused.length}${refused[0] ? ` (${refused[0].refused})` : ''}`,
+  )
+  lines.push(
+    `final: ${[...finalStates.values()].filter((s) => s === 'done').length} done of ${created.length}, all final in ${seconds(drainedIn)}`,
+  )
+  lines.push(
+    `answers: ${answeredOnce} exactly once and whole, ${missing} missing, ${duplicated} duplicated, ${broken} wrong/incomplete; ${resumed} resumed by another worker`,
+  )
+  if (brokenDetails.length > 0) lines.push(`  not whole: ${brokenDetails.join('; ')}`)
+  if (kills) lines.push(`workers killed -9: ${killCount}`)
+  lines.push(`wait (create → first claim), measured: ${waitsByClass(served).join('; ')}`)
+  lines.push(
+    `wait, plain FIFO from the same arrivals and answer times (simulated): ${waitsByClass(fifo).join('; ')}`,
+  )
+  lines.push(
+    `wait, the server's rules on the same arrivals (simulated, no overheads): ${waitsByClass(modelled).join('; ')}`,
+  )
+  lines.push(
+    `tenant fairness max/min (while every tenant of a class had work queued): measured ${fairness(served).toFixed(2)}, rules simulated ${fairness(modelled).toFixed(2)}, FIFO ${fairness(fifo).toFixed(2)}`,
+  )
+  lines.push(
+    `slot utilisation: ${(utilisation * 100).toFixed(1)} % of ${slotsTotal} slots from the first claim to the last end`,
+  )
+  const burst = sortedNumbers(burstLatencies)
+  lines.push(
+    `sync of an unrelated session during the burst: p50 ${percentile(burst, 50).toFixed(1)} ms, p99 ${percentile(burst, 99).toFixed(1)} ms (n ${burst.length})`,
+  )
+  return { name: phase, lines }
+}
+
+async function main(): Promise<void> {
+  const dataDir = await mkdtemp(path.join(os.tmpdir(), 'colloquy-fleet-'))
+  const server = await startServerProcess(
+    [
+      '--data',
+      dataDir,
+      '--max-connection-attempts-per-ip',
+      '0',
+      '--document-opens-per-second',
+      '0',
+      '--max-documents-per-socket',
+      '0',
+      '--turn-pools',
+      `${POOL}:${WORKERS * SLOTS}`,
+      '--turn-lease-ms',
+      String(LEASE_MS),
+      '--turn-max-attempts',
+      String(flags['max-attempts']),
+      ...(flags['server-arg'] ?? []),
+    ],
+    { timeoutMs: 30_000 },
+  )
+  const url = server.url
+  const allRecords: WorkerRecord[][] = []
+  const workers: WorkerProcess[] = []
+  try {
+    const baseline = sortedNumbers(
+      await probeSync(url, `fleet-probe-calm-${SEED}`, Math.min(BURST_MS, 10_000)),
+    )
+    for (let i = 0; i < WORKERS; i++) workers.push(startWorker(url, `w${i}`, allRecords))
+    // The burst starts once every worker process runs (tsx start-up is seconds on a busy machine).
+    const bootDeadline = Date.now() + 60_000
+    while (workers.some((w) => !w.records.some((r) => r.type === 'started')) && Date.now() < bootDeadline)
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    const results: PhaseResult[] = []
+    results.push(await runPhase(url, 'calm', workers, allRecords, false))
+    if (!flags['skip-kills']) results.push(await runPhase(url, 'kills', workers, allRecords, true))
+    console.log(
+      `fleet bench: ${QUESTIONS} questions over ${QUESTIONS} sessions in ${seconds(BURST_MS)}, ${WORKERS} worker processes × ${SLOTS} slots, answers ${MIN_MS}-${MAX_MS} ms (seed ${SEED}), ${PRIORITY_CLASSES} classes, ${TENANTS} tenants, lease ${LEASE_MS} ms`,
+    )
+    console.log(
+      `sync of an unrelated session without a burst: p50 ${percentile(baseline, 50).toFixed(1)} ms, p99 ${percentile(baseline, 99).toFixed(1)} ms (n ${baseline.length})`,
+    )
+    for (const result of results) {
+      console.log(`\n[${result.name}]`)
+      for (const line of result.lines) console.log(`  ${line}`)
+    }
+  } finally {
+    for (const worker of workers) worker.child.kill('SIGKILL')
+    server.child.kill('SIGKILL')
+    await server.exited
+    await rm(dataDir, { recursive: true, force: true })
+  }
+}
+
+await main()

@@ -1,10 +1,12 @@
-// [S1H] [S1]'s load (an agent streaming at a fixed total rate to readers) in Hocuspocus' framing
-// against both servers: Colloquy's /hocuspocus endpoint and Hocuspocus itself. Each bare load
-// client is one socket for one document, as in [S1]; only the framing differs.
+// [S1H] and [S2H]: [S1]'s load (an agent streaming at a fixed total rate to readers) and [S2]'s
+// ramp (the highest sustained rate) in Hocuspocus' framing against both servers: Colloquy's
+// /hocuspocus endpoint and Hocuspocus itself. Each bare load client is one socket for one document,
+// as in [S1] and [S2]; only the framing differs.
 
 import type { RunningServer } from '../lib/targets.js'
 import type { Scenario } from './context.js'
 import { streamRow, withServer } from './context.js'
+import { runRamp } from './ramp.js'
 import { runStream } from './stream.js'
 
 /** The target as a Hocuspocus-protocol server: Colloquy on its /hocuspocus path, Hocuspocus as is. */
@@ -50,5 +52,20 @@ export const S1H: Scenario = {
         ...streamRow(result),
       },
     ]
+  },
+}
+
+/**
+ * [S2H]: [S2]'s ramp, every bare client speaking the Hocuspocus protocol. Rows are [S2]'s (one per
+ * attempt), marked with their framing.
+ */
+export const S2H: Scenario = {
+  id: 'S2H',
+  title:
+    '[S2] in Hocuspocus framing: max sustained rate (ramp until p99 > 50 ms or a backlog), against both servers',
+  targets: ['colloquy', 'hocuspocus'],
+  async run(ctx) {
+    const rows = await withServer(ctx, (started) => runRamp(ctx, inHocuspocusFraming(started), 's2h'))
+    return rows.map((row) => ({ framing: 'hocuspocus', ...row }))
   },
 }

@@ -1,12 +1,13 @@
-// The scenarios [S1]…[S9]: each runs against one target on a fresh server and returns one row of
-// metrics with its correctness check. Sizes come from the mode (quick or full).
+// The scenarios [S1]…[S9], [S1H] and [S2H]: each runs against one target on a fresh server and
+// returns rows of metrics with their correctness check. Sizes come from the mode (quick or full).
 
 import { round, sleep } from '../lib/stats.js'
 import { TARGETS, type TargetId } from '../lib/targets.js'
 import { S4, S6, S8 } from './cold.js'
-import { ALL, MAIN, type Row, type Scenario, streamRow, withServer } from './context.js'
-import { S1H } from './hocuspocus-framing.js'
+import { ALL, MAIN, type Scenario, streamRow, withServer } from './context.js'
+import { S1H, S2H } from './hocuspocus-framing.js'
 import { S9 } from './mux.js'
+import { runRamp } from './ramp.js'
 import { runStream } from './stream.js'
 
 export type { Mode, Row, Scenario, ScenarioContext } from './context.js'
@@ -54,76 +55,12 @@ const S1: Scenario = {
   },
 }
 
-/** [S2] backlog bound: more server CPU than this in the settle time means the server fell behind. */
-const S2_BACKLOG_CPU_MS = 1_000
-/** [S2] a load process at or above this share of one core is itself the bottleneck. */
-const S2_GENERATOR_CPU_PCT = 90
-
+// The ramp itself (steps, retries, what "sustained" means) is in ramp.ts, shared with [S2H].
 const S2: Scenario = {
   id: 'S2',
   title: 'max sustained rate (ramp until p99 > 50 ms, delivery or storage falls behind)',
   targets: ALL,
-  async run(ctx) {
-    const full = ctx.mode === 'full'
-    const rates = full
-      ? [
-          2000, 4000, 6000, 8000, 10000, 12000, 14000, 16000, 20000, 24000, 28000, 32000, 36000, 40000, 48000,
-          56000, 64000, 72000,
-        ]
-      : [1000, 4000]
-    const rows: Row[] = []
-    await withServer(ctx, async (server) => {
-      // A step that fails is run once more (one GC pause or a neighbour on the machine can push a
-      // 5-second p99 over the line); the ramp stops at the first step that fails twice, or at the
-      // first step where the load generator rather than the server is the limit.
-      for (const [step, rate] of rates.entries()) {
-        let sustained = false
-        let generatorLimited = false
-        for (let attempt = 1; attempt <= 2 && !sustained && !generatorLimited; attempt++) {
-          let result: Awaited<ReturnType<typeof runStream>>
-          try {
-            result = await runStream(server, ctx.writer, ctx.readers, {
-              name: `s2-${step}-${attempt}`,
-              sessions: 20,
-              readersPerSession: 2,
-              totalRate: rate,
-              durationMs: full ? 5_000 : 1_500,
-              seed: ctx.seed + step,
-              ackEvery: 0,
-              drainTimeoutMs: 10_000,
-              settleMs: full ? 2_500 : 300,
-            })
-          } catch (error) {
-            // Past the first step, a step that errors (e.g. the load generator's connects time out
-            // while both cores are busy) is a failed step that ends the ramp, its error recorded:
-            // the highest sustained rate is the step before. Not counted as generator-limited (no
-            // evidence which side failed); a server that died, or a first step that errors, is an
-            // error of the run.
-            if (step === 0 || !server.isRunning()) throw error
-            const message = String(error).slice(0, 200)
-            await ctx.readers.request({ type: 'close' }, 'closed', 30_000).catch(() => undefined)
-            rows.push({ step, attempt, offered: rate, sustained: false, stepError: message })
-            ctx.log(`  ${rate}/s: the step failed (${message}); ramp ends here`)
-            break
-          }
-          generatorLimited =
-            result.sentRate < 0.95 * rate ||
-            result.writerCpuPercent >= S2_GENERATOR_CPU_PCT ||
-            result.readerCpuPercent >= S2_GENERATOR_CPU_PCT
-          // No backlog: every update reached every reader within 1 s of the last send, and the
-          // server had less than 1 s of CPU work left once the load stopped (its writes kept up).
-          const backlog = result.drainMs > 1_000 || (full && result.afterCpuMs > S2_BACKLOG_CPU_MS)
-          sustained = result.correct && result.latencyP99Ms <= 50 && !backlog && !generatorLimited
-          rows.push({ step, attempt, ...streamRow(result), backlog, generatorLimited, sustained })
-          ctx.log(
-            `  ${rate}/s: p99 ${result.latencyP99Ms} ms, drain ${result.drainMs} ms, after-load CPU ${result.afterCpuMs} ms, sustained ${sustained}${generatorLimited ? ' (generator-limited)' : ''}`,
-          )
-        }
-        if (!sustained) break
-      }
-    })
-    return rows
-  },
+  run: (ctx) => withServer(ctx, (server) => runRamp(ctx, server, 's2')),
 }
 
 const S3: Scenario = {
@@ -285,7 +222,7 @@ const S7: Scenario = {
   },
 }
 
-export const SCENARIOS: readonly Scenario[] = [S1, S2, S3, S4, S5, S6, S7, S8, S9, S1H]
+export const SCENARIOS: readonly Scenario[] = [S1, S2, S3, S4, S5, S6, S7, S8, S9, S1H, S2H]
 
 /** The label of a target for tables. */
 export const labelOf = (id: TargetId): string => TARGETS[id].label

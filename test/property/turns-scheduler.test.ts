@@ -437,6 +437,19 @@ describe('the turn scheduler', () => {
     expect(next.get('chat18')).toBe(2)
   })
 
+  it('refuses a guard share that is not an integer of at least 1', () => {
+    for (const guardShare of [0, -1, 2.5])
+      expect(() =>
+        createScheduler({
+          pools: POOLS,
+          classes: CLASSES,
+          starvationMs: STARVATION_MS,
+          guardShare,
+          now: () => 0,
+        }),
+      ).toThrow(RangeError)
+  })
+
   it('refuses a turn beyond the pool limit and beyond the tenant limit', () => {
     const scheduler = createScheduler({ pools: POOLS, classes: CLASSES, starvationMs: 0, now: () => 0 })
     for (let i = 0; i < 5; i++)

@@ -113,8 +113,10 @@ export interface ServerConfig extends Limits {
   readonly turnLeaseMs: number
   /** Claims a turn gets before a lost lease fails it for good. */
   readonly turnMaxAttempts: number
-  /** A turn queued this long goes before every priority class (ms; 0: no guard). */
+  /** A turn queued this long is past the starvation guard (ms; 0: no guard). */
   readonly turnStarvationMs: number
+  /** At most 1 in this many dispatches of a pool goes to the oldest turn past the guard. */
+  readonly turnStarvationShare: number
   /** Ended turns are kept this long, so creating one again stays a no-op (ms; 0: forever). */
   readonly turnRetentionMs: number
   /** How often queue positions are rewritten into the sessions (ms; 0: never). */
@@ -178,6 +180,7 @@ export const DEFAULT_CONFIG: ServerConfig = {
   turnLeaseMs: 30_000,
   turnMaxAttempts: 3,
   turnStarvationMs: 30_000,
+  turnStarvationShare: 10,
   turnRetentionMs: 24 * 3_600_000,
   turnPositionRefreshMs: 500,
   turnAuto: [],
@@ -245,6 +248,7 @@ const OPTIONS = {
   turnLeaseMs: { flag: 'turn-lease-ms', env: 'TURN_LEASE_MS', kind: 'positive' },
   turnMaxAttempts: { flag: 'turn-max-attempts', env: 'TURN_MAX_ATTEMPTS', kind: 'positive' },
   turnStarvationMs: { flag: 'turn-starvation-ms', env: 'TURN_STARVATION_MS', kind: 'count' },
+  turnStarvationShare: { flag: 'turn-starvation-share', env: 'TURN_STARVATION_SHARE', kind: 'positive' },
   turnRetentionMs: { flag: 'turn-retention-ms', env: 'TURN_RETENTION_MS', kind: 'count' },
   turnPositionRefreshMs: { flag: 'turn-position-refresh-ms', env: 'TURN_POSITION_REFRESH_MS', kind: 'count' },
   turnAuto: { flag: 'turn-auto', env: 'TURN_AUTO', kind: 'autoTurns' },

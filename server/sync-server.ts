@@ -255,6 +255,7 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
     leaseMs: config.turnLeaseMs,
     maxAttempts: config.turnMaxAttempts,
     starvationMs: config.turnStarvationMs,
+    starvationShare: config.turnStarvationShare,
     retentionMs: config.turnRetentionMs,
     positionRefreshMs: config.turnPositionRefreshMs,
     documents: turnDocuments,

@@ -2,6 +2,9 @@
 // no timers, an injected clock. The turn service (turn-service.ts) owns storage, leases and the
 // documents; this module only orders, counts and refuses. docs/agents.md "Scheduling" is the spec.
 
+/** K of the starvation guard's share when none is given: at most 1 dispatch in 10 is a guard dispatch. */
+export const DEFAULT_GUARD_SHARE = 10
+
 /** What the scheduler knows of a turn. */
 export interface ScheduledTurn {
   readonly id: string
@@ -32,8 +35,17 @@ export interface SchedulerOptions {
   readonly pools: ReadonlyMap<string, PoolLimits>
   /** Priority classes (turn priorities are in [0, classes)). */
   readonly classes: number
-  /** A turn queued at least this long is served before every class (ms; 0: no guard). */
+  /**
+   * A turn queued at least this long is past the starvation guard (ms; 0: no guard): it may take a
+   * guard dispatch, see {@link guardShare}.
+   */
   readonly starvationMs: number
+  /**
+   * K: at most 1 in every K dispatches of a pool is a guard dispatch (the oldest turn past the
+   * guard, whatever its class); the others follow class order. Default 10; 1: every dispatch may be
+   * one (the oldest starved turn always first).
+   */
+  readonly guardShare?: number
   readonly now: () => number
 }
 
@@ -85,7 +97,9 @@ export interface Scheduler {
   /** The turn as the scheduler holds it. */
   get(id: string): ScheduledTurn | undefined
   /**
-   * 1-based dispatch order of every queued turn of `pool`, if nothing else arrived or aged.
+   * 1-based dispatch order of every queued turn of `pool` if nothing else arrived, aged, ended or
+   * was requeued: the pool's next dispatches simulated from its current guard counter (a guard
+   * dispatch, the oldest turn past the guard, whenever the share allows one; else class order).
    *
    * @remarks O(n log n) in the pool's queue; cached until the pool's queue changes, or with
    * `maxAgeMs`, reused for that long even if it changed (a turn queued since is then missing).
@@ -118,6 +132,11 @@ interface PoolState {
   readonly queuedPerTenant: Map<string, number>
   queued: number
   running: number
+  /**
+   * Dispatches of this pool since its last guard dispatch, capped at K − 1: a guard dispatch is
+   * allowed when it reaches K − 1 (it starts there, so the first starved turn goes at once).
+   */
+  sinceGuard: number
   /** Bumped on every queue change: invalidates {@link positionCache}. */
   version: number
   positionCache?: { version: number; until: number; computedAt: number; positions: Map<string, number> }
@@ -130,6 +149,9 @@ function isOlder(a: ScheduledTurn, b: ScheduledTurn): boolean {
 /** Creates the scheduler. */
 export function createScheduler(options: SchedulerOptions): Scheduler {
   const { classes, starvationMs, now } = options
+  const guardShare = options.guardShare ?? DEFAULT_GUARD_SHARE
+  if (!Number.isInteger(guardShare) || guardShare < 1)
+    throw new RangeError(`guardShare ${guardShare} is not an integer ≥ 1`)
   const pools = new Map<string, PoolState>()
   for (const [name, limits] of options.pools) {
     pools.set(name, {
@@ -139,6 +161,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       queuedPerTenant: new Map(),
       queued: 0,
       running: 0,
+      sinceGuard: guardShare - 1,
       version: 0,
     })
   }
@@ -207,16 +230,20 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     return top
   }
 
-  /** The next entry to serve: a starved one first, else the ring's first tenant of the first class. */
-  function pick(pool: PoolState): Entry | undefined {
-    if (starvationMs > 0) {
+  /**
+   * The next entry to serve: the oldest starved one if the pool's guard share allows a guard
+   * dispatch now, else the ring's first tenant of the first class. `isGuard` tells which.
+   */
+  function pick(pool: PoolState): { entry: Entry; isGuard: boolean } | undefined {
+    if (starvationMs > 0 && pool.sinceGuard >= guardShare - 1) {
       const oldest = oldestQueued(pool)
-      if (oldest !== undefined && oldest.turn.arrival <= now() - starvationMs) return oldest
+      if (oldest !== undefined && oldest.turn.arrival <= now() - starvationMs)
+        return { entry: oldest, isGuard: true }
     }
     for (const queue of pool.classes) {
       if (queue.size === 0) continue
       const tenant = queue.ring.keys().next().value as string
-      return queue.tenants.get(tenant)![0]
+      return { entry: queue.tenants.get(tenant)![0]!, isGuard: false }
     }
     return undefined
   }
@@ -224,8 +251,10 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
   function computePositions(pool: PoolState): Map<string, number> {
     const positions = new Map<string, number>()
     const threshold = starvationMs > 0 ? now() - starvationMs : Number.NEGATIVE_INFINITY
-    // Simulates dispatch on cursors, without touching the queues: starved turns first, oldest
-    // first, each moving its tenant to the end of its class's ring; then class by class, round robin.
+    // Simulates dispatch on cursors, without touching the queues, from the pool's guard counter:
+    // a guard dispatch (the oldest starved turn not yet placed) whenever the share allows one and
+    // such a turn is left, else class by class, round robin. A tenant's unplaced turns are always
+    // its list from its cursor on (both kinds of dispatch take a list's head).
     const starved: Entry[] = []
     for (const queue of pool.classes) {
       for (const list of queue.tenants.values()) {
@@ -238,29 +267,30 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     starved.sort((a, b) => (isOlder(a.turn, b.turn) ? -1 : 1))
     const rings = pool.classes.map((queue) => new Map(queue.ring))
     const cursors = new Map<Entry[], number>()
-    for (const entry of starved) {
+    let nextStarved = 0
+    let sinceGuard = pool.sinceGuard
+    const place = (entry: Entry): void => {
       positions.set(entry.turn.id, positions.size + 1)
-      const queue = classOf(pool, entry.turn)
-      const list = queue.tenants.get(entry.turn.tenant)!
+      const list = classOf(pool, entry.turn).tenants.get(entry.turn.tenant)!
       const cursor = (cursors.get(list) ?? 0) + 1
       cursors.set(list, cursor)
       const ring = rings[entry.turn.priority]!
       ring.delete(entry.turn.tenant)
       if (cursor < list.length) ring.set(entry.turn.tenant, true)
     }
-    pool.classes.forEach((queue, index) => {
-      const ring = rings[index]!
-      while (ring.size > 0) {
-        for (const tenant of [...ring.keys()]) {
-          const list = queue.tenants.get(tenant)!
-          const cursor = cursors.get(list) ?? 0
-          positions.set(list[cursor]!.turn.id, positions.size + 1)
-          cursors.set(list, cursor + 1)
-          ring.delete(tenant)
-          if (cursor + 1 < list.length) ring.set(tenant, true)
-        }
+    while (positions.size < pool.queued) {
+      while (nextStarved < starved.length && positions.has(starved[nextStarved]!.turn.id)) nextStarved++
+      if (sinceGuard >= guardShare - 1 && nextStarved < starved.length) {
+        place(starved[nextStarved]!)
+        sinceGuard = 0
+        continue
       }
-    })
+      const index = rings.findIndex((ring) => ring.size > 0)
+      const tenant = rings[index]!.keys().next().value as string
+      const list = pool.classes[index]!.tenants.get(tenant)!
+      place(list[cursors.get(list) ?? 0]!)
+      sinceGuard = Math.min(sinceGuard + 1, guardShare - 1)
+    }
     return positions
   }
 
@@ -292,8 +322,10 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       if (pool === undefined) return []
       const taken: ScheduledTurn[] = []
       while (taken.length < max && pool.running < pool.limits.concurrency) {
-        const entry = pick(pool)
-        if (entry === undefined) break
+        const picked = pick(pool)
+        if (picked === undefined) break
+        const { entry, isGuard } = picked
+        pool.sinceGuard = isGuard ? 0 : Math.min(pool.sinceGuard + 1, guardShare - 1)
         take(pool, entry, true)
         running.set(entry.turn.id, entry.turn)
         pool.running++

@@ -59,8 +59,10 @@ export interface TurnServiceOptions {
   readonly leaseMs: number
   /** Claims a turn gets before a lost lease fails it for good. */
   readonly maxAttempts: number
-  /** A turn queued this long is served before every class (ms; 0: no guard). */
+  /** A turn queued this long is past the starvation guard (ms; 0: no guard). */
   readonly starvationMs: number
+  /** At most 1 in this many dispatches of a pool goes to the oldest turn past the guard (default 10). */
+  readonly starvationShare?: number
   /** How often queue positions are rewritten into the documents (ms; 0: never). */
   readonly positionRefreshMs: number
   /** Final turns are deleted this long after they ended (ms; 0: kept). */
@@ -141,6 +143,7 @@ export async function openTurnService(options: TurnServiceOptions): Promise<Turn
     pools: new Map(options.pools.map((pool) => [pool.name, pool])),
     classes: PRIORITY_CLASSES,
     starvationMs: options.starvationMs,
+    ...(options.starvationShare === undefined ? {} : { guardShare: options.starvationShare }),
     now,
   })
   const turns = new Map<string, StoredTurn>()

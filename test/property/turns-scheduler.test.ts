@@ -1,8 +1,10 @@
 // Seeded property: random arrivals, claims, completions, worker deaths (requeues), cancels, deadlines
 // and clock jumps, run against the scheduler and against a plain model of its rules (arrays scanned
 // from the start). They must agree on every answer, and the invariants hold on their own: never
-// over concurrency, class order kept except for starved turns, round-robin fairness between
-// tenants, every turn ends exactly once. Replay a failure with SEED=<printed seed>.
+// over concurrency; class order and round-robin fairness between tenants kept except by guard
+// dispatches (the oldest turn past the starvation guard), which are at most 1 in every K dispatches
+// of a pool; a turn past the guard waits fewer than K × (1 + turns older than it served meanwhile)
+// dispatches of its pool; every turn ends exactly once. Replay a failure with SEED=<printed seed>.
 
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
@@ -15,6 +17,8 @@ import {
 
 const CLASSES = 3
 const STARVATION_MS = 30_000
+/** K: at most 1 in K dispatches of a pool is a guard dispatch (small, so the runs reach it). */
+const GUARD_SHARE = 3
 const POOLS = new Map<string, PoolLimits>([
   ['a', { concurrency: 2, maxQueued: 12, maxQueuedPerTenant: 5 }],
   ['b', { concurrency: 3, maxQueued: 40, maxQueuedPerTenant: 40 }],
@@ -77,6 +81,9 @@ function createModel(now: () => number) {
     return ring
   }
   const older = (a: ScheduledTurn, b: ScheduledTurn) => a.arrival - b.arrival || a.seq - b.seq
+  /** Per pool: dispatches since its last guard dispatch, capped at K − 1 (a guard is allowed there). */
+  const sinceGuard = new Map<string, number>()
+  const sinceGuardOf = (pool: string) => sinceGuard.get(pool) ?? GUARD_SHARE - 1
   const hasQueued = (pool: string, priority: number, tenant: string) =>
     queued.some((t) => t.pool === pool && t.priority === priority && t.tenant === tenant)
   const add = (turn: ScheduledTurn) => {
@@ -99,14 +106,22 @@ function createModel(now: () => number) {
       ring.splice(ring.indexOf(turn.tenant), 1)
     }
   }
-  const next = (pool: string, at: number, pending: ScheduledTurn[]): ScheduledTurn | undefined => {
+  /** The next turn and the pool's guard counter after it. */
+  const next = (
+    pool: string,
+    at: number,
+    pending: ScheduledTurn[],
+    since: number,
+  ): { turn: ScheduledTurn; since: number } | undefined => {
     const inPool = pending.filter((t) => t.pool === pool).sort(older)
     const oldest = inPool[0]
-    if (oldest !== undefined && oldest.arrival <= at - STARVATION_MS) return oldest
+    if (since >= GUARD_SHARE - 1 && oldest !== undefined && oldest.arrival <= at - STARVATION_MS)
+      return { turn: oldest, since: 0 }
     for (let priority = 0; priority < CLASSES; priority++) {
       const tenant = ringOf(pool, priority)[0]
       if (tenant === undefined) continue
-      return inPool.find((t) => t.priority === priority && t.tenant === tenant)
+      const turn = inPool.find((t) => t.priority === priority && t.tenant === tenant)!
+      return { turn, since: Math.min(since + 1, GUARD_SHARE - 1) }
     }
     return undefined
   }
@@ -126,8 +141,10 @@ function createModel(now: () => number) {
       const taken: ScheduledTurn[] = []
       const limits = POOLS.get(pool)!
       while (taken.length < max && running.filter((t) => t.pool === pool).length < limits.concurrency) {
-        const turn = next(pool, now(), queued)
-        if (turn === undefined) break
+        const picked = next(pool, now(), queued, sinceGuardOf(pool))
+        if (picked === undefined) break
+        const { turn } = picked
+        sinceGuard.set(pool, picked.since)
         serve(turn)
         running.push(turn)
         taken.push(turn)
@@ -154,9 +171,12 @@ function createModel(now: () => number) {
       const saved = new Map([...rings].map(([key, ring]) => [key, [...ring]]))
       const pending = [...queued]
       const order = new Map<string, number>()
+      let since = sinceGuardOf(pool)
       for (;;) {
-        const turn = next(pool, now(), pending)
-        if (turn === undefined) break
+        const picked = next(pool, now(), pending, since)
+        if (picked === undefined) break
+        const { turn } = picked
+        since = picked.since
         order.set(turn.id, order.size + 1)
         pending.splice(pending.indexOf(turn), 1)
         const ring = ringOf(turn.pool, turn.priority)
@@ -174,7 +194,13 @@ function createModel(now: () => number) {
 function runCase(ops: readonly Op[]): void {
   let time = 1_000_000
   const now = () => time
-  const scheduler = createScheduler({ pools: POOLS, classes: CLASSES, starvationMs: STARVATION_MS, now })
+  const scheduler = createScheduler({
+    pools: POOLS,
+    classes: CLASSES,
+    starvationMs: STARVATION_MS,
+    guardShare: GUARD_SHARE,
+    now,
+  })
   const model = createModel(now)
   const ended = new Map<string, number>()
   const accepted = new Set<string>()
@@ -185,6 +211,14 @@ function runCase(ops: readonly Op[]): void {
   const lastServed = new Map<string, number>()
   const backlogSince = new Map<string, number>()
   const classKey = (t: ScheduledTurn, tenant = t.tenant) => `${t.pool}/${t.priority}/${tenant}`
+  // Guard share and wait bound, independent of the model: per pool, its dispatch count and the
+  // count at its last out-of-order dispatch; per turn past the guard, the dispatches of its pool
+  // since it was first seen past it (d) and how many of them served an older turn (o).
+  const dispatches = new Map<string, number>()
+  const lastOutOfOrder = new Map<string, number>()
+  const starvedWait = new Map<string, { d: number; o: number }>()
+  const isOlder = (a: ScheduledTurn, b: ScheduledTurn) =>
+    a.arrival < b.arrival || (a.arrival === b.arrival && a.seq < b.seq)
   const noteBacklog = () => {
     tick++
     const present = new Set(model.queued.map((t) => classKey(t)))
@@ -224,25 +258,46 @@ function runCase(ops: readonly Op[]): void {
         const pending = [...before]
         for (const turn of expected) {
           const inPool = pending.filter((t) => t.pool === turn.pool)
-          const isStarved = turn.arrival <= time - STARVATION_MS
-          const oldest = [...inPool].sort((a, b) => a.arrival - b.arrival || a.seq - b.seq)[0]!
-          if (isStarved) expect(turn.id).toBe(oldest.id)
-          else {
-            expect(oldest.arrival > time - STARVATION_MS).toBe(true)
-            // Class order: nothing queued in a more urgent class.
-            expect(inPool.some((t) => t.priority < turn.priority)).toBe(false)
-            // Round robin: every tenant of this class backlogged since this tenant's previous
-            // service has been served since.
-            const previous = lastServed.get(classKey(turn)) ?? 0
-            for (const other of new Set(
-              inPool.filter((t) => t.priority === turn.priority).map((t) => t.tenant),
-            )) {
-              if (other === turn.tenant) continue
-              const since = backlogSince.get(classKey(turn, other))
-              if (since !== undefined && since < previous) {
-                expect(lastServed.get(classKey(turn, other)) ?? 0).toBeGreaterThan(previous)
-              }
-            }
+          const count = (dispatches.get(turn.pool) ?? 0) + 1
+          dispatches.set(turn.pool, count)
+          for (const t of inPool)
+            if (t.arrival <= time - STARVATION_MS && !starvedWait.has(t.id))
+              starvedWait.set(t.id, { d: 0, o: 0 })
+          // Class order: nothing queued in a more urgent class. Round robin: every tenant of this
+          // class backlogged since this tenant's previous service has been served since.
+          const previous = lastServed.get(classKey(turn)) ?? 0
+          const isInOrder =
+            !inPool.some((t) => t.priority < turn.priority) &&
+            [...new Set(inPool.filter((t) => t.priority === turn.priority).map((t) => t.tenant))].every(
+              (other) => {
+                const since = backlogSince.get(classKey(turn, other))
+                return (
+                  other === turn.tenant ||
+                  since === undefined ||
+                  since >= previous ||
+                  (lastServed.get(classKey(turn, other)) ?? 0) > previous
+                )
+              },
+            )
+          if (!isInOrder) {
+            // Only a guard dispatch leaves the order: the oldest queued turn, past the guard, at
+            // most 1 in every K dispatches of the pool.
+            const oldest = [...inPool].sort((a, b) => a.arrival - b.arrival || a.seq - b.seq)[0]!
+            expect(turn.id).toBe(oldest.id)
+            expect(turn.arrival).toBeLessThanOrEqual(time - STARVATION_MS)
+            const last = lastOutOfOrder.get(turn.pool)
+            if (last !== undefined) expect(count - last).toBeGreaterThanOrEqual(GUARD_SHARE)
+            lastOutOfOrder.set(turn.pool, count)
+          }
+          // Bounded wait: a turn past the guard still queued after d dispatches of its pool has
+          // seen at least ⌊d / K⌋ older turns served (each guard dispatch serves one).
+          starvedWait.delete(turn.id)
+          for (const [id, wait] of starvedWait) {
+            const waiting = inPool.find((t) => t.id === id)
+            if (waiting === undefined) continue
+            wait.d++
+            if (isOlder(turn, waiting)) wait.o++
+            expect(wait.d).toBeLessThan(GUARD_SHARE * (wait.o + 1))
           }
           pending.splice(pending.indexOf(turn), 1)
           tick++
@@ -342,6 +397,57 @@ describe('the turn scheduler', () => {
     time = STARVATION_MS
     scheduler.enqueue({ id: 'new', pool: 'b', priority: 0, tenant: 't1', arrival: time, seq: 2 })
     expect(scheduler.dispatch('b', 2).map((t) => t.id)).toEqual(['old', 'new'])
+  })
+
+  it('keeps class order under a backlog longer than the guard: 1 dispatch in K goes to the oldest (issue 17 fleet bench)', () => {
+    let time = 0
+    const scheduler = createScheduler({
+      pools: new Map([['big', { concurrency: 100, maxQueued: 100, maxQueuedPerTenant: 100 }]]),
+      classes: CLASSES,
+      starvationMs: STARVATION_MS,
+      guardShare: 10,
+      now: () => time,
+    })
+    // The batch class queued first, then the interactive class: after the guard, every turn is past it.
+    for (let i = 0; i < 20; i++)
+      scheduler.enqueue({ id: `batch${i}`, pool: 'big', priority: 2, tenant: 't0', arrival: i, seq: i })
+    for (let i = 0; i < 20; i++)
+      scheduler.enqueue({
+        id: `chat${i}`,
+        pool: 'big',
+        priority: 0,
+        tenant: 't1',
+        arrival: 100 + i,
+        seq: 100 + i,
+      })
+    time = 10 * STARVATION_MS
+    const positions = scheduler.positions('big')
+    const order = scheduler.dispatch('big', 20).map((t) => t.id)
+    // The guard's first dispatch goes at once, then 9 in class order, then the guard again.
+    expect(order).toEqual([
+      'batch0',
+      ...Array.from({ length: 9 }, (_, i) => `chat${i}`),
+      'batch1',
+      ...Array.from({ length: 9 }, (_, i) => `chat${i + 9}`),
+    ])
+    expect(order.map((id) => positions.get(id))).toEqual(order.map((_, i) => i + 1))
+    // Positions continue from the pool's guard counter: 9 class dispatches since the last guard one.
+    const next = scheduler.positions('big')
+    expect(next.get('batch2')).toBe(1)
+    expect(next.get('chat18')).toBe(2)
+  })
+
+  it('refuses a guard share that is not an integer of at least 1', () => {
+    for (const guardShare of [0, -1, 2.5])
+      expect(() =>
+        createScheduler({
+          pools: POOLS,
+          classes: CLASSES,
+          starvationMs: STARVATION_MS,
+          guardShare,
+          now: () => 0,
+        }),
+      ).toThrow(RangeError)
   })
 
   it('refuses a turn beyond the pool limit and beyond the tenant limit', () => {

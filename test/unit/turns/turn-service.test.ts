@@ -138,6 +138,22 @@ describe('the turn service', () => {
     expect(shown.entries.get('s1/m1')).toMatchObject({ state: 'done', replyId: 'r1' })
   })
 
+  it('gives turns past the starvation guard 1 claim in --turn-starvation-share, the others in class order', async () => {
+    const claimedAfterGuard = async (overrides: Partial<TurnServiceOptions>) => {
+      const service = await open(overrides)
+      for (const id of ['old1', 'old2'])
+        await service.create({ sessionId: id, messageId: 'm', pool: 'gpu', priority: 2 })
+      await vi.advanceTimersByTimeAsync(31_000)
+      for (const id of ['new1', 'new2'])
+        await service.create({ sessionId: id, messageId: 'm', pool: 'gpu', priority: 0 })
+      const claimed = await service.claim('gpu', worker('w1', 2))
+      await service.close()
+      return claimed.map((claim) => claim.turn.sessionId)
+    }
+    expect(await claimedAfterGuard({})).toEqual(['old1', 'new1'])
+    expect(await claimedAfterGuard({ starvationShare: 1 })).toEqual(['old1', 'old2'])
+  })
+
   it('never runs more turns of a pool than its concurrency', async () => {
     const service = await open()
     for (let i = 0; i < 5; i++) await service.create({ sessionId: `s${i}`, messageId: 'm', pool: 'gpu' })

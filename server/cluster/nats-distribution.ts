@@ -1,0 +1,670 @@
+// The cluster's Distribution over core NATS: every update a node's clients make is relayed at once
+// to the other nodes that have the session loaded (one core subject per session, subscribed while
+// loaded; no JetStream consumer per session), awareness crosses nodes the same way, and node
+// heartbeats let everyone drop a dead node's presence. Core NATS may drop messages, so each update
+// carries a per-sender counter and every commit announces the log seqs its updates got: a node
+// that sees a counter it never received, or a seq it never heard of, reads those entries back from
+// the log (Store.readLog) and applies them; Yjs makes repeats harmless.
+
+import type { NatsConnection, Subscription } from '@nats-io/transport-node'
+import * as decoding from 'lib0/decoding'
+import * as encoding from 'lib0/encoding'
+import {
+  type AwarenessEntry,
+  decodeAwarenessUpdate,
+  encodeAwarenessUpdate,
+} from '../../shared/protocol/awareness-validate.js'
+import type { Logger } from '../observability/log.js'
+import type { AppendEntry, Store } from '../persistence/store.js'
+import type { Distribution, DistributionSink } from '../session/distribution.js'
+
+/** What the relay reads from the log to repair a gap. */
+export type RepairLog = Pick<Store, 'getMeta' | 'readLog' | 'load'>
+
+/** Options of {@link createNatsDistribution}. */
+export interface NatsDistributionOptions {
+  /** The connection the relay publishes and subscribes on (its own; closed by the caller). */
+  readonly connection: NatsConnection
+  /** This node's name in the cluster (`--node-id`): unique among live nodes. */
+  readonly nodeId: string
+  /** The log, read to repair gaps (the cluster's JetStream store). */
+  readonly log: RepairLog
+  readonly logger: Logger
+  /** Subject prefix (default `colloquy`). */
+  readonly prefix?: string
+  /** How often a node announces itself and checks its sessions for gaps (ms, default 1000). */
+  readonly heartbeatMs?: number
+  /** A node silent this long is dead: its clients leave everyone's presence (ms, default 3500). */
+  readonly deadAfterMs?: number
+  readonly now?: () => number
+  /** What the relay reports (metrics); every callback optional. */
+  readonly observer?: NatsDistributionObserver
+  /**
+   * Tests only: return false to drop an outgoing message of `kind` (`update`, `stored`,
+   * `heartbeat`, `awareness`) as a congested core NATS would.
+   */
+  readonly sendFilter?: (kind: MessageKind) => boolean
+}
+
+/** What the relay reports as it works. */
+export interface NatsDistributionObserver {
+  /** Updates received from other nodes over core NATS. */
+  relayed?(count: number): void
+  /** Log entries read back to fill a gap, and why. */
+  repaired?(entries: number, reason: RepairReason): void
+  /** A node stopped sending heartbeats (or restarted): its presence was removed. */
+  nodeLost?(node: string): void
+}
+
+export type MessageKind = 'update' | 'stored' | 'heartbeat' | 'awareness'
+export type RepairReason = 'counter-gap' | 'stored-gap' | 'heartbeat' | 'log-ahead' | 'node-lost'
+
+/** The relay's own view, for `/readyz`, metrics and tests. */
+export interface NatsDistribution extends Distribution {
+  readonly nodeId: string
+  /** Nodes heard from within `deadAfterMs` (this one excluded). */
+  liveNodes(): string[]
+  /** Runs one heartbeat and gap check now (tests; the timer does it every `heartbeatMs`). */
+  tick(): Promise<void>
+}
+
+/** How many checks of watermark history a session keeps. */
+const HISTORY_TICKS = 4
+
+const Kind = {
+  update: 1,
+  stored: 2,
+  awareness: 3,
+  query: 4,
+  heartbeat: 5,
+  leave: 6,
+} as const
+
+/** What this node sent for one session in its current join (its "origin"). */
+interface Outgoing {
+  readonly origin: string
+  /** Updates queued (and relayed) so far. */
+  queued: number
+  /** Updates announced stored so far (they are stored in queue order). */
+  stored: number
+  /** The seq of the last one stored. */
+  lastSeq: number
+  /** When it last sent anything (heartbeats list recently active sessions). */
+  activeAt: number
+  /** This node's connections' awareness states, by client id: sent to nodes that ask. */
+  readonly presence: Map<number, AwarenessEntry>
+}
+
+/** What this node heard from one origin (another node's join of a session). */
+interface Incoming {
+  readonly node: string
+  /** Every counter ≤ this was received. */
+  contiguous: number
+  /** Counters above `contiguous` received out of order. */
+  readonly ahead: Set<number>
+  /** Counters announced stored so far, and the seq of the last. */
+  stored: number
+  lastSeq: number
+}
+
+/** One session this node has loaded. */
+interface Joined {
+  readonly sessionId: string
+  readonly sink: DistributionSink
+  readonly subscriptions: Subscription[]
+  readonly incoming: Map<string, Incoming>
+  /** Remote nodes' presence here, by node then client id: the clock last seen. */
+  readonly remotePresence: Map<string, Map<number, number>>
+  /** Every log seq ≤ this is in the document. */
+  watermark: number
+  /** Seqs above the watermark that reached the document (relayed with their seq, or read). */
+  readonly seen: Set<number>
+  /** The log's last seq at the previous check, if it was ahead of the watermark then. */
+  lagging: number | undefined
+  /** The watermark at the last few checks, oldest first. */
+  readonly history: number[]
+  /** Seq ranges to read back (exclusive low, inclusive high). */
+  readonly pending: Array<[number, number]>
+  repairing: Promise<void> | undefined
+}
+
+/** A node as its heartbeats describe it. */
+interface NodeState {
+  incarnation: string
+  lastSeenAt: number
+}
+
+/** '.' splits subject tokens: escaped so every session id is one token (ids never hold '%'). */
+export function subjectToken(sessionId: string): string {
+  return sessionId.replaceAll('.', '%2E')
+}
+
+/** Creates the relay of one node. Call `close()` before closing the connection. */
+export function createNatsDistribution(options: NatsDistributionOptions): NatsDistribution {
+  const { connection: nc, nodeId, log, logger } = options
+  const prefix = options.prefix ?? 'colloquy'
+  const heartbeatMs = options.heartbeatMs ?? 1000
+  const deadAfterMs = options.deadAfterMs ?? 3500
+  const now = options.now ?? Date.now
+  const observer = options.observer ?? {}
+  const allow = options.sendFilter ?? (() => true)
+  const incarnation = `${nodeId}~${now().toString(36)}~${Math.random().toString(36).slice(2, 8)}`
+  const relaySubject = (sessionId: string): string => `${prefix}.relay.${subjectToken(sessionId)}`
+  const presenceSubject = (sessionId: string): string => `${prefix}.presence.${subjectToken(sessionId)}`
+  const nodesSubject = `${prefix}.nodes`
+
+  const joined = new Map<string, Joined>()
+  const outgoing = new Map<string, Outgoing>()
+  const nodes = new Map<string, NodeState>()
+  let joins = 0
+  let isClosed = false
+
+  const publish = (kind: MessageKind, subject: string, payload: Uint8Array): void => {
+    if (isClosed || !allow(kind)) return
+    try {
+      nc.publish(subject, payload)
+    } catch (error) {
+      // A closed or draining connection: the gap checks of the other nodes cover what is lost.
+      logger.debug({ err: error, subject }, 'relay publish failed')
+    }
+  }
+
+  const outgoingOf = (sessionId: string): Outgoing => {
+    let out = outgoing.get(sessionId)
+    if (out === undefined) {
+      out = {
+        origin: `${incarnation}~${++joins}`,
+        queued: 0,
+        stored: 0,
+        lastSeq: 0,
+        activeAt: now(),
+        presence: new Map(),
+      }
+      outgoing.set(sessionId, out)
+    }
+    return out
+  }
+
+  // ---- receiving ------------------------------------------------------------------------------
+
+  const markSeen = (session: Joined, seq: number): void => {
+    if (seq <= session.watermark) return
+    session.seen.add(seq)
+  }
+
+  const incomingOf = (session: Joined, node: string, origin: string): Incoming => {
+    let state = session.incoming.get(origin)
+    if (state === undefined) {
+      state = { node, contiguous: 0, ahead: new Set(), stored: 0, lastSeq: oldWatermark(session) }
+      session.incoming.set(origin, state)
+    }
+    return state
+  }
+
+  const hasCounter = (state: Incoming, counter: number): boolean =>
+    counter <= state.contiguous || state.ahead.has(counter)
+
+  const noteCounter = (state: Incoming, counter: number): void => {
+    if (counter <= state.contiguous) return
+    state.ahead.add(counter)
+    while (state.ahead.delete(state.contiguous + 1)) state.contiguous++
+  }
+
+  const requestRepair = (session: Joined, after: number, through: number, reason: RepairReason): void => {
+    if (through <= after) return
+    session.pending.push([after, through])
+    void repair(session, reason)
+  }
+
+  const onRelay = (session: Joined, data: Uint8Array): void => {
+    const decoder = decoding.createDecoder(data)
+    const kind = decoding.readUint8(decoder)
+    const node = decoding.readVarString(decoder)
+    if (node === nodeId) return
+    const origin = decoding.readVarString(decoder)
+    const state = incomingOf(session, node, origin)
+    if (kind === Kind.update) {
+      const counter = decoding.readVarUint(decoder)
+      const update = decoding.readTailAsUint8Array(decoder)
+      noteCounter(state, counter)
+      observer.relayed?.(1)
+      session.sink.applyRemoteUpdate(update, undefined)
+      return
+    }
+    if (kind !== Kind.stored) return
+    const first = decoding.readVarUint(decoder)
+    const count = decoding.readVarUint(decoder)
+    if (first > state.stored + 1) {
+      // Announcements were lost: the counters between were stored somewhere in (lastSeq, next seq).
+      const firstSeq = decoding.peekVarUint(decoder)
+      let missing = false
+      for (let counter = state.stored + 1; counter < first; counter++)
+        if (!hasCounter(state, counter)) missing = true
+      if (missing) requestRepair(session, state.lastSeq, firstSeq - 1, 'stored-gap')
+    }
+    let lowMissing = Number.POSITIVE_INFINITY
+    let highMissing = 0
+    for (let i = 0; i < count; i++) {
+      const seq = decoding.readVarUint(decoder)
+      const counter = first + i
+      if (hasCounter(state, counter)) markSeen(session, seq)
+      else {
+        lowMissing = Math.min(lowMissing, seq)
+        highMissing = Math.max(highMissing, seq)
+      }
+      state.lastSeq = Math.max(state.lastSeq, seq)
+    }
+    state.stored = Math.max(state.stored, first + count - 1)
+    if (highMissing > 0) requestRepair(session, lowMissing - 1, highMissing, 'counter-gap')
+    // Counters at or below what is stored are settled (received or being repaired).
+    if (state.contiguous < state.stored) {
+      for (const counter of state.ahead) if (counter <= state.stored) state.ahead.delete(counter)
+      state.contiguous = state.stored
+      while (state.ahead.delete(state.contiguous + 1)) state.contiguous++
+    }
+  }
+
+  const onPresence = (session: Joined, data: Uint8Array): void => {
+    const decoder = decoding.createDecoder(data)
+    const kind = decoding.readUint8(decoder)
+    const node = decoding.readVarString(decoder)
+    if (node === nodeId) return
+    if (kind === Kind.query) {
+      const out = outgoing.get(session.sessionId)
+      if (out !== undefined && out.presence.size > 0)
+        sendPresence(session.sessionId, [...out.presence.values()])
+      return
+    }
+    if (kind !== Kind.awareness) return
+    const update = decoding.readTailAsUint8Array(decoder)
+    let entries: AwarenessEntry[]
+    try {
+      entries = decodeAwarenessUpdate(update)
+    } catch (error) {
+      logger.warn({ session: session.sessionId, node, err: error }, 'relayed awareness dropped: malformed')
+      return
+    }
+    let clocks = session.remotePresence.get(node)
+    if (clocks === undefined) {
+      clocks = new Map()
+      session.remotePresence.set(node, clocks)
+    }
+    for (const entry of entries) {
+      if (entry.isRemoval) clocks.delete(entry.clientId)
+      else clocks.set(entry.clientId, entry.clock)
+    }
+    session.sink.applyRemoteAwareness(update)
+  }
+
+  const sendPresence = (sessionId: string, entries: readonly AwarenessEntry[]): void => {
+    const encoder = encoding.createEncoder()
+    encoding.writeUint8(encoder, Kind.awareness)
+    encoding.writeVarString(encoder, nodeId)
+    encoding.writeUint8Array(encoder, encodeAwarenessUpdate(entries))
+    publish('awareness', presenceSubject(sessionId), encoding.toUint8Array(encoder))
+  }
+
+  /** Removes `node`'s clients from the presence of every session here. */
+  const dropPresenceOf = (node: string): void => {
+    for (const session of joined.values()) {
+      const clocks = session.remotePresence.get(node)
+      session.remotePresence.delete(node)
+      if (clocks === undefined || clocks.size === 0) continue
+      const removals = [...clocks].map(([clientId, clock]) => ({
+        clientId,
+        clock: clock + 1,
+        stateJson: 'null',
+        isRemoval: true,
+      }))
+      session.sink.applyRemoteAwareness(encodeAwarenessUpdate(removals))
+    }
+  }
+
+  /** A node died or restarted: its presence goes, and what it stored may never have been announced. */
+  const loseNode = (node: string): void => {
+    logger.warn({ node }, 'cluster node lost: its clients leave presence')
+    observer.nodeLost?.(node)
+    dropPresenceOf(node)
+    for (const session of joined.values()) {
+      let from = Number.POSITIVE_INFINITY
+      for (const [origin, state] of session.incoming) {
+        if (state.node !== node) continue
+        from = Math.min(from, state.lastSeq)
+        session.incoming.delete(origin)
+      }
+      // Its last announcements may be lost, and so may all of a join we never heard of.
+      from = Math.min(from, oldWatermark(session))
+      void readAhead(session, from, 'node-lost').catch((error: unknown) => {
+        logger.warn({ session: session.sessionId, err: error }, 'read after a lost node failed')
+      })
+    }
+  }
+
+  const onNodes = (data: Uint8Array): void => {
+    const decoder = decoding.createDecoder(data)
+    const kind = decoding.readUint8(decoder)
+    const node = decoding.readVarString(decoder)
+    if (node === nodeId) return
+    const nodeIncarnation = decoding.readVarString(decoder)
+    if (kind === Kind.leave) {
+      if (nodes.delete(node)) dropPresenceOf(node)
+      return
+    }
+    if (kind !== Kind.heartbeat) return
+    const known = nodes.get(node)
+    if (known !== undefined && known.incarnation !== nodeIncarnation) loseNode(node)
+    nodes.set(node, { incarnation: nodeIncarnation, lastSeenAt: now() })
+    // Recently active sessions: the sender's last counters, in case their last messages were lost.
+    const count = decoding.readVarUint(decoder)
+    for (let i = 0; i < count; i++) {
+      const sessionId = decoding.readVarString(decoder)
+      const origin = decoding.readVarString(decoder)
+      const stored = decoding.readVarUint(decoder)
+      const lastSeq = decoding.readVarUint(decoder)
+      const session = joined.get(sessionId)
+      if (session === undefined) continue
+      const state = incomingOf(session, node, origin)
+      if (stored <= state.stored) continue
+      let missing = false
+      for (let counter = state.stored + 1; counter <= stored; counter++)
+        if (!hasCounter(state, counter)) missing = true
+      const after = state.lastSeq
+      state.stored = stored
+      state.lastSeq = Math.max(state.lastSeq, lastSeq)
+      if (missing) requestRepair(session, after, lastSeq, 'heartbeat')
+    }
+  }
+
+  // ---- repair -----------------------------------------------------------------------------------
+
+  /** Reads the pending ranges of `session` from the log and applies them, one repair at a time. */
+  const repair = (session: Joined, reason: RepairReason): Promise<void> => {
+    session.repairing ??= (async () => {
+      try {
+        while (session.pending.length > 0 && joined.get(session.sessionId) === session) {
+          const ranges = session.pending.splice(0)
+          const after = Math.min(...ranges.map(([low]) => low))
+          const through = Math.max(...ranges.map(([, high]) => high))
+          await readBack(session, after, through, reason)
+        }
+      } catch (error) {
+        logger.warn(
+          { session: session.sessionId, err: error },
+          'gap repair failed: retried at the next check',
+        )
+      } finally {
+        session.repairing = undefined
+      }
+    })()
+    return session.repairing
+  }
+
+  const readBack = async (session: Joined, after: number, through: number, reason: RepairReason) => {
+    const meta = await log.getMeta(session.sessionId)
+    const trimmed = meta?.checkpointSeq ?? 0
+    let applied = 0
+    if (after < trimmed) {
+      // Part of the range was folded into a checkpoint: apply the checkpoint and the log after it.
+      const stored = await log.load(session.sessionId)
+      if (stored.checkpoint !== undefined) {
+        session.sink.applyRemoteUpdate(stored.checkpoint.state, stored.checkpoint.seq)
+        applied++
+      }
+      for (const entry of stored.log) {
+        if (entry.seq > through) break
+        session.sink.applyRemoteUpdate(entry.update, entry.seq)
+        applied++
+      }
+    } else {
+      const entries = await log.readLog(session.sessionId, { fromSeq: after + 1, toSeq: through })
+      for (const entry of entries) {
+        if (entry.seq <= session.watermark || session.seen.has(entry.seq)) continue
+        session.sink.applyRemoteUpdate(entry.update, entry.seq)
+        markSeen(session, entry.seq)
+        applied++
+      }
+    }
+    // Everything in (after, through] is in the document now.
+    if (after <= session.watermark) advanceWatermark(session, through)
+    if (applied > 0) observer.repaired?.(applied, reason)
+    logger.debug({ session: session.sessionId, after, through, applied, reason }, 'gap repaired from the log')
+  }
+
+  const advanceWatermark = (session: Joined, to: number): void => {
+    if (to <= session.watermark) return
+    session.watermark = to
+    for (const seq of session.seen) if (seq <= to) session.seen.delete(seq)
+  }
+
+  /**
+   * Compares the log's last seq with what this node knows it applied. The last seq seen at the
+   * previous check, if it was ahead: by now every node that stored up to it announced it (or its
+   * heartbeat, or its loss, asked for a repair). If that very seq was never announced, the entries
+   * after the watermark are read back; else the watermark moves up to it without reading.
+   */
+  const checkLog = async (session: Joined): Promise<void> => {
+    const meta = await log.getMeta(session.sessionId)
+    const last = meta?.lastSeq ?? 0
+    const previous = session.lagging
+    if (previous !== undefined && previous > session.watermark) {
+      if (!session.seen.has(previous)) requestRepair(session, session.watermark, previous, 'log-ahead')
+      else if (session.pending.length === 0 && session.repairing === undefined)
+        advanceWatermark(session, previous)
+    }
+    session.lagging = last > session.watermark ? last : undefined
+    session.history.push(session.watermark)
+    if (session.history.length > HISTORY_TICKS) session.history.shift()
+  }
+
+  /** Reads whatever the log holds after `from` (a join, a lost node). */
+  const readAhead = async (session: Joined, from: number, reason: RepairReason): Promise<void> => {
+    const meta = await log.getMeta(session.sessionId)
+    requestRepair(session, from, meta?.lastSeq ?? 0, reason)
+  }
+
+  /** A watermark from a few checks ago: where a read for an origin heard of only now starts. */
+  const oldWatermark = (session: Joined): number => session.history[0] ?? session.watermark
+
+  // ---- heartbeats -------------------------------------------------------------------------------
+
+  const sendHeartbeat = (): void => {
+    const encoder = encoding.createEncoder()
+    encoding.writeUint8(encoder, Kind.heartbeat)
+    encoding.writeVarString(encoder, nodeId)
+    encoding.writeVarString(encoder, incarnation)
+    const recent = [...outgoing.entries()].filter(([, out]) => now() - out.activeAt <= 3 * heartbeatMs)
+    encoding.writeVarUint(encoder, recent.length)
+    for (const [sessionId, out] of recent) {
+      encoding.writeVarString(encoder, sessionId)
+      encoding.writeVarString(encoder, out.origin)
+      encoding.writeVarUint(encoder, out.stored)
+      encoding.writeVarUint(encoder, out.lastSeq)
+    }
+    publish('heartbeat', nodesSubject, encoding.toUint8Array(encoder))
+    // Sessions this node left and has nothing more to say about are forgotten.
+    for (const [sessionId, out] of outgoing) {
+      if (!joined.has(sessionId) && out.stored >= out.queued && now() - out.activeAt > 3 * heartbeatMs)
+        outgoing.delete(sessionId)
+    }
+  }
+
+  const tick = async (): Promise<void> => {
+    if (isClosed) return
+    sendHeartbeat()
+    const cutoff = now() - deadAfterMs
+    for (const [node, state] of nodes) {
+      if (state.lastSeenAt >= cutoff) continue
+      nodes.delete(node)
+      loseNode(node)
+    }
+    await Promise.all(
+      [...joined.values()].map((session) =>
+        checkLog(session).catch((error: unknown) => {
+          logger.debug({ session: session.sessionId, err: error }, 'log check failed')
+        }),
+      ),
+    )
+  }
+
+  const nodesSubscription = nc.subscribe(nodesSubject, {
+    callback: (error, message) => {
+      if (error === null) guard(() => onNodes(message.data))
+    },
+  })
+  const timer = setInterval(() => void tick(), heartbeatMs)
+  timer.unref()
+  sendHeartbeat()
+
+  /** Runs a handler of received bytes; a malformed message is logged and dropped. */
+  function guard(handle: () => void): void {
+    try {
+      handle()
+    } catch (error) {
+      logger.warn({ err: error }, 'relay message dropped: malformed')
+    }
+  }
+
+  return {
+    mode: 'nats',
+    nodeId,
+    liveNodes: () => [...nodes.keys()],
+    tick,
+
+    join(sessionId, sink) {
+      if (isClosed) return
+      const previous = joined.get(sessionId)
+      if (previous !== undefined)
+        for (const subscription of previous.subscriptions) subscription.unsubscribe()
+      const session: Joined = {
+        sessionId,
+        sink,
+        subscriptions: [],
+        incoming: new Map(),
+        remotePresence: new Map(),
+        watermark: sink.knownSeq,
+        seen: new Set(),
+        lagging: undefined,
+        history: [],
+        pending: [],
+        repairing: undefined,
+      }
+      joined.set(sessionId, session)
+      session.subscriptions.push(
+        nc.subscribe(relaySubject(sessionId), {
+          callback: (error, message) => {
+            if (error === null) guard(() => onRelay(session, message.data))
+          },
+        }),
+        nc.subscribe(presenceSubject(sessionId), {
+          callback: (error, message) => {
+            if (error === null) guard(() => onPresence(session, message.data))
+          },
+        }),
+      )
+      // Ask the other nodes for their clients' presence (they answer on the presence subject),
+      // and read whatever was stored between our load and our subscription.
+      const encoder = encoding.createEncoder()
+      encoding.writeUint8(encoder, Kind.query)
+      encoding.writeVarString(encoder, nodeId)
+      publish('awareness', presenceSubject(sessionId), encoding.toUint8Array(encoder))
+      void nc
+        .flush()
+        .then(() => readAhead(session, session.watermark, 'log-ahead'))
+        .catch((error: unknown) => logger.debug({ session: sessionId, err: error }, 'join check failed'))
+    },
+
+    leave(sessionId, sink) {
+      const session = joined.get(sessionId)
+      if (session === undefined || session.sink !== sink) return
+      joined.delete(sessionId)
+      for (const subscription of session.subscriptions) subscription.unsubscribe()
+      const out = outgoing.get(sessionId)
+      if (out !== undefined && out.presence.size > 0) {
+        // This node's clients of the session are gone (their sockets closed before the unload).
+        const removals = [...out.presence.values()].map((entry) => ({
+          ...entry,
+          clock: entry.clock + 1,
+          stateJson: 'null',
+          isRemoval: true,
+        }))
+        out.presence.clear()
+        sendPresence(sessionId, removals)
+      }
+    },
+
+    updateQueued(sessionId, update) {
+      const out = outgoingOf(sessionId)
+      out.queued++
+      out.activeAt = now()
+      const encoder = encoding.createEncoder()
+      encoding.writeUint8(encoder, Kind.update)
+      encoding.writeVarString(encoder, nodeId)
+      encoding.writeVarString(encoder, out.origin)
+      encoding.writeVarUint(encoder, out.queued)
+      encoding.writeUint8Array(encoder, update)
+      publish('update', relaySubject(sessionId), encoding.toUint8Array(encoder))
+    },
+
+    updatesStored(entries, seqs) {
+      // One announcement per session per commit: the counters of its updates and their seqs.
+      const bySession = new Map<string, number[]>()
+      entries.forEach((entry: AppendEntry, i) => {
+        const list = bySession.get(entry.sessionId)
+        if (list === undefined) bySession.set(entry.sessionId, [seqs[i]!])
+        else list.push(seqs[i]!)
+      })
+      for (const [sessionId, sessionSeqs] of bySession) {
+        const out = outgoingOf(sessionId)
+        const first = out.stored + 1
+        out.stored += sessionSeqs.length
+        out.lastSeq = sessionSeqs[sessionSeqs.length - 1]!
+        out.activeAt = now()
+        const session = joined.get(sessionId)
+        if (session !== undefined) for (const seq of sessionSeqs) markSeen(session, seq)
+        const encoder = encoding.createEncoder()
+        encoding.writeUint8(encoder, Kind.stored)
+        encoding.writeVarString(encoder, nodeId)
+        encoding.writeVarString(encoder, out.origin)
+        encoding.writeVarUint(encoder, first)
+        encoding.writeVarUint(encoder, sessionSeqs.length)
+        for (const seq of sessionSeqs) encoding.writeVarUint(encoder, seq)
+        publish('stored', relaySubject(sessionId), encoding.toUint8Array(encoder))
+      }
+    },
+
+    awarenessChanged(sessionId, update) {
+      let entries: AwarenessEntry[]
+      try {
+        entries = decodeAwarenessUpdate(update)
+      } catch {
+        return // the session validated it; nothing else reaches here
+      }
+      const out = outgoingOf(sessionId)
+      for (const entry of entries) {
+        if (entry.isRemoval) out.presence.delete(entry.clientId)
+        else out.presence.set(entry.clientId, entry)
+      }
+      const encoder = encoding.createEncoder()
+      encoding.writeUint8(encoder, Kind.awareness)
+      encoding.writeVarString(encoder, nodeId)
+      encoding.writeUint8Array(encoder, update)
+      publish('awareness', presenceSubject(sessionId), encoding.toUint8Array(encoder))
+    },
+
+    async close() {
+      if (isClosed) return
+      const encoder = encoding.createEncoder()
+      encoding.writeUint8(encoder, Kind.leave)
+      encoding.writeVarString(encoder, nodeId)
+      encoding.writeVarString(encoder, incarnation)
+      publish('heartbeat', nodesSubject, encoding.toUint8Array(encoder))
+      isClosed = true
+      clearInterval(timer)
+      nodesSubscription.unsubscribe()
+      for (const session of joined.values())
+        for (const subscription of session.subscriptions) subscription.unsubscribe()
+      joined.clear()
+      await nc.flush().catch(() => undefined)
+    },
+  }
+}

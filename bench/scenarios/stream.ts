@@ -20,6 +20,8 @@ export interface StreamOptions {
   readonly drainTimeoutMs: number
   /** Idle time after the run before the CPU reading (debounced saves happen in it). */
   readonly settleMs: number
+  /** Readers on these servers (spread per doc) rather than on the writers' server (cluster runs). */
+  readonly readerUrls?: readonly string[]
 }
 
 export interface StreamResult {
@@ -69,7 +71,14 @@ export async function runStream(
   const target = { url: server.url, framing: server.framing }
   const epochMs = Date.now()
   await readers.request(
-    { type: 'readers', ...target, docs, perDoc: options.readersPerSession, epochMs },
+    {
+      type: 'readers',
+      ...target,
+      docs,
+      perDoc: options.readersPerSession,
+      epochMs,
+      ...(options.readerUrls === undefined ? {} : { urls: options.readerUrls }),
+    },
     'ready',
     120_000,
   )

@@ -68,6 +68,9 @@ export interface NatsDistribution extends Distribution {
   tick(): Promise<void>
 }
 
+/** How many heartbeats repeat an origin's last announcement after it. */
+const RECENT_HEARTBEATS = 3
+
 /** How many checks of watermark history a session keeps. */
 const HISTORY_TICKS = 4
 
@@ -80,19 +83,31 @@ const Kind = {
   leave: 6,
 } as const
 
-/** What this node sent for one session in its current join (its "origin"). */
+/** What this node sends for one session: its updates under one "origin" per join. */
 interface Outgoing {
   readonly origin: string
-  /** Updates queued (and relayed) so far. */
+  /** Updates queued (and relayed) under this origin so far: the last counter used. */
   queued: number
-  /** Updates announced stored so far (they are stored in queue order). */
-  stored: number
-  /** The seq of the last one stored. */
-  lastSeq: number
-  /** When it last sent anything (heartbeats list recently active sessions). */
-  activeAt: number
   /** This node's connections' awareness states, by client id: sent to nodes that ask. */
   readonly presence: Map<number, AwarenessEntry>
+}
+
+/** The commit announcements of one origin (it may outlive its join: late commits still announce). */
+interface Announcing {
+  readonly sessionId: string
+  readonly origin: string
+  /** Announcements sent so far. */
+  announced: number
+  /** The highest seq announced. */
+  lastSeq: number
+  /** When it last announced (heartbeats repeat recently active origins). */
+  activeAt: number
+}
+
+/** The origin and counter an update was relayed under (found again when it commits). */
+interface QueuedTag {
+  readonly origin: string
+  readonly counter: number
 }
 
 /** What this node heard from one origin (another node's join of a session). */
@@ -102,8 +117,8 @@ interface Incoming {
   contiguous: number
   /** Counters above `contiguous` received out of order. */
   readonly ahead: Set<number>
-  /** Counters announced stored so far, and the seq of the last. */
-  stored: number
+  /** Commit announcements received so far, and the highest seq they named. */
+  announced: number
   lastSeq: number
 }
 
@@ -155,6 +170,9 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
 
   const joined = new Map<string, Joined>()
   const outgoing = new Map<string, Outgoing>()
+  const announcing = new Map<string, Announcing>()
+  /** Each relayed update's tag, by the update's bytes: the write queue stores those very bytes. */
+  const tags = new WeakMap<Uint8Array, QueuedTag>()
   const nodes = new Map<string, NodeState>()
   let joins = 0
   let isClosed = false
@@ -172,14 +190,7 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
   const outgoingOf = (sessionId: string): Outgoing => {
     let out = outgoing.get(sessionId)
     if (out === undefined) {
-      out = {
-        origin: `${incarnation}~${++joins}`,
-        queued: 0,
-        stored: 0,
-        lastSeq: 0,
-        activeAt: now(),
-        presence: new Map(),
-      }
+      out = { origin: `${incarnation}~${++joins}`, queued: 0, presence: new Map() }
       outgoing.set(sessionId, out)
     }
     return out
@@ -195,7 +206,7 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
   const incomingOf = (session: Joined, node: string, origin: string): Incoming => {
     let state = session.incoming.get(origin)
     if (state === undefined) {
-      state = { node, contiguous: 0, ahead: new Set(), stored: 0, lastSeq: oldWatermark(session) }
+      state = { node, contiguous: 0, ahead: new Set(), announced: 0, lastSeq: oldWatermark(session) }
       session.incoming.set(origin, state)
     }
     return state
@@ -232,34 +243,36 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
       return
     }
     if (kind !== Kind.stored) return
-    const first = decoding.readVarUint(decoder)
+    const announcement = decoding.readVarUint(decoder)
     const count = decoding.readVarUint(decoder)
-    if (first > state.stored + 1) {
-      // Announcements were lost: the counters between were stored somewhere in (lastSeq, next seq).
-      const firstSeq = decoding.peekVarUint(decoder)
-      let missing = false
-      for (let counter = state.stored + 1; counter < first; counter++)
-        if (!hasCounter(state, counter)) missing = true
-      if (missing) requestRepair(session, state.lastSeq, firstSeq - 1, 'stored-gap')
+    if (announcement > state.announced + 1 && count > 0) {
+      // Announcements were lost: what they named lies between the last seq heard and this one.
+      const peek = decoding.clone(decoder)
+      decoding.readVarUint(peek) // the first pair's counter
+      const firstSeq = decoding.readVarUint(peek)
+      requestRepair(session, state.lastSeq, firstSeq - 1, 'stored-gap')
     }
     let lowMissing = Number.POSITIVE_INFINITY
     let highMissing = 0
+    let highCounter = 0
     for (let i = 0; i < count; i++) {
+      const counter = decoding.readVarUint(decoder)
       const seq = decoding.readVarUint(decoder)
-      const counter = first + i
       if (hasCounter(state, counter)) markSeen(session, seq)
       else {
         lowMissing = Math.min(lowMissing, seq)
         highMissing = Math.max(highMissing, seq)
       }
+      highCounter = Math.max(highCounter, counter)
       state.lastSeq = Math.max(state.lastSeq, seq)
     }
-    state.stored = Math.max(state.stored, first + count - 1)
+    state.announced = Math.max(state.announced, announcement)
     if (highMissing > 0) requestRepair(session, lowMissing - 1, highMissing, 'counter-gap')
-    // Counters at or below what is stored are settled (received or being repaired).
-    if (state.contiguous < state.stored) {
-      for (const counter of state.ahead) if (counter <= state.stored) state.ahead.delete(counter)
-      state.contiguous = state.stored
+    // Commits follow queue order: every counter up to the highest committed is settled (received,
+    // being repaired, or dropped by a session that failed).
+    if (state.contiguous < highCounter) {
+      for (const counter of state.ahead) if (counter <= highCounter) state.ahead.delete(counter)
+      state.contiguous = highCounter
       while (state.ahead.delete(state.contiguous + 1)) state.contiguous++
     }
   }
@@ -359,19 +372,17 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
     for (let i = 0; i < count; i++) {
       const sessionId = decoding.readVarString(decoder)
       const origin = decoding.readVarString(decoder)
-      const stored = decoding.readVarUint(decoder)
+      const announced = decoding.readVarUint(decoder)
       const lastSeq = decoding.readVarUint(decoder)
       const session = joined.get(sessionId)
       if (session === undefined) continue
       const state = incomingOf(session, node, origin)
-      if (stored <= state.stored) continue
-      let missing = false
-      for (let counter = state.stored + 1; counter <= stored; counter++)
-        if (!hasCounter(state, counter)) missing = true
+      if (announced <= state.announced) continue
+      // Announcements we never got: read what they named.
       const after = state.lastSeq
-      state.stored = stored
+      state.announced = announced
       state.lastSeq = Math.max(state.lastSeq, lastSeq)
-      if (missing) requestRepair(session, after, lastSeq, 'heartbeat')
+      requestRepair(session, after, lastSeq, 'heartbeat')
     }
   }
 
@@ -472,20 +483,17 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
     encoding.writeUint8(encoder, Kind.heartbeat)
     encoding.writeVarString(encoder, nodeId)
     encoding.writeVarString(encoder, incarnation)
-    const recent = [...outgoing.entries()].filter(([, out]) => now() - out.activeAt <= 3 * heartbeatMs)
-    encoding.writeVarUint(encoder, recent.length)
-    for (const [sessionId, out] of recent) {
-      encoding.writeVarString(encoder, sessionId)
-      encoding.writeVarString(encoder, out.origin)
-      encoding.writeVarUint(encoder, out.stored)
-      encoding.writeVarUint(encoder, out.lastSeq)
+    // Origins that announced lately: a receiver that missed their last announcement learns of it.
+    for (const [origin, state] of announcing)
+      if (now() - state.activeAt > RECENT_HEARTBEATS * heartbeatMs) announcing.delete(origin)
+    encoding.writeVarUint(encoder, announcing.size)
+    for (const state of announcing.values()) {
+      encoding.writeVarString(encoder, state.sessionId)
+      encoding.writeVarString(encoder, state.origin)
+      encoding.writeVarUint(encoder, state.announced)
+      encoding.writeVarUint(encoder, state.lastSeq)
     }
     publish('heartbeat', nodesSubject, encoding.toUint8Array(encoder))
-    // Sessions this node left and has nothing more to say about are forgotten.
-    for (const [sessionId, out] of outgoing) {
-      if (!joined.has(sessionId) && out.stored >= out.queued && now() - out.activeAt > 3 * heartbeatMs)
-        outgoing.delete(sessionId)
-    }
   }
 
   const tick = async (): Promise<void> => {
@@ -587,15 +595,16 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
           stateJson: 'null',
           isRemoval: true,
         }))
-        out.presence.clear()
         sendPresence(sessionId, removals)
       }
+      // A later join relays under a new origin; this one's late commits still announce (tags).
+      outgoing.delete(sessionId)
     },
 
     updateQueued(sessionId, update) {
       const out = outgoingOf(sessionId)
       out.queued++
-      out.activeAt = now()
+      tags.set(update, { origin: out.origin, counter: out.queued })
       const encoder = encoding.createEncoder()
       encoding.writeUint8(encoder, Kind.update)
       encoding.writeVarString(encoder, nodeId)
@@ -606,28 +615,40 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
     },
 
     updatesStored(entries, seqs) {
-      // One announcement per session per commit: the counters of its updates and their seqs.
-      const bySession = new Map<string, number[]>()
+      // One announcement per origin per commit: the counters of its updates and the seqs they got.
+      const byOrigin = new Map<string, { sessionId: string; pairs: number[] }>()
       entries.forEach((entry: AppendEntry, i) => {
-        const list = bySession.get(entry.sessionId)
-        if (list === undefined) bySession.set(entry.sessionId, [seqs[i]!])
-        else list.push(seqs[i]!)
+        const tag = tags.get(entry.update)
+        if (tag === undefined) return // never relayed: the log check of the others finds it
+        let group = byOrigin.get(tag.origin)
+        if (group === undefined) {
+          group = { sessionId: entry.sessionId, pairs: [] }
+          byOrigin.set(tag.origin, group)
+        }
+        group.pairs.push(tag.counter, seqs[i]!)
       })
-      for (const [sessionId, sessionSeqs] of bySession) {
-        const out = outgoingOf(sessionId)
-        const first = out.stored + 1
-        out.stored += sessionSeqs.length
-        out.lastSeq = sessionSeqs[sessionSeqs.length - 1]!
-        out.activeAt = now()
+      for (const [origin, { sessionId, pairs }] of byOrigin) {
+        let state = announcing.get(origin)
+        if (state === undefined) {
+          state = { sessionId, origin, announced: 0, lastSeq: 0, activeAt: 0 }
+          announcing.set(origin, state)
+        }
+        state.announced++
+        state.activeAt = now()
         const session = joined.get(sessionId)
-        if (session !== undefined) for (const seq of sessionSeqs) markSeen(session, seq)
         const encoder = encoding.createEncoder()
         encoding.writeUint8(encoder, Kind.stored)
         encoding.writeVarString(encoder, nodeId)
-        encoding.writeVarString(encoder, out.origin)
-        encoding.writeVarUint(encoder, first)
-        encoding.writeVarUint(encoder, sessionSeqs.length)
-        for (const seq of sessionSeqs) encoding.writeVarUint(encoder, seq)
+        encoding.writeVarString(encoder, origin)
+        encoding.writeVarUint(encoder, state.announced)
+        encoding.writeVarUint(encoder, pairs.length / 2)
+        for (let k = 0; k < pairs.length; k += 2) {
+          const seq = pairs[k + 1]!
+          encoding.writeVarUint(encoder, pairs[k]!)
+          encoding.writeVarUint(encoder, seq)
+          state.lastSeq = Math.max(state.lastSeq, seq)
+          if (session !== undefined) markSeen(session, seq)
+        }
         publish('stored', relaySubject(sessionId), encoding.toUint8Array(encoder))
       }
     },

@@ -190,6 +190,25 @@ describe.skipIf(!hasNatsServer)('the NATS relay between nodes', () => {
     )
   })
 
+  it('reads back an update whose relay and announcement were lost once a later announcement arrives', async () => {
+    const log = createLog()
+    let dropping = true
+    const a = await startNode('a', 0, log, (kind) => dropping && (kind === 'update' || kind === 'stored'))
+    const b = await startNode('b', 1, log)
+    const sink = createSink()
+    b.relay.join('s8', sink)
+    await b.nc.flush()
+    for (const text of ['first ', 'second']) {
+      const update = edit(text)
+      a.relay.updateQueued('s8', update)
+      const seq = log.append('s8', update)
+      const entry = { sessionId: 's8', seq, time: Date.now(), update }
+      a.relay.updatesStored([entry], [seq])
+      dropping = false
+    }
+    await until(() => sink.doc.getText('t').length === 'first second'.length, 3_000, 'both updates')
+  })
+
   it('reads back what the log holds that no node ever announced (a node died before it could)', async () => {
     const log = createLog()
     const b = await startNode('b', 1, log)

@@ -71,7 +71,6 @@ describe.skipIf(!hasNatsServer)('a Colloquy cluster without JetStream quorum', (
     const minorityAcked = pushAndAsk(minority, minorityItems, 8_000)
     // The majority may wait for a new stream leader (if n3 led it) before it acks.
     const majorityAcked = await pushAndAsk(majority, majorityItems, 20_000)
-    )
     expect(majorityAcked, 'the majority acks').toBe(true)
     expect(await minorityAcked, 'an ack from the cut-off side').toBe(false)
 

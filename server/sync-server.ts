@@ -21,8 +21,9 @@ import { createSilentLogger } from './observability/log.js'
 import { createMetrics, type Metrics } from './observability/metrics.js'
 import { openLeveldbStore } from './persistence/leveldb-store.js'
 import { createMemoryStore } from './persistence/memory-store.js'
-import type { Store } from './persistence/store.js'
+import { hasSparseSeqs, type Store } from './persistence/store.js'
 import { createWriteQueue, type WriteQueue } from './persistence/write-queue.js'
+import { createLocalDistribution, type Distribution } from './session/distribution.js'
 import { createSessionRegistry, type SessionRegistry } from './session/registry.js'
 import { loadNativeUws } from './transport/uws.js'
 import { createUwsTransport } from './transport/uws-transport.js'
@@ -40,6 +41,8 @@ export interface SyncServerOptions {
   readonly authorize?: Authorize
   /** Folds updates for compaction and history reads (default: a worker thread). */
   readonly merger?: Merger
+  /** What other processes must see of each session (default: none, a single node). */
+  readonly distribution?: Distribution
 }
 
 /** A running server. */
@@ -69,6 +72,7 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
       ? createMemoryStore()
       : await openLeveldbStore({ location: path.resolve(config.dataDir), sync: config.fsync }))
 
+  const distribution = options.distribution ?? createLocalDistribution()
   let isClosing = false
   // One worker thread folds updates for compaction and for history reads, off the event loop.
   const merger = options.merger ?? (config.store === 'memory' ? createInlineMerger() : createWorkerMerger())
@@ -88,8 +92,12 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
     intervalMs: config.compaction ? config.compactIntervalMs : 0,
     logger,
     // A loaded session is checkpointed from its document (no log replay); see Session.snapshot.
+    // Only over a dense log written by this process alone: in a cluster other nodes' updates
+    // interleave in the log, and a checkpoint must be a fold of the log itself.
     live: (sessionId, afterSeq) =>
-      config.compactFromMemory ? registry?.get(sessionId)?.snapshot(afterSeq) : undefined,
+      config.compactFromMemory && !hasSparseSeqs(store)
+        ? registry?.get(sessionId)?.snapshot(afterSeq)
+        : undefined,
     // Runs happen only after startup (timer, HTTP, close), when `metrics` below is initialised.
     onRun: (run) => {
       metrics.compactionRuns.inc({ result: run.result })
@@ -109,7 +117,9 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
     store: metrics.instrumentStore(store),
     flushDelayMs: config.commitDelayMs,
     lazyFlushDelayMs: config.lazyCommitDelayMs,
-    onCommit: (durable) => {
+    onCommit: (durable, entries, seqs) => {
+      // Other processes first: what is acked below is then already on its way to them.
+      distribution.updatesStored(entries, seqs)
       registry?.handleCommit(durable)
       compaction.noteCommit(durable)
     },
@@ -169,6 +179,7 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
   registry = createSessionRegistry({
     store,
     writes: writeQueue,
+    distribution,
     topics: (sessionId) => {
       if (transport === undefined) throw new Error('transport not started')
       return transport.topic(sessionId)
@@ -307,6 +318,7 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
       // Linger briefly so the close frames leave and the peers' close replies are read: a process
       // that exits with unread input makes the kernel send RST, and peers would see 1006, not 1001.
       if (hadConnections) await new Promise((resolve) => setTimeout(resolve, SHUTDOWN_LINGER_MS))
+      await distribution.close()
       await store.close()
       logger.info('server stopped')
     })()

@@ -138,7 +138,7 @@ async function main(): Promise<void> {
       await store.append(
         updates
           .slice(start, start + 10_000)
-          .map((update, i) => ({ sessionId: 'big', seq: start + i + 1, time: 1_000 + start + i, update })),
+          .map((update, i) => ({ sessionId: 'big', time: 1_000 + start + i, update })),
       )
     }
     await store.close()
@@ -198,7 +198,7 @@ async function main(): Promise<void> {
       await store.append(
         updates
           .slice(start, start + 10_000)
-          .map((update, i) => ({ sessionId: 'big', seq: start + i + 1, time: 1_000 + start + i, update })),
+          .map((update, i) => ({ sessionId: 'big', time: 1_000 + start + i, update })),
       )
     }
     await store.close()

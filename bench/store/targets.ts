@@ -40,19 +40,18 @@ export async function openColloquyTarget(
 ): Promise<OpenTarget> {
   const store = await openLeveldbStore({ location, sync })
   const sessionIds = Array.from({ length: sessions }, (_, i) => `bench-${i}`)
-  const nextSeq = new Array<number>(sessions).fill(1)
-  // Per session, in seq order: the seq and the resolver of each update not yet acked.
-  const waiting = sessionIds.map(() => [] as { seq: number; resolve: () => void }[])
+  // Per session, in queue order: the queue ordinal and the resolver of each update not yet acked.
+  const waiting = sessionIds.map(() => [] as { ordinal: number; resolve: () => void }[])
   const indexOf = new Map(sessionIds.map((id, i) => [id, i]))
   let batches = 0
   const queue = createWriteQueue({
     store,
     onCommit(durable) {
       batches++
-      for (const [sessionId, seq] of durable) {
+      for (const [sessionId, { ordinal }] of durable) {
         const pending = waiting[indexOf.get(sessionId)!]!
         let count = 0
-        while (count < pending.length && pending[count]!.seq <= seq) pending[count++]!.resolve()
+        while (count < pending.length && pending[count]!.ordinal <= ordinal) pending[count++]!.resolve()
         pending.splice(0, count)
       }
     },
@@ -62,10 +61,9 @@ export async function openColloquyTarget(
   })
   return {
     submit(session, update) {
-      const seq = nextSeq[session]!++
       return new Promise<void>((resolve) => {
-        waiting[session]!.push({ seq, resolve })
-        queue.enqueue({ sessionId: sessionIds[session]!, seq, time: Date.now(), update })
+        const ordinal = queue.enqueue({ sessionId: sessionIds[session]!, time: Date.now(), update })
+        waiting[session]!.push({ ordinal, resolve })
       })
     },
     batches: () => batches,

@@ -3,7 +3,7 @@
 
 import { setImmediate as nextTurn } from 'node:timers/promises'
 import { ColloquyError } from '../../shared/errors.js'
-import { listCheckpointInfo, type Store } from '../persistence/store.js'
+import { hasSparseSeqs, listCheckpointInfo, type Store } from '../persistence/store.js'
 import type { LiveSnapshot } from '../session/session.js'
 import { createPacker, type Merger, unpackUpdates } from './merge.js'
 import { planRetention, type RetentionPolicy } from './policy.js'
@@ -88,26 +88,44 @@ export async function compactSession(
   const pageSize = Math.max(1, options.pageSize ?? LOG_PAGE)
   // Size the buffer from the meta's average entry; it grows if the estimate is short.
   const share = meta.logCount === 0 ? 0 : meta.logBytes / meta.logCount
-  const packer = createPacker(
-    (base?.state.byteLength ?? 0) + Math.ceil(share * (target - baseSeq) * 1.1),
-    target - baseSeq + 1,
-  )
+  // A sparse log's seq span says nothing of its entry count: its retained entries bound it.
+  const expected = hasSparseSeqs(store) ? meta.logCount : target - baseSeq
+  const packer = createPacker((base?.state.byteLength ?? 0) + Math.ceil(share * expected * 1.1), expected + 1)
   if (base !== undefined) packer.push(base.state)
+  // A dense log must hold every seq of base+1…target; a sparse one has gaps by design, and is
+  // complete when nothing above the base was trimmed.
+  const isSparse = hasSparseSeqs(store)
+  if (isSparse && (meta.trimmedThrough ?? 0) > baseSeq) {
+    throw new ColloquyError(
+      'internal',
+      `session ${sessionId}: log trimmed through ${meta.trimmedThrough} above checkpoint ${baseSeq}; not compacting`,
+    )
+  }
   let nextSeq = baseSeq + 1
   let lastTime = 0
+  let folded = 0
   while (nextSeq <= target) {
     const page = await store.readLog(sessionId, { fromSeq: nextSeq, toSeq: target, limit: pageSize })
+    let isBroken = false
     for (const entry of page) {
-      if (entry.seq !== nextSeq) break
+      if (!isSparse && entry.seq !== nextSeq) {
+        isBroken = true
+        break
+      }
       packer.push(entry.update)
       lastTime = entry.time
-      nextSeq++
+      folded++
+      nextSeq = entry.seq + 1
     }
-    if (page.length < pageSize || page[page.length - 1]?.seq !== nextSeq - 1) break
+    if (isBroken || page.length < pageSize) break
     // Let live sessions run between pages.
     if (nextSeq <= target) await nextTurn()
   }
-  const folded = nextSeq - baseSeq - 1
+  if (isSparse) {
+    // The checkpoint stands for every seq ≤ target; nothing folded means nothing to do.
+    if (folded === 0) return undefined
+    nextSeq = target + 1
+  }
   if (nextSeq !== target + 1) {
     throw new ColloquyError(
       'internal',
@@ -171,28 +189,31 @@ async function compactFromSnapshot(
   let timer: NodeJS.Timeout | undefined
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(
-      () => reject(new ColloquyError('storage-unavailable', `seq ${live.seq} not durable in time`)),
+      () => reject(new ColloquyError('storage-unavailable', 'live snapshot not durable in time')),
       LIVE_DURABLE_TIMEOUT_MS,
     )
   })
+  let seq: number
   try {
-    await Promise.race([live.durable(), timeout])
+    // The log gives the snapshot's last update its seq when it commits: only then is it known.
+    seq = await Promise.race([live.durable(), timeout])
   } finally {
     clearTimeout(timer)
   }
   // Read after the wait: the stored log must hold every seq the checkpoint claims.
   const meta = await store.getMeta(sessionId)
   if (meta === undefined) throw new ColloquyError('session-not-found', `no session ${sessionId}`)
-  if (meta.lastSeq < live.seq) {
-    throw new ColloquyError('internal', `session ${sessionId}: seq ${live.seq} is not stored; not compacting`)
+  if (meta.lastSeq < seq || seq <= baseSeq) {
+    throw new ColloquyError('internal', `session ${sessionId}: seq ${seq} is not stored; not compacting`)
   }
-  const checkpoint = { seq: live.seq, time: live.time, state: live.state }
+  const checkpoint = { seq, time: live.time, state: live.state }
   const plan = await writeCheckpoint(sessionId, checkpoint, store, now, options.retention)
   return {
     sessionId,
-    seq: live.seq,
+    seq,
     baseSeq,
-    folded: live.seq - baseSeq,
+    // Live snapshots are taken only from dense logs (see Session.snapshot).
+    folded: seq - baseSeq,
     stateBytes: live.state.byteLength,
     trimmedLogThrough: plan.trimLogThrough,
     deletedCheckpoints: plan.deleteCheckpoints,

@@ -41,12 +41,14 @@ export const DEFAULT_COMPACTION_POLICY: CompactionPolicy = {
 /**
  * The stats of a session from its meta.
  *
- * @remarks Seqs of a session are consecutive, so the updates after the checkpoint are exactly
- * `lastSeq − checkpointSeq`. Their bytes are estimated from the average stored update, because
- * the meta sums the bytes of every retained entry, including those kept below the checkpoint.
+ * @remarks In a dense log the updates after the checkpoint are exactly `lastSeq − checkpointSeq`.
+ * A sparse log (its meta reports `trimmedThrough`) has gaps, so the retained entries (`logCount`)
+ * bound them instead. Their bytes are estimated from the average stored update, because the meta
+ * sums the bytes of every retained entry, including those kept below the checkpoint.
  */
 export function statsFromMeta(meta: SessionMeta): CompactionStats {
-  const updatesSinceCheckpoint = Math.max(0, meta.lastSeq - meta.checkpointSeq)
+  const span = Math.max(0, meta.lastSeq - meta.checkpointSeq)
+  const updatesSinceCheckpoint = meta.trimmedThrough === undefined ? span : Math.min(span, meta.logCount)
   const share = meta.logCount === 0 ? 0 : Math.min(1, updatesSinceCheckpoint / meta.logCount)
   return {
     updatesSinceCheckpoint,

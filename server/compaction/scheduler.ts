@@ -40,7 +40,7 @@ export interface CompactionRun {
 /** The background compactor. */
 export interface CompactionScheduler {
   /** Records sessions with new durable writes (the write queue's commit report). */
-  noteCommit(durable: ReadonlyMap<string, number>): void
+  noteCommit(durable: ReadonlyMap<string, unknown>): void
   /** Compacts `sessionId` now (after any compaction already running), whatever the policy says. */
   compactNow(sessionId: string, throughSeq?: number): Promise<CompactResult | undefined>
   /** Checks every noted session against the policy and compacts those that qualify; resolves when done. */

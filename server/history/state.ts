@@ -4,7 +4,7 @@
 import * as Y from 'yjs'
 import { ColloquyError } from '../../shared/errors.js'
 import type { Merger } from '../compaction/merge.js'
-import type { LogEntry, SessionMeta, Store } from '../persistence/store.js'
+import { hasSparseSeqs, type LogEntry, type SessionMeta, type Store } from '../persistence/store.js'
 
 /** What the history functions need. */
 export interface HistoryDeps {
@@ -91,14 +91,22 @@ export async function seqAtTime(
     }
     return { seq: low, time: lowTime, isExact: true }
   }
-  // Before the retained log: the latest checkpoint at or before `time`.
+  // Before the retained log: the latest checkpoint at or before `time`. In a sparse log (gaps by
+  // design) a checkpoint is exact when nothing after it was trimmed; in a dense one, when it sits
+  // right below the first retained entry.
+  const isSparse = hasSparseSeqs(store)
+  const trimmedThrough = meta.trimmedThrough ?? 0
   const below = first === undefined ? meta.lastSeq : first.seq - 1
   let toSeq = below
   for (;;) {
     const page = await store.listCheckpoints(sessionId, { toSeq, reverse: true, limit: 8 })
     for (const checkpoint of page) {
       if (checkpoint.time <= time) {
-        const isExact = first === undefined ? checkpoint.seq === meta.lastSeq : checkpoint.seq === below
+        const isExact = isSparse
+          ? checkpoint.seq >= trimmedThrough && (first !== undefined || checkpoint.seq === meta.lastSeq)
+          : first === undefined
+            ? checkpoint.seq === meta.lastSeq
+            : checkpoint.seq === below
         return { seq: checkpoint.seq, time: checkpoint.time, isExact }
       }
     }
@@ -107,7 +115,9 @@ export async function seqAtTime(
     toSeq = oldest.seq - 1
   }
   // Nothing retained at or before `time`: before the first update (exact) or trimmed away.
-  if (first !== undefined && first.seq === 1) return { seq: 0, time: 0, isExact: true }
+  if (first !== undefined && (isSparse ? trimmedThrough === 0 : first.seq === 1)) {
+    return { seq: 0, time: 0, isExact: true }
+  }
   if (meta.createdAt > time) return { seq: 0, time: 0, isExact: true }
   throw new ColloquyError('history-trimmed', `session ${sessionId} keeps nothing at or before time ${time}`)
 }
@@ -159,7 +169,17 @@ export async function readStateAt(
   }
   const log = await store.readLog(sessionId, { fromSeq: baseSeq + 1, toSeq: seq })
   const last = log[log.length - 1]
-  if (log.length === seq - baseSeq && log[0]?.seq === baseSeq + 1 && last !== undefined) {
+  // Dense: every seq of base+1…seq must be there. Sparse: gaps are by design; the log is whole
+  // above the base unless entries above it were trimmed.
+  const isWhole = hasSparseSeqs(store)
+    ? (meta.trimmedThrough ?? 0) <= baseSeq
+    : log.length === seq - baseSeq && log[0]?.seq === baseSeq + 1 && last !== undefined
+  if (isWhole) {
+    if (last === undefined) {
+      // A sparse seq with no entry of its own since the base: the state is the base's.
+      const update = base === undefined ? EMPTY_STATE.slice() : base.state
+      return { sessionId, seq, time: base?.time ?? 0, isExact: true, update }
+    }
     const inputs = base === undefined ? [] : [base.state]
     for (const entry of log) inputs.push(entry.update)
     const update = await deps.merger.merge(inputs)
@@ -203,7 +223,11 @@ export async function* readLogFrom(
   const toSeq = Math.min(options.toSeq ?? meta.lastSeq, meta.lastSeq)
   let fromSeq = options.fromSeq ?? first?.seq ?? meta.lastSeq + 1
   if (fromSeq < 1) fromSeq = 1
-  const firstRetained = first?.seq ?? meta.lastSeq + 1
+  // Dense: everything below the first retained seq was trimmed. Sparse: what was trimmed is
+  // exactly what lies at or below `trimmedThrough` (the gap up to the first entry holds nothing).
+  const firstRetained = hasSparseSeqs(store)
+    ? (meta.trimmedThrough ?? 0) + 1
+    : (first?.seq ?? meta.lastSeq + 1)
   if (fromSeq < firstRetained && fromSeq <= toSeq) {
     throw new ColloquyError(
       'history-trimmed',

@@ -215,8 +215,9 @@ export function createMetrics(sources: MetricsSources): Metrics {
       const append: Store['append'] = async (entries) => {
         const stop = metrics.commitSeconds.startTimer()
         try {
-          await store.append(entries)
+          const seqs = await store.append(entries)
           metrics.commitBatchEntries.observe(entries.length)
+          return seqs
         } catch (error) {
           metrics.commitFailures.inc()
           throw error

@@ -39,9 +39,9 @@ import type {
   StoredSession,
 } from './store.js'
 import {
-  assertAppendsAfter,
   assertCheckpoint,
   assertNewIfRequired,
+  assignDenseSeqs,
   emptyStoredSession,
   groupAppendEntries,
   metaAfterAppend,
@@ -351,30 +351,34 @@ function createStoreOn(db: Db, directory: DirectorySync | undefined): Store {
     append(entries) {
       return track(async () => {
         const groups = groupAppendEntries(entries)
-        if (groups.size === 0) return
+        if (groups.size === 0) return []
         const sessionIds = [...groups.keys()]
         const unlock = await locks.acquire(sessionIds)
         try {
           const metas = await metasOf(sessionIds)
+          // Under the sessions' locks: no other append can take these seqs.
+          const seqs = assignDenseSeqs(entries, metas)
           const ops: BatchOp[] = []
+          const lastSeqs = new Map<string, number>()
+          for (let i = 0; i < entries.length; i++) {
+            const entry = entries[i]!
+            ops.push({
+              type: 'put',
+              key: encodeLogKey(entry.sessionId, seqs[i]!),
+              value: encodeTimedValue(entry.time, entry.update),
+            })
+            lastSeqs.set(entry.sessionId, seqs[i]!)
+          }
           const nextMetas: SessionMeta[] = []
           for (const [sessionId, group] of groups) {
-            const previous = metas.get(sessionId)
-            assertAppendsAfter(sessionId, group, previous)
-            for (const entry of group) {
-              ops.push({
-                type: 'put',
-                key: encodeLogKey(sessionId, entry.seq),
-                value: encodeTimedValue(entry.time, entry.update),
-              })
-            }
-            const meta = metaAfterAppend(sessionId, previous, group)
+            const meta = metaAfterAppend(sessionId, metas.get(sessionId), group, lastSeqs.get(sessionId)!)
             nextMetas.push(meta)
             ops.push({ type: 'put', key: encodeMetaKey(sessionId), value: encodeMetaValue(meta) })
           }
           // One batch for every entry and meta: atomic, and durable before we resolve (ack only after this).
           await writeBatch(ops)
           for (const meta of nextMetas) metaCache.set(meta.sessionId, meta)
+          return seqs
         } finally {
           unlock()
         }

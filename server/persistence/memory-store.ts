@@ -4,9 +4,9 @@
 import { assertSessionId } from './keys.js'
 import type { Checkpoint, CheckpointRange, LogEntry, SessionMeta, Store, StoredSession } from './store.js'
 import {
-  assertAppendsAfter,
   assertCheckpoint,
   assertNewIfRequired,
+  assignDenseSeqs,
   emptyStoredSession,
   groupAppendEntries,
   metaAfterAppend,
@@ -54,20 +54,28 @@ export function createMemoryStore(): Store {
   return {
     async append(entries) {
       assertOpen()
+      // Validate every entry before changing anything: a rejected append leaves nothing behind.
       const groups = groupAppendEntries(entries)
-      // Validate every session before changing any: a rejected append leaves nothing behind.
-      for (const [sessionId, group] of groups)
-        assertAppendsAfter(sessionId, group, sessions.get(sessionId)?.meta)
+      const metas = new Map<string, SessionMeta | undefined>()
+      for (const sessionId of groups.keys()) metas.set(sessionId, sessions.get(sessionId)?.meta)
+      const seqs = assignDenseSeqs(entries, metas)
+      const added = new Map<string, LogEntry[]>()
+      entries.forEach((entry, i) => {
+        const log = added.get(entry.sessionId) ?? []
+        log.push({ seq: seqs[i]!, time: entry.time, update: entry.update.slice() })
+        added.set(entry.sessionId, log)
+      })
       for (const [sessionId, group] of groups) {
         const session = sessions.get(sessionId)
-        const meta = metaAfterAppend(sessionId, session?.meta, group)
-        const log = group.map((entry) => ({ seq: entry.seq, time: entry.time, update: entry.update.slice() }))
+        const log = added.get(sessionId)!
+        const meta = metaAfterAppend(sessionId, session?.meta, group, log[log.length - 1]!.seq)
         if (session === undefined) sessions.set(sessionId, { meta, log, checkpoints: [] })
         else {
           session.meta = meta
           session.log.push(...log)
         }
       }
+      return seqs
     },
 
     async load(sessionId) {

@@ -21,56 +21,51 @@ export function emptyStoredSession(): StoredSession {
 /**
  * Validates `entries` and groups them by session, keeping each session's call order.
  *
- * @remarks Throws before anything is written: an invalid session id, a seq that is not an integer
- * in [1, 2^53), an invalid time, a non-`Uint8Array` update, or seqs of one session that do not
- * strictly increase within the call.
+ * @remarks Throws before anything is written: an invalid session id, an invalid time or a
+ * non-`Uint8Array` update.
  */
 export function groupAppendEntries(entries: readonly AppendEntry[]): Map<string, AppendEntry[]> {
   const groups = new Map<string, AppendEntry[]>()
   for (const entry of entries) {
     assertSessionId(entry.sessionId)
-    assertUint53(entry.seq, 'seq')
-    if (entry.seq === 0) throw new RangeError('seq must be at least 1 (0 means "nothing stored")')
     assertUint53(entry.time, 'time')
     if (!(entry.update instanceof Uint8Array)) throw new TypeError('update must be a Uint8Array')
     const group = groups.get(entry.sessionId)
-    if (group === undefined) {
-      groups.set(entry.sessionId, [entry])
-      continue
-    }
-    const previous = group[group.length - 1]!
-    if (entry.seq <= previous.seq) {
-      throw new RangeError(
-        `seqs of session ${entry.sessionId} must strictly increase: ${entry.seq} after ${previous.seq}`,
-      )
-    }
-    group.push(entry)
+    if (group === undefined) groups.set(entry.sessionId, [entry])
+    else group.push(entry)
   }
   return groups
 }
 
 /**
- * Throws unless the first entry of `group` comes after everything stored for the session.
+ * The seqs a dense store gives `entries`, in call order: each session continues from its stored
+ * `lastSeq` (0 when new) with +1 per entry.
  *
- * @remarks Why: a seq at or below `lastSeq` would overwrite a stored entry (or one already folded
- * into a checkpoint) and move `lastSeq` backwards; refusing it keeps the log append-only.
+ * @remarks Why the store and not the caller: the log owns seq assignment, so two writers (two
+ * processes in a cluster, or a retry after a crash) can never claim the same seq.
  */
-export function assertAppendsAfter(
-  sessionId: string,
-  group: readonly AppendEntry[],
-  meta: SessionMeta | undefined,
-) {
-  const first = group[0]
-  if (first !== undefined && meta !== undefined && first.seq <= meta.lastSeq) {
-    throw new RangeError(`seq ${first.seq} of session ${sessionId} is not after its last seq ${meta.lastSeq}`)
+export function assignDenseSeqs(
+  entries: readonly AppendEntry[],
+  metas: ReadonlyMap<string, SessionMeta | undefined>,
+): number[] {
+  const next = new Map<string, number>()
+  const seqs = new Array<number>(entries.length)
+  for (let i = 0; i < entries.length; i++) {
+    const sessionId = entries[i]!.sessionId
+    const seq = (next.get(sessionId) ?? metas.get(sessionId)?.lastSeq ?? 0) + 1
+    assertUint53(seq, 'seq')
+    next.set(sessionId, seq)
+    seqs[i] = seq
   }
+  return seqs
 }
 
-/** The meta of a session after `group` (validated, non-empty) was appended to it. */
+/** The meta of a session after `group` (validated, non-empty) was appended to it, the last at `lastSeq`. */
 export function metaAfterAppend(
   sessionId: string,
   previous: SessionMeta | undefined,
   group: readonly AppendEntry[],
+  lastSeq: number,
 ): SessionMeta {
   let bytes = 0
   let latestTime = 0
@@ -79,10 +74,9 @@ export function metaAfterAppend(
     if (entry.time > latestTime) latestTime = entry.time
   }
   const first = group[0]!
-  const last = group[group.length - 1]!
   return {
     sessionId,
-    lastSeq: last.seq,
+    lastSeq,
     checkpointSeq: previous?.checkpointSeq ?? 0,
     logCount: (previous?.logCount ?? 0) + group.length,
     logBytes: (previous?.logBytes ?? 0) + bytes,

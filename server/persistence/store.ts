@@ -1,5 +1,6 @@
-// The storage interface every backend implements (LevelDB, memory; a distributed log later).
+// The storage interface every backend implements (LevelDB, memory, JetStream in a cluster).
 // It knows bytes, seqs and times; it knows nothing of Yjs, sockets or sessions in memory.
+// The log assigns seqs: a process never decides the seq of what it appends.
 
 /** One entry of a session's log: an update stored at `seq`, at server time `time` (ms since epoch). */
 export interface LogEntry {
@@ -38,15 +39,27 @@ export interface SessionMeta {
   readonly checkpointBytes: number
   readonly createdAt: number
   readonly updatedAt: number
+  /**
+   * Log entries with seq ≤ this were trimmed (folded into checkpoints); every entry above it is
+   * retained. Only stores with sparse seqs ({@link Store.seqs} `'sparse'`) report it; with dense
+   * seqs readers infer the trimmed part from the first retained seq.
+   */
+  readonly trimmedThrough?: number
 }
 
-/** One update to append, with its seq assigned by the caller (monotonic per session). */
+/** One update to append; the store gives it its seq (see {@link Store.append}). */
 export interface AppendEntry {
   readonly sessionId: string
-  readonly seq: number
   readonly time: number
   readonly update: Uint8Array
 }
+
+/**
+ * How a store numbers a session's log: `dense` (1, 2, 3, … with no gap: LevelDB, memory) or
+ * `sparse` (strictly increasing, with gaps: the JetStream store, whose seqs are a stream's shared
+ * by every session). Readers that find gaps treat them as holes only in a dense log.
+ */
+export type SeqNumbering = 'dense' | 'sparse'
 
 /** Everything needed to rebuild a session: its meta, latest checkpoint and the log after it. */
 export interface StoredSession {
@@ -96,18 +109,26 @@ export interface PutCheckpointOptions {
  *
  * @remarks
  * - `append` is the group-commit primitive: every entry of one call is written in one atomic batch,
- *   and the returned promise resolves only once that batch is durable (fsync'd for LevelDB).
- *   On rejection nothing of the batch is visible, and the caller may retry the same entries.
- * - Entries of one session within one call, and across calls, must have strictly increasing seqs
- *   (above the stored `lastSeq`); the store does not reorder them and refuses the whole call
- *   (RangeError) otherwise. Seqs and times are integers in [0, 2^53).
+ *   and the returned promise resolves only once that batch is durable (fsync'd for LevelDB), with
+ *   the seq the store gave each entry. On rejection nothing of the batch is visible (or, for a
+ *   store that cannot be atomic across sessions, what is visible is a prefix that a retry repeats
+ *   harmlessly: Yjs updates are idempotent), and the caller may retry the same entries.
+ * - **The store assigns seqs**: each entry gets a seq above every seq stored for its session
+ *   before, in call order (so a session's entries keep their order). Dense stores give `lastSeq + 1`,
+ *   `+ 2`, …; sparse ones ({@link SeqNumbering}) give strictly increasing seqs with gaps. Seqs and
+ *   times are integers in [0, 2^53).
  * - Session ids follow `shared/session-id.ts` (others are refused with `invalid-session-id`); a
  *   session's keys never collide with those of another session, even when one id is a prefix of
  *   the other.
  */
 export interface Store {
-  /** Appends entries of any number of sessions in one atomic, durable batch. */
-  append(entries: readonly AppendEntry[]): Promise<void>
+  /** How this store numbers a session's log (`dense` unless said otherwise). */
+  readonly seqs?: SeqNumbering
+  /**
+   * Appends entries of any number of sessions in one atomic, durable batch; resolves with the seq
+   * of each entry, in call order.
+   */
+  append(entries: readonly AppendEntry[]): Promise<readonly number[]>
   /** Reads the latest checkpoint and the log after it. */
   load(sessionId: string): Promise<StoredSession>
   /** Reads log entries in seq order within `range`. */
@@ -145,4 +166,9 @@ export async function listCheckpointInfo(
   if (store.listCheckpointInfo !== undefined) return store.listCheckpointInfo(sessionId, range)
   const checkpoints = await store.listCheckpoints(sessionId, range)
   return checkpoints.map(({ seq, time, state }) => ({ seq, time, bytes: state.byteLength }))
+}
+
+/** Whether `store` numbers logs with gaps (see {@link SeqNumbering}). */
+export function hasSparseSeqs(store: Store): boolean {
+  return store.seqs === 'sparse'
 }

@@ -42,8 +42,16 @@ export interface WriteQueueOptions {
   readonly retryMinMs?: number
   /** Longest retry delay (default 1000 ms). */
   readonly retryMaxMs?: number
-  /** Called once per successful batch: session id → highest seq of that session now durable. */
-  readonly onCommit?: (durable: ReadonlyMap<string, number>) => void
+  /**
+   * Called once per successful batch (or part of a split batch): for each session, the ordinal and
+   * the store-assigned seq of its last entry now durable; then the entries and their seqs, in
+   * append order (for the distribution; do not keep the arrays).
+   */
+  readonly onCommit?: (
+    durable: ReadonlyMap<string, DurableMark>,
+    entries: readonly AppendEntry[],
+    seqs: readonly number[],
+  ) => void
   /**
    * Called after each failed batch that will be retried, with the error and the count of
    * consecutive failures (1, 2, …).
@@ -62,17 +70,34 @@ export interface WriteQueueOptions {
   readonly onRecover?: () => void
 }
 
+/** Where a session's durable entries reached, as {@link WriteQueueOptions.onCommit} reports it. */
+export interface DurableMark {
+  /** The ordinal {@link WriteQueue.enqueue} returned for the session's last entry now durable. */
+  readonly ordinal: number
+  /** The seq the store gave that entry. */
+  readonly seq: number
+  /**
+   * The ordinals of every entry of the commit (all sessions; ordinals are unique), and the seqs the
+   * store gave them (same order): to find the seq of one particular entry of the session.
+   */
+  readonly ordinals: readonly number[]
+  readonly seqs: readonly number[]
+}
+
 /** A group-commit queue in front of a {@link Store}. */
 export interface WriteQueue {
   /**
-   * Queues an update to be written durably.
+   * Queues an update to be written durably; returns its ordinal: how many entries (of every
+   * session) were enqueued before it. The store gives it its seq when it commits (see onCommit).
    *
-   * @remarks Entries of one session must be enqueued in strictly increasing seq order; an invalid
-   * entry throws (RangeError, TypeError or `invalid-session-id`) and is not queued. The queue keeps
-   * a reference to `entry.update` until it is durable: do not mutate it. Throws `shutting-down`
-   * once {@link WriteQueue.close} was called.
+   * @remarks Why ordinals: the log, not this process, assigns seqs, so a session tracks its acks by
+   * the ordinals of what it queued and learns the seqs at commit. Ordinals rise with every call, so
+   * "every entry up to ordinal N of this session is durable" is one comparison. An invalid entry
+   * throws (TypeError or `invalid-session-id`) and is not queued. The queue keeps a reference to
+   * `entry.update` until it is durable: do not mutate it. Throws `shutting-down` once
+   * {@link WriteQueue.close} was called.
    */
-  enqueue(entry: AppendEntry): void
+  enqueue(entry: AppendEntry): number
   /**
    * Resolves once everything enqueued before the call is durable (or was dropped with its session,
    * see {@link WriteQueueOptions.onSessionFailed}), waiting through any retries.
@@ -178,8 +203,6 @@ export function createWriteQueue(options: WriteQueueOptions): WriteQueue {
   let undurableEntries = 0
   let enqueuedCount = 0
   const pendingBySession = new Map<string, number>()
-  /** The last seq enqueued for each session that has entries not yet durable. */
-  const lastSeqBySession = new Map<string, number>()
   let flushWaiters: FlushWaiter[] = []
   let isClosed = false
 
@@ -250,12 +273,12 @@ export function createWriteQueue(options: WriteQueueOptions): WriteQueue {
     dispatchedCount += batch.length
     inFlight = batch
     appendSafely(batch).then(
-      () => commitSucceeded(batch),
+      (seqs) => commitSucceeded(batch, ordinals, seqs),
       (error: unknown) => commitFailed(batch, ordinals, error),
     )
   }
 
-  function appendSafely(entries: readonly AppendEntry[]): Promise<void> {
+  function appendSafely(entries: readonly AppendEntry[]): Promise<readonly number[]> {
     try {
       return store.append(entries)
     } catch (error) {
@@ -263,9 +286,13 @@ export function createWriteQueue(options: WriteQueueOptions): WriteQueue {
     }
   }
 
-  function commitSucceeded(batch: readonly AppendEntry[]): void {
+  function commitSucceeded(
+    batch: readonly AppendEntry[],
+    ordinals: readonly number[],
+    seqs: readonly number[],
+  ): void {
     inFlight = undefined
-    markDurable(batch)
+    markDurable(batch, ordinals, seqs)
     const hasRecovered = consecutiveFailures > 0
     consecutiveFailures = 0
     if (hasRecovered && options.onRecover !== undefined) callSafely(options.onRecover)
@@ -273,25 +300,34 @@ export function createWriteQueue(options: WriteQueueOptions): WriteQueue {
     schedule(true)
   }
 
-  /** Accounts `entries` (whole groups of their sessions, in seq order) as durable and reports them. */
-  function markDurable(entries: readonly AppendEntry[]): void {
+  /**
+   * Accounts `entries` (whole groups of their sessions, in enqueue order) as durable at `seqs` and
+   * reports them.
+   */
+  function markDurable(
+    entries: readonly AppendEntry[],
+    ordinals: readonly number[],
+    seqs: readonly number[],
+  ): void {
     if (entries.length === 0) return
-    const durable = new Map<string, number>()
-    for (const entry of entries) {
-      // Seqs of a session rise through the FIFO, so the last one seen is the highest.
-      durable.set(entry.sessionId, entry.seq)
+    if (seqs.length !== entries.length) {
+      // A store bug, not an I/O failure: fail loudly rather than ack against unknown seqs.
+      throw new TypeError(`store returned ${seqs.length} seqs for ${entries.length} entries`)
+    }
+    const durable = new Map<string, DurableMark>()
+    for (let i = 0; i < entries.length; i++) {
+      const entry = entries[i]!
+      // A session's entries go through the FIFO in order, so the last one seen is the highest.
+      durable.set(entry.sessionId, { ordinal: ordinals[i]!, seq: seqs[i]!, ordinals, seqs })
       undurableBytes -= entry.update.byteLength
       const pending = (pendingBySession.get(entry.sessionId) ?? 1) - 1
       if (pending > 0) pendingBySession.set(entry.sessionId, pending)
-      else {
-        pendingBySession.delete(entry.sessionId)
-        lastSeqBySession.delete(entry.sessionId)
-      }
+      else pendingBySession.delete(entry.sessionId)
     }
     undurableEntries -= entries.length
     if (options.onCommit !== undefined) {
       const onCommit = options.onCommit
-      callSafely(() => onCommit(durable))
+      callSafely(() => onCommit(durable, entries, seqs))
     }
   }
 
@@ -329,13 +365,18 @@ export function createWriteQueue(options: WriteQueueOptions): WriteQueue {
     void Promise.allSettled(attempts).then((results) => {
       inFlight = undefined
       const committed: AppendEntry[] = []
+      const committedOrdinals: number[] = []
+      const committedSeqs: number[] = []
       const retried: { entry: AppendEntry; ordinal: number }[] = []
       let retryError: unknown
       let i = 0
       for (const [sessionId, part] of parts) {
         const result = results[i++]!
-        if (result.status === 'fulfilled') committed.push(...part.entries)
-        else if (isPermanentError(result.reason)) dropSession(sessionId, part.entries, result.reason)
+        if (result.status === 'fulfilled') {
+          committed.push(...part.entries)
+          committedOrdinals.push(...part.ordinals)
+          committedSeqs.push(...result.value)
+        } else if (isPermanentError(result.reason)) dropSession(sessionId, part.entries, result.reason)
         else {
           retryError = result.reason
           part.entries.forEach((entry, j) => {
@@ -343,7 +384,7 @@ export function createWriteQueue(options: WriteQueueOptions): WriteQueue {
           })
         }
       }
-      markDurable(committed)
+      markDurable(committed, committedOrdinals, committedSeqs)
       if (retried.length === 0) {
         settledWithoutRetry()
         return
@@ -400,7 +441,6 @@ export function createWriteQueue(options: WriteQueueOptions): WriteQueue {
     }
     undurableEntries -= count
     pendingBySession.delete(sessionId)
-    lastSeqBySession.delete(sessionId)
     if (options.onSessionFailed !== undefined) {
       const onSessionFailed = options.onSessionFailed
       callSafely(() => onSessionFailed(sessionId, error))
@@ -452,26 +492,20 @@ export function createWriteQueue(options: WriteQueueOptions): WriteQueue {
     enqueue(entry) {
       if (isClosed) throw new ColloquyError('shutting-down', 'the write queue is closed')
       assertSessionId(entry.sessionId)
-      assertUint53(entry.seq, 'seq')
       assertUint53(entry.time, 'time')
       if (!(entry.update instanceof Uint8Array)) throw new TypeError('update must be a Uint8Array')
-      const lastSeq = lastSeqBySession.get(entry.sessionId)
-      if (entry.seq === 0 || (lastSeq !== undefined && entry.seq <= lastSeq)) {
-        throw new RangeError(
-          `seq ${entry.seq} of session ${entry.sessionId} must be above ${lastSeq ?? 0}: enqueue in seq order`,
-        )
-      }
       if (queue.length === 0) oldestQueuedAt = performance.now()
+      const ordinal = enqueuedCount
       queue.push(entry)
-      queueOrdinals.push(enqueuedCount)
+      queueOrdinals.push(ordinal)
       const size = entry.update.byteLength
       queueBytes += size
       undurableBytes += size
       undurableEntries++
       enqueuedCount++
-      lastSeqBySession.set(entry.sessionId, entry.seq)
       pendingBySession.set(entry.sessionId, (pendingBySession.get(entry.sessionId) ?? 0) + 1)
       schedule()
+      return ordinal
     },
 
     flush,

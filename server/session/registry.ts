@@ -4,7 +4,9 @@
 import { ColloquyError } from '../../shared/errors.js'
 import type { Logger } from '../observability/log.js'
 import type { Store } from '../persistence/store.js'
+import type { DurableMark } from '../persistence/write-queue.js'
 import type { Connection, ConnectionPolicy } from './connection.js'
+import type { Distribution } from './distribution.js'
 import type { Peer, TopicFactory } from './peer.js'
 import { Session, type SessionLimits, type SessionObserver, type WriteSink } from './session.js'
 
@@ -13,6 +15,8 @@ export interface SessionRegistryOptions {
   readonly store: Store
   readonly writes: WriteSink
   readonly topics: TopicFactory
+  /** What other processes must see of each session (default: none, a single node). */
+  readonly distribution?: Distribution
   readonly logger: Logger
   readonly limits: SessionLimits
   /** How long a session without connections stays loaded (ms). */
@@ -52,8 +56,8 @@ export interface SessionRegistry {
   /** Every loaded (or loading) session. */
   sessions(): IterableIterator<Session>
   readonly size: number
-  /** Routes a group commit's result (session id → highest durable seq) to the sessions. */
-  handleCommit(durable: ReadonlyMap<string, number>): void
+  /** Routes a group commit's result (session id → where its durable entries reached) to the sessions. */
+  handleCommit(durable: ReadonlyMap<string, DurableMark>): void
   /** Closes every connection of every session with `code` and ends all sessions. */
   endAll(code: number, reason: string): void
 }
@@ -95,6 +99,7 @@ export function createSessionRegistry(options: SessionRegistryOptions): SessionR
       store: options.store,
       writes: options.writes,
       topic: options.topics(sessionId),
+      ...(options.distribution === undefined ? {} : { distribution: options.distribution }),
       logger: options.logger,
       limits: options.limits,
       ...(options.observer === undefined ? {} : { observer: options.observer }),
@@ -164,7 +169,7 @@ export function createSessionRegistry(options: SessionRegistryOptions): SessionR
       return sessions.size
     },
     handleCommit(durable) {
-      for (const [sessionId, seq] of durable) sessions.get(sessionId)?.markDurable(seq)
+      for (const [sessionId, mark] of durable) sessions.get(sessionId)?.markDurable(mark)
     },
     endAll(code, reason) {
       for (const session of [...sessions.values()]) session.end(code, reason)

@@ -10,14 +10,17 @@ import { AuthMessageType, type Message, messageByteLength } from '../../shared/p
 import { decodeStateVectorStrict, validateUpdate } from '../../shared/protocol/yjs-validate.js'
 import type { Logger } from '../observability/log.js'
 import type { AppendEntry, Store } from '../persistence/store.js'
+import type { DurableMark } from '../persistence/write-queue.js'
 import { type AwarenessView, sortAwarenessEntries } from './awareness-gate.js'
 import { Connection, type ConnectionPolicy } from './connection.js'
+import type { Distribution, DistributionSink } from './distribution.js'
 import type { Peer, Topic } from './peer.js'
 import { createReplyWatch, type ReplyWatch } from './reply-watch.js'
 
 /** The part of the write queue a session uses. */
 export interface WriteSink {
-  enqueue(entry: AppendEntry): void
+  /** Queues an update; returns its ordinal (see WriteQueue.enqueue). The log gives it its seq. */
+  enqueue(entry: AppendEntry): number
   pendingFor(sessionId: string): number
   flush(): Promise<void>
   /** A peer waits for what is queued: commit it soon rather than lazily. */
@@ -59,6 +62,8 @@ export interface SessionContext {
   readonly store: Store
   readonly writes: WriteSink
   readonly topic: Topic
+  /** What other processes must see of this session (default: none, a single node). */
+  readonly distribution?: Distribution
   readonly logger: Logger
   readonly limits: SessionLimits
   readonly observer?: SessionObserver
@@ -87,24 +92,32 @@ export const LOAD_ORIGIN = Symbol('colloquy-load')
 /** The origin of changes the server makes itself (marking a dead agent's reply interrupted). */
 export const SERVER_ORIGIN = Symbol('colloquy-server')
 
+/** The origin of updates another process applied and sent through the distribution. */
+export const REMOTE_ORIGIN = Symbol('colloquy-remote')
+
 interface AckWaiter {
   readonly connection: Connection
-  /** The session's last queued seq when the sync-status arrived. */
-  readonly seq: number
+  /** The write-queue ordinal of the session's last queued update when the sync-status arrived. */
+  readonly ordinal: number
   /** The sync-status message, echoed as received (the classic codec sends its very frame). */
   readonly message: Message
   /** When the sync-status arrived (ms, the context's clock). */
   readonly receivedAt: number
 }
 
-/** A loaded session's document as one update, standing for every seq ≤ `seq` (see Session.snapshot). */
+/**
+ * A loaded session's document as one update, standing for every seq up to the seq the log gives its
+ * last update (see Session.snapshot).
+ */
 export interface LiveSnapshot {
-  readonly seq: number
-  /** When the update with `seq` arrived (ms). */
+  /** When the last update it holds arrived (ms). */
   readonly time: number
   readonly state: Uint8Array
-  /** Resolves once `seq` is durable; rejects if the session ends first. */
-  durable(): Promise<void>
+  /**
+   * Resolves with the seq the snapshot stands for once that seq is durable (at once when it already
+   * is); rejects if the session ends first.
+   */
+  durable(): Promise<number>
 }
 
 function sessionEndedError(): ColloquyError {
@@ -127,15 +140,22 @@ export const LIVE_SNAPSHOT_MAX_STRUCTS = 20_000
  * frame: the server never re-encodes an update, and its cost stays flat however long the document
  * grows. A sync-status message is echoed once every seq queued before it is durable.
  */
-export class Session {
+export class Session implements DistributionSink {
   readonly id: string
   readonly connections = new Set<Connection>()
   state: SessionState = 'loading'
-  /** The highest seq given to an update (durable or not). */
+  /**
+   * The highest log seq the document is known to include: what it loaded, raised as the log gives
+   * its own updates their seqs (at commit) and by remote updates that came with one.
+   */
   lastSeq = 0
-  /** The highest seq known to be on disk. */
-  durableSeq = 0
-  /** When the update with seq {@link lastSeq} arrived (ms), if known (see {@link snapshot}). */
+  /** Updates this session queued for the log since it loaded (durable or not). */
+  updatesQueued = 0
+  /** The write-queue ordinal of the last update this session queued (-1: none). */
+  private queuedOrdinal = -1
+  /** The write-queue ordinal of the last of its updates known durable (-1: none). */
+  private durableOrdinal = -1
+  /** When the last update the document holds arrived (ms), if known (see {@link snapshot}). */
   private lastTime: number | undefined
   /** Bytes stored for this session (log and checkpoint at load, plus every update queued since). */
   storedBytes = 0
@@ -151,8 +171,16 @@ export class Session {
   /** The live connection that owns each awareness client id (the one that introduced it). */
   private readonly awarenessOwners = new Map<number, Connection>()
   private ackWaiters: AckWaiter[] = []
-  private durableWaiters: { seq: number; resolve: () => void; reject: (error: unknown) => void }[] = []
+  private durableWaiters: {
+    ordinal: number
+    resolve: (seq: number) => void
+    reject: (error: unknown) => void
+  }[] = []
   private isUnloadWanted = false
+  /** Whether the distribution delivers to this session (joined after load, left at end). */
+  private isJoined = false
+  /** Whether an update another process sent changed the document since load (see snapshot). */
+  private hasRemoteChanges = false
 
   constructor(id: string, ctx: SessionContext) {
     this.id = id
@@ -223,21 +251,25 @@ export class Session {
       const present = awareness === undefined ? [] : owned.filter((id) => awareness.states.has(id))
       if (awareness !== undefined && present.length > 0) {
         awarenessProtocol.removeAwarenessStates(awareness, present, connection)
-        this.ctx.topic.publish({
-          type: 'awareness',
-          update: awarenessProtocol.encodeAwarenessUpdate(awareness, present),
-        })
+        const update = awarenessProtocol.encodeAwarenessUpdate(awareness, present)
+        this.ctx.topic.publish({ type: 'awareness', update })
+        if (this.isJoined) this.ctx.distribution?.awarenessChanged(this.id, update)
       }
     }
     if (this.connections.size === 0 && this.state === 'ready') this.ctx.onIdle(this)
   }
 
-  /** Records that every seq up to `seq` is durable, and releases the acks waiting for it. */
-  markDurable(seq: number): void {
-    if (seq <= this.durableSeq) return
-    this.durableSeq = seq
+  /**
+   * Records that this session's queued updates up to `mark.ordinal` are durable (the last at
+   * `mark.seq`), and releases the acks waiting for them.
+   */
+  markDurable(mark: DurableMark): void {
+    const { ordinal } = mark
+    if (ordinal <= this.durableOrdinal) return
+    this.durableOrdinal = ordinal
+    if (mark.seq > this.lastSeq) this.lastSeq = mark.seq
     let released = 0
-    while (released < this.ackWaiters.length && this.ackWaiters[released]!.seq <= seq) {
+    while (released < this.ackWaiters.length && this.ackWaiters[released]!.ordinal <= ordinal) {
       const waiter = this.ackWaiters[released]!
       if (!waiter.connection.isClosed) {
         waiter.connection.send(waiter.message)
@@ -248,8 +280,15 @@ export class Session {
     if (released > 0) this.ackWaiters = this.ackWaiters.slice(released)
     if (this.durableWaiters.length > 0) {
       const waiting = this.durableWaiters
-      this.durableWaiters = waiting.filter((waiter) => waiter.seq > seq)
-      for (const waiter of waiting) if (waiter.seq <= seq) waiter.resolve()
+      this.durableWaiters = waiting.filter((waiter) => waiter.ordinal > ordinal)
+      for (const waiter of waiting) {
+        if (waiter.ordinal > ordinal) continue
+        // The seq the log gave exactly that update: a later one of the same commit would claim
+        // updates the waiter's snapshot does not hold.
+        const index = mark.ordinals.lastIndexOf(waiter.ordinal)
+        if (index >= 0) waiter.resolve(mark.seqs[index]!)
+        else waiter.reject(new ColloquyError('internal', 'a snapshot lost track of its seq'))
+      }
     }
     if (this.isUnloadWanted) this.tryUnload()
   }
@@ -269,27 +308,79 @@ export class Session {
   snapshot(afterSeq = 0): LiveSnapshot | undefined {
     const doc = this.doc
     if (this.state !== 'ready' || doc === undefined || this.lastTime === undefined) return undefined
-    if (this.lastSeq <= afterSeq) return undefined
+    // Other processes' updates interleave with ours in the log: the document is then no replay of
+    // a seq prefix, and only a fold of the log can make a checkpoint.
+    if (this.hasRemoteChanges) return undefined
+    const hasPending = this.queuedOrdinal > this.durableOrdinal
+    if (!hasPending && this.lastSeq <= afterSeq) return undefined
     let structs = 0
     for (const list of doc.store.clients.values()) structs += list.length
     if (structs > LIVE_SNAPSHOT_MAX_STRUCTS) return undefined
     const seq = this.lastSeq
+    const ordinal = this.queuedOrdinal
     return {
-      seq,
       time: this.lastTime,
       state: Y.encodeStateAsUpdate(doc),
-      durable: () => this.whenDurable(seq),
+      durable: () => (hasPending ? this.whenDurable(ordinal) : Promise.resolve(seq)),
     }
   }
 
   /**
-   * Resolves once `seq` is durable, without hurrying the group commit; rejects if the session ends
-   * first.
+   * Resolves with the seq the log gave this session's update at `ordinal` once it is durable,
+   * without hurrying the group commit; rejects if the session ends first.
    */
-  whenDurable(seq: number): Promise<void> {
-    if (this.durableSeq >= seq) return Promise.resolve()
+  private whenDurable(ordinal: number): Promise<number> {
     if (this.state === 'ended') return Promise.reject(sessionEndedError())
-    return new Promise((resolve, reject) => this.durableWaiters.push({ seq, resolve, reject }))
+    return new Promise((resolve, reject) => this.durableWaiters.push({ ordinal, resolve, reject }))
+  }
+
+  /** See {@link DistributionSink.knownSeq}. */
+  get knownSeq(): number {
+    return this.lastSeq
+  }
+
+  /** See {@link DistributionSink.applyRemoteUpdate}: applied and relayed here, never stored again. */
+  applyRemoteUpdate(update: Uint8Array, seq: number | undefined): void {
+    const doc = this.doc
+    if (this.state !== 'ready' || doc === undefined) return
+    const pendingStructsBefore = doc.store.pendingStructs?.update
+    const pendingDsBefore = doc.store.pendingDs
+    let transaction: Y.Transaction | undefined
+    try {
+      doc.transact((tr) => {
+        transaction = tr
+        Y.applyUpdate(doc, update, REMOTE_ORIGIN)
+      }, REMOTE_ORIGIN)
+    } catch (error) {
+      // Another node stored what this one cannot integrate: reload from the log rather than serve a
+      // document that may hold part of it.
+      this.ctx.logger.error({ session: this.id, err: error }, 'remote update failed to integrate: resetting')
+      this.end(...closeArgs(new ColloquyError('internal', 'session reset after a failed remote update')))
+      return
+    }
+    if (seq !== undefined && seq > this.lastSeq) this.lastSeq = seq
+    const isChanged =
+      (transaction !== undefined && hasTransactionChanges(transaction)) ||
+      doc.store.pendingStructs?.update !== pendingStructsBefore ||
+      doc.store.pendingDs !== pendingDsBefore
+    if (!isChanged) return
+    this.hasRemoteChanges = true
+    this.storedBytes += update.length
+    const bytes = this.ctx.topic.publish({ type: 'sync-update', update })
+    this.ctx.observer?.updateRelayed?.(bytes, this.connections.size)
+  }
+
+  /** See {@link DistributionSink.applyRemoteAwareness}: applied and relayed to this process's peers. */
+  applyRemoteAwareness(update: Uint8Array): void {
+    const awareness = this.awareness
+    if (this.state !== 'ready' || awareness === undefined) return
+    try {
+      awarenessProtocol.applyAwarenessUpdate(awareness, update, REMOTE_ORIGIN)
+    } catch (error) {
+      this.ctx.logger.warn({ session: this.id, err: error }, 'remote awareness update ignored: malformed')
+      return
+    }
+    this.ctx.topic.publish({ type: 'awareness', update })
   }
 
   /** Asks the session to unload once it has no connections and nothing left to write. */
@@ -300,7 +391,7 @@ export class Session {
 
   /** True when nothing this session queued is still waiting for the disk. */
   get isFlushed(): boolean {
-    return this.durableSeq >= this.lastSeq && this.ctx.writes.pendingFor(this.id) === 0
+    return this.durableOrdinal >= this.queuedOrdinal && this.ctx.writes.pendingFor(this.id) === 0
   }
 
   /** Closes every connection with `code` (shutdown, poisoning) without unloading. */
@@ -312,6 +403,10 @@ export class Session {
   end(code: number, reason: string): void {
     if (this.state === 'ended') return
     this.state = 'ended'
+    if (this.isJoined) {
+      this.isJoined = false
+      this.ctx.distribution?.leave(this.id, this)
+    }
     this.closeAll(code, reason)
     this.ackWaiters = []
     const waiting = this.durableWaiters
@@ -361,9 +456,12 @@ export class Session {
       this.awareness = awareness
       this.storedBytes = (stored.meta?.logBytes ?? 0) + (stored.meta?.checkpointBytes ?? 0)
       this.lastSeq = lastSeq
-      this.durableSeq = lastSeq
       this.lastTime = newest?.seq === lastSeq ? newest.time : undefined
       this.state = 'ready'
+      if (this.ctx.distribution !== undefined) {
+        this.isJoined = true
+        this.ctx.distribution.join(this.id, this)
+      }
       if (this.ctx.replyGraceMs !== undefined && this.ctx.replyGraceMs > 0) {
         this.replyWatch = createReplyWatch(this.replyWatchTarget, this.ctx.replyGraceMs, this.ctx.now)
         // A reply left `streaming` by an agent that died while the session was unloaded.
@@ -492,6 +590,7 @@ export class Session {
       verdict.isWhole ? message : { type: 'awareness', update: accepted },
       connection.peer,
     )
+    if (this.isJoined) this.ctx.distribution?.awarenessChanged(this.id, accepted)
   }
 
   private refuseForgedAwareness(connection: Connection, forged: readonly { clientId: number }[]): void {
@@ -589,28 +688,30 @@ export class Session {
   }
 
   /**
-   * Gives a change the next seq, queues it for the group commit and relays it to every connection
-   * but its sender's.
+   * Queues a change for the group commit (the log gives it its seq when it commits) and relays it
+   * to every connection but its sender's, and to the other processes.
    *
    * @param relay the received message when it is already a sync-update (relayed as is)
    */
   private record(update: Uint8Array, sender: Connection | undefined, relay: Message | undefined): void {
-    const seq = this.lastSeq + 1
     const time = this.ctx.now()
+    let ordinal: number
     try {
-      this.ctx.writes.enqueue({ sessionId: this.id, seq, time, update })
+      ordinal = this.ctx.writes.enqueue({ sessionId: this.id, time, update })
     } catch (error) {
       // The document holds a change that no seq will replay: it must not outlive this (as after a
       // failed integration, the session reloads from disk on the next connect).
       this.end(...closeArgs(toColloquyError(error)))
       throw error
     }
-    this.lastSeq = seq
+    this.queuedOrdinal = ordinal
+    this.updatesQueued++
     this.lastTime = time
     this.storedBytes += update.length
     this.ctx.observer?.updateStored?.(update.length)
     const bytes = this.ctx.topic.publish(relay ?? { type: 'sync-update', update }, sender?.peer)
     this.ctx.observer?.updateRelayed?.(bytes, this.connections.size - (sender === undefined ? 0 : 1))
+    if (this.isJoined) this.ctx.distribution?.updateQueued(this.id, update)
   }
 
   /**
@@ -659,11 +760,12 @@ export class Session {
   }
 
   private acknowledge(connection: Connection, message: Message): void {
-    // Everything this connection sent before the sync-status has a seq ≤ lastSeq (or was a duplicate
-    // of content already queued under such a seq): once lastSeq is durable, so is all of it.
-    if (this.durableSeq >= this.lastSeq) connection.send(message)
+    // Everything this connection sent before the sync-status was queued at or before the session's
+    // last ordinal (or duplicated content already queued, or already in the log): once that ordinal
+    // is durable, so is all of it.
+    if (this.durableOrdinal >= this.queuedOrdinal) connection.send(message)
     else {
-      this.ackWaiters.push({ connection, seq: this.lastSeq, message, receivedAt: this.ctx.now() })
+      this.ackWaiters.push({ connection, ordinal: this.queuedOrdinal, message, receivedAt: this.ctx.now() })
       this.ctx.writes.expedite()
     }
   }

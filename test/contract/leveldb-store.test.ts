@@ -77,14 +77,14 @@ describe('openLeveldbStore', () => {
 
   it('works without fsync when sync is false', async () => {
     const store = await openLeveldbStore({ location, sync: false })
-    await store.append([{ sessionId: 's', seq: 1, time: 1, update: Uint8Array.of(1, 2, 3) }])
+    await store.append([{ sessionId: 's', time: 1, update: Uint8Array.of(1, 2, 3) }])
     expect((await store.load('s')).log.map((entry) => [...entry.update])).toEqual([[1, 2, 3]])
     await store.close()
   })
 
   it('waits for operations in flight before closing', async () => {
     const store = await openLeveldbStore({ location })
-    const append = store.append([{ sessionId: 's', seq: 1, time: 1, update: new Uint8Array(10) }])
+    const append = store.append([{ sessionId: 's', time: 1, update: new Uint8Array(10) }])
     const closed = store.close()
     await append
     await closed

@@ -172,9 +172,9 @@ describe('LevelDB store fsync', () => {
 
   it('writes the format key, appends, checkpoints and deletes with sync, by default', async () => {
     store = await openLeveldbStore({ location: path.join(location, 'db') })
-    await store.append([{ sessionId: 's', seq: 1, time: 1, update: encoder.encode('one') }])
+    await store.append([{ sessionId: 's', time: 1, update: encoder.encode('one') }])
     await store.putCheckpoint('s', { seq: 1, time: 1, state: encoder.encode('state') }, { trimLogThrough: 1 })
-    await store.append([{ sessionId: 's', seq: 2, time: 2, update: encoder.encode('two') }])
+    await store.append([{ sessionId: 's', time: 2, update: encoder.encode('two') }])
     await store.deleteSession('s')
 
     const kinds = observer.writes.map((write) => write.kind)
@@ -186,7 +186,7 @@ describe('LevelDB store fsync', () => {
 
   it('resolves an append only after its synced write completed', async () => {
     store = await openLeveldbStore({ location: path.join(location, 'db') })
-    const appended = store.append([{ sessionId: 's', seq: 1, time: 1, update: encoder.encode('one') }])
+    const appended = store.append([{ sessionId: 's', time: 1, update: encoder.encode('one') }])
     await appended
     const write = observer.writes.find((w) => w.logKeys.includes('s#1'))
     expect(write?.isSync).toBe(true)
@@ -200,7 +200,7 @@ describe('LevelDB store fsync', () => {
       store,
       flushDelayMs: 0,
       onCommit: (durable) => {
-        for (const [sessionId, seq] of durable) {
+        for (const [sessionId, { seq }] of durable) {
           for (let s = 1; s <= seq; s++) {
             const key = `${sessionId}#${s}`
             const holder = observer.writes.find((w) => w.logKeys.includes(key) && w.isSync && w.isDone)
@@ -212,7 +212,7 @@ describe('LevelDB store fsync', () => {
     // Bounded: 3 sessions × 40 updates, some expedited, in several group commits.
     for (let seq = 1; seq <= 40; seq++) {
       for (const sessionId of ['a', 'b', 'c']) {
-        queue.enqueue({ sessionId, seq, time: seq, update: encoder.encode(`${sessionId}${seq}`) })
+        queue.enqueue({ sessionId, time: seq, update: encoder.encode(`${sessionId}${seq}`) })
       }
       if (seq % 7 === 0) queue.expedite()
       if (seq % 10 === 0) await queue.flush()
@@ -224,7 +224,7 @@ describe('LevelDB store fsync', () => {
 
   it('writes without sync only when asked to (the benchmarks’ --fsync false), which this test can see', async () => {
     store = await openLeveldbStore({ location: path.join(location, 'db'), sync: false })
-    await store.append([{ sessionId: 's', seq: 1, time: 1, update: encoder.encode('one') }])
+    await store.append([{ sessionId: 's', time: 1, update: encoder.encode('one') }])
     const write = observer.writes.find((w) => w.logKeys.includes('s#1'))
     expect(write?.isSync).toBe(false)
   })
@@ -242,7 +242,7 @@ describe('LevelDB store fsync', () => {
       for (let seq = 1; seq <= 40 && switches < 2; seq++) {
         const logsBefore = await logFiles(location2)
         const syncsBefore = syncs.done()
-        await store.append([{ sessionId: 's', seq, time: seq, update }])
+        await store.append([{ sessionId: 's', time: seq, update }])
         if ((await logFiles(location2)) !== logsBefore) {
           switches++
           expect(syncs.done(), `a directory sync before append ${seq} resolved`).toBeGreaterThan(syncsBefore)

@@ -70,8 +70,9 @@ export function createControllableStore(inner: Store): ControllableStore {
         sessionFailure.left--
         throw sessionFailure.error
       }
-      await inner.append(entries)
+      const seqs = await inner.append(entries)
       successes++
+      return seqs
     },
     load: (sessionId) => inner.load(sessionId),
     readLog: (sessionId, range) => inner.readLog(sessionId, range),

@@ -102,7 +102,7 @@ beforeAll(async () => {
     appendMessage(doc, { id: `m${i}`, role: 'user', author: user, content: `${i} ${'x'.repeat(2_000)}` })
   }
   const store = await openLeveldbStore({ location: offlineDir })
-  await store.append(updates.map((update, i) => ({ sessionId: 'long', seq: i + 1, time: 1_000 + i, update })))
+  await store.append(updates.map((update, i) => ({ sessionId: 'long', time: 1_000 + i, update })))
   await store.close()
 }, 30_000)
 

@@ -34,7 +34,7 @@ beforeAll(async () => {
   writer.end()
   appendMessage(doc, { id: 'q2', role: 'user', author: user, content: 'Bye.', createdAt: 2 })
   const store = await openLeveldbStore({ location: dataDir })
-  await store.append(updates.map((update, i) => ({ sessionId: 'chat', seq: i + 1, time: 1_000 + i, update })))
+  await store.append(updates.map((update, i) => ({ sessionId: 'chat', time: 1_000 + i, update })))
   await store.close()
 })
 

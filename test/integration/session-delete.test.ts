@@ -182,8 +182,8 @@ describe('DELETE /sessions/:id with writes still queued', () => {
         createdAt: 2,
       })
       const session = server.registry.get('queued-one')
-      const before = session?.lastSeq ?? 0
-      await until(() => (session?.lastSeq ?? 0) > before, 5_000, 'update received')
+      const before = session?.updatesQueued ?? 0
+      await until(() => (session?.updatesQueued ?? 0) > before, 5_000, 'update received')
       expect(server.writeQueue.pendingFor('queued-one')).toBeGreaterThan(0)
 
       const deleting = fetch(`http://127.0.0.1:${server.port}/sessions/queued-one`, { method: 'DELETE' })

@@ -131,9 +131,9 @@ describe('compaction and history (property)', () => {
           const appendUpTo = async (count: number): Promise<void> => {
             const entries = []
             for (; appended < Math.min(count, updates.length); appended++) {
+              // The store numbers them appended + 1 (a dense store).
               entries.push({
                 sessionId,
-                seq: appended + 1,
                 time: 1000 + appended,
                 update: updates[appended]!,
               })

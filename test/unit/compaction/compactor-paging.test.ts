@@ -3,20 +3,20 @@ import * as Y from 'yjs'
 import { compactSession } from '../../../server/compaction/compactor.js'
 import { createInlineMerger } from '../../../server/compaction/merge.js'
 import { createMemoryStore } from '../../../server/persistence/memory-store.js'
-import type { AppendEntry } from '../../../server/persistence/store.js'
+import type { AppendEntry, Store } from '../../../server/persistence/store.js'
 import { ColloquyError } from '../../../shared/errors.js'
 
 const retention = { keepLogMs: 3_600_000, keepCheckpointsMs: 86_400_000, checkpointSpacingMs: 60_000 }
 
-/** `count` real updates, one insert each, with the seqs given. */
-function updates(seqs: readonly number[]): { entries: AppendEntry[]; doc: Y.Doc } {
+/** Real updates, one insert each, one per tag (times 1000 + tag); the store numbers them 1, 2, …. */
+function updates(tags: readonly number[]): { entries: AppendEntry[]; doc: Y.Doc } {
   const doc = new Y.Doc()
   const entries: AppendEntry[] = []
   doc.on('update', (update: Uint8Array) => {
-    const seq = seqs[entries.length]!
-    entries.push({ sessionId: 'paged', seq, time: 1_000 + seq, update })
+    const tag = tags[entries.length]!
+    entries.push({ sessionId: 'paged', time: 1_000 + tag, update })
   })
-  for (let i = 0; i < seqs.length; i++) doc.getText('t').insert(doc.getText('t').length, `${i},`)
+  for (let i = 0; i < tags.length; i++) doc.getText('t').insert(doc.getText('t').length, `${i},`)
   return { entries, doc }
 }
 
@@ -40,10 +40,16 @@ describe('compactSession paging', () => {
     expect(Y.encodeStateVector(rebuilt)).toEqual(Y.encodeStateVector(doc))
   })
 
-  it('refuses to compact a log with a gap, whatever page the gap falls on', async () => {
-    const store = createMemoryStore()
-    const { entries } = updates([1, 2, 3, 4, 6, 7, 8])
-    await store.append(entries)
+  it('refuses to compact a dense log with a gap, whatever page the gap falls on', async () => {
+    const inner = createMemoryStore()
+    const { entries } = updates([1, 2, 3, 4, 5, 6, 7, 8])
+    await inner.append(entries)
+    // Entry 5 lost (a damaged disk): a dense store's reads now skip a seq.
+    const store: Store = {
+      ...inner,
+      readLog: async (sessionId, range) =>
+        (await inner.readLog(sessionId, range)).filter((entry) => entry.seq !== 5),
+    }
     const error = await compactSession('paged', {
       store,
       merger: createInlineMerger(),
@@ -55,6 +61,6 @@ describe('compactSession paging', () => {
     )
     expect(error).toBeInstanceOf(ColloquyError)
     expect((error as ColloquyError).message).toContain('gap at 5')
-    expect((await store.load('paged')).checkpoint).toBeUndefined()
+    expect((await inner.load('paged')).checkpoint).toBeUndefined()
   })
 })

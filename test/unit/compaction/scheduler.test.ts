@@ -35,9 +35,8 @@ describe('createCompactionScheduler', () => {
     const all = updates(60)
     let seq = 0
     const append = async (count: number) => {
-      const entries = all
-        .slice(seq, seq + count)
-        .map((update) => ({ sessionId: 's', seq: ++seq, time: clock, update }))
+      const entries = all.slice(seq, seq + count).map((update) => ({ sessionId: 's', time: clock, update }))
+      seq += entries.length
       await store.append(entries)
       scheduler.noteCommit(new Map([['s', seq]]))
     }

@@ -12,17 +12,18 @@ import {
 import { ColloquyError } from '../../../shared/errors.js'
 import { createControllableStore } from '../../helpers/controllable-store.js'
 
-function entry(sessionId: string, seq: number, bytes = 10): AppendEntry {
-  return { sessionId, seq, time: 1000 + seq, update: new Uint8Array(bytes).fill(seq % 256) }
+/** An entry tagged `tag` (in its time, 1000 + tag, and bytes): the store gives it its seq. */
+function entry(sessionId: string, tag: number, bytes = 10): AppendEntry {
+  return { sessionId, time: 1000 + tag, update: new Uint8Array(bytes).fill(tag % 256) }
 }
 
 function names(entries: readonly AppendEntry[]): string[] {
-  return entries.map((e) => `${e.sessionId}${e.seq}`)
+  return entries.map((e) => `${e.sessionId}${e.time - 1000}`)
 }
 
-/** A seq conflict as the stores raise it (store-rules assertAppendsAfter). */
+/** A refusal no retry can fix, as the stores raise it for an invalid entry (store-rules). */
 function seqConflict(): RangeError {
-  return new RangeError('seq 1 of session b is not after its last seq 9')
+  return new RangeError('time must be an integer in [0, 2^53), got -1')
 }
 
 /** A memory store behind the controls, a queue on it, and every callback recorded. */
@@ -37,7 +38,7 @@ function setup(options: Partial<Omit<WriteQueueOptions, 'store'>> = {}) {
     store: controls.store,
     retryMinMs: 1,
     retryMaxMs: 4,
-    onCommit: (durable) => commits.push(new Map(durable)),
+    onCommit: (durable) => commits.push(new Map([...durable].map(([id, mark]) => [id, mark.seq]))),
     onError: (error, attempt) => errors.push({ error, attempt }),
     onSessionFailed: (sessionId, error) => {
       wasFailing ||= queue.isFailing

@@ -4,8 +4,14 @@ import type { AppendEntry } from '../../../server/persistence/store.js'
 import { createWriteQueue, type WriteQueueOptions } from '../../../server/persistence/write-queue.js'
 import { createControllableStore } from '../../helpers/controllable-store.js'
 
-function entry(sessionId: string, seq: number, bytes = 10): AppendEntry {
-  return { sessionId, seq, time: 1000 + seq, update: new Uint8Array(bytes).fill(seq % 256) }
+/** An entry whose bytes (and time, 1000 + tag) carry `tag`: the store gives it its seq. */
+function entry(sessionId: string, tag: number, bytes = 10): AppendEntry {
+  return { sessionId, time: 1000 + tag, update: new Uint8Array(bytes).fill(tag % 256) }
+}
+
+/** The tag an entry was made with (see {@link entry}). */
+function tagOf(entry: AppendEntry): number {
+  return entry.time - 1000
 }
 
 /** A memory store behind the controls, a queue on it, and every onCommit call recorded. */
@@ -19,7 +25,8 @@ function setup(options: Partial<Omit<WriteQueueOptions, 'store'>> = {}) {
     store: controls.store,
     retryMinMs: 1,
     retryMaxMs: 4,
-    onCommit: (durable) => commits.push(new Map(durable)),
+    // The seq the store gave each session's last durable entry.
+    onCommit: (durable) => commits.push(new Map([...durable].map(([id, mark]) => [id, mark.seq]))),
     onError: (error, attempt) => errors.push({ error, attempt }),
     onRecover: () => recoveries++,
     ...options,
@@ -33,7 +40,7 @@ function drainMicrotasks(): Promise<void> {
 }
 
 describe('createWriteQueue', () => {
-  it('groups entries of several sessions into one append and reports the highest durable seq of each', async () => {
+  it('groups entries of several sessions into one append and reports the seq the store gave the last of each', async () => {
     const { queue, controls, commits } = setup()
     queue.enqueue(entry('a', 1))
     queue.enqueue(entry('b', 1))
@@ -42,7 +49,7 @@ describe('createWriteQueue', () => {
     queue.enqueue(entry('b', 2))
     await queue.flush()
     expect(controls.appendCalls).toBe(1)
-    expect(controls.appendBatches[0]?.map((e) => `${e.sessionId}${e.seq}`)).toEqual([
+    expect(controls.appendBatches[0]?.map((e) => `${e.sessionId}${tagOf(e)}`)).toEqual([
       'a1',
       'b1',
       'a2',
@@ -53,7 +60,8 @@ describe('createWriteQueue', () => {
       new Map([
         ['a', 2],
         ['b', 2],
-        ['c', 7],
+        // Tagged 7, but the first entry of `c`: the store (not the caller) numbers it.
+        ['c', 1],
       ]),
     ])
     await queue.close()
@@ -69,7 +77,7 @@ describe('createWriteQueue', () => {
     expect(queue.queuedEntries).toBe(3)
     release()
     await queue.flush()
-    expect(controls.appendBatches.map((batch) => batch.map((e) => `${e.sessionId}${e.seq}`))).toEqual([
+    expect(controls.appendBatches.map((batch) => batch.map((e) => `${e.sessionId}${tagOf(e)}`))).toEqual([
       ['a1'],
       ['a2', 'b1'],
     ])
@@ -89,7 +97,7 @@ describe('createWriteQueue', () => {
     queue.expedite()
     await controls.whenAppendCalls(1)
     expect(performance.now() - started).toBeLessThan(5_000)
-    expect(controls.appendBatches[0]?.map((e) => `${e.sessionId}${e.seq}`)).toEqual(['a1', 'b1'])
+    expect(controls.appendBatches[0]?.map((e) => `${e.sessionId}${tagOf(e)}`)).toEqual(['a1', 'b1'])
     // What comes after the expedited entries is lazy again.
     queue.enqueue(entry('a', 2))
     await new Promise((resolve) => setTimeout(resolve, 50))
@@ -106,7 +114,7 @@ describe('createWriteQueue', () => {
     expect(controls.appendCalls).toBe(0)
     queue.enqueue(entry('a', 4))
     await controls.whenAppendCalls(1)
-    expect(controls.appendBatches[0]?.map((e) => e.seq)).toEqual([1, 2, 3, 4])
+    expect(controls.appendBatches[0]?.map(tagOf)).toEqual([1, 2, 3, 4])
     // The next one is lazy again.
     queue.enqueue(entry('a', 5))
     await new Promise((resolve) => setTimeout(resolve, 50))
@@ -127,7 +135,7 @@ describe('createWriteQueue', () => {
     release()
     // The second batch follows the first at once: its entry was expedited while the first was in flight.
     await controls.whenAppendCalls(2)
-    expect(controls.appendBatches.map((batch) => batch.map((e) => e.seq))).toEqual([[1], [2]])
+    expect(controls.appendBatches.map((batch) => batch.map(tagOf))).toEqual([[1], [2]])
     await queue.close()
   })
 
@@ -153,7 +161,7 @@ describe('createWriteQueue', () => {
     expect(recoveries()).toBe(1)
     // Failed entries stay at the front, in order, on every attempt.
     for (const batch of controls.appendBatches) {
-      expect(batch.slice(0, 2).map((e) => `${e.sessionId}${e.seq}`)).toEqual(['a1', 'b1'])
+      expect(batch.slice(0, 2).map((e) => `${e.sessionId}${tagOf(e)}`)).toEqual(['a1', 'b1'])
     }
     const durable = new Map<string, number>()
     for (const commit of commits) for (const [id, seq] of commit) durable.set(id, seq)
@@ -265,22 +273,36 @@ describe('createWriteQueue', () => {
     queue.enqueue(entry('a', 3, 10))
     release()
     await queue.flush()
-    expect(controls.appendBatches.map((batch) => batch.map((e) => e.seq))).toEqual([[1], [2], [3]])
+    expect(controls.appendBatches.map((batch) => batch.map(tagOf))).toEqual([[1], [2], [3]])
     await queue.close()
   })
 
-  it('refuses entries out of seq order and invalid ones, keeping the rest', async () => {
-    const { queue, inner } = setup()
-    queue.enqueue(entry('a', 5))
-    expect(() => queue.enqueue(entry('a', 5))).toThrow(RangeError)
-    expect(() => queue.enqueue(entry('a', 4))).toThrow(RangeError)
-    expect(() => queue.enqueue(entry('b', 0))).toThrow(RangeError)
+  it('refuses invalid entries, keeping the rest, and numbers what it queues by rising ordinals', async () => {
+    const durable: { id: string; ordinal: number; seq: number }[] = []
+    const { queue, inner } = setup({
+      onCommit: (marks) => {
+        for (const [id, mark] of marks) durable.push({ id, ordinal: mark.ordinal, seq: mark.seq })
+      },
+    })
+    expect(queue.enqueue(entry('a', 5))).toBe(0)
+    expect(() => queue.enqueue({ sessionId: 'a', time: -1, update: new Uint8Array(1) })).toThrow(RangeError)
+    expect(() => queue.enqueue({ sessionId: 'a', time: 1, update: [] as unknown as Uint8Array })).toThrow(
+      TypeError,
+    )
     expect(() => queue.enqueue(entry('no spaces', 1))).toThrow(
       expect.objectContaining({ code: 'invalid-session-id' }),
     )
-    queue.enqueue(entry('a', 6))
+    expect(queue.enqueue(entry('b', 1))).toBe(1)
+    expect(queue.enqueue(entry('a', 6))).toBe(2)
     await queue.flush()
-    expect((await inner.load('a')).log.map((e) => e.seq)).toEqual([5, 6])
+    expect((await inner.load('a')).log.map((e) => [e.seq, e.time])).toEqual([
+      [1, 1005],
+      [2, 1006],
+    ])
+    expect(durable).toEqual([
+      { id: 'a', ordinal: 2, seq: 2 },
+      { id: 'b', ordinal: 1, seq: 1 },
+    ])
     await queue.close()
   })
 

@@ -52,7 +52,7 @@ describe('Session', () => {
     const inner = createMemoryStore()
     const seed = new Y.Doc()
     seed.getText('t').insert(0, 'stored')
-    await inner.append([{ sessionId: 's', seq: 1, time: 1, update: Y.encodeStateAsUpdate(seed) }])
+    await inner.append([{ sessionId: 's', time: 1, update: Y.encodeStateAsUpdate(seed) }])
     let release: (() => void) | undefined
     const gate = new Promise<void>((resolve) => {
       release = resolve

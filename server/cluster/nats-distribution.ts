@@ -6,7 +6,7 @@
 // that sees a counter it never received, or a seq it never heard of, reads those entries back from
 // the log (Store.readLog) and applies them; Yjs makes repeats harmless.
 
-import type { NatsConnection, Subscription } from '@nats-io/transport-node'
+import { connect, type NatsConnection, type Subscription } from '@nats-io/transport-node'
 import * as decoding from 'lib0/decoding'
 import * as encoding from 'lib0/encoding'
 import {
@@ -686,6 +686,45 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
         for (const subscription of session.subscriptions) subscription.unsubscribe()
       joined.clear()
       await nc.flush().catch(() => undefined)
+    },
+  }
+}
+
+/** Options of {@link connectNatsDistribution}: the relay's own options, with servers to dial. */
+export interface ConnectNatsDistributionOptions extends Omit<NatsDistributionOptions, 'connection'> {
+  /** NATS URLs (`nats://h1:4222,…` split): any of them; the client fails over between them. */
+  readonly servers: readonly string[]
+}
+
+/**
+ * Opens the relay's own NATS connection (reconnecting forever) and starts the relay on it; its
+ * `close()` also closes the connection.
+ *
+ * @remarks A connection of its own keeps relay traffic out of the store's request/reply flow. While
+ * it is reconnecting, core messages are lost: the gap checks (announcements, heartbeats, the log's
+ * last seq) read back whatever it missed once it is back.
+ */
+export async function connectNatsDistribution(
+  options: ConnectNatsDistributionOptions,
+): Promise<NatsDistribution> {
+  const connection = await connect({
+    servers: [...options.servers],
+    name: `colloquy-relay-${options.nodeId}`,
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 250,
+  })
+  const relay = createNatsDistribution({ ...options, connection })
+  void (async () => {
+    for await (const status of connection.status()) {
+      if (status.type === 'disconnect' || status.type === 'reconnect')
+        options.logger.warn({ status: status.type, node: options.nodeId }, `relay connection ${status.type}`)
+    }
+  })().catch(() => undefined)
+  return {
+    ...relay,
+    async close() {
+      await relay.close()
+      await connection.close()
     },
   }
 }

@@ -105,13 +105,13 @@ const DIRECTORY_SETTLED_MS = 1000
  * write whenever the directory changed since the last one (one stat per write; an fsync only after
  * LevelDB switched logs or compacted).
  */
-interface DirectorySync {
+export interface DirectorySync {
   /** Resolves once every entry the directory had when called is durable. */
   afterWrite(): Promise<void>
   close(): Promise<void>
 }
 
-async function openDirectorySync(location: string): Promise<DirectorySync> {
+export async function openDirectorySync(location: string): Promise<DirectorySync> {
   const handle: FileHandle = await openFile(location, 'r')
   /** The mtime seen just before the last directory fsync started, and that fsync. */
   let last: { mtimeNs: bigint; isSettled: boolean; done: Promise<void> } | undefined

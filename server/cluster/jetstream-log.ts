@@ -1,0 +1,224 @@
+// The JetStream resources the cluster store uses, and the low-level reads and writes on them: one
+// log stream (a subject per session), KV buckets for session records and the checkpoint index, and
+// object stores for checkpoint states and large updates. Knows bytes and stream seqs, not Store.
+
+import {
+  DeliverPolicy,
+  DiscardPolicy,
+  type JetStreamClient,
+  type JetStreamManager,
+  jetstreamManager,
+  RetentionPolicy,
+  StorageType,
+} from '@nats-io/jetstream'
+import { type KV, Kvm } from '@nats-io/kv'
+import { type ObjectStore, Objm } from '@nats-io/obj'
+import type { NatsConnection } from '@nats-io/transport-node'
+
+/** Names of the JetStream resources; every node of one cluster must use the same. */
+export interface JetStreamNames {
+  readonly stream: string
+  readonly subjectPrefix: string
+  readonly sessions: string
+  readonly index: string
+  readonly leases: string
+  readonly states: string
+  readonly updates: string
+}
+
+/**
+ * The resource names of a deployment: `COLLOQUY_LOG` on `colloquy.log.>` and so on, or with a
+ * namespace (`[A-Za-z0-9]+`) appended, so that several deployments (or tests) share one cluster.
+ */
+export function jetStreamNames(namespace?: string): JetStreamNames {
+  if (namespace !== undefined && !/^[A-Za-z0-9]+$/.test(namespace)) {
+    throw new TypeError(`namespace must match [A-Za-z0-9]+, got ${JSON.stringify(namespace)}`)
+  }
+  const suffix = namespace === undefined ? '' : `_${namespace}`
+  return {
+    stream: `COLLOQUY_LOG${suffix}`,
+    subjectPrefix: namespace === undefined ? 'colloquy.log' : `colloquy.${namespace}.log`,
+    sessions: `COLLOQUY_SESSIONS${suffix}`,
+    index: `COLLOQUY_INDEX${suffix}`,
+    leases: `COLLOQUY_LEASES${suffix}`,
+    states: `COLLOQUY_STATES${suffix}`,
+    updates: `COLLOQUY_UPDATES${suffix}`,
+  }
+}
+
+/** Message headers of a log entry. */
+export const LogHeader = {
+  /** Server time of the update (ms since epoch, decimal). */
+  time: 'Colloquy-Time',
+  /** Bytes of the update (decimal): what `logBytes` counts, readable from headers alone. */
+  size: 'Colloquy-Size',
+  /** Set when the update is in the updates object store under this name (the body is empty). */
+  object: 'Colloquy-Object',
+} as const
+
+/** The opened resources. */
+export interface JetStreamResources {
+  readonly names: JetStreamNames
+  readonly nc: NatsConnection
+  readonly js: JetStreamClient
+  readonly jsm: JetStreamManager
+  readonly sessions: KV
+  readonly index: KV
+  readonly leases: KV
+  readonly states: ObjectStore
+  readonly updates: ObjectStore
+  /** Largest message the servers accept (their `max_payload`). */
+  readonly maxPayload: number
+}
+
+/** Options of {@link openJetStreamResources}. */
+export interface JetStreamResourceOptions {
+  readonly nc: NatsConnection
+  /** Replicas of every stream and bucket (default 3; 1 for a single nats-server). */
+  readonly replicas?: number
+  /** JetStream API timeout (default 10 s: a leader election takes a few seconds). */
+  readonly timeoutMs?: number
+  /** How long a compaction lease lives unless released (default 60 s). */
+  readonly leaseTtlMs?: number
+  /** See {@link jetStreamNames} (default: none). */
+  readonly namespace?: string
+}
+
+/**
+ * Creates (or opens) the stream, buckets and object stores, idempotently: every node runs this at
+ * start with the same configuration, and the server accepts a create of an identical config.
+ */
+export async function openJetStreamResources(options: JetStreamResourceOptions): Promise<JetStreamResources> {
+  const { nc } = options
+  const replicas = options.replicas ?? 3
+  const timeout = options.timeoutMs ?? 10_000
+  const names = jetStreamNames(options.namespace)
+  const jsm = await jetstreamManager(nc, { timeout })
+  const js = jsm.jetstream()
+  const streamConfig = {
+    name: names.stream,
+    subjects: [`${names.subjectPrefix}.>`],
+    num_replicas: replicas,
+    storage: StorageType.File,
+    retention: RetentionPolicy.Limits,
+    discard: DiscardPolicy.Old,
+  }
+  try {
+    await jsm.streams.info(names.stream)
+  } catch {
+    // Missing (or not reachable yet): create it; an identical concurrent create succeeds too.
+    await jsm.streams.add(streamConfig)
+  }
+  const kvm = new Kvm(js)
+  const bucket = { replicas, history: 1, storage: StorageType.File, timeout }
+  const leaseTtlMs = options.leaseTtlMs ?? 60_000
+  const [sessions, index, leases] = await Promise.all([
+    kvm.create(names.sessions, bucket),
+    kvm.create(names.index, bucket),
+    kvm.create(names.leases, { ...bucket, ttl: leaseTtlMs }),
+  ])
+  const objm = new Objm(js)
+  const objects = { replicas, storage: StorageType.File }
+  const [states, updates] = await Promise.all([
+    objm.create(names.states, objects),
+    objm.create(names.updates, objects),
+  ])
+  return {
+    names,
+    nc,
+    js,
+    jsm,
+    sessions,
+    index,
+    leases,
+    states,
+    updates,
+    maxPayload: nc.info?.max_payload ?? 1024 * 1024,
+  }
+}
+
+/** One message of a session's subject as a scan returns it. */
+export interface ScannedMessage {
+  readonly streamSeq: number
+  readonly time: number
+  readonly size: number
+  /** The body (empty for a header-only scan, or when the update is in the object store). */
+  readonly data: Uint8Array
+  /** The object name when the update is in the updates object store. */
+  readonly object: string | undefined
+}
+
+/** The last message of `subject`: its stream seq, or undefined when the subject is empty. */
+export async function lastStreamSeq(
+  resources: JetStreamResources,
+  subject: string,
+): Promise<number | undefined> {
+  try {
+    const message = await resources.jsm.streams.getMessage(resources.names.stream, { last_by_subj: subject })
+    return message === null ? undefined : message.seq
+  } catch (error) {
+    // 10037: no message found for the subject.
+    if (isNoMessageError(error)) return undefined
+    throw error
+  }
+}
+
+function isNoMessageError(error: unknown): boolean {
+  const code = (error as { api_error?: { err_code?: number }; code?: unknown })?.api_error?.err_code
+  return code === 10037 || (error instanceof Error && /no message found/i.test(error.message))
+}
+
+/**
+ * Reads the messages of `subject` with stream seqs in [fromSeq, toSeq], at most `limit`, in order,
+ * with an ordered consumer (no durable state on the servers; it goes away by itself).
+ *
+ * @remarks Asks first for the subject's last seq, so an empty range never waits for messages.
+ */
+export async function scanSubject(
+  resources: JetStreamResources,
+  subject: string,
+  range: { fromSeq: number; toSeq: number; limit: number; headersOnly: boolean },
+): Promise<ScannedMessage[]> {
+  const fromSeq = Math.max(1, range.fromSeq)
+  if (range.limit <= 0 || fromSeq > range.toSeq) return []
+  const last = await lastStreamSeq(resources, subject)
+  if (last === undefined || last < fromSeq) return []
+  const toSeq = Math.min(range.toSeq, last)
+  const consumer = await resources.js.consumers.get(resources.names.stream, {
+    filter_subjects: subject,
+    deliver_policy: DeliverPolicy.StartSequence,
+    opt_start_seq: fromSeq,
+    headers_only: range.headersOnly,
+  })
+  const found: ScannedMessage[] = []
+  const batch = Math.max(1, Math.min(range.limit, 512))
+  let isDone = false
+  // Fetches end on their own (expires): a purge racing this read cannot make it wait forever.
+  while (!isDone) {
+    const messages = await consumer.fetch({ max_messages: batch, expires: 2_000 })
+    let received = 0
+    for await (const message of messages) {
+      received++
+      const streamSeq = message.info.streamSequence
+      if (streamSeq > toSeq) {
+        isDone = true
+        break
+      }
+      const object = message.headers?.get(LogHeader.object) || undefined
+      found.push({
+        streamSeq,
+        time: Number(message.headers?.get(LogHeader.time) ?? 0),
+        size: Number(message.headers?.get(LogHeader.size) ?? message.data.byteLength),
+        // Copy: the client may reuse the buffer it parsed this message from.
+        data: range.headersOnly ? new Uint8Array(0) : message.data.slice(),
+        object,
+      })
+      if (found.length >= range.limit || streamSeq >= toSeq || message.info.pending === 0) {
+        isDone = true
+        break
+      }
+    }
+    if (received === 0) isDone = true
+  }
+  return found
+}

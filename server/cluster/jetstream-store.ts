@@ -1,0 +1,582 @@
+// The Store on NATS JetStream, for a cluster of Colloquy nodes: every session's log is one subject of
+// one replicated stream (seqs are its stream seqs: increasing per session, sparse), checkpoints are
+// objects indexed in KV, sessions are KV records made with create. No read-modify-write anywhere:
+// nats-server 2.9 checks expected sequences before Raft, so only create and idempotence are safe.
+
+import { headers } from '@nats-io/transport-node'
+import { ColloquyError } from '../../shared/errors.js'
+import { assertSessionId } from '../persistence/keys.js'
+import type {
+  Checkpoint,
+  CheckpointInfo,
+  LogEntry,
+  SessionMeta,
+  Store,
+  StoredSession,
+} from '../persistence/store.js'
+import {
+  assertCheckpoint,
+  emptyStoredSession,
+  groupAppendEntries,
+  normalizeCheckpointRange,
+  normalizeLogRange,
+  storeClosedError,
+} from '../persistence/store-rules.js'
+import {
+  type JetStreamResources,
+  LogHeader,
+  lastStreamSeq,
+  type ScannedMessage,
+  scanSubject,
+} from './jetstream-log.js'
+import { decodeSessionToken, encodeSessionToken, padSeq } from './session-token.js'
+
+/** Options of {@link createJetStreamStore}. */
+export interface JetStreamStoreOptions {
+  readonly resources: JetStreamResources
+  /**
+   * Updates larger than this go to the updates object store, the log holding a reference (default:
+   * the servers' max_payload less 8 KiB for headers).
+   */
+  readonly inlineMaxBytes?: number
+  /** Called once by {@link Store.close} after pending operations (e.g. to close the connection). */
+  readonly onClose?: () => Promise<void>
+}
+
+/** A session's record in the sessions bucket: written once, by `create`. */
+interface SessionRecord {
+  readonly v: 1
+  readonly createdAt: number
+  /**
+   * Added to stream seqs to make the session's seqs. 0 for a session started by an append; the
+   * checkpoint's seq for one started by a checkpoint (import, fork), so its appends come after it.
+   */
+  readonly offset: number
+  /** Distinguishes a session from an earlier one of the same id that was deleted. */
+  readonly incarnation: string
+}
+
+/** What the index bucket holds about a session (one incarnation). */
+interface SessionIndex {
+  /** In seq order. */
+  readonly checkpoints: CheckpointInfo[]
+  /** The highest `trimLogThrough` ever applied (0: none). */
+  readonly trimmedThrough: number
+  /** Updates in the object store: session seq → object name. */
+  readonly objects: Map<number, string>
+}
+
+/** Counts of a session's retained log, kept per node and extended by reading what is new. */
+interface Tally {
+  readonly incarnation: string
+  readonly trimmedThrough: number
+  /** Stream seq through which the counts are complete. */
+  scannedThrough: number
+  count: number
+  bytes: number
+  latestTime: number
+}
+
+const encoder = new TextEncoder()
+const decoder = new TextDecoder()
+
+function toJson(value: unknown): Uint8Array {
+  return encoder.encode(JSON.stringify(value))
+}
+
+/** Every failure of the cluster that a retry may fix, as the error the server refuses writes with. */
+function unavailable(error: unknown): ColloquyError {
+  if (error instanceof ColloquyError) return error
+  return new ColloquyError(
+    'storage-unavailable',
+    `JetStream: ${error instanceof Error ? error.message : String(error)}`,
+    { cause: error },
+  )
+}
+
+function isExistsError(error: unknown): boolean {
+  const code = (error as { api_error?: { err_code?: number } })?.api_error?.err_code
+  return code === 10071 || (error instanceof Error && /wrong last sequence|key exists/i.test(error.message))
+}
+
+/**
+ * Creates a Store over opened JetStream resources.
+ *
+ * @remarks
+ * - `append` publishes each entry to its session's subject, in call order, and resolves once
+ *   JetStream acked every one (stored on a majority of the replicas); the seq of an entry is its
+ *   stream seq plus the session's offset. Entries of one session keep their order because one
+ *   connection's messages reach the stream leader in order. A failed append may have stored a
+ *   prefix; the write queue retries the whole batch, and the repeats are harmless (Yjs updates are
+ *   idempotent; a repeat is one more log entry, never a changed state).
+ * - Sessions exist through a record created with KV `create` (atomic on every server version):
+ *   `requireNew` is that create failing. Checkpoints: the state in the states object store, then
+ *   an index key; trims: an index marker (`trimmedThrough`), then the purge of the subject below
+ *   it. Each step is idempotent and ordered so that a crash between two leaves readers correct.
+ * - Seqs are sparse ({@link Store.seqs}): readers must not expect seq + 1 to exist.
+ * - Reads go to the stream leader through short-lived ordered consumers; meta counts (logCount,
+ *   logBytes) are kept per node and extended by reading the headers of what is new.
+ */
+export function createJetStreamStore(options: JetStreamStoreOptions): Store {
+  const { resources } = options
+  const { js, jsm, sessions, index, states, updates, names } = resources
+  const inlineMaxBytes = options.inlineMaxBytes ?? Math.max(1024, resources.maxPayload - 8 * 1024)
+  const records = new Map<string, SessionRecord>()
+  const tallies = new Map<string, Tally>()
+  const inFlight = new Set<Promise<unknown>>()
+  let isClosed = false
+  let closing: Promise<void> | undefined
+
+  function track<T>(operation: () => Promise<T>): Promise<T> {
+    if (isClosed) return Promise.reject(storeClosedError())
+    const promise = operation()
+    inFlight.add(promise)
+    const forget = (): void => {
+      inFlight.delete(promise)
+    }
+    promise.then(forget, forget)
+    return promise
+  }
+
+  const subjectOf = (sessionId: string, record: SessionRecord): string =>
+    `${names.subjectPrefix}.${encodeSessionToken(sessionId)}.${record.incarnation}`
+  const indexPrefix = (sessionId: string, record: SessionRecord): string =>
+    `${encodeSessionToken(sessionId)}.${record.incarnation}`
+
+  async function readRecord(sessionId: string): Promise<SessionRecord | undefined> {
+    const cached = records.get(sessionId)
+    if (cached !== undefined) return cached
+    const entry = await sessions.get(encodeSessionToken(sessionId))
+    if (entry === null || entry.operation !== 'PUT' || entry.value.byteLength === 0) return undefined
+    const record = JSON.parse(decoder.decode(entry.value)) as SessionRecord
+    records.set(sessionId, record)
+    return record
+  }
+
+  /** Creates the session's record; `undefined` when one exists already (someone else created it). */
+  async function createRecord(
+    sessionId: string,
+    createdAt: number,
+    offset: number,
+  ): Promise<SessionRecord | undefined> {
+    const record: SessionRecord = { v: 1, createdAt, offset, incarnation: newIncarnation() }
+    try {
+      await sessions.create(encodeSessionToken(sessionId), toJson(record))
+    } catch (error) {
+      if (isExistsError(error)) return undefined
+      throw error
+    }
+    records.set(sessionId, record)
+    return record
+  }
+
+  async function ensureRecord(sessionId: string, createdAt: number): Promise<SessionRecord> {
+    const existing = await readRecord(sessionId)
+    if (existing !== undefined) return existing
+    const created = await createRecord(sessionId, createdAt, 0)
+    if (created !== undefined) return created
+    const raced = await readRecord(sessionId)
+    if (raced === undefined)
+      throw new ColloquyError('storage-unavailable', `session ${sessionId} record vanished`)
+    return raced
+  }
+
+  async function readIndex(sessionId: string, record: SessionRecord): Promise<SessionIndex> {
+    const prefix = indexPrefix(sessionId, record)
+    const keys: string[] = []
+    for await (const key of await index.keys(`${prefix}.>`)) keys.push(key)
+    const checkpointKeys: { key: string; seq: number }[] = []
+    let trimmedThrough = 0
+    const objectKeys: { key: string; seq: number }[] = []
+    for (const key of keys) {
+      const [kind, seqText] = key.slice(prefix.length + 1).split('.')
+      const seq = Number(seqText)
+      if (!Number.isSafeInteger(seq)) continue
+      if (kind === 'c') checkpointKeys.push({ key, seq })
+      else if (kind === 't') trimmedThrough = Math.max(trimmedThrough, seq)
+      else if (kind === 'u') objectKeys.push({ key, seq })
+    }
+    const [checkpointValues, objectValues] = await Promise.all([
+      Promise.all(checkpointKeys.map(({ key }) => index.get(key))),
+      Promise.all(objectKeys.map(({ key }) => index.get(key))),
+    ])
+    const checkpoints: CheckpointInfo[] = []
+    checkpointKeys.forEach(({ seq }, i) => {
+      const entry = checkpointValues[i]
+      if (entry === null || entry === undefined || entry.operation !== 'PUT') return
+      const { time, bytes } = JSON.parse(decoder.decode(entry.value)) as { time: number; bytes: number }
+      checkpoints.push({ seq, time, bytes })
+    })
+    checkpoints.sort((a, b) => a.seq - b.seq)
+    const objects = new Map<number, string>()
+    objectKeys.forEach(({ seq }, i) => {
+      const entry = objectValues[i]
+      if (entry !== null && entry !== undefined && entry.operation === 'PUT')
+        objects.set(seq, decoder.decode(entry.value))
+    })
+    return { checkpoints, trimmedThrough, objects }
+  }
+
+  /** The meta of a session with its record and index (undefined when it does not exist). */
+  async function describe(
+    sessionId: string,
+  ): Promise<{ record: SessionRecord; index: SessionIndex; meta: SessionMeta } | undefined> {
+    const record = await readRecord(sessionId)
+    if (record === undefined) return undefined
+    const subject = subjectOf(sessionId, record)
+    const [sessionIndex, last] = await Promise.all([
+      readIndex(sessionId, record),
+      lastStreamSeq(resources, subject),
+    ])
+    const { trimmedThrough } = sessionIndex
+    let tally = tallies.get(sessionId)
+    if (
+      tally === undefined ||
+      tally.incarnation !== record.incarnation ||
+      tally.trimmedThrough !== trimmedThrough
+    ) {
+      tally = {
+        incarnation: record.incarnation,
+        trimmedThrough,
+        scannedThrough: Math.max(0, trimmedThrough - record.offset),
+        count: 0,
+        bytes: 0,
+        latestTime: 0,
+      }
+    }
+    if (last !== undefined && last > tally.scannedThrough) {
+      const scanned = await scanSubject(resources, subject, {
+        fromSeq: tally.scannedThrough + 1,
+        toSeq: last,
+        limit: Number.POSITIVE_INFINITY,
+        headersOnly: true,
+      })
+      for (const message of scanned) {
+        tally.count++
+        tally.bytes += message.size
+        tally.latestTime = Math.max(tally.latestTime, message.time)
+      }
+      tally.scannedThrough = Math.max(tally.scannedThrough, last)
+    }
+    tallies.set(sessionId, tally)
+    const latest = sessionIndex.checkpoints[sessionIndex.checkpoints.length - 1]
+    const checkpointTime = sessionIndex.checkpoints.reduce((max, cp) => Math.max(max, cp.time), 0)
+    const meta: SessionMeta = {
+      sessionId,
+      lastSeq: Math.max(
+        last === undefined ? 0 : last + record.offset,
+        latest?.seq ?? 0,
+        trimmedThrough,
+        record.offset,
+      ),
+      checkpointSeq: latest?.seq ?? 0,
+      logCount: tally.count,
+      logBytes: tally.bytes,
+      checkpointBytes: latest?.bytes ?? 0,
+      createdAt: record.createdAt,
+      updatedAt: Math.max(record.createdAt, tally.latestTime, checkpointTime),
+      trimmedThrough,
+    }
+    return { record, index: sessionIndex, meta }
+  }
+
+  /** Log entries of a session in [fromSeq, toSeq] (session seqs), at most `limit`, with their bytes. */
+  async function readEntries(
+    sessionId: string,
+    record: SessionRecord,
+    fromSeq: number,
+    toSeq: number,
+    limit: number,
+  ): Promise<LogEntry[]> {
+    const scanned = await scanSubject(resources, subjectOf(sessionId, record), {
+      fromSeq: fromSeq - record.offset,
+      toSeq: toSeq - record.offset,
+      limit,
+      headersOnly: false,
+    })
+    return Promise.all(scanned.map((message) => toEntry(message, record)))
+  }
+
+  async function toEntry(message: ScannedMessage, record: SessionRecord): Promise<LogEntry> {
+    const seq = message.streamSeq + record.offset
+    if (message.object === undefined) return { seq, time: message.time, update: message.data }
+    const update = await updates.getBlob(message.object)
+    if (update === null) {
+      throw new ColloquyError('internal', `log entry ${seq} refers to a missing object ${message.object}`)
+    }
+    return { seq, time: message.time, update }
+  }
+
+  async function readState(
+    sessionId: string,
+    record: SessionRecord,
+    info: CheckpointInfo,
+  ): Promise<Checkpoint> {
+    const state = await states.getBlob(`${indexPrefix(sessionId, record)}/${padSeq(info.seq)}`)
+    if (state === null)
+      throw new ColloquyError('internal', `checkpoint ${info.seq} of ${sessionId} has no state`)
+    return { seq: info.seq, time: info.time, state }
+  }
+
+  const store: Store = {
+    seqs: 'sparse',
+
+    append(entries) {
+      return track(async () => {
+        const groups = groupAppendEntries(entries)
+        if (groups.size === 0) return []
+        try {
+          const sessionRecords = new Map<string, SessionRecord>()
+          await Promise.all(
+            [...groups].map(async ([sessionId, group]) => {
+              sessionRecords.set(sessionId, await ensureRecord(sessionId, group[0]!.time))
+            }),
+          )
+          // Large updates first, so every log message below is published in call order.
+          const objectNames = new Map<number, string>()
+          await Promise.all(
+            entries.map(async (entry, i) => {
+              if (entry.update.byteLength <= inlineMaxBytes) return
+              const record = sessionRecords.get(entry.sessionId)!
+              const name = `${indexPrefix(entry.sessionId, record)}/u-${newIncarnation()}`
+              await updates.putBlob({ name }, entry.update)
+              objectNames.set(i, name)
+            }),
+          )
+          const acks = entries.map((entry, i) => {
+            const record = sessionRecords.get(entry.sessionId)!
+            const h = headers()
+            h.set(LogHeader.time, String(entry.time))
+            h.set(LogHeader.size, String(entry.update.byteLength))
+            const object = objectNames.get(i)
+            if (object !== undefined) h.set(LogHeader.object, object)
+            // Issued synchronously in call order on one connection: the stream orders them so.
+            return js.publish(
+              subjectOf(entry.sessionId, record),
+              object === undefined ? entry.update : undefined,
+              {
+                headers: h,
+                // No client-side retry: a retried publish could overtake a later one of the batch.
+                retries: 0,
+              },
+            )
+          })
+          const stored = await Promise.all(acks)
+          const seqs = stored.map((ack, i) => ack.seq + sessionRecords.get(entries[i]!.sessionId)!.offset)
+          // Remember where large updates live, so trims and deletes can remove them.
+          await Promise.all(
+            [...objectNames].map(([i, name]) => {
+              const entry = entries[i]!
+              const record = sessionRecords.get(entry.sessionId)!
+              return index.put(
+                `${indexPrefix(entry.sessionId, record)}.u.${padSeq(seqs[i]!)}`,
+                encoder.encode(name),
+              )
+            }),
+          )
+          return seqs
+        } catch (error) {
+          throw unavailable(error)
+        }
+      })
+    },
+
+    load(sessionId) {
+      return track(async (): Promise<StoredSession> => {
+        assertSessionId(sessionId)
+        const described = await describe(sessionId)
+        if (described === undefined) return emptyStoredSession()
+        const { record, index: sessionIndex, meta } = described
+        const latest = sessionIndex.checkpoints[sessionIndex.checkpoints.length - 1]
+        const checkpoint = latest === undefined ? undefined : await readState(sessionId, record, latest)
+        const fromSeq = (checkpoint?.seq ?? 0) + 1
+        const log = await readEntries(
+          sessionId,
+          record,
+          fromSeq,
+          Number.MAX_SAFE_INTEGER,
+          Number.POSITIVE_INFINITY,
+        )
+        const newest = log[log.length - 1]
+        const lastSeq = Math.max(meta.lastSeq, newest?.seq ?? 0)
+        return { meta: { ...meta, lastSeq }, checkpoint, log }
+      })
+    },
+
+    readLog(sessionId, range) {
+      return track(async () => {
+        assertSessionId(sessionId)
+        const window = normalizeLogRange(range)
+        if (window === undefined) return []
+        const record = await readRecord(sessionId)
+        if (record === undefined) return []
+        return readEntries(sessionId, record, window.fromSeq, window.toSeq, window.limit)
+      })
+    },
+
+    getMeta(sessionId) {
+      return track(async () => {
+        assertSessionId(sessionId)
+        return (await describe(sessionId))?.meta
+      })
+    },
+
+    listSessions() {
+      return track(async () => {
+        const ids: string[] = []
+        for await (const key of await sessions.keys()) ids.push(decodeSessionToken(key))
+        ids.sort()
+        const metas = await Promise.all(ids.map(async (sessionId) => (await describe(sessionId))?.meta))
+        return metas.filter((meta): meta is SessionMeta => meta !== undefined)
+      })
+    },
+
+    putCheckpoint(sessionId, checkpoint, options = {}) {
+      return track(async () => {
+        assertCheckpoint(sessionId, checkpoint, options)
+        let record = await readRecord(sessionId)
+        if (options.requireNew === true && record !== undefined) {
+          throw new ColloquyError('session-exists', `session ${sessionId} already exists`)
+        }
+        if (options.requireExisting === true && record === undefined) {
+          throw new ColloquyError('session-not-found', `session ${sessionId} no longer exists`)
+        }
+        if (record === undefined) {
+          // A session started by a checkpoint (import, fork): its appends come after its seq.
+          record = await createRecord(sessionId, checkpoint.time, checkpoint.seq)
+          if (record === undefined) {
+            if (options.requireNew === true) {
+              throw new ColloquyError('session-exists', `session ${sessionId} already exists`)
+            }
+            record = await readRecord(sessionId)
+            if (record === undefined)
+              throw new ColloquyError('storage-unavailable', 'session record vanished')
+          }
+        }
+        const prefix = indexPrefix(sessionId, record)
+        // 1. The state, then its index key: a checkpoint is visible only once its state is stored.
+        await states.putBlob({ name: `${prefix}/${padSeq(checkpoint.seq)}` }, checkpoint.state)
+        await index.put(
+          `${prefix}.c.${padSeq(checkpoint.seq)}`,
+          toJson({ time: checkpoint.time, bytes: checkpoint.state.byteLength }),
+        )
+        const trimThrough = options.trimLogThrough ?? 0
+        if (trimThrough > 0) {
+          // 2. The marker before the purge: a reader that misses purged entries then sees it.
+          await index.put(`${prefix}.t.${padSeq(trimThrough)}`, new Uint8Array(0))
+          const streamThrough = trimThrough - record.offset
+          if (streamThrough > 0) {
+            await jsm.streams.purge(names.stream, {
+              filter: subjectOf(sessionId, record),
+              seq: streamThrough + 1,
+            })
+          }
+          const sessionIndex = await readIndex(sessionId, record)
+          await Promise.all(
+            [...sessionIndex.objects]
+              .filter(([seq]) => seq <= trimThrough)
+              .map(async ([seq, name]) => {
+                await updates.delete(name)
+                await index.purge(`${prefix}.u.${padSeq(seq)}`)
+              }),
+          )
+        }
+        // 3. Older checkpoints last: until then they are merely extra.
+        const trimBefore = options.trimCheckpointsBefore ?? 0
+        const deleted = new Set(options.deleteCheckpoints ?? [])
+        if (trimBefore > 0 || deleted.size > 0) {
+          const sessionIndex = await readIndex(sessionId, record)
+          await Promise.all(
+            sessionIndex.checkpoints
+              .filter(
+                (info) => info.seq !== checkpoint.seq && (info.seq < trimBefore || deleted.has(info.seq)),
+              )
+              .map(async (info) => {
+                await index.purge(`${prefix}.c.${padSeq(info.seq)}`)
+                await states.delete(`${prefix}/${padSeq(info.seq)}`)
+              }),
+          )
+        }
+      })
+    },
+
+    listCheckpoints(sessionId, range) {
+      return track(async () => {
+        assertSessionId(sessionId)
+        const window = normalizeCheckpointRange(range)
+        if (window === undefined) return []
+        const record = await readRecord(sessionId)
+        if (record === undefined) return []
+        const infos = selectCheckpoints((await readIndex(sessionId, record)).checkpoints, window)
+        return Promise.all(infos.map((info) => readState(sessionId, record, info)))
+      })
+    },
+
+    listCheckpointInfo(sessionId, range) {
+      return track(async () => {
+        assertSessionId(sessionId)
+        const window = normalizeCheckpointRange(range)
+        if (window === undefined) return []
+        const record = await readRecord(sessionId)
+        if (record === undefined) return []
+        return selectCheckpoints((await readIndex(sessionId, record)).checkpoints, window)
+      })
+    },
+
+    deleteSession(sessionId) {
+      return track(async () => {
+        assertSessionId(sessionId)
+        const record = await readRecord(sessionId)
+        if (record === undefined) return
+        // The record first: from then on the session does not exist for any node, and a new one of
+        // the same id gets a new incarnation (other subjects and keys), so leftovers never leak.
+        await sessions.purge(encodeSessionToken(sessionId))
+        records.delete(sessionId)
+        tallies.delete(sessionId)
+        const prefix = indexPrefix(sessionId, record)
+        const sessionIndex = await readIndex(sessionId, record)
+        await jsm.streams.purge(names.stream, { filter: subjectOf(sessionId, record) })
+        await Promise.all([
+          ...sessionIndex.checkpoints.map((info) => states.delete(`${prefix}/${padSeq(info.seq)}`)),
+          ...[...sessionIndex.objects.values()].map((name) => updates.delete(name)),
+        ])
+        const keys: string[] = []
+        for await (const key of await index.keys(`${prefix}.>`)) keys.push(key)
+        await Promise.all(keys.map((key) => index.purge(key)))
+      })
+    },
+
+    release(sessionId) {
+      tallies.delete(sessionId)
+      records.delete(sessionId)
+    },
+
+    close() {
+      if (closing === undefined) {
+        isClosed = true
+        closing = (async () => {
+          await Promise.allSettled([...inFlight])
+          records.clear()
+          tallies.clear()
+          await options.onClose?.()
+        })()
+      }
+      return closing
+    },
+  }
+  return store
+}
+
+function selectCheckpoints(
+  checkpoints: readonly CheckpointInfo[],
+  window: { fromSeq: number; toSeq: number; limit: number; reverse: boolean },
+): CheckpointInfo[] {
+  const inRange = checkpoints.filter((info) => info.seq >= window.fromSeq && info.seq <= window.toSeq)
+  if (window.reverse) inRange.reverse()
+  return inRange.slice(0, window.limit)
+}
+
+/** A short random id (incarnations, object names). */
+function newIncarnation(): string {
+  return crypto.randomUUID().replaceAll('-', '').slice(0, 16)
+}

@@ -245,32 +245,49 @@ async function recoveryRun(cluster: BenchCluster, writer: LoadProcess, readers: 
       // Not yet: try again (bounded by the attempts).
     }
   }
-  // Every pre-kill text, from clients that connect to each surviving node.
+  // All clients resynced: fresh clients on the two surviving nodes get the same text; then how
+  // much of what was written before the kill survived it (Colloquy acked each update).
   let resyncMs = Number.NaN
+  let served: string[] = []
   const resyncDeadline = performance.now() + 30_000
   while (performance.now() < resyncDeadline && Number.isNaN(resyncMs)) {
-    // One request at a time per load process: the nodes are checked in turn.
-    const results: boolean[] = []
-    for (const node of [second, third]) {
-      const reply = await readers
-        .request(
-          { type: 'verify', url: node.url, framing, docs, texts: written.texts, timeoutMs: 5_000 },
-          'verified',
-          20_000,
-        )
-        .catch(() => undefined)
-      results.push(reply?.ok.every(Boolean) === true)
+    // One request at a time per load process: the nodes are read in turn.
+    const onSecond = await readers
+      .request(
+        { type: 'verify', url: second.url, framing, docs, texts: [], timeoutMs: 5_000 },
+        'verified',
+        20_000,
+      )
+      .catch(() => undefined)
+    if (onSecond === undefined) continue
+    const onThird = await readers
+      .request(
+        { type: 'verify', url: third.url, framing, docs, texts: onSecond.texts, timeoutMs: 5_000 },
+        'verified',
+        20_000,
+      )
+      .catch(() => undefined)
+    if (onThird?.ok.every(Boolean) === true) {
+      resyncMs = performance.now() - killedAt
+      served = onSecond.texts
     }
-    if (results.every(Boolean)) resyncMs = performance.now() - killedAt
   }
+  const writtenChars = written.texts.reduce((sum, text) => sum + text.length, 0)
+  const keptChars = written.texts.reduce(
+    (sum, text, i) => sum + (served[i]?.startsWith(text) ? text.length : (served[i]?.length ?? 0)),
+    0,
+  )
+  const keptPct = round((100 * keptChars) / Math.max(1, writtenChars), 1)
   log(
-    `[C3] ${cluster.id}: first write ${round(firstWriteMs, 0)} ms, resynced ${round(resyncMs, 0)} ms after kill -9`,
+    `[C3] ${cluster.id}: first write ${round(firstWriteMs, 0)} ms, resynced ${round(resyncMs, 0)} ms after kill -9, ${keptPct}% of the text kept`,
   )
   return {
     updatesBeforeKill: written.sent.reduce((sum, n) => sum + n, 0),
+    ...(cluster.acks ? { unackedBeforeKill: written.acksMissing } : {}),
     firstWriteMs: round(firstWriteMs, 0),
     allResyncedMs: round(resyncMs, 0),
-    correct: Number.isFinite(firstWriteMs) && Number.isFinite(resyncMs),
+    textKeptPct: keptPct,
+    correct: Number.isFinite(firstWriteMs) && Number.isFinite(resyncMs) && (!cluster.acks || keptPct === 100),
   }
 }
 

@@ -412,7 +412,7 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
 
   const readBack = async (session: Joined, after: number, through: number, reason: RepairReason) => {
     const meta = await log.getMeta(session.sessionId)
-    const trimmed = meta?.checkpointSeq ?? 0
+    const trimmed = meta?.trimmedThrough ?? meta?.checkpointSeq ?? 0
     let applied = 0
     if (after < trimmed) {
       // Part of the range was folded into a checkpoint: apply the checkpoint and the log after it.
@@ -496,6 +496,8 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
     publish('heartbeat', nodesSubject, encoding.toUint8Array(encoder))
   }
 
+  /** The log checks of the last tick, while they run: a slow log (no quorum) must not pile them up. */
+  let checking: Promise<unknown> | undefined
   const tick = async (): Promise<void> => {
     if (isClosed) return
     sendHeartbeat()
@@ -505,13 +507,19 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
       nodes.delete(node)
       loseNode(node)
     }
-    await Promise.all(
+    if (checking !== undefined) return
+    checking = Promise.all(
       [...joined.values()].map((session) =>
         checkLog(session).catch((error: unknown) => {
           logger.debug({ session: session.sessionId, err: error }, 'log check failed')
         }),
       ),
     )
+    try {
+      await checking
+    } finally {
+      checking = undefined
+    }
   }
 
   const nodesSubscription = nc.subscribe(nodesSubject, {

@@ -3,6 +3,7 @@
 // read back from the log, and a dead node's presence goes from everyone's within seconds.
 
 import { connect, type NatsConnection } from '@nats-io/transport-node'
+import { Registry } from 'prom-client'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import * as awarenessProtocol from 'y-protocols/awareness'
 import * as Y from 'yjs'
@@ -10,9 +11,11 @@ import {
   createNatsDistribution,
   type MessageKind,
   type NatsDistribution,
+  type NatsDistributionObserver,
   type RepairLog,
   subjectToken,
 } from '../../server/cluster/nats-distribution.js'
+import { createRelayMetrics } from '../../server/cluster/relay-metrics.js'
 import { createSilentLogger } from '../../server/observability/log.js'
 import type { LogEntry, SessionMeta } from '../../server/persistence/store.js'
 import type { DistributionSink } from '../../server/session/distribution.js'
@@ -109,6 +112,7 @@ describe.skipIf(!hasNatsServer)('the NATS relay between nodes', () => {
     log: RepairLog,
     drop?: (kind: MessageKind) => boolean,
     heartbeatMs = 60_000,
+    observer?: NatsDistributionObserver,
   ): Promise<{ nc: NatsConnection; relay: NatsDistribution }> => {
     const nc = await connect({ servers: [cluster.urls[server]!], timeout: 5_000 })
     const relay = createNatsDistribution({
@@ -119,6 +123,7 @@ describe.skipIf(!hasNatsServer)('the NATS relay between nodes', () => {
       // The timer's checks stay out of the way unless a test asks (tick()) or sets a short period.
       heartbeatMs,
       deadAfterMs: heartbeatMs * 4,
+      ...(observer === undefined ? {} : { observer }),
       ...(drop === undefined ? {} : { sendFilter: (kind) => !drop(kind) }),
     })
     const node = { nc, relay }
@@ -142,6 +147,29 @@ describe.skipIf(!hasNatsServer)('the NATS relay between nodes', () => {
     )
     expect(performance.now() - sent).toBeLessThan(500)
     expect(subjectToken('s.1')).toBe('s%2E1')
+  })
+
+  it('counts relayed and repaired updates and live nodes in its metrics', async () => {
+    const log = createLog()
+    const registry = new Registry()
+    let relay: NatsDistribution | undefined
+    const observer = createRelayMetrics(registry, () => relay?.liveNodes().length ?? 0)
+    const a = await startNode('a', 0, log, (kind) => kind === 'update')
+    const b = await startNode('b', 1, log, undefined, 60_000, observer)
+    relay = b.relay
+    const sink = createSink()
+    b.relay.join('metered', sink)
+    await b.nc.flush()
+    await a.relay.tick() // a heartbeat: b hears of a
+    const update = edit('counted')
+    a.relay.updateQueued('metered', update)
+    const seq = log.append('metered', update)
+    const entry = { sessionId: 'metered', seq, time: Date.now(), update }
+    a.relay.updatesStored([entry], [seq])
+    await until(() => sink.doc.getText('t').toString() === 'counted', 3_000, 'the repaired update')
+    const text = await registry.metrics()
+    expect(text).toContain('colloquy_relay_repaired_updates_total{reason="counter-gap"} 1')
+    expect(text).toContain('colloquy_cluster_live_nodes 1')
   })
 
   it('reads a dropped update back from the log once its commit is announced', async () => {

@@ -124,6 +124,16 @@ export async function compactSession(
   if (isSparse) {
     // The checkpoint stands for every seq ≤ target; nothing folded means nothing to do.
     if (folded === 0) return undefined
+    // Another compactor may have trimmed while we read (a lease expired, or none): its trim marker
+    // is stored before its purge, so if we missed purged entries we see the marker now.
+    const after = await store.getMeta(sessionId)
+    if (after === undefined) throw new ColloquyError('session-not-found', `no session ${sessionId}`)
+    if ((after.trimmedThrough ?? 0) > baseSeq) {
+      throw new ColloquyError(
+        'internal',
+        `session ${sessionId}: log trimmed through ${after.trimmedThrough} while folding from ${baseSeq}; not compacting`,
+      )
+    }
     nextSeq = target + 1
   }
   if (nextSeq !== target + 1) {

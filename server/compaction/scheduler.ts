@@ -6,6 +6,7 @@ import type { Logger } from '../observability/log.js'
 import type { Store } from '../persistence/store.js'
 import type { LiveSnapshot } from '../session/session.js'
 import { type CompactResult, compactSession } from './compactor.js'
+import type { CompactionLease, CompactionLeases } from './lease.js'
 import type { Merger } from './merge.js'
 import { type CompactionPolicy, type RetentionPolicy, shouldCompact, statsFromMeta } from './policy.js'
 
@@ -25,6 +26,11 @@ export interface CompactionSchedulerOptions {
   readonly onCompacted?: (result: CompactResult) => void
   /** Called after every compaction run, whatever its outcome (metrics). */
   readonly onRun?: (run: CompactionRun) => void
+  /**
+   * Leases across processes (a cluster): a session whose lease another compactor holds is skipped
+   * this time. Default none: within one process runs never overlap.
+   */
+  readonly leases?: CompactionLeases
 }
 
 /** One compaction run, as reported to {@link CompactionSchedulerOptions.onRun}. */
@@ -82,7 +88,16 @@ export function createCompactionScheduler(options: CompactionSchedulerOptions): 
       logger.info({ session: sessionId, throughSeq }, 'compacting session')
       const started = performance.now()
       let result: CompactResult | undefined
+      let lease: CompactionLease | undefined
       try {
+        if (options.leases !== undefined) {
+          lease = await options.leases.acquire(sessionId)
+          if (lease === undefined) {
+            logger.info({ session: sessionId }, 'compaction skipped: another node holds the lease')
+            report({ sessionId, result: 'skipped', durationMs: performance.now() - started })
+            return undefined
+          }
+        }
         result = await compactSession(sessionId, {
           store,
           merger: options.merger,
@@ -96,6 +111,11 @@ export function createCompactionScheduler(options: CompactionSchedulerOptions): 
       } catch (error) {
         report({ sessionId, result: 'failure', durationMs: performance.now() - started, error })
         throw error
+      } finally {
+        await lease?.release().catch((error: unknown) => {
+          // It expires by itself: a failed release only delays the next compaction.
+          logger.warn({ session: sessionId, err: error }, 'compaction lease release failed')
+        })
       }
       report({
         sessionId,

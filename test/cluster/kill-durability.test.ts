@@ -56,6 +56,10 @@ async function killRound(
   const client = await connectWsPeer(node.url, 'durable')
   await client.whenSynced(15_000)
   const map = client.peer.doc.getMap<number>('m')
+  // The cluster has recovered from the last round: this node acks again (a new leader, a caught-up
+  // stream) before the clock of this round starts.
+  map.set(`${label}-ready`, -1)
+  await client.peer.whenAcked(client.peer.requestAck(), 45_000)
   let isStopped = false
   void client.closed.then(() => {
     isStopped = true

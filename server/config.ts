@@ -93,6 +93,22 @@ export interface ServerConfig extends Limits {
   readonly metricsToken?: string
   /** HTTP request bodies (imports) read at once; more are refused with 429 (0: no cap). */
   readonly maxConcurrentUploads: number
+  /**
+   * NATS URLs of a JetStream cluster: set, the node joins a Colloquy cluster and persists there
+   * (docs/cluster.md) instead of in `dataDir`'s LevelDB; `dataDir` then holds its outbox only.
+   */
+  readonly nats?: readonly string[]
+  /** This node's id in a cluster (default `<hostname>:<port>`). */
+  readonly nodeId?: string
+  /** Replicas of the JetStream stream, buckets and object stores (3 for a 3-node cluster). */
+  readonly natsReplicas: number
+  /**
+   * The nats-servers run with `sync_interval: always` (2.10+), so JetStream's copy is fsync'd
+   * before it acks: only changes what `/readyz` and the durability metric report.
+   */
+  readonly natsSyncAlways: boolean
+  /** How long the outbox keeps an update JetStream acked (ms; covers its lazy fsync). */
+  readonly outboxRetainMs: number
 }
 
 const MiB = 1024 * 1024
@@ -128,6 +144,9 @@ export const DEFAULT_CONFIG: ServerConfig = {
   trustProxy: [],
   maxTokenLifetimeS: 30 * 24 * 3_600,
   maxConcurrentUploads: 4,
+  natsReplicas: 3,
+  natsSyncAlways: false,
+  outboxRetainMs: 150_000,
   ...DEFAULT_LIMITS,
 }
 
@@ -179,6 +198,11 @@ const OPTIONS = {
   maxTokenLifetimeS: { flag: 'max-token-lifetime-s', env: 'MAX_TOKEN_LIFETIME_S', kind: 'count' },
   metricsToken: { flag: 'metrics-token', env: 'METRICS_TOKEN', kind: 'secret' },
   maxConcurrentUploads: { flag: 'max-concurrent-uploads', env: 'MAX_CONCURRENT_UPLOADS', kind: 'count' },
+  nats: { flag: 'nats', env: 'NATS_URL', kind: 'nats' },
+  nodeId: { flag: 'node-id', env: 'NODE_ID', kind: 'string' },
+  natsReplicas: { flag: 'nats-replicas', env: 'NATS_REPLICAS', kind: 'positive' },
+  natsSyncAlways: { flag: 'nats-sync-always', env: 'NATS_SYNC_ALWAYS', kind: 'boolean' },
+  outboxRetainMs: { flag: 'outbox-retain-ms', env: 'OUTBOX_RETAIN_MS', kind: 'count' },
   updatesPerSecond: { flag: 'updates-per-second', env: 'UPDATES_PER_SECOND', kind: 'count' },
   updatesBurst: { flag: 'updates-burst', env: 'UPDATES_BURST', kind: 'count' },
   updateBytesPerSecond: { flag: 'update-bytes-per-second', env: 'UPDATE_BYTES_PER_SECOND', kind: 'count' },
@@ -274,6 +298,16 @@ function convert(
           throw new ConfigError(`${source}: "${item}" is not an IP address or CIDR range`)
         return item
       })
+    case 'nats': {
+      const urls = listOf(raw)
+      if (urls.length === 0) throw new ConfigError(`${source} must list at least one nats:// URL`)
+      for (const url of urls) {
+        if (!/^(nats|tls):\/\/[^\s/]+$/.test(url)) {
+          throw new ConfigError(`${source}: "${url}" is not a nats://host:port URL`)
+        }
+      }
+      return urls
+    }
     case 'store':
       if (raw !== 'leveldb' && raw !== 'memory') throw new ConfigError(`${source} must be leveldb or memory`)
       return raw

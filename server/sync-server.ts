@@ -1,10 +1,12 @@
 // Wiring: store → write queue → session registry → uWS transport, plus health routes and an
 // orderly shutdown. Reads no environment: everything comes in through options.
 
+import os from 'node:os'
 import path from 'node:path'
 import { ColloquyError } from '../shared/errors.js'
 import { CloseCode } from '../shared/protocol/close-codes.js'
 import { type AccessClaims, anonymousClaims, createTokenVerifier, hasRole, isInScope } from './auth/tokens.js'
+import { describeAckDurability, openClusterStore } from './cluster/cluster-store.js'
 import { createInlineMerger, type Merger } from './compaction/merge.js'
 import { type CompactionScheduler, createCompactionScheduler } from './compaction/scheduler.js'
 import { createWorkerMerger } from './compaction/worker-merger.js'
@@ -66,11 +68,27 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
   const { config } = options
   const logger = options.logger ?? createSilentLogger()
   const uws = loadNativeUws()
+  const isClustered = config.nats !== undefined && config.nats.length > 0
+  const nodeId = config.nodeId ?? `${os.hostname()}:${config.port}`
+  // A cluster node persists in JetStream (with its outbox in dataDir); a single node in LevelDB.
+  const cluster =
+    options.store === undefined && isClustered
+      ? await openClusterStore({
+          urls: config.nats ?? [],
+          nodeId,
+          dataDir: path.resolve(config.dataDir),
+          replicas: config.natsReplicas,
+          outboxRetainMs: config.outboxRetainMs,
+          logger,
+        })
+      : undefined
   const store =
     options.store ??
+    cluster?.store ??
     (config.store === 'memory'
       ? createMemoryStore()
       : await openLeveldbStore({ location: path.resolve(config.dataDir), sync: config.fsync }))
+  const ackDurability = describeAckDurability(config)
 
   const distribution = options.distribution ?? createLocalDistribution()
   let isClosing = false
@@ -91,6 +109,8 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
     },
     intervalMs: config.compaction ? config.compactIntervalMs : 0,
     logger,
+    // In a cluster every node may compact: one at a time per session, by KV lease.
+    ...(cluster === undefined ? {} : { leases: cluster.leases }),
     // A loaded session is checkpointed from its document (no log replay); see Session.snapshot.
     // Only over a dense log written by this process alone: in a cluster other nodes' updates
     // interleave in the log, and a checkpoint must be a fold of the log itself.
@@ -112,6 +132,7 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
     sessionsLoaded: () => registry?.size ?? 0,
     queuedWriteBytes: () => writeQueue.queuedBytes,
     storageFailing: () => writeQueue.isFailing,
+    ackDurability,
   })
   const writeQueue = createWriteQueue({
     store: metrics.instrumentStore(store),
@@ -130,7 +151,7 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
       )
     },
     onRecover: () => logger.warn('group commit recovered'),
-    // The store refused this session's updates for good (e.g. a seq conflict): only this session
+    // The store refused this session's updates for good (an entry it deems invalid): only this session
     // stops. Its document holds changes no seq will replay, so it ends (acks never sent, writers
     // closed with a retryable code) and reloads from disk on the next connect, where the writers'
     // state vectors bring their unstored edits back.
@@ -281,7 +302,7 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
     },
     http: createRouter({
       routes: [
-        ...healthRoutes(isReady, () => isClosing),
+        ...healthRoutes(isReady, () => isClosing, { ack: ackDurability, node: nodeId }),
         metricsRoute(metrics, createMetricsAccess(config.metricsToken, verifier?.verify)),
         ...historyRoutes({
           store,
@@ -329,9 +350,11 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
     {
       host: config.host,
       port: listening.port,
-      store: config.store,
+      store: isClustered ? 'jetstream' : config.store,
       dataDir: config.dataDir,
       fsync: config.fsync,
+      node: nodeId,
+      ack: ackDurability,
     },
     'colloquy listening',
   )
@@ -395,8 +418,15 @@ function tokenAuthorize(verify: (token: string | undefined) => Promise<AccessCla
   }
 }
 
-/** `/healthz` (the process answers) and `/readyz` (it accepts connections and its store writes). */
-function healthRoutes(isReady: () => boolean, isClosing: () => boolean): Route[] {
+/**
+ * `/healthz` (the process answers) and `/readyz` (it accepts connections and its store writes;
+ * its body also says what an ack means here and which node this is).
+ */
+function healthRoutes(
+  isReady: () => boolean,
+  isClosing: () => boolean,
+  about: { readonly ack: string; readonly node: string },
+): Route[] {
   const json = { 'content-type': 'application/json' }
   return [
     {
@@ -411,11 +441,11 @@ function healthRoutes(isReady: () => boolean, isClosing: () => boolean): Route[]
       access: 'none',
       handler: () =>
         isReady()
-          ? { status: 200, headers: json, body: JSON.stringify({ status: 'ready' }) }
+          ? { status: 200, headers: json, body: JSON.stringify({ status: 'ready', ...about }) }
           : {
               status: 503,
               headers: json,
-              body: JSON.stringify({ status: isClosing() ? 'shutting-down' : 'storage-failing' }),
+              body: JSON.stringify({ status: isClosing() ? 'shutting-down' : 'storage-failing', ...about }),
             },
     },
   ]

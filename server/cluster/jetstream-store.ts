@@ -29,6 +29,7 @@ import {
   type ScannedMessage,
   scanSubject,
 } from './jetstream-log.js'
+import { createPipelinedPublisher } from './pipelined-publisher.js'
 import { decodeSessionToken, encodeSessionToken, padSeq } from './session-token.js'
 
 /** Options of {@link createJetStreamStore}. */
@@ -39,6 +40,8 @@ export interface JetStreamStoreOptions {
    * the servers' max_payload less 8 KiB for headers).
    */
   readonly inlineMaxBytes?: number
+  /** How long a publish waits for JetStream's ack before the append fails (default 10 s). */
+  readonly publishTimeoutMs?: number
   /** Called once by {@link Store.close} after pending operations (e.g. to close the connection). */
   readonly onClose?: () => Promise<void>
 }
@@ -119,7 +122,8 @@ function isExistsError(error: unknown): boolean {
  */
 export function createJetStreamStore(options: JetStreamStoreOptions): Store {
   const { resources } = options
-  const { js, jsm, sessions, index, states, updates, names } = resources
+  const { jsm, sessions, index, states, updates, names } = resources
+  const publisher = createPipelinedPublisher(resources.nc, options.publishTimeoutMs)
   const inlineMaxBytes = options.inlineMaxBytes ?? Math.max(1024, resources.maxPayload - 8 * 1024)
   const records = new Map<string, SessionRecord>()
   const tallies = new Map<string, Tally>()
@@ -129,7 +133,12 @@ export function createJetStreamStore(options: JetStreamStoreOptions): Store {
 
   function track<T>(operation: () => Promise<T>): Promise<T> {
     if (isClosed) return Promise.reject(storeClosedError())
-    const promise = operation()
+    // The caller's mistakes stay what they are; every failure of the cluster becomes the transient
+    // `storage-unavailable` (HTTP 503, close 4505): no leader, no quorum, a timeout.
+    const promise = operation().catch((error: unknown) => {
+      if (error instanceof RangeError || error instanceof TypeError) throw error
+      throw unavailable(error)
+    })
     inFlight.add(promise)
     const forget = (): void => {
       inFlight.delete(promise)
@@ -351,18 +360,15 @@ export function createJetStreamStore(options: JetStreamStoreOptions): Store {
             const object = objectNames.get(i)
             if (object !== undefined) h.set(LogHeader.object, object)
             // Issued synchronously in call order on one connection: the stream orders them so.
-            return js.publish(
+            // Pipelined, and never retried by the client: a retry could overtake a later one.
+            return publisher.publish(
               subjectOf(entry.sessionId, record),
               object === undefined ? entry.update : undefined,
-              {
-                headers: h,
-                // No client-side retry: a retried publish could overtake a later one of the batch.
-                retries: 0,
-              },
+              h,
             )
           })
           const stored = await Promise.all(acks)
-          const seqs = stored.map((ack, i) => ack.seq + sessionRecords.get(entries[i]!.sessionId)!.offset)
+          const seqs = stored.map((seq, i) => seq + sessionRecords.get(entries[i]!.sessionId)!.offset)
           // Remember where large updates live, so trims and deletes can remove them.
           await Promise.all(
             [...objectNames].map(([i, name]) => {
@@ -558,6 +564,7 @@ export function createJetStreamStore(options: JetStreamStoreOptions): Store {
           await Promise.allSettled([...inFlight])
           records.clear()
           tallies.clear()
+          publisher.close()
           await options.onClose?.()
         })()
       }

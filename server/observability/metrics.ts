@@ -36,6 +36,8 @@ export interface MetricsSources {
   readonly sessionsLoaded: () => number
   readonly queuedWriteBytes: () => number
   readonly storageFailing: () => boolean
+  /** What an ack means here (docs/operations.md), e.g. `local-fsync`; reported as a label. */
+  readonly ackDurability?: string
 }
 
 /** Creates the metrics of one server. */
@@ -76,6 +78,14 @@ export function createMetrics(sources: MetricsSources): Metrics {
       this.set(sources.storageFailing() ? 1 : 0)
     },
   })
+  if (sources.ackDurability !== undefined) {
+    new Gauge({
+      name: 'colloquy_ack_durability_info',
+      help: 'Always 1; the mode label says what an ack promises (docs/operations.md).',
+      labelNames: ['mode'],
+      registers,
+    }).set({ mode: sources.ackDurability }, 1)
+  }
 
   // The per-update counters are plain numbers, read into prom-client at scrape time: four labelled
   // inc() calls per update were ~1 µs of a ~45 µs update.

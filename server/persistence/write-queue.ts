@@ -135,9 +135,10 @@ interface FlushWaiter {
 /**
  * Whether a failed {@link Store.append} cannot succeed by retrying the same entries.
  *
- * @remarks Permanent: the store's own refusals of the entries (RangeError for a seq at or below the
- * stored last seq, TypeError, a {@link ColloquyError} marked not retryable such as
- * `invalid-session-id`). Everything else, I/O errors included, is presumed to pass and is retried.
+ * @remarks Permanent: the store's own refusals of the entries (RangeError or TypeError for an
+ * invalid value, a {@link ColloquyError} marked not retryable such as `invalid-session-id`).
+ * Everything else, I/O errors and a cluster without quorum included, is presumed to pass and is
+ * retried.
  */
 export function isPermanentStoreError(error: unknown): boolean {
   if (error instanceof RangeError || error instanceof TypeError) return true
@@ -160,7 +161,7 @@ export function isPermanentStoreError(error: unknown): boolean {
  * - An entry is reported durable (`onCommit`, `flush`, `pendingFor`) only after the batch holding it
  *   resolved. A batch that failed with a retryable error (I/O) goes back to the front of the queue,
  *   in order, and is retried with exponential backoff; newer entries may join the retry.
- * - A batch that failed with a permanent error (a seq conflict, an invalid entry) is not retried as
+ * - A batch that failed with a permanent error (an entry the store refuses) is not retried as
  *   a whole: with one session in it, that session's entries are dropped at once; with several, each
  *   session's part is appended on its own, once, to find which session the error belongs to. Parts
  *   that succeed are durable, parts refused for good drop their session ({@link
@@ -314,17 +315,23 @@ export function createWriteQueue(options: WriteQueueOptions): WriteQueue {
       // A store bug, not an I/O failure: fail loudly rather than ack against unknown seqs.
       throw new TypeError(`store returned ${seqs.length} seqs for ${entries.length} entries`)
     }
-    const durable = new Map<string, DurableMark>()
+    // Where each session's last entry of the batch is: its entries go through the FIFO in order,
+    // so the last one seen is the highest. One map write per entry, as before seqs came from the
+    // store; the marks are built once per session.
+    const lastIndex = new Map<string, number>()
     for (let i = 0; i < entries.length; i++) {
       const entry = entries[i]!
-      // A session's entries go through the FIFO in order, so the last one seen is the highest.
-      durable.set(entry.sessionId, { ordinal: ordinals[i]!, seq: seqs[i]!, ordinals, seqs })
+      lastIndex.set(entry.sessionId, i)
       undurableBytes -= entry.update.byteLength
       const pending = (pendingBySession.get(entry.sessionId) ?? 1) - 1
       if (pending > 0) pendingBySession.set(entry.sessionId, pending)
       else pendingBySession.delete(entry.sessionId)
     }
     undurableEntries -= entries.length
+    const durable = new Map<string, DurableMark>()
+    for (const [sessionId, i] of lastIndex) {
+      durable.set(sessionId, { ordinal: ordinals[i]!, seq: seqs[i]!, ordinals, seqs })
+    }
     if (options.onCommit !== undefined) {
       const onCommit = options.onCommit
       callSafely(() => onCommit(durable, entries, seqs))

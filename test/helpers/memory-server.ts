@@ -7,6 +7,7 @@ import { createMemoryStore } from '../../server/persistence/memory-store.js'
 import type { Store } from '../../server/persistence/store.js'
 import { createWriteQueue, type WriteQueue } from '../../server/persistence/write-queue.js'
 import type { Connection } from '../../server/session/connection.js'
+import type { Distribution } from '../../server/session/distribution.js'
 import { receiveFrame } from '../../server/session/peer.js'
 import { createSessionRegistry, type SessionRegistry } from '../../server/session/registry.js'
 import type { Session } from '../../server/session/session.js'
@@ -41,7 +42,13 @@ export async function drainTasks(rounds = 20): Promise<void> {
 }
 
 export function createMemoryHarness(
-  options: { store?: Store; idleUnloadMs?: number; maxLoadingQueueMessages?: number } = {},
+  options: {
+    store?: Store
+    idleUnloadMs?: number
+    maxLoadingQueueMessages?: number
+    /** What other processes must see (default: none); told of stored updates before the acks. */
+    distribution?: Distribution
+  } = {},
 ): MemoryHarness {
   const store = options.store ?? createMemoryStore()
   let registry: SessionRegistry | undefined
@@ -51,11 +58,15 @@ export function createMemoryHarness(
     flushDelayMs: 1,
     retryMinMs: 1,
     retryMaxMs: 5,
-    onCommit: (durable) => registry?.handleCommit(durable),
+    onCommit: (durable, entries, seqs) => {
+      options.distribution?.updatesStored(entries, seqs)
+      registry?.handleCommit(durable)
+    },
   })
   const sessions = createSessionRegistry({
     store,
     writes: writeQueue,
+    ...(options.distribution === undefined ? {} : { distribution: options.distribution }),
     topics: createMemoryTopics(),
     logger: createSilentLogger(),
     limits: {

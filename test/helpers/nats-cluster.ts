@@ -53,7 +53,10 @@ export interface NatsCluster {
   readonly nodes: readonly NatsClusterNode[]
   /** The client URLs of every node, in node order. */
   readonly urls: readonly string[]
-  /** Resolves with the meta leader's server name once a running node reports one. */
+  /**
+   * Resolves with the meta leader's server name once there is one and it counts every other running
+   * node as a current peer (so an R3 stream can be placed).
+   */
   waitForMetaLeader(timeoutMs?: number): Promise<string>
   /** Kills every node (SIGKILL) and removes the temp dirs. Idempotent. */
   stop(): Promise<void>
@@ -228,7 +231,11 @@ async function waitForClientPort(plan: NodePlan, alive: () => boolean, timeoutMs
 }
 
 interface Jsz {
-  meta_cluster?: { leader?: string; cluster_size?: number }
+  meta_cluster?: {
+    leader?: string
+    cluster_size?: number
+    replicas?: { name: string; current?: boolean; offline?: boolean }[]
+  }
 }
 
 async function waitForMetaLeader(nodes: readonly NatsClusterNode[], timeoutMs: number): Promise<string> {
@@ -242,7 +249,13 @@ async function waitForMetaLeader(nodes: readonly NatsClusterNode[], timeoutMs: n
         })
         const jsz = (await response.json()) as Jsz
         const leader = jsz.meta_cluster?.leader
-        if (leader) return leader
+        // Asked of the leader itself: every other running node must be a current peer, or an R3
+        // stream created now finds "no suitable peers for placement".
+        if (leader && leader === node.name) {
+          const current = (jsz.meta_cluster?.replicas ?? []).filter((peer) => peer.current && !peer.offline)
+          const others = nodes.filter((n) => n.isRunning() && n.name !== leader).length
+          if (current.length >= others) return leader
+        }
       } catch {
         // This node is down or starting: ask the next one.
       }

@@ -1,0 +1,117 @@
+// Opens what a cluster node persists through: a NATS connection, the JetStream resources, the
+// JetStream store behind this node's outbox (re-published at start) and the compaction leases.
+// sync-server.ts calls it for `colloquy serve --nats …`; it owns the connection and the outbox.
+
+import path from 'node:path'
+import { connect } from '@nats-io/transport-node'
+import type { CompactionLeases } from '../compaction/lease.js'
+import type { Logger } from '../observability/log.js'
+import type { Store } from '../persistence/store.js'
+import { createKvLeases } from './compaction-lease.js'
+import { type JetStreamResources, openJetStreamResources } from './jetstream-log.js'
+import { createJetStreamStore } from './jetstream-store.js'
+import { openOutbox, republishOutbox, withOutbox } from './outbox.js'
+
+/** Options of {@link openClusterStore}. */
+export interface ClusterStoreOptions {
+  /** nats:// URLs of the JetStream cluster (any subset; the client learns the rest). */
+  readonly urls: readonly string[]
+  /** This node's id: the NATS connection name and the holder of its leases. */
+  readonly nodeId: string
+  /** This node's data directory: the outbox lives in `<dataDir>/outbox`. */
+  readonly dataDir: string
+  /** Replicas of the stream, buckets and object stores (default 3). */
+  readonly replicas?: number
+  /** See OutboxOptions.retainMs. */
+  readonly outboxRetainMs?: number
+  readonly logger: Logger
+}
+
+/** What a cluster node persists through. */
+export interface ClusterStore {
+  /** The JetStream store behind the outbox: an append is acked once both hold it. */
+  readonly store: Store
+  readonly leases: CompactionLeases
+  readonly resources: JetStreamResources
+}
+
+/**
+ * Connects to NATS, opens (creating if needed) the JetStream resources, re-publishes what this
+ * node's outbox still holds from before a restart, and returns the store. Closing the store closes
+ * the outbox and drains the connection.
+ */
+export async function openClusterStore(options: ClusterStoreOptions): Promise<ClusterStore> {
+  const { logger } = options
+  const nc = await connect({
+    servers: [...options.urls],
+    name: options.nodeId,
+    timeout: 5_000,
+    // Keep trying: a JetStream node restarting must not end this Colloquy node.
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 250,
+  })
+  void (async () => {
+    for await (const status of nc.status()) {
+      logger.warn({ nats: status.type, node: options.nodeId }, 'nats connection status')
+    }
+  })()
+  try {
+    const resources = await openWhenReady(() =>
+      openJetStreamResources({ nc, ...(options.replicas ? { replicas: options.replicas } : {}) }),
+    )
+    const outbox = await openOutbox({
+      location: path.join(options.dataDir, 'outbox'),
+      ...(options.outboxRetainMs === undefined ? {} : { retainMs: options.outboxRetainMs }),
+    })
+    const jetStreamStore = createJetStreamStore({
+      resources,
+      onClose: async () => {
+        await outbox.close()
+        await nc.drain()
+      },
+    })
+    const republished = await republishOutbox(jetStreamStore, outbox)
+    if (republished > 0) logger.info({ updates: republished }, 'outbox re-published after restart')
+    return {
+      store: withOutbox(jetStreamStore, outbox),
+      leases: createKvLeases({ bucket: resources.leases, holder: options.nodeId }),
+      resources,
+    }
+  } catch (error) {
+    await nc.close()
+    throw error
+  }
+}
+
+/**
+ * Runs `open` until it succeeds, for up to 60 s: a JetStream cluster that is still forming (no
+ * meta leader, peers not yet current: "no suitable peers for placement") refuses for a while.
+ */
+async function openWhenReady<T>(open: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + 60_000
+  for (let delay = 100; ; delay = Math.min(delay * 2, 2_000)) {
+    try {
+      return await open()
+    } catch (error) {
+      if (Date.now() + delay > deadline) throw error
+      await new Promise((resolve) => setTimeout(resolve, delay))
+    }
+  }
+}
+
+/** What an ack means, as `/readyz` and `colloquy_ack_durability_info` say it. */
+export function describeAckDurability(options: {
+  readonly store: 'leveldb' | 'memory'
+  readonly fsync: boolean
+  readonly nats?: readonly string[] | undefined
+  readonly natsReplicas: number
+  readonly natsSyncAlways: boolean
+}): string {
+  if (options.nats !== undefined && options.nats.length > 0) {
+    // nats-server fsyncs lazily (every 2 min) unless configured `sync_interval: always` (2.10+).
+    const jetstream = options.natsSyncAlways ? 'fsynced' : 'lazy-fsync'
+    return `jetstream-r${options.natsReplicas}-${jetstream}+local-fsync`
+  }
+  if (options.store === 'memory') return 'memory'
+  return options.fsync ? 'local-fsync' : 'local-no-fsync'
+}

@@ -36,6 +36,13 @@ export interface NatsDistributionOptions {
   readonly heartbeatMs?: number
   /** A node silent this long is dead: its clients leave everyone's presence (ms, default 3500). */
   readonly deadAfterMs?: number
+  /**
+   * How often each loaded session's log is compared with what was announced (ms, default 15 000;
+   * 0: at every heartbeat). It costs one `Store.getMeta` per session, which on JetStream reads KV
+   * and message headers: the other checks catch every loss that leaves a trace, this one only a
+   * node that stored and lost both its announcement and the heartbeats that repeat it.
+   */
+  readonly logCheckMs?: number
   readonly now?: () => number
   /** What the relay reports (metrics); every callback optional. */
   readonly observer?: NatsDistributionObserver
@@ -160,7 +167,9 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
   const prefix = options.prefix ?? 'colloquy'
   const heartbeatMs = options.heartbeatMs ?? 1000
   const deadAfterMs = options.deadAfterMs ?? 3500
+  const logCheckMs = options.logCheckMs ?? 15_000
   const now = options.now ?? Date.now
+  let lastLogCheckAt = now()
   const observer = options.observer ?? {}
   const allow = options.sendFilter ?? (() => true)
   const incarnation = `${nodeId}~${now().toString(36)}~${Math.random().toString(36).slice(2, 8)}`
@@ -507,7 +516,8 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
       nodes.delete(node)
       loseNode(node)
     }
-    if (checking !== undefined) return
+    if (checking !== undefined || now() - lastLogCheckAt < logCheckMs) return
+    lastLogCheckAt = now()
     checking = Promise.all(
       [...joined.values()].map((session) =>
         checkLog(session).catch((error: unknown) => {

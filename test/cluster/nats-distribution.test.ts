@@ -123,6 +123,7 @@ describe.skipIf(!hasNatsServer)('the NATS relay between nodes', () => {
       // The timer's checks stay out of the way unless a test asks (tick()) or sets a short period.
       heartbeatMs,
       deadAfterMs: heartbeatMs * 4,
+      logCheckMs: 0,
       ...(observer === undefined ? {} : { observer }),
       ...(drop === undefined ? {} : { sendFilter: (kind) => !drop(kind) }),
     })
@@ -145,7 +146,8 @@ describe.skipIf(!hasNatsServer)('the NATS relay between nodes', () => {
       2_000,
       "sink.doc.getText('t').toString() === 'hello'",
     )
-    expect(performance.now() - sent).toBeLessThan(500)
+    // Milliseconds on an idle machine; the bound leaves room for a loaded one.
+    expect(performance.now() - sent).toBeLessThan(1_000)
     expect(subjectToken('s.1')).toBe('s%2E1')
   })
 
@@ -277,10 +279,10 @@ describe.skipIf(!hasNatsServer)('the NATS relay between nodes', () => {
     a.relay.awarenessChanged('s6', awarenessProtocol.encodeAwarenessUpdate(client, [client.clientID]))
     await until(
       () => sink.awareness.getStates().has(client.clientID),
-      2_000,
+      5_000,
       'sink.awareness.getStates().has(client.clientID)',
     )
-    await until(() => b.relay.liveNodes().includes('a'), 2_000, "b.relay.liveNodes().includes('a')")
+    await until(() => b.relay.liveNodes().includes('a'), 5_000, "b.relay.liveNodes().includes('a')")
     // kill -9 of node a: its connection drops, no goodbye.
     await a.relay.tick()
     const died = performance.now()

@@ -45,7 +45,8 @@ export const CLUSTER_TARGETS = {
     acks: true,
   },
   'hocuspocus-redis': {
-    label: 'Hocuspocus 3.4.4 ×3 + extension-redis on redis-server 7 (Database ext. on LevelDB)',
+    label:
+      'Hocuspocus 3.4.4 ×3 + extension-redis on redis-server 7 (Database ext. on that Redis, AOF fsync every second)',
     framing: 'hocuspocus',
     acks: false,
   },
@@ -170,10 +171,26 @@ function spawnListening(
 
 async function startHocuspocusCluster(dataDir: string): Promise<BenchCluster> {
   const redisPort = await freePort()
-  // Redis only relays here (pub/sub and locks): no snapshots, no append-only file.
+  // Redis relays (pub/sub, locks) and is the nodes' shared database: append-only file fsync'd every
+  // second (Redis' own default for AOF), no snapshots.
+  const redisDir = path.join(dataDir, 'redis')
+  await mkdir(redisDir, { recursive: true })
   const redis = await spawnListening(
     REDIS_SERVER,
-    ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+    [
+      '--port',
+      String(redisPort),
+      '--bind',
+      '127.0.0.1',
+      '--dir',
+      redisDir,
+      '--save',
+      '',
+      '--appendonly',
+      'yes',
+      '--appendfsync',
+      'everysec',
+    ],
     'Ready to accept connections',
   )
   const started: Array<{ child: ChildProcess; port: number; exited: Promise<void> }> = []
@@ -183,8 +200,6 @@ async function startHocuspocusCluster(dataDir: string): Promise<BenchCluster> {
   }
   try {
     for (let i = 0; i < 3; i++) {
-      const dir = path.join(dataDir, `h${i + 1}`)
-      await mkdir(dir, { recursive: true })
       started.push(
         await spawnListening(
           process.execPath,
@@ -192,8 +207,6 @@ async function startHocuspocusCluster(dataDir: string): Promise<BenchCluster> {
             '--import',
             'tsx',
             path.join(ROOT, 'bench/peers/hocuspocus-redis-server.ts'),
-            '--data',
-            dir,
             '--redis-port',
             String(redisPort),
             '--name',

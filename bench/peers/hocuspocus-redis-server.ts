@@ -1,29 +1,28 @@
 // Peer launcher for the cluster bench: one Hocuspocus 3 node of a scale-out, with
 // @hocuspocus/extension-redis relaying updates and awareness between nodes over a Redis server
-// (started by bench/cluster/run.ts) and the Database extension on LevelDB as in the single-node
-// rows (each node its own LevelDB dir; Redis' lock makes one node store a document at a time).
+// (started by bench/cluster/run.ts), and the Database extension as in the single-node rows, on a
+// database the nodes share: that same Redis (append-only file, fsync every second). A node's own
+// LevelDB would die with the node; a scale-out stores where every node can read.
 // Prints one JSON line `{"msg":"peer listening","port":N}`.
-// Usage: hocuspocus-redis-server.ts --data <dir> --redis-port <port> --name <id> [--port 0]
+// Usage: hocuspocus-redis-server.ts --redis-port <port> --name <id> [--port 0]
 
 import { parseArgs } from 'node:util'
 import { Database } from '@hocuspocus/extension-database'
 import { Redis } from '@hocuspocus/extension-redis'
 import { Server } from '@hocuspocus/server'
-import { ClassicLevel } from 'classic-level'
+// The Redis client extension-redis itself uses (its dependency).
+import { Redis as RedisClient } from 'ioredis'
 
 const { values } = parseArgs({
   options: {
-    data: { type: 'string' },
     port: { type: 'string', default: '0' },
     'redis-port': { type: 'string' },
     name: { type: 'string', default: 'node' },
   },
 })
-if (values.data === undefined) throw new Error('--data <dir> is required')
 if (values['redis-port'] === undefined) throw new Error('--redis-port <port> is required')
 
-const db = new ClassicLevel<string, Uint8Array>(values.data, { valueEncoding: 'view' })
-await db.open()
+const db = new RedisClient({ host: '127.0.0.1', port: Number(values['redis-port']) })
 
 const server = new Server({
   port: Number(values.port),
@@ -33,9 +32,12 @@ const server = new Server({
     // The extension's documented set-up: Redis first (higher priority), then the database.
     new Redis({ host: '127.0.0.1', port: Number(values['redis-port']), identifier: values.name }),
     new Database({
-      fetch: async ({ documentName }) => (await db.get(documentName)) ?? null,
+      fetch: async ({ documentName }) => {
+        const stored = await db.getBuffer(`doc:${documentName}`)
+        return stored === null ? null : new Uint8Array(stored)
+      },
       store: async ({ documentName, state }) => {
-        await db.put(documentName, state)
+        await db.set(`doc:${documentName}`, Buffer.from(state))
       },
     }),
   ],

@@ -5,10 +5,15 @@
 
 import * as prng from 'lib0/prng'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { type ColloquyCluster, startColloquyCluster, streamLeader } from '../helpers/colloquy-cluster.js'
+import {
+  type ColloquyCluster,
+  type ColloquyNode,
+  startColloquyCluster,
+  streamLeader,
+} from '../helpers/colloquy-cluster.js'
 import { hasNatsServer, warnIfNoNatsServer } from '../helpers/nats-cluster.js'
 import { until } from '../helpers/wait.js'
-import { connectWsPeer } from '../helpers/ws-peer.js'
+import { connectWsPeer, type WsPeer } from '../helpers/ws-peer.js'
 
 warnIfNoNatsServer(import.meta.url)
 
@@ -53,13 +58,14 @@ async function killRound(
   label: string,
 ): Promise<string[]> {
   const node = cluster.nodes[writerNode]!
-  const client = await connectWsPeer(node.url, 'durable')
-  await client.whenSynced(15_000)
+  const client = await connectSynced(node)
   const map = client.peer.doc.getMap<number>('m')
   // The cluster has recovered from the last round: this node acks again (a new leader, a caught-up
   // stream) before the clock of this round starts.
   map.set(`${label}-ready`, -1)
-  await client.peer.whenAcked(client.peer.requestAck(), 45_000)
+  await client.peer.whenAcked(client.peer.requestAck(), 45_000).catch((error: unknown) => {
+    throw new Error(`${String(error)} on ${node.name}:\n${node.process?.output().slice(-6_000)}`)
+  })
   let isStopped = false
   void client.closed.then(() => {
     isStopped = true
@@ -99,12 +105,34 @@ async function killRound(
   return acked
 }
 
+/**
+ * A client synced with `node`, reconnecting as providers do (bounded: 60 s) while the node cannot
+ * load the session yet (JetStream still electing or catching up); a failure shows the node's log.
+ */
+async function connectSynced(node: ColloquyNode): Promise<WsPeer> {
+  const deadline = Date.now() + 60_000
+  for (;;) {
+    try {
+      const peer = await connectWsPeer(node.url, 'durable')
+      try {
+        await peer.whenSynced(15_000)
+        return peer
+      } catch (error) {
+        peer.close()
+        throw error
+      }
+    } catch (error) {
+      if (Date.now() > deadline)
+        throw new Error(`${String(error)} on ${node.name}:\n${node.process?.output().slice(-4_000)}`)
+    }
+  }
+}
+
 /** A fresh client on every node finds every key of `acknowledged`. */
 async function checkEveryNode(cluster: ColloquyCluster, acknowledged: readonly string[], label: string) {
   for (const node of cluster.nodes) {
-    const reader = await connectWsPeer(node.url, 'durable')
+    const reader = await connectSynced(node)
     try {
-      await reader.whenSynced(30_000)
       const map = reader.peer.doc.getMap<number>('m')
       await until(
         () => acknowledged.every((key) => map.has(key)),

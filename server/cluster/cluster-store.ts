@@ -9,7 +9,7 @@ import type { Logger } from '../observability/log.js'
 import type { Store } from '../persistence/store.js'
 import { createKvLeases } from './compaction-lease.js'
 import { type JetStreamResources, openJetStreamResources } from './jetstream-log.js'
-import { createJetStreamStore } from './jetstream-store.js'
+import { createJetStreamStore, type JetStreamStore } from './jetstream-store.js'
 import { openOutbox, republishOutbox, withOutbox } from './outbox.js'
 
 /** Options of {@link openClusterStore}. */
@@ -31,6 +31,8 @@ export interface ClusterStoreOptions {
 export interface ClusterStore {
   /** The JetStream store behind the outbox: an append is acked once both hold it. */
   readonly store: Store
+  /** The same store without the outbox, for reads (e.g. a relay's gap repair: `lastLogSeq`). */
+  readonly log: JetStreamStore
   readonly leases: CompactionLeases
   readonly resources: JetStreamResources
 }
@@ -74,6 +76,7 @@ export async function openClusterStore(options: ClusterStoreOptions): Promise<Cl
     if (republished > 0) logger.info({ updates: republished }, 'outbox re-published after restart')
     return {
       store: withOutbox(jetStreamStore, outbox),
+      log: jetStreamStore,
       leases: createKvLeases({ bucket: resources.leases, holder: options.nodeId }),
       resources,
     }

@@ -46,6 +46,16 @@ export interface JetStreamStoreOptions {
   readonly onClose?: () => Promise<void>
 }
 
+/** The JetStream store: a {@link Store} plus the cheap reads a cross-node relay needs. */
+export interface JetStreamStore extends Store {
+  /**
+   * The seq of the session's last log entry, or 0 when its log is empty or it does not exist: one
+   * request to the stream leader (plus the session record, cached). A relay compares it with the
+   * last seq it applied and reads the difference with `readLog` (gap repair).
+   */
+  lastLogSeq(sessionId: string): Promise<number>
+}
+
 /** A session's record in the sessions bucket: written once, by `create`. */
 interface SessionRecord {
   readonly v: 1
@@ -120,7 +130,7 @@ function isExistsError(error: unknown): boolean {
  * - Reads go to the stream leader through short-lived ordered consumers; meta counts (logCount,
  *   logBytes) are kept per node and extended by reading the headers of what is new.
  */
-export function createJetStreamStore(options: JetStreamStoreOptions): Store {
+export function createJetStreamStore(options: JetStreamStoreOptions): JetStreamStore {
   const { resources } = options
   const { jsm, sessions, index, states, updates, names } = resources
   const publisher = createPipelinedPublisher(resources.nc, options.publishTimeoutMs)
@@ -327,8 +337,18 @@ export function createJetStreamStore(options: JetStreamStoreOptions): Store {
     return { seq: info.seq, time: info.time, state }
   }
 
-  const store: Store = {
+  const store: JetStreamStore = {
     seqs: 'sparse',
+
+    lastLogSeq(sessionId) {
+      return track(async () => {
+        assertSessionId(sessionId)
+        const record = await readRecord(sessionId)
+        if (record === undefined) return 0
+        const last = await lastStreamSeq(resources, subjectOf(sessionId, record))
+        return last === undefined ? 0 : last + record.offset
+      })
+    },
 
     append(entries) {
       return track(async () => {

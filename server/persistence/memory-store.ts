@@ -16,8 +16,20 @@ import {
   storeClosedError,
 } from './store-rules.js'
 
+/** Options of {@link createMemoryStore}. */
+export interface MemoryStoreOptions {
+  /**
+   * Number each session's entries `lastSeq + seqStep` instead of `+ 1` (default 1): a sparse log
+   * (`seqs: 'sparse'`, with `trimmedThrough` in the meta), as a cluster store numbers them, for
+   * testing readers against gaps without a cluster.
+   */
+  readonly seqStep?: number
+}
+
 interface MemorySession {
   meta: SessionMeta
+  /** The highest trimLogThrough applied (reported in the meta of a sparse store). */
+  trimmedThrough: number
   /** In seq order (appends only ever add higher seqs). */
   log: LogEntry[]
   /** In seq order. */
@@ -31,9 +43,16 @@ interface MemorySession {
  * atomic exactly like a LevelDB batch; bytes are copied in and out so neither side can change the
  * other's data.
  */
-export function createMemoryStore(): Store {
+export function createMemoryStore(options: MemoryStoreOptions = {}): Store {
   const sessions = new Map<string, MemorySession>()
   let isClosed = false
+  const seqStep = options.seqStep ?? 1
+  const isSparse = seqStep !== 1
+
+  /** The meta as reported: a sparse store also says how far its log was trimmed. */
+  function reported(session: MemorySession): SessionMeta {
+    return isSparse ? { ...session.meta, trimmedThrough: session.trimmedThrough } : session.meta
+  }
 
   function assertOpen(): void {
     if (isClosed) throw storeClosedError()
@@ -52,6 +71,8 @@ export function createMemoryStore(): Store {
   }
 
   return {
+    seqs: isSparse ? 'sparse' : 'dense',
+
     async append(entries) {
       assertOpen()
       // Validate every entry before changing anything: a rejected append leaves nothing behind.
@@ -59,6 +80,15 @@ export function createMemoryStore(): Store {
       const metas = new Map<string, SessionMeta | undefined>()
       for (const sessionId of groups.keys()) metas.set(sessionId, sessions.get(sessionId)?.meta)
       const seqs = assignDenseSeqs(entries, metas)
+      if (isSparse) {
+        // lastSeq + step, + 2 × step, … per session: the dense numbering spread out.
+        const next = new Map<string, number>()
+        entries.forEach((entry, i) => {
+          const seq = (next.get(entry.sessionId) ?? metas.get(entry.sessionId)?.lastSeq ?? 0) + seqStep
+          next.set(entry.sessionId, seq)
+          seqs[i] = seq
+        })
+      }
       const added = new Map<string, LogEntry[]>()
       entries.forEach((entry, i) => {
         const log = added.get(entry.sessionId) ?? []
@@ -69,7 +99,7 @@ export function createMemoryStore(): Store {
         const session = sessions.get(sessionId)
         const log = added.get(sessionId)!
         const meta = metaAfterAppend(sessionId, session?.meta, group, log[log.length - 1]!.seq)
-        if (session === undefined) sessions.set(sessionId, { meta, log, checkpoints: [] })
+        if (session === undefined) sessions.set(sessionId, { meta, log, checkpoints: [], trimmedThrough: 0 })
         else {
           session.meta = meta
           session.log.push(...log)
@@ -87,7 +117,7 @@ export function createMemoryStore(): Store {
       const afterSeq = latest?.seq ?? 0
       const log = session.log.slice(firstIndexAfter(session.log, afterSeq)).map(copyEntry)
       const stored: StoredSession = {
-        meta: session.meta,
+        meta: reported(session),
         checkpoint: latest === undefined ? undefined : copyCheckpoint(latest),
         log,
       }
@@ -108,13 +138,14 @@ export function createMemoryStore(): Store {
     async getMeta(sessionId) {
       assertOpen()
       assertSessionId(sessionId)
-      return sessions.get(sessionId)?.meta
+      const session = sessions.get(sessionId)
+      return session === undefined ? undefined : reported(session)
     },
 
     async listSessions() {
       assertOpen()
       // Default sort compares UTF-16 code units: for ASCII ids that is LevelDB's byte order.
-      return [...sessions.keys()].sort().map((sessionId) => sessions.get(sessionId)!.meta)
+      return [...sessions.keys()].sort().map((sessionId) => reported(sessions.get(sessionId)!))
     },
 
     async putCheckpoint(sessionId, checkpoint, options = {}) {
@@ -141,7 +172,8 @@ export function createMemoryStore(): Store {
       )
       checkpoints.splice(firstIndexAfter(checkpoints, checkpoint.seq), 0, copyCheckpoint(checkpoint))
       const meta = metaAfterCheckpoint(sessionId, session?.meta, checkpoint, trimmed)
-      sessions.set(sessionId, { meta, log, checkpoints })
+      const trimmedThrough = Math.max(session?.trimmedThrough ?? 0, options.trimLogThrough ?? 0)
+      sessions.set(sessionId, { meta, log, checkpoints, trimmedThrough })
     },
 
     async listCheckpoints(sessionId, range) {

@@ -172,4 +172,46 @@ describe.skipIf(!hasNatsServer)('colloquy serve --nats (3-node JetStream cluster
     writer.close()
     reader.close()
   }, 120_000)
+
+  it('re-publishes on restart what a killed node held in its outbox but JetStream never stored', async () => {
+    const dataDir = path.join(root, 'outbox-node')
+    const args = ['--data', dataDir, '--nats', cluster!.urls.join(','), '--node-id', 'outbox-node']
+    const first = await startServerProcess(args)
+    const writer = await connectWsPeer(first.url, 'outboxed')
+    await writer.whenSynced()
+    write(writer.peer.doc, 'stored')
+    await writer.peer.whenAcked(writer.peer.requestAck())
+    const [, second, third] = cluster!.nodes
+    await second!.kill('SIGKILL')
+    await third!.kill('SIGKILL')
+    write(writer.peer.doc, 'only in the outbox')
+    const never = writer.peer.requestAck()
+    // The failed commit settled (outbox written, publish refused): the node reports it.
+    const readyz = `http://127.0.0.1:${first.port}/readyz`
+    const deadline = Date.now() + 30_000
+    while ((await fetch(readyz)).status === 200 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+    expect((await fetch(readyz)).status).toBe(503)
+    first.child.kill('SIGKILL')
+    await first.exited
+    expect(writer.peer.acks).not.toContain(never)
+    writer.close()
+
+    await second!.restart()
+    await third!.restart()
+    await cluster!.waitForMetaLeader()
+    // Same data directory: the outbox is re-published before the node listens.
+    const restarted = await startServerProcess(args, { timeoutMs: 60_000 })
+    try {
+      const reader = await connectWsPeer(restarted.url, 'outboxed')
+      await reader.whenSynced()
+      expect(readMessages(reader.peer.doc).map((m) => m.content)).toEqual(['stored', 'only in the outbox'])
+      reader.close()
+      expect(restarted.output()).toContain('outbox re-published after restart')
+    } finally {
+      restarted.child.kill('SIGKILL')
+      await restarted.exited
+    }
+  }, 120_000)
 })

@@ -5,8 +5,7 @@
 import { connect, type NatsConnection } from '@nats-io/transport-node'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { openJetStreamResources } from '../../server/cluster/jetstream-log.js'
-import { createJetStreamStore } from '../../server/cluster/jetstream-store.js'
-import type { Store } from '../../server/persistence/store.js'
+import { createJetStreamStore, type JetStreamStore } from '../../server/cluster/jetstream-store.js'
 import { runStoreContract } from '../contract/store-contract.js'
 import {
   hasNatsServer,
@@ -20,7 +19,7 @@ warnIfNoNatsServer(import.meta.url)
 let cluster: NatsCluster | undefined
 let namespaces = 0
 
-async function openStore(namespace: string): Promise<{ store: Store; nc: NatsConnection }> {
+async function openStore(namespace: string): Promise<{ store: JetStreamStore; nc: NatsConnection }> {
   if (cluster === undefined) throw new Error('cluster not started')
   const nc = await connect({ servers: [...cluster.urls], timeout: 5_000 })
   const resources = await openJetStreamResources({ nc, namespace })
@@ -78,6 +77,11 @@ describe.skipIf(!hasNatsServer)('JetStream store on a 3-node cluster', () => {
         logCount: 2 * rounds,
         lastSeq: sharedSeqs.at(-1),
       })
+      // What a relay's gap repair asks: the last seq in the log, then the entries after its own.
+      expect(await a.store.lastLogSeq('shared')).toBe(sharedSeqs.at(-1))
+      expect(await b.store.lastLogSeq('never-written')).toBe(0)
+      const missed = await a.store.readLog('shared', { fromSeq: sharedSeqs[rounds]! + 1 })
+      expect(missed.map((entry) => entry.seq)).toEqual(sharedSeqs.slice(rounds + 1))
     } finally {
       await a.store.close()
       await b.store.close()

@@ -7,6 +7,7 @@ import type { Store, StoredSession } from '../../../../server/persistence/store.
 import { ColloquyError } from '../../../../shared/errors.js'
 import { CloseCode } from '../../../../shared/protocol/close-codes.js'
 import { encodeAwareness, encodeSyncUpdate } from '../../../../shared/protocol/message.js'
+import { createControllableStore } from '../../../helpers/controllable-store.js'
 import { createMemoryHarness, drainTasks, type MemoryHarness } from '../../../helpers/memory-server.js'
 import { until } from '../../../helpers/wait.js'
 
@@ -220,5 +221,35 @@ describe('Session', () => {
     const b = harness.connect('s')
     await harness.settle()
     expect(text(b.peer.doc)).toBe('kept')
+  })
+
+  it('acks by queue position and gives a live snapshot the seq of its own last update, not of a later one committed with it', async () => {
+    const controls = createControllableStore(createMemoryStore())
+    harness = createMemoryHarness({ store: controls.store })
+    const a = harness.connect('s')
+    await harness.settle()
+    const release = controls.hold()
+    a.peer.doc.getText('t').insert(0, 'x')
+    await controls.whenAppendCalls(1)
+    // x is in flight; y and z queue behind it and commit together, after it.
+    a.peer.doc.getText('t').insert(1, 'y')
+    const ackAfterY = a.peer.requestAck()
+    await drainTasks()
+    const session = harness.registry.get('s')!
+    const snapshot = session.snapshot()
+    expect(snapshot).toBeDefined()
+    a.peer.doc.getText('t').insert(2, 'z')
+    await drainTasks()
+    // Nothing is durable yet: no ack, and the session knows no seq for its updates.
+    expect(a.peer.acks).not.toContain(ackAfterY)
+    expect(session.lastSeq).toBe(0)
+    release()
+    expect(await snapshot!.durable()).toBe(2)
+    await a.peer.whenAcked(ackAfterY)
+    await harness.settle()
+    expect(session.lastSeq).toBe(3)
+    const state = new Y.Doc()
+    Y.applyUpdate(state, snapshot!.state)
+    expect(text(state)).toBe('xy')
   })
 })

@@ -106,6 +106,9 @@ describe.skipIf(!hasNatsServer)('the NATS relay between nodes', () => {
     await cluster?.stop()
   })
 
+  // Tests of one mechanism put both relays on one nats-server: a subscription reaches the other
+  // servers a moment later, and a message published there before it would be dropped (the relay
+  // repairs that too, but by a check the test did not mean to exercise).
   const startNode = async (
     nodeId: string,
     server: number,
@@ -139,12 +142,18 @@ describe.skipIf(!hasNatsServer)('the NATS relay between nodes', () => {
     const sink = createSink()
     b.relay.join('s.1', sink)
     await b.nc.flush()
+    // Across servers b's subscription takes a moment to reach a's server: a re-sends (the same
+    // update: idempotent) until it lands, bounded.
+    const update = edit('hello')
     const sent = performance.now()
-    a.relay.updateQueued('s.1', edit('hello'))
     await until(
-      () => sink.doc.getText('t').toString() === 'hello',
+      () => {
+        if (sink.doc.getText('t').toString() === 'hello') return true
+        a.relay.updateQueued('s.1', update)
+        return false
+      },
       2_000,
-      "sink.doc.getText('t').toString() === 'hello'",
+      'the update on b',
     )
     // Milliseconds on an idle machine; the bound leaves room for a loaded one.
     expect(performance.now() - sent).toBeLessThan(1_000)
@@ -157,7 +166,7 @@ describe.skipIf(!hasNatsServer)('the NATS relay between nodes', () => {
     let relay: NatsDistribution | undefined
     const observer = createRelayMetrics(registry, () => relay?.liveNodes().length ?? 0)
     const a = await startNode('a', 0, log, (kind) => kind === 'update')
-    const b = await startNode('b', 1, log, undefined, 60_000, observer)
+    const b = await startNode('b', 0, log, undefined, 60_000, observer)
     relay = b.relay
     const sink = createSink()
     b.relay.join('metered', sink)
@@ -182,7 +191,7 @@ describe.skipIf(!hasNatsServer)('the NATS relay between nodes', () => {
       dropNext = false
       return true
     })
-    const b = await startNode('b', 1, log)
+    const b = await startNode('b', 0, log)
     const sink = createSink()
     b.relay.join('s2', sink)
     await b.nc.flush()
@@ -202,7 +211,7 @@ describe.skipIf(!hasNatsServer)('the NATS relay between nodes', () => {
     const log = createLog()
     let dropping = true
     const a = await startNode('a', 0, log, (kind) => dropping && (kind === 'update' || kind === 'stored'))
-    const b = await startNode('b', 1, log)
+    const b = await startNode('b', 0, log)
     const sink = createSink()
     b.relay.join('s3', sink)
     await b.nc.flush()
@@ -224,7 +233,7 @@ describe.skipIf(!hasNatsServer)('the NATS relay between nodes', () => {
     const log = createLog()
     let dropping = true
     const a = await startNode('a', 0, log, (kind) => dropping && (kind === 'update' || kind === 'stored'))
-    const b = await startNode('b', 1, log)
+    const b = await startNode('b', 0, log)
     const sink = createSink()
     b.relay.join('s8', sink)
     await b.nc.flush()
@@ -270,7 +279,7 @@ describe.skipIf(!hasNatsServer)('the NATS relay between nodes', () => {
   it("removes a dead node's clients from everyone's presence within seconds", async () => {
     const log = createLog()
     const a = await startNode('a', 0, log, undefined, 400)
-    const b = await startNode('b', 1, log, undefined, 400)
+    const b = await startNode('b', 0, log, undefined, 400)
     const sink = createSink()
     b.relay.join('s6', sink)
     await b.nc.flush()

@@ -75,6 +75,9 @@ export interface NatsDistribution extends Distribution {
   tick(): Promise<void>
 }
 
+/** When a node that loaded a session asks the others for their presence a second time (ms). */
+const JOIN_REQUERY_MS = 1_000
+
 /** How many heartbeats repeat an origin's last announcement after it. */
 const RECENT_HEARTBEATS = 3
 
@@ -532,11 +535,25 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
     }
   }
 
-  const nodesSubscription = nc.subscribe(nodesSubject, {
-    callback: (error, message) => {
-      if (error === null) guard(() => onNodes(message.data))
-    },
-  })
+  const subscribeNodes = (): Subscription =>
+    nc.subscribe(nodesSubject, {
+      callback: (error, message) => {
+        if (error === null) guard(() => onNodes(message.data))
+      },
+    })
+  const subscribeSession = (session: Joined): Subscription[] => [
+    nc.subscribe(relaySubject(session.sessionId), {
+      callback: (error, message) => {
+        if (error === null) guard(() => onRelay(session, message.data))
+      },
+    }),
+    nc.subscribe(presenceSubject(session.sessionId), {
+      callback: (error, message) => {
+        if (error === null) guard(() => onPresence(session, message.data))
+      },
+    }),
+  ]
+  const nodesSubscription = subscribeNodes()
   const timer = setInterval(() => void tick(), heartbeatMs)
   timer.unref()
   sendHeartbeat()
@@ -575,24 +592,21 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
         repairing: undefined,
       }
       joined.set(sessionId, session)
-      session.subscriptions.push(
-        nc.subscribe(relaySubject(sessionId), {
-          callback: (error, message) => {
-            if (error === null) guard(() => onRelay(session, message.data))
-          },
-        }),
-        nc.subscribe(presenceSubject(sessionId), {
-          callback: (error, message) => {
-            if (error === null) guard(() => onPresence(session, message.data))
-          },
-        }),
-      )
+      session.subscriptions.push(...subscribeSession(session))
       // Ask the other nodes for their clients' presence (they answer on the presence subject),
-      // and read whatever was stored between our load and our subscription.
-      const encoder = encoding.createEncoder()
-      encoding.writeUint8(encoder, Kind.query)
-      encoding.writeVarString(encoder, nodeId)
-      publish('awareness', presenceSubject(sessionId), encoding.toUint8Array(encoder))
+      // and read whatever was stored between our load and our subscription. Our subscription
+      // reaches the other nats-servers a moment after it reaches ours: what they published in that
+      // moment is lost to us, so the query is asked again once it surely arrived (the log's side
+      // is covered by the announcements and heartbeats).
+      const query = (): void => {
+        if (joined.get(sessionId) !== session) return
+        const encoder = encoding.createEncoder()
+        encoding.writeUint8(encoder, Kind.query)
+        encoding.writeVarString(encoder, nodeId)
+        publish('awareness', presenceSubject(sessionId), encoding.toUint8Array(encoder))
+      }
+      query()
+      setTimeout(query, JOIN_REQUERY_MS).unref()
       void nc
         .flush()
         .then(() => readAhead(session, session.watermark, 'log-ahead'))

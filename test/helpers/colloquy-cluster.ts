@@ -49,7 +49,12 @@ export async function startColloquyCluster(options: ColloquyClusterOptions = {})
   let nats: NatsCluster
   let proxies: PartitionProxies | undefined
   if (options.partitionable) ({ cluster: nats, proxies } = await startPartitionedNatsCluster())
-  else nats = await startNatsCluster()
+  else {
+    nats = await startNatsCluster()
+    // Core NATS forwards one hop only: until every pair of servers has its route, a message can
+    // reach some nodes and not others (seen: one node's heartbeats never reached another).
+    await waitForFullMesh(nats, 15_000)
+  }
   const root = await mkdtemp(path.join(os.tmpdir(), 'colloquy-cluster-'))
   const natsOf = options.natsOf ?? ((i: number) => [i, ...[0, 1, 2].filter((j) => j !== i)])
 
@@ -121,6 +126,33 @@ export async function startColloquyCluster(options: ColloquyClusterOptions = {})
     throw error
   }
   return { nats, proxies, nodes, stop }
+}
+
+interface Routez {
+  routes?: unknown[]
+}
+
+/** Resolves once every running nats-server has a route to every other; rejects after `ms`. */
+export async function waitForFullMesh(nats: NatsCluster, ms: number): Promise<void> {
+  const deadline = Date.now() + ms
+  const running = () => nats.nodes.filter((node) => node.isRunning())
+  for (;;) {
+    const counts = await Promise.all(
+      running().map(async (node) => {
+        try {
+          const response = await fetch(`http://127.0.0.1:${node.monitorPort}/routez`, {
+            signal: AbortSignal.timeout(2_000),
+          })
+          return ((await response.json()) as Routez).routes?.length ?? 0
+        } catch {
+          return 0
+        }
+      }),
+    )
+    if (counts.every((count) => count === running().length - 1)) return
+    if (Date.now() > deadline) throw new Error(`no full route mesh within ${ms} ms: ${counts.join(',')}`)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
 }
 
 interface Jsz {

@@ -107,7 +107,22 @@ describe.skipIf(!hasNatsServer)('a 3-node Colloquy cluster with stock y-websocke
             ).json()) as {
               subscriptions_list?: { subject: string; cid: number }[]
             }
-            return `${n.name}:${(z.subscriptions_list ?? []).filter((x) => x.subject === 'colloquy.nodes').length}`
+            const connz = (await (await fetch(`http://127.0.0.1:${n.monitorPort}/connz?subs=1`)).json()) as {
+              connections?: { name?: string; subscriptions_list?: string[] }[]
+            }
+            const routez = (await (
+              await fetch(`http://127.0.0.1:${n.monitorPort}/routez?subs=1`)
+            ).json()) as {
+              routes?: { remote_id: string; subscriptions_list?: string[] }[]
+            }
+            const names = (connz.connections ?? []).map(
+              (c) => `${c.name}(${(c.subscriptions_list ?? []).length})`,
+            )
+            const routes = (routez.routes ?? []).map(
+              (r) =>
+                `${r.remote_id.slice(0, 4)}:${(r.subscriptions_list ?? []).filter((x) => x.includes('colloquy.nodes')).length}`,
+            )
+            return `${n.name}:${(z.subscriptions_list ?? []).filter((x) => x.subject === 'colloquy.nodes').length} conns ${names.join(',')} routes ${routes.join(',')}`
           }),
         )
         console.log('subs colloquy.nodes per nats-server', subs.join(' '))

@@ -100,7 +100,8 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
       ? await connectNatsDistribution({
           servers: config.nats ?? [],
           nodeId,
-          log: store,
+          // The JetStream store itself (not behind the outbox): it has the cheap lastLogSeq.
+          log: cluster?.log ?? store,
           logger,
           observer: {
             relayed: (count) => relayMetrics?.relayed?.(count),

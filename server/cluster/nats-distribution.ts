@@ -19,7 +19,13 @@ import type { AppendEntry, Store } from '../persistence/store.js'
 import type { Distribution, DistributionSink } from '../session/distribution.js'
 
 /** What the relay reads from the log to repair a gap. */
-export type RepairLog = Pick<Store, 'getMeta' | 'readLog' | 'load'>
+export type RepairLog = Pick<Store, 'getMeta' | 'readLog' | 'load'> & {
+  /**
+   * The seq of the session's last log entry, cheaply (the JetStream store: one leader request).
+   * Without it the relay reads `getMeta().lastSeq`, which costs more, and checks less often.
+   */
+  lastLogSeq?(sessionId: string): Promise<number>
+}
 
 /** Options of {@link createNatsDistribution}. */
 export interface NatsDistributionOptions {
@@ -37,10 +43,11 @@ export interface NatsDistributionOptions {
   /** A node silent this long is dead: its clients leave everyone's presence (ms, default 3500). */
   readonly deadAfterMs?: number
   /**
-   * How often each loaded session's log is compared with what was announced (ms, default 15 000;
-   * 0: at every heartbeat). It costs one `Store.getMeta` per session, which on JetStream reads KV
-   * and message headers: the other checks catch every loss that leaves a trace, this one only a
-   * node that stored and lost both its announcement and the heartbeats that repeat it.
+   * How often each loaded session's log is compared with what was announced (ms; 0: at every
+   * heartbeat). Default: every heartbeat when the log has `lastLogSeq` (one cheap request per
+   * session), else every 15 s (a `getMeta`, which on JetStream lists KV keys and scans headers).
+   * The other checks catch every loss that leaves a trace; this one also catches a node that stored
+   * and lost both its announcement and the heartbeats that repeat it.
    */
   readonly logCheckMs?: number
   readonly now?: () => number
@@ -170,7 +177,10 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
   const prefix = options.prefix ?? 'colloquy'
   const heartbeatMs = options.heartbeatMs ?? 1000
   const deadAfterMs = options.deadAfterMs ?? 3500
-  const logCheckMs = options.logCheckMs ?? 15_000
+  const logCheckMs = options.logCheckMs ?? (log.lastLogSeq === undefined ? 15_000 : 0)
+  /** The log's last seq for a session, by the cheapest means the log offers. */
+  const lastSeqOf = async (sessionId: string): Promise<number> =>
+    log.lastLogSeq === undefined ? ((await log.getMeta(sessionId))?.lastSeq ?? 0) : log.lastLogSeq(sessionId)
   const now = options.now ?? Date.now
   let lastLogCheckAt = now()
   const observer = options.observer ?? {}
@@ -466,8 +476,7 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
    * after the watermark are read back; else the watermark moves up to it without reading.
    */
   const checkLog = async (session: Joined): Promise<void> => {
-    const meta = await log.getMeta(session.sessionId)
-    const last = meta?.lastSeq ?? 0
+    const last = await lastSeqOf(session.sessionId)
     const previous = session.lagging
     if (previous !== undefined && previous > session.watermark) {
       if (!session.seen.has(previous)) requestRepair(session, session.watermark, previous, 'log-ahead')
@@ -481,8 +490,7 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
 
   /** Reads whatever the log holds after `from` (a join, a lost node). */
   const readAhead = async (session: Joined, from: number, reason: RepairReason): Promise<void> => {
-    const meta = await log.getMeta(session.sessionId)
-    requestRepair(session, from, meta?.lastSeq ?? 0, reason)
+    requestRepair(session, from, await lastSeqOf(session.sessionId), reason)
   }
 
   /** A watermark from a few checks ago: where a read for an origin heard of only now starts. */

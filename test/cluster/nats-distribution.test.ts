@@ -70,6 +70,7 @@ function createLog(): RepairLog & { append(sessionId: string, update: Uint8Array
       return seq
     },
     getMeta: async (sessionId) => metaOf(sessionId),
+    lastLogSeq: async (sessionId) => metaOf(sessionId)?.lastSeq ?? 0,
     readLog: async (sessionId, range = {}) =>
       (entries.get(sessionId) ?? []).filter(
         (entry) => entry.seq >= (range.fromSeq ?? 0) && entry.seq <= (range.toSeq ?? Number.MAX_SAFE_INTEGER),

@@ -9,6 +9,8 @@ import { AuthScope } from '../shared/protocol/message.js'
 import { turnIdOf } from '../shared/turns/turn.js'
 import { type AccessClaims, anonymousClaims, createTokenVerifier, hasRole, isInScope } from './auth/tokens.js'
 import { describeAckDurability, openClusterStore } from './cluster/cluster-store.js'
+import { connectNatsDistribution, type NatsDistributionObserver } from './cluster/nats-distribution.js'
+import { createRelayMetrics } from './cluster/relay-metrics.js'
 import { createInlineMerger, type Merger } from './compaction/merge.js'
 import { type CompactionScheduler, createCompactionScheduler } from './compaction/scheduler.js'
 import { createWorkerMerger } from './compaction/worker-merger.js'
@@ -103,7 +105,25 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
       : await openLeveldbStore({ location: path.resolve(config.dataDir), sync: config.fsync }))
   const ackDurability = describeAckDurability(config)
 
-  const distribution = options.distribution ?? createLocalDistribution()
+  // A cluster node relays its sessions' traffic to the other nodes over core NATS (docs/cluster.md,
+  // "Relay and presence between nodes"); its metrics register once the registry exists below.
+  let relayMetrics: NatsDistributionObserver | undefined
+  const natsRelay =
+    options.distribution === undefined && isClustered
+      ? await connectNatsDistribution({
+          servers: config.nats ?? [],
+          nodeId,
+          // The JetStream store itself (not behind the outbox): it has the cheap lastLogSeq.
+          log: cluster?.log ?? store,
+          logger,
+          observer: {
+            relayed: (count) => relayMetrics?.relayed?.(count),
+            repaired: (entries, reason) => relayMetrics?.repaired?.(entries, reason),
+            nodeLost: (node) => relayMetrics?.nodeLost?.(node),
+          },
+        })
+      : undefined
+  const distribution = options.distribution ?? natsRelay ?? createLocalDistribution()
   let isClosing = false
   // One worker thread folds updates for compaction and for history reads, off the event loop.
   const merger = options.merger ?? (config.store === 'memory' ? createInlineMerger() : createWorkerMerger())
@@ -147,6 +167,9 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
     storageFailing: () => writeQueue.isFailing,
     ackDurability,
   })
+  if (natsRelay !== undefined) {
+    relayMetrics = createRelayMetrics(metrics.registry, () => natsRelay.liveNodes().length)
+  }
   const writeQueue = createWriteQueue({
     store: metrics.instrumentStore(store),
     flushDelayMs: config.commitDelayMs,

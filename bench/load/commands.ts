@@ -8,7 +8,14 @@ interface Target {
 }
 
 export type Command =
-  | (Target & { type: 'readers'; docs: readonly string[]; perDoc: number; epochMs: number })
+  | (Target & {
+      type: 'readers'
+      docs: readonly string[]
+      perDoc: number
+      epochMs: number
+      /** Spread each doc's readers over these servers (reader i on urls[i % n]) instead of `url`. */
+      urls?: readonly string[]
+    })
   | (Target & {
       type: 'write'
       docs: readonly string[]

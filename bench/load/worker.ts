@@ -99,6 +99,7 @@ async function openReaders(
   framing: Framing,
   docs: readonly string[],
   perDoc: number,
+  urls: readonly string[] = [url],
 ): Promise<void> {
   readers = []
   latencies = []
@@ -111,7 +112,7 @@ async function openReaders(
         hash: 0x811c9dc5,
         lastMicros: 0,
       }
-      reader.bare = openBare(url, framing, doc, (frame) => {
+      reader.bare = openBare(urls[i % urls.length] ?? url, framing, doc, (frame) => {
         const received = decodeReceived(framing, frame)
         if (received.kind !== 'update') return
         const at = nowMicros()
@@ -494,7 +495,7 @@ async function handle(command: Command): Promise<Reply> {
     case 'readers':
       epochMs = command.epochMs
       await withTimeout(
-        openReaders(command.url, command.framing, command.docs, command.perDoc),
+        openReaders(command.url, command.framing, command.docs, command.perDoc, command.urls),
         60_000,
         'readers sync',
       )

@@ -20,6 +20,15 @@ export interface StreamOptions {
   readonly drainTimeoutMs: number
   /** Idle time after the run before the CPU reading (debounced saves happen in it). */
   readonly settleMs: number
+  /** Readers on these servers (spread per doc) rather than on the writers' server (cluster runs). */
+  readonly readerUrls?: readonly string[]
+  /**
+   * Idle time between the readers' sync and the first write (cluster runs: a node may still be
+   * subscribing to the session's channel when its client has synced).
+   */
+  readonly pauseBeforeWriteMs?: number
+  /** Verify the written text through fresh clients on each of these servers (default: the server). */
+  readonly verifyUrls?: readonly string[]
 }
 
 export interface StreamResult {
@@ -69,10 +78,18 @@ export async function runStream(
   const target = { url: server.url, framing: server.framing }
   const epochMs = Date.now()
   await readers.request(
-    { type: 'readers', ...target, docs, perDoc: options.readersPerSession, epochMs },
+    {
+      type: 'readers',
+      ...target,
+      docs,
+      perDoc: options.readersPerSession,
+      epochMs,
+      ...(options.readerUrls === undefined ? {} : { urls: options.readerUrls }),
+    },
     'ready',
     120_000,
   )
+  if (options.pauseBeforeWriteMs !== undefined) await sleep(options.pauseBeforeWriteMs)
   const cpu0 = server.cpuMicros()
   const writerCpu0 = cpuMicrosOf(writer.pid)
   const readerCpu0 = cpuMicrosOf(readers.pid)
@@ -120,12 +137,21 @@ export async function runStream(
     }
   })
   const sample = docs.slice(0, 5)
-  const verified = await readers.request(
-    { type: 'verify', ...target, docs: sample, texts: written.texts.slice(0, sample.length) },
-    'verified',
-    120_000,
-  )
-  const contentVerified = verified.ok.every(Boolean)
+  let contentVerified = true
+  for (const url of options.verifyUrls ?? [server.url]) {
+    const verified = await readers.request(
+      {
+        type: 'verify',
+        url,
+        framing: server.framing,
+        docs: sample,
+        texts: written.texts.slice(0, sample.length),
+      },
+      'verified',
+      120_000,
+    )
+    if (!verified.ok.every(Boolean)) contentVerified = false
+  }
 
   const updatesSent = written.sent.reduce((sum, n) => sum + n, 0)
   const deliveries = drained.counts.reduce((sum, n) => sum + n, 0)

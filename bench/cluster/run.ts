@@ -1,0 +1,369 @@
+// Cluster benchmark (issue 15): 3 Colloquy nodes on a 3-node JetStream cluster (R3) against 3
+// Hocuspocus nodes with extension-redis on a redis-server, side by side in one run. Writers on
+// one node, readers on the two others. Writes bench/results/cluster-<time>.{json,md}.
+//
+//   npx tsx bench/cluster/run.ts                     # about 4–5 minutes
+//   npx tsx bench/cluster/run.ts --targets colloquy-nats --seed 7
+//
+// Prerequisites: nats-server and redis-server from Debian (`apt-get install -y nats-server
+// redis-server`); a target whose server is missing is skipped with a message.
+
+import { execFileSync } from 'node:child_process'
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
+import { performance } from 'node:perf_hooks'
+import { parseArgs } from 'node:util'
+import { renderMarkdown, type SuiteResult } from '../lib/report.js'
+import { round } from '../lib/stats.js'
+import { buildColloquy, ROOT, type RunningServer } from '../lib/targets.js'
+import { type LoadProcess, startLoadProcess } from '../load/pool.js'
+import type { Row } from '../scenarios/context.js'
+import { runStream, type StreamOptions } from '../scenarios/stream.js'
+import {
+  type BenchCluster,
+  CLUSTER_TARGETS,
+  type ClusterTargetId,
+  missingPrerequisite,
+  startBenchCluster,
+} from './nodes.js'
+
+const { values } = parseArgs({
+  options: {
+    targets: { type: 'string' },
+    seed: { type: 'string', default: '42' },
+    out: { type: 'string', default: path.join(ROOT, 'bench/results') },
+  },
+})
+const seed = Number(values.seed)
+const targets = (values.targets?.split(',').map((id) => id.trim()) ??
+  Object.keys(CLUSTER_TARGETS)) as ClusterTargetId[]
+for (const id of targets) if (!(id in CLUSTER_TARGETS)) throw new Error(`unknown cluster target ${id}`)
+
+const log = (message: string): void => {
+  process.stderr.write(`${message}\n`)
+}
+
+/** The cluster as runStream sees one server: writers on node 1, CPU summed over every node. */
+function asServer(cluster: BenchCluster): RunningServer {
+  const writerNode = cluster.nodes[0]!
+  return {
+    id: cluster.id === 'colloquy-nats' ? 'colloquy' : 'hocuspocus',
+    pid: writerNode.pid() ?? -1,
+    url: writerNode.url,
+    httpUrl: writerNode.url.replace('ws:', 'http:'),
+    framing: cluster.framing,
+    output: () => '',
+    cpuMicros: () => cluster.nodesCpuMicros(),
+    rssBytes: () => Number.NaN,
+    isRunning: () => writerNode.isRunning(),
+    stop: async () => {},
+  }
+}
+
+/** One cross-node run: the stream row plus the broker's CPU per update and the acks. */
+async function crossNodeRun(
+  cluster: BenchCluster,
+  writer: LoadProcess,
+  readers: LoadProcess,
+  options: StreamOptions,
+): Promise<Row & { sustainedCheck: boolean }> {
+  // Every node holds the sessions before the clock starts: an idle client on the writers' node
+  // loads them there first (Hocuspocus relays a node's updates over Redis only once the document
+  // is loaded and subscribed; the first ones otherwise reach the others merged, a second later).
+  const docs = Array.from({ length: options.sessions }, (_, i) => `${options.name}-${options.seed}-${i}`)
+  await writer.request(
+    { type: 'idle', url: cluster.nodes[0]!.url, framing: cluster.framing, docs, perDoc: 1, batch: 0 },
+    'connected',
+    60_000,
+  )
+  const broker0 = cluster.brokerCpuMicros()
+  const result = await runStream(asServer(cluster), writer, readers, {
+    ...options,
+    readerUrls: cluster.nodes.slice(1).map((node) => node.url),
+    pauseBeforeWriteMs: 1_000,
+    verifyUrls: cluster.nodes.map((node) => node.url),
+  })
+  // Across nodes a target may deliver some updates merged (fewer frames, same content): the check
+  // is the content every node serves to a fresh client; the share of frames is reported.
+  const correct = result.contentVerified && result.disconnects === 0
+  const brokerMicros = cluster.brokerCpuMicros() - broker0
+  const acked = !cluster.acks || (options.ackEvery > 0 && result.acksMissing === 0)
+  return {
+    offered: result.offeredRate,
+    sent: result.sentRate,
+    p50Ms: result.latencyP50Ms,
+    p99Ms: result.latencyP99Ms,
+    maxMs: result.latencyMaxMs,
+    drainMs: result.drainMs,
+    framesPct: round((100 * result.deliveries) / Math.max(1, result.deliveriesExpected), 1),
+    nodesCpuUsPerUpdate: result.serverCpuMicrosPerUpdate,
+    brokerCpuUsPerUpdate: round(brokerMicros / Math.max(1, result.updatesSent), 1),
+    ...(cluster.acks && options.ackEvery > 0
+      ? { ackP50Ms: result.ackP50Ms, ackP99Ms: result.ackP99Ms, acksMissing: result.acksMissing }
+      : {}),
+    correct,
+    sustainedCheck:
+      correct &&
+      result.complete &&
+      result.latencyP99Ms <= 50 &&
+      result.drainMs <= 1_000 &&
+      acked &&
+      result.sentRate >= 0.95 * options.totalRate,
+  }
+}
+
+const RAMP = [1000, 2000, 4000, 6000, 8000, 12000, 16000, 24000]
+
+async function runTarget(
+  id: ClusterTargetId,
+  workDir: string,
+  writer: LoadProcess,
+  readers: LoadProcess,
+): Promise<{ latency: Row[]; ramp: Row[]; recovery: Row[] }> {
+  const dataDir = path.join(workDir, id)
+  await mkdir(dataDir, { recursive: true })
+  const cluster = await startBenchCluster(id, dataDir)
+  const ackEvery = cluster.acks ? 10 : 0
+  const base = { readersPerSession: 2, seed, drainTimeoutMs: 3_000, settleMs: 1_000 }
+  try {
+    // [C1] cross-node latency at a steady rate, after a discarded warm-up.
+    log(`[C1] ${id}: warm-up`)
+    await crossNodeRun(cluster, writer, readers, {
+      ...base,
+      name: 'c1-warmup',
+      sessions: 10,
+      totalRate: 1000,
+      durationMs: 4_000,
+      ackEvery,
+    })
+    log(`[C1] ${id}: 1000 updates/s for 10 s`)
+    const { sustainedCheck: _, ...latency } = await crossNodeRun(cluster, writer, readers, {
+      ...base,
+      name: 'c1',
+      sessions: 10,
+      totalRate: 1000,
+      durationMs: 10_000,
+      ackEvery,
+    })
+    log(`[C1] ${id}: ${JSON.stringify(latency)}`)
+
+    // [C2] ramp until p99 > 50 ms, a backlog, missing acks or the generator falls short.
+    const ramp: Row[] = []
+    for (const [step, rate] of RAMP.entries()) {
+      const { sustainedCheck, ...row } = await crossNodeRun(cluster, writer, readers, {
+        ...base,
+        name: `c2-${step}`,
+        sessions: 20,
+        totalRate: rate,
+        durationMs: 4_000,
+        ackEvery,
+      }).catch((error: unknown) => ({
+        offered: rate,
+        error: String(error).slice(0, 200),
+        sustainedCheck: false,
+      }))
+      ramp.push({ ...row, sustained: sustainedCheck })
+      log(`[C2] ${id}: ${rate}/s p99 ${String((row as Row).p99Ms)} ms, sustained ${sustainedCheck}`)
+      if (!sustainedCheck) break
+    }
+
+    // [C3] kill -9 of the writers' node: time to the first write through another node (acked for
+    // Colloquy, delivered for Hocuspocus) and until clients on both surviving nodes have all text.
+    const recovery = await recoveryRun(cluster, writer, readers)
+    return { latency: [latency], ramp, recovery: [recovery] }
+  } finally {
+    await cluster.stop()
+  }
+}
+
+async function recoveryRun(cluster: BenchCluster, writer: LoadProcess, readers: LoadProcess): Promise<Row> {
+  const [first, second, third] = cluster.nodes as [
+    BenchCluster['nodes'][0],
+    BenchCluster['nodes'][0],
+    BenchCluster['nodes'][0],
+  ]
+  const framing = cluster.framing
+  const epochMs = Date.now()
+  const docs = Array.from({ length: 5 }, (_, i) => `c3-${seed}-${i}`)
+  const written = await writer.request(
+    {
+      type: 'write',
+      url: first.url,
+      framing,
+      docs,
+      ratePerDoc: 100,
+      durationMs: 2_000,
+      epochMs,
+      seed,
+      ackEvery: cluster.acks ? 1 : 0,
+      keepText: true,
+    },
+    'written',
+    60_000,
+  )
+  await writer.request({ type: 'close' }, 'closed', 30_000)
+  const killedAt = performance.now()
+  await first.kill()
+  // First write through a surviving node, on a new session (acked when the target acks).
+  let firstWriteMs = Number.NaN
+  // Bounded: 30 s per phase.
+  const writeDeadline = performance.now() + 30_000
+  for (let attempt = 0; performance.now() < writeDeadline && Number.isNaN(firstWriteMs); attempt++) {
+    try {
+      const after = await writer.request(
+        {
+          type: 'write',
+          url: second.url,
+          framing,
+          docs: [`c3-after-${seed}-${attempt}`],
+          ratePerDoc: 50,
+          durationMs: 40,
+          epochMs,
+          seed,
+          ackEvery: cluster.acks ? 1 : 0,
+          keepText: true,
+        },
+        'written',
+        20_000,
+      )
+      await writer.request({ type: 'close' }, 'closed', 10_000)
+      const check = await readers.request(
+        {
+          type: 'verify',
+          url: third.url,
+          framing,
+          docs: [`c3-after-${seed}-${attempt}`],
+          texts: after.texts,
+          timeoutMs: 5_000,
+        },
+        'verified',
+        20_000,
+      )
+      if (after.acksMissing === 0 && check.ok.every(Boolean)) firstWriteMs = performance.now() - killedAt
+    } catch {
+      // Not yet: try again (bounded by the attempts).
+    }
+  }
+  // All clients resynced: fresh clients on the two surviving nodes get the same text; then how
+  // much of what was written before the kill survived it (Colloquy acked each update).
+  let resyncMs = Number.NaN
+  let served: string[] = []
+  const resyncDeadline = performance.now() + 30_000
+  while (performance.now() < resyncDeadline && Number.isNaN(resyncMs)) {
+    // One request at a time per load process: the nodes are read in turn.
+    const onSecond = await readers
+      .request(
+        { type: 'verify', url: second.url, framing, docs, texts: [], timeoutMs: 5_000 },
+        'verified',
+        20_000,
+      )
+      .catch(() => undefined)
+    if (onSecond === undefined) continue
+    const onThird = await readers
+      .request(
+        { type: 'verify', url: third.url, framing, docs, texts: onSecond.texts, timeoutMs: 5_000 },
+        'verified',
+        20_000,
+      )
+      .catch(() => undefined)
+    if (onThird?.ok.every(Boolean) === true) {
+      resyncMs = performance.now() - killedAt
+      served = onSecond.texts
+    }
+  }
+  const writtenChars = written.texts.reduce((sum, text) => sum + text.length, 0)
+  const keptChars = written.texts.reduce(
+    (sum, text, i) => sum + (served[i]?.startsWith(text) ? text.length : (served[i]?.length ?? 0)),
+    0,
+  )
+  const keptPct = round((100 * keptChars) / Math.max(1, writtenChars), 1)
+  log(
+    `[C3] ${cluster.id}: first write ${round(firstWriteMs, 0)} ms, resynced ${round(resyncMs, 0)} ms after kill -9, ${keptPct}% of the text kept`,
+  )
+  return {
+    updatesBeforeKill: written.sent.reduce((sum, n) => sum + n, 0),
+    ...(cluster.acks ? { unackedBeforeKill: written.acksMissing } : {}),
+    firstWriteMs: round(firstWriteMs, 0),
+    allResyncedMs: round(resyncMs, 0),
+    textKeptPct: keptPct,
+    correct: Number.isFinite(firstWriteMs) && Number.isFinite(resyncMs) && (!cluster.acks || keptPct === 100),
+  }
+}
+
+function git(args: string[]): string {
+  try {
+    return execFileSync('git', args, { cwd: ROOT, encoding: 'utf8' }).trim()
+  } catch {
+    return 'unknown'
+  }
+}
+
+buildColloquy()
+const started = performance.now()
+const workDir = await mkdtemp(path.join(os.tmpdir(), 'colloquy-cluster-bench-'))
+const writer = startLoadProcess()
+const readers = startLoadProcess()
+const result: SuiteResult = {
+  meta: {
+    mode: 'cluster',
+    seed,
+    date: new Date().toISOString(),
+    node: process.version,
+    cpu: os.cpus()[0]?.model ?? 'unknown',
+    cores: os.cpus().length,
+    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+    commit: git(['rev-parse', '--short', 'HEAD']),
+    dirty: git(['status', '--porcelain']) !== '',
+    command: `npx tsx bench/cluster/run.ts${process.argv.length > 2 ? ` ${process.argv.slice(2).join(' ')}` : ''}`,
+    targets: Object.fromEntries(Object.entries(CLUSTER_TARGETS).map(([id, target]) => [id, target.label])),
+    durationSeconds: 0,
+  },
+  scenarios: [],
+}
+const tables = {
+  C1: {
+    title:
+      'cross-node latency: 10 sessions, 1000 updates/s for 10 s, writers on node 1, a reader on each other node',
+    rows: [] as Row[],
+  },
+  C2: {
+    title: 'highest sustained rate (ramp, 4 s steps, 20 sessions; Colloquy acks every 10th update)',
+    rows: [] as Row[],
+  },
+  C3: { title: "recovery after kill -9 of the writers' node (ms after the kill)", rows: [] as Row[] },
+}
+let failures = 0
+try {
+  for (const id of targets) {
+    const missing = missingPrerequisite(id)
+    if (missing !== undefined) {
+      log(missing)
+      for (const table of Object.values(tables)) table.rows.push({ target: id, skipped: missing })
+      continue
+    }
+    try {
+      const rows = await runTarget(id, workDir, writer, readers)
+      tables.C1.rows.push(...rows.latency.map((row) => ({ target: id, ...row })))
+      tables.C2.rows.push(...rows.ramp.map((row) => ({ target: id, ...row })))
+      tables.C3.rows.push(...rows.recovery.map((row) => ({ target: id, ...row })))
+    } catch (error) {
+      failures++
+      log(`${id} failed: ${String(error)}`)
+      tables.C1.rows.push({ target: id, error: String(error).slice(0, 300), correct: false })
+    }
+  }
+} finally {
+  writer.kill()
+  readers.kill()
+  await rm(workDir, { recursive: true, force: true })
+}
+for (const [id, table] of Object.entries(tables)) result.scenarios.push({ id, ...table })
+result.meta.durationSeconds = Math.round((performance.now() - started) / 1000)
+await mkdir(values.out, { recursive: true })
+const base = path.join(values.out, `cluster-${result.meta.date.replace(/[:.]/g, '-')}`)
+await writeFile(`${base}.json`, `${JSON.stringify(result, null, 2)}\n`)
+const markdown = renderMarkdown(result)
+await writeFile(`${base}.md`, markdown)
+process.stdout.write(`${markdown}\nwrote ${base}.json and .md in ${result.meta.durationSeconds} s\n`)
+if (failures > 0) process.exitCode = 1

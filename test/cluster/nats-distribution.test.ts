@@ -1,0 +1,327 @@
+// The NATS relay between nodes, on a real 3-node nats-server cluster with two relays (one per
+// "node") and a small in-memory log for gap repair: updates cross at once, a dropped message is
+// read back from the log, and a dead node's presence goes from everyone's within seconds.
+
+import { connect, type NatsConnection } from '@nats-io/transport-node'
+import { Registry } from 'prom-client'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import * as awarenessProtocol from 'y-protocols/awareness'
+import * as Y from 'yjs'
+import {
+  createNatsDistribution,
+  type MessageKind,
+  type NatsDistribution,
+  type NatsDistributionObserver,
+  type RepairLog,
+  subjectToken,
+} from '../../server/cluster/nats-distribution.js'
+import { createRelayMetrics } from '../../server/cluster/relay-metrics.js'
+import { createSilentLogger } from '../../server/observability/log.js'
+import type { LogEntry, SessionMeta } from '../../server/persistence/store.js'
+import type { DistributionSink } from '../../server/session/distribution.js'
+import {
+  hasNatsServer,
+  type NatsCluster,
+  startNatsCluster,
+  warnIfNoNatsServer,
+} from '../helpers/nats-cluster.js'
+import { until } from '../helpers/wait.js'
+
+warnIfNoNatsServer(import.meta.url)
+
+/** A session as a node holds it: a document and its presence, fed by the relay. */
+function createSink(knownSeq = 0): DistributionSink & { doc: Y.Doc; awareness: awarenessProtocol.Awareness } {
+  const doc = new Y.Doc()
+  const awareness = new awarenessProtocol.Awareness(doc)
+  awareness.setLocalState(null)
+  return {
+    doc,
+    awareness,
+    knownSeq,
+    applyRemoteUpdate: (update) => Y.applyUpdate(doc, update, 'remote'),
+    applyRemoteAwareness: (update) => awarenessProtocol.applyAwarenessUpdate(awareness, update, 'remote'),
+  }
+}
+
+/** The shared log, sparse like the stream's: every append takes the next seq of all sessions. */
+function createLog(): RepairLog & { append(sessionId: string, update: Uint8Array): number } {
+  const entries = new Map<string, LogEntry[]>()
+  let seq = 0
+  const metaOf = (sessionId: string): SessionMeta | undefined => {
+    const log = entries.get(sessionId)
+    if (log === undefined) return undefined
+    return {
+      sessionId,
+      lastSeq: log.at(-1)?.seq ?? 0,
+      checkpointSeq: 0,
+      logCount: log.length,
+      logBytes: 0,
+      checkpointBytes: 0,
+      createdAt: 0,
+      updatedAt: 0,
+    }
+  }
+  return {
+    append(sessionId, update) {
+      seq += 3 // other sessions' entries in between
+      const log = entries.get(sessionId) ?? []
+      log.push({ seq, time: Date.now(), update })
+      entries.set(sessionId, log)
+      return seq
+    },
+    getMeta: async (sessionId) => metaOf(sessionId),
+    lastLogSeq: async (sessionId) => metaOf(sessionId)?.lastSeq ?? 0,
+    readLog: async (sessionId, range = {}) =>
+      (entries.get(sessionId) ?? []).filter(
+        (entry) => entry.seq >= (range.fromSeq ?? 0) && entry.seq <= (range.toSeq ?? Number.MAX_SAFE_INTEGER),
+      ),
+    load: async (sessionId) => ({
+      meta: metaOf(sessionId),
+      checkpoint: undefined,
+      log: entries.get(sessionId) ?? [],
+    }),
+  }
+}
+
+/** An update that inserts `text` at the end of a fresh client's text (its own client id). */
+function edit(text: string): Uint8Array {
+  const doc = new Y.Doc()
+  doc.getText('t').insert(0, text)
+  return Y.encodeStateAsUpdate(doc)
+}
+
+describe.skipIf(!hasNatsServer)('the NATS relay between nodes', () => {
+  let cluster: NatsCluster
+  const opened: { nc: NatsConnection; relay: NatsDistribution }[] = []
+
+  beforeAll(async () => {
+    cluster = await startNatsCluster()
+  }, 60_000)
+  afterEach(async () => {
+    for (const { nc, relay } of opened.splice(0)) {
+      await relay.close()
+      await nc.close()
+    }
+  })
+  afterAll(async () => {
+    await cluster?.stop()
+  })
+
+  // Tests of one mechanism put both relays on one nats-server: a subscription reaches the other
+  // servers a moment later, and a message published there before it would be dropped (the relay
+  // repairs that too, but by a check the test did not mean to exercise).
+  const startNode = async (
+    nodeId: string,
+    server: number,
+    log: RepairLog,
+    drop?: (kind: MessageKind) => boolean,
+    heartbeatMs = 60_000,
+    observer?: NatsDistributionObserver,
+  ): Promise<{ nc: NatsConnection; relay: NatsDistribution }> => {
+    const nc = await connect({ servers: [cluster.urls[server]!], timeout: 5_000 })
+    const relay = createNatsDistribution({
+      connection: nc,
+      nodeId,
+      log,
+      logger: createSilentLogger(),
+      // The timer's checks stay out of the way unless a test asks (tick()) or sets a short period.
+      heartbeatMs,
+      deadAfterMs: heartbeatMs * 4,
+      logCheckMs: 0,
+      ...(observer === undefined ? {} : { observer }),
+      ...(drop === undefined ? {} : { sendFilter: (kind) => !drop(kind) }),
+    })
+    const node = { nc, relay }
+    opened.push(node)
+    return node
+  }
+
+  it('relays an update to the node that has the session loaded within milliseconds', async () => {
+    const log = createLog()
+    const a = await startNode('a', 0, log)
+    const b = await startNode('b', 2, log)
+    const sink = createSink()
+    b.relay.join('s.1', sink)
+    await b.nc.flush()
+    // Across servers b's subscription takes a moment to reach a's server: a re-sends (the same
+    // update: idempotent) until it lands, bounded.
+    const update = edit('hello')
+    const sent = performance.now()
+    await until(
+      () => {
+        if (sink.doc.getText('t').toString() === 'hello') return true
+        a.relay.updateQueued('s.1', update)
+        return false
+      },
+      2_000,
+      'the update on b',
+    )
+    // Milliseconds on an idle machine; the bound leaves room for a loaded one.
+    expect(performance.now() - sent).toBeLessThan(1_000)
+    expect(subjectToken('s.1')).toBe('s%2E1')
+  })
+
+  it('counts relayed and repaired updates and live nodes in its metrics', async () => {
+    const log = createLog()
+    const registry = new Registry()
+    let relay: NatsDistribution | undefined
+    const observer = createRelayMetrics(registry, () => relay?.liveNodes().length ?? 0)
+    const a = await startNode('a', 0, log, (kind) => kind === 'update')
+    const b = await startNode('b', 0, log, undefined, 60_000, observer)
+    relay = b.relay
+    const sink = createSink()
+    b.relay.join('metered', sink)
+    await b.nc.flush()
+    await a.relay.tick() // a heartbeat: b hears of a
+    const update = edit('counted')
+    a.relay.updateQueued('metered', update)
+    const seq = log.append('metered', update)
+    const entry = { sessionId: 'metered', seq, time: Date.now(), update }
+    a.relay.updatesStored([entry], [seq])
+    await until(() => sink.doc.getText('t').toString() === 'counted', 3_000, 'the repaired update')
+    const text = await registry.metrics()
+    expect(text).toContain('colloquy_relay_repaired_updates_total{reason="counter-gap"} 1')
+    expect(text).toContain('colloquy_cluster_live_nodes 1')
+  })
+
+  it('reads a dropped update back from the log once its commit is announced', async () => {
+    const log = createLog()
+    let dropNext = true
+    const a = await startNode('a', 0, log, (kind) => {
+      if (kind !== 'update' || !dropNext) return false
+      dropNext = false
+      return true
+    })
+    const b = await startNode('b', 0, log)
+    const sink = createSink()
+    b.relay.join('s2', sink)
+    await b.nc.flush()
+    const update = edit('lost on the wire')
+    a.relay.updateQueued('s2', update)
+    const seq = log.append('s2', update)
+    const entry = { sessionId: 's2', seq, time: Date.now(), update }
+    a.relay.updatesStored([entry], [seq])
+    await until(
+      () => sink.doc.getText('t').toString() === 'lost on the wire',
+      3_000,
+      "sink.doc.getText('t').toString() === 'lost on the wire",
+    )
+  })
+
+  it('reads back updates whose relay and commit announcement were both lost, from the next heartbeat', async () => {
+    const log = createLog()
+    let dropping = true
+    const a = await startNode('a', 0, log, (kind) => dropping && (kind === 'update' || kind === 'stored'))
+    const b = await startNode('b', 0, log)
+    const sink = createSink()
+    b.relay.join('s3', sink)
+    await b.nc.flush()
+    const update = edit('silent')
+    a.relay.updateQueued('s3', update)
+    const seq = log.append('s3', update)
+    const entry = { sessionId: 's3', seq, time: Date.now(), update }
+    a.relay.updatesStored([entry], [seq])
+    dropping = false
+    await a.relay.tick()
+    await until(
+      () => sink.doc.getText('t').toString() === 'silent',
+      3_000,
+      "sink.doc.getText('t').toString() === 'silent'",
+    )
+  })
+
+  it('reads back an update whose relay and announcement were lost once a later announcement arrives', async () => {
+    const log = createLog()
+    let dropping = true
+    const a = await startNode('a', 0, log, (kind) => dropping && (kind === 'update' || kind === 'stored'))
+    const b = await startNode('b', 0, log)
+    const sink = createSink()
+    b.relay.join('s8', sink)
+    await b.nc.flush()
+    for (const text of ['first ', 'second']) {
+      const update = edit(text)
+      a.relay.updateQueued('s8', update)
+      const seq = log.append('s8', update)
+      const entry = { sessionId: 's8', seq, time: Date.now(), update }
+      a.relay.updatesStored([entry], [seq])
+      dropping = false
+    }
+    await until(() => sink.doc.getText('t').length === 'first second'.length, 3_000, 'both updates')
+  })
+
+  it('reads back what the log holds that no node ever announced (a node died before it could)', async () => {
+    const log = createLog()
+    const b = await startNode('b', 1, log)
+    const sink = createSink()
+    b.relay.join('s4', sink)
+    await b.nc.flush()
+    log.append('s4', edit('unannounced'))
+    // One check sees the log ahead, the next reads what is still unannounced.
+    await b.relay.tick()
+    await b.relay.tick()
+    await until(
+      () => sink.doc.getText('t').toString() === 'unannounced',
+      3_000,
+      "sink.doc.getText('t').toString() === 'unannounced'",
+    )
+  })
+
+  it('catches up on a join with what was stored between the load and the subscription', async () => {
+    const log = createLog()
+    const b = await startNode('b', 2, log)
+    const loadedAt = log.append('s5', edit('a'))
+    const sink = createSink(loadedAt)
+    Y.applyUpdate(sink.doc, (await log.readLog('s5'))[0]!.update)
+    log.append('s5', edit('b'))
+    b.relay.join('s5', sink)
+    await until(() => sink.doc.getText('t').length === 2, 3_000, "sink.doc.getText('t').length === 2")
+  })
+
+  it("removes a dead node's clients from everyone's presence within seconds", async () => {
+    const log = createLog()
+    const a = await startNode('a', 0, log, undefined, 400)
+    const b = await startNode('b', 0, log, undefined, 400)
+    const sink = createSink()
+    b.relay.join('s6', sink)
+    await b.nc.flush()
+    const client = new awarenessProtocol.Awareness(new Y.Doc())
+    client.setLocalState({ user: 'on a' })
+    a.relay.awarenessChanged('s6', awarenessProtocol.encodeAwarenessUpdate(client, [client.clientID]))
+    await until(
+      () => sink.awareness.getStates().has(client.clientID),
+      5_000,
+      'sink.awareness.getStates().has(client.clientID)',
+    )
+    await until(() => b.relay.liveNodes().includes('a'), 5_000, "b.relay.liveNodes().includes('a')")
+    // kill -9 of node a: its connection drops, no goodbye.
+    await a.relay.tick()
+    const died = performance.now()
+    await a.nc.close()
+    await until(
+      () => !sink.awareness.getStates().has(client.clientID),
+      5_000,
+      '!sink.awareness.getStates().has(client.clientID)',
+    )
+    expect(performance.now() - died).toBeLessThan(4_000)
+    client.destroy()
+  })
+
+  it("gives a node that joins the presence of the other nodes' clients", async () => {
+    const log = createLog()
+    const a = await startNode('a', 0, log)
+    const b = await startNode('b', 2, log)
+    a.relay.join('s7', createSink())
+    const client = new awarenessProtocol.Awareness(new Y.Doc())
+    client.setLocalState({ user: 'on a' })
+    a.relay.awarenessChanged('s7', awarenessProtocol.encodeAwarenessUpdate(client, [client.clientID]))
+    await a.nc.flush()
+    const sink = createSink()
+    b.relay.join('s7', sink)
+    await until(
+      () => sink.awareness.getStates().get(client.clientID)?.user === 'on a',
+      3_000,
+      'sink.awareness.getStates().get(client.clientID)?.user ',
+    )
+    client.destroy()
+  })
+})

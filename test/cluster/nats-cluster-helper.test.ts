@@ -38,7 +38,7 @@ describe.skipIf(!hasNatsServer)('the 3-node nats-server test cluster', () => {
     }
   })
 
-  it('restarts a killed node with its ports and store, and still has a meta leader', async () => {
+  it('restarts a killed node with its ports and store, and still has a meta and a stream leader', async () => {
     const node = cluster.nodes[0]
     if (!node) throw new Error('no node')
     await node.kill('SIGKILL')
@@ -47,6 +47,9 @@ describe.skipIf(!hasNatsServer)('the 3-node nats-server test cluster', () => {
     expect(node.isRunning()).toBe(true)
     const leader = await cluster.waitForMetaLeader(30_000)
     expect(['n1', 'n2', 'n3']).toContain(leader)
+    // Regression (issue 15): one streams.info right after the restart timed out under load while
+    // the stream was still electing its leader; wait for it, bounded.
+    expect(['n1', 'n2', 'n3']).toContain(await cluster.waitForStreamLeader('HELPER', 30_000))
     const nc = await connect({ servers: node.url, timeout: 5_000 })
     try {
       const jsm = await jetstreamManager(nc, { timeout: 10_000 })
@@ -55,5 +58,5 @@ describe.skipIf(!hasNatsServer)('the 3-node nats-server test cluster', () => {
     } finally {
       await nc.close()
     }
-  })
+  }, 60_000)
 })

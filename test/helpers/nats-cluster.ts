@@ -58,6 +58,12 @@ export interface NatsCluster {
    * node as a current peer (so an R3 stream can be placed).
    */
   waitForMetaLeader(timeoutMs?: number): Promise<string>
+  /**
+   * Resolves with the server name of `stream`'s leader once one reports itself its leader. Under
+   * load a stream re-elects its leader seconds after a node restart: wait on this (bounded) rather
+   * than on one JetStream API request that may time out meanwhile.
+   */
+  waitForStreamLeader(stream: string, timeoutMs?: number): Promise<string>
   /** Kills every node (SIGKILL) and removes the temp dirs. Idempotent. */
   stop(): Promise<void>
 }
@@ -151,6 +157,7 @@ export async function startNatsCluster(options: NatsClusterOptions = {}): Promis
     nodes,
     urls: nodes.map((n) => n.url),
     waitForMetaLeader: (timeoutMs = 30_000) => waitForMetaLeader(nodes, timeoutMs),
+    waitForStreamLeader: (stream, timeoutMs = 30_000) => waitForStreamLeader(nodes, stream, timeoutMs),
     async stop() {
       if (stopped) return
       stopped = true
@@ -263,4 +270,37 @@ async function waitForMetaLeader(nodes: readonly NatsClusterNode[], timeoutMs: n
     await new Promise((resolve) => setTimeout(resolve, 100))
   }
   throw new Error(`no JetStream meta leader within ${timeoutMs} ms`)
+}
+
+interface JszStreams {
+  account_details?: {
+    stream_detail?: { name: string; cluster?: { leader?: string } }[]
+  }[]
+}
+
+async function waitForStreamLeader(
+  nodes: readonly NatsClusterNode[],
+  stream: string,
+  timeoutMs: number,
+): Promise<string> {
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    for (const node of nodes) {
+      if (!node.isRunning()) continue
+      try {
+        const response = await fetch(`http://127.0.0.1:${node.monitorPort}/jsz?accounts=true&streams=true`, {
+          signal: AbortSignal.timeout(1_000),
+        })
+        const jsz = (await response.json()) as JszStreams
+        const details = (jsz.account_details ?? []).flatMap((account) => account.stream_detail ?? [])
+        const leader = details.find((detail) => detail.name === stream)?.cluster?.leader
+        // Asked of the leader itself: a follower may still name the leader that just died.
+        if (leader && leader === node.name) return leader
+      } catch {
+        // This node is down or starting: ask the next one.
+      }
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  throw new Error(`no leader of stream ${stream} within ${timeoutMs} ms`)
 }

@@ -1,10 +1,12 @@
 // The test cluster helper itself: three JetStream nodes elect a meta leader, a killed node comes
 // back with its store, and an R3 stream keeps what was acked across a leader kill.
 
+import { createServer } from 'node:net'
 import { jetstreamManager } from '@nats-io/jetstream'
 import { connect } from '@nats-io/transport-node'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
+  freePort,
   hasNatsServer,
   type NatsCluster,
   startNatsCluster,
@@ -59,4 +61,23 @@ describe.skipIf(!hasNatsServer)('the 3-node nats-server test cluster', () => {
       await nc.close()
     }
   }, 60_000)
+
+  // Regression: a cluster start failed when another test file took a port between its pick and
+  // nats-server binding it ("address already in use"); it now starts again on new ports.
+  it('starts again on new ports when a picked port was taken meanwhile', async () => {
+    const taken = createServer()
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve))
+    const takenPort = (taken.address() as { port: number }).port
+    let picks = 0
+    let other: NatsCluster | undefined
+    try {
+      // The route port of n1 (the second pick) is taken on the first attempt.
+      other = await startNatsCluster({ pickPort: async () => (++picks === 2 ? takenPort : freePort()) })
+      expect(picks).toBeGreaterThan(9)
+      expect(other.nodes.every((node) => node.isRunning() && node.routePort !== takenPort)).toBe(true)
+    } finally {
+      await other?.stop()
+      taken.close()
+    }
+  }, 90_000)
 })

@@ -81,6 +81,8 @@ export interface NatsClusterOptions {
    * test returns a TCP proxy's port here and black-holes it later.
    */
   readonly routeTarget?: (from: number, to: number, routePort: number) => number | Promise<number>
+  /** Picks each port a node listens on (default {@link freePort}). */
+  readonly pickPort?: () => Promise<number>
 }
 
 /** A free TCP port on 127.0.0.1 (bound then released; nats-server needs fixed route ports). */
@@ -104,9 +106,28 @@ interface NodePlan {
   configPath: string
 }
 
-/** Starts a JetStream cluster of `size` nodes and waits until it has a meta leader. */
+/**
+ * Starts a JetStream cluster of `size` nodes and waits until it has a meta leader.
+ *
+ * @remarks The ports are found free, then released, then bound by nats-server: another process
+ * (a parallel test file) may take one in between ("address already in use"). Then the whole start
+ * is tried again with new ports, up to 3 times (not with `routeTarget`: its proxies are the
+ * caller's).
+ */
 export async function startNatsCluster(options: NatsClusterOptions = {}): Promise<NatsCluster> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startNatsClusterOnce(options)
+    } catch (error) {
+      const isPortTaken = error instanceof Error && /address already in use/.test(error.message)
+      if (!isPortTaken || attempt >= 3 || options.routeTarget !== undefined) throw error
+    }
+  }
+}
+
+async function startNatsClusterOnce(options: NatsClusterOptions): Promise<NatsCluster> {
   if (!hasNatsServer) throw new Error(NATS_SERVER_MISSING)
+  const pickPort = options.pickPort ?? freePort
   const size = options.size ?? 3
   const root = await mkdtemp(path.join(os.tmpdir(), 'colloquy-nats-'))
   const plans: NodePlan[] = []
@@ -114,9 +135,9 @@ export async function startNatsCluster(options: NatsClusterOptions = {}): Promis
     const name = `n${i + 1}`
     plans.push({
       name,
-      clientPort: await freePort(),
-      routePort: await freePort(),
-      monitorPort: await freePort(),
+      clientPort: await pickPort(),
+      routePort: await pickPort(),
+      monitorPort: await pickPort(),
       storeDir: path.join(root, name, 'store'),
       configPath: path.join(root, `${name}.conf`),
     })

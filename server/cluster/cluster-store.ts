@@ -24,6 +24,11 @@ export interface ClusterStoreOptions {
   readonly replicas?: number
   /** See OutboxOptions.retainMs. */
   readonly outboxRetainMs?: number
+  /**
+   * How long opening keeps retrying while JetStream cannot serve (no meta or stream leader, no
+   * quorum, no server reachable) before it gives up (default: no limit). Each attempt is logged.
+   */
+  readonly openRetryForMs?: number
   readonly logger: Logger
 }
 
@@ -48,6 +53,8 @@ export async function openClusterStore(options: ClusterStoreOptions): Promise<Cl
     servers: [...options.urls],
     name: options.nodeId,
     timeout: 5_000,
+    // A node started before any nats-server is up waits for one instead of failing.
+    waitOnFirstConnect: true,
     // Keep trying: a JetStream node restarting must not end this Colloquy node.
     maxReconnectAttempts: -1,
     reconnectTimeWait: 250,
@@ -57,9 +64,12 @@ export async function openClusterStore(options: ClusterStoreOptions): Promise<Cl
       logger.warn({ nats: status.type, node: options.nodeId }, 'nats connection status')
     }
   })()
+  const retry = { logger, retryForMs: options.openRetryForMs ?? Number.POSITIVE_INFINITY }
   try {
-    const resources = await openWhenReady(() =>
-      openJetStreamResources({ nc, ...(options.replicas ? { replicas: options.replicas } : {}) }),
+    const resources = await openWhenReady(
+      'open JetStream resources',
+      () => openJetStreamResources({ nc, ...(options.replicas ? { replicas: options.replicas } : {}) }),
+      retry,
     )
     const outbox = await openOutbox({
       location: path.join(options.dataDir, 'outbox'),
@@ -72,7 +82,17 @@ export async function openClusterStore(options: ClusterStoreOptions): Promise<Cl
         await nc.drain()
       },
     })
-    const republished = await republishOutbox(jetStreamStore, outbox)
+    // Regression (issue 15): a node restarted while its stream had no leader exited here with
+    // "no responders". Re-publishing is idempotent and removes what it stored batch by batch, so
+    // a retry repeats at most one batch.
+    const republished = await openWhenReady(
+      're-publish the outbox',
+      () => republishOutbox(jetStreamStore, outbox),
+      retry,
+    ).catch(async (error: unknown) => {
+      await jetStreamStore.close()
+      throw error
+    })
     if (republished > 0) logger.info({ updates: republished }, 'outbox re-published after restart')
     return {
       store: withOutbox(jetStreamStore, outbox),
@@ -86,18 +106,32 @@ export async function openClusterStore(options: ClusterStoreOptions): Promise<Cl
   }
 }
 
+/** Backoff of {@link openWhenReady}: doubling from the first delay, never longer than the last. */
+const OpenBackoff = { firstMs: 100, maxMs: 5_000 } as const
+
 /**
- * Runs `open` until it succeeds, for up to 60 s: a JetStream cluster that is still forming (no
- * meta leader, peers not yet current: "no suitable peers for placement") refuses for a while.
+ * Runs `open` until it succeeds, logging each failed attempt, with a backoff bounded by
+ * {@link OpenBackoff}; gives up (rethrows) after `retryForMs`. A JetStream cluster that is forming,
+ * electing a stream leader or short of quorum refuses for a while ("no suitable peers for
+ * placement", "no responders", timeouts): the node waits, not listening, until it can serve.
  */
-async function openWhenReady<T>(open: () => Promise<T>): Promise<T> {
-  const deadline = Date.now() + 60_000
-  for (let delay = 100; ; delay = Math.min(delay * 2, 2_000)) {
+async function openWhenReady<T>(
+  step: string,
+  open: () => Promise<T>,
+  options: { readonly logger: Logger; readonly retryForMs: number },
+): Promise<T> {
+  const deadline = Date.now() + options.retryForMs
+  for (let attempt = 1, delay: number = OpenBackoff.firstMs; ; attempt++) {
     try {
       return await open()
     } catch (error) {
       if (Date.now() + delay > deadline) throw error
+      options.logger.warn(
+        { attempt, retryInMs: delay, err: error instanceof Error ? error.message : String(error) },
+        `JetStream not ready: ${step} failed, retrying`,
+      )
       await new Promise((resolve) => setTimeout(resolve, delay))
+      delay = Math.min(delay * 2, OpenBackoff.maxMs)
     }
   }
 }

@@ -40,7 +40,7 @@ export interface JetStreamStoreOptions {
    * the servers' max_payload less 8 KiB for headers).
    */
   readonly inlineMaxBytes?: number
-  /** How long a publish waits for JetStream's ack before the append fails (default 10 s). */
+  /** How long a publish waits for JetStream's ack before the append fails (default 4 s). */
   readonly publishTimeoutMs?: number
   /** Called once by {@link Store.close} after pending operations (e.g. to close the connection). */
   readonly onClose?: () => Promise<void>

@@ -2,10 +2,18 @@
 // test in its own namespace (stream, buckets) of one cluster per file; plus what only a cluster
 // store has: two nodes appending to one session, sparse seqs, large updates beyond max_payload.
 
-import { connect, type NatsConnection } from '@nats-io/transport-node'
+import { mkdtemp, rm } from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
+import { Writable } from 'node:stream'
+import { connect, headers, type NatsConnection } from '@nats-io/transport-node'
+import pino from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { openJetStreamResources } from '../../server/cluster/jetstream-log.js'
+import { openClusterStore } from '../../server/cluster/cluster-store.js'
+import { jetStreamNames, openJetStreamResources } from '../../server/cluster/jetstream-log.js'
 import { createJetStreamStore, type JetStreamStore } from '../../server/cluster/jetstream-store.js'
+import { openOutbox } from '../../server/cluster/outbox.js'
+import { createPipelinedPublisher } from '../../server/cluster/pipelined-publisher.js'
 import { runStoreContract } from '../contract/store-contract.js'
 import {
   hasNatsServer,
@@ -19,11 +27,24 @@ warnIfNoNatsServer(import.meta.url)
 let cluster: NatsCluster | undefined
 let namespaces = 0
 
-async function openStore(namespace: string): Promise<{ store: JetStreamStore; nc: NatsConnection }> {
+async function openStore(
+  namespace: string,
+  servers?: readonly string[],
+  publishTimeoutMs?: number,
+): Promise<{ store: JetStreamStore; nc: NatsConnection }> {
   if (cluster === undefined) throw new Error('cluster not started')
-  const nc = await connect({ servers: [...cluster.urls], timeout: 5_000 })
+  // With `servers`, connect to the first of them (then the others), in that order.
+  const nc = await connect({
+    servers: [...(servers ?? cluster.urls)],
+    timeout: 5_000,
+    ...(servers === undefined ? {} : { noRandomize: true }),
+  })
   const resources = await openJetStreamResources({ nc, namespace })
-  const store = createJetStreamStore({ resources, onClose: () => nc.close() })
+  const store = createJetStreamStore({
+    resources,
+    onClose: () => nc.close(),
+    ...(publishTimeoutMs === undefined ? {} : { publishTimeoutMs }),
+  })
   return { store, nc }
 }
 
@@ -87,4 +108,172 @@ describe.skipIf(!hasNatsServer)('JetStream store on a 3-node cluster', () => {
       await b.store.close()
     }
   })
+
+  // Regression (issue 15): a node restarted while JetStream had no quorum exited (1) at open with
+  // "no responders: the stream has no leader". It must wait, logging each attempt, then serve.
+  it('opens a node started while 2 of 3 nats nodes are down once they are back', async () => {
+    if (cluster === undefined) throw new Error('cluster not started')
+    const [, second, third] = cluster.nodes
+    if (second === undefined || third === undefined) throw new Error('need 3 nodes')
+    const dataDir = await mkdtemp(path.join(os.tmpdir(), 'colloquy-open-'))
+    const warnings: string[] = []
+    let onWarning = (): void => {}
+    const logger = pino(
+      { level: 'warn' },
+      new Writable({
+        write(chunk: Buffer, _encoding, done) {
+          warnings.push(chunk.toString())
+          onWarning()
+          done()
+        },
+      }),
+    )
+    // What a killed node held in its outbox but JetStream never stored: re-published at open.
+    const outbox = await openOutbox({ location: path.join(dataDir, 'outbox') })
+    await outbox.add([{ sessionId: 'late', time: 1, update: new Uint8Array([6]) }])
+    await outbox.close()
+    await Promise.all([second.kill('SIGKILL'), third.kill('SIGKILL')])
+    let opened: Awaited<ReturnType<typeof openClusterStore>> | undefined
+    try {
+      const opening = openClusterStore({ urls: cluster.urls, nodeId: 'late', dataDir, logger })
+      let failed: unknown
+      opening.catch((error: unknown) => {
+        failed = error
+      })
+      // Bounded wait for two logged retries: the node is waiting, not exiting.
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no retries logged: ${warnings.join('')}`)), 30_000)
+        onWarning = () => {
+          if (warnings.filter((line) => line.includes('JetStream not ready')).length < 2) return
+          clearTimeout(timer)
+          resolve()
+        }
+      })
+      expect(failed).toBeUndefined()
+      await Promise.all([second.restart(), third.restart()])
+      opened = await opening
+      const [seq] = await opened.store.append([{ sessionId: 'late', time: 1, update: new Uint8Array([7]) }])
+      const log = await opened.log.readLog('late')
+      expect(log.map((entry) => [...entry.update])).toEqual([[6], [7]])
+      expect(log.at(-1)?.seq).toBe(seq)
+    } finally {
+      if (!second.isRunning()) await second.restart()
+      if (!third.isRunning()) await third.restart()
+      await opened?.store.close()
+      await rm(dataDir, { recursive: true, force: true })
+    }
+    await cluster.waitForMetaLeader(30_000)
+  }, 120_000)
+
+  // Issue 15: a writer's node acked nothing for 45 s after a JetStream leader kill and restart.
+  it.each([
+    { connectedTo: 'any server', namespace: 'leaderkill' },
+    { connectedTo: 'the leader itself', namespace: 'leaderkillown' },
+  ])(
+    'resumes appends within 15 s of restarting a killed stream leader, and every acked one is readable (connected to $connectedTo)',
+    async ({ connectedTo, namespace }) => {
+      if (cluster === undefined) throw new Error('cluster not started')
+      const stream = jetStreamNames(namespace).stream
+      let servers: string[] | undefined
+      if (connectedTo === 'the leader itself') {
+        // Create the stream, then connect to its leader first: the kill also drops this connection,
+        // so the publisher's inbox and the publishes in flight go through a reconnect.
+        await (await openStore(namespace)).store.close()
+        const leaderName = await cluster.waitForStreamLeader(stream, 15_000)
+        const leader = cluster.nodes.find((node) => node.name === leaderName)!
+        servers = [leader.url, ...cluster.urls.filter((url) => url !== leader.url)]
+      }
+      const { store } = await openStore(namespace, servers)
+      const acked: number[] = []
+      let stop = false
+      let lastAckAt = Date.now()
+      // The longest time between two acks: the election after the kill, or a stall after a restart.
+      let longestStallMs = 0
+      const writing = (async () => {
+        // Bounded: at most 20,000 appends or 90 s, one at a time, a failure retried (as the write
+        // queue does) after 100 ms.
+        const until = Date.now() + 90_000
+        for (let i = 0; i < 20_000 && !stop && Date.now() < until; i++) {
+          try {
+            const [seq] = await store.append([
+              { sessionId: 'steady', time: i, update: new Uint8Array([i % 256]) },
+            ])
+            acked.push(seq!)
+            longestStallMs = Math.max(longestStallMs, Date.now() - lastAckAt)
+            lastAckAt = Date.now()
+          } catch {
+            await new Promise((resolve) => setTimeout(resolve, 100))
+          }
+        }
+      })()
+      try {
+        const waitForAcks = async (count: number, timeoutMs: number): Promise<void> => {
+          const deadline = Date.now() + timeoutMs
+          while (acked.length < count) {
+            if (Date.now() > deadline) throw new Error(`only ${acked.length} of ${count} appends acked`)
+            await new Promise((resolve) => setTimeout(resolve, 50))
+          }
+        }
+        await waitForAcks(50, 15_000)
+        const leaderName = await cluster.waitForStreamLeader(stream, 15_000)
+        const leader = cluster.nodes.find((node) => node.name === leaderName)!
+        await leader.kill('SIGKILL')
+        const before = acked.length
+        await new Promise((resolve) => setTimeout(resolve, 1_000))
+        await leader.restart()
+        const restartedAt = Date.now()
+        await waitForAcks(Math.max(acked.length, before) + 50, 15_000)
+        expect(lastAckAt - restartedAt).toBeLessThan(15_000)
+        expect(longestStallMs, 'the longest time without an ack (ms)').toBeLessThan(15_000)
+        if (process.env.COLLOQUY_PRINT_STALL)
+          console.log(`${connectedTo}: longest stall ${longestStallMs} ms`)
+      } finally {
+        stop = true
+        await writing
+      }
+      const log = await store.readLog('steady')
+      const stored = new Set(log.map((entry) => entry.seq))
+      expect(acked.filter((seq) => !stored.has(seq))).toEqual([])
+      await store.close()
+      await cluster.waitForMetaLeader(30_000)
+    },
+    120_000,
+  )
+
+  // Regression (issue 15): a publish in flight when its connection dropped got no ack ever and
+  // waited out the whole publish timeout before the write queue could retry it.
+  it('fails a publish in flight at once when its connection drops, not after the timeout', async () => {
+    if (cluster === undefined) throw new Error('cluster not started')
+    const [first, second] = cluster.nodes
+    if (first === undefined || second === undefined) throw new Error('need 2 nodes')
+    // A subscriber that never answers: the publish neither gets an ack nor a "no responders".
+    const listener = await connect({ servers: second.url, timeout: 5_000 })
+    const writer = await connect({
+      servers: [first.url, ...cluster.urls.filter((url) => url !== first.url)],
+      noRandomize: true,
+      timeout: 5_000,
+    })
+    const publisher = createPipelinedPublisher(writer, 60_000)
+    try {
+      listener.subscribe('silent.>')
+      await listener.flush()
+      // Let the interest reach the writer's server before publishing.
+      await new Promise((resolve) => setTimeout(resolve, 500))
+      const publishing = publisher.publish('silent.x', new Uint8Array([1]), headers())
+      const outcome = publishing.then(
+        () => 'acked',
+        (error: Error) => error.message,
+      )
+      await writer.flush()
+      await first.kill('SIGKILL')
+      const bound = new Promise<string>((resolve) => setTimeout(() => resolve('still waiting'), 10_000))
+      expect(await Promise.race([outcome, bound])).toMatch(/connection lost/)
+    } finally {
+      publisher.close()
+      if (!first.isRunning()) await first.restart()
+      await writer.close()
+      await listener.close()
+    }
+    await cluster.waitForMetaLeader(30_000)
+  }, 60_000)
 })

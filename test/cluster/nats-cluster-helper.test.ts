@@ -1,10 +1,12 @@
 // The test cluster helper itself: three JetStream nodes elect a meta leader, a killed node comes
 // back with its store, and an R3 stream keeps what was acked across a leader kill.
 
+import { createServer } from 'node:net'
 import { jetstreamManager } from '@nats-io/jetstream'
 import { connect } from '@nats-io/transport-node'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
+  freePort,
   hasNatsServer,
   type NatsCluster,
   startNatsCluster,
@@ -38,7 +40,7 @@ describe.skipIf(!hasNatsServer)('the 3-node nats-server test cluster', () => {
     }
   })
 
-  it('restarts a killed node with its ports and store, and still has a meta leader', async () => {
+  it('restarts a killed node with its ports and store, and still has a meta and a stream leader', async () => {
     const node = cluster.nodes[0]
     if (!node) throw new Error('no node')
     await node.kill('SIGKILL')
@@ -47,6 +49,9 @@ describe.skipIf(!hasNatsServer)('the 3-node nats-server test cluster', () => {
     expect(node.isRunning()).toBe(true)
     const leader = await cluster.waitForMetaLeader(30_000)
     expect(['n1', 'n2', 'n3']).toContain(leader)
+    // Regression (issue 15): one streams.info right after the restart timed out under load while
+    // the stream was still electing its leader; wait for it, bounded.
+    expect(['n1', 'n2', 'n3']).toContain(await cluster.waitForStreamLeader('HELPER', 30_000))
     const nc = await connect({ servers: node.url, timeout: 5_000 })
     try {
       const jsm = await jetstreamManager(nc, { timeout: 10_000 })
@@ -55,5 +60,24 @@ describe.skipIf(!hasNatsServer)('the 3-node nats-server test cluster', () => {
     } finally {
       await nc.close()
     }
-  })
+  }, 60_000)
+
+  // Regression: a cluster start failed when another test file took a port between its pick and
+  // nats-server binding it ("address already in use"); it now starts again on new ports.
+  it('starts again on new ports when a picked port was taken meanwhile', async () => {
+    const taken = createServer()
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve))
+    const takenPort = (taken.address() as { port: number }).port
+    let picks = 0
+    let other: NatsCluster | undefined
+    try {
+      // The route port of n1 (the second pick) is taken on the first attempt.
+      other = await startNatsCluster({ pickPort: async () => (++picks === 2 ? takenPort : freePort()) })
+      expect(picks).toBeGreaterThan(9)
+      expect(other.nodes.every((node) => node.isRunning() && node.routePort !== takenPort)).toBe(true)
+    } finally {
+      await other?.stop()
+      taken.close()
+    }
+  }, 90_000)
 })

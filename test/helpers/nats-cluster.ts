@@ -58,6 +58,12 @@ export interface NatsCluster {
    * node as a current peer (so an R3 stream can be placed).
    */
   waitForMetaLeader(timeoutMs?: number): Promise<string>
+  /**
+   * Resolves with the server name of `stream`'s leader once one reports itself its leader. Under
+   * load a stream re-elects its leader seconds after a node restart: wait on this (bounded) rather
+   * than on one JetStream API request that may time out meanwhile.
+   */
+  waitForStreamLeader(stream: string, timeoutMs?: number): Promise<string>
   /** Kills every node (SIGKILL) and removes the temp dirs. Idempotent. */
   stop(): Promise<void>
 }
@@ -75,6 +81,8 @@ export interface NatsClusterOptions {
    * test returns a TCP proxy's port here and black-holes it later.
    */
   readonly routeTarget?: (from: number, to: number, routePort: number) => number | Promise<number>
+  /** Picks each port a node listens on (default {@link freePort}). */
+  readonly pickPort?: () => Promise<number>
 }
 
 /** A free TCP port on 127.0.0.1 (bound then released; nats-server needs fixed route ports). */
@@ -98,9 +106,28 @@ interface NodePlan {
   configPath: string
 }
 
-/** Starts a JetStream cluster of `size` nodes and waits until it has a meta leader. */
+/**
+ * Starts a JetStream cluster of `size` nodes and waits until it has a meta leader.
+ *
+ * @remarks The ports are found free, then released, then bound by nats-server: another process
+ * (a parallel test file) may take one in between ("address already in use"). Then the whole start
+ * is tried again with new ports, up to 3 times (not with `routeTarget`: its proxies are the
+ * caller's).
+ */
 export async function startNatsCluster(options: NatsClusterOptions = {}): Promise<NatsCluster> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startNatsClusterOnce(options)
+    } catch (error) {
+      const isPortTaken = error instanceof Error && /address already in use/.test(error.message)
+      if (!isPortTaken || attempt >= 3 || options.routeTarget !== undefined) throw error
+    }
+  }
+}
+
+async function startNatsClusterOnce(options: NatsClusterOptions): Promise<NatsCluster> {
   if (!hasNatsServer) throw new Error(NATS_SERVER_MISSING)
+  const pickPort = options.pickPort ?? freePort
   const size = options.size ?? 3
   const root = await mkdtemp(path.join(os.tmpdir(), 'colloquy-nats-'))
   const plans: NodePlan[] = []
@@ -108,9 +135,9 @@ export async function startNatsCluster(options: NatsClusterOptions = {}): Promis
     const name = `n${i + 1}`
     plans.push({
       name,
-      clientPort: await freePort(),
-      routePort: await freePort(),
-      monitorPort: await freePort(),
+      clientPort: await pickPort(),
+      routePort: await pickPort(),
+      monitorPort: await pickPort(),
       storeDir: path.join(root, name, 'store'),
       configPath: path.join(root, `${name}.conf`),
     })
@@ -151,6 +178,7 @@ export async function startNatsCluster(options: NatsClusterOptions = {}): Promis
     nodes,
     urls: nodes.map((n) => n.url),
     waitForMetaLeader: (timeoutMs = 30_000) => waitForMetaLeader(nodes, timeoutMs),
+    waitForStreamLeader: (stream, timeoutMs = 30_000) => waitForStreamLeader(nodes, stream, timeoutMs),
     async stop() {
       if (stopped) return
       stopped = true
@@ -263,4 +291,37 @@ async function waitForMetaLeader(nodes: readonly NatsClusterNode[], timeoutMs: n
     await new Promise((resolve) => setTimeout(resolve, 100))
   }
   throw new Error(`no JetStream meta leader within ${timeoutMs} ms`)
+}
+
+interface JszStreams {
+  account_details?: {
+    stream_detail?: { name: string; cluster?: { leader?: string } }[]
+  }[]
+}
+
+async function waitForStreamLeader(
+  nodes: readonly NatsClusterNode[],
+  stream: string,
+  timeoutMs: number,
+): Promise<string> {
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    for (const node of nodes) {
+      if (!node.isRunning()) continue
+      try {
+        const response = await fetch(`http://127.0.0.1:${node.monitorPort}/jsz?accounts=true&streams=true`, {
+          signal: AbortSignal.timeout(1_000),
+        })
+        const jsz = (await response.json()) as JszStreams
+        const details = (jsz.account_details ?? []).flatMap((account) => account.stream_detail ?? [])
+        const leader = details.find((detail) => detail.name === stream)?.cluster?.leader
+        // Asked of the leader itself: a follower may still name the leader that just died.
+        if (leader && leader === node.name) return leader
+      } catch {
+        // This node is down or starting: ask the next one.
+      }
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  throw new Error(`no leader of stream ${stream} within ${timeoutMs} ms`)
 }

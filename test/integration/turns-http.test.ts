@@ -21,6 +21,7 @@ import type {
 } from '../../shared/turns/api.js'
 import { readTurnEntry, turnsMap } from '../../shared/turns/document.js'
 import { rawExchange, requestHead } from '../helpers/raw-http.js'
+import { startTestServer } from '../helpers/test-server.js'
 import { until } from '../helpers/wait.js'
 
 const secret = 'turns-http-test-secret-0123456789abcdef'
@@ -348,17 +349,7 @@ describe('the turns API', () => {
 
 describe('the turns API beside slow uploads', () => {
   it('creates turns while every upload slot is held (regression: small turn bodies counted as uploads got 429)', async () => {
-    const busy = await startSyncServer({
-      config: {
-        ...DEFAULT_CONFIG,
-        port: 0,
-        store: 'memory',
-        compaction: false,
-        logLevel: 'silent',
-        turnPools: ['gpu:1'],
-        maxConcurrentUploads: 1,
-      },
-    })
+    const busy = await startTestServer({ compaction: false, turnPools: ['gpu:1'], maxConcurrentUploads: 1 })
     const slow = net.connect(busy.port, '127.0.0.1')
     try {
       await new Promise((resolve) => slow.once('connect', resolve))

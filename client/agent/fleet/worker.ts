@@ -163,7 +163,7 @@ export function createWorker(options: WorkerOptions): Worker {
           ...(token === undefined ? {} : { token }),
         })
       : undefined
-  const sessions = options.sessions ?? createConnectionSessions(connection as Connection)
+  const sessions = options.sessions ?? createConnectionSessions(connection as Connection, { onError })
   const listeners = new Set<(event: WorkerEvent) => void>()
   const emit = (event: WorkerEvent): void => {
     for (const listener of listeners) {

@@ -89,6 +89,19 @@ async function errorCode(response: Response): Promise<string> {
 
 const turnPath = (id: string, action = '') => `/api/turns/${encodeURIComponent(id)}${action}`
 
+/** A device writes question `q` in `sessionId`, waits for its ack and closes the session. */
+async function askAndLeave(sessionId: string): Promise<void> {
+  const writer = createNodeSyncClient({
+    url: `ws://127.0.0.1:${server.port}`,
+    sessionId,
+    token: () => deviceToken,
+  })
+  await writer.whenSynced()
+  appendMessage(writer.doc, { id: 'q', role: 'user', author: { id: 'phone', kind: 'device' }, content: 'hi' })
+  await writer.whenFlushed()
+  await writer.destroy()
+}
+
 describe('the turns API', () => {
   it('takes a turn from creation to done, and every device sees each state in the session', async () => {
     const phone = createNodeSyncClient({
@@ -161,20 +174,7 @@ describe('the turns API', () => {
   })
 
   it('writes turn states into a session nobody has open, for whoever opens it later', async () => {
-    const writer = createNodeSyncClient({
-      url: `ws://127.0.0.1:${server.port}`,
-      sessionId: 'chat-unopened',
-      token: () => deviceToken,
-    })
-    await writer.whenSynced()
-    appendMessage(writer.doc, {
-      id: 'q',
-      role: 'user',
-      author: { id: 'phone', kind: 'device' },
-      content: 'hi',
-    })
-    await writer.whenFlushed()
-    await writer.destroy()
+    await askAndLeave('chat-unopened')
     await until(() => server.registry.get('chat-unopened') === undefined, 5_000, 'the session unloads')
 
     await call('POST', '/api/turns', deviceToken, {
@@ -214,20 +214,7 @@ describe('the turns API', () => {
   })
 
   it('ends the turns of a deleted session, so no worker is handed one', async () => {
-    const writer = createNodeSyncClient({
-      url: `ws://127.0.0.1:${server.port}`,
-      sessionId: 'chat-doomed',
-      token: () => deviceToken,
-    })
-    await writer.whenSynced()
-    appendMessage(writer.doc, {
-      id: 'q',
-      role: 'user',
-      author: { id: 'phone', kind: 'device' },
-      content: 'hi',
-    })
-    await writer.whenFlushed()
-    await writer.destroy()
+    await askAndLeave('chat-doomed')
     await call('POST', '/api/turns', deviceToken, { sessionId: 'chat-doomed', messageId: 'q', pool: 'gpu' })
     const admin = await mintToken({ secret, peerId: 'ops', role: 'admin', sessionPrefix: '' })
     const deleted = await call('DELETE', '/sessions/chat-doomed', admin)

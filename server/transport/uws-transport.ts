@@ -354,16 +354,21 @@ export function createUwsTransport(options: UwsTransportOptions): Promise<UwsTra
   const codec = options.codec ?? classicCodec
   let connectionCount = 0
 
+  // The same limits for both protocols' sockets.
+  const socketSettings = {
+    maxPayloadLength: options.maxMessageBytes,
+    maxBackpressure: options.maxBackpressureBytes,
+    closeOnBackpressureLimit: 1,
+    idleTimeout: 120,
+    sendPingsAutomatically: true,
+    compression: uws.DISABLED,
+  }
+
   const hocuspocus = options.hocuspocus
   if (hocuspocus !== undefined) {
     // Registered before '/*': uWS prefers the more specific route, so these paths are never a session id.
     const behavior: Parameters<UwsApp['ws']>[1] = {
-      maxPayloadLength: options.maxMessageBytes,
-      maxBackpressure: options.maxBackpressureBytes,
-      closeOnBackpressureLimit: 1,
-      idleTimeout: 120,
-      sendPingsAutomatically: true,
-      compression: uws.DISABLED,
+      ...socketSettings,
 
       upgrade(res, req, context) {
         const request = readUpgrade(res, req, clientAddressOf)
@@ -439,12 +444,7 @@ export function createUwsTransport(options: UwsTransportOptions): Promise<UwsTra
   }
 
   app.ws<SocketData>('/*', {
-    maxPayloadLength: options.maxMessageBytes,
-    maxBackpressure: options.maxBackpressureBytes,
-    closeOnBackpressureLimit: 1,
-    idleTimeout: 120,
-    sendPingsAutomatically: true,
-    compression: uws.DISABLED,
+    ...socketSettings,
 
     upgrade(res, req, context) {
       const request = readUpgrade(res, req, clientAddressOf)

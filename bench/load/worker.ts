@@ -5,6 +5,7 @@
 import { performance } from 'node:perf_hooks'
 import WebSocket from 'ws'
 import * as Y from 'yjs'
+import { withTimeout } from '../lib/timeout.js'
 import {
   createRandom,
   createTextAppender,
@@ -25,26 +26,6 @@ const nowMicros = (): number => Math.round((performance.timeOrigin + performance
 
 function send(reply: Reply): void {
   process.send?.(reply)
-}
-
-/** `promise`, or a rejection after `ms`; `state` (if given) describes in the error what was reached. */
-function withTimeout<T>(promise: Promise<T>, ms: number, what: string, state?: () => string): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`${what}: timed out after ${ms} ms${state ? ` (${state()})` : ''}`)),
-      ms,
-    )
-    promise.then(
-      (value) => {
-        clearTimeout(timer)
-        resolve(value)
-      },
-      (error: unknown) => {
-        clearTimeout(timer)
-        reject(error)
-      },
-    )
-  })
 }
 
 /** One bare connection; `onFrame` sees every received frame. */

@@ -5,9 +5,9 @@
 
 import type { RunningServer } from '../lib/targets.js'
 import type { Scenario } from './context.js'
-import { streamRow, withServer } from './context.js'
+import { withServer } from './context.js'
+import { runFixedRateRow } from './fixed-rate.js'
 import { runRamp } from './ramp.js'
-import { runStream } from './stream.js'
 
 /** The target as a Hocuspocus-protocol server: Colloquy on its /hocuspocus path, Hocuspocus as is. */
 function inHocuspocusFraming(server: RunningServer): RunningServer {
@@ -20,38 +20,7 @@ export const S1H: Scenario = {
   title: '[S1] in Hocuspocus framing: agent streaming at a fixed total rate, against both servers',
   targets: ['colloquy', 'hocuspocus'],
   async run(ctx) {
-    const full = ctx.mode === 'full'
-    const options = {
-      name: 's1h',
-      sessions: full ? 20 : 5,
-      readersPerSession: 3,
-      totalRate: full ? 2000 : 500,
-      durationMs: full ? 20_000 : 2_000,
-      seed: ctx.seed,
-      ackEvery: 0,
-      drainTimeoutMs: 10_000,
-      settleMs: full ? 2_500 : 500,
-    }
-    const result = await withServer(ctx, async (started) => {
-      const server = inHocuspocusFraming(started)
-      // The same discarded warm-up as [S1] (see there why).
-      if (full)
-        await runStream(server, ctx.writer, ctx.readers, {
-          ...options,
-          name: 's1h-warmup',
-          durationMs: 10_000,
-        })
-      return runStream(server, ctx.writer, ctx.readers, options)
-    })
-    return [
-      {
-        framing: 'hocuspocus',
-        sessions: options.sessions,
-        readers: options.sessions * options.readersPerSession,
-        seconds: options.durationMs / 1000,
-        ...streamRow(result),
-      },
-    ]
+    return [{ framing: 'hocuspocus', ...(await runFixedRateRow(ctx, 's1h', inHocuspocusFraming)) }]
   },
 }
 

@@ -5,6 +5,7 @@ import { round, sleep } from '../lib/stats.js'
 import { TARGETS, type TargetId } from '../lib/targets.js'
 import { S4, S6, S8 } from './cold.js'
 import { ALL, MAIN, type Scenario, streamRow, withServer } from './context.js'
+import { runFixedRateRow } from './fixed-rate.js'
 import { S1H, S2H } from './hocuspocus-framing.js'
 import { S9 } from './mux.js'
 import { runRamp } from './ramp.js'
@@ -17,41 +18,7 @@ const S1: Scenario = {
   title: 'agent streaming at a fixed total rate',
   targets: ALL,
   async run(ctx) {
-    const full = ctx.mode === 'full'
-    const options = {
-      name: 's1',
-      sessions: full ? 20 : 5,
-      readersPerSession: 3,
-      totalRate: full ? 2000 : 500,
-      durationMs: full ? 20_000 : 2_000,
-      seed: ctx.seed,
-      ackEvery: 0,
-      drainTimeoutMs: 10_000,
-      settleMs: full ? 2_500 : 500,
-    }
-    const result = await withServer(ctx, async (server) => {
-      // Warm-up on other sessions, discarded: the JIT compiles the hot paths and caches fill, so the
-      // row reads the steady state of a running server rather than its first seconds (the same for
-      // every target; V8's compiler threads alone used ~15% of a cold 10 s run). 10 s, not 3: after
-      // 3 s the next 10 s still measured a p99 1.5–2.5× the steady state's for every target, the
-      // bare relay too (so the generator's warm-up as much as the server's); after 10 s the first
-      // measured run was steady. 20 s measured, as one 10 s run's p99 varied by up to 2×.
-      if (full)
-        await runStream(server, ctx.writer, ctx.readers, {
-          ...options,
-          name: 's1-warmup',
-          durationMs: 10_000,
-        })
-      return runStream(server, ctx.writer, ctx.readers, options)
-    })
-    return [
-      {
-        sessions: options.sessions,
-        readers: options.sessions * options.readersPerSession,
-        seconds: options.durationMs / 1000,
-        ...streamRow(result),
-      },
-    ]
+    return [await runFixedRateRow(ctx, 's1')]
   },
 }
 

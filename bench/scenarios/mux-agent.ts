@@ -10,6 +10,7 @@ import type * as Y from 'yjs'
 import { createConnection } from '../../client/connection.js'
 import { createSyncClient } from '../../client/sync-client.js'
 import type { WebSocketLikeConstructor } from '../../client/websocket.js'
+import { withTimeout } from '../lib/timeout.js'
 
 /** How the process holds its sessions. */
 export const MuxClient = {
@@ -64,22 +65,6 @@ const TIMEOUT_MS = 120_000
 const WS = WebSocket as unknown as WebSocketLikeConstructor
 let held: Held[] = []
 
-function bounded<T>(promise: Promise<T>, what: string): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${what}: timed out after ${TIMEOUT_MS} ms`)), TIMEOUT_MS)
-    promise.then(
-      (value) => {
-        clearTimeout(timer)
-        resolve(value)
-      },
-      (error: unknown) => {
-        clearTimeout(timer)
-        reject(error)
-      },
-    )
-  })
-}
-
 function gc(): void {
   ;(globalThis as { gc?: () => void }).gc?.()
 }
@@ -130,7 +115,7 @@ async function handle(command: MuxCommand): Promise<MuxReply> {
       const cpu0 = process.cpuUsage()
       const t0 = performance.now()
       held = openAll(command.client, command.url, command.sessions)
-      await bounded(Promise.all(held.map((h) => h.whenSynced())), 'connect-all')
+      await withTimeout(Promise.all(held.map((h) => h.whenSynced())), TIMEOUT_MS, 'connect-all')
       const ms = performance.now() - t0
       const cpu = process.cpuUsage(cpu0)
       gc()
@@ -158,7 +143,7 @@ async function handle(command: MuxCommand): Promise<MuxReply> {
       }
       let flushed = true
       try {
-        await bounded(Promise.all(held.map((h) => h.whenFlushed())), 'flush-all')
+        await withTimeout(Promise.all(held.map((h) => h.whenFlushed())), TIMEOUT_MS, 'flush-all')
       } catch {
         flushed = false
       }

@@ -146,18 +146,14 @@ export async function run(argv: readonly string[], env: NodeJS.ProcessEnv): Prom
   }
   // A refused upgrade (bad token, refused id, 429) is not a network failure: say so and stop,
   // whether it comes before the agent joined (joinSession waits for a sync) or on a reconnect.
-  let onRefused: (refusal: UpgradeRefusal) => void = () => {}
-  const refused = new Promise<UpgradeRefusal>((resolve) => {
-    onRefused = resolve
-  })
+  const { refused, WebSocket } = watchRefusal()
   const joining = joinSession({
     ...defaults,
     url: serverUrl(values.url, env),
     sessionId,
-    WebSocket: refusalAwareWebSocket((refusal) => onRefused(refusal)),
+    WebSocket,
     ...(token === undefined ? {} : { token }),
-    onError: (error) =>
-      log({ event: 'error', error: error instanceof Error ? error.message : String(error) }),
+    onError: (error) => log({ event: 'error', error: errorText(error) }),
   })
   const first = await Promise.race([joining, refused.then((refusal) => ({ refusal }))])
   if ('refusal' in first) {
@@ -172,24 +168,7 @@ export async function run(argv: readonly string[], env: NodeJS.ProcessEnv): Prom
   agent.client.on('status', (event) =>
     log({ event: 'connection', status: event.status, reason: event.reason }),
   )
-  return new Promise<number>((resolve) => {
-    const leave = (): void => {
-      log({ event: 'leaving' })
-      agent.leave().then(
-        () => resolve(0),
-        () => resolve(1),
-      )
-    }
-    process.once('SIGINT', leave)
-    process.once('SIGTERM', leave)
-    void refused.then((refusal) => {
-      process.stderr.write(`colloquy agent: ${describeRefusal(refusal)}\n`)
-      agent.leave().then(
-        () => resolve(1),
-        () => resolve(1),
-      )
-    })
-  })
+  return runUntilStopped(() => agent.leave(), refused, log)
 }
 
 /** Several sessions over one multiplexed socket: one agent each; a refused session is reported and skipped. */
@@ -201,17 +180,13 @@ async function runMany(options: {
   readonly log: (record: Record<string, unknown>) => void
 }): Promise<number> {
   const { log } = options
-  let onRefused: (refusal: UpgradeRefusal) => void = () => {}
-  const refused = new Promise<UpgradeRefusal>((resolve) => {
-    onRefused = resolve
-  })
+  const { refused, WebSocket } = watchRefusal()
   const host = createAgentHost({
     ...options.defaults,
     url: options.url,
-    WebSocket: refusalAwareWebSocket((refusal) => onRefused(refusal)),
+    WebSocket,
     ...(options.token === undefined ? {} : { token: options.token }),
-    onError: (error) =>
-      log({ event: 'error', error: error instanceof Error ? error.message : String(error) }),
+    onError: (error) => log({ event: 'error', error: errorText(error) }),
   })
   host.connection.on('status', (event) =>
     log({ event: 'connection', status: event.status, reason: event.reason }),
@@ -223,7 +198,7 @@ async function runMany(options: {
           log({
             event: 'error',
             session: sessionId,
-            error: error instanceof Error ? error.message : String(error),
+            error: errorText(error),
           }),
       })
       log({ event: 'joined', session: sessionId, agent: agent.id, model: options.defaults.model.name })
@@ -241,7 +216,7 @@ async function runMany(options: {
       log({
         event: 'refused',
         session: sessionId,
-        error: error instanceof Error ? error.message : String(error),
+        error: errorText(error),
       })
       return false
     }
@@ -257,10 +232,34 @@ async function runMany(options: {
     await host.close()
     return 1
   }
+  return runUntilStopped(() => host.close(), refused, log)
+}
+
+/** A refusal-aware WebSocket class and the first upgrade refusal any of its sockets meets. */
+function watchRefusal(): {
+  readonly refused: Promise<UpgradeRefusal>
+  readonly WebSocket: ReturnType<typeof refusalAwareWebSocket>
+} {
+  let onRefused: (refusal: UpgradeRefusal) => void = () => {}
+  const refused = new Promise<UpgradeRefusal>((resolve) => {
+    onRefused = resolve
+  })
+  return { refused, WebSocket: refusalAwareWebSocket((refusal) => onRefused(refusal)) }
+}
+
+/**
+ * Runs until SIGINT/SIGTERM (exit 0 once `stop` settles, 1 if it fails) or an upgrade refusal on
+ * a reconnect (reported on stderr, exit 1).
+ */
+function runUntilStopped(
+  stop: () => Promise<void>,
+  refused: Promise<UpgradeRefusal>,
+  log: (record: Record<string, unknown>) => void,
+): Promise<number> {
   return new Promise<number>((resolve) => {
     const leave = (): void => {
       log({ event: 'leaving' })
-      host.close().then(
+      stop().then(
         () => resolve(0),
         () => resolve(1),
       )
@@ -269,10 +268,14 @@ async function runMany(options: {
     process.once('SIGTERM', leave)
     void refused.then((refusal) => {
       process.stderr.write(`colloquy agent: ${describeRefusal(refusal)}\n`)
-      host.close().then(
+      stop().then(
         () => resolve(1),
         () => resolve(1),
       )
     })
   })
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error)
 }

@@ -113,6 +113,38 @@ function authorOf(request: HttpRequest): Author {
   return caller === undefined ? { id: 'anonymous', kind: 'device' } : { id: caller.peerId, kind: caller.kind }
 }
 
+/** The same object without its `undefined` properties (what `exactOptionalPropertyTypes` wants). */
+function definedOnly<T extends object>(value: T): { [K in keyof T]: Exclude<T[K], undefined> } {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as {
+    [K in keyof T]: Exclude<T[K], undefined>
+  }
+}
+
+/**
+ * `POST /api/turns/:id/<action>`: a worker's call on a turn it leases; the body checked with
+ * `schema`, the answer `act`'s result as JSON 200.
+ */
+function leaseRoute<T>(
+  action: string,
+  schema: z.ZodType<T>,
+  act: (id: string, input: T) => Promise<unknown>,
+): Route {
+  return {
+    method: 'POST',
+    pattern: `/api/turns/:id/${action}`,
+    access: 'write',
+    acceptsBody: true,
+    maxBodyBytes: MAX_TURN_BODY_BYTES,
+    sessionsNamed: () => [],
+    handler: async (request) => {
+      requireWorker(request)
+      const id = turnIdParam(request)
+      const input = await bodyOf(request, schema)
+      return json(200, await act(id, input))
+    },
+  }
+}
+
 /** The routes of the turns API. */
 export function turnRoutes(service: TurnService): Route[] {
   const body = { acceptsBody: true, maxBodyBytes: MAX_TURN_BODY_BYTES } as const
@@ -198,65 +230,8 @@ export function turnRoutes(service: TurnService): Route[] {
         return json(200, service.pool(poolParam(request)))
       },
     },
-    {
-      method: 'POST',
-      pattern: '/api/turns/:id/renew',
-      access: 'write',
-      ...body,
-      sessionsNamed: noSessions,
-      handler: async (request) => {
-        requireWorker(request)
-        const id = turnIdParam(request)
-        const input = await bodyOf(request, renewSchema)
-        return json(
-          200,
-          await service.renew(id, {
-            leaseId: input.leaseId,
-            ...(input.state === undefined ? {} : { state: input.state }),
-            ...(input.replyId === undefined ? {} : { replyId: input.replyId }),
-          }),
-        )
-      },
-    },
-    {
-      method: 'POST',
-      pattern: '/api/turns/:id/complete',
-      access: 'write',
-      ...body,
-      sessionsNamed: noSessions,
-      handler: async (request) => {
-        requireWorker(request)
-        const id = turnIdParam(request)
-        const input = await bodyOf(request, completeSchema)
-        return json(
-          200,
-          await service.complete(id, {
-            leaseId: input.leaseId,
-            ...(input.replyId === undefined ? {} : { replyId: input.replyId }),
-          }),
-        )
-      },
-    },
-    {
-      method: 'POST',
-      pattern: '/api/turns/:id/fail',
-      access: 'write',
-      ...body,
-      sessionsNamed: noSessions,
-      handler: async (request) => {
-        requireWorker(request)
-        const id = turnIdParam(request)
-        const input = await bodyOf(request, failSchema)
-        return json(
-          200,
-          await service.fail(id, {
-            leaseId: input.leaseId,
-            reason: input.reason,
-            ...(input.reasonText === undefined ? {} : { reasonText: input.reasonText }),
-            ...(input.retry === undefined ? {} : { retry: input.retry }),
-          }),
-        )
-      },
-    },
+    leaseRoute('renew', renewSchema, (id, input) => service.renew(id, definedOnly(input))),
+    leaseRoute('complete', completeSchema, (id, input) => service.complete(id, definedOnly(input))),
+    leaseRoute('fail', failSchema, (id, input) => service.fail(id, definedOnly(input))),
   ]
 }

@@ -231,6 +231,107 @@ function textOf(buffer: ArrayBuffer): string {
   return Buffer.from(buffer).toString()
 }
 
+/** An upgrade request's URL and headers, copied out of uWS (its request object dies with the callback). */
+interface CopiedUpgrade {
+  readonly url: string
+  readonly key: string
+  readonly protocol: string
+  readonly extensions: string
+  readonly query: string
+  readonly host: string
+  readonly origin: string
+  /** The client's address (behind a trusted proxy, from `X-Forwarded-For`). */
+  readonly remote: string
+}
+
+/** Copies what an upgrade needs out of uWS: call it first, before the callback can return. */
+function readUpgrade(
+  res: UwsHttpResponse,
+  req: UwsHttpRequest,
+  clientAddressOf: ClientAddressOf,
+): CopiedUpgrade {
+  const forwardedFor = req.getHeader('x-forwarded-for')
+  return {
+    url: req.getUrl(),
+    key: req.getHeader('sec-websocket-key'),
+    protocol: req.getHeader('sec-websocket-protocol'),
+    extensions: req.getHeader('sec-websocket-extensions'),
+    query: req.getQuery() ?? '',
+    host: req.getHeader('host'),
+    origin: req.getHeader('origin'),
+    remote: clientAddressOf(
+      textOf(res.getRemoteAddressAsText()),
+      forwardedFor.length > 0 ? forwardedFor : undefined,
+    ),
+  }
+}
+
+/** The part of an admission request both protocols share: query, remote, and the headers sent. */
+function admissionRequestOf(request: CopiedUpgrade): SocketUpgradeRequest {
+  return {
+    query: new URLSearchParams(request.query),
+    remote: request.remote,
+    ...(request.host.length > 0 ? { host: request.host } : {}),
+    ...(request.origin.length > 0 ? { origin: request.origin } : {}),
+  }
+}
+
+/** How {@link answerUpgrade} decides and what it stores on the accepted socket. */
+interface UpgradeAnswer<T> {
+  readonly logger: Logger
+  /** Logged with a refusal (who asked, and for what). */
+  readonly logFields: Readonly<Record<string, unknown>>
+  readonly admit: () => Admission | Promise<Admission>
+  readonly userData: (admitted: unknown) => T
+}
+
+/**
+ * Upgrades or refuses (HTTP status of the error's code) once `admit` decides; a throw or a
+ * rejection of `admit` is a refusal too.
+ *
+ * @remarks Admission may be async (token verification): uWS needs `onAborted` before the upgrade
+ * callback returns, and the answer must be corked since it may be written outside that callback.
+ */
+function answerUpgrade<T>(
+  res: UwsHttpResponse,
+  context: Parameters<NonNullable<Parameters<UwsApp['ws']>[1]['upgrade']>>[2],
+  request: CopiedUpgrade,
+  answer: UpgradeAnswer<T>,
+): void {
+  let isAborted = false
+  res.onAborted(() => {
+    isAborted = true
+  })
+  const finish = (admission: Admission): void => {
+    if (isAborted) return
+    res.cork(() => {
+      if ('error' in admission) {
+        const { httpStatus } = admission.error.info
+        answer.logger.info({ ...answer.logFields, code: admission.error.code }, 'upgrade refused')
+        res.writeStatus(`${httpStatus} ${STATUS_TEXT[httpStatus] ?? 'Refused'}`).end(admission.error.message)
+        return
+      }
+      res.upgrade<T>(
+        answer.userData(admission.admitted),
+        request.key,
+        request.protocol,
+        request.extensions,
+        context,
+      )
+    })
+  }
+  try {
+    const admission = answer.admit()
+    if (admission instanceof Promise) {
+      admission.then(finish, (error: unknown) => finish({ error: toColloquyError(error) }))
+    } else {
+      finish(admission)
+    }
+  } catch (error) {
+    finish({ error: toColloquyError(error) })
+  }
+}
+
 /** uWS's LIBUS_LISTEN_EXCLUSIVE_PORT (ListenOptions in its index.d.ts): no SO_REUSEPORT. */
 const EXCLUSIVE_PORT = 1
 
@@ -253,69 +354,30 @@ export function createUwsTransport(options: UwsTransportOptions): Promise<UwsTra
   const codec = options.codec ?? classicCodec
   let connectionCount = 0
 
+  // The same limits for both protocols' sockets.
+  const socketSettings = {
+    maxPayloadLength: options.maxMessageBytes,
+    maxBackpressure: options.maxBackpressureBytes,
+    closeOnBackpressureLimit: 1,
+    idleTimeout: 120,
+    sendPingsAutomatically: true,
+    compression: uws.DISABLED,
+  }
+
   const hocuspocus = options.hocuspocus
   if (hocuspocus !== undefined) {
     // Registered before '/*': uWS prefers the more specific route, so these paths are never a session id.
     const behavior: Parameters<UwsApp['ws']>[1] = {
-      maxPayloadLength: options.maxMessageBytes,
-      maxBackpressure: options.maxBackpressureBytes,
-      closeOnBackpressureLimit: 1,
-      idleTimeout: 120,
-      sendPingsAutomatically: true,
-      compression: uws.DISABLED,
+      ...socketSettings,
 
       upgrade(res, req, context) {
-        // Everything is read before returning: uWS request objects die with this callback.
-        const key = req.getHeader('sec-websocket-key')
-        const protocol = req.getHeader('sec-websocket-protocol')
-        const extensions = req.getHeader('sec-websocket-extensions')
-        const query = req.getQuery() ?? ''
-        const host = req.getHeader('host')
-        const origin = req.getHeader('origin')
-        const forwardedFor = req.getHeader('x-forwarded-for')
-        const remote = clientAddressOf(
-          textOf(res.getRemoteAddressAsText()),
-          forwardedFor.length > 0 ? forwardedFor : undefined,
-        )
-        let isAborted = false
-        res.onAborted(() => {
-          isAborted = true
+        const request = readUpgrade(res, req, clientAddressOf)
+        answerUpgrade<MuxSocketData>(res, context, request, {
+          logger,
+          logFields: { remote: request.remote, path: HOCUSPOCUS_PATH },
+          admit: () => hocuspocus.admit(admissionRequestOf(request)),
+          userData: (admitted) => ({ remote: request.remote, admitted }),
         })
-        const finish = (admission: Admission): void => {
-          if (isAborted) return
-          res.cork(() => {
-            if ('error' in admission) {
-              const { httpStatus } = admission.error.info
-              logger.info({ remote, path: HOCUSPOCUS_PATH, code: admission.error.code }, 'upgrade refused')
-              res
-                .writeStatus(`${httpStatus} ${STATUS_TEXT[httpStatus] ?? 'Refused'}`)
-                .end(admission.error.message)
-              return
-            }
-            res.upgrade<MuxSocketData>(
-              { remote, admitted: admission.admitted },
-              key,
-              protocol,
-              extensions,
-              context,
-            )
-          })
-        }
-        try {
-          const admission = hocuspocus.admit({
-            query: new URLSearchParams(query),
-            remote,
-            ...(host.length > 0 ? { host } : {}),
-            ...(origin.length > 0 ? { origin } : {}),
-          })
-          if (admission instanceof Promise) {
-            admission.then(finish, (error: unknown) => finish({ error: toColloquyError(error) }))
-          } else {
-            finish(admission)
-          }
-        } catch (error) {
-          finish({ error: toColloquyError(error) })
-        }
       },
 
       open(socket) {
@@ -382,75 +444,25 @@ export function createUwsTransport(options: UwsTransportOptions): Promise<UwsTra
   }
 
   app.ws<SocketData>('/*', {
-    maxPayloadLength: options.maxMessageBytes,
-    maxBackpressure: options.maxBackpressureBytes,
-    closeOnBackpressureLimit: 1,
-    idleTimeout: 120,
-    sendPingsAutomatically: true,
-    compression: uws.DISABLED,
+    ...socketSettings,
 
     upgrade(res, req, context) {
-      // Everything is read before returning: uWS request objects die with this callback.
-      const url = req.getUrl()
-      const key = req.getHeader('sec-websocket-key')
-      const protocol = req.getHeader('sec-websocket-protocol')
-      const extensions = req.getHeader('sec-websocket-extensions')
-      const query = req.getQuery() ?? ''
-      const host = req.getHeader('host')
-      const origin = req.getHeader('origin')
-      const forwardedFor = req.getHeader('x-forwarded-for')
-      const remote = clientAddressOf(
-        textOf(res.getRemoteAddressAsText()),
-        forwardedFor.length > 0 ? forwardedFor : undefined,
-      )
-      const sessionId = url.slice(1)
+      const request = readUpgrade(res, req, clientAddressOf)
+      const sessionId = request.url.slice(1)
       if (!isValidSessionId(sessionId)) {
-        logger.warn({ remote, url: url.slice(0, 200) }, 'upgrade refused: invalid session id')
+        logger.warn(
+          { remote: request.remote, url: request.url.slice(0, 200) },
+          'upgrade refused: invalid session id',
+        )
         res.writeStatus('400 Bad Request').end('invalid session id: 1-128 characters of A-Za-z0-9._:-')
         return
       }
-      // Admission may be async (token verification): uWS needs onAborted before we return, and
-      // the answer must be corked since it is written outside this callback.
-      let isAborted = false
-      res.onAborted(() => {
-        isAborted = true
+      answerUpgrade<SocketData>(res, context, request, {
+        logger,
+        logFields: { remote: request.remote, session: sessionId },
+        admit: () => options.admit({ sessionId, ...admissionRequestOf(request) }),
+        userData: (admitted) => ({ sessionId, remote: request.remote, admitted }),
       })
-      const finish = (admission: Admission): void => {
-        if (isAborted) return
-        res.cork(() => {
-          if ('error' in admission) {
-            const { httpStatus } = admission.error.info
-            logger.info({ remote, session: sessionId, code: admission.error.code }, 'upgrade refused')
-            res
-              .writeStatus(`${httpStatus} ${STATUS_TEXT[httpStatus] ?? 'Refused'}`)
-              .end(admission.error.message)
-            return
-          }
-          res.upgrade<SocketData>(
-            { sessionId, remote, admitted: admission.admitted },
-            key,
-            protocol,
-            extensions,
-            context,
-          )
-        })
-      }
-      try {
-        const admission = options.admit({
-          sessionId,
-          query: new URLSearchParams(query),
-          remote,
-          ...(host.length > 0 ? { host } : {}),
-          ...(origin.length > 0 ? { origin } : {}),
-        })
-        if (admission instanceof Promise) {
-          admission.then(finish, (error: unknown) => finish({ error: toColloquyError(error) }))
-        } else {
-          finish(admission)
-        }
-      } catch (error) {
-        finish({ error: toColloquyError(error) })
-      }
     },
 
     open(ws) {

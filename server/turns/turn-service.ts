@@ -254,7 +254,10 @@ export async function openTurnService(options: TurnServiceOptions): Promise<Turn
       logger.info({ turn: turn.id, attempts: turn.attempts }, 'turn lease expired: queued again')
       scheduler.requeue(turn.id)
       const requeued: StoredTurn = { ...rest, state: 'queued', updatedAt: at }
-      void commit(requeued, positionOf(requeued)).catch(() => undefined)
+      // Kept in memory either way: the turn runs again; only a restart before a later save loses it.
+      void commit(requeued, positionOf(requeued)).catch((error: unknown) => {
+        logger.error({ err: error, turn: turn.id }, 'requeued turn not stored')
+      })
       wake(turn.pool)
     }
   }
@@ -405,7 +408,9 @@ export async function openTurnService(options: TurnServiceOptions): Promise<Turn
     for (const turn of [...turns.values()]) {
       if (isFinalTurnState(turn.state) && (turn.endedAt ?? turn.updatedAt) <= before) {
         turns.delete(turn.id)
-        void store.delete(turn.id).catch(() => undefined)
+        void store.delete(turn.id).catch((error: unknown) => {
+          logger.warn({ err: error, turn: turn.id }, 'expired turn record not deleted')
+        })
       }
     }
   }

@@ -7,9 +7,8 @@ import path from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { createNodeSyncClient, type SyncClient } from '../../client/node.js'
 import { mintToken } from '../../server/auth/tokens.js'
-import { DEFAULT_CONFIG } from '../../server/config.js'
-import { startSyncServer } from '../../server/sync-server.js'
 import { appendMessage, readMessages } from '../../shared/conversation/index.js'
+import { startTestServer } from '../helpers/test-server.js'
 import { until, withTimeout } from '../helpers/wait.js'
 
 const ROOT = path.resolve(import.meta.dirname, '../..')
@@ -54,9 +53,7 @@ function agentProcess(args: readonly string[]): {
 
 describe('colloquy agent with several sessions', () => {
   it('serves every session it may join over one socket, reports the refused one, and leaves on SIGTERM', async () => {
-    const server = await startSyncServer({
-      config: { ...DEFAULT_CONFIG, port: 0, store: 'memory', logLevel: 'silent', secret },
-    })
+    const server = await startTestServer({ secret })
     cleanups.push(() => server.close())
     const url = `ws://127.0.0.1:${server.port}`
     // One token for every session: it covers the sessions named cli-…, not the third.

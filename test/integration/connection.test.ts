@@ -18,13 +18,14 @@ import {
 } from '../../client/node.js'
 import type { WebSocketLike } from '../../client/websocket.js'
 import { mintToken } from '../../server/auth/tokens.js'
-import { DEFAULT_CONFIG, type ServerConfig } from '../../server/config.js'
+import type { ServerConfig } from '../../server/config.js'
 import { createMemoryStore } from '../../server/persistence/memory-store.js'
 import type { Store } from '../../server/persistence/store.js'
-import { type SyncServer, startSyncServer } from '../../server/sync-server.js'
+import type { SyncServer } from '../../server/sync-server.js'
 import { type Author, appendMessage, readMessages } from '../../shared/conversation/index.js'
 import { createControllableStore } from '../helpers/controllable-store.js'
 import { startTcpForwarder } from '../helpers/tcp-forwarder.js'
+import { startTestServer } from '../helpers/test-server.js'
 import { until, withTimeout } from '../helpers/wait.js'
 
 const secret = 'a-test-secret-that-is-long-enough'
@@ -38,10 +39,10 @@ afterEach(async () => {
 async function startServer(
   options: { store?: Store; config?: Partial<ServerConfig> } = {},
 ): Promise<SyncServer> {
-  const server = await startSyncServer({
-    config: { ...DEFAULT_CONFIG, port: 0, store: 'memory', logLevel: 'silent', secret, ...options.config },
-    ...(options.store === undefined ? {} : { store: options.store }),
-  })
+  const server = await startTestServer(
+    { secret, ...options.config },
+    options.store === undefined ? {} : { store: options.store },
+  )
   return server
 }
 

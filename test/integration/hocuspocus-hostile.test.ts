@@ -3,37 +3,27 @@
 // only (a permission-denied or close message with `<code> <reason>`, a log line), and the socket's
 // other documents, the process and the stored content are unharmed.
 
-import { Writable } from 'node:stream'
 import * as encoding from 'lib0/encoding'
-import { pino } from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 import * as Y from 'yjs'
 import { mintToken } from '../../server/auth/tokens.js'
 import { DEFAULT_CONFIG, parseConfig } from '../../server/config.js'
-import { type SyncServer, startSyncServer } from '../../server/sync-server.js'
+import type { SyncServer } from '../../server/sync-server.js'
 import { CloseCode } from '../../shared/protocol/close-codes.js'
 import { encodeHocuspocus, hocuspocusCodec } from '../../shared/protocol/hocuspocus-codec.js'
 import type { Message } from '../../shared/protocol/message.js'
 import { rawExchange, requestHead, upgradeHeaders } from '../helpers/raw-http.js'
+import { capturingLogger, startTestServer } from '../helpers/test-server.js'
 import { until, withTimeout } from '../helpers/wait.js'
 
 const secret = 'a-test-secret-that-is-long-enough'
-const lines: string[] = []
+const { logger, lines } = capturingLogger()
 let server: SyncServer
 
 beforeAll(async () => {
-  const stream = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      lines.push(chunk.toString())
-      done()
-    },
-  })
-  server = await startSyncServer({
-    config: {
-      ...DEFAULT_CONFIG,
-      port: 0,
-      store: 'memory',
+  server = await startTestServer(
+    {
       compaction: false,
       secret,
       maxDocumentsPerSocket: 4,
@@ -41,8 +31,8 @@ beforeAll(async () => {
       updatesPerSecond: 1,
       updatesBurst: 20,
     },
-    logger: pino({ level: 'info' }, stream),
-  })
+    { logger },
+  )
 })
 
 afterAll(async () => {
@@ -316,9 +306,7 @@ describe('the Hocuspocus path under hostile input', () => {
   })
 
   it('applies the upgrade-time origin policy to the socket', async () => {
-    const anonymous = await startSyncServer({
-      config: { ...DEFAULT_CONFIG, port: 0, store: 'memory', compaction: false, logLevel: 'silent' },
-    })
+    const anonymous = await startTestServer({ compaction: false })
     try {
       const own = `127.0.0.1:${anonymous.port}`
       const foreign = await rawExchange(
@@ -344,16 +332,10 @@ describe('the Hocuspocus path under hostile input', () => {
     expect([DEFAULT_CONFIG.maxDocumentsPerSocket, DEFAULT_CONFIG.documentOpensPerSecond]).toEqual([
       1_000, 100,
     ])
-    const unlimited = await startSyncServer({
-      config: {
-        ...DEFAULT_CONFIG,
-        port: 0,
-        store: 'memory',
-        compaction: false,
-        logLevel: 'silent',
-        maxDocumentsPerSocket: parsed.maxDocumentsPerSocket,
-        documentOpensPerSecond: parsed.documentOpensPerSecond,
-      },
+    const unlimited = await startTestServer({
+      compaction: false,
+      maxDocumentsPerSocket: parsed.maxDocumentsPerSocket,
+      documentOpensPerSecond: parsed.documentOpensPerSecond,
     })
     const socket = new WebSocket(`ws://127.0.0.1:${unlimited.port}/hocuspocus`)
     const answers: Message[] = []

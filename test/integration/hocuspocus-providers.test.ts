@@ -16,6 +16,7 @@ import { createMemoryStore } from '../../server/persistence/memory-store.js'
 import { type SyncServer, startSyncServer } from '../../server/sync-server.js'
 import { type ControllableStore, createControllableStore } from '../helpers/controllable-store.js'
 import { startTcpForwarder } from '../helpers/tcp-forwarder.js'
+import { startTestServer } from '../helpers/test-server.js'
 import { until } from '../helpers/wait.js'
 import { connectWsPeer } from '../helpers/ws-peer.js'
 import {
@@ -32,10 +33,7 @@ const clients: HocuspocusClient[] = []
 
 beforeAll(async () => {
   controllable = createControllableStore(createMemoryStore())
-  server = await startSyncServer({
-    config: { ...DEFAULT_CONFIG, port: 0, store: 'memory', logLevel: 'silent', secret },
-    store: controllable.store,
-  })
+  server = await startTestServer({ secret }, { store: controllable.store })
   base = `ws://127.0.0.1:${server.port}`
 })
 
@@ -293,16 +291,7 @@ describe('the path', () => {
 
 describe('a document cap per socket', () => {
   it('refuses the document past --max-documents-per-socket with 4531, keeping the others', async () => {
-    const capped = await startSyncServer({
-      config: {
-        ...DEFAULT_CONFIG,
-        port: 0,
-        store: 'memory',
-        logLevel: 'silent',
-        secret,
-        maxDocumentsPerSocket: 2,
-      },
-    })
+    const capped = await startTestServer({ secret, maxDocumentsPerSocket: 2 })
     const client = connectHocuspocus(`ws://127.0.0.1:${capped.port}/hocuspocus`, '4.8.0')
     try {
       const open = [

@@ -4,24 +4,11 @@
 // on the HTTP API, with 403 and a log line; the server's own origin and clients that send no
 // Origin (CLI, Node) pass; origins an operator allows get CORS answers.
 
-import { Writable } from 'node:stream'
-import { pino } from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { DEFAULT_CONFIG, parseConfig } from '../../server/config.js'
 import { type SyncServer, startSyncServer } from '../../server/sync-server.js'
 import { rawExchange, requestHead, upgradeHeaders } from '../helpers/raw-http.js'
-
-/** A logger whose lines the test reads. */
-function capturingLogger() {
-  const lines: string[] = []
-  const stream = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      lines.push(chunk.toString())
-      done()
-    },
-  })
-  return { logger: pino({ level: 'info' }, stream), lines }
-}
+import { capturingLogger } from '../helpers/test-server.js'
 
 describe('an anonymous server', () => {
   let server: SyncServer

@@ -4,27 +4,17 @@
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createNodeSyncClient, type SyncClient } from '../../client/node.js'
-import { DEFAULT_CONFIG } from '../../server/config.js'
-import { type SyncServer, startSyncServer } from '../../server/sync-server.js'
+import type { SyncServer } from '../../server/sync-server.js'
 import { appendMessage } from '../../shared/conversation/index.js'
 import { readTurnEntry } from '../../shared/turns/document.js'
+import { startTestServer } from '../helpers/test-server.js'
 import { until } from '../helpers/wait.js'
 
 let server: SyncServer
 const clients: SyncClient[] = []
 
 beforeAll(async () => {
-  server = await startSyncServer({
-    config: {
-      ...DEFAULT_CONFIG,
-      port: 0,
-      store: 'memory',
-      compaction: false,
-      logLevel: 'silent',
-      turnPools: ['gpu:1:3'],
-      turnAuto: ['gpu=chat-'],
-    },
-  })
+  server = await startTestServer({ compaction: false, turnPools: ['gpu:1:3'], turnAuto: ['gpu=chat-'] })
 })
 
 afterAll(async () => {

@@ -21,6 +21,7 @@ import type {
 } from '../../shared/turns/api.js'
 import { readTurnEntry, turnsMap } from '../../shared/turns/document.js'
 import { rawExchange, requestHead } from '../helpers/raw-http.js'
+import { startTestServer } from '../helpers/test-server.js'
 import { until } from '../helpers/wait.js'
 
 const secret = 'turns-http-test-secret-0123456789abcdef'
@@ -87,6 +88,19 @@ async function errorCode(response: Response): Promise<string> {
 }
 
 const turnPath = (id: string, action = '') => `/api/turns/${encodeURIComponent(id)}${action}`
+
+/** A device writes question `q` in `sessionId`, waits for its ack and closes the session. */
+async function askAndLeave(sessionId: string): Promise<void> {
+  const writer = createNodeSyncClient({
+    url: `ws://127.0.0.1:${server.port}`,
+    sessionId,
+    token: () => deviceToken,
+  })
+  await writer.whenSynced()
+  appendMessage(writer.doc, { id: 'q', role: 'user', author: { id: 'phone', kind: 'device' }, content: 'hi' })
+  await writer.whenFlushed()
+  await writer.destroy()
+}
 
 describe('the turns API', () => {
   it('takes a turn from creation to done, and every device sees each state in the session', async () => {
@@ -160,20 +174,7 @@ describe('the turns API', () => {
   })
 
   it('writes turn states into a session nobody has open, for whoever opens it later', async () => {
-    const writer = createNodeSyncClient({
-      url: `ws://127.0.0.1:${server.port}`,
-      sessionId: 'chat-unopened',
-      token: () => deviceToken,
-    })
-    await writer.whenSynced()
-    appendMessage(writer.doc, {
-      id: 'q',
-      role: 'user',
-      author: { id: 'phone', kind: 'device' },
-      content: 'hi',
-    })
-    await writer.whenFlushed()
-    await writer.destroy()
+    await askAndLeave('chat-unopened')
     await until(() => server.registry.get('chat-unopened') === undefined, 5_000, 'the session unloads')
 
     await call('POST', '/api/turns', deviceToken, {
@@ -213,20 +214,7 @@ describe('the turns API', () => {
   })
 
   it('ends the turns of a deleted session, so no worker is handed one', async () => {
-    const writer = createNodeSyncClient({
-      url: `ws://127.0.0.1:${server.port}`,
-      sessionId: 'chat-doomed',
-      token: () => deviceToken,
-    })
-    await writer.whenSynced()
-    appendMessage(writer.doc, {
-      id: 'q',
-      role: 'user',
-      author: { id: 'phone', kind: 'device' },
-      content: 'hi',
-    })
-    await writer.whenFlushed()
-    await writer.destroy()
+    await askAndLeave('chat-doomed')
     await call('POST', '/api/turns', deviceToken, { sessionId: 'chat-doomed', messageId: 'q', pool: 'gpu' })
     const admin = await mintToken({ secret, peerId: 'ops', role: 'admin', sessionPrefix: '' })
     const deleted = await call('DELETE', '/sessions/chat-doomed', admin)
@@ -348,17 +336,7 @@ describe('the turns API', () => {
 
 describe('the turns API beside slow uploads', () => {
   it('creates turns while every upload slot is held (regression: small turn bodies counted as uploads got 429)', async () => {
-    const busy = await startSyncServer({
-      config: {
-        ...DEFAULT_CONFIG,
-        port: 0,
-        store: 'memory',
-        compaction: false,
-        logLevel: 'silent',
-        turnPools: ['gpu:1'],
-        maxConcurrentUploads: 1,
-      },
-    })
+    const busy = await startTestServer({ compaction: false, turnPools: ['gpu:1'], maxConcurrentUploads: 1 })
     const slow = net.connect(busy.port, '127.0.0.1')
     try {
       await new Promise((resolve) => slow.once('connect', resolve))

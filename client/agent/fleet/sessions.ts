@@ -41,6 +41,8 @@ export interface SessionHandle extends TurnSession {
 export interface SharedSessionsOptions {
   /** How long a session nobody holds stays open for the next turn in it (default 1,000 ms; 0 closes at once). */
   readonly lingerMs?: number
+  /** Told when closing a session fails (it is dropped either way; default: ignored). */
+  readonly onError?: (error: unknown, sessionId: string) => void
 }
 
 /**
@@ -53,6 +55,7 @@ export function createSharedSessions(
   options: SharedSessionsOptions = {},
 ): SessionOpener {
   const lingerMs = options.lingerMs ?? 1_000
+  const onError = options.onError ?? (() => {})
   interface Entry {
     readonly handle: SessionHandle
     holders: number
@@ -67,7 +70,7 @@ export function createSharedSessions(
     if (entries.get(sessionId) === entry) entries.delete(sessionId)
     const done = entry.handle
       .close()
-      .catch(() => {})
+      .catch((error: unknown) => onError(error, sessionId))
       .finally(() => {
         if (closing.get(sessionId) === done) closing.delete(sessionId)
       })

@@ -163,7 +163,7 @@ export function createWorker(options: WorkerOptions): Worker {
           ...(token === undefined ? {} : { token }),
         })
       : undefined
-  const sessions = options.sessions ?? createConnectionSessions(connection as Connection)
+  const sessions = options.sessions ?? createConnectionSessions(connection as Connection, { onError })
   const listeners = new Set<(event: WorkerEvent) => void>()
   const emit = (event: WorkerEvent): void => {
     for (const listener of listeners) {
@@ -259,6 +259,12 @@ export function createWorker(options: WorkerOptions): Worker {
       }
     })()
 
+    /** Fails the turn with `retry`, under the lease held now, so another worker takes it on. */
+    const giveBack = async (reasonText: string): Promise<void> => {
+      await settle(() => turns.fail(turn.id, { leaseId, reason: 'worker-stopped', reasonText, retry: true }))
+      emit({ type: 'released', turn, reason: 'worker-stopped' })
+    }
+
     let held: Awaited<ReturnType<SessionOpener['acquire']>>
     try {
       held = await sessions.acquire(turn.sessionId)
@@ -267,15 +273,7 @@ export function createWorker(options: WorkerOptions): Worker {
       abort.abort()
       stopping.signal.removeEventListener('abort', onStopping)
       await renewing
-      await settle(() =>
-        turns.fail(turn.id, {
-          leaseId,
-          reason: 'worker-stopped',
-          reasonText: 'the worker stopped',
-          retry: true,
-        }),
-      )
-      emit({ type: 'released', turn, reason: 'worker-stopped' })
+      await giveBack('the worker stopped')
       return
     }
     const { session } = held
@@ -387,15 +385,7 @@ export function createWorker(options: WorkerOptions): Worker {
         // Make what was streamed durable, then give the turn back: another worker continues it.
         current.flush()
         await bounded(session.whenFlushed(), flushTimeoutMs)
-        await settle(() =>
-          turns.fail(turn.id, {
-            leaseId,
-            reason: 'worker-stopped',
-            reasonText: 'the worker stopped; another continues the answer',
-            retry: true,
-          }),
-        )
-        emit({ type: 'released', turn, reason: 'worker-stopped' })
+        await giveBack('the worker stopped; another continues the answer')
         return
       }
       let status: string

@@ -212,6 +212,20 @@ const whole = async (text: string, tokens: number): Promise<string> => {
   return out
 }
 
+/** A turn in `sessionId` whose worker streams a long answer: resolves once it holds `minChars`. */
+async function streamingLongAnswer(sessionId: string, question: string, minChars: number) {
+  const turns = fakeTurns()
+  const { client, turn } = await ask(sessionId, question)
+  turns.queue.push(turn)
+  const { events } = start(turns, createDemoModel({ tokens: 10_000, delayMs: 2 }))
+  await until(
+    () => (readMessage(client.doc, answerIdOf(turn))?.content.length ?? 0) > minChars,
+    10_000,
+    'streaming',
+  )
+  return { turns, client, turn, events }
+}
+
 describe('a pool worker', () => {
   it('answers a turn into the answer message derived from it and completes it once the answer is durable', async () => {
     const turns = fakeTurns()
@@ -359,15 +373,7 @@ describe('a pool worker', () => {
   })
 
   it('stops the model at once when a renew says the turn was cancelled, and ends the answer cancelled', async () => {
-    const turns = fakeTurns()
-    const { client, turn } = await ask('w-cancel', 'a long one')
-    turns.queue.push(turn)
-    const { events } = start(turns, createDemoModel({ tokens: 10_000, delayMs: 2 }))
-    await until(
-      () => (readMessage(client.doc, answerIdOf(turn))?.content.length ?? 0) > 20,
-      10_000,
-      'streaming',
-    )
+    const { turns, client, turn, events } = await streamingLongAnswer('w-cancel', 'a long one', 20)
     turns.onRenew(() => 'cancelled')
     await until(() => events.some((e) => e.type === 'cancelled'), 5_000, 'the worker saw the cancel')
     await until(() => readMessage(client.doc, answerIdOf(turn))?.status === 'cancelled', 5_000, 'cancelled')
@@ -379,15 +385,7 @@ describe('a pool worker', () => {
   })
 
   it('stops a turn a device cancelled in the document', async () => {
-    const turns = fakeTurns()
-    const { client, turn } = await ask('w-doc-cancel', 'long')
-    turns.queue.push(turn)
-    const { events } = start(turns, createDemoModel({ tokens: 10_000, delayMs: 2 }))
-    await until(
-      () => (readMessage(client.doc, answerIdOf(turn))?.content.length ?? 0) > 10,
-      10_000,
-      'streaming',
-    )
+    const { client, turn, events } = await streamingLongAnswer('w-doc-cancel', 'long', 10)
     const { requestCancel } = await import('../../../shared/conversation/index.js')
     requestCancel(client.doc, answerIdOf(turn), alice)
     await until(() => events.some((e) => e.type === 'cancelled'), 5_000, 'the worker stopped')
@@ -395,15 +393,7 @@ describe('a pool worker', () => {
   })
 
   it('writes nothing more once its lease is lost, and neither completes nor fails the turn', async () => {
-    const turns = fakeTurns()
-    const { client, turn } = await ask('w-lost', 'long')
-    turns.queue.push(turn)
-    const { events } = start(turns, createDemoModel({ tokens: 10_000, delayMs: 2 }))
-    await until(
-      () => (readMessage(client.doc, answerIdOf(turn))?.content.length ?? 0) > 10,
-      10_000,
-      'streaming',
-    )
+    const { turns, turn, events } = await streamingLongAnswer('w-lost', 'long', 10)
     turns.onRenew(() => 'lost')
     await until(() => events.some((e) => e.type === 'lost'), 5_000, 'the worker saw the loss')
     await until(() => events.length > 0 && workers[0]?.active === 0, 5_000, 'the slot is free')

@@ -37,6 +37,15 @@ function setup(options: Partial<ConnectionOptions> = {}) {
   return { connection, fakes }
 }
 
+/** Lets the connection dial, then plays the server accepting the socket: the socket, open. */
+async function serverOpens(fakes: ReturnType<typeof createFakeSockets>): Promise<FakeSocket> {
+  await settle()
+  const socket = fakes.last()
+  socket.serverOpen()
+  await settle()
+  return socket
+}
+
 /** What the client sent on `socket`, decoded, with the document each frame named. */
 function sent(socket: FakeSocket): Message[] {
   return socket.sent.map((frame) => hocuspocusCodec.decode(frame))
@@ -107,10 +116,7 @@ describe('multiplexed connection (fake socket)', () => {
     const { connection, fakes } = setup()
     const a = connection.open('a')
     const b = connection.open('b')
-    await settle()
-    const socket = fakes.last()
-    socket.serverOpen()
-    await settle()
+    const socket = await serverOpens(fakes)
     admit(socket, 'a')
     admit(socket, 'b')
     // The empty step 2 of each handshake is answered first.
@@ -141,10 +147,7 @@ describe('multiplexed connection (fake socket)', () => {
   it('keeps a change refused by a read-only scope unflushed', async () => {
     const { connection, fakes } = setup()
     const a = connection.open('a')
-    await settle()
-    const socket = fakes.last()
-    socket.serverOpen()
-    await settle()
+    const socket = await serverOpens(fakes)
     serve(socket, 'a', { type: 'authenticated', scope: 'readonly' })
     serve(socket, 'a', { type: 'sync-step2', update: Y.encodeStateAsUpdate(new Y.Doc()) })
     expect(a.scope).toBe('readonly')
@@ -164,10 +167,7 @@ describe('multiplexed connection (fake socket)', () => {
     const bStatuses = collectStatuses(b)
     const denied = vi.fn()
     b.on('permission-denied', denied)
-    await settle()
-    const socket = fakes.last()
-    socket.serverOpen()
-    await settle()
+    const socket = await serverOpens(fakes)
     serve(socket, 'b', { type: 'auth', authType: AuthMessageType.PermissionDenied, reason: 'not yours' })
     admit(socket, 'a')
     expect(b.status).toBe('error')
@@ -239,10 +239,7 @@ describe('multiplexed connection (fake socket)', () => {
     const { connection, fakes } = setup()
     const a = connection.open('a')
     const b = connection.open('b')
-    await settle()
-    const socket = fakes.last()
-    socket.serverOpen()
-    await settle()
+    const socket = await serverOpens(fakes)
     admit(socket, 'a')
     admit(socket, 'b')
     const bStatuses = collectStatuses(b)
@@ -264,10 +261,7 @@ describe('multiplexed connection (fake socket)', () => {
     const { connection, fakes } = setup()
     const a = connection.open('a')
     const b = connection.open('b')
-    await settle()
-    const socket = fakes.last()
-    socket.serverOpen()
-    await settle()
+    const socket = await serverOpens(fakes)
     admit(socket, 'a')
     admit(socket, 'b')
     // "a", then a sync message whose payload length runs past the end.
@@ -288,10 +282,7 @@ describe('multiplexed connection (fake socket)', () => {
     const { connection, fakes } = setup()
     const a = connection.open('a')
     const b = connection.open('b')
-    await settle()
-    const socket = fakes.last()
-    socket.serverOpen()
-    await settle()
+    const socket = await serverOpens(fakes)
     const aStatuses = collectStatuses(a)
     serve(socket, 'a', {
       type: 'auth',
@@ -319,10 +310,7 @@ describe('multiplexed connection (fake socket)', () => {
     let issued = 0
     const { connection, fakes } = setup({ tokenFor: (id) => `${id}-${++issued}` })
     const a = connection.open('a')
-    await settle()
-    const socket = fakes.last()
-    socket.serverOpen()
-    await settle()
+    const socket = await serverOpens(fakes)
     admit(socket, 'a')
     serve(socket, 'a', { type: 'close', reason: '4301 token expired' })
     expect(a.status).toBe('offline')
@@ -337,10 +325,7 @@ describe('multiplexed connection (fake socket)', () => {
     const { connection, fakes } = setup()
     const a = connection.open('a')
     const b = connection.open('b')
-    await settle()
-    const socket = fakes.last()
-    socket.serverOpen()
-    await settle()
+    const socket = await serverOpens(fakes)
     admit(socket, 'a')
     admit(socket, 'b')
     a.awareness.setLocalState({ name: 'a' })
@@ -359,10 +344,7 @@ describe('multiplexed connection (fake socket)', () => {
   it('disconnects and reconnects one session on the shared socket', async () => {
     const { connection, fakes } = setup()
     const a = connection.open('a')
-    await settle()
-    const socket = fakes.last()
-    socket.serverOpen()
-    await settle()
+    const socket = await serverOpens(fakes)
     admit(socket, 'a')
     a.disconnect()
     expect(a.status).toBe('offline')
@@ -378,10 +360,7 @@ describe('multiplexed connection (fake socket)', () => {
     vi.useFakeTimers()
     const { connection, fakes } = setup({ connectTimeoutMs: 1_000 })
     const a = connection.open('a')
-    await settle()
-    const socket = fakes.last()
-    socket.serverOpen()
-    await settle()
+    const socket = await serverOpens(fakes)
     await vi.advanceTimersByTimeAsync(1_000)
     expect(sentFor(socket, 'a').at(-1)).toMatchObject({ type: 'close' })
     expect(a.status).toBe('offline')
@@ -392,10 +371,7 @@ describe('multiplexed connection (fake socket)', () => {
   it('relays stateless messages of a session both ways', async () => {
     const { connection, fakes } = setup()
     const a = connection.open('a')
-    await settle()
-    const socket = fakes.last()
-    socket.serverOpen()
-    await settle()
+    const socket = await serverOpens(fakes)
     admit(socket, 'a')
     const got = vi.fn()
     a.on('stateless', got)

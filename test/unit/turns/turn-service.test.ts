@@ -17,6 +17,7 @@ import { createTurnStore } from '../../../server/turns/turn-store.js'
 import type { Author } from '../../../shared/conversation/index.js'
 import { ColloquyError } from '../../../shared/errors.js'
 import type { TurnEntry } from '../../../shared/turns/document.js'
+import { capturingLogger } from '../../helpers/test-server.js'
 
 const LEASE_MS = 3_000
 const device: Author = { id: 'phone', kind: 'device', name: 'Ada' }
@@ -337,5 +338,43 @@ describe('the turn service', () => {
     expect(rewritten).toBeGreaterThan(0)
     expect(rewritten).toBeLessThanOrEqual(200)
     expect(shown.entries.get('s5/m')?.position).toBe(1)
+  })
+})
+
+describe('the turn service when its store fails (regression: failed saves and deletes were swallowed)', () => {
+  /** A turn store over `records` whose saves and deletes fail once `state.failing` is set, and a logger whose lines are kept. */
+  function failingStore() {
+    const inner = createTurnStore({ records, logger: createSilentLogger() })
+    const state = { failing: false }
+    const store: typeof inner = {
+      ...inner,
+      save: (turn) => (state.failing ? Promise.reject(new Error('disk full')) : inner.save(turn)),
+      delete: (turnId) => (state.failing ? Promise.reject(new Error('disk full')) : inner.delete(turnId)),
+    }
+    const { logger, lines } = capturingLogger()
+    const logged = (): string[] => lines.map((line) => (JSON.parse(line) as { msg: string }).msg)
+    return { store, logger, logged, state }
+  }
+
+  it('logs a requeued turn it could not store, and still runs it again', async () => {
+    const { store, logger, logged, state } = failingStore()
+    const service = await open({ store, logger })
+    await service.create({ sessionId: 's1', messageId: 'm1', pool: 'gpu' })
+    const [first] = await service.claim('gpu', worker('w1'))
+    state.failing = true
+    await vi.advanceTimersByTimeAsync(LEASE_MS + 10)
+    expect(service.get(first!.turn.id).turn.state).toBe('queued')
+    expect(logged()).toContain('requeued turn not stored')
+  })
+
+  it('logs an ended turn whose record it could not delete at retention', async () => {
+    const { store, logger, logged, state } = failingStore()
+    const service = await open({ store, logger, retentionMs: 1_000 })
+    await service.create({ sessionId: 's1', messageId: 'm1', pool: 'gpu' })
+    const [claimed] = await service.claim('gpu', worker('w1'))
+    await service.complete(claimed!.turn.id, { leaseId: claimed!.lease.id })
+    state.failing = true
+    await vi.advanceTimersByTimeAsync(5_000)
+    expect(logged()).toContain('expired turn record not deleted')
   })
 })

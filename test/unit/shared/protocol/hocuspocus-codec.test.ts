@@ -2,7 +2,6 @@ import { writeAuthentication } from '@hocuspocus/common'
 import { OutgoingMessage } from '@hocuspocus/server'
 import * as encoding from 'lib0/encoding'
 import { describe, expect, it } from 'vitest'
-import { ColloquyError } from '../../../../shared/errors.js'
 import {
   decodeHocuspocusBody,
   encodeHocuspocus,
@@ -13,21 +12,7 @@ import {
 } from '../../../../shared/protocol/hocuspocus-codec.js'
 import { AuthMessageType, AuthScope, type Message } from '../../../../shared/protocol/message.js'
 import { classicCodec, WireProtocol } from '../../../../shared/protocol/wire-codec.js'
-
-function codeOf(fn: () => unknown): string | undefined {
-  try {
-    fn()
-    return undefined
-  } catch (error) {
-    return error instanceof ColloquyError ? error.code : `foreign: ${String(error)}`
-  }
-}
-
-function frame(write: (e: encoding.Encoder) => void): Uint8Array {
-  const e = encoding.createEncoder()
-  write(e)
-  return encoding.toUint8Array(e)
-}
+import { codeOf, frame } from '../../../helpers/codec.js'
 
 const doc = 'session-ä1'
 const bytes = new Uint8Array([1, 2, 3])

@@ -2,7 +2,6 @@ import fc from 'fast-check'
 import * as encoding from 'lib0/encoding'
 import { describe, expect, it } from 'vitest'
 import * as Y from 'yjs'
-import { ColloquyError } from '../../../../shared/errors.js'
 import {
   decodeAwarenessUpdate,
   encodeAwarenessUpdate,
@@ -19,21 +18,7 @@ import {
   encodeSyncUpdate,
 } from '../../../../shared/protocol/message.js'
 import { decodeStateVectorStrict, validateUpdate } from '../../../../shared/protocol/yjs-validate.js'
-
-function codeOf(fn: () => unknown): string | undefined {
-  try {
-    fn()
-    return undefined
-  } catch (error) {
-    return error instanceof ColloquyError ? error.code : `foreign: ${String(error)}`
-  }
-}
-
-function frame(write: (encoder: encoding.Encoder) => void): Uint8Array {
-  const encoder = encoding.createEncoder()
-  write(encoder)
-  return encoding.toUint8Array(encoder)
-}
+import { codeOf, frame } from '../../../helpers/codec.js'
 
 describe('decodeMessage', () => {
   it('round-trips every message the protocol defines', () => {

@@ -1,6 +1,5 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { ColloquyError } from '../../../../shared/errors.js'
 import {
   AuthMessageType,
   decodeMessage,
@@ -15,15 +14,7 @@ import {
   messageByteLength,
 } from '../../../../shared/protocol/message.js'
 import { classicCodec, WireProtocol } from '../../../../shared/protocol/wire-codec.js'
-
-function codeOf(fn: () => unknown): string | undefined {
-  try {
-    fn()
-    return undefined
-  } catch (error) {
-    return error instanceof ColloquyError ? error.code : `foreign: ${String(error)}`
-  }
-}
+import { codeOf } from '../../../helpers/codec.js'
 
 /** A message without the frame it came in as: what a session builds itself. */
 function bodyOf(message: Message): Message {

@@ -219,15 +219,20 @@ export function createWorker(options: WorkerOptions): Worker {
     if (stopping.signal.aborted) onStopping()
 
     // --- The lease: renewed every renewIntervalMs; lost locally once it ran out unrenewed. ---
+    // The local end is a fence, kept short of the server's: counted from when the renew was sent
+    // (the server grants later), less a quarter of the lease for the network and a late event
+    // loop. Past it this worker writes nothing, so the server cannot have handed the turn to
+    // another worker while this one still writes into the same answer.
     let leaseId = firstLease.id
-    let leaseEndsAt = Date.now() + firstLease.ttlMs
+    let leaseEndsAt = Date.now() + firstLease.ttlMs - leaseMarginMs(firstLease.ttlMs)
     let renewEveryMs = Math.max(50, firstLease.renewIntervalMs)
     let progress: { state: 'claimed' | 'streaming'; replyId?: string } = { state: 'claimed' }
     const renewOnce = async (): Promise<void> => {
       // A renew that hangs (a dead network path) must not outlast the lease: it is cut at the
       // lease's end, and the turn counts as lost.
       const cut = new AbortController()
-      const timer = setTimeout(() => cut.abort(), Math.max(0, leaseEndsAt - Date.now()))
+      const sentAt = Date.now()
+      const timer = setTimeout(() => cut.abort(), Math.max(0, leaseEndsAt - sentAt))
       try {
         const answer = await Promise.race([
           turns.renew(turn.id, { leaseId, ...progress }, cut.signal),
@@ -239,7 +244,7 @@ export function createWorker(options: WorkerOptions): Worker {
         ])
         if (answer.status === 'ok') {
           leaseId = answer.lease.id
-          leaseEndsAt = Date.now() + answer.lease.ttlMs
+          leaseEndsAt = sentAt + answer.lease.ttlMs - leaseMarginMs(answer.lease.ttlMs)
           renewEveryMs = Math.max(50, answer.lease.renewIntervalMs)
         } else stopWith(answer.status)
       } catch (error) {
@@ -281,7 +286,12 @@ export function createWorker(options: WorkerOptions): Worker {
     let answerId: string | undefined
     let writer: StreamingWriter | undefined
     // Timers of the writer's coalescing: once the lease is lost they write nothing more.
-    const isWritable = (): boolean => stopReason !== 'lost'
+    // Checked before every write, on the clock rather than by a timer: a busy event loop can run a
+    // timer late, but never a write without passing here first.
+    const isWritable = (): boolean => {
+      if (stopReason !== 'lost' && Date.now() >= leaseEndsAt) stopWith('lost')
+      return stopReason !== 'lost'
+    }
     try {
       const synced = await bounded(
         session.whenSynced().then(() => true),
@@ -369,15 +379,18 @@ export function createWorker(options: WorkerOptions): Worker {
         signal: abort.signal,
         timeouts,
         retry,
-        onToken: (token) => current.write(token),
+        onToken: (token) => {
+          if (isWritable()) current.write(token)
+        },
         onEvent: (event) => {
+          if (!isWritable()) return
           current.flush()
           recordModelEvent(doc, current.id, event, author)
         },
         onRetry: ({ reason }) => onError(new Error(`${reason}; retrying`)),
       })
       offStop()
-      if (stopReason === 'lost') {
+      if (!isWritable()) {
         emit({ type: 'lost', turn, answerId })
         return
       }
@@ -530,4 +543,9 @@ export function createWorker(options: WorkerOptions): Worker {
 function readResumes(message: MessageView | undefined): ResumeRecord[] {
   const value = message?.metadata.resumes
   return Array.isArray(value) ? (value as ResumeRecord[]) : []
+}
+
+/** How far short of the server's lease end a worker stops writing (see the lease fence in answer()). */
+function leaseMarginMs(ttlMs: number): number {
+  return Math.floor(ttlMs / 4)
 }

@@ -90,14 +90,19 @@ function fakeTurns(options: { ttlMs?: number; renewMs?: number } = {}) {
   const failed: { turnId: string; reason: string; retry?: boolean }[] = []
   const renews: { turnId: string; state?: string; replyId?: string }[] = []
   let maxRunning = 0
-  let renewAnswer: (turnId: string) => RenewResponse['status'] = () => 'ok'
+  let renewAnswer: (turnId: string) => RenewResponse['status'] | 'hang' = () => 'ok'
   let leaseCounter = 0
-  const lease = () => ({
-    id: `lease-${++leaseCounter}`,
-    expiresAt: Date.now() + (options.ttlMs ?? 5_000),
-    renewIntervalMs: options.renewMs ?? 30,
-    ttlMs: options.ttlMs ?? 5_000,
-  })
+  /** When the last lease this fake granted runs out (ms, this process's clock). */
+  let lastExpiry = 0
+  const lease = () => {
+    lastExpiry = Date.now() + (options.ttlMs ?? 5_000)
+    return {
+      id: `lease-${++leaseCounter}`,
+      expiresAt: lastExpiry,
+      renewIntervalMs: options.renewMs ?? 30,
+      ttlMs: options.ttlMs ?? 5_000,
+    }
+  }
   const client: TurnsClient = {
     async claim(_pool, request, signal) {
       const deadline = Date.now() + request.waitMs
@@ -121,6 +126,7 @@ function fakeTurns(options: { ttlMs?: number; renewMs?: number } = {}) {
         ...(request.replyId === undefined ? {} : { replyId: request.replyId }),
       })
       const status = renewAnswer(turnId)
+      if (status === 'hang') return new Promise<never>(() => {})
       if (status === 'ok') return { status, lease: { ...lease(), id: request.leaseId } }
       running.delete(turnId)
       return { status }
@@ -170,7 +176,10 @@ function fakeTurns(options: { ttlMs?: number; renewMs?: number } = {}) {
     get maxRunning() {
       return maxRunning
     },
-    onRenew(answer: (turnId: string) => RenewResponse['status']) {
+    get lastExpiry() {
+      return lastExpiry
+    },
+    onRenew(answer: (turnId: string) => RenewResponse['status'] | 'hang') {
       renewAnswer = answer
     },
   }
@@ -406,6 +415,30 @@ describe('a pool worker', () => {
     expect(frozen?.status).toBe('streaming')
     expect(turns.completed).toEqual([])
     expect(turns.failed).toEqual([])
+  })
+
+  it('regression: stops writing before the server’s lease ends when its renews hang (two workers wrote one answer at once)', async () => {
+    const turns = fakeTurns({ ttlMs: 400, renewMs: 100 })
+    const { client, turn } = await ask('w-fence', 'long')
+    turns.queue.push(turn)
+    const { events } = start(turns, createDemoModel({ tokens: 10_000, delayMs: 2 }))
+    const stamps: { type: string; at: number }[] = []
+    workers[0]?.on((event) => stamps.push({ type: event.type, at: Date.now() }))
+    await until(
+      () => (readMessage(client.doc, answerIdOf(turn))?.content.length ?? 0) > 10,
+      10_000,
+      'streaming',
+    )
+    turns.onRenew(() => 'hang')
+    await until(() => events.some((e) => e.type === 'lost'), 5_000, 'the worker gave up its lease')
+    const lostAt = stamps.find((s) => s.type === 'lost')?.at ?? Number.POSITIVE_INFINITY
+    // The server may hand the turn to another worker from its lease's end on: this worker must have
+    // stopped writing before then, on its own clock, whatever its timers do.
+    expect(lostAt).toBeLessThan(turns.lastExpiry)
+    const first = await device('w-fence')
+    const frozen = readMessage(first.doc, answerIdOf(turn))?.content
+    const later = await device('w-fence')
+    expect(readMessage(later.doc, answerIdOf(turn))?.content).toBe(frozen)
   })
 
   it('continues an answer another worker left half-written: one message, its text a prefix of the end', async () => {

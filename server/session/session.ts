@@ -352,14 +352,9 @@ export class Session implements DistributionSink {
   applyRemoteUpdate(update: Uint8Array, seq: number | undefined): void {
     const doc = this.doc
     if (this.state !== 'ready' || doc === undefined) return
-    const pendingStructsBefore = doc.store.pendingStructs?.update
-    const pendingDsBefore = doc.store.pendingDs
-    let transaction: Y.Transaction | undefined
+    let isChanged: boolean
     try {
-      doc.transact((tr) => {
-        transaction = tr
-        Y.applyUpdate(doc, update, REMOTE_ORIGIN)
-      }, REMOTE_ORIGIN)
+      isChanged = integrate(doc, update, REMOTE_ORIGIN)
     } catch (error) {
       // Another node stored what this one cannot integrate: reload from the log rather than serve a
       // document that may hold part of it.
@@ -368,10 +363,6 @@ export class Session implements DistributionSink {
       return
     }
     if (seq !== undefined && seq > this.lastSeq) this.lastSeq = seq
-    const isChanged =
-      (transaction !== undefined && hasTransactionChanges(transaction)) ||
-      doc.store.pendingStructs?.update !== pendingStructsBefore ||
-      doc.store.pendingDs !== pendingDsBefore
     if (!isChanged) return
     this.hasRemoteChanges = true
     this.storedBytes += update.length
@@ -701,14 +692,9 @@ export class Session implements DistributionSink {
     // reconnecting reader — still passes, so reads keep working.
     const refusal = this.ctx.writeRefusal()
     if (refusal !== undefined && carriesNewStructs(doc, update)) throw refusal
-    const pendingStructsBefore = doc.store.pendingStructs?.update
-    const pendingDsBefore = doc.store.pendingDs
-    let transaction: Y.Transaction | undefined
+    let isChanged: boolean
     try {
-      doc.transact((tr) => {
-        transaction = tr
-        Y.applyUpdate(doc, update, connection)
-      }, connection)
+      isChanged = integrate(doc, update, connection)
     } catch (error) {
       // The update decoded but Yjs failed while integrating it: the document may hold part of it.
       // Nothing of it is stored, so drop the document and let the session reload from disk.
@@ -716,10 +702,6 @@ export class Session implements DistributionSink {
       this.end(...closeArgs(new ColloquyError('internal', 'session reset after a failed update')))
       throw new ColloquyError('invalid-update', 'update failed to integrate', { cause: error })
     }
-    const isChanged =
-      (transaction !== undefined && hasTransactionChanges(transaction)) ||
-      doc.store.pendingStructs?.update !== pendingStructsBefore ||
-      doc.store.pendingDs !== pendingDsBefore
     // Yjs integrates only new content: a duplicate or retried update changes nothing and costs nothing.
     if (isChanged) this.record(update, connection, relay)
   }
@@ -885,4 +867,24 @@ function hasTransactionChanges(transaction: Y.Transaction): boolean {
     if (beforeState.get(client) !== clock) return true
   }
   return false
+}
+
+/**
+ * Applies `update` to `doc` in one transaction with `origin`, and says whether it changed anything:
+ * the document, or the structs and deletes Yjs holds pending until what they depend on arrives (a
+ * duplicate or retried update changes neither). Throws what Yjs throws while integrating.
+ */
+function integrate(doc: Y.Doc, update: Uint8Array, origin: unknown): boolean {
+  const pendingStructsBefore = doc.store.pendingStructs?.update
+  const pendingDsBefore = doc.store.pendingDs
+  let transaction: Y.Transaction | undefined
+  doc.transact((tr) => {
+    transaction = tr
+    Y.applyUpdate(doc, update, origin)
+  }, origin)
+  return (
+    (transaction !== undefined && hasTransactionChanges(transaction)) ||
+    doc.store.pendingStructs?.update !== pendingStructsBefore ||
+    doc.store.pendingDs !== pendingDsBefore
+  )
 }

@@ -6,7 +6,6 @@
 //   npm run bench:quick                # small sizes, about a minute (CI smoke)
 //   npm run bench -- --only S1,S2 --targets colloquy,hocuspocus --seed 7
 
-import { execFileSync } from 'node:child_process'
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
@@ -14,6 +13,7 @@ import { performance } from 'node:perf_hooks'
 import { parseArgs } from 'node:util'
 import { writeCharts } from './lib/charts.js'
 import { renderMarkdown, type SuiteResult } from './lib/report.js'
+import { runEnvironment } from './lib/run-meta.js'
 import {
   buildColloquy,
   ROOT,
@@ -41,14 +41,6 @@ const only = values.only?.split(',').map((id) => id.trim().toUpperCase())
 const onlyTargets = values.targets?.split(',').map((id) => id.trim()) as TargetId[] | undefined
 for (const id of onlyTargets ?? []) if (!(id in TARGETS)) throw new Error(`unknown target ${id}`)
 
-function git(args: string[]): string {
-  try {
-    return execFileSync('git', args, { cwd: ROOT, encoding: 'utf8' }).trim()
-  } catch {
-    return 'unknown'
-  }
-}
-
 const log = (message: string): void => {
   process.stderr.write(`${message}\n`)
 }
@@ -62,13 +54,7 @@ const result: SuiteResult = {
   meta: {
     mode,
     seed,
-    date: new Date().toISOString(),
-    node: process.version,
-    cpu: os.cpus()[0]?.model ?? 'unknown',
-    cores: os.cpus().length,
-    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
-    commit: git(['rev-parse', '--short', 'HEAD']),
-    dirty: git(['status', '--porcelain']) !== '',
+    ...runEnvironment(),
     command: `npm run ${mode === 'quick' ? 'bench:quick' : 'bench'}${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`,
     targets: Object.fromEntries(Object.entries(TARGETS).map(([id, target]) => [id, target.label])),
     durationSeconds: 0,

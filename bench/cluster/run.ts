@@ -8,13 +8,13 @@
 // Prerequisites: nats-server and redis-server from Debian (`apt-get install -y nats-server
 // redis-server`); a target whose server is missing is skipped with a message.
 
-import { execFileSync } from 'node:child_process'
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { parseArgs } from 'node:util'
 import { renderMarkdown, type SuiteResult } from '../lib/report.js'
+import { runEnvironment } from '../lib/run-meta.js'
 import { round } from '../lib/stats.js'
 import { buildColloquy, ROOT, type RunningServer } from '../lib/targets.js'
 import { type LoadProcess, startLoadProcess } from '../load/pool.js'
@@ -291,14 +291,6 @@ async function recoveryRun(cluster: BenchCluster, writer: LoadProcess, readers: 
   }
 }
 
-function git(args: string[]): string {
-  try {
-    return execFileSync('git', args, { cwd: ROOT, encoding: 'utf8' }).trim()
-  } catch {
-    return 'unknown'
-  }
-}
-
 buildColloquy()
 const started = performance.now()
 const workDir = await mkdtemp(path.join(os.tmpdir(), 'colloquy-cluster-bench-'))
@@ -308,13 +300,7 @@ const result: SuiteResult = {
   meta: {
     mode: 'cluster',
     seed,
-    date: new Date().toISOString(),
-    node: process.version,
-    cpu: os.cpus()[0]?.model ?? 'unknown',
-    cores: os.cpus().length,
-    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
-    commit: git(['rev-parse', '--short', 'HEAD']),
-    dirty: git(['status', '--porcelain']) !== '',
+    ...runEnvironment(),
     command: `npx tsx bench/cluster/run.ts${process.argv.length > 2 ? ` ${process.argv.slice(2).join(' ')}` : ''}`,
     targets: Object.fromEntries(Object.entries(CLUSTER_TARGETS).map(([id, target]) => [id, target.label])),
     durationSeconds: 0,

@@ -110,7 +110,12 @@ export async function openJetStreamResources(options: JetStreamResourceOptions):
     await jsm.streams.add(streamConfig)
   }
   const kvm = new Kvm(js)
-  const bucket = { replicas, history: 1, storage: StorageType.File, timeout }
+  // allow_direct off: a direct get may be answered by any replica, and a follower that has not yet
+  // applied a put answers with the older value (or none). Every read of ours must see every write
+  // acked before it (a checkpoint listed right after it was put, a session record right after its
+  // create), so reads go to the stream leader. Passing false also makes the client read through the
+  // leader from a bucket an older version created with direct gets on.
+  const bucket = { replicas, history: 1, storage: StorageType.File, timeout, allow_direct: false }
   const leaseTtlMs = options.leaseTtlMs ?? 60_000
   const [sessions, index, leases] = await Promise.all([
     kvm.create(names.sessions, bucket),

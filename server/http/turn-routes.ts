@@ -13,6 +13,7 @@ import {
   isValidTurnMessageId,
   parseTurnId,
 } from '../../shared/turns/turn.js'
+import { labelsFor, ScopeMode, turnScopeOf } from '../auth/turn-scope.js'
 import { MAX_CLAIM_TURNS, MAX_CLAIM_WAIT_MS, type TurnService } from '../turns/turn-service.js'
 import type { HttpRequest, HttpResponse, Route } from './router.js'
 
@@ -168,12 +169,16 @@ export function turnRoutes(service: TurnService): Route[] {
         if (!request.inScope(input.sessionId)) {
           throw new ColloquyError('forbidden', 'token not valid for this session')
         }
+        // The tenant and class are the token's to decide (docs/agents.md "Tenants and priority");
+        // without tokens (loopback, anonymous) the caller names them.
+        const scope = turnScopeOf(request.caller ?? { role: 'admin' })
+        const { tenant, priority } = labelsFor(scope, input, ScopeMode.Refuse)
         const created = await service.create({
           sessionId: input.sessionId,
           messageId: input.messageId,
           pool: input.pool,
-          ...(input.priority === undefined ? {} : { priority: input.priority }),
-          ...(input.tenant === undefined ? {} : { tenant: input.tenant }),
+          priority,
+          tenant,
           ...(input.deadline === undefined ? {} : { deadline: input.deadline }),
           ...(input.timeoutMs === undefined ? {} : { timeoutMs: input.timeoutMs }),
         })

@@ -458,7 +458,7 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
           sessions,
           writes: writeQueue,
         }),
-        ...turnRoutes(turns),
+        ...turnRoutes(turns, logger),
         ...webRoutes({ dir: config.webDir }),
       ],
       ...(authorize === undefined ? {} : { authorize }),

@@ -12,22 +12,26 @@ import type { SyncServer } from '../../server/sync-server.js'
 import { appendMessage } from '../../shared/conversation/index.js'
 import type { CreateTurnRequest, CreateTurnResponse } from '../../shared/turns/api.js'
 import { readTurnEntry } from '../../shared/turns/document.js'
-import { startTestServer } from '../helpers/test-server.js'
+import { capturingLogger, startTestServer } from '../helpers/test-server.js'
 import { until } from '../helpers/wait.js'
 
 const secret = 'turns-scope-test-secret-0123456789abcdef'
 let server: SyncServer
 let base: string
 const clients: SyncClient[] = []
+const log = capturingLogger()
 
 beforeAll(async () => {
-  server = await startTestServer({
-    compaction: false,
-    secret,
-    turnPools: ['gpu:1'],
-    turnAuto: ['gpu=auto-'],
-    turnPositionRefreshMs: 50,
-  })
+  server = await startTestServer(
+    {
+      compaction: false,
+      secret,
+      turnPools: ['gpu:1'],
+      turnAuto: ['gpu=auto-'],
+      turnPositionRefreshMs: 50,
+    },
+    { logger: log.logger },
+  )
   base = `http://127.0.0.1:${server.port}`
 })
 
@@ -66,6 +70,12 @@ describe('turns over HTTP and the token (issue #17)', () => {
       priority: 0,
     })
     expect(await create(acme, { tenant: 'globex' })).toEqual({ status: 403, code: 'tenant-forbidden' })
+    const refusal = log.lines.map((line) => JSON.parse(line)).find((r) => r.reason === 'tenant-forbidden')
+    expect(refusal).toMatchObject({
+      msg: 'turn refused: beyond its token',
+      peerId: 'device',
+      tenant: 'globex',
+    })
   })
 
   it("refuse a class better than the token's with 403 priority-forbidden", async () => {

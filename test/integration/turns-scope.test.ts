@@ -6,6 +6,8 @@
 
 import { execFileSync, spawnSync } from 'node:child_process'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import WebSocket from 'ws'
+import { createConnection } from '../../client/connection.js'
 import { createNodeSyncClient, type SyncClient } from '../../client/node.js'
 import { createTokenVerifier, type MintOptions, mintToken } from '../../server/auth/tokens.js'
 import type { SyncServer } from '../../server/sync-server.js'
@@ -133,6 +135,29 @@ describe('automatic turns and the token of the writer (issue #17)', () => {
     expect(server.turns.get('gpu~auto-2~q').turn).toMatchObject({ tenant: 'default', priority: 1 })
     await ask(await token({ tenant: 'acme', bestPriority: 0 }), 'auto-3', { priority: 0 })
     expect(server.turns.get('gpu~auto-3~q').turn).toMatchObject({ tenant: 'acme', priority: 0 })
+  })
+
+  it('do the same for a message written over the multiplexed /hocuspocus connection', async () => {
+    const connection = createConnection({
+      url: `ws://127.0.0.1:${server.port}`,
+      WebSocket: WebSocket as never,
+      token: await token({ tenant: 'initech', bestPriority: 2 }),
+    })
+    try {
+      const handle = connection.open('auto-mux')
+      await handle.whenSynced()
+      appendMessage(handle.doc, {
+        id: 'q',
+        role: 'user',
+        author: { id: 'device', kind: 'device' },
+        content: 'hi',
+        metadata: { tenant: 'globex', priority: 0 },
+      })
+      await until(() => readTurnEntry(handle.doc, 'q') !== undefined, 5_000, 'the message gets a turn')
+      expect(server.turns.get('gpu~auto-mux~q').turn).toMatchObject({ tenant: 'initech', priority: 2 })
+    } finally {
+      await connection.destroy()
+    }
   })
 })
 

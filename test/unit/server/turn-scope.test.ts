@@ -3,10 +3,12 @@
 // and no better than its `pri` class; a plain write token's to tenant `default`, class 1 at best;
 // an admin token without `tnt` (or a server without tokens) names any tenant and class.
 
+import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { anonymousClaims } from '../../../server/auth/tokens.js'
 import { labelsFor, ScopeMode, turnScopeOf, UNKNOWN_WRITER_SCOPE } from '../../../server/auth/turn-scope.js'
 import { ColloquyError } from '../../../shared/errors.js'
+import { DEFAULT_TENANT } from '../../../shared/turns/turn.js'
 
 function codeOf(act: () => unknown): string {
   try {
@@ -75,5 +77,48 @@ describe('the turn scope of a token', () => {
       priority: 2,
       isClamped: false,
     })
+  })
+
+  it('never lets a token through beyond its claims, whatever it asks (property; SEED=… replays)', () => {
+    const seed = Number(process.env.SEED ?? Date.now() % 1_000_000)
+    console.log(`turn-scope property seed: ${seed}`)
+    const tenant = fc.constantFrom('acme', 'globex', DEFAULT_TENANT)
+    const priority = fc.integer({ min: 0, max: 2 })
+    fc.assert(
+      fc.property(
+        fc.record(
+          { role: fc.constantFrom('read', 'write', 'admin'), tenant, bestPriority: priority },
+          { requiredKeys: ['role'] },
+        ),
+        fc.record({ tenant, priority }, { requiredKeys: [] }),
+        fc.constantFrom(ScopeMode.Refuse, ScopeMode.Clamp),
+        (claims, requested, mode) => {
+          const scope = turnScopeOf(claims)
+          const best = claims.bestPriority ?? (claims.role === 'admin' ? 0 : 1)
+          const mayName = claims.role === 'admin' && claims.tenant === undefined
+          const ownTenant = claims.tenant ?? DEFAULT_TENANT
+          const isWithin =
+            (mayName || requested.tenant === undefined || requested.tenant === ownTenant) &&
+            (requested.priority === undefined || requested.priority >= best)
+          let labels: ReturnType<typeof labelsFor>
+          try {
+            labels = labelsFor(scope, requested, mode)
+          } catch (error) {
+            // Refused only in refuse mode, and only what goes beyond the claims.
+            expect(mode).toBe(ScopeMode.Refuse)
+            expect(isWithin).toBe(false)
+            expect((error as ColloquyError).code).toMatch(/^(tenant|priority)-forbidden$/)
+            return
+          }
+          expect(labels.priority).toBeGreaterThanOrEqual(best)
+          expect(labels.tenant).toBe(mayName ? (requested.tenant ?? DEFAULT_TENANT) : ownTenant)
+          expect(labels.isClamped).toBe(!isWithin)
+          if (mode === ScopeMode.Refuse) expect(isWithin).toBe(true)
+          // What was asked within the claims is what is given.
+          if (isWithin && requested.priority !== undefined) expect(labels.priority).toBe(requested.priority)
+        },
+      ),
+      { seed, numRuns: 500 },
+    )
   })
 })

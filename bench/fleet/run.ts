@@ -82,6 +82,8 @@ interface Tokens {
   readonly device: string
   /** Per `<tenant>:<class>`: the token whose turns go to that tenant, at best that class. */
   readonly turn: ReadonlyMap<string, string>
+  /** `/metrics`: admin, every session. */
+  readonly metrics: string
 }
 
 async function mintTokens(): Promise<Tokens> {
@@ -100,6 +102,7 @@ async function mintTokens(): Promise<Tokens> {
     role: 'write',
     sessionPrefix: 'fleet-',
   })
+  const metrics = await mintToken({ ...common, peerId: 'bench-metrics', role: 'admin', sessionPrefix: '' })
   const turn = new Map<string, string>()
   for (let t = 0; t < TENANTS; t++)
     for (let c = 0; c < PRIORITY_CLASSES; c++)
@@ -114,7 +117,40 @@ async function mintTokens(): Promise<Tokens> {
           bestPriority: c,
         }),
       )
-  return { secret, worker, device, turn }
+  return { secret, worker, device, turn, metrics }
+}
+
+// --- The server's own view: CPU and event-loop delay between two scrapes of /metrics. ---
+
+interface ServerSample {
+  readonly at: number
+  readonly cpuSeconds: number
+  /** Event-loop delay since the previous scrape (prom-client resets its histogram on each). */
+  readonly lagP99Ms: number
+  readonly lagMaxMs: number
+}
+
+async function scrapeServer(url: string, token: string | undefined): Promise<ServerSample> {
+  const response = await fetch(`${url.replace(/^ws/, 'http')}/metrics`, {
+    headers: token === undefined ? {} : { authorization: `Bearer ${token}` },
+  })
+  const text = await response.text()
+  const value = (name: string): number => {
+    const line = text.split('\n').find((l) => l.startsWith(`colloquy_process_${name} `))
+    return line === undefined ? Number.NaN : Number(line.slice(line.lastIndexOf(' ') + 1))
+  }
+  return {
+    at: Date.now(),
+    cpuSeconds: value('process_cpu_seconds_total'),
+    lagP99Ms: value('nodejs_eventloop_lag_p99_seconds') * 1000,
+    lagMaxMs: value('nodejs_eventloop_lag_max_seconds') * 1000,
+  }
+}
+
+/** The server between two scrapes: its CPU share of one core and its event-loop delay in `to`'s period. */
+function serverLine(label: string, from: ServerSample, to: ServerSample): string {
+  const share = (to.cpuSeconds - from.cpuSeconds) / Math.max(0.001, (to.at - from.at) / 1000)
+  return `server ${label}: ${(share * 100).toFixed(0)} % of one core, event-loop delay p99 ${to.lagP99Ms.toFixed(1)} ms, max ${to.lagMaxMs.toFixed(1)} ms`
 }
 
 interface Question {
@@ -451,6 +487,7 @@ async function runPhase(
     ...(tokens === undefined ? {} : { token: tokens.device }),
   })
   const startedAt = Date.now()
+  const serverAtStart = await scrapeServer(url, tokens?.metrics)
   const lines: string[] = []
 
   // Kills: every KILL_EVERY_MS, kill -9 one worker and start a replacement.
@@ -506,6 +543,7 @@ async function runPhase(
   )
   const createdIn = Date.now() - startedAt
   const burstEnd = Math.max(Date.now(), startedAt + BURST_MS)
+  const serverAtBurstEnd = await scrapeServer(url, tokens?.metrics)
 
   // Wait until the pool has nothing queued or running (bounded; one small call a second, not one
   // per turn: 10,000 gets a second would load the server the probe measures), then read each turn.
@@ -518,6 +556,7 @@ async function runPhase(
     await new Promise((resolve) => setTimeout(resolve, 1_000))
   }
   const drainEnd = Date.now()
+  const serverAtDrainEnd = await scrapeServer(url, tokens?.metrics)
   killing = false
   await killer
   const drainedIn = drainEnd - startedAt
@@ -625,9 +664,11 @@ async function runPhase(
     `slot utilisation: ${(utilisation * 100).toFixed(1)} % of ${slotsTotal} slots from the first claim to the last end`,
   )
   lines.push(syncLine('during the burst', probeWindow(probe, startedAt, burstEnd), baselineP99))
+  lines.push(serverLine('during the burst', serverAtStart, serverAtBurstEnd))
   lines.push(
     syncLine('after the burst, while the pool drains', probeWindow(probe, burstEnd, drainEnd), baselineP99),
   )
+  lines.push(serverLine('while the pool drains', serverAtBurstEnd, serverAtDrainEnd))
   return { name: phase, lines }
 }
 
@@ -672,8 +713,10 @@ async function main(): Promise<void> {
       await new Promise((resolve) => setTimeout(resolve, 100))
     // The baseline: the same probe with the workers idle (long-polling), no question.
     const baselineFrom = Date.now()
+    const serverAtBaseline = await scrapeServer(url, tokens?.metrics)
     await new Promise((resolve) => setTimeout(resolve, BASELINE_MS))
     const baseline = probeWindow(probe, baselineFrom, Date.now())
+    const serverAfterBaseline = await scrapeServer(url, tokens?.metrics)
     const baselineP99 = percentile(baseline, 99)
     const results: PhaseResult[] = []
     results.push(await runPhase(url, 'calm', workers, allRecords, false, tokens, probe, baselineP99))
@@ -683,6 +726,7 @@ async function main(): Promise<void> {
       `fleet bench: ${QUESTIONS} questions over ${QUESTIONS} sessions in ${seconds(BURST_MS)}, ${WORKERS} worker processes × ${SLOTS} slots, answers ${MIN_MS}-${MAX_MS} ms (seed ${SEED}), ${PRIORITY_CLASSES} classes, ${TENANTS} tenants, lease ${LEASE_MS} ms, ${tokens === undefined ? 'anonymous' : 'tenant tokens'}, bench processes at nice ${NICE}`,
     )
     console.log(syncLine('without a burst (workers idle)', baseline))
+    console.log(serverLine('without a burst', serverAtBaseline, serverAfterBaseline))
     for (const result of results) {
       console.log(`\n[${result.name}]`)
       for (const line of result.lines) console.log(`  ${line}`)

@@ -70,11 +70,9 @@ const PENDING_RANGES = Symbol('colloquy.pendingRanges')
 /** Client → [first clock, end clock) of the structs pending before a transaction. */
 type PendingRanges = ReadonlyMap<number, readonly [number, number]>
 
-function pendingRangesOf(doc: Y.Doc): PendingRanges | undefined {
-  const pending = doc.store.pendingStructs
-  if (pending === null) return undefined
-  // Yjs keeps pending structs in the v2 encoding.
-  const { from, to } = Y.parseUpdateMetaV2(pending.update)
+/** The ranges of an update of pending structs (Yjs keeps them in the v2 encoding). */
+function rangesOf(update: Uint8Array): PendingRanges {
+  const { from, to } = Y.parseUpdateMetaV2(update)
   const ranges = new Map<number, readonly [number, number]>()
   for (const [client, clock] of from) ranges.set(client, [clock, to.get(client) ?? clock])
   return ranges
@@ -99,10 +97,15 @@ export function createAutoTurns(options: AutoTurnsOptions): AutoTurns {
       const array = messagesArray(doc)
       // A message Yjs held pending (it named a struct not yet received) is integrated by whichever
       // update completes it, maybe another peer's: its transaction's origin is not its writer. One
-      // check per transaction; the pending update is parsed only when there is one.
+      // null check per transaction; the pending update is parsed once each time Yjs replaces it,
+      // so a struct left pending for good does not make every streamed token pay for its size.
+      let parsed: { readonly update: Uint8Array; readonly ranges: PendingRanges } | undefined
       const beforeTransaction = (transaction: Y.Transaction): void => {
-        const ranges = pendingRangesOf(doc)
-        if (ranges !== undefined) transaction.meta.set(PENDING_RANGES, ranges)
+        const pending = doc.store.pendingStructs
+        if (pending === null) return
+        if (parsed?.update !== pending.update)
+          parsed = { update: pending.update, ranges: rangesOf(pending.update) }
+        transaction.meta.set(PENDING_RANGES, parsed.ranges)
       }
       // Shallow: fires when messages are added or removed, never per streamed token.
       const observer = (event: Y.YArrayEvent<unknown>): void => {

@@ -488,6 +488,7 @@ async function runPhase(
   })
   const startedAt = Date.now()
   const serverAtStart = await scrapeServer(url, tokens?.metrics)
+  const writersCpuAtStart = process.cpuUsage()
   const lines: string[] = []
 
   // Kills: every KILL_EVERY_MS, kill -9 one worker and start a replacement.
@@ -544,6 +545,7 @@ async function runPhase(
   const createdIn = Date.now() - startedAt
   const burstEnd = Math.max(Date.now(), startedAt + BURST_MS)
   const serverAtBurstEnd = await scrapeServer(url, tokens?.metrics)
+  const writersCpu = process.cpuUsage(writersCpuAtStart)
 
   // Wait until the pool has nothing queued or running (bounded; one small call a second, not one
   // per turn: 10,000 gets a second would load the server the probe measures), then read each turn.
@@ -665,6 +667,12 @@ async function runPhase(
   )
   lines.push(syncLine('during the burst', probeWindow(probe, startedAt, burstEnd), baselineP99))
   lines.push(serverLine('during the burst', serverAtStart, serverAtBurstEnd))
+  // This process during the burst: the question writers (and the pace they could keep).
+  const writersShare =
+    (writersCpu.user + writersCpu.system) / 1000 / Math.max(1, serverAtBurstEnd.at - serverAtStart.at)
+  lines.push(
+    `question writers (this process) during the burst: ${(writersShare * 100).toFixed(0)} % of one core`,
+  )
   lines.push(
     syncLine('after the burst, while the pool drains', probeWindow(probe, burstEnd, drainEnd), baselineP99),
   )

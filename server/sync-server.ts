@@ -8,6 +8,7 @@ import { CloseCode } from '../shared/protocol/close-codes.js'
 import { AuthScope } from '../shared/protocol/message.js'
 import { turnIdOf } from '../shared/turns/turn.js'
 import { type AccessClaims, anonymousClaims, createTokenVerifier, hasRole, isInScope } from './auth/tokens.js'
+import { turnScopeOf } from './auth/turn-scope.js'
 import { describeAckDurability, openClusterStore } from './cluster/cluster-store.js'
 import { connectNatsDistribution, type NatsDistributionObserver } from './cluster/nats-distribution.js'
 import { createRelayMetrics } from './cluster/relay-metrics.js'
@@ -30,6 +31,7 @@ import { openLeveldbStore } from './persistence/leveldb-store.js'
 import { createMemoryStore } from './persistence/memory-store.js'
 import { hasSparseSeqs, type Store } from './persistence/store.js'
 import { createWriteQueue, type WriteQueue } from './persistence/write-queue.js'
+import { Connection } from './session/connection.js'
 import { createLocalDistribution, type Distribution } from './session/distribution.js'
 import type { Peer } from './session/peer.js'
 import { createSessionRegistry, type SessionRegistry } from './session/registry.js'
@@ -298,6 +300,11 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
     autoTurns = createAutoTurns({
       rules: autoRules,
       create: (request) => turns.create(request),
+      // The writer's token decides the tenant and class; a message from another node is that node's.
+      scopeOf: (origin) =>
+        origin instanceof Connection
+          ? (origin.policy?.turnScope ?? turnScopeOf(anonymousClaims()))
+          : undefined,
       // A full queue: the device sees the refusal where it would see the turn.
       refused: (request, error) =>
         turnDocuments.write(request.sessionId, request.messageId, {
@@ -367,6 +374,7 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
       updates: createTokenBucket(config.updatesPerSecond, config.updatesBurst, now),
       updateBytes: createTokenBucket(config.updateBytesPerSecond, config.updateBytesBurst, now),
       awareness: createTokenBucket(config.awarenessPerSecond, config.awarenessBurst, now),
+      turnScope: turnScopeOf(claims),
     }
     const { session, connection } = sessions.connect(sessionId, peer, policy)
     metrics.connectionsOpened.inc()
@@ -450,7 +458,7 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
           sessions,
           writes: writeQueue,
         }),
-        ...turnRoutes(turns),
+        ...turnRoutes(turns, logger),
         ...webRoutes({ dir: config.webDir }),
       ],
       ...(authorize === undefined ? {} : { authorize }),
@@ -564,6 +572,8 @@ function tokenAuthorize(verify: (token: string | undefined) => Promise<AccessCla
         kind: claims.kind,
         role: claims.role,
         ...(claims.sessionPrefix === undefined ? {} : { sessionPrefix: claims.sessionPrefix }),
+        ...(claims.tenant === undefined ? {} : { tenant: claims.tenant }),
+        ...(claims.bestPriority === undefined ? {} : { bestPriority: claims.bestPriority }),
       },
     }
   }

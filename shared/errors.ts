@@ -36,6 +36,8 @@ export type ErrorCode =
   | 'queue-full'
   | 'lease-lost'
   | 'turn-finished'
+  | 'tenant-forbidden'
+  | 'priority-forbidden'
 
 /** How an error reaches a peer: the WebSocket close code, a short reason and whether to retry. */
 export interface ErrorInfo {
@@ -251,6 +253,18 @@ export const ERRORS: Readonly<Record<ErrorCode, ErrorInfo>> = {
     closeCode: CloseCode.InternalError,
     httpStatus: 409,
     reason: 'the turn already ended',
+    isRetryable: false,
+  },
+  'tenant-forbidden': {
+    closeCode: CloseCode.InternalError,
+    httpStatus: 403,
+    reason: "the token does not allow this tenant: its turns go to the token's tenant",
+    isRetryable: false,
+  },
+  'priority-forbidden': {
+    closeCode: CloseCode.InternalError,
+    httpStatus: 403,
+    reason: "the token does not allow this priority class: ask for the token's best class or a later one",
     isRetryable: false,
   },
 }

@@ -1,5 +1,5 @@
-// One worker process of the fleet bench: `createWorker` on URL/POOL with CONCURRENCY slots and the
-// seeded demo model; prints one JSON line per turn event with the local time, which the bench reads
+// One worker process of the fleet bench: `createWorker` on URL/POOL with CONCURRENCY slots, TOKEN
+// (an agent token, when the server has a secret) and the seeded demo model; prints one JSON line per turn event with the local time, which the bench reads
 // (waits, slot use, who resumed what). Killed with SIGKILL by the bench.
 
 import { createWorker } from '../../client/agent/node.js'
@@ -21,6 +21,7 @@ const worker = createWorker({
     Number(env('MAX_MS', '3000')),
   ),
   name: env('NAME', 'bench'),
+  ...(process.env.TOKEN === undefined ? {} : { token: process.env.TOKEN }),
   claimWaitMs: 5_000,
   coalesceMs: 50,
   onError: (error) =>

@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { secretWeakness } from '../../server/auth/secret-strength.js'
 import { type AccessRole, mintToken, type PeerKindClaim } from '../../server/auth/tokens.js'
+import { isValidPriority, isValidTenant } from '../../shared/turns/turn.js'
 
 export const usage = `Usage: colloquy token --peer ID (--session ID | --prefix PREFIX) [options]
 
@@ -15,6 +16,10 @@ Prints a signed access token for one session or every session under a prefix.
   --prefix PREFIX   every session whose id starts with PREFIX ("" for all)
   --role ROLE       read | write | admin (default write)
   --kind KIND       device | agent (default device)
+  --tenant T        the tenant every turn this token creates is charged to (tnt claim); without
+                    it a write token's turns go to tenant "default", an admin token names any
+  --priority CLASS  the best priority class its turns may use, 0 (first) to 2 (pri claim);
+                    without it 1 for a write token, 0 for an admin token
   --ttl SECONDS     lifetime (default 3600; the server refuses tokens valid for longer than its
                     --max-token-lifetime-s, 30 days by default)
 `
@@ -30,10 +35,18 @@ export async function run(argv: readonly string[], env: NodeJS.ProcessEnv): Prom
     values = parseArgs({
       args: [...argv],
       options: Object.fromEntries(
-        ['secret', 'secret-file', 'peer', 'session', 'prefix', 'role', 'kind', 'ttl'].map((name) => [
-          name,
-          { type: 'string' as const },
-        ]),
+        [
+          'secret',
+          'secret-file',
+          'peer',
+          'session',
+          'prefix',
+          'role',
+          'kind',
+          'ttl',
+          'tenant',
+          'priority',
+        ].map((name) => [name, { type: 'string' as const }]),
       ),
       strict: true,
     }).values as Record<string, string | undefined>
@@ -63,6 +76,11 @@ export async function run(argv: readonly string[], env: NodeJS.ProcessEnv): Prom
   const ttlSeconds = Number(values.ttl ?? 3600)
   if (!Number.isSafeInteger(ttlSeconds) || ttlSeconds <= 0)
     throw new UsageError('--ttl must be a positive integer')
+  if (values.tenant !== undefined && !isValidTenant(values.tenant))
+    throw new UsageError('--tenant must be 1–64 of A-Za-z0-9._:-')
+  const bestPriority = values.priority === undefined ? undefined : Number(values.priority)
+  if (values.priority !== undefined && (values.priority.trim() === '' || !isValidPriority(bestPriority)))
+    throw new UsageError('--priority must be 0, 1 or 2')
   const token = await mintToken({
     secret,
     peerId: values.peer,
@@ -71,6 +89,8 @@ export async function run(argv: readonly string[], env: NodeJS.ProcessEnv): Prom
     ttlSeconds,
     ...(values.session === undefined ? {} : { sessionId: values.session }),
     ...(values.prefix === undefined ? {} : { sessionPrefix: values.prefix }),
+    ...(values.tenant === undefined ? {} : { tenant: values.tenant }),
+    ...(bestPriority === undefined ? {} : { bestPriority }),
   })
   process.stdout.write(`${token}\n`)
   return 0

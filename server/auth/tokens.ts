@@ -4,6 +4,7 @@
 import { errors as joseErrors, jwtVerify, SignJWT } from 'jose'
 import { ColloquyError } from '../../shared/errors.js'
 import { isValidSessionId } from '../../shared/session-id.js'
+import { isValidPriority, isValidTenant } from '../../shared/turns/turn.js'
 
 /** What a token lets its holder do, each role including the ones before it. */
 export type AccessRole = 'read' | 'write' | 'admin'
@@ -23,6 +24,10 @@ export interface AccessClaims {
   readonly sessionPrefix?: string
   /** Expiry in ms since the epoch (`exp`). */
   readonly expiresAt: number
+  /** The tenant every turn this token creates is charged to (`tnt`; docs/agents.md "Tenants and priority"). */
+  readonly tenant?: string
+  /** The best (lowest-numbered) priority class its turns may use (`pri`). */
+  readonly bestPriority?: number
 }
 
 /** Options of {@link mintToken}. */
@@ -33,6 +38,10 @@ export interface MintOptions {
   readonly kind?: PeerKindClaim
   readonly sessionId?: string
   readonly sessionPrefix?: string
+  /** The `tnt` claim: the tenant of every turn the token creates. */
+  readonly tenant?: string
+  /** The `pri` claim: the best priority class (0, 1 or 2) its turns may use. */
+  readonly bestPriority?: number
   /** Lifetime in seconds (default 3600). */
   readonly ttlSeconds?: number
   readonly now?: () => number
@@ -53,10 +62,18 @@ export async function mintToken(options: MintOptions): Promise<string> {
   if (options.sessionId !== undefined && !isValidSessionId(options.sessionId)) {
     throw new ColloquyError('invalid-session-id')
   }
+  if (options.tenant !== undefined && !isValidTenant(options.tenant)) {
+    throw new ColloquyError('bad-request', 'a tenant is 1–64 of A-Za-z0-9._:-')
+  }
+  if (options.bestPriority !== undefined && !isValidPriority(options.bestPriority)) {
+    throw new ColloquyError('bad-request', 'a priority class is 0, 1 or 2')
+  }
   const nowSeconds = Math.floor((options.now ?? Date.now)() / 1000)
-  const claims: Record<string, string> = { role: options.role, kind: options.kind ?? 'device' }
+  const claims: Record<string, string | number> = { role: options.role, kind: options.kind ?? 'device' }
   if (options.sessionId !== undefined) claims.sid = options.sessionId
   if (options.sessionPrefix !== undefined) claims.spx = options.sessionPrefix
+  if (options.tenant !== undefined) claims.tnt = options.tenant
+  if (options.bestPriority !== undefined) claims.pri = options.bestPriority
   return new SignJWT(claims)
     .setProtectedHeader({ alg: ALGORITHM })
     .setSubject(options.peerId)
@@ -108,12 +125,16 @@ export function createTokenVerifier(
         }
         throw new ColloquyError('unauthorized', 'invalid token', { cause: error })
       }
-      const { sub, exp, role, kind, sid, spx } = payload
+      const { sub, exp, role, kind, sid, spx, tnt, pri } = payload
       const isRole = role === 'read' || role === 'write' || role === 'admin'
       const isKind = kind === 'device' || kind === 'agent'
       const hasScope = (typeof sid === 'string') !== (typeof spx === 'string')
       if (typeof sub !== 'string' || typeof exp !== 'number' || !isRole || !isKind || !hasScope) {
         throw new ColloquyError('unauthorized', 'token claims incomplete')
+      }
+      // A turn claim that is present but unusable is refused, never read as "no limit".
+      if ((tnt !== undefined && !isValidTenant(tnt)) || (pri !== undefined && !isValidPriority(pri))) {
+        throw new ColloquyError('unauthorized', 'token turn claims invalid (tnt, pri)')
       }
       if (maxLifetimeMs > 0 && exp * 1000 - now() > maxLifetimeMs) {
         throw new ColloquyError('unauthorized', "token lifetime over the server's maximum")
@@ -125,6 +146,8 @@ export function createTokenVerifier(
         expiresAt: exp * 1000,
         ...(typeof sid === 'string' ? { sessionId: sid } : {}),
         ...(typeof spx === 'string' ? { sessionPrefix: spx } : {}),
+        ...(tnt === undefined ? {} : { tenant: tnt }),
+        ...(pri === undefined ? {} : { bestPriority: pri }),
       }
     },
   }

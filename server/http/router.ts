@@ -70,6 +70,10 @@ export interface Caller {
   readonly role: 'read' | 'write' | 'admin'
   /** Set when the token covers every session starting with this (`""`: every session). */
   readonly sessionPrefix?: string
+  /** The token's `tnt` claim: the tenant of the turns it creates. */
+  readonly tenant?: string
+  /** The token's `pri` claim: the best priority class of the turns it creates. */
+  readonly bestPriority?: number
 }
 
 /** What an authorized caller may see: handlers that list sessions keep only those in scope. */

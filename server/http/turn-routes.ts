@@ -13,6 +13,8 @@ import {
   isValidTurnMessageId,
   parseTurnId,
 } from '../../shared/turns/turn.js'
+import { labelsFor, ScopeMode, turnScopeOf } from '../auth/turn-scope.js'
+import type { Logger } from '../observability/log.js'
 import { MAX_CLAIM_TURNS, MAX_CLAIM_WAIT_MS, type TurnService } from '../turns/turn-service.js'
 import type { HttpRequest, HttpResponse, Route } from './router.js'
 
@@ -145,8 +147,8 @@ function leaseRoute<T>(
   }
 }
 
-/** The routes of the turns API. */
-export function turnRoutes(service: TurnService): Route[] {
+/** The routes of the turns API; `logger` records a creation beyond the token's tenant or class. */
+export function turnRoutes(service: TurnService, logger?: Logger): Route[] {
   const body = { acceptsBody: true, maxBodyBytes: MAX_TURN_BODY_BYTES } as const
   const noSessions = (): readonly string[] => []
   const poolParam = (request: HttpRequest): string => {
@@ -168,12 +170,33 @@ export function turnRoutes(service: TurnService): Route[] {
         if (!request.inScope(input.sessionId)) {
           throw new ColloquyError('forbidden', 'token not valid for this session')
         }
+        // The tenant and class are the token's to decide (docs/agents.md "Tenants and priority");
+        // without tokens (loopback, anonymous) the caller names them.
+        const scope = turnScopeOf(request.caller ?? { role: 'admin' })
+        let labels: { readonly tenant: string; readonly priority: number }
+        try {
+          labels = labelsFor(scope, input, ScopeMode.Refuse)
+        } catch (error) {
+          logger?.warn(
+            {
+              remote: request.remote,
+              peerId: request.caller?.peerId,
+              session: input.sessionId,
+              tenant: input.tenant,
+              priority: input.priority,
+              reason: error instanceof ColloquyError ? error.code : 'invalid',
+            },
+            'turn refused: beyond its token',
+          )
+          throw error
+        }
+        const { tenant, priority } = labels
         const created = await service.create({
           sessionId: input.sessionId,
           messageId: input.messageId,
           pool: input.pool,
-          ...(input.priority === undefined ? {} : { priority: input.priority }),
-          ...(input.tenant === undefined ? {} : { tenant: input.tenant }),
+          priority,
+          tenant,
           ...(input.deadline === undefined ? {} : { deadline: input.deadline }),
           ...(input.timeoutMs === undefined ? {} : { timeoutMs: input.timeoutMs }),
         })

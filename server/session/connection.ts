@@ -2,6 +2,7 @@
 // awareness client ids it controls). Owns no socket: the transport's Peer does.
 
 import type { Message } from '../../shared/protocol/message.js'
+import type { TurnScope } from '../auth/turn-scope.js'
 import type { TokenBucket } from '../limits/token-bucket.js'
 import type { Peer } from './peer.js'
 
@@ -14,6 +15,8 @@ export interface ConnectionPolicy {
   readonly updates: TokenBucket
   readonly updateBytes: TokenBucket
   readonly awareness: TokenBucket
+  /** The tenant and best class of the turns its messages get (automatic turns); none: an anonymous peer's. */
+  readonly turnScope?: TurnScope
 }
 
 /** A peer attached to a session. Created by `Session.attach`, ended by `Session.detach`. */

@@ -1,3 +1,4 @@
+import { SignJWT } from 'jose'
 import { describe, expect, it } from 'vitest'
 import { createTokenVerifier, hasRole, isInScope, mintToken } from '../../../server/auth/tokens.js'
 import { ColloquyError } from '../../../shared/errors.js'
@@ -70,5 +71,52 @@ describe('access tokens', () => {
     expect(hasRole('write', 'read')).toBe(true)
     expect(hasRole('read', 'write')).toBe(false)
     expect(hasRole('write', 'admin')).toBe(false)
+  })
+})
+
+describe('the turn claims of a token (tnt, pri)', () => {
+  it('round-trip, and are absent from a token minted without them', async () => {
+    const verifier = createTokenVerifier(secret)
+    const token = await mintToken({
+      secret,
+      peerId: 'p',
+      role: 'write',
+      sessionPrefix: 'acme:',
+      tenant: 'acme',
+      bestPriority: 2,
+    })
+    expect(await verifier.verify(token)).toMatchObject({ tenant: 'acme', bestPriority: 2 })
+    const plain = await verifier.verify(
+      await mintToken({ secret, peerId: 'p', role: 'write', sessionId: 's' }),
+    )
+    expect(plain.tenant).toBeUndefined()
+    expect(plain.bestPriority).toBeUndefined()
+  })
+
+  it('are checked when minting', async () => {
+    const base = { secret, peerId: 'p', role: 'write', sessionId: 's' } as const
+    await expect(mintToken({ ...base, tenant: 'no spaces' })).rejects.toThrow(/tenant/)
+    await expect(mintToken({ ...base, bestPriority: 3 })).rejects.toThrow(/priority/)
+    await expect(mintToken({ ...base, bestPriority: 0.5 })).rejects.toThrow(/priority/)
+  })
+
+  it('refuse a signed token whose turn claims are unusable rather than read them as no limit', async () => {
+    const verifier = createTokenVerifier(secret)
+    const key = new TextEncoder().encode(secret)
+    const signed = (claims: Record<string, unknown>) =>
+      new SignJWT({ role: 'write', kind: 'device', spx: '', ...claims })
+        .setProtectedHeader({ alg: 'HS256' })
+        .setSubject('p')
+        .setIssuer('colloquy')
+        .setExpirationTime('1h')
+        .sign(key)
+    expect(await codeOf(verifier.verify(await signed({ pri: '0' })))).toBe('unauthorized')
+    expect(await codeOf(verifier.verify(await signed({ pri: -1 })))).toBe('unauthorized')
+    expect(await codeOf(verifier.verify(await signed({ tnt: 7 })))).toBe('unauthorized')
+    expect(await codeOf(verifier.verify(await signed({ tnt: '' })))).toBe('unauthorized')
+    expect(await verifier.verify(await signed({ tnt: 'a', pri: 0 }))).toMatchObject({
+      tenant: 'a',
+      bestPriority: 0,
+    })
   })
 })

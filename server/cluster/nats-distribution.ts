@@ -6,9 +6,10 @@
 // that sees a counter it never received, or a seq it never heard of, reads those entries back from
 // the log (Store.readLog) and applies them; Yjs makes repeats harmless.
 
-import { connect, type NatsConnection, type Subscription } from '@nats-io/transport-node'
+import { connect, createInbox, type NatsConnection, type Subscription } from '@nats-io/transport-node'
 import * as decoding from 'lib0/decoding'
 import * as encoding from 'lib0/encoding'
+import { ColloquyError } from '../../shared/errors.js'
 import {
   type AwarenessEntry,
   decodeAwarenessUpdate,
@@ -16,7 +17,12 @@ import {
 } from '../../shared/protocol/awareness-validate.js'
 import type { Logger } from '../observability/log.js'
 import type { AppendEntry, Store } from '../persistence/store.js'
-import type { Distribution, DistributionSink } from '../session/distribution.js'
+import type {
+  Distribution,
+  DistributionHost,
+  DistributionSink,
+  RetiredEverywhere,
+} from '../session/distribution.js'
 
 /** What the relay reads from the log to repair a gap. */
 export type RepairLog = Pick<Store, 'getMeta' | 'readLog' | 'load'> & {
@@ -50,6 +56,12 @@ export interface NatsDistributionOptions {
    * and lost both its announcement and the heartbeats that repeat it.
    */
   readonly logCheckMs?: number
+  /**
+   * How long {@link Distribution.retireEverywhere} waits for every live node to confirm (ms,
+   * default 10,000), and twice this a node keeps a session retired for a deleter that never
+   * released it (it died mid-delete).
+   */
+  readonly retireTimeoutMs?: number
   readonly now?: () => number
   /** What the relay reports (metrics); every callback optional. */
   readonly observer?: NatsDistributionObserver
@@ -70,7 +82,7 @@ export interface NatsDistributionObserver {
   nodeLost?(node: string): void
 }
 
-export type MessageKind = 'update' | 'stored' | 'heartbeat' | 'awareness'
+export type MessageKind = 'update' | 'stored' | 'heartbeat' | 'awareness' | 'control'
 export type RepairReason = 'counter-gap' | 'stored-gap' | 'heartbeat' | 'log-ahead' | 'node-lost'
 
 /** The relay's own view, for `/readyz`, metrics and tests. */
@@ -98,6 +110,9 @@ const Kind = {
   query: 4,
   heartbeat: 5,
   leave: 6,
+  retire: 7,
+  retired: 8,
+  release: 9,
 } as const
 
 /** What this node sends for one session: its updates under one "origin" per join. */
@@ -160,8 +175,9 @@ interface Joined {
   repairing: Promise<void> | undefined
 }
 
-/** A node as its heartbeats describe it. */
+/** A node as its heartbeats (and its other messages) describe it. */
 interface NodeState {
+  /** Its process incarnation, from its heartbeats; empty until one arrives. */
   incarnation: string
   lastSeenAt: number
 }
@@ -196,6 +212,11 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
   /** Each relayed update's tag, by the update's bytes: the write queue stores those very bytes. */
   const tags = new WeakMap<Uint8Array, QueuedTag>()
   const nodes = new Map<string, NodeState>()
+  const retireTimeoutMs = options.retireTimeoutMs ?? 10_000
+  const controlSubject = `${prefix}.control`
+  let host: DistributionHost | undefined
+  /** Sessions retired here at another node's request, by request id: the release and its timer. */
+  const retiredHere = new Map<string, { release: () => void; timer: NodeJS.Timeout }>()
   let joins = 0
   let isClosed = false
 
@@ -249,11 +270,24 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
     void repair(session, reason)
   }
 
+  /**
+   * Any message of `node` proves it alive, not its heartbeats only. A node that held presence here
+   * but whose heartbeats never reached this one (it died within a heartbeat of this node
+   * subscribing: its last heartbeat went out before) would otherwise never be known, so never
+   * lost, and its clients would stay in presence for ever.
+   */
+  const noteAlive = (node: string): void => {
+    const known = nodes.get(node)
+    if (known !== undefined) known.lastSeenAt = now()
+    else nodes.set(node, { incarnation: '', lastSeenAt: now() })
+  }
+
   const onRelay = (session: Joined, data: Uint8Array): void => {
     const decoder = decoding.createDecoder(data)
     const kind = decoding.readUint8(decoder)
     const node = decoding.readVarString(decoder)
     if (node === nodeId) return
+    noteAlive(node)
     const origin = decoding.readVarString(decoder)
     const state = incomingOf(session, node, origin)
     if (kind === Kind.update) {
@@ -304,6 +338,7 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
     const kind = decoding.readUint8(decoder)
     const node = decoding.readVarString(decoder)
     if (node === nodeId) return
+    noteAlive(node)
     if (kind === Kind.query) {
       const out = outgoing.get(session.sessionId)
       if (out !== undefined && out.presence.size > 0)
@@ -387,7 +422,11 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
     }
     if (kind !== Kind.heartbeat) return
     const known = nodes.get(node)
-    if (known !== undefined && known.incarnation !== nodeIncarnation) loseNode(node)
+    // A node known only from its other messages (incarnation '') is the same process.
+    if (known !== undefined && known.incarnation !== '' && known.incarnation !== nodeIncarnation)
+      loseNode(node)
+    if (known === undefined || known.incarnation !== nodeIncarnation)
+      logger.info({ node, incarnation: nodeIncarnation }, 'cluster node heard')
     nodes.set(node, { incarnation: nodeIncarnation, lastSeenAt: now() })
     // Recently active sessions: the sender's last counters, in case their last messages were lost.
     const count = decoding.readVarUint(decoder)
@@ -405,6 +444,134 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
       state.announced = announced
       state.lastSeq = Math.max(state.lastSeq, lastSeq)
       requestRepair(session, after, lastSeq, 'heartbeat')
+    }
+  }
+
+  // ---- whole-session control (deletes) ----------------------------------------------------------
+
+  const releaseHere = (requestId: string): void => {
+    const held = retiredHere.get(requestId)
+    if (held === undefined) return
+    retiredHere.delete(requestId)
+    clearTimeout(held.timer)
+    held.release()
+  }
+
+  const sendRelease = (requestId: string, sessionId: string): void => {
+    const encoder = encoding.createEncoder()
+    encoding.writeUint8(encoder, Kind.release)
+    encoding.writeVarString(encoder, nodeId)
+    encoding.writeVarString(encoder, requestId)
+    encoding.writeVarString(encoder, sessionId)
+    publish('control', controlSubject, encoding.toUint8Array(encoder))
+  }
+
+  /** Another node deletes a session: end it here, then confirm to its inbox. */
+  const onControl = (data: Uint8Array): void => {
+    const decoder = decoding.createDecoder(data)
+    const kind = decoding.readUint8(decoder)
+    const node = decoding.readVarString(decoder)
+    if (node === nodeId) return
+    const requestId = decoding.readVarString(decoder)
+    if (kind === Kind.release) {
+      releaseHere(requestId)
+      return
+    }
+    if (kind !== Kind.retire) return
+    const sessionId = decoding.readVarString(decoder)
+    const code = decoding.readVarUint(decoder)
+    const reason = decoding.readVarString(decoder)
+    const replyTo = decoding.readVarString(decoder)
+    logger.info({ session: sessionId, by: node }, 'session retired for a delete on another node')
+    const retiring = host?.retire(sessionId, code, reason) ?? Promise.resolve(() => undefined)
+    retiring.then(
+      (release) => {
+        if (isClosed) {
+          release()
+          return
+        }
+        // A deleter that dies before releasing must not block the session here for ever.
+        const timer = setTimeout(() => releaseHere(requestId), 2 * retireTimeoutMs)
+        timer.unref()
+        retiredHere.set(requestId, { release, timer })
+        const encoder = encoding.createEncoder()
+        encoding.writeUint8(encoder, Kind.retired)
+        encoding.writeVarString(encoder, nodeId)
+        encoding.writeVarString(encoder, requestId)
+        publish('control', replyTo, encoding.toUint8Array(encoder))
+      },
+      (error: unknown) => {
+        // No confirmation: the deleter times out and refuses the delete (nothing is deleted).
+        logger.warn({ session: sessionId, by: node, err: error }, 'retiring a session for a delete failed')
+      },
+    )
+  }
+
+  const retireEverywhere = async (
+    sessionId: string,
+    code: number,
+    reason: string,
+  ): Promise<RetiredEverywhere> => {
+    const expected = new Set(nodes.keys())
+    const requestId = `${incarnation}~r${++joins}`
+    if (expected.size === 0 || isClosed) return { nodes: [], release() {} }
+    const confirmed: string[] = []
+    const inbox = createInbox(`${prefix}.inbox`)
+    const release = (): void => sendRelease(requestId, sessionId)
+    let done: () => void = () => undefined
+    const allConfirmed = new Promise<void>((resolve) => {
+      done = resolve
+    })
+    const subscription = nc.subscribe(inbox, {
+      callback: (error, message) => {
+        if (error !== null) return
+        guard(() => {
+          const decoder = decoding.createDecoder(message.data)
+          if (decoding.readUint8(decoder) !== Kind.retired) return
+          const node = decoding.readVarString(decoder)
+          if (decoding.readVarString(decoder) !== requestId || !expected.delete(node)) return
+          confirmed.push(node)
+          if (expected.size === 0) done()
+        })
+      },
+    })
+    try {
+      // The inbox must be known to the other servers before anyone answers on it.
+      await nc.flush()
+      const encoder = encoding.createEncoder()
+      encoding.writeUint8(encoder, Kind.retire)
+      encoding.writeVarString(encoder, nodeId)
+      encoding.writeVarString(encoder, requestId)
+      encoding.writeVarString(encoder, sessionId)
+      encoding.writeVarUint(encoder, code)
+      encoding.writeVarString(encoder, reason)
+      encoding.writeVarString(encoder, inbox)
+      publish('control', controlSubject, encoding.toUint8Array(encoder))
+      let timer: NodeJS.Timeout | undefined
+      await Promise.race([
+        allConfirmed,
+        new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, retireTimeoutMs)
+        }),
+      ])
+      clearTimeout(timer)
+      // A node that died meanwhile needs no confirmation: it holds nothing any more.
+      for (const node of [...expected]) if (!nodes.has(node)) expected.delete(node)
+      if (expected.size > 0) {
+        release()
+        const missing = [...expected]
+        logger.warn(
+          { session: sessionId, missing, confirmed },
+          'delete refused: live nodes did not retire the session',
+        )
+        throw new ColloquyError(
+          'storage-unavailable',
+          `nodes ${missing.join(', ')} did not confirm that they closed session ${sessionId}: nothing deleted, retry`,
+        )
+      }
+      return { nodes: confirmed, release }
+    } finally {
+      subscription.unsubscribe()
     }
   }
 
@@ -562,6 +729,11 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
     }),
   ]
   const nodesSubscription = subscribeNodes()
+  const controlSubscription = nc.subscribe(controlSubject, {
+    callback: (error, message) => {
+      if (error === null) guard(() => onControl(message.data))
+    },
+  })
   const timer = setInterval(() => void tick(), heartbeatMs)
   timer.unref()
   sendHeartbeat()
@@ -712,6 +884,12 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
       publish('awareness', presenceSubject(sessionId), encoding.toUint8Array(encoder))
     },
 
+    bindHost(bound) {
+      host = bound
+    },
+
+    retireEverywhere,
+
     async close() {
       if (isClosed) return
       const encoder = encoding.createEncoder()
@@ -722,6 +900,8 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
       isClosed = true
       clearInterval(timer)
       nodesSubscription.unsubscribe()
+      controlSubscription.unsubscribe()
+      for (const requestId of [...retiredHere.keys()]) releaseHere(requestId)
       for (const session of joined.values())
         for (const subscription of session.subscriptions) subscription.unsubscribe()
       joined.clear()
@@ -753,6 +933,7 @@ export async function connectNatsDistribution(
     maxReconnectAttempts: -1,
     reconnectTimeWait: 250,
   })
+  options.logger.info({ node: options.nodeId, server: connection.getServer() }, 'relay connected')
   const relay = createNatsDistribution({ ...options, connection })
   void (async () => {
     for await (const status of connection.status()) {

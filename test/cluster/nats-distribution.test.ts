@@ -306,6 +306,27 @@ describe.skipIf(!hasNatsServer)('the NATS relay between nodes', () => {
     client.destroy()
   })
 
+  it('regression: drops the presence of a node that died before this node ever heard its heartbeat', async () => {
+    const log = createLog()
+    // a's only heartbeat goes out when it starts, before b exists (its next would be a minute later).
+    const a = await startNode('a', 0, log, undefined, 60_000)
+    const b = await startNode('b', 0, log, undefined, 400)
+    a.relay.join('s8', createSink())
+    const sink = createSink()
+    b.relay.join('s8', sink)
+    await b.nc.flush()
+    const client = new awarenessProtocol.Awareness(new Y.Doc())
+    client.setLocalState({ user: 'on a' })
+    a.relay.awarenessChanged('s8', awarenessProtocol.encodeAwarenessUpdate(client, [client.clientID]))
+    await until(() => sink.awareness.getStates().has(client.clientID), 5_000, "a's client on b")
+    // kill -9 of node a: its connection drops, no goodbye, and b never had a heartbeat of it.
+    const died = performance.now()
+    await a.nc.close()
+    await until(() => !sink.awareness.getStates().has(client.clientID), 5_000, "a's client gone from b")
+    expect(performance.now() - died).toBeLessThan(4_000)
+    client.destroy()
+  })
+
   it("gives a node that joins the presence of the other nodes' clients", async () => {
     const log = createLog()
     const a = await startNode('a', 0, log)

@@ -44,6 +44,8 @@ function createRecordingDistribution() {
       calls.push(`awareness ${sessionId}`)
       awareness.push(update)
     },
+    bindHost() {},
+    retireEverywhere: async () => ({ nodes: [], release() {} }),
     close: async () => {},
   }
   return { distribution, calls, sinks, queued, stored, awareness }

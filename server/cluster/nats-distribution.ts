@@ -930,6 +930,9 @@ export async function connectNatsDistribution(
   const connection = await connect({
     servers: [...options.servers],
     name: `colloquy-relay-${options.nodeId}`,
+    // The relay ignores its own messages: without this the server sent each of them back (every
+    // update this node relays, read, parsed and dropped again).
+    noEcho: true,
     maxReconnectAttempts: -1,
     reconnectTimeWait: 250,
   })

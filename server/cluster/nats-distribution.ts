@@ -111,8 +111,9 @@ const Kind = {
   heartbeat: 5,
   leave: 6,
   retire: 7,
-  retired: 8,
+  answer: 8,
   release: 9,
+  probe: 10,
 } as const
 
 /** What this node sends for one session: its updates under one "origin" per join. */
@@ -466,7 +467,17 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
     publish('control', controlSubject, encoding.toUint8Array(encoder))
   }
 
-  /** Another node deletes a session: end it here, then confirm to its inbox. */
+  /** Answers a request of another node on its inbox: `value` 1 for yes (retired, open), 0 for no. */
+  const answer = (replyTo: string, requestId: string, value: number): void => {
+    const encoder = encoding.createEncoder()
+    encoding.writeUint8(encoder, Kind.answer)
+    encoding.writeVarString(encoder, nodeId)
+    encoding.writeVarString(encoder, requestId)
+    encoding.writeVarUint(encoder, value)
+    publish('control', replyTo, encoding.toUint8Array(encoder))
+  }
+
+  /** Another node deletes a session (retire), asks whether it is open here (probe), or is done. */
   const onControl = (data: Uint8Array): void => {
     const decoder = decoding.createDecoder(data)
     const kind = decoding.readUint8(decoder)
@@ -477,11 +488,15 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
       releaseHere(requestId)
       return
     }
-    if (kind !== Kind.retire) return
+    if (kind !== Kind.retire && kind !== Kind.probe) return
+    const replyTo = decoding.readVarString(decoder)
     const sessionId = decoding.readVarString(decoder)
+    if (kind === Kind.probe) {
+      answer(replyTo, requestId, host?.isOpen(sessionId) === true ? 1 : 0)
+      return
+    }
     const code = decoding.readVarUint(decoder)
     const reason = decoding.readVarString(decoder)
-    const replyTo = decoding.readVarString(decoder)
     logger.info({ session: sessionId, by: node }, 'session retired for a delete on another node')
     const retiring = host?.retire(sessionId, code, reason) ?? Promise.resolve(() => undefined)
     retiring.then(
@@ -494,11 +509,7 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
         const timer = setTimeout(() => releaseHere(requestId), 2 * retireTimeoutMs)
         timer.unref()
         retiredHere.set(requestId, { release, timer })
-        const encoder = encoding.createEncoder()
-        encoding.writeUint8(encoder, Kind.retired)
-        encoding.writeVarString(encoder, nodeId)
-        encoding.writeVarString(encoder, requestId)
-        publish('control', replyTo, encoding.toUint8Array(encoder))
+        answer(replyTo, requestId, 1)
       },
       (error: unknown) => {
         // No confirmation: the deleter times out and refuses the delete (nothing is deleted).
@@ -507,19 +518,22 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
     )
   }
 
-  const retireEverywhere = async (
-    sessionId: string,
-    code: number,
-    reason: string,
-  ): Promise<RetiredEverywhere> => {
+  /**
+   * Sends a request (`kind`, then `rest` of its fields) to every node and collects their answers on
+   * a fresh inbox until every node alive when asked answered, or `retireTimeoutMs` passed. A node
+   * that died meanwhile owes no answer; the others that did not answer are `missing`.
+   */
+  const askEveryNode = async (
+    kind: typeof Kind.retire | typeof Kind.probe,
+    requestId: string,
+    rest: (encoder: encoding.Encoder) => void,
+  ): Promise<{ answers: Map<string, number>; missing: string[] }> => {
     const expected = new Set(nodes.keys())
-    const requestId = `${incarnation}~r${++joins}`
-    if (expected.size === 0 || isClosed) return { nodes: [], release() {} }
-    const confirmed: string[] = []
+    const answers = new Map<string, number>()
+    if (expected.size === 0 || isClosed) return { answers, missing: [] }
     const inbox = createInbox(`${prefix}.inbox`)
-    const release = (): void => sendRelease(requestId, sessionId)
     let done: () => void = () => undefined
-    const allConfirmed = new Promise<void>((resolve) => {
+    const allAnswered = new Promise<void>((resolve) => {
       done = resolve
     })
     const subscription = nc.subscribe(inbox, {
@@ -527,10 +541,10 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
         if (error !== null) return
         guard(() => {
           const decoder = decoding.createDecoder(message.data)
-          if (decoding.readUint8(decoder) !== Kind.retired) return
+          if (decoding.readUint8(decoder) !== Kind.answer) return
           const node = decoding.readVarString(decoder)
           if (decoding.readVarString(decoder) !== requestId || !expected.delete(node)) return
-          confirmed.push(node)
+          answers.set(node, decoding.readVarUint(decoder))
           if (expected.size === 0) done()
         })
       },
@@ -539,40 +553,63 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
       // The inbox must be known to the other servers before anyone answers on it.
       await nc.flush()
       const encoder = encoding.createEncoder()
-      encoding.writeUint8(encoder, Kind.retire)
+      encoding.writeUint8(encoder, kind)
       encoding.writeVarString(encoder, nodeId)
       encoding.writeVarString(encoder, requestId)
-      encoding.writeVarString(encoder, sessionId)
-      encoding.writeVarUint(encoder, code)
-      encoding.writeVarString(encoder, reason)
       encoding.writeVarString(encoder, inbox)
+      rest(encoder)
       publish('control', controlSubject, encoding.toUint8Array(encoder))
       let timer: NodeJS.Timeout | undefined
       await Promise.race([
-        allConfirmed,
+        allAnswered,
         new Promise<void>((resolve) => {
           timer = setTimeout(resolve, retireTimeoutMs)
         }),
       ])
       clearTimeout(timer)
-      // A node that died meanwhile needs no confirmation: it holds nothing any more.
-      for (const node of [...expected]) if (!nodes.has(node)) expected.delete(node)
-      if (expected.size > 0) {
-        release()
-        const missing = [...expected]
-        logger.warn(
-          { session: sessionId, missing, confirmed },
-          'delete refused: live nodes did not retire the session',
-        )
-        throw new ColloquyError(
-          'storage-unavailable',
-          `nodes ${missing.join(', ')} did not confirm that they closed session ${sessionId}: nothing deleted, retry`,
-        )
-      }
-      return { nodes: confirmed, release }
+      return { answers, missing: [...expected].filter((node) => nodes.has(node)) }
     } finally {
       subscription.unsubscribe()
     }
+  }
+
+  const retireEverywhere = async (
+    sessionId: string,
+    code: number,
+    reason: string,
+  ): Promise<RetiredEverywhere> => {
+    const requestId = `${incarnation}~r${++joins}`
+    const release = (): void => sendRelease(requestId, sessionId)
+    const { answers, missing } = await askEveryNode(Kind.retire, requestId, (encoder) => {
+      encoding.writeVarString(encoder, sessionId)
+      encoding.writeVarUint(encoder, code)
+      encoding.writeVarString(encoder, reason)
+    })
+    if (missing.length > 0) {
+      release()
+      const confirmed = [...answers.keys()]
+      logger.warn(
+        { session: sessionId, missing, confirmed },
+        'delete refused: live nodes did not retire the session',
+      )
+      throw new ColloquyError(
+        'storage-unavailable',
+        `nodes ${missing.join(', ')} did not confirm that they closed session ${sessionId}: nothing deleted, retry`,
+      )
+    }
+    return { nodes: [...answers.keys()], release: answers.size === 0 ? () => undefined : release }
+  }
+
+  const openElsewhere = async (sessionId: string): Promise<string[]> => {
+    const { answers, missing } = await askEveryNode(Kind.probe, `${incarnation}~p${++joins}`, (encoder) =>
+      encoding.writeVarString(encoder, sessionId),
+    )
+    if (missing.length > 0)
+      throw new ColloquyError(
+        'storage-unavailable',
+        `nodes ${missing.join(', ')} did not say whether session ${sessionId} is open there: retry`,
+      )
+    return [...answers].filter(([, isOpen]) => isOpen === 1).map(([node]) => node)
   }
 
   // ---- repair -----------------------------------------------------------------------------------
@@ -889,6 +926,7 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
     },
 
     retireEverywhere,
+    openElsewhere,
 
     async close() {
       if (isClosed) return

@@ -40,9 +40,10 @@ export interface HistoryRoutesOptions extends HistoryDeps {
   readonly writes?: DeletableWrites
   /**
    * The other processes of a cluster: `DELETE /sessions/:id` has every one of them end the session
-   * (and flush its writes) before deleting, and refuses the delete with 503 when one does not.
+   * (and flush its writes) before deleting, and refuses the delete with 503 when one does not;
+   * an import or fork refuses a target another process has open (409), as one open here.
    */
-  readonly distribution?: Pick<Distribution, 'retireEverywhere'>
+  readonly distribution?: Pick<Distribution, 'retireEverywhere' | 'openElsewhere'>
 }
 
 const JSON_TYPE = { 'content-type': 'application/json' }
@@ -115,6 +116,13 @@ async function* ndjsonLog(entries: AsyncIterable<{ seq: number; time: number; up
 export function historyRoutes(options: HistoryRoutesOptions): Route[] {
   const deps: HistoryDeps = options
   const now = options.now ?? Date.now
+
+  /** An import or fork target open on another node of a cluster is refused, as one open here. */
+  const refuseIfOpenElsewhere = async (sessionId: string): Promise<void> => {
+    const nodes = (await options.distribution?.openElsewhere(sessionId)) ?? []
+    if (nodes.length > 0)
+      throw new ColloquyError('session-exists', `session ${sessionId} is open on node ${nodes.join(', ')}`)
+  }
 
   const stateRoute =
     (isDownload: boolean) =>
@@ -208,6 +216,7 @@ export function historyRoutes(options: HistoryRoutesOptions): Route[] {
       acceptsBody: true,
       async handler(request) {
         const sessionId = sessionParam(request)
+        await refuseIfOpenElsewhere(sessionId)
         const body = await request.body()
         const isJson = (request.headers['content-type'] ?? '').startsWith('application/json')
         if (isJson) {
@@ -231,6 +240,7 @@ export function historyRoutes(options: HistoryRoutesOptions): Route[] {
       async handler(request) {
         const sessionId = sessionParam(request)
         const target = request.query.get('to') ?? ''
+        if (isValidSessionId(target)) await refuseIfOpenElsewhere(target)
         return json(201, await forkSession(deps, sessionId, target, pointOf(request.query)))
       },
     },

@@ -46,6 +46,8 @@ export interface DistributionHost {
    * refusal (the deleting process asks for that once the delete is done).
    */
   retire(sessionId: string, code: number, reason: string): Promise<() => void>
+  /** True when `sessionId` is loaded (or loading) here: another node's import must refuse it. */
+  isOpen(sessionId: string): boolean
 }
 
 /**
@@ -112,6 +114,14 @@ export interface Distribution {
    * at once.
    */
   retireEverywhere(sessionId: string, code: number, reason: string): Promise<RetiredEverywhere>
+  /**
+   * The other live processes that have `sessionId` loaded (or loading): an import or fork onto it
+   * is refused as on a single node that has it open.
+   *
+   * @remarks Asynchronous, may reject with `storage-unavailable` when a live process did not
+   * answer in time. A single node resolves with none at once.
+   */
+  openElsewhere(sessionId: string): Promise<readonly string[]>
   /** Stops all traffic; resolves once nothing of it is in flight. Idempotent. */
   close(): Promise<void>
 }
@@ -127,6 +137,7 @@ export function createLocalDistribution(): Distribution {
     awarenessChanged() {},
     bindHost() {},
     retireEverywhere: async () => ({ nodes: [], release() {} }),
+    openElsewhere: async () => [],
     close: async () => {},
   }
 }

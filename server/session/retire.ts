@@ -29,7 +29,8 @@ export interface SessionRetirerDeps {
 }
 
 /**
- * Creates the {@link DistributionHost} of a process: `retire` blocks the session, ends it (its
+ * Creates the {@link DistributionHost} of a process: `isOpen` says whether the registry holds the
+ * session; `retire` blocks the session, ends it (its
  * connections closed with the given code, the document freed), then waits for its queued writes
  * and for a compaction of it already running.
  *
@@ -38,6 +39,7 @@ export interface SessionRetirerDeps {
  */
 export function createSessionRetirer(deps: SessionRetirerDeps): DistributionHost {
   return {
+    isOpen: (sessionId) => deps.sessions.get(sessionId) !== undefined,
     async retire(sessionId, code, reason) {
       const unblock = deps.sessions.block(sessionId)
       try {

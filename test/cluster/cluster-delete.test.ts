@@ -1,6 +1,7 @@
 // Deleting a session on one node of a Colloquy cluster deletes it everywhere: every node that has it
 // loaded closes its stock y-websocket clients with 1001 (as a single node does) and drops its
 // document, no node serves or stores it afterwards, and nothing written meanwhile brings it back.
+// An import onto a session open on another node is refused, as one open on the node itself.
 // Starts its own 3-node JetStream cluster and 3 Colloquy processes.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -114,4 +115,26 @@ describe.skipIf(!hasNatsServer)('deleting a session in a 3-node Colloquy cluster
     await until(() => fresh.synced(), 20_000, 'a new client synced')
     expect(fresh.doc.getArray('items').length).toBe(0)
   }, 90_000)
+
+  it('refuses an import onto a session another node has open (409), as a single node does', async () => {
+    const doc = new Y.Doc()
+    doc.getArray<string>('items').push(['imported'])
+    const body = Y.encodeStateAsUpdate(doc)
+    const importOn = async (node: number, room: string) =>
+      fetch(`${httpOf(cluster.nodes[node]!.url)}/sessions/${room}/import`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/octet-stream' },
+        body,
+        signal: AbortSignal.timeout(30_000),
+      })
+    // Open on node 3 only, nothing stored yet.
+    const holder = connectOnce(cluster.nodes[2]!.url, 'held-elsewhere', 'v3')
+    clients.push(holder)
+    await until(() => holder.synced(), 20_000, 'the holder synced')
+    const refused = await importOn(0, 'held-elsewhere')
+    expect(refused.status).toBe(409)
+    expect(await refused.text()).toContain('c3')
+    // A session no node has open imports as before.
+    expect((await importOn(0, 'nobody-holds')).status).toBe(201)
+  }, 60_000)
 })

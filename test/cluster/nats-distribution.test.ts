@@ -353,6 +353,7 @@ describe.skipIf(!hasNatsServer)('the NATS relay between nodes', () => {
     const retired: string[] = []
     const released: string[] = []
     b.bindHost({
+      isOpen: () => false,
       retire: async (sessionId, code, reason) => {
         retired.push(`${sessionId} ${code} ${reason}`)
         return () => released.push(sessionId)
@@ -369,12 +370,19 @@ describe.skipIf(!hasNatsServer)('the NATS relay between nodes', () => {
 
   it('refuses a delete (storage-unavailable) when a live node does not confirm in time', async () => {
     const { a, b } = await startPair(400)
-    b.bindHost({ retire: () => new Promise(() => {}) })
+    b.bindHost({ isOpen: () => false, retire: () => new Promise(() => {}) })
     const started = performance.now()
     await expect(a.retireEverywhere('s10', 1001, 'session deleted')).rejects.toMatchObject({
       code: 'storage-unavailable',
     })
     expect(performance.now() - started).toBeLessThan(3_000)
+  })
+
+  it('tells which other nodes have a session open (an import onto it is refused)', async () => {
+    const { a, b } = await startPair(5_000)
+    b.bindHost({ isOpen: (sessionId) => sessionId === 's11', retire: async () => () => undefined })
+    expect(await a.openElsewhere('s11')).toEqual(['b'])
+    expect(await a.openElsewhere('s12')).toEqual([])
   })
 
   it("gives a node that joins the presence of the other nodes' clients", async () => {

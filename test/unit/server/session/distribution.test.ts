@@ -46,6 +46,7 @@ function createRecordingDistribution() {
     },
     bindHost() {},
     retireEverywhere: async () => ({ nodes: [], release() {} }),
+    openElsewhere: async () => [],
     close: async () => {},
   }
   return { distribution, calls, sinks, queued, stored, awareness }

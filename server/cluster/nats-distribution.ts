@@ -4,12 +4,12 @@
 // heartbeats let everyone drop a dead node's presence. Core NATS may drop messages, so each update
 // carries a per-sender counter and every commit announces the log seqs its updates got: a node
 // that sees a counter it never received, or a seq it never heard of, reads those entries back from
-// the log (Store.readLog) and applies them; Yjs makes repeats harmless.
+// the log (Store.readLog) and applies them; Yjs makes repeats harmless. Whole-session requests
+// (deletes, imports) go over the same connection: session-control.ts.
 
-import { connect, createInbox, type NatsConnection, type Subscription } from '@nats-io/transport-node'
+import { connect, type NatsConnection, type Subscription } from '@nats-io/transport-node'
 import * as decoding from 'lib0/decoding'
 import * as encoding from 'lib0/encoding'
-import { ColloquyError } from '../../shared/errors.js'
 import {
   type AwarenessEntry,
   decodeAwarenessUpdate,
@@ -17,12 +17,8 @@ import {
 } from '../../shared/protocol/awareness-validate.js'
 import type { Logger } from '../observability/log.js'
 import type { AppendEntry, Store } from '../persistence/store.js'
-import type {
-  Distribution,
-  DistributionHost,
-  DistributionSink,
-  RetiredEverywhere,
-} from '../session/distribution.js'
+import type { Distribution, DistributionSink } from '../session/distribution.js'
+import { createSessionControl } from './session-control.js'
 
 /** What the relay reads from the log to repair a gap. */
 export type RepairLog = Pick<Store, 'getMeta' | 'readLog' | 'load'> & {
@@ -57,9 +53,9 @@ export interface NatsDistributionOptions {
    */
   readonly logCheckMs?: number
   /**
-   * How long {@link Distribution.retireEverywhere} waits for every live node to confirm (ms,
-   * default 10,000), and twice this a node keeps a session retired for a deleter that never
-   * released it (it died mid-delete).
+   * How long {@link Distribution.retireEverywhere} and {@link Distribution.openElsewhere} wait for
+   * every live node to answer (ms, default 10,000); a node keeps a session retired twice this long
+   * for a deleter that never released it (it died mid-delete). See session-control.ts.
    */
   readonly retireTimeoutMs?: number
   readonly now?: () => number
@@ -110,10 +106,6 @@ const Kind = {
   query: 4,
   heartbeat: 5,
   leave: 6,
-  retire: 7,
-  answer: 8,
-  release: 9,
-  probe: 10,
 } as const
 
 /** What this node sends for one session: its updates under one "origin" per join. */
@@ -213,11 +205,6 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
   /** Each relayed update's tag, by the update's bytes: the write queue stores those very bytes. */
   const tags = new WeakMap<Uint8Array, QueuedTag>()
   const nodes = new Map<string, NodeState>()
-  const retireTimeoutMs = options.retireTimeoutMs ?? 10_000
-  const controlSubject = `${prefix}.control`
-  let host: DistributionHost | undefined
-  /** Sessions retired here at another node's request, by request id: the release and its timer. */
-  const retiredHere = new Map<string, { release: () => void; timer: NodeJS.Timeout }>()
   let joins = 0
   let isClosed = false
 
@@ -448,170 +435,6 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
     }
   }
 
-  // ---- whole-session control (deletes) ----------------------------------------------------------
-
-  const releaseHere = (requestId: string): void => {
-    const held = retiredHere.get(requestId)
-    if (held === undefined) return
-    retiredHere.delete(requestId)
-    clearTimeout(held.timer)
-    held.release()
-  }
-
-  const sendRelease = (requestId: string, sessionId: string): void => {
-    const encoder = encoding.createEncoder()
-    encoding.writeUint8(encoder, Kind.release)
-    encoding.writeVarString(encoder, nodeId)
-    encoding.writeVarString(encoder, requestId)
-    encoding.writeVarString(encoder, sessionId)
-    publish('control', controlSubject, encoding.toUint8Array(encoder))
-  }
-
-  /** Answers a request of another node on its inbox: `value` 1 for yes (retired, open), 0 for no. */
-  const answer = (replyTo: string, requestId: string, value: number): void => {
-    const encoder = encoding.createEncoder()
-    encoding.writeUint8(encoder, Kind.answer)
-    encoding.writeVarString(encoder, nodeId)
-    encoding.writeVarString(encoder, requestId)
-    encoding.writeVarUint(encoder, value)
-    publish('control', replyTo, encoding.toUint8Array(encoder))
-  }
-
-  /** Another node deletes a session (retire), asks whether it is open here (probe), or is done. */
-  const onControl = (data: Uint8Array): void => {
-    const decoder = decoding.createDecoder(data)
-    const kind = decoding.readUint8(decoder)
-    const node = decoding.readVarString(decoder)
-    if (node === nodeId) return
-    const requestId = decoding.readVarString(decoder)
-    if (kind === Kind.release) {
-      releaseHere(requestId)
-      return
-    }
-    if (kind !== Kind.retire && kind !== Kind.probe) return
-    const replyTo = decoding.readVarString(decoder)
-    const sessionId = decoding.readVarString(decoder)
-    if (kind === Kind.probe) {
-      answer(replyTo, requestId, host?.isOpen(sessionId) === true ? 1 : 0)
-      return
-    }
-    const code = decoding.readVarUint(decoder)
-    const reason = decoding.readVarString(decoder)
-    logger.info({ session: sessionId, by: node }, 'session retired for a delete on another node')
-    const retiring = host?.retire(sessionId, code, reason) ?? Promise.resolve(() => undefined)
-    retiring.then(
-      (release) => {
-        if (isClosed) {
-          release()
-          return
-        }
-        // A deleter that dies before releasing must not block the session here for ever.
-        const timer = setTimeout(() => releaseHere(requestId), 2 * retireTimeoutMs)
-        timer.unref()
-        retiredHere.set(requestId, { release, timer })
-        answer(replyTo, requestId, 1)
-      },
-      (error: unknown) => {
-        // No confirmation: the deleter times out and refuses the delete (nothing is deleted).
-        logger.warn({ session: sessionId, by: node, err: error }, 'retiring a session for a delete failed')
-      },
-    )
-  }
-
-  /**
-   * Sends a request (`kind`, then `rest` of its fields) to every node and collects their answers on
-   * a fresh inbox until every node alive when asked answered, or `retireTimeoutMs` passed. A node
-   * that died meanwhile owes no answer; the others that did not answer are `missing`.
-   */
-  const askEveryNode = async (
-    kind: typeof Kind.retire | typeof Kind.probe,
-    requestId: string,
-    rest: (encoder: encoding.Encoder) => void,
-  ): Promise<{ answers: Map<string, number>; missing: string[] }> => {
-    const expected = new Set(nodes.keys())
-    const answers = new Map<string, number>()
-    if (expected.size === 0 || isClosed) return { answers, missing: [] }
-    const inbox = createInbox(`${prefix}.inbox`)
-    let done: () => void = () => undefined
-    const allAnswered = new Promise<void>((resolve) => {
-      done = resolve
-    })
-    const subscription = nc.subscribe(inbox, {
-      callback: (error, message) => {
-        if (error !== null) return
-        guard(() => {
-          const decoder = decoding.createDecoder(message.data)
-          if (decoding.readUint8(decoder) !== Kind.answer) return
-          const node = decoding.readVarString(decoder)
-          if (decoding.readVarString(decoder) !== requestId || !expected.delete(node)) return
-          answers.set(node, decoding.readVarUint(decoder))
-          if (expected.size === 0) done()
-        })
-      },
-    })
-    try {
-      // The inbox must be known to the other servers before anyone answers on it.
-      await nc.flush()
-      const encoder = encoding.createEncoder()
-      encoding.writeUint8(encoder, kind)
-      encoding.writeVarString(encoder, nodeId)
-      encoding.writeVarString(encoder, requestId)
-      encoding.writeVarString(encoder, inbox)
-      rest(encoder)
-      publish('control', controlSubject, encoding.toUint8Array(encoder))
-      let timer: NodeJS.Timeout | undefined
-      await Promise.race([
-        allAnswered,
-        new Promise<void>((resolve) => {
-          timer = setTimeout(resolve, retireTimeoutMs)
-        }),
-      ])
-      clearTimeout(timer)
-      return { answers, missing: [...expected].filter((node) => nodes.has(node)) }
-    } finally {
-      subscription.unsubscribe()
-    }
-  }
-
-  const retireEverywhere = async (
-    sessionId: string,
-    code: number,
-    reason: string,
-  ): Promise<RetiredEverywhere> => {
-    const requestId = `${incarnation}~r${++joins}`
-    const release = (): void => sendRelease(requestId, sessionId)
-    const { answers, missing } = await askEveryNode(Kind.retire, requestId, (encoder) => {
-      encoding.writeVarString(encoder, sessionId)
-      encoding.writeVarUint(encoder, code)
-      encoding.writeVarString(encoder, reason)
-    })
-    if (missing.length > 0) {
-      release()
-      const confirmed = [...answers.keys()]
-      logger.warn(
-        { session: sessionId, missing, confirmed },
-        'delete refused: live nodes did not retire the session',
-      )
-      throw new ColloquyError(
-        'storage-unavailable',
-        `nodes ${missing.join(', ')} did not confirm that they closed session ${sessionId}: nothing deleted, retry`,
-      )
-    }
-    return { nodes: [...answers.keys()], release: answers.size === 0 ? () => undefined : release }
-  }
-
-  const openElsewhere = async (sessionId: string): Promise<string[]> => {
-    const { answers, missing } = await askEveryNode(Kind.probe, `${incarnation}~p${++joins}`, (encoder) =>
-      encoding.writeVarString(encoder, sessionId),
-    )
-    if (missing.length > 0)
-      throw new ColloquyError(
-        'storage-unavailable',
-        `nodes ${missing.join(', ')} did not say whether session ${sessionId} is open there: retry`,
-      )
-    return [...answers].filter(([, isOpen]) => isOpen === 1).map(([node]) => node)
-  }
-
   // ---- repair -----------------------------------------------------------------------------------
 
   /** Reads the pending ranges of `session` from the log and applies them, one repair at a time. */
@@ -766,10 +589,16 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
     }),
   ]
   const nodesSubscription = subscribeNodes()
-  const controlSubscription = nc.subscribe(controlSubject, {
-    callback: (error, message) => {
-      if (error === null) guard(() => onControl(message.data))
-    },
+  const control = createSessionControl({
+    nc,
+    nodeId,
+    incarnation,
+    prefix,
+    liveNodes: () => nodes.keys(),
+    isLive: (node) => nodes.has(node),
+    timeoutMs: options.retireTimeoutMs ?? 10_000,
+    logger,
+    publish: (subject, payload) => publish('control', subject, payload),
   })
   const timer = setInterval(() => void tick(), heartbeatMs)
   timer.unref()
@@ -921,12 +750,9 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
       publish('awareness', presenceSubject(sessionId), encoding.toUint8Array(encoder))
     },
 
-    bindHost(bound) {
-      host = bound
-    },
-
-    retireEverywhere,
-    openElsewhere,
+    bindHost: (host) => control.bindHost(host),
+    retireEverywhere: (sessionId, code, reason) => control.retireEverywhere(sessionId, code, reason),
+    openElsewhere: (sessionId) => control.openElsewhere(sessionId),
 
     async close() {
       if (isClosed) return
@@ -938,8 +764,7 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
       isClosed = true
       clearInterval(timer)
       nodesSubscription.unsubscribe()
-      controlSubscription.unsubscribe()
-      for (const requestId of [...retiredHere.keys()]) releaseHere(requestId)
+      control.close()
       for (const session of joined.values())
         for (const subscription of session.subscriptions) subscription.unsubscribe()
       joined.clear()

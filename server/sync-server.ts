@@ -35,6 +35,7 @@ import { Connection } from './session/connection.js'
 import { createLocalDistribution, type Distribution } from './session/distribution.js'
 import type { Peer } from './session/peer.js'
 import { createSessionRegistry, type SessionRegistry } from './session/registry.js'
+import { createSessionRetirer } from './session/retire.js'
 import { AUTH_DEADLINE_MS, createHocuspocusMux } from './transport/hocuspocus-mux.js'
 import { loadNativeUws } from './transport/uws.js'
 import { type Admission, type ConnectionHandler, createUwsTransport } from './transport/uws-transport.js'
@@ -262,6 +263,8 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
     onSessionReady: (sessionId, doc) => autoTurns?.watch(sessionId, doc),
   })
   const sessions = registry
+  // Another node's delete ends the session here too (docs/history.md, "Deleting in a cluster").
+  distribution.bindHost(createSessionRetirer({ sessions, writes: writeQueue, scheduler: compaction, store }))
 
   // Turns live in the same database as the sessions (kind byte T); a store without records (a
   // test's wrapper) keeps them in memory.
@@ -457,6 +460,7 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
           isLoaded: (sessionId) => sessions.get(sessionId) !== undefined,
           sessions,
           writes: writeQueue,
+          distribution,
         }),
         ...turnRoutes(turns, logger),
         ...webRoutes({ dir: config.webDir }),

@@ -62,9 +62,18 @@ export function missingPrerequisite(id: ClusterTargetId): string | undefined {
     : `redis-server is missing (${REDIS_SERVER}): skipping the Hocuspocus + Redis cluster (apt-get install -y redis-server)`
 }
 
-/** Starts the cluster `id` with its data under `dataDir`. */
-export async function startBenchCluster(id: ClusterTargetId, dataDir: string): Promise<BenchCluster> {
-  return id === 'colloquy-nats' ? startColloquyCluster(dataDir) : startHocuspocusCluster(dataDir)
+/**
+ * Starts the cluster `id` with its data under `dataDir`; `colloquyNodeArgs` are node's own options
+ * for each Colloquy process (e.g. `--cpu-prof`; written at a clean stop).
+ */
+export async function startBenchCluster(
+  id: ClusterTargetId,
+  dataDir: string,
+  colloquyNodeArgs: readonly string[] = [],
+): Promise<BenchCluster> {
+  return id === 'colloquy-nats'
+    ? startColloquyCluster(dataDir, colloquyNodeArgs)
+    : startHocuspocusCluster(dataDir)
 }
 
 /** Keeps the CPU a process used before it died (its /proc entry goes with it). */
@@ -90,7 +99,7 @@ function cpuTracker(pidOf: () => number | undefined): { read(): number; beforeKi
   }
 }
 
-async function startColloquyCluster(dataDir: string): Promise<BenchCluster> {
+async function startColloquyCluster(dataDir: string, nodeArgs: readonly string[]): Promise<BenchCluster> {
   const nats = await startNatsCluster()
   const servers: RunningServer[] = []
   try {
@@ -99,7 +108,9 @@ async function startColloquyCluster(dataDir: string): Promise<BenchCluster> {
       await mkdir(dir, { recursive: true })
       // Each node's own nats-server first: its client traffic stays local, as a deployment would.
       const urls = [...nats.urls.slice(i), ...nats.urls.slice(0, i)].join(',')
-      servers.push(await startTarget('colloquy', dir, ['--nats', urls, '--node-id', `c${i + 1}`]))
+      servers.push(
+        await startTarget('colloquy', dir, ['--nats', urls, '--node-id', `c${i + 1}`], {}, nodeArgs),
+      )
     }
   } catch (error) {
     await Promise.all(servers.map((server) => server.stop(2_000)))

@@ -8,6 +8,7 @@
 // Prerequisites: nats-server and redis-server from Debian (`apt-get install -y nats-server
 // redis-server`); a target whose server is missing is skipped with a message.
 
+import { readFileSync } from 'node:fs'
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
@@ -30,12 +31,40 @@ import {
 
 const { values } = parseArgs({
   options: {
+    help: { type: 'boolean', default: false },
     targets: { type: 'string' },
+    scenarios: { type: 'string', default: 'C1,C2,C3' },
+    'c1-seconds': { type: 'string', default: '10' },
+    'c1-rate': { type: 'string', default: '1000' },
+    'cpu-prof': { type: 'string' },
     seed: { type: 'string', default: '42' },
     out: { type: 'string', default: path.join(ROOT, 'bench/results') },
   },
 })
+if (values.help) {
+  process.stdout.write(`npx tsx bench/cluster/run.ts [options]
+
+  --targets LIST      colloquy-nats,hocuspocus-redis (default: both)
+  --scenarios LIST    C2,C3 to add to [C1], which always runs (default: C1,C2,C3). C1 cross-node
+                      latency, C2 rate ramp, C3 kill -9
+  --c1-seconds N      length of the measured [C1] run (default 10; a 4 s warm-up comes first)
+  --c1-rate N         [C1] updates/s over its 10 sessions (default 1000)
+  (each [C1] row also says how long each node and load process waited for a core: /proc schedstat)
+  --cpu-prof DIR      run each Colloquy node with node --cpu-prof into DIR (written at the stop)
+  --seed N            (default 42)
+  --out DIR           where cluster-<time>.{json,md} go (default bench/results)
+
+[C1] also reports, per Colloquy node, its event-loop delay during the measured run (max and p99,
+from the node's /metrics), to tell a node's stall from the rest.
+`)
+  process.exit(0)
+}
 const seed = Number(values.seed)
+const scenarios = new Set(values.scenarios.split(',').map((name) => name.trim().toUpperCase()))
+const c1Ms = Number(values['c1-seconds']) * 1000
+const c1Rate = Number(values['c1-rate'])
+const cpuProfArgs =
+  values['cpu-prof'] === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', path.resolve(values['cpu-prof'])]
 const targets = (values.targets?.split(',').map((id) => id.trim()) ??
   Object.keys(CLUSTER_TARGETS)) as ClusterTargetId[]
 for (const id of targets) if (!(id in CLUSTER_TARGETS)) throw new Error(`unknown cluster target ${id}`)
@@ -115,6 +144,65 @@ async function crossNodeRun(
 
 const RAMP = [1000, 2000, 4000, 6000, 8000, 12000, 16000, 24000]
 
+/** Nanoseconds the main thread of `pid` has waited on a run queue (runnable, not running) so far. */
+function runQueueWaitNs(pid: number | undefined): number {
+  if (pid === undefined || pid < 0) return Number.NaN
+  try {
+    return Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[1])
+  } catch {
+    return Number.NaN
+  }
+}
+
+/**
+ * Share of a window each process spent runnable but not running (waiting for a core): a stall the
+ * process did not cause. Start it before the window, call the result after: `c1 12%, …`.
+ */
+function runQueueWait(processes: readonly { name: string; pid: () => number | undefined }[]): () => string {
+  const started = performance.now()
+  const before = processes.map((process) => runQueueWaitNs(process.pid()))
+  return () => {
+    const wallNs = (performance.now() - started) * 1e6
+    return processes
+      .map((process, i) => {
+        const waited = runQueueWaitNs(process.pid()) - before[i]!
+        return `${process.name} ${Number.isFinite(waited) ? Math.round((100 * waited) / wallNs) : '?'}%`
+      })
+      .join(', ')
+  }
+}
+
+/**
+ * Each Colloquy node's event-loop delay since the last read (prom-client resets its histogram at
+ * every scrape): `c1 max/p99` in ms. Empty for targets without Colloquy's /metrics.
+ */
+async function eventLoopDelays(cluster: BenchCluster): Promise<string> {
+  if (cluster.id !== 'colloquy-nats') return ''
+  const read = async (url: string): Promise<string> => {
+    const text = await (await fetch(`${url.replace('ws:', 'http:')}/metrics`)).text()
+    const value = (name: string): number =>
+      Number(
+        text.match(new RegExp(`^colloquy_process_nodejs_eventloop_lag_${name}_seconds (\\S+)$`, 'm'))?.[1],
+      )
+    return `${round(value('max') * 1000, 1)}/${round(value('p99') * 1000, 1)}`
+  }
+  const nodes = cluster.nodes.filter((node) => node.isRunning())
+  const figures = await Promise.all(nodes.map((node) => read(node.url).catch(() => '?')))
+  return nodes.map((node, i) => `${node.name} ${figures[i]}`).join(', ')
+}
+
+/** Updates the Colloquy nodes read back from the log to fill relay gaps, summed (all reasons). */
+async function repairedUpdates(cluster: BenchCluster): Promise<number> {
+  if (cluster.id !== 'colloquy-nats') return Number.NaN
+  let sum = 0
+  for (const node of cluster.nodes.filter((each) => each.isRunning())) {
+    const text = await (await fetch(`${node.url.replace('ws:', 'http:')}/metrics`)).text()
+    for (const match of text.matchAll(/^colloquy_relay_repaired_updates_total(?:\{[^}]*\})? (\S+)$/gm))
+      sum += Number(match[1])
+  }
+  return sum
+}
+
 async function runTarget(
   id: ClusterTargetId,
   workDir: string,
@@ -123,7 +211,7 @@ async function runTarget(
 ): Promise<{ latency: Row[]; ramp: Row[]; recovery: Row[] }> {
   const dataDir = path.join(workDir, id)
   await mkdir(dataDir, { recursive: true })
-  const cluster = await startBenchCluster(id, dataDir)
+  const cluster = await startBenchCluster(id, dataDir, cpuProfArgs)
   const ackEvery = cluster.acks ? 10 : 0
   const base = { readersPerSession: 2, seed, drainTimeoutMs: 3_000, settleMs: 1_000 }
   try {
@@ -137,20 +225,38 @@ async function runTarget(
       durationMs: 4_000,
       ackEvery,
     })
-    log(`[C1] ${id}: 1000 updates/s for 10 s`)
-    const { sustainedCheck: _, ...latency } = await crossNodeRun(cluster, writer, readers, {
+    log(`[C1] ${id}: ${c1Rate} updates/s for ${c1Ms / 1000} s`)
+    await eventLoopDelays(cluster)
+    const repairedBefore = await repairedUpdates(cluster)
+    const waits = runQueueWait([
+      ...cluster.nodes.map((node) => ({ name: node.name, pid: () => node.pid() })),
+      { name: 'writer', pid: () => writer.pid },
+      { name: 'readers', pid: () => readers.pid },
+    ])
+    const { sustainedCheck: _, ...measured } = await crossNodeRun(cluster, writer, readers, {
       ...base,
       name: 'c1',
       sessions: 10,
-      totalRate: 1000,
-      durationMs: 10_000,
+      totalRate: c1Rate,
+      durationMs: c1Ms,
       ackEvery,
     })
+    const runQueue = waits()
+    const loopDelays = await eventLoopDelays(cluster)
+    const latency: Row = {
+      ...measured,
+      ...(loopDelays === '' ? {} : { eventLoopMaxP99Ms: loopDelays }),
+      runQueueWait: runQueue,
+      ...(cluster.id === 'colloquy-nats'
+        ? { repairedFromLog: (await repairedUpdates(cluster)) - repairedBefore }
+        : {}),
+    }
     log(`[C1] ${id}: ${JSON.stringify(latency)}`)
+    if (!scenarios.has('C2') && !scenarios.has('C3')) return { latency: [latency], ramp: [], recovery: [] }
 
     // [C2] ramp until p99 > 50 ms, a backlog, missing acks or the generator falls short.
     const ramp: Row[] = []
-    for (const [step, rate] of RAMP.entries()) {
+    for (const [step, rate] of (scenarios.has('C2') ? RAMP : []).entries()) {
       const { sustainedCheck, ...row } = await crossNodeRun(cluster, writer, readers, {
         ...base,
         name: `c2-${step}`,
@@ -170,8 +276,8 @@ async function runTarget(
 
     // [C3] kill -9 of the writers' node: time to the first write through another node (acked for
     // Colloquy, delivered for Hocuspocus) and until clients on both surviving nodes have all text.
-    const recovery = await recoveryRun(cluster, writer, readers)
-    return { latency: [latency], ramp, recovery: [recovery] }
+    const recovery = scenarios.has('C3') ? [await recoveryRun(cluster, writer, readers)] : []
+    return { latency: [latency], ramp, recovery }
   } finally {
     await cluster.stop()
   }
@@ -309,8 +415,7 @@ const result: SuiteResult = {
 }
 const tables = {
   C1: {
-    title:
-      'cross-node latency: 10 sessions, 1000 updates/s for 10 s, writers on node 1, a reader on each other node',
+    title: `cross-node latency: 10 sessions, ${c1Rate} updates/s for ${c1Ms / 1000} s, writers on node 1, a reader on each other node`,
     rows: [] as Row[],
   },
   C2: {

@@ -4,7 +4,8 @@
 // heartbeats let everyone drop a dead node's presence. Core NATS may drop messages, so each update
 // carries a per-sender counter and every commit announces the log seqs its updates got: a node
 // that sees a counter it never received, or a seq it never heard of, reads those entries back from
-// the log (Store.readLog) and applies them; Yjs makes repeats harmless.
+// the log (Store.readLog) and applies them; Yjs makes repeats harmless. Whole-session requests
+// (deletes, imports) go over the same connection: session-control.ts.
 
 import { connect, type NatsConnection, type Subscription } from '@nats-io/transport-node'
 import * as decoding from 'lib0/decoding'
@@ -17,6 +18,7 @@ import {
 import type { Logger } from '../observability/log.js'
 import type { AppendEntry, Store } from '../persistence/store.js'
 import type { Distribution, DistributionSink } from '../session/distribution.js'
+import { createSessionControl } from './session-control.js'
 
 /** What the relay reads from the log to repair a gap. */
 export type RepairLog = Pick<Store, 'getMeta' | 'readLog' | 'load'> & {
@@ -50,6 +52,12 @@ export interface NatsDistributionOptions {
    * and lost both its announcement and the heartbeats that repeat it.
    */
   readonly logCheckMs?: number
+  /**
+   * How long {@link Distribution.retireEverywhere} and {@link Distribution.openElsewhere} wait for
+   * every live node to answer (ms, default 10,000); a node keeps a session retired twice this long
+   * for a deleter that never released it (it died mid-delete). See session-control.ts.
+   */
+  readonly retireTimeoutMs?: number
   readonly now?: () => number
   /** What the relay reports (metrics); every callback optional. */
   readonly observer?: NatsDistributionObserver
@@ -70,7 +78,7 @@ export interface NatsDistributionObserver {
   nodeLost?(node: string): void
 }
 
-export type MessageKind = 'update' | 'stored' | 'heartbeat' | 'awareness'
+export type MessageKind = 'update' | 'stored' | 'heartbeat' | 'awareness' | 'control'
 export type RepairReason = 'counter-gap' | 'stored-gap' | 'heartbeat' | 'log-ahead' | 'node-lost'
 
 /** The relay's own view, for `/readyz`, metrics and tests. */
@@ -160,8 +168,9 @@ interface Joined {
   repairing: Promise<void> | undefined
 }
 
-/** A node as its heartbeats describe it. */
+/** A node as its heartbeats (and its other messages) describe it. */
 interface NodeState {
+  /** Its process incarnation, from its heartbeats; empty until one arrives. */
   incarnation: string
   lastSeenAt: number
 }
@@ -249,11 +258,24 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
     void repair(session, reason)
   }
 
+  /**
+   * Any message of `node` proves it alive, not its heartbeats only. A node that held presence here
+   * but whose heartbeats never reached this one (it died within a heartbeat of this node
+   * subscribing: its last heartbeat went out before) would otherwise never be known, so never
+   * lost, and its clients would stay in presence for ever.
+   */
+  const noteAlive = (node: string): void => {
+    const known = nodes.get(node)
+    if (known !== undefined) known.lastSeenAt = now()
+    else nodes.set(node, { incarnation: '', lastSeenAt: now() })
+  }
+
   const onRelay = (session: Joined, data: Uint8Array): void => {
     const decoder = decoding.createDecoder(data)
     const kind = decoding.readUint8(decoder)
     const node = decoding.readVarString(decoder)
     if (node === nodeId) return
+    noteAlive(node)
     const origin = decoding.readVarString(decoder)
     const state = incomingOf(session, node, origin)
     if (kind === Kind.update) {
@@ -304,6 +326,7 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
     const kind = decoding.readUint8(decoder)
     const node = decoding.readVarString(decoder)
     if (node === nodeId) return
+    noteAlive(node)
     if (kind === Kind.query) {
       const out = outgoing.get(session.sessionId)
       if (out !== undefined && out.presence.size > 0)
@@ -387,7 +410,11 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
     }
     if (kind !== Kind.heartbeat) return
     const known = nodes.get(node)
-    if (known !== undefined && known.incarnation !== nodeIncarnation) loseNode(node)
+    // A node known only from its other messages (incarnation '') is the same process.
+    if (known !== undefined && known.incarnation !== '' && known.incarnation !== nodeIncarnation)
+      loseNode(node)
+    if (known === undefined || known.incarnation !== nodeIncarnation)
+      logger.info({ node, incarnation: nodeIncarnation }, 'cluster node heard')
     nodes.set(node, { incarnation: nodeIncarnation, lastSeenAt: now() })
     // Recently active sessions: the sender's last counters, in case their last messages were lost.
     const count = decoding.readVarUint(decoder)
@@ -562,6 +589,17 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
     }),
   ]
   const nodesSubscription = subscribeNodes()
+  const control = createSessionControl({
+    nc,
+    nodeId,
+    incarnation,
+    prefix,
+    liveNodes: () => nodes.keys(),
+    isLive: (node) => nodes.has(node),
+    timeoutMs: options.retireTimeoutMs ?? 10_000,
+    logger,
+    publish: (subject, payload) => publish('control', subject, payload),
+  })
   const timer = setInterval(() => void tick(), heartbeatMs)
   timer.unref()
   sendHeartbeat()
@@ -712,6 +750,10 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
       publish('awareness', presenceSubject(sessionId), encoding.toUint8Array(encoder))
     },
 
+    bindHost: (host) => control.bindHost(host),
+    retireEverywhere: (sessionId, code, reason) => control.retireEverywhere(sessionId, code, reason),
+    openElsewhere: (sessionId) => control.openElsewhere(sessionId),
+
     async close() {
       if (isClosed) return
       const encoder = encoding.createEncoder()
@@ -722,6 +764,7 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
       isClosed = true
       clearInterval(timer)
       nodesSubscription.unsubscribe()
+      control.close()
       for (const session of joined.values())
         for (const subscription of session.subscriptions) subscription.unsubscribe()
       joined.clear()
@@ -750,9 +793,13 @@ export async function connectNatsDistribution(
   const connection = await connect({
     servers: [...options.servers],
     name: `colloquy-relay-${options.nodeId}`,
+    // The relay ignores its own messages: without this the server sent each of them back (every
+    // update this node relays, read, parsed and dropped again).
+    noEcho: true,
     maxReconnectAttempts: -1,
     reconnectTimeWait: 250,
   })
+  options.logger.info({ node: options.nodeId, server: connection.getServer() }, 'relay connected')
   const relay = createNatsDistribution({ ...options, connection })
   void (async () => {
     for await (const status of connection.status()) {

@@ -14,6 +14,7 @@ import {
   readStateAt,
   requireMeta,
 } from '../history/state.js'
+import type { Distribution } from '../session/distribution.js'
 import type { HttpRequest, HttpResponse, Route } from './router.js'
 
 /** The loaded sessions, as `DELETE /sessions/:id` needs them (the session registry). */
@@ -37,6 +38,12 @@ export interface HistoryRoutesOptions extends HistoryDeps {
   /** With `writes`, lets `DELETE /sessions/:id` close and unload a session it deletes. */
   readonly sessions?: DeletableSessions
   readonly writes?: DeletableWrites
+  /**
+   * The other processes of a cluster: `DELETE /sessions/:id` has every one of them end the session
+   * (and flush its writes) before deleting, and refuses the delete with 503 when one does not;
+   * an import or fork refuses a target another process has open (409), as one open here.
+   */
+  readonly distribution?: Pick<Distribution, 'retireEverywhere' | 'openElsewhere'>
 }
 
 const JSON_TYPE = { 'content-type': 'application/json' }
@@ -109,6 +116,13 @@ async function* ndjsonLog(entries: AsyncIterable<{ seq: number; time: number; up
 export function historyRoutes(options: HistoryRoutesOptions): Route[] {
   const deps: HistoryDeps = options
   const now = options.now ?? Date.now
+
+  /** An import or fork target open on another node of a cluster is refused, as one open here. */
+  const refuseIfOpenElsewhere = async (sessionId: string): Promise<void> => {
+    const nodes = (await options.distribution?.openElsewhere(sessionId)) ?? []
+    if (nodes.length > 0)
+      throw new ColloquyError('session-exists', `session ${sessionId} is open on node ${nodes.join(', ')}`)
+  }
 
   const stateRoute =
     (isDownload: boolean) =>
@@ -202,6 +216,7 @@ export function historyRoutes(options: HistoryRoutesOptions): Route[] {
       acceptsBody: true,
       async handler(request) {
         const sessionId = sessionParam(request)
+        await refuseIfOpenElsewhere(sessionId)
         const body = await request.body()
         const isJson = (request.headers['content-type'] ?? '').startsWith('application/json')
         if (isJson) {
@@ -225,6 +240,7 @@ export function historyRoutes(options: HistoryRoutesOptions): Route[] {
       async handler(request) {
         const sessionId = sessionParam(request)
         const target = request.query.get('to') ?? ''
+        if (isValidSessionId(target)) await refuseIfOpenElsewhere(target)
         return json(201, await forkSession(deps, sessionId, target, pointOf(request.query)))
       },
     },
@@ -240,15 +256,28 @@ export function historyRoutes(options: HistoryRoutesOptions): Route[] {
           // Writes still queued count as the session existing: let them land before looking.
           if ((options.writes?.pendingFor(sessionId) ?? 0) > 0) await options.writes?.flush()
           await requireMeta(options.store, sessionId)
-          // Closes its connections (1001: clients reconnect, and are refused until the delete is
-          // done) and drops it from memory; then waits until every write it queued is on disk, so
-          // none lands after the delete.
-          options.sessions?.get(sessionId)?.end(CloseCode.GoingAway, 'session deleted')
-          await options.writes?.flush()
-          // Waits for a compaction of the session already running (it would write a checkpoint
-          // after the delete otherwise); with throughSeq 0 this one folds nothing.
-          await options.scheduler?.compactNow(sessionId, 0).catch(() => undefined)
-          await options.store.deleteSession(sessionId)
+          // In a cluster, every other node first does what this one does below, and holds the
+          // session closed until the delete is done (a node that does not confirm: 503, nothing
+          // deleted). Otherwise a node with the session loaded would keep serving its document,
+          // and its writes would land after the delete.
+          const others = await options.distribution?.retireEverywhere(
+            sessionId,
+            CloseCode.GoingAway,
+            'session deleted',
+          )
+          try {
+            // Closes its connections (1001: clients reconnect, and are refused until the delete is
+            // done) and drops it from memory; then waits until every write it queued is on disk,
+            // so none lands after the delete.
+            options.sessions?.get(sessionId)?.end(CloseCode.GoingAway, 'session deleted')
+            await options.writes?.flush()
+            // Waits for a compaction of the session already running (it would write a checkpoint
+            // after the delete otherwise); with throughSeq 0 this one folds nothing.
+            await options.scheduler?.compactNow(sessionId, 0).catch(() => undefined)
+            await options.store.deleteSession(sessionId)
+          } finally {
+            others?.release()
+          }
           return { status: 204, body: '' }
         } finally {
           unblock()

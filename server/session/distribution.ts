@@ -33,6 +33,34 @@ export interface DistributionSink {
 }
 
 /**
+ * What a process lets its {@link Distribution} do to a whole session when another process deletes
+ * it: the session registry, the write queue and the compactor of this process. Bound once at start
+ * ({@link Distribution.bindHost}).
+ */
+export interface DistributionHost {
+  /**
+   * Ends `sessionId` here because another process is about to delete it, as a delete on this
+   * process would: refuses new connections to it, closes the ones it has with `code`/`reason` and
+   * unloads it (its document is freed, never written back), waits until every update it queued is
+   * durable and for a compaction of it already running. Resolves with the function that lifts the
+   * refusal (the deleting process asks for that once the delete is done).
+   */
+  retire(sessionId: string, code: number, reason: string): Promise<() => void>
+  /** True when `sessionId` is loaded (or loading) here: another node's import must refuse it. */
+  isOpen(sessionId: string): boolean
+}
+
+/**
+ * What {@link Distribution.retireEverywhere} got: call `release` once the delete is done (or
+ * failed), so the other processes accept the session again.
+ */
+export interface RetiredEverywhere {
+  /** The processes that confirmed they ended the session and flushed its writes. */
+  readonly nodes: readonly string[]
+  release(): void
+}
+
+/**
  * Carries a session's traffic to and from the other processes of a cluster.
  *
  * @remarks
@@ -73,6 +101,27 @@ export interface Distribution {
   updatesStored(entries: readonly AppendEntry[], seqs: readonly number[]): void
   /** An awareness update from one of this process's connections (already applied here). */
   awarenessChanged(sessionId: string, update: Uint8Array): void
+  /** Lets other processes' deletes end sessions here (see {@link DistributionHost}). Once, at start. */
+  bindHost(host: DistributionHost): void
+  /**
+   * Before this process deletes `sessionId`: has every other live process end it there
+   * ({@link DistributionHost.retire}: connections closed with `code`, its queued writes durable, no
+   * new connection until released) and resolves once all of them confirmed.
+   *
+   * @remarks Unlike the other methods this one is asynchronous and may reject: with
+   * `storage-unavailable` when a live process did not confirm in time (the session was released
+   * again on those that did; nothing was deleted). A single node has no other process and resolves
+   * at once.
+   */
+  retireEverywhere(sessionId: string, code: number, reason: string): Promise<RetiredEverywhere>
+  /**
+   * The other live processes that have `sessionId` loaded (or loading): an import or fork onto it
+   * is refused as on a single node that has it open.
+   *
+   * @remarks Asynchronous, may reject with `storage-unavailable` when a live process did not
+   * answer in time. A single node resolves with none at once.
+   */
+  openElsewhere(sessionId: string): Promise<readonly string[]>
   /** Stops all traffic; resolves once nothing of it is in flight. Idempotent. */
   close(): Promise<void>
 }
@@ -86,6 +135,9 @@ export function createLocalDistribution(): Distribution {
     updateQueued() {},
     updatesStored() {},
     awarenessChanged() {},
+    bindHost() {},
+    retireEverywhere: async () => ({ nodes: [], release() {} }),
+    openElsewhere: async () => [],
     close: async () => {},
   }
 }

@@ -306,6 +306,85 @@ describe.skipIf(!hasNatsServer)('the NATS relay between nodes', () => {
     client.destroy()
   })
 
+  it('regression: drops the presence of a node that died before this node ever heard its heartbeat', async () => {
+    const log = createLog()
+    // a's only heartbeat goes out when it starts, before b exists (its next would be a minute later).
+    const a = await startNode('a', 0, log, undefined, 60_000)
+    const b = await startNode('b', 0, log, undefined, 400)
+    a.relay.join('s8', createSink())
+    const sink = createSink()
+    b.relay.join('s8', sink)
+    await b.nc.flush()
+    const client = new awarenessProtocol.Awareness(new Y.Doc())
+    client.setLocalState({ user: 'on a' })
+    a.relay.awarenessChanged('s8', awarenessProtocol.encodeAwarenessUpdate(client, [client.clientID]))
+    await until(() => sink.awareness.getStates().has(client.clientID), 5_000, "a's client on b")
+    // kill -9 of node a: its connection drops, no goodbye, and b never had a heartbeat of it.
+    const died = performance.now()
+    await a.nc.close()
+    await until(() => !sink.awareness.getStates().has(client.clientID), 5_000, "a's client gone from b")
+    expect(performance.now() - died).toBeLessThan(4_000)
+    client.destroy()
+  })
+
+  /** Two relays on one nats-server that hear each other, for the whole-session control messages. */
+  const startPair = async (retireTimeoutMs: number) => {
+    const make = async (nodeId: string) => {
+      const nc = await connect({ servers: [cluster.urls[0]!], timeout: 5_000 })
+      const relay = createNatsDistribution({
+        connection: nc,
+        nodeId,
+        log: createLog(),
+        logger: createSilentLogger(),
+        heartbeatMs: 200,
+        retireTimeoutMs,
+      })
+      opened.push({ nc, relay })
+      return relay
+    }
+    const a = await make('a')
+    const b = await make('b')
+    await until(() => a.liveNodes().includes('b'), 5_000, 'a hears b')
+    return { a, b }
+  }
+
+  it('has every live node retire a session before a delete, and releases it after', async () => {
+    const { a, b } = await startPair(5_000)
+    const retired: string[] = []
+    const released: string[] = []
+    b.bindHost({
+      isOpen: () => false,
+      retire: async (sessionId, code, reason) => {
+        retired.push(`${sessionId} ${code} ${reason}`)
+        return () => released.push(sessionId)
+      },
+    })
+    const everywhere = await a.retireEverywhere('s9', 1001, 'session deleted')
+    expect(everywhere.nodes).toEqual(['b'])
+    expect(retired).toEqual(['s9 1001 session deleted'])
+    expect(released).toEqual([])
+    everywhere.release()
+    await until(() => released.length === 1, 5_000, 'b released s9')
+    expect(released).toEqual(['s9'])
+  })
+
+  it('refuses a delete (storage-unavailable) when a live node does not confirm in time', async () => {
+    const { a, b } = await startPair(400)
+    b.bindHost({ isOpen: () => false, retire: () => new Promise(() => {}) })
+    const started = performance.now()
+    await expect(a.retireEverywhere('s10', 1001, 'session deleted')).rejects.toMatchObject({
+      code: 'storage-unavailable',
+    })
+    expect(performance.now() - started).toBeLessThan(3_000)
+  })
+
+  it('tells which other nodes have a session open (an import onto it is refused)', async () => {
+    const { a, b } = await startPair(5_000)
+    b.bindHost({ isOpen: (sessionId) => sessionId === 's11', retire: async () => () => undefined })
+    expect(await a.openElsewhere('s11')).toEqual(['b'])
+    expect(await a.openElsewhere('s12')).toEqual([])
+  })
+
   it("gives a node that joins the presence of the other nodes' clients", async () => {
     const log = createLog()
     const a = await startNode('a', 0, log)

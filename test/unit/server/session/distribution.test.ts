@@ -44,6 +44,9 @@ function createRecordingDistribution() {
       calls.push(`awareness ${sessionId}`)
       awareness.push(update)
     },
+    bindHost() {},
+    retireEverywhere: async () => ({ nodes: [], release() {} }),
+    openElsewhere: async () => [],
     close: async () => {},
   }
   return { distribution, calls, sinks, queued, stored, awareness }

@@ -494,10 +494,14 @@ export function createWorker(options: WorkerOptions): Worker {
     while (!stopping.signal.aborted) {
       const free = concurrency - active.size
       if (free <= 0) {
+        // The listener goes once a slot frees: one left per wait would pile up over a long run.
+        const onStop = (): void => wakeClaimer?.()
         await new Promise<void>((resolve) => {
           wakeClaimer = resolve
-          stopping.signal.addEventListener('abort', () => resolve(), { once: true })
+          stopping.signal.addEventListener('abort', onStop, { once: true })
+          if (stopping.signal.aborted) resolve()
         })
+        stopping.signal.removeEventListener('abort', onStop)
         wakeClaimer = undefined
         continue
       }

@@ -3,6 +3,7 @@
 // bound, a cancel or a lost lease stops the model at once, a half-written answer is continued, and
 // stop() gives the turns back with their text durable.
 
+import { getEventListeners } from 'node:events'
 import type { LanguageModelV3StreamPart } from '@ai-sdk/provider'
 import { tool } from 'ai'
 import { MockLanguageModelV3, simulateReadableStream } from 'ai/test'
@@ -92,6 +93,8 @@ function fakeTurns(options: { ttlMs?: number; renewMs?: number } = {}) {
   let maxRunning = 0
   let renewAnswer: (turnId: string) => RenewResponse['status'] | 'hang' = () => 'ok'
   let leaseCounter = 0
+  /** The signal the worker passed to its last claim (its stop signal). */
+  let claimSignal: AbortSignal | undefined
   /** When the last lease this fake granted runs out (ms, this process's clock). */
   let lastExpiry = 0
   const lease = () => {
@@ -105,6 +108,7 @@ function fakeTurns(options: { ttlMs?: number; renewMs?: number } = {}) {
   }
   const client: TurnsClient = {
     async claim(_pool, request, signal) {
+      claimSignal = signal
       const deadline = Date.now() + request.waitMs
       while (queue.length === 0 && Date.now() < deadline && signal?.aborted !== true) {
         await new Promise((resolve) => setTimeout(resolve, 5))
@@ -178,6 +182,9 @@ function fakeTurns(options: { ttlMs?: number; renewMs?: number } = {}) {
     },
     get lastExpiry() {
       return lastExpiry
+    },
+    get claimSignal() {
+      return claimSignal
     },
     onRenew(answer: (turnId: string) => RenewResponse['status'] | 'hang') {
       renewAnswer = answer
@@ -350,6 +357,19 @@ describe('a pool worker', () => {
     await until(() => turns.completed.length === 5, 15_000, 'five turns completed')
     expect(turns.maxRunning).toBe(2)
     expect(new Set(turns.completed.map((c) => c.turnId)).size).toBe(5)
+  })
+
+  // Regression (fleet bench, 10,000 questions): every wait for a free slot added a listener to the
+  // worker's stop signal and never removed it, about one per answered turn (Node warned at 1,500).
+  it('regression: keeps no listener on its stop signal per turn answered', async () => {
+    const turns = fakeTurns()
+    for (let i = 0; i < 12; i++) turns.queue.push((await ask(`w-listeners-${i}`, `q${i}`)).turn)
+    start(turns, createDemoModel({ tokens: 2, delayMs: 1 }), 1)
+    await until(() => turns.completed.length === 12, 20_000, 'twelve turns completed')
+    const signal = turns.claimSignal
+    expect(signal).toBeDefined()
+    if (signal === undefined) return
+    expect(getEventListeners(signal, 'abort').length).toBeLessThan(4)
   })
 
   it('serves the sessions of all its turns over one socket', async () => {

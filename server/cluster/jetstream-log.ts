@@ -174,20 +174,36 @@ function isNoMessageError(error: unknown): boolean {
 }
 
 /**
+ * How long a read waits for the replica that serves it to catch up with the stream leader before it
+ * fails (as `storage-unavailable`: the caller retries). See {@link scanSubject}.
+ */
+export const REPLICA_CATCH_UP_MS = 15_000
+
+/**
  * Reads the messages of `subject` with stream seqs in [fromSeq, toSeq], at most `limit`, in order,
  * with an ordered consumer (no durable state on the servers; it goes away by itself).
  *
- * @remarks Asks first for the subject's last seq, so an empty range never waits for messages.
+ * @remarks Asks the stream leader first for the subject's last seq, so an empty range never waits
+ * for messages, and then reads until it has seen that seq (or one past `toSeq`), never stopping
+ * on the consumer's own count of what is pending. Why (issue 15): nats-server places an ordered
+ * consumer (R1, ephemeral) on any replica of the stream, 2 times in 3 on a follower, and a follower
+ * that lags (catching up after a partition or a restart) delivers only what it has applied and
+ * counts nothing pending beyond it. Stopping there read a stale prefix: a node loading a session
+ * after a partition healed missed every update the majority had acked meanwhile, and never
+ * repaired them (it believed it had read through the leader's last seq). A lagging replica gets
+ * the rest within moments; waiting is bounded by `catchUpMs`, then the read fails.
  */
 export async function scanSubject(
   resources: JetStreamResources,
   subject: string,
   range: { fromSeq: number; toSeq: number; limit: number; headersOnly: boolean },
+  catchUpMs = REPLICA_CATCH_UP_MS,
 ): Promise<ScannedMessage[]> {
   const fromSeq = Math.max(1, range.fromSeq)
   if (range.limit <= 0 || fromSeq > range.toSeq) return []
   const last = await lastStreamSeq(resources, subject)
   if (last === undefined || last < fromSeq) return []
+  // The leader holds a message of the subject at `last` (≥ toSeq): the read ends on it or earlier.
   const toSeq = Math.min(range.toSeq, last)
   const consumer = await resources.js.consumers.get(resources.names.stream, {
     filter_subjects: subject,
@@ -197,14 +213,17 @@ export async function scanSubject(
   })
   const found: ScannedMessage[] = []
   const batch = Math.max(1, Math.min(range.limit, 512))
-  let isDone = false
-  // Fetches end on their own (expires): a purge racing this read cannot make it wait forever.
-  while (!isDone) {
+  const deadline = Date.now() + catchUpMs
+  let seenThrough = fromSeq - 1
+  for (;;) {
+    // Fetches end on their own (expires): a purge racing this read cannot make it wait forever.
     const messages = await consumer.fetch({ max_messages: batch, expires: 2_000 })
+    let isDone = false
     let received = 0
     for await (const message of messages) {
       received++
       const streamSeq = message.info.streamSequence
+      seenThrough = streamSeq
       if (streamSeq > toSeq) {
         isDone = true
         break
@@ -218,12 +237,42 @@ export async function scanSubject(
         data: range.headersOnly ? new Uint8Array(0) : message.data.slice(),
         object,
       })
-      if (found.length >= range.limit || streamSeq >= toSeq || message.info.pending === 0) {
+      if (found.length >= range.limit || streamSeq >= toSeq) {
         isDone = true
         break
       }
     }
-    if (received === 0) isDone = true
+    if (isDone) return found
+    if (received > 0) continue
+    // Nothing more from this replica, short of `toSeq`. Either it lags (wait for it) or the subject
+    // was purged meanwhile through `last` (then everything up to it is gone: what was read is all).
+    const now = await lastStreamSeq(resources, subject)
+    if (now === undefined || now < fromSeq) return found
+    if (Date.now() > deadline) {
+      throw new Error(
+        `read of ${subject} stalled at stream seq ${seenThrough} of ${toSeq} for ${catchUpMs} ms (a lagging replica)`,
+      )
+    }
   }
-  return found
+}
+
+/**
+ * The keys of a KV bucket under `filter` (a key pattern: `a.b.>`, default every key), including
+ * keys whose last operation is a delete or purge (read each key to tell).
+ *
+ * @remarks Asked of the bucket stream's leader (stream info with a subjects filter), not with
+ * `kv.keys()`: that reads through an ordered consumer which nats-server may place on a lagging
+ * follower, and it stops when that follower counts nothing pending, so a key put and acked just
+ * before could be missing (issue 15; the same stale read as {@link scanSubject}).
+ */
+export async function listKvKeys(
+  resources: JetStreamResources,
+  bucket: string,
+  filter = '>',
+): Promise<string[]> {
+  const prefix = `$KV.${bucket}.`
+  const info = await resources.jsm.streams.info(`KV_${bucket}`, { subjects_filter: `${prefix}${filter}` })
+  return Object.keys(info.state.subjects ?? {})
+    .filter((subject) => subject.startsWith(prefix))
+    .map((subject) => subject.slice(prefix.length))
 }

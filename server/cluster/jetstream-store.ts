@@ -26,6 +26,7 @@ import {
   type JetStreamResources,
   LogHeader,
   lastStreamSeq,
+  listKvKeys,
   type ScannedMessage,
   scanSubject,
 } from './jetstream-log.js'
@@ -202,8 +203,8 @@ export function createJetStreamStore(options: JetStreamStoreOptions): JetStreamS
 
   async function readIndex(sessionId: string, record: SessionRecord): Promise<SessionIndex> {
     const prefix = indexPrefix(sessionId, record)
-    const keys: string[] = []
-    for await (const key of await index.keys(`${prefix}.>`)) keys.push(key)
+    // From the leader, with keys deleted since (their gets below say so): see listKvKeys.
+    const keys = await listKvKeys(resources, names.index, `${prefix}.>`)
     const checkpointKeys: { key: string; seq: number }[] = []
     let trimmedThrough = 0
     const objectKeys: { key: string; seq: number }[] = []
@@ -449,8 +450,8 @@ export function createJetStreamStore(options: JetStreamStoreOptions): JetStreamS
 
     listSessions() {
       return track(async () => {
-        const ids: string[] = []
-        for await (const key of await sessions.keys()) ids.push(decodeSessionToken(key))
+        // Deleted sessions are listed too; describe() finds no record for them.
+        const ids = (await listKvKeys(resources, names.sessions)).map(decodeSessionToken)
         ids.sort()
         const metas = await Promise.all(ids.map(async (sessionId) => (await describe(sessionId))?.meta))
         return metas.filter((meta): meta is SessionMeta => meta !== undefined)
@@ -566,8 +567,7 @@ export function createJetStreamStore(options: JetStreamStoreOptions): JetStreamS
           ...sessionIndex.checkpoints.map((info) => states.delete(`${prefix}/${padSeq(info.seq)}`)),
           ...[...sessionIndex.objects.values()].map((name) => updates.delete(name)),
         ])
-        const keys: string[] = []
-        for await (const key of await index.keys(`${prefix}.>`)) keys.push(key)
+        const keys = await listKvKeys(resources, names.index, `${prefix}.>`)
         await Promise.all(keys.map((key) => index.purge(key)))
       })
     },

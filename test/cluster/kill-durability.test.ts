@@ -3,8 +3,12 @@
 // or a Colloquy node and the leader together, at a seeded random moment. After the dead come back,
 // a fresh client on every node must find every acknowledged update. Seed printed; rounds bounded.
 
+import { connect } from '@nats-io/transport-node'
 import * as prng from 'lib0/prng'
 import { afterAll, beforeAll, describe, expect } from 'vitest'
+import * as Y from 'yjs'
+import { openJetStreamResources } from '../../server/cluster/jetstream-log.js'
+import { createJetStreamStore } from '../../server/cluster/jetstream-store.js'
 import {
   type ColloquyCluster,
   type ColloquyNode,
@@ -32,8 +36,11 @@ describe.skipIf(!hasNatsServer)('kill -9 in a Colloquy cluster', () => {
     await cluster?.stop()
   })
 
-  // Open (issue 15): 1 run in 6 this session, the writer's node acked nothing for 45 s after a
-  // JetStream leader kill and restart (the publisher fix shortened that stall; not yet re-proven).
+  // Open (issue 15), see docs/cluster.md "Open failures": the "45 s without an ack" was this test
+  // waiting on a socket closed with 4505 (fixed: connectReady). Still failing 4 runs in 13 here: a
+  // node whose NATS connection dropped with a killed nats-server lost relayed updates, its gap
+  // repair's read failed, and the relay dropped the ranges (nats-distribution.ts): that node
+  // lacked acked updates that JetStream held. Passes with the relay keeping them pending.
   unstable(
     'keeps every acknowledged update whichever process dies',
     async () => {
@@ -67,14 +74,8 @@ async function killRound(
   label: string,
 ): Promise<string[]> {
   const node = cluster.nodes[writerNode]!
-  const client = await connectSynced(node)
+  const client = await connectReady(node, label)
   const map = client.peer.doc.getMap<number>('m')
-  // The cluster has recovered from the last round: this node acks again (a new leader, a caught-up
-  // stream) before the clock of this round starts.
-  map.set(`${label}-ready`, -1)
-  await client.peer.whenAcked(client.peer.requestAck(), 45_000).catch((error: unknown) => {
-    throw new Error(`${String(error)} on ${node.name}:\n${node.process?.output().slice(-6_000)}`)
-  })
   let isStopped = false
   void client.closed.then(() => {
     isStopped = true
@@ -115,6 +116,36 @@ async function killRound(
 }
 
 /**
+ * A client of `node` whose write was acked: the cluster has recovered from the last round (a new
+ * leader, a caught-up stream) before the clock of this round starts. Regression (issue 15, "the
+ * writer's node acked nothing for 45 s"): a node whose write queue still fails after the last kill
+ * refuses a write by closing the socket with 4505 `storage-unavailable`, and the test waited out
+ * 45 s on that closed socket. A provider reconnects; so does this, bounded (45 s in all).
+ */
+async function connectReady(node: ColloquyNode, label: string): Promise<WsPeer> {
+  const deadline = Date.now() + 45_000
+  for (let attempt = 0; ; attempt++) {
+    const client = await connectSynced(node)
+    client.peer.doc.getMap<number>('m').set(`${label}-ready-${attempt}`, -1)
+    const outcome = await Promise.race([
+      client.peer.whenAcked(client.peer.requestAck(), Math.max(1, deadline - Date.now())).then(
+        () => 'acked' as const,
+        (error: unknown) => error,
+      ),
+      client.closed.then((code) => code),
+    ])
+    if (outcome === 'acked') return client
+    client.close()
+    if (typeof outcome === 'number' && outcome >= 4500 && outcome < 4600 && Date.now() < deadline) {
+      console.log(`${label}: ${node.name} refused the ready write with ${outcome}; reconnecting`)
+      await new Promise((resolve) => setTimeout(resolve, 250))
+      continue
+    }
+    throw new Error(`${String(outcome)} on ${node.name}:\n${node.process?.output().slice(-6_000)}`)
+  }
+}
+
+/**
  * A client synced with `node`, reconnecting as providers do (bounded: 60 s) while the node cannot
  * load the session yet (JetStream still electing or catching up); a failure shows the node's log.
  */
@@ -150,12 +181,41 @@ async function checkEveryNode(cluster: ColloquyCluster, acknowledged: readonly s
       ).catch(
         () => undefined, // the assertion below names what is missing
       )
-      expect(
-        acknowledged.filter((key) => !map.has(key)),
-        `${label}, on ${node.name}`,
-      ).toEqual([])
+      const missing = acknowledged.filter((key) => !map.has(key))
+      if (missing.length > 0) console.log(await diagnose(cluster, node, missing))
+      expect(missing, `${label}, on ${node.name}`).toEqual([])
     } finally {
       reader.close()
     }
+  }
+}
+
+/**
+ * What JetStream holds of `missing` (read through a store of the test's own, as a node loading
+ * the session would), and the node's warnings: tells a lost acked write from a node that did not
+ * apply what was stored.
+ */
+async function diagnose(cluster: ColloquyCluster, node: ColloquyNode, missing: readonly string[]) {
+  const nc = await connect({ servers: [...cluster.nats.urls], timeout: 5_000 })
+  try {
+    const store = createJetStreamStore({ resources: await openJetStreamResources({ nc }) })
+    const stored = await store.load('durable')
+    const doc = new Y.Doc()
+    if (stored.checkpoint !== undefined) Y.applyUpdate(doc, stored.checkpoint.state)
+    for (const entry of stored.log) Y.applyUpdate(doc, entry.update)
+    const held = missing.filter((key) => doc.getMap('m').has(key)).length
+    const lines = (node.process?.output() ?? '')
+      .split('\n')
+      .filter((line) => /"level":[4-6]0|repair|relay|lost/.test(line))
+      .slice(-40)
+      .map((line) => line.slice(0, 2_000))
+    return [
+      `${missing.length} acked keys missing on ${node.name} (first ${missing[0]}, last ${missing.at(-1)});`,
+      `JetStream holds ${held} of them (log: ${stored.log.length} entries through seq ${stored.meta?.lastSeq},`,
+      `checkpoint ${stored.checkpoint?.seq ?? 'none'}). ${node.name} said:`,
+      ...lines,
+    ].join('\n')
+  } finally {
+    await nc.close()
   }
 }

@@ -6,7 +6,7 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
-import { type NatsCluster, startNatsCluster } from './nats-cluster.js'
+import { hasFullMesh, type NatsCluster, startNatsCluster } from './nats-cluster.js'
 import { type PartitionProxies, startPartitionedNatsCluster } from './partition-proxy.js'
 import { type ServerProcess, startServerProcess } from './server-process.js'
 
@@ -128,29 +128,11 @@ export async function startColloquyCluster(options: ColloquyClusterOptions = {})
   return { nats, proxies, nodes, stop }
 }
 
-interface Routez {
-  routes?: unknown[]
-}
-
 /** Resolves once every running nats-server has a route to every other; rejects after `ms`. */
 export async function waitForFullMesh(nats: NatsCluster, ms: number): Promise<void> {
   const deadline = Date.now() + ms
-  const running = () => nats.nodes.filter((node) => node.isRunning())
-  for (;;) {
-    const counts = await Promise.all(
-      running().map(async (node) => {
-        try {
-          const response = await fetch(`http://127.0.0.1:${node.monitorPort}/routez`, {
-            signal: AbortSignal.timeout(2_000),
-          })
-          return ((await response.json()) as Routez).routes?.length ?? 0
-        } catch {
-          return 0
-        }
-      }),
-    )
-    if (counts.every((count) => count === running().length - 1)) return
-    if (Date.now() > deadline) throw new Error(`no full route mesh within ${ms} ms: ${counts.join(',')}`)
+  while (!(await hasFullMesh(nats.nodes))) {
+    if (Date.now() > deadline) throw new Error(`no full route mesh within ${ms} ms`)
     await new Promise((resolve) => setTimeout(resolve, 50))
   }
 }

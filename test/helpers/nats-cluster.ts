@@ -55,8 +55,9 @@ export interface NatsCluster {
   /** The client URLs of every node, in node order. */
   readonly urls: readonly string[]
   /**
-   * Resolves with the meta leader's server name once there is one and it counts every other running
-   * node as a current peer (so an R3 stream can be placed).
+   * Resolves with the meta leader's server name once there is one, it counts every other running
+   * node as a current peer (so an R3 stream can be placed), and every running node has a route to
+   * every other (see {@link hasFullMesh}).
    */
   waitForMetaLeader(timeoutMs?: number): Promise<string>
   /**
@@ -190,6 +191,12 @@ async function startNatsClusterOnce(options: NatsClusterOptions): Promise<NatsCl
   try {
     await Promise.all(nodes.map((n) => n.restart()))
     await cluster.waitForMetaLeader(options.timeoutMs ?? 30_000)
+    // Regression (issue 15, the port-retry test): a node whose route port was taken answers /varz
+    // first and exits only when its route listener fails; the two others then elect a meta leader
+    // without it, which looked like a started cluster. Every node must still run, else the start
+    // failed (its output names the cause, e.g. "address already in use").
+    const exited = nodes.filter((n) => !n.isRunning()).map((n) => n.name)
+    if (exited.length > 0) throw new Error(`nats-server ${exited.join(', ')} exited at start`)
   } catch (error) {
     const outputs = nodes.map((n) => `--- ${n.name}\n${n.output()}`).join('\n')
     await cluster.stop()
@@ -283,7 +290,7 @@ async function waitForMetaLeader(nodes: readonly NatsClusterNode[], timeoutMs: n
         if (leader && leader === node.name) {
           const current = (jsz.meta_cluster?.replicas ?? []).filter((peer) => peer.current && !peer.offline)
           const others = nodes.filter((n) => n.isRunning() && n.name !== leader).length
-          if (current.length >= others) return leader
+          if (current.length >= others && (await hasFullMesh(nodes))) return leader
         }
       } catch {
         // This node is down or starting: ask the next one.
@@ -292,6 +299,35 @@ async function waitForMetaLeader(nodes: readonly NatsClusterNode[], timeoutMs: n
     await new Promise((resolve) => setTimeout(resolve, 100))
   }
   throw new Error(`no JetStream meta leader within ${timeoutMs} ms`)
+}
+
+interface Routez {
+  routes?: unknown[]
+}
+
+/**
+ * Whether every running node has a route to every other running node.
+ *
+ * @remarks Why: a restarted node may count as a current peer of the meta leader (one route) before
+ * its route to the stream leader is up; a JetStream API request from a client on it then reaches no
+ * server that answers, and times out (issue 15: the helper's restart test, `streams.info` through
+ * the restarted node, 1 run in 8 here). Core NATS forwards one hop only, so relays need it too.
+ */
+export async function hasFullMesh(nodes: readonly NatsClusterNode[]): Promise<boolean> {
+  const running = nodes.filter((node) => node.isRunning())
+  const counts = await Promise.all(
+    running.map(async (node) => {
+      try {
+        const response = await fetch(`http://127.0.0.1:${node.monitorPort}/routez`, {
+          signal: AbortSignal.timeout(2_000),
+        })
+        return ((await response.json()) as Routez).routes?.length ?? 0
+      } catch {
+        return 0
+      }
+    }),
+  )
+  return counts.every((count) => count === running.length - 1)
 }
 
 interface JszStreams {

@@ -115,12 +115,16 @@ describe.skipIf(!hasNatsServer)('the partition proxies', () => {
         acked.push(...(await store.append(entries).catch(() => [])))
       }
       const checkpointSeq = acked[acked.length >> 1]!
-      // The buckets' streams may be electing a leader too (n3 led them): retry, bounded.
-      for (let attempt = 1; ; attempt++) {
+      // The buckets' streams may be electing a leader too (n3 led them): retry for up to 30 s (six
+      // tries back to back once all failed within an election, "JetStream system temporarily
+      // unavailable").
+      const electing = Date.now() + 30_000
+      for (;;) {
         const checkpoint = { seq: checkpointSeq, time: 1, state: new Uint8Array([0, 0]) }
         const error = await store.putCheckpoint('heal', checkpoint).catch((failure: Error) => failure)
         if (error === undefined) break
-        if (attempt >= 6) throw error
+        if (Date.now() > electing) throw error
+        await new Promise((resolve) => setTimeout(resolve, 500))
       }
       proxies.heal()
       // Each read places new consumers, on n3 about one time in three: read while it catches up.

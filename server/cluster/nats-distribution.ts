@@ -552,15 +552,16 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
    * Compares the log's last seq with what this node knows it applied. The last seq seen at the
    * previous check, if it was ahead: by now every node that stored up to it announced it (or its
    * heartbeat, or its loss, asked for a repair). If that very seq was never announced, the entries
-   * after the watermark are read back; else the watermark moves up to it without reading.
+   * after the watermark are read back; else the watermark moves up to it without reading. While
+   * a repair is reading, neither: the range it reads may hold that seq (a second request would
+   * read it twice), and a read that fails keeps its range pending; the next check decides.
    */
   const checkLog = async (session: Joined): Promise<void> => {
     const last = await lastSeqOf(session.sessionId)
     const previous = session.lagging
-    if (previous !== undefined && previous > session.watermark) {
+    if (previous !== undefined && previous > session.watermark && session.repairing === undefined) {
       if (!session.seen.has(previous)) requestRepair(session, session.watermark, previous, 'log-ahead')
-      else if (session.pending.length === 0 && session.repairing === undefined)
-        advanceWatermark(session, previous)
+      else if (session.pending.length === 0) advanceWatermark(session, previous)
     }
     session.lagging = last > session.watermark ? last : undefined
     session.history.push(session.watermark)

@@ -99,6 +99,9 @@ const RECENT_HEARTBEATS = 3
 /** How many checks of watermark history a session keeps. */
 const HISTORY_TICKS = 4
 
+/** A repair that keeps failing is retried after 1, 2, 4… heartbeats, at most this many apart. */
+const MAX_RETRY_TICKS = 30
+
 const Kind = {
   update: 1,
   stored: 2,
@@ -163,9 +166,18 @@ interface Joined {
   lagging: number | undefined
   /** The watermark at the last few checks, oldest first. */
   readonly history: number[]
-  /** Seq ranges to read back (exclusive low, inclusive high). */
+  /**
+   * Seq ranges to read back (exclusive low, inclusive high): at most one, every request merged
+   * into it (a repair reads them as one anyway). A range is here or being read, never both.
+   */
   readonly pending: Array<[number, number]>
   repairing: Promise<void> | undefined
+  /** Repairs that failed in a row; while above 0 only the heartbeat retries (backoff). */
+  failures: number
+  /** Heartbeats to wait before the next retry of a failed repair. */
+  retryIn: number
+  /** Why the range that failed was asked for (the retry counts its entries under it). */
+  retryReason: RepairReason
 }
 
 /** A node as its heartbeats (and its other messages) describe it. */
@@ -252,10 +264,21 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
     while (state.ahead.delete(state.contiguous + 1)) state.contiguous++
   }
 
+  /** Adds (after, through] to the session's one pending range. */
+  const addPending = (session: Joined, after: number, through: number): void => {
+    const held = session.pending[0]
+    if (held === undefined) session.pending.push([after, through])
+    else {
+      held[0] = Math.min(held[0], after)
+      held[1] = Math.max(held[1], through)
+    }
+  }
+
   const requestRepair = (session: Joined, after: number, through: number, reason: RepairReason): void => {
     if (through <= after) return
-    session.pending.push([after, through])
-    void repair(session, reason)
+    addPending(session, after, through)
+    // After a failed read the heartbeat retries, backing off: the log is slow or unreachable.
+    if (session.failures === 0) void repair(session, reason)
   }
 
   /**
@@ -437,26 +460,55 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
 
   // ---- repair -----------------------------------------------------------------------------------
 
-  /** Reads the pending ranges of `session` from the log and applies them, one repair at a time. */
+  /**
+   * Reads the pending ranges of `session` from the log and applies them, one repair at a time.
+   * A range whose read fails goes back to pending (regression, issue 15: dropped, the next log
+   * check moved the watermark over it and the node lacked acked updates until it unloaded the
+   * session); the heartbeat retries it after 1, 2, 4… heartbeats (at most {@link MAX_RETRY_TICKS}).
+   */
   const repair = (session: Joined, reason: RepairReason): Promise<void> => {
     session.repairing ??= (async () => {
+      let reading: [number, number] | undefined
       try {
         while (session.pending.length > 0 && joined.get(session.sessionId) === session) {
           const ranges = session.pending.splice(0)
-          const after = Math.min(...ranges.map(([low]) => low))
-          const through = Math.max(...ranges.map(([, high]) => high))
-          await readBack(session, after, through, reason)
+          reading = [Math.min(...ranges.map(([low]) => low)), Math.max(...ranges.map(([, high]) => high))]
+          await readBack(session, reading[0], reading[1], reason)
+          reading = undefined
+          session.failures = 0
         }
       } catch (error) {
+        const [after, through] = reading ?? [0, 0]
+        // Kept for the retry: dropped, the next log check would move the watermark over it.
+        if (reading !== undefined) addPending(session, after, through)
+        session.failures++
+        session.retryIn = Math.min(2 ** (session.failures - 1), MAX_RETRY_TICKS)
+        session.retryReason = reason
         logger.warn(
-          { session: session.sessionId, err: error },
-          'gap repair failed: retried at the next check',
+          {
+            session: session.sessionId,
+            after,
+            through,
+            failures: session.failures,
+            retryInMs: session.retryIn * heartbeatMs,
+            err: error,
+          },
+          'gap repair failed: the range stays pending and is read again later',
         )
       } finally {
         session.repairing = undefined
       }
     })()
     return session.repairing
+  }
+
+  /** At each heartbeat: retries the failed repairs whose backoff is over. */
+  const retryRepairs = (): void => {
+    for (const session of joined.values()) {
+      if (session.failures === 0 || session.repairing !== undefined || session.pending.length === 0) continue
+      if (--session.retryIn > 0) continue
+      void repair(session, session.retryReason)
+    }
   }
 
   const readBack = async (session: Joined, after: number, through: number, reason: RepairReason) => {
@@ -500,15 +552,16 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
    * Compares the log's last seq with what this node knows it applied. The last seq seen at the
    * previous check, if it was ahead: by now every node that stored up to it announced it (or its
    * heartbeat, or its loss, asked for a repair). If that very seq was never announced, the entries
-   * after the watermark are read back; else the watermark moves up to it without reading.
+   * after the watermark are read back; else the watermark moves up to it without reading. While
+   * a repair is reading, neither: the range it reads may hold that seq (a second request would
+   * read it twice), and a read that fails keeps its range pending; the next check decides.
    */
   const checkLog = async (session: Joined): Promise<void> => {
     const last = await lastSeqOf(session.sessionId)
     const previous = session.lagging
-    if (previous !== undefined && previous > session.watermark) {
+    if (previous !== undefined && previous > session.watermark && session.repairing === undefined) {
       if (!session.seen.has(previous)) requestRepair(session, session.watermark, previous, 'log-ahead')
-      else if (session.pending.length === 0 && session.repairing === undefined)
-        advanceWatermark(session, previous)
+      else if (session.pending.length === 0) advanceWatermark(session, previous)
     }
     session.lagging = last > session.watermark ? last : undefined
     session.history.push(session.watermark)
@@ -554,6 +607,7 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
       nodes.delete(node)
       loseNode(node)
     }
+    retryRepairs()
     if (checking !== undefined || now() - lastLogCheckAt < logCheckMs) return
     lastLogCheckAt = now()
     checking = Promise.all(
@@ -636,6 +690,9 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
         history: [],
         pending: [],
         repairing: undefined,
+        failures: 0,
+        retryIn: 0,
+        retryReason: 'log-ahead',
       }
       joined.set(sessionId, session)
       session.subscriptions.push(...subscribeSession(session))

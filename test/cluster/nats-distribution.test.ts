@@ -16,7 +16,7 @@ import {
   subjectToken,
 } from '../../server/cluster/nats-distribution.js'
 import { createRelayMetrics } from '../../server/cluster/relay-metrics.js'
-import { createSilentLogger } from '../../server/observability/log.js'
+import { createSilentLogger, type Logger } from '../../server/observability/log.js'
 import type { LogEntry, SessionMeta } from '../../server/persistence/store.js'
 import type { DistributionSink } from '../../server/session/distribution.js'
 import {
@@ -25,6 +25,7 @@ import {
   startNatsCluster,
   warnIfNoNatsServer,
 } from '../helpers/nats-cluster.js'
+import { capturingLogger } from '../helpers/test-server.js'
 import { until } from '../helpers/wait.js'
 
 warnIfNoNatsServer(import.meta.url)
@@ -83,6 +84,30 @@ function createLog(): RepairLog & { append(sessionId: string, update: Uint8Array
   }
 }
 
+/** `log` whose `readLog` throws while `failing()` says so (a JetStream read that timed out); counts reads. */
+function withFailingReads(
+  log: ReturnType<typeof createLog>,
+  failing: () => boolean,
+): ReturnType<typeof createLog> & { reads: number; failed: number } {
+  const wrapped = {
+    ...log,
+    reads: 0,
+    failed: 0,
+    readLog: async (sessionId: string, range?: { fromSeq?: number; toSeq?: number }) => {
+      wrapped.reads++
+      if (failing()) {
+        wrapped.failed++
+        throw new Error('readLog timed out (test)')
+      }
+      return log.readLog(sessionId, range)
+    },
+  }
+  return wrapped
+}
+
+/** Lets every promise already settled run its callbacks (the in-memory log answers at once). */
+const settle = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
+
 /** An update that inserts `text` at the end of a fresh client's text (its own client id). */
 function edit(text: string): Uint8Array {
   const doc = new Y.Doc()
@@ -117,13 +142,14 @@ describe.skipIf(!hasNatsServer)('the NATS relay between nodes', () => {
     drop?: (kind: MessageKind) => boolean,
     heartbeatMs = 60_000,
     observer?: NatsDistributionObserver,
+    logger: Logger = createSilentLogger(),
   ): Promise<{ nc: NatsConnection; relay: NatsDistribution }> => {
     const nc = await connect({ servers: [cluster.urls[server]!], timeout: 5_000 })
     const relay = createNatsDistribution({
       connection: nc,
       nodeId,
       log,
-      logger: createSilentLogger(),
+      logger,
       // The timer's checks stay out of the way unless a test asks (tick()) or sets a short period.
       heartbeatMs,
       deadAfterMs: heartbeatMs * 4,
@@ -247,6 +273,98 @@ describe.skipIf(!hasNatsServer)('the NATS relay between nodes', () => {
       dropping = false
     }
     await until(() => sink.doc.getText('t').length === 'first second'.length, 3_000, 'both updates')
+  })
+
+  /** Relays `text` from `a` as one committed update (stored in `log`, announced); its seq. */
+  const commit = (
+    a: NatsDistribution,
+    log: ReturnType<typeof createLog>,
+    sessionId: string,
+    text: string,
+  ) => {
+    const update = edit(text)
+    a.updateQueued(sessionId, update)
+    const seq = log.append(sessionId, update)
+    a.updatesStored([{ sessionId, time: Date.now(), update }], [seq])
+    return seq
+  }
+
+  it('regression: reads a gap again at the next check when its first read failed, though a later update arrived', async () => {
+    // kill-durability (issue 15): the repair's read timed out, the relay dropped the range, and the
+    // next log check, seeing the last seq already relayed, moved the watermark over it for good.
+    const memory = createLog()
+    let failOnce = false
+    const log = withFailingReads(memory, () => {
+      if (!failOnce) return false
+      failOnce = false
+      return true
+    })
+    let dropNext = false
+    const a = await startNode('a', 0, log, (kind) => {
+      if (kind !== 'update' || !dropNext) return false
+      dropNext = false
+      return true
+    })
+    const repaired: string[] = []
+    const b = await startNode('b', 0, log, undefined, 60_000, {
+      repaired: (entries, reason) => repaired.push(`${entries} ${reason}`),
+    })
+    const sink = createSink()
+    b.relay.join('s13', sink)
+    await b.nc.flush()
+    failOnce = true
+    dropNext = true
+    commit(a.relay, memory, 's13', 'first ') // its relay is lost: a counter gap, whose read fails
+    await until(() => log.failed === 1, 3_000, 'the failed read of the gap')
+    commit(a.relay, memory, 's13', 'second') // relayed: the log's last seq is one b has
+    await until(() => sink.doc.getText('t').length === 'second'.length, 3_000, 'the relayed update')
+    await b.relay.tick()
+    await until(() => sink.doc.getText('t').length === 'first second'.length, 3_000, 'the gap read again')
+    expect(repaired).toEqual(['1 counter-gap'])
+    // Later checks find nothing more to read.
+    await b.relay.tick()
+    await b.relay.tick()
+    await settle()
+    expect(log.reads).toBe(2)
+  })
+
+  it('retries a gap whose reads keep failing after 1, 2, 4 checks with a warning, not in a loop', async () => {
+    const memory = createLog()
+    let failing = true
+    const log = withFailingReads(memory, () => failing)
+    const a = await startNode('a', 0, log, (kind) => kind === 'update')
+    const { logger, lines } = capturingLogger()
+    const b = await startNode('b', 0, log, undefined, 60_000, undefined, logger)
+    const sink = createSink()
+    b.relay.join('s14', sink)
+    await b.nc.flush()
+    commit(a.relay, memory, 's14', 'one ')
+    await until(() => log.failed === 1, 3_000, 'the first failed read')
+    // Each check, the reads so far: retries after 1, then 2, then 4 checks.
+    const readsAfterCheck: number[] = []
+    for (let check = 1; check <= 7; check++) {
+      if (check === 3) {
+        commit(a.relay, memory, 's14', 'two ') // a new gap waits for the retry
+        // One nats-server: once a's messages were handled, b's ping comes back after them.
+        await a.nc.flush()
+        await b.nc.flush()
+      }
+      await b.relay.tick()
+      await settle()
+      readsAfterCheck.push(log.reads)
+    }
+    expect(readsAfterCheck).toEqual([2, 2, 3, 3, 3, 3, 4])
+    const warnings = lines.filter((line) => line.includes('gap repair failed'))
+    expect(warnings).toHaveLength(4)
+    expect(JSON.parse(warnings.at(-1)!)).toMatchObject({ session: 's14', failures: 4, retryInMs: 8 * 60_000 })
+    // The log answers again: the next retry reads both gaps in one read.
+    failing = false
+    for (let check = 0; check < 8 && sink.doc.getText('t').length === 0; check++) {
+      await b.relay.tick()
+      await settle()
+    }
+    await until(() => sink.doc.getText('t').length === 'one two '.length, 3_000, 'both gaps read')
+    expect(log.reads).toBe(5)
   })
 
   it('reads back what the log holds that no node ever announced (a node died before it could)', async () => {

@@ -13,7 +13,7 @@ import {
   isValidTurnMessageId,
   parseTurnId,
 } from '../../shared/turns/turn.js'
-import { MAX_CLAIM_TURNS, MAX_CLAIM_WAIT_MS, type TurnService } from '../turns/turn-service.js'
+import { MAX_CLAIM_TURNS, MAX_CLAIM_WAIT_MS, type TurnApi } from '../turns/turn-service.js'
 import type { HttpRequest, HttpResponse, Route } from './router.js'
 
 /** Largest body a turn route reads (bytes). */
@@ -146,7 +146,7 @@ function leaseRoute<T>(
 }
 
 /** The routes of the turns API. */
-export function turnRoutes(service: TurnService): Route[] {
+export function turnRoutes(service: TurnApi): Route[] {
   const body = { acceptsBody: true, maxBodyBytes: MAX_TURN_BODY_BYTES } as const
   const noSessions = (): readonly string[] => []
   const poolParam = (request: HttpRequest): string => {
@@ -185,7 +185,7 @@ export function turnRoutes(service: TurnService): Route[] {
       pattern: '/api/turns/:id',
       access: 'read',
       sessionsNamed: sessionOfTurn,
-      handler: (request) => json(200, service.get(turnIdParam(request))),
+      handler: async (request) => json(200, await service.get(turnIdParam(request))),
     },
     {
       method: 'POST',
@@ -225,9 +225,9 @@ export function turnRoutes(service: TurnService): Route[] {
       pattern: '/api/pools/:pool',
       access: 'write',
       sessionsNamed: noSessions,
-      handler: (request) => {
+      handler: async (request) => {
         requireWorker(request)
-        return json(200, service.pool(poolParam(request)))
+        return json(200, await service.pool(poolParam(request)))
       },
     },
     leaseRoute('renew', renewSchema, (id, input) => service.renew(id, definedOnly(input))),

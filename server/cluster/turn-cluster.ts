@@ -1,0 +1,337 @@
+// Turns in a cluster (docs/agents.md "Turns in a cluster"): every pool has one scheduler, on the
+// node holding its lease (turn-leader.ts), running the single node's turn service over the
+// JetStream turn stream (turn-stream.ts). Every node answers the turns API: a call on a pool this
+// node schedules goes to its service; any other is sent over NATS request-reply to
+// `colloquy.turnrpc.<pool>`, which only the pool's scheduler subscribes to. A new scheduler
+// rebuilds the pool's queue from the stream; calls wait (bounded) while no node leads the pool.
+
+import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream'
+import type { KV } from '@nats-io/kv'
+import { Kvm } from '@nats-io/kv'
+import { type Msg, type NatsConnection, RequestError, type Subscription } from '@nats-io/transport-node'
+import type { Author } from '../../shared/conversation/index.js'
+import { ColloquyError, ERRORS, type ErrorCode } from '../../shared/errors.js'
+import { parseTurnId } from '../../shared/turns/turn.js'
+import type { Logger } from '../observability/log.js'
+import {
+  type ClaimOptions,
+  openTurnService,
+  type TurnApi,
+  type TurnPoolConfig,
+  type TurnService,
+  type TurnServiceOptions,
+} from '../turns/turn-service.js'
+import { type PoolLeadership, startPoolLeadership } from './turn-leader.js'
+import {
+  createStreamTurnStore,
+  openTurnStream,
+  type TurnStreamNames,
+  turnStreamNames,
+} from './turn-stream.js'
+
+/** Options of {@link openClusterTurns}. */
+export interface ClusterTurnsOptions {
+  readonly nc: NatsConnection
+  readonly js: JetStreamClient
+  readonly jsm: JetStreamManager
+  /** This node's id (the lease holder). */
+  readonly nodeId: string
+  /** Replicas of the turn stream and the leaders bucket. */
+  readonly replicas: number
+  readonly pools: readonly TurnPoolConfig[]
+  /** Everything of the turn service but its pools, store and logger (the same on every node). */
+  readonly service: Omit<TurnServiceOptions, 'pools' | 'store' | 'logger'>
+  /** A pool scheduler's lease (ms, default 6 s): how long a pool waits for a new one after a kill -9. */
+  readonly leaderTtlMs?: number
+  /** How long a call waits for a pool's scheduler when none answers (ms, default 2 leases + 10 s). */
+  readonly waitForLeaderMs?: number
+  /** See turnStreamNames (tests). */
+  readonly namespace?: string
+  readonly logger: Logger
+}
+
+/** The turns API of a cluster node. */
+export interface ClusterTurns extends TurnApi {
+  /** Whether this node schedules `pool` now. */
+  leads(pool: string): boolean
+}
+
+/** Default lifetime of a pool scheduler's lease (ms). */
+export const DEFAULT_LEADER_TTL_MS = 6_000
+/** Longest a forwarded call (other than a claim's long poll) waits for its answer (ms). */
+const CALL_TIMEOUT_MS = 10_000
+
+/** A call as it travels to a pool's scheduler. */
+type Call =
+  | { readonly op: 'create'; readonly args: Parameters<TurnApi['create']> }
+  | { readonly op: 'get'; readonly args: Parameters<TurnApi['get']> }
+  | { readonly op: 'claim'; readonly args: [string, Omit<ClaimOptions, 'isAborted'>] }
+  | { readonly op: 'renew'; readonly args: Parameters<TurnApi['renew']> }
+  | { readonly op: 'complete'; readonly args: Parameters<TurnApi['complete']> }
+  | { readonly op: 'fail'; readonly args: Parameters<TurnApi['fail']> }
+  | { readonly op: 'cancel'; readonly args: [string, Author, string | undefined] }
+  | { readonly op: 'pool'; readonly args: Parameters<TurnApi['pool']> }
+  | { readonly op: 'endSession'; readonly args: Parameters<TurnApi['endSession']> }
+
+/** The answer of a call: its value, its error, or "not the scheduler (any more): ask again". */
+type Answer =
+  | { readonly ok: unknown }
+  | { readonly error: { code: string; message: string } }
+  | { readonly retry: true }
+
+const encoder = new TextEncoder()
+const decoder = new TextDecoder()
+
+/** Runs `call` on a pool's own service (`isAborted`: a local claim's worker went away). */
+function invoke(service: TurnService, call: Call, isAborted: () => boolean = () => false): Promise<unknown> {
+  switch (call.op) {
+    case 'create':
+      return service.create(...call.args)
+    case 'get':
+      return Promise.resolve().then(() => service.get(...call.args))
+    case 'claim':
+      return service.claim(call.args[0], { ...call.args[1], isAborted })
+    case 'renew':
+      return service.renew(...call.args)
+    case 'complete':
+      return service.complete(...call.args)
+    case 'fail':
+      return service.fail(...call.args)
+    case 'cancel':
+      return service.cancel(call.args[0], call.args[1], call.args[2])
+    case 'pool':
+      return Promise.resolve().then(() => service.pool(...call.args))
+    case 'endSession':
+      return service.endSession(...call.args)
+  }
+}
+
+function errorOf(code: string, message: string): ColloquyError {
+  return Object.hasOwn(ERRORS, code)
+    ? new ColloquyError(code as ErrorCode, message)
+    : new ColloquyError('internal', `${code}: ${message}`)
+}
+
+function isNoResponders(error: unknown): boolean {
+  return error instanceof RequestError && error.isNoResponders()
+}
+
+/** One pool as this node sees it. */
+interface PoolPart {
+  readonly config: TurnPoolConfig
+  readonly subject: string
+  leadership?: PoolLeadership
+  /** The service while this node schedules the pool. */
+  service?: TurnService
+}
+
+/**
+ * Opens the turn stream and the leaders bucket, and starts competing for every pool's lease.
+ * Resolves at once: a pool's calls wait for a scheduler (this node or another) to be elected.
+ */
+export async function openClusterTurns(options: ClusterTurnsOptions): Promise<ClusterTurns> {
+  const { nc, js, jsm, logger, nodeId } = options
+  const names: TurnStreamNames = turnStreamNames(options.namespace)
+  const ttlMs = options.leaderTtlMs ?? DEFAULT_LEADER_TTL_MS
+  const waitForLeaderMs = options.waitForLeaderMs ?? 2 * ttlMs + 10_000
+  await openTurnStream({ jsm, names, replicas: options.replicas })
+  const bucket: KV = await new Kvm(js).create(names.leaders, {
+    replicas: options.replicas,
+    history: 1,
+    ttl: ttlMs,
+    // Reads through the stream leader: a lagging follower must not show an old holder's revision.
+    allow_direct: false,
+    timeout: 10_000,
+  })
+  const parts = new Map<string, PoolPart>(
+    options.pools.map((config) => [config.name, { config, subject: `${names.rpcPrefix}.${config.name}` }]),
+  )
+  let isClosed = false
+
+  /** Starts scheduling `part`'s pool: rebuilds its queue from the stream, then answers its subject. */
+  async function lead(part: PoolPart): Promise<() => Promise<void>> {
+    const pool = part.config.name
+    const startedAt = Date.now()
+    const store = createStreamTurnStore({ js, jsm, names, pool, logger })
+    const service = await openTurnService({ ...options.service, pools: [part.config], store, logger })
+    const subscription: Subscription = nc.subscribe(part.subject, {
+      callback: (error, message) => {
+        if (error !== null) {
+          logger.warn({ err: error, pool }, 'turn scheduler subscription error')
+          return
+        }
+        void answer(part, service, message)
+      },
+    })
+    part.service = service
+    logger.info(
+      { ...service.pool(pool), node: nodeId, rebuildMs: Date.now() - startedAt },
+      'turn scheduler: this node schedules the pool (queue rebuilt from the stream)',
+    )
+    return async () => {
+      if (part.service === service) delete part.service
+      subscription.unsubscribe()
+      // No write after the lease is gone: pending records are dropped, not retried.
+      await store.close()
+      await service.close().catch(() => undefined)
+    }
+  }
+
+  async function answer(part: PoolPart, service: TurnService, message: Msg): Promise<void> {
+    let reply: Answer
+    if (part.service !== service || part.leadership?.isLeader !== true) reply = { retry: true }
+    else {
+      try {
+        const call = JSON.parse(decoder.decode(message.data)) as Call
+        reply = { ok: await invoke(service, call) }
+      } catch (error) {
+        const failure =
+          error instanceof ColloquyError
+            ? error
+            : new ColloquyError('internal', error instanceof Error ? error.message : String(error))
+        if (failure.code === 'internal')
+          logger.error({ err: error, pool: part.config.name }, 'turn call failed')
+        reply = { error: { code: failure.code, message: failure.message } }
+      }
+    }
+    try {
+      message.respond(encoder.encode(JSON.stringify(reply)))
+    } catch (error) {
+      logger.warn({ err: error, pool: part.config.name }, 'turn call answer not sent')
+    }
+  }
+
+  /**
+   * Sends `call` to `pool`'s scheduler (this node's service when it is the one) and returns its
+   * answer. Waits, retrying with backoff, while no node schedules the pool, up to `waitForLeaderMs`;
+   * then (or when the scheduler does not answer in time) `storage-unavailable` (503, retryable).
+   */
+  async function send<T>(
+    pool: string,
+    call: Call,
+    timeoutMs = CALL_TIMEOUT_MS,
+    isAborted?: () => boolean,
+  ): Promise<T> {
+    const part = parts.get(pool)
+    if (part === undefined) throw new ColloquyError('unknown-pool', `no pool named ${pool}`)
+    const deadline = Date.now() + waitForLeaderMs
+    for (let delay = 25; ; delay = Math.min(delay * 2, 1_000)) {
+      if (isClosed) throw new ColloquyError('shutting-down')
+      const local = part.service
+      if (local !== undefined && part.leadership?.isLeader === true) {
+        try {
+          return (await invoke(local, call, isAborted)) as T
+        } catch (error) {
+          // This node stopped scheduling the pool meanwhile: ask whoever does now.
+          if (!(error instanceof ColloquyError && error.code === 'shutting-down' && part.service !== local))
+            throw error
+        }
+      } else {
+        let reply: Answer | undefined
+        try {
+          const message = await nc.request(part.subject, encoder.encode(JSON.stringify(call)), {
+            timeout: timeoutMs,
+          })
+          reply = JSON.parse(decoder.decode(message.data)) as Answer
+        } catch (error) {
+          if (!isNoResponders(error)) {
+            logger.warn({ err: error, pool, op: call.op }, 'turn call: the pool scheduler did not answer')
+            throw new ColloquyError('storage-unavailable', `the scheduler of pool ${pool} did not answer`, {
+              cause: error,
+            })
+          }
+        }
+        if (reply !== undefined && 'ok' in reply) return reply.ok as T
+        if (reply !== undefined && 'error' in reply) throw errorOf(reply.error.code, reply.error.message)
+      }
+      if (Date.now() + delay > deadline) {
+        throw new ColloquyError('storage-unavailable', `no node schedules pool ${pool} now: try again`)
+      }
+      await new Promise((resolve) => setTimeout(resolve, delay))
+    }
+  }
+
+  /** The pool a turn id names, or `not-found` (as a single node answers an unknown turn). */
+  const poolOfTurn = (turnId: string): string => {
+    const parsed = parseTurnId(turnId)
+    if (parsed === undefined || !parts.has(parsed.pool)) throw new ColloquyError('not-found', 'no such turn')
+    return parsed.pool
+  }
+
+  for (const part of parts.values()) {
+    part.leadership = startPoolLeadership({
+      bucket,
+      pool: part.config.name,
+      holder: nodeId,
+      ttlMs,
+      lead: () => lead(part),
+      logger,
+    })
+  }
+
+  const turns: ClusterTurns = {
+    hasPool: (pool) => parts.has(pool),
+    leads: (pool) => parts.get(pool)?.leadership?.isLeader === true && parts.get(pool)?.service !== undefined,
+
+    create(request) {
+      if (!parts.has(request.pool))
+        return Promise.reject(new ColloquyError('unknown-pool', `no pool named ${request.pool}`))
+      return send(request.pool, { op: 'create', args: [request] })
+    },
+    async get(turnId) {
+      return send(poolOfTurn(turnId), { op: 'get', args: [turnId] })
+    },
+    async claim(pool, claimOptions) {
+      const { isAborted, ...rest } = claimOptions
+      const claimed = await send<Awaited<ReturnType<TurnApi['claim']>>>(
+        pool,
+        { op: 'claim', args: [pool, rest] },
+        claimOptions.waitMs + CALL_TIMEOUT_MS,
+        isAborted,
+      )
+      if (claimed.length > 0 && isAborted()) {
+        // The worker went away during the long poll: give its turns back at once rather than when
+        // their leases run out.
+        for (const { turn, lease } of claimed) {
+          void send(pool, {
+            op: 'fail',
+            args: [turn.id, { leaseId: lease.id, reason: 'worker-gone', retry: true }],
+          }).catch(() => undefined)
+        }
+        return []
+      }
+      return claimed
+    },
+    async renew(turnId, request) {
+      return send(poolOfTurn(turnId), { op: 'renew', args: [turnId, request] })
+    },
+    async complete(turnId, request) {
+      return send(poolOfTurn(turnId), { op: 'complete', args: [turnId, request] })
+    },
+    async fail(turnId, request) {
+      return send(poolOfTurn(turnId), { op: 'fail', args: [turnId, request] })
+    },
+    async cancel(turnId, by, reasonText) {
+      return send(poolOfTurn(turnId), { op: 'cancel', args: [turnId, by, reasonText] })
+    },
+    async pool(pool) {
+      if (!parts.has(pool)) throw new ColloquyError('unknown-pool', `no pool named ${pool}`)
+      return send(pool, { op: 'pool', args: [pool] })
+    },
+    async endSession(sessionId) {
+      await Promise.all([...parts.keys()].map((pool) => send(pool, { op: 'endSession', args: [sessionId] })))
+    },
+    pools() {
+      const figures = []
+      for (const part of parts.values()) {
+        if (part.service !== undefined) figures.push(part.service.pool(part.config.name))
+      }
+      return figures
+    },
+    async close() {
+      isClosed = true
+      await Promise.all([...parts.values()].map((part) => part.leadership?.close()))
+    },
+  }
+  return turns
+}

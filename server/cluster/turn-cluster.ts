@@ -149,7 +149,7 @@ export async function openClusterTurns(options: ClusterTurnsOptions): Promise<Cl
   let isClosed = false
 
   /** Starts scheduling `part`'s pool: rebuilds its queue from the stream, then answers its subject. */
-  async function lead(part: PoolPart): Promise<() => Promise<void>> {
+  async function lead(part: PoolPart): Promise<(writableUntil: number) => Promise<void>> {
     const pool = part.config.name
     const startedAt = Date.now()
     const store = createStreamTurnStore({ js, jsm, names, pool, logger })
@@ -168,12 +168,19 @@ export async function openClusterTurns(options: ClusterTurnsOptions): Promise<Cl
       { ...service.pool(pool), node: nodeId, rebuildMs: Date.now() - startedAt },
       'turn scheduler: this node schedules the pool (queue rebuilt from the stream)',
     )
-    return async () => {
+    return async (writableUntil) => {
       if (part.service === service) delete part.service
       subscription.unsubscribe()
-      // No write after the lease is gone: pending records are dropped, not retried.
+      // Stops timers and long polls, and flushes what is pending while the lease lasts (a clean
+      // shutdown); past it (at once when the lease is lost) pending records are dropped, not
+      // retried: another node may schedule the pool by then.
+      const closed = service.close().catch(() => undefined)
+      const leaseEnd = new Promise<void>((resolve) =>
+        setTimeout(resolve, Math.max(0, writableUntil - Date.now())).unref(),
+      )
+      await Promise.race([closed, leaseEnd])
       await store.close()
-      await service.close().catch(() => undefined)
+      await closed
     }
   }
 

@@ -8,8 +8,12 @@
 import type { KV } from '@nats-io/kv'
 import type { Logger } from '../observability/log.js'
 
-/** What a node runs while it leads a pool: started by `lead`, stopped by the function it returns. */
-export type LeadPool = () => Promise<() => Promise<void>>
+/**
+ * What a node runs while it leads a pool: started by `lead`, stopped by the function it returns,
+ * which is given the time (ms, this node's clock) until which it may still write: the end of the
+ * lease when the node shuts down (time to flush), now when the lease is lost.
+ */
+export type LeadPool = () => Promise<(writableUntil: number) => Promise<void>>
 
 /** Options of {@link startPoolLeadership}. */
 export interface PoolLeadershipOptions {
@@ -61,7 +65,7 @@ export function startPoolLeadership(options: PoolLeadershipOptions): PoolLeaders
   const marginMs = Math.floor(ttlMs / LeaseFraction.margin)
   /** Our revision of the key and until when (our clock) we may lead; undefined while following. */
   let held: { revision: number; until: number } | undefined
-  let stop: (() => Promise<void>) | undefined
+  let stop: ((writableUntil: number) => Promise<void>) | undefined
   let isClosed = false
   let timer: NodeJS.Timeout | undefined
   /** Fires when the lease runs out by our clock: a leader stops then, not at its next tick. */
@@ -82,7 +86,7 @@ export function startPoolLeadership(options: PoolLeadershipOptions): PoolLeaders
 
   const value = (): Uint8Array => new TextEncoder().encode(JSON.stringify({ holder, at: Date.now() }))
 
-  async function stepDown(why: string): Promise<void> {
+  async function stepDown(why: string, writableUntil = now()): Promise<void> {
     held = undefined
     if (fence !== undefined) clearTimeout(fence)
     fence = undefined
@@ -90,7 +94,7 @@ export function startPoolLeadership(options: PoolLeadershipOptions): PoolLeaders
     stop = undefined
     if (stopping !== undefined) {
       logger.warn({ pool, node: holder, why }, 'turn scheduler: this node stops scheduling the pool')
-      await stopping().catch((error: unknown) => {
+      await stopping(writableUntil).catch((error: unknown) => {
         logger.error({ err: error, pool }, 'turn scheduler did not stop cleanly')
       })
     }
@@ -160,7 +164,7 @@ export function startPoolLeadership(options: PoolLeadershipOptions): PoolLeaders
       isClosed = true
       if (timer !== undefined) clearTimeout(timer)
       await running
-      await stepDown('node shutting down')
+      await stepDown('node shutting down', held?.until ?? now())
     },
   }
 }

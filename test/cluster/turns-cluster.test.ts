@@ -10,7 +10,7 @@ import { createTurnsClient, TurnsApiError, type TurnsClient } from '../../client
 import { answerIdOf, type Worker, type WorkerEvent } from '../../client/agent/fleet/worker.js'
 import { createDemoModel, createWorker } from '../../client/agent/node.js'
 import { createNodeSyncClient, type SyncClient } from '../../client/node.js'
-import { type Author, appendMessage, readMessage } from '../../shared/conversation/index.js'
+import { type Author, appendMessage, readMessage, readMessages } from '../../shared/conversation/index.js'
 import { type ClaimedTurn, readTurnEntry, type Turn } from '../../shared/turns/index.js'
 import { type ColloquyCluster, type ColloquyNode, startColloquyCluster } from '../helpers/colloquy-cluster.js'
 import { hasNatsServer, warnIfNoNatsServer } from '../helpers/nats-cluster.js'
@@ -288,5 +288,53 @@ describe.skipIf(!hasNatsServer)('turns in a cluster (3 Colloquy nodes, 3-node Je
     for (const turn of created) {
       expect((await turnsOn(b).get(turn.id)).turn).toMatchObject({ state: 'done', attempts: 1 })
     }
+  }, 90_000)
+
+  it('keeps a worker answering through the kill -9 of the scheduling node: every question answered once', async () => {
+    // The node killed by the test before comes back: three nodes again.
+    for (const node of cluster!.nodes) if (node.process === undefined) await node.restart()
+    const { scheduler, others } = await roles()
+    const [a, b] = others
+    const ids = ['w0', 'w1', 'w2', 'w3']
+    const asker = await ask(a, 'kill-2', ids)
+    for (const id of ids) await turnsOn(a).create({ sessionId: 'kill-2', messageId: id, pool: POOL })
+    const events: WorkerEvent[] = []
+    const worker = createWorker({
+      url: b.url,
+      pool: POOL,
+      concurrency: 2,
+      model: createDemoModel({ tokens: 30, delayMs: 60 }),
+      name: 'survivor',
+      claimWaitMs: 1_000,
+      coalesceMs: 0,
+    })
+    workers.push(worker)
+    worker.on((event) => events.push(event))
+    await until(
+      () => events.filter((event) => event.type === 'streaming').length >= 2,
+      20_000,
+      'two answers stream',
+    )
+    await scheduler.kill()
+    await until(
+      () => new Set(events.filter((e) => e.type === 'completed').map((e) => e.turn.id)).size === ids.length,
+      45_000,
+      'every question is answered after the failover',
+    )
+    const completed = events.filter((event) => event.type === 'completed').map((event) => event.turn.id)
+    expect(completed.sort()).toEqual(ids.map((id) => `${POOL}~kill-2~${id}`).sort())
+    for (const id of ids) {
+      const answerId = answerIdOf({ pool: POOL, messageId: id })
+      await until(
+        () => readMessage(asker.doc, answerId)?.status === 'complete',
+        15_000,
+        `the answer to ${id} is complete on the asking device`,
+      )
+      expect(readMessages(asker.doc).filter((message) => message.id === answerId)).toHaveLength(1)
+      const { turn } = await turnsOn(a).get(`${POOL}~kill-2~${id}`)
+      expect(turn).toMatchObject({ state: 'done', replyId: answerId })
+    }
+    await worker.stop()
+    workers.splice(workers.indexOf(worker), 1)
   }, 90_000)
 })

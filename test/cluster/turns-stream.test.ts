@@ -123,6 +123,35 @@ describe.skipIf(!hasNatsServer)('turns on JetStream (3-node nats-server)', () =>
     await expect(main.save(turn('main~s.1~m3', 'main', 'queued', 5))).rejects.toThrow('closed')
   }, 30_000)
 
+  it('rebuilds a queue of 2,000 turns from the stream within seconds', async () => {
+    const nc = await connection()
+    const jsm = await jetstreamManager(nc, { timeout: 10_000 })
+    const js = jsm.jetstream()
+    const names = turnStreamNames('rebuild')
+    await openTurnStream({ jsm, names, replicas: 3 })
+    const store = createStreamTurnStore({ js, jsm, names, pool: 'main', logger })
+    const count = 2_000
+    const savedAt = Date.now()
+    await Promise.all(
+      Array.from({ length: count }, (_, i) =>
+        store.save(turn(`main~session-${i}~m1`, 'main', 'queued', i + 1)),
+      ),
+    )
+    const saveMs = Date.now() - savedAt
+    const info = await jsm.streams.info(names.stream)
+    const loadedAt = Date.now()
+    const loaded = await createStreamTurnStore({ js, jsm, names, pool: 'main', logger }).loadAll()
+    const loadMs = Date.now() - loadedAt
+    expect(loaded).toHaveLength(count)
+    expect(new Set(loaded.map((t) => t.seq)).size).toBe(count)
+    expect(loadMs).toBeLessThan(10_000)
+    console.info(
+      `turn stream: ${count} turns saved in ${saveMs} ms, read back in ${loadMs} ms, ` +
+        `${Math.round(info.state.bytes / info.state.messages)} bytes per stored message`,
+    )
+    await store.close()
+  }, 40_000)
+
   it('lets one node schedule a pool at a time, and a cut-off scheduler stops before another starts', async () => {
     const ttlMs = 2_000
     const names = turnStreamNames('lease')

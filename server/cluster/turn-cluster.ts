@@ -60,6 +60,20 @@ export interface ClusterTurns extends TurnApi {
 export const DEFAULT_LEADER_TTL_MS = 6_000
 /** Longest a forwarded call (other than a claim's long poll) waits for its answer (ms). */
 const CALL_TIMEOUT_MS = 10_000
+/** A forwarded claim's long poll goes in slices of at most this (ms). */
+const CLAIM_SLICE_MS = 5_000
+/** How long past its slice a forwarded claim waits for the scheduler's answer (ms). */
+const CLAIM_GRACE_MS = 5_000
+
+/** How {@link openClusterTurns}' calls are sent. */
+interface SendOptions {
+  /** How long the scheduler's answer is awaited (ms; default {@link CALL_TIMEOUT_MS}). */
+  readonly timeoutMs?: number
+  /** A local claim's worker went away. */
+  readonly isAborted?: () => boolean
+  /** How long to wait for a scheduler when none answers (ms; default the node's). */
+  readonly waitForLeaderMs?: number
+}
 
 /** A call as it travels to a pool's scheduler. */
 type Call =
@@ -213,15 +227,11 @@ export async function openClusterTurns(options: ClusterTurnsOptions): Promise<Cl
    * answer. Waits, retrying with backoff, while no node schedules the pool, up to `waitForLeaderMs`;
    * then (or when the scheduler does not answer in time) `storage-unavailable` (503, retryable).
    */
-  async function send<T>(
-    pool: string,
-    call: Call,
-    timeoutMs = CALL_TIMEOUT_MS,
-    isAborted?: () => boolean,
-  ): Promise<T> {
+  async function send<T>(pool: string, call: Call, how: SendOptions = {}): Promise<T> {
+    const { timeoutMs = CALL_TIMEOUT_MS, isAborted } = how
     const part = parts.get(pool)
     if (part === undefined) throw new ColloquyError('unknown-pool', `no pool named ${pool}`)
-    const deadline = Date.now() + waitForLeaderMs
+    const deadline = Date.now() + (how.waitForLeaderMs ?? waitForLeaderMs)
     for (let delay = 25; ; delay = Math.min(delay * 2, 1_000)) {
       if (isClosed) throw new ColloquyError('shutting-down')
       const local = part.service
@@ -290,24 +300,43 @@ export async function openClusterTurns(options: ClusterTurnsOptions): Promise<Cl
     },
     async claim(pool, claimOptions) {
       const { isAborted, ...rest } = claimOptions
-      const claimed = await send<Awaited<ReturnType<TurnApi['claim']>>>(
-        pool,
-        { op: 'claim', args: [pool, rest] },
-        claimOptions.waitMs + CALL_TIMEOUT_MS,
-        isAborted,
-      )
-      if (claimed.length > 0 && isAborted()) {
-        // The worker went away during the long poll: give its turns back at once rather than when
-        // their leases run out.
-        for (const { turn, lease } of claimed) {
-          void send(pool, {
-            op: 'fail',
-            args: [turn.id, { leaseId: lease.id, reason: 'worker-gone', retry: true }],
-          }).catch(() => undefined)
+      if (!parts.has(pool)) throw new ColloquyError('unknown-pool', `no pool named ${pool}`)
+      // A long poll in slices: the answer of a scheduler killed meanwhile never comes, and a slice
+      // bounds how long a worker waits on it before it asks the next scheduler.
+      const until = Date.now() + claimOptions.waitMs
+      for (;;) {
+        const slice = Math.max(0, Math.min(until - Date.now(), CLAIM_SLICE_MS))
+        let claimed: Awaited<ReturnType<TurnApi['claim']>>
+        try {
+          claimed = await send(
+            pool,
+            { op: 'claim', args: [pool, { ...rest, waitMs: slice }] },
+            {
+              timeoutMs: slice + CLAIM_GRACE_MS,
+              isAborted,
+              waitForLeaderMs: Math.max(0, until - Date.now()),
+            },
+          )
+        } catch (error) {
+          // The scheduler died during the slice or none answers: ask again (whoever schedules the
+          // pool by then) while the wait lasts; after it nothing was claimed, as when none is queued.
+          if (!(error instanceof ColloquyError && error.code === 'storage-unavailable')) throw error
+          if (Date.now() >= until || isAborted()) return []
+          continue
         }
-        return []
+        if (claimed.length > 0 && isAborted()) {
+          // The worker went away during the long poll: give its turns back at once rather than
+          // when their leases run out.
+          for (const { turn, lease } of claimed) {
+            void send(pool, {
+              op: 'fail',
+              args: [turn.id, { leaseId: lease.id, reason: 'worker-gone', retry: true }],
+            }).catch(() => undefined)
+          }
+          return []
+        }
+        if (claimed.length > 0 || Date.now() >= until || isAborted()) return claimed
       }
-      return claimed
     },
     async renew(turnId, request) {
       return send(poolOfTurn(turnId), { op: 'renew', args: [turnId, request] })

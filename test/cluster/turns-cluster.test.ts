@@ -14,7 +14,7 @@ import { type Author, appendMessage, readMessage, readMessages } from '../../sha
 import { type ClaimedTurn, readTurnEntry, type Turn } from '../../shared/turns/index.js'
 import { type ColloquyCluster, type ColloquyNode, startColloquyCluster } from '../helpers/colloquy-cluster.js'
 import { hasNatsServer, warnIfNoNatsServer } from '../helpers/nats-cluster.js'
-import { until } from '../helpers/wait.js'
+import { until, withTimeout } from '../helpers/wait.js'
 
 warnIfNoNatsServer(import.meta.url)
 
@@ -218,6 +218,9 @@ describe.skipIf(!hasNatsServer)('turns in a cluster (3 Colloquy nodes, 3-node Je
       const answers = await Promise.all(queuedIds.map((id) => turnsOn(node).get(id)))
       return new Map(answers.map((answer) => [answer.turn.id, answer.position]))
     }
+    // A worker's long poll waits at the scheduler (the pool runs all it may); the positions are
+    // asked through the same node after it, so the poll is forwarded first.
+    const longPoll = turnsOn(a).claim(POOL, { instanceId: 'raw-poll', max: 1, waitMs: 25_000 })
     const before = await eventually(
       () => positionsOf(a),
       (found) => [...found.values()].every((position) => position !== undefined),
@@ -269,6 +272,12 @@ describe.skipIf(!hasNatsServer)('turns in a cluster (3 Colloquy nodes, 3-node Je
     const claimedOrder: string[] = []
     const completions = new Map<string, number>()
     for (const claimed of running) completions.set(claimed.turn.id, 1)
+    // The long poll sent to the killed scheduler asked the new one and got the first freed slot.
+    const [polled] = await withTimeout(longPoll, 20_000, 'the long poll in flight at the kill gets a turn')
+    expect(polled).toBeDefined()
+    claimedOrder.push(polled!.turn.id)
+    await turnsOn(b).complete(polled!.turn.id, { leaseId: polled!.lease.id })
+    completions.set(polled!.turn.id, 1)
     const deadline = Date.now() + 30_000
     while (completions.size < created.length && Date.now() < deadline) {
       const batch: readonly ClaimedTurn[] = await turnsOn(completions.size % 2 === 0 ? a : b).claim(POOL, {

@@ -107,6 +107,8 @@ describe.skipIf(!hasNatsServer)('turns in a cluster (3 Colloquy nodes, 3-node Je
         String(LEASE_MS),
         '--turn-position-refresh-ms',
         '200',
+        '--turn-auto',
+        `${POOL}=auto-`,
       ],
     })
   }, 90_000)
@@ -191,6 +193,43 @@ describe.skipIf(!hasNatsServer)('turns in a cluster (3 Colloquy nodes, 3-node Je
       status: 'cancelled',
     })
     expect((await turnsOn(scheduler).get(running.turn.id)).turn.state).toBe('cancelled')
+  }, 30_000)
+
+  it('gives a user message an automatic turn once, whichever nodes have its session loaded', async () => {
+    const { scheduler, others } = await roles()
+    const [a, b] = others
+    // Loaded on two nodes: both watch it, and the scheduler loads it too to show the turn.
+    const writer = await device(a, 'auto-1')
+    const reader = await device(b, 'auto-1')
+    appendMessage(writer.doc, {
+      id: 'q1',
+      role: 'user',
+      author: alice,
+      content: 'hello',
+      metadata: { tenant: 'acme' },
+    })
+    await writer.whenFlushed()
+    await until(
+      () => readTurnEntry(reader.doc, 'q1')?.state === 'queued',
+      15_000,
+      'the other node shows the turn',
+    )
+    const { turn } = await turnsOn(scheduler).get(`${POOL}~auto-1~q1`)
+    expect(turn).toMatchObject({ state: 'queued', tenant: 'acme', attempts: 0 })
+    await turnsOn(b).cancel(turn.id)
+  }, 30_000)
+
+  it('ends the turns of a session deleted through any node', async () => {
+    const { others } = await roles()
+    const [a, b] = others
+    await ask(a, 'gone-1', ['q1'])
+    const created = await turnsOn(a).create({ sessionId: 'gone-1', messageId: 'q1', pool: POOL })
+    const deleted = await fetch(`${httpOf(b)}/sessions/gone-1`, { method: 'DELETE' })
+    expect(deleted.status).toBeLessThan(300)
+    expect((await turnsOn(a).get(created.turn.id)).turn).toMatchObject({
+      state: 'cancelled',
+      reason: 'session-deleted',
+    })
   }, 30_000)
 
   it('loses no turn when the scheduling node is killed with turns queued and running', async () => {

@@ -281,9 +281,12 @@ describe.skipIf(!hasNatsServer)('turns in a cluster (3 Colloquy nodes, 3-node Je
       'the queued turns have positions again',
     )
     expect(after).toEqual(before)
-    const rebuild = /"rebuildMs":(\d+)/.exec(survivors.scheduler.process?.output() ?? '')?.[1]
+    const log = survivors.scheduler.process?.output() ?? ''
+    const rebuild = /"rebuildMs":(\d+)/.exec(log)?.[1]
+    const tookAt = Number(/"time":(\d+)[^\n]*this node took the pool lease/.exec(log)?.[1])
     console.info(
-      `turns failover: ${Date.now() - killedAt} ms from the kill to positions answered; rebuild ${rebuild} ms`,
+      `turns failover: ${Date.now() - killedAt} ms from the kill to positions answered; ` +
+        `lease taken ${tookAt - killedAt} ms after the kill; rebuild ${rebuild} ms`,
     )
     // … shown to devices on the nodes that are left, …
     await until(

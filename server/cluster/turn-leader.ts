@@ -63,6 +63,12 @@ export function startPoolLeadership(options: PoolLeadershipOptions): PoolLeaders
   const key = leaderKey(pool)
   const tickMs = Math.max(10, Math.floor(ttlMs / LeaseFraction.tick))
   const marginMs = Math.floor(ttlMs / LeaseFraction.margin)
+  /**
+   * How long one request of the loop waits: a tick. Regression (issue 17): a take of the lease
+   * whose answer never came held the loop for the JetStream timeout (10 s), and a pool went 10.5 s
+   * without a scheduler after a kill -9 instead of at most 7.5 s.
+   */
+  const opTimeoutMs = Math.max(tickMs, 250)
   /** Our revision of the key and until when (our clock) we may lead; undefined while following. */
   let held: { revision: number; until: number } | undefined
   let stop: ((writableUntil: number) => Promise<void>) | undefined
@@ -107,7 +113,13 @@ export function startPoolLeadership(options: PoolLeadershipOptions): PoolLeaders
     if (held === undefined) {
       const sentAt = now()
       try {
-        hold(await bucket.create(key, value()), sentAt)
+        // KV create's own request (expected last subject seq 0, checked when applied), with a
+        // timeout of one tick: `create` waits the connection's JetStream timeout (10 s) for an
+        // answer that may never come, and its fallback for a deleted key is an unsafe update.
+        hold(
+          await withTimeout(bucket.put(key, value(), { previousSeq: 0, timeout: opTimeoutMs }), opTimeoutMs),
+          sentAt,
+        )
         logger.info({ pool, node: holder }, 'turn scheduler: this node took the pool lease')
       } catch (error) {
         if (!isExistsError(error)) logger.warn({ err: error, pool }, 'turn scheduler lease: create failed')
@@ -116,7 +128,7 @@ export function startPoolLeadership(options: PoolLeadershipOptions): PoolLeaders
     } else {
       const sentAt = now()
       try {
-        const current = await bucket.get(key)
+        const current = await withTimeout(bucket.get(key), opTimeoutMs)
         if (current === null || current.revision !== held.revision || current.operation !== 'PUT') {
           await stepDown('the pool lease is held by another node')
           return
@@ -125,7 +137,7 @@ export function startPoolLeadership(options: PoolLeadershipOptions): PoolLeaders
           await stepDown('lease not renewed in time')
           return
         }
-        hold(await bucket.put(key, value()), sentAt)
+        hold(await withTimeout(bucket.put(key, value(), { timeout: opTimeoutMs }), opTimeoutMs), sentAt)
       } catch (error) {
         logger.warn({ err: error, pool }, 'turn scheduler lease: renewal failed')
         if (now() >= held.until) await stepDown('lease not renewed in time')
@@ -167,6 +179,17 @@ export function startPoolLeadership(options: PoolLeadershipOptions): PoolLeaders
       await stepDown('node shutting down', held?.until ?? now())
     },
   }
+}
+
+/** `promise`, or a rejection after `ms` (the request itself is left to end on its own). */
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  return Promise.race([
+    promise,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms)
+    }),
+  ]).finally(() => clearTimeout(timer))
 }
 
 function isExistsError(error: unknown): boolean {

@@ -346,7 +346,7 @@ describe.skipIf(!hasNatsServer)('turns in a cluster (3 Colloquy nodes, 3-node Je
     }
   }, 90_000)
 
-  it('keeps a worker answering through the kill -9 of the scheduling node: every question answered once', async () => {
+  it('keeps a worker answering through the kill -9 of the scheduling node, and redelivers a dead worker’s turn: every question answered once', async () => {
     // The node killed by the test before comes back: three nodes again.
     for (const node of cluster!.nodes) if (node.process === undefined) await node.restart()
     const { scheduler, others } = await roles()
@@ -354,6 +354,9 @@ describe.skipIf(!hasNatsServer)('turns in a cluster (3 Colloquy nodes, 3-node Je
     const ids = ['w0', 'w1', 'w2', 'w3']
     const asker = await ask(a, 'kill-2', ids)
     for (const id of ids) await turnsOn(a).create({ sessionId: 'kill-2', messageId: id, pool: POOL })
+    // A worker that claims the first turn and dies with the scheduler: never renews.
+    const [abandoned] = await turnsOn(a).claim(POOL, { instanceId: 'dies', max: 1, waitMs: 5_000 })
+    expect(abandoned?.turn.id).toBe(`${POOL}~kill-2~w0`)
     const events: WorkerEvent[] = []
     const worker = createWorker({
       url: b.url,
@@ -374,8 +377,8 @@ describe.skipIf(!hasNatsServer)('turns in a cluster (3 Colloquy nodes, 3-node Je
     await scheduler.kill()
     await until(
       () => new Set(events.filter((e) => e.type === 'completed').map((e) => e.turn.id)).size === ids.length,
-      45_000,
-      'every question is answered after the failover',
+      LEASE_MS + 30_000,
+      'every question is answered after the failover, the abandoned one once its lease ran out',
     )
     const completed = events.filter((event) => event.type === 'completed').map((event) => event.turn.id)
     expect(completed.sort()).toEqual(ids.map((id) => `${POOL}~kill-2~${id}`).sort())
@@ -388,9 +391,10 @@ describe.skipIf(!hasNatsServer)('turns in a cluster (3 Colloquy nodes, 3-node Je
       )
       expect(readMessages(asker.doc).filter((message) => message.id === answerId)).toHaveLength(1)
       const { turn } = await turnsOn(a).get(`${POOL}~kill-2~${id}`)
-      expect(turn).toMatchObject({ state: 'done', replyId: answerId })
+      // The abandoned turn went to the surviving worker as its second attempt, the others first.
+      expect(turn).toMatchObject({ state: 'done', replyId: answerId, attempts: id === 'w0' ? 2 : 1 })
     }
     await worker.stop()
     workers.splice(workers.indexOf(worker), 1)
-  }, 90_000)
+  }, 120_000)
 })

@@ -21,16 +21,16 @@ interface FakeEntry {
 function fakeBucket(store: Map<string, FakeEntry>, counter: { revision: number }) {
   const bucket = {
     failing: false,
-    async create(key: string, value: Uint8Array): Promise<number> {
+    /** Takes of the lease left without an answer (a lost JetStream reply). */
+    unansweredTakes: 0,
+    async put(key: string, value: Uint8Array, options: { previousSeq?: number } = {}): Promise<number> {
       if (bucket.failing) throw new Error('connection closed')
+      if (options.previousSeq === 0 && bucket.unansweredTakes > 0) {
+        bucket.unansweredTakes--
+        return new Promise<number>(() => undefined)
+      }
       expire(store)
-      if (store.has(key)) throw new Error('wrong last sequence: 3')
-      const revision = ++counter.revision
-      store.set(key, { revision, value, writtenAt: Date.now() })
-      return revision
-    },
-    async put(key: string, value: Uint8Array): Promise<number> {
-      if (bucket.failing) throw new Error('connection closed')
+      if (options.previousSeq === 0 && store.has(key)) throw new Error('wrong last sequence: 3')
       const revision = ++counter.revision
       store.set(key, { revision, value, writtenAt: Date.now() })
       return revision
@@ -119,6 +119,17 @@ describe('pool scheduler lease', () => {
     expect(stoppedAt).toBeLessThan(lastWrite + TTL_MS)
     await until(() => two.isLeader, 4 * TTL_MS, 'n2 takes over')
     expect(log).toEqual(['n1 leads', 'n1 stops', 'n2 leads'])
+  })
+
+  it('tries again at its next tick when a take of the lease gets no answer (regression: held 10 s)', async () => {
+    const store = new Map<string, FakeEntry>()
+    const bucket = fakeBucket(store, { revision: 0 })
+    bucket.unansweredTakes = 1
+    const log: string[] = []
+    const startedAt = Date.now()
+    const one = contender(bucket, 'n1', log)
+    await until(() => one.isLeader, 2_000, 'n1 leads after its lost take')
+    expect(Date.now() - startedAt).toBeLessThan(TTL_MS)
   })
 
   it('tries a failed start again while it holds the lease', async () => {

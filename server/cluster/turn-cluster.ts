@@ -258,9 +258,13 @@ export async function openClusterTurns(options: ClusterTurnsOptions): Promise<Cl
             })
           }
         }
-        if (reply !== undefined && 'error' in reply) throw errorOf(reply.error.code, reply.error.message)
+        // A scheduler that is stopping (its lease lost, its node shutting down) answers
+        // `shutting-down`: the next one will answer.
+        if (reply !== undefined && 'error' in reply && reply.error.code !== 'shutting-down')
+          throw errorOf(reply.error.code, reply.error.message)
         // `{}` is an answer too: `{ ok: undefined }` of a call that returns nothing, as JSON.
-        if (reply !== undefined && !('retry' in reply)) return (reply as { ok?: unknown }).ok as T
+        if (reply !== undefined && !('retry' in reply) && !('error' in reply))
+          return (reply as { ok?: unknown }).ok as T
       }
       if (Date.now() + delay > deadline) {
         throw new ColloquyError('storage-unavailable', `no node schedules pool ${pool} now: try again`)

@@ -260,6 +260,8 @@ describe.skipIf(!hasNatsServer)('turns in a cluster (3 Colloquy nodes, 3-node Je
     // A worker's long poll waits at the scheduler (the pool runs all it may); the positions are
     // asked through the same node after it, so the poll is forwarded first.
     const longPoll = turnsOn(a).claim(POOL, { instanceId: 'raw-poll', max: 1, waitMs: 25_000 })
+    // Awaited below; a rejection before then must fail there, with its context, not as unhandled.
+    longPoll.catch(() => undefined)
     const before = await eventually(
       () => positionsOf(a),
       (found) => [...found.values()].every((position) => position !== undefined),

@@ -102,7 +102,7 @@ describe.skipIf(!hasNatsServer)('turns in a cluster (3 Colloquy nodes, 3-node Je
     cluster = await startColloquyCluster({
       args: [
         '--turn-pools',
-        `${POOL}:2`,
+        `${POOL}:2,tiny:1:2`,
         '--turn-lease-ms',
         String(LEASE_MS),
         '--turn-position-refresh-ms',
@@ -193,6 +193,32 @@ describe.skipIf(!hasNatsServer)('turns in a cluster (3 Colloquy nodes, 3-node Je
       status: 'cancelled',
     })
     expect((await turnsOn(scheduler).get(running.turn.id)).turn.state).toBe('cancelled')
+  }, 30_000)
+
+  it('refuses beyond a queue limit from any node, and expires a queued turn at its deadline', async () => {
+    const { others } = await roles()
+    const [a, b] = others
+    // A second pool, elected on its own (maybe another node): 2 queued at most.
+    await turnsOn(a).create({ sessionId: 'limits-1', messageId: 'q1', pool: 'tiny' })
+    await turnsOn(b).create({ sessionId: 'limits-1', messageId: 'q2', pool: 'tiny' })
+    for (const node of cluster!.nodes) {
+      expect(
+        await errorCodeOf(turnsOn(node).create({ sessionId: 'limits-1', messageId: 'q3', pool: 'tiny' })),
+      ).toBe('queue-full')
+    }
+    const soon = await turnsOn(a).create({
+      sessionId: 'limits-1',
+      messageId: 'q4',
+      pool: POOL,
+      timeoutMs: 1_000,
+    })
+    const expired = await eventually(
+      () => turnsOn(b).get(soon.turn.id),
+      (answer) => answer.turn.state !== 'queued',
+      10_000,
+      'the turn leaves the queue at its deadline',
+    )
+    expect(expired.turn).toMatchObject({ state: 'expired', reason: 'deadline-passed' })
   }, 30_000)
 
   it('gives a user message an automatic turn once, whichever nodes have its session loaded', async () => {

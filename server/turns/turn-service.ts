@@ -108,17 +108,10 @@ export interface TurnApi {
   close(): Promise<void>
 }
 
-/** The turn service of one server. */
+/** The turn service of one server: the turns API, answering reads at once. */
 export interface TurnService extends TurnApi {
-  hasPool(pool: string): boolean
-  create(request: CreateTurnRequest): Promise<CreateTurnResponse>
   /** The turn and its queue position; throws `not-found`. */
   get(turnId: string): TurnResponse
-  claim(pool: string, options: ClaimOptions): Promise<ClaimedTurn[]>
-  renew(turnId: string, request: RenewRequest): Promise<RenewResponse>
-  complete(turnId: string, request: CompleteRequest): Promise<TurnResponse>
-  fail(turnId: string, request: FailRequest): Promise<TurnResponse>
-  cancel(turnId: string, by: Author, reasonText?: string): Promise<TurnResponse>
   pool(pool: string): PoolResponse
   /**
    * Ends every turn of a deleted session that has not ended (`cancelled`, reason

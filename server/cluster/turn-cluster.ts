@@ -54,6 +54,8 @@ export interface ClusterTurnsOptions {
 export interface ClusterTurns extends TurnApi {
   /** Whether this node schedules `pool` now. */
   leads(pool: string): boolean
+  /** Claims (long polls) of workers on this node waiting on a pool's scheduler, here or not (metrics). */
+  readonly forwardedClaims: number
 }
 
 /** Default lifetime of a pool scheduler's lease (ms). */
@@ -64,6 +66,8 @@ const CALL_TIMEOUT_MS = 10_000
 const CLAIM_SLICE_MS = 5_000
 /** How long past its slice a forwarded claim waits for the scheduler's answer (ms). */
 const CLAIM_GRACE_MS = 5_000
+/** How often a forwarded claim checks whether its worker went away (ms). */
+const ABORT_CHECK_MS = 50
 
 /** How {@link openClusterTurns}' calls are sent. */
 interface SendOptions {
@@ -79,7 +83,8 @@ interface SendOptions {
 type Call =
   | { readonly op: 'create'; readonly args: Parameters<TurnApi['create']> }
   | { readonly op: 'get'; readonly args: Parameters<TurnApi['get']> }
-  | { readonly op: 'claim'; readonly args: [string, Omit<ClaimOptions, 'isAborted'>] }
+  | { readonly op: 'claim'; readonly args: [string, Omit<ClaimOptions, 'isAborted'>, string?] }
+  | { readonly op: 'abortClaim'; readonly args: [string] }
   | { readonly op: 'renew'; readonly args: Parameters<TurnApi['renew']> }
   | { readonly op: 'complete'; readonly args: Parameters<TurnApi['complete']> }
   | { readonly op: 'fail'; readonly args: Parameters<TurnApi['fail']> }
@@ -117,6 +122,8 @@ function invoke(service: TurnService, call: Call, isAborted: () => boolean = () 
       return Promise.resolve().then(() => service.pool(...call.args))
     case 'endSession':
       return service.endSession(...call.args)
+    case 'abortClaim':
+      return Promise.resolve()
   }
 }
 
@@ -161,6 +168,10 @@ export async function openClusterTurns(options: ClusterTurnsOptions): Promise<Cl
     options.pools.map((config) => [config.name, { config, subject: `${names.rpcPrefix}.${config.name}` }]),
   )
   let isClosed = false
+  /** Forwarded claims this node schedules, by their id: true once their worker went away. */
+  const remoteClaims = new Map<string, boolean>()
+  let forwardedClaims = 0
+  let nextClaimId = 0
 
   /** Starts scheduling `part`'s pool: rebuilds its queue from the stream, then answers its subject. */
   async function lead(part: PoolPart): Promise<(writableUntil: number) => Promise<void>> {
@@ -202,9 +213,24 @@ export async function openClusterTurns(options: ClusterTurnsOptions): Promise<Cl
     let reply: Answer
     if (part.service !== service || part.leadership?.isLeader !== true) reply = { retry: true }
     else {
+      let claimId: string | undefined
       try {
         const call = JSON.parse(decoder.decode(message.data)) as Call
-        reply = { ok: await invoke(service, call) }
+        if (call.op === 'abortClaim') {
+          // The worker of a forwarded long poll went away: it must not be handed a turn.
+          if (remoteClaims.has(call.args[0])) {
+            remoteClaims.set(call.args[0], true)
+            logger.info(
+              { pool: part.config.name, claim: call.args[0] },
+              'forwarded claim abandoned by its worker',
+            )
+          }
+          return
+        }
+        claimId = call.op === 'claim' ? call.args[2] : undefined
+        if (claimId !== undefined) remoteClaims.set(claimId, false)
+        const id = claimId
+        reply = { ok: await invoke(service, call, () => id !== undefined && remoteClaims.get(id) === true) }
       } catch (error) {
         const failure =
           error instanceof ColloquyError
@@ -213,6 +239,8 @@ export async function openClusterTurns(options: ClusterTurnsOptions): Promise<Cl
         if (failure.code === 'internal')
           logger.error({ err: error, pool: part.config.name }, 'turn call failed')
         reply = { error: { code: failure.code, message: failure.message } }
+      } finally {
+        if (claimId !== undefined) remoteClaims.delete(claimId)
       }
     }
     try {
@@ -291,6 +319,55 @@ export async function openClusterTurns(options: ClusterTurnsOptions): Promise<Cl
     })
   }
 
+  /**
+   * A long poll of up to `waitMs` for `pool`'s turns through whichever node schedules it, under
+   * `claimId` (which an abort names).
+   */
+  async function forwardClaim(
+    pool: string,
+    rest: Omit<ClaimOptions, 'isAborted'>,
+    waitMs: number,
+    isAborted: () => boolean,
+    claimId: string,
+  ): Promise<Awaited<ReturnType<TurnApi['claim']>>> {
+    // A long poll in slices: the answer of a scheduler killed meanwhile never comes, and a slice
+    // bounds how long a worker waits on it before it asks the next scheduler.
+    const until = Date.now() + waitMs
+    for (;;) {
+      const slice = Math.max(0, Math.min(until - Date.now(), CLAIM_SLICE_MS))
+      let claimed: Awaited<ReturnType<TurnApi['claim']>>
+      try {
+        claimed = await send(
+          pool,
+          { op: 'claim', args: [pool, { ...rest, waitMs: slice }, claimId] },
+          {
+            timeoutMs: slice + CLAIM_GRACE_MS,
+            isAborted,
+            waitForLeaderMs: Math.max(0, until - Date.now()),
+          },
+        )
+      } catch (error) {
+        // The scheduler died during the slice or none answers: ask again (whoever schedules the
+        // pool by then) while the wait lasts; after it nothing was claimed, as when none is queued.
+        if (!(error instanceof ColloquyError && error.code === 'storage-unavailable')) throw error
+        if (Date.now() >= until || isAborted()) return []
+        continue
+      }
+      if (claimed.length > 0 && isAborted()) {
+        // The worker went away during the long poll: give its turns back at once rather than
+        // when their leases run out.
+        for (const { turn, lease } of claimed) {
+          void send(pool, {
+            op: 'fail',
+            args: [turn.id, { leaseId: lease.id, reason: 'worker-gone', retry: true }],
+          }).catch(() => undefined)
+        }
+        return []
+      }
+      if (claimed.length > 0 || Date.now() >= until || isAborted()) return claimed
+    }
+  }
+
   const turns: ClusterTurns = {
     hasPool: (pool) => parts.has(pool),
     leads: (pool) => parts.get(pool)?.leadership?.isLeader === true && parts.get(pool)?.service !== undefined,
@@ -305,43 +382,30 @@ export async function openClusterTurns(options: ClusterTurnsOptions): Promise<Cl
     },
     async claim(pool, claimOptions) {
       const { isAborted, ...rest } = claimOptions
-      if (!parts.has(pool)) throw new ColloquyError('unknown-pool', `no pool named ${pool}`)
-      // A long poll in slices: the answer of a scheduler killed meanwhile never comes, and a slice
-      // bounds how long a worker waits on it before it asks the next scheduler.
-      const until = Date.now() + claimOptions.waitMs
-      for (;;) {
-        const slice = Math.max(0, Math.min(until - Date.now(), CLAIM_SLICE_MS))
-        let claimed: Awaited<ReturnType<TurnApi['claim']>>
+      const part = parts.get(pool)
+      if (part === undefined) throw new ColloquyError('unknown-pool', `no pool named ${pool}`)
+      // Regression (issue 17, cluster): a worker gone during a forwarded long poll was handed the
+      // next turn (claimed for nobody, an attempt spent). Now its abort follows it to the scheduler.
+      const claimId = `${nodeId}/${++nextClaimId}`
+      forwardedClaims++
+      const watcher = setInterval(() => {
+        if (!isAborted()) return
+        clearInterval(watcher)
         try {
-          claimed = await send(
-            pool,
-            { op: 'claim', args: [pool, { ...rest, waitMs: slice }] },
-            {
-              timeoutMs: slice + CLAIM_GRACE_MS,
-              isAborted,
-              waitForLeaderMs: Math.max(0, until - Date.now()),
-            },
-          )
-        } catch (error) {
-          // The scheduler died during the slice or none answers: ask again (whoever schedules the
-          // pool by then) while the wait lasts; after it nothing was claimed, as when none is queued.
-          if (!(error instanceof ColloquyError && error.code === 'storage-unavailable')) throw error
-          if (Date.now() >= until || isAborted()) return []
-          continue
+          nc.publish(part.subject, encoder.encode(JSON.stringify({ op: 'abortClaim', args: [claimId] })))
+        } catch {
+          // The connection is closing: the claim ends with it.
         }
-        if (claimed.length > 0 && isAborted()) {
-          // The worker went away during the long poll: give its turns back at once rather than
-          // when their leases run out.
-          for (const { turn, lease } of claimed) {
-            void send(pool, {
-              op: 'fail',
-              args: [turn.id, { leaseId: lease.id, reason: 'worker-gone', retry: true }],
-            }).catch(() => undefined)
-          }
-          return []
-        }
-        if (claimed.length > 0 || Date.now() >= until || isAborted()) return claimed
+      }, ABORT_CHECK_MS)
+      try {
+        return await forwardClaim(pool, rest, claimOptions.waitMs, isAborted, claimId)
+      } finally {
+        clearInterval(watcher)
+        forwardedClaims--
       }
+    },
+    get forwardedClaims() {
+      return forwardedClaims
     },
     async renew(turnId, request) {
       return send(poolOfTurn(turnId), { op: 'renew', args: [turnId, request] })

@@ -71,6 +71,12 @@ async function roles(): Promise<{ scheduler: ColloquyNode; others: [ColloquyNode
   return { scheduler, others }
 }
 
+/** The claims of `node`'s workers waiting on a scheduler (its gauge). */
+async function forwardedClaims(node: ColloquyNode): Promise<number> {
+  const text = await (await fetch(`${httpOf(node)}/metrics`)).text()
+  return Number(/^colloquy_turn_claims_forwarded (\d+)/m.exec(text)?.[1] ?? Number.NaN)
+}
+
 async function device(node: ColloquyNode, sessionId: string): Promise<SyncClient> {
   const client = createNodeSyncClient({ url: node.url, sessionId })
   clients.push(client)
@@ -160,7 +166,48 @@ describe.skipIf(!hasNatsServer)('turns in a cluster (3 Colloquy nodes, 3-node Je
     expect(readTurnEntry(onScheduler.doc, 'q1')).toMatchObject({ state: 'done', attempts: 1 })
     await worker.stop()
     workers.splice(workers.indexOf(worker), 1)
+    // Its last long poll has left the scheduler: the next tests' turns go to their own claims.
+    await eventually(
+      () => forwardedClaims(b),
+      (count) => count === 0,
+      10_000,
+      'no claim left waiting',
+    )
   }, 60_000)
+
+  it('hands no turn to a forwarded long poll whose worker went away', async () => {
+    const { scheduler, others } = await roles()
+    const [, b] = others
+    const gone = new AbortController()
+    const poll = turnsOn(b)
+      .claim(POOL, { instanceId: 'gone', max: 1, waitMs: 20_000 }, gone.signal)
+      .catch(() => undefined)
+    await eventually(
+      () => forwardedClaims(b),
+      (count) => count === 1,
+      10_000,
+      'the long poll waits',
+    )
+    const abandoned = (): number =>
+      (scheduler.process?.output() ?? '').split('forwarded claim abandoned by its worker').length - 1
+    const before = abandoned()
+    gone.abort()
+    await poll
+    await until(() => abandoned() > before, 10_000, 'the scheduler learns the worker went away')
+    const created = await turnsOn(b).create({ sessionId: 'gone-worker', messageId: 'q1', pool: POOL })
+    await eventually(
+      () => forwardedClaims(b),
+      (count) => count === 0,
+      10_000,
+      'the long poll ends',
+    )
+    // Not claimed for nobody (which would have spent an attempt), still first in line.
+    expect((await turnsOn(others[0]).get(created.turn.id)).turn).toMatchObject({
+      state: 'queued',
+      attempts: 0,
+    })
+    await turnsOn(b).cancel(created.turn.id)
+  }, 30_000)
 
   it('makes one turn of the same create sent to two nodes at once', async () => {
     const { scheduler, others } = await roles()
@@ -219,6 +266,26 @@ describe.skipIf(!hasNatsServer)('turns in a cluster (3 Colloquy nodes, 3-node Je
       'the turn leaves the queue at its deadline',
     )
     expect(expired.turn).toMatchObject({ state: 'expired', reason: 'deadline-passed' })
+  }, 30_000)
+
+  it('answers a read the same on every node, a forwarded one within a NATS round trip more', async () => {
+    const { scheduler, others } = await roles()
+    const created = await turnsOn(others[0]).create({ sessionId: 'read-1', messageId: 'q1', pool: POOL })
+    const p50 = async (node: ColloquyNode): Promise<number> => {
+      const times: number[] = []
+      for (let i = 0; i < 40; i++) {
+        const startedAt = performance.now()
+        expect((await turnsOn(node).get(created.turn.id)).turn).toEqual(created.turn)
+        times.push(performance.now() - startedAt)
+      }
+      return times.sort((x, y) => x - y)[20]!
+    }
+    const direct = await p50(scheduler)
+    const forwarded = await p50(others[1])
+    console.info(
+      `turn get p50: ${direct.toFixed(2)} ms on the scheduler, ${forwarded.toFixed(2)} ms forwarded`,
+    )
+    await turnsOn(scheduler).cancel(created.turn.id)
   }, 30_000)
 
   it('gives a user message an automatic turn once, whichever nodes have its session loaded', async () => {

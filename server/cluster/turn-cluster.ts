@@ -178,16 +178,20 @@ export async function openClusterTurns(options: ClusterTurnsOptions): Promise<Cl
     const pool = part.config.name
     const startedAt = Date.now()
     const store = createStreamTurnStore({ js, jsm, names, pool, logger })
-    const service = await openTurnService({ ...options.service, pools: [part.config], store, logger })
-    const subscription: Subscription = nc.subscribe(part.subject, {
-      callback: (error, message) => {
-        if (error !== null) {
-          logger.warn({ err: error, pool }, 'turn scheduler subscription error')
-          return
-        }
-        void answer(part, service, message)
+    const service = await openTurnService({ ...options.service, pools: [part.config], store, logger }).catch(
+      async (error: unknown) => {
+        await store.close()
+        throw error
       },
-    })
+    )
+    let subscription: Subscription
+    try {
+      subscription = subscribe(part, service)
+    } catch (error) {
+      await store.close()
+      await service.close().catch(() => undefined)
+      throw error
+    }
     part.service = service
     logger.info(
       { ...service.pool(pool), node: nodeId, rebuildMs: Date.now() - startedAt },
@@ -207,6 +211,19 @@ export async function openClusterTurns(options: ClusterTurnsOptions): Promise<Cl
       await store.close()
       await closed
     }
+  }
+
+  /** Answers the calls sent to `part`'s subject with `service`. */
+  function subscribe(part: PoolPart, service: TurnService): Subscription {
+    return nc.subscribe(part.subject, {
+      callback: (error, message) => {
+        if (error !== null) {
+          logger.warn({ err: error, pool: part.config.name }, 'turn scheduler subscription error')
+          return
+        }
+        void answer(part, service, message)
+      },
+    })
   }
 
   async function answer(part: PoolPart, service: TurnService, message: Msg): Promise<void> {

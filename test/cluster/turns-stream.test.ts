@@ -3,7 +3,14 @@
 // stream (one record per turn, latest wins, purge on delete, one pool's turns rebuilt), and the
 // pool lease (one scheduler at a time; a scheduler cut off stops before another one starts).
 
-import { AckPolicy, DeliverPolicy, jetstreamManager, RetentionPolicy, StorageType } from '@nats-io/jetstream'
+import {
+  AckPolicy,
+  DeliverPolicy,
+  jetstream,
+  jetstreamManager,
+  RetentionPolicy,
+  StorageType,
+} from '@nats-io/jetstream'
 import { Kvm } from '@nats-io/kv'
 import { connect, type NatsConnection } from '@nats-io/transport-node'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -158,7 +165,8 @@ describe.skipIf(!hasNatsServer)('turns on JetStream (3-node nats-server)', () =>
     const opened = await Promise.all(
       ['n1', 'n2'].map(async (holder) => {
         const nc = await connection()
-        const bucket = await new Kvm(nc).create(names.leaders, {
+        // JetStream API calls wait 20 s: the default 5 s timed out creating the bucket under load.
+        const bucket = await new Kvm(jetstream(nc, { timeout: 20_000 })).create(names.leaders, {
           replicas: 3,
           history: 1,
           ttl: ttlMs,

@@ -9,7 +9,7 @@ import { type PoolLeadership, startPoolLeadership } from '../../../server/cluste
 import { createSilentLogger } from '../../../server/observability/log.js'
 import { until } from '../../helpers/wait.js'
 
-const TTL_MS = 400
+const TTL_MS = 1_000
 
 interface FakeEntry {
   revision: number
@@ -84,8 +84,8 @@ describe('pool scheduler lease', () => {
     const one = contender(fakeBucket(store, counter), 'n1', log)
     const two = contender(fakeBucket(store, counter), 'n2', log)
     await until(() => one.isLeader || two.isLeader, 2_000, 'a leader')
-    const deadline = Date.now() + 3 * TTL_MS
-    await until(() => Date.now() > deadline, 4 * TTL_MS, 'three lease periods')
+    const deadline = Date.now() + 2 * TTL_MS
+    await until(() => Date.now() > deadline, 3 * TTL_MS, 'two lease periods')
     expect([one.isLeader, two.isLeader].filter(Boolean)).toHaveLength(1)
     expect(log).toHaveLength(1)
   })

@@ -79,6 +79,26 @@ interface SendOptions {
   readonly waitForLeaderMs?: number
 }
 
+/** How long a node keeps trying to open the turn stream and the leaders bucket at start (ms). */
+const OPEN_RETRY_MS = 60_000
+
+/** Runs `open` until it succeeds (each failure logged, backoff 0.1 s doubling to 2 s), at most `forMs`. */
+async function retried<T>(logger: Logger, forMs: number, open: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + forMs
+  for (let attempt = 1, delay = 100; ; attempt++, delay = Math.min(delay * 2, 2_000)) {
+    try {
+      return await open()
+    } catch (error) {
+      if (Date.now() + delay > deadline) throw error
+      logger.warn(
+        { attempt, retryInMs: delay, err: error instanceof Error ? error.message : String(error) },
+        'turn stream or leaders bucket not opened: retrying',
+      )
+      await new Promise((resolve) => setTimeout(resolve, delay))
+    }
+  }
+}
+
 /** A call as it travels to a pool's scheduler. */
 type Call =
   | { readonly op: 'create'; readonly args: Parameters<TurnApi['create']> }
@@ -155,14 +175,18 @@ export async function openClusterTurns(options: ClusterTurnsOptions): Promise<Cl
   const names: TurnStreamNames = turnStreamNames(options.namespace)
   const ttlMs = options.leaderTtlMs ?? DEFAULT_LEADER_TTL_MS
   const waitForLeaderMs = options.waitForLeaderMs ?? 2 * ttlMs + 10_000
-  await openTurnStream({ jsm, names, replicas: options.replicas })
-  const bucket: KV = await new Kvm(js).create(names.leaders, {
-    replicas: options.replicas,
-    history: 1,
-    ttl: ttlMs,
-    // Reads through the stream leader: a lagging follower must not show an old holder's revision.
-    allow_direct: false,
-    timeout: 10_000,
+  // Every node creates these at start, at once: a creation that times out (seen on the loaded test
+  // machine with two at once) is tried again rather than failing the node's start.
+  const bucket: KV = await retried(logger, OPEN_RETRY_MS, async () => {
+    await openTurnStream({ jsm, names, replicas: options.replicas })
+    return new Kvm(js).create(names.leaders, {
+      replicas: options.replicas,
+      history: 1,
+      ttl: ttlMs,
+      // Reads through the stream leader: a lagging follower must not show an old holder's revision.
+      allow_direct: false,
+      timeout: 10_000,
+    })
   })
   const parts = new Map<string, PoolPart>(
     options.pools.map((config) => [config.name, { config, subject: `${names.rpcPrefix}.${config.name}` }]),

@@ -11,7 +11,7 @@ import {
   RetentionPolicy,
   StorageType,
 } from '@nats-io/jetstream'
-import { Kvm } from '@nats-io/kv'
+import { type KV, Kvm } from '@nats-io/kv'
 import { connect, type NatsConnection } from '@nats-io/transport-node'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startPoolLeadership } from '../../server/cluster/turn-leader.js'
@@ -162,19 +162,19 @@ describe.skipIf(!hasNatsServer)('turns on JetStream (3-node nats-server)', () =>
   it('lets one node schedule a pool at a time, and a cut-off scheduler stops before another starts', async () => {
     const ttlMs = 3_000
     const names = turnStreamNames('lease')
-    const opened = await Promise.all(
-      ['n1', 'n2'].map(async (holder) => {
-        const nc = await connection()
-        // JetStream API calls wait 20 s: the default 5 s timed out creating the bucket under load.
-        const bucket = await new Kvm(jetstream(nc, { timeout: 20_000 })).create(names.leaders, {
-          replicas: 3,
-          history: 1,
-          ttl: ttlMs,
-          allow_direct: false,
-        })
-        return { holder, nc, bucket }
-      }),
-    )
+    // One after the other, each with JetStream API calls waiting 20 s: created at once, with the
+    // default 5 s, the creation timed out on the loaded machine.
+    const opened: { holder: string; nc: NatsConnection; bucket: KV }[] = []
+    for (const holder of ['n1', 'n2']) {
+      const nc = await connection()
+      const bucket = await new Kvm(jetstream(nc, { timeout: 20_000 })).create(names.leaders, {
+        replicas: 3,
+        history: 1,
+        ttl: ttlMs,
+        allow_direct: false,
+      })
+      opened.push({ holder, nc, bucket })
+    }
     const periods: { holder: string; from: number; to?: number }[] = []
     const leaderships = opened.map(({ holder, bucket }) =>
       startPoolLeadership({

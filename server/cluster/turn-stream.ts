@@ -12,6 +12,7 @@ import {
   RetentionPolicy,
   StorageType,
 } from '@nats-io/jetstream'
+import { ColloquyError } from '../../shared/errors.js'
 import type { Logger } from '../observability/log.js'
 import type { StoredTurn, TurnStore } from '../turns/turn-store.js'
 import { encodeSessionToken } from './session-token.js'
@@ -103,6 +104,14 @@ const encoder = new TextEncoder()
 const decoder = new TextDecoder('utf-8', { fatal: true })
 
 /**
+ * What a change not stored gets when the store closed (this node stopped scheduling the pool):
+ * retryable, as any JetStream failure (503), the next scheduler answers it.
+ */
+function closedError(): ColloquyError {
+  return new ColloquyError('storage-unavailable', 'turn store closed: this node no longer schedules the pool')
+}
+
+/**
  * Creates the store of one pool's turns on the turn stream.
  *
  * @remarks A save resolves once JetStream acked the record (stored by a majority of the replicas).
@@ -176,7 +185,7 @@ export function createStreamTurnStore(options: StreamTurnStoreOptions): TurnStor
   }
 
   function enqueue(turnId: string, op: TurnOp): Promise<void> {
-    if (isClosed) return Promise.reject(new Error('turn store closed'))
+    if (isClosed) return Promise.reject(closedError())
     return new Promise<void>((resolve, reject) => {
       const entry = pending.get(turnId)
       if (entry === undefined) pending.set(turnId, { op, waiters: [{ resolve, reject }] })
@@ -237,8 +246,7 @@ export function createStreamTurnStore(options: StreamTurnStoreOptions): TurnStor
       isClosed = true
       const dropped = [...pending.values()]
       pending = new Map()
-      for (const entry of dropped)
-        for (const waiter of entry.waiters) waiter.reject(new Error('turn store closed'))
+      for (const entry of dropped) for (const waiter of entry.waiters) waiter.reject(closedError())
       await writing?.catch(() => undefined)
     },
   }

@@ -12,6 +12,7 @@ import { turnScopeOf } from './auth/turn-scope.js'
 import { describeAckDurability, openClusterStore } from './cluster/cluster-store.js'
 import { connectNatsDistribution, type NatsDistributionObserver } from './cluster/nats-distribution.js'
 import { createRelayMetrics } from './cluster/relay-metrics.js'
+import { openClusterTurns } from './cluster/turn-cluster.js'
 import { createInlineMerger, type Merger } from './compaction/merge.js'
 import { type CompactionScheduler, createCompactionScheduler } from './compaction/scheduler.js'
 import { createWorkerMerger } from './compaction/worker-merger.js'
@@ -43,7 +44,7 @@ import { type AutoTurns, createAutoTurns, parseAutoTurnRules } from './turns/aut
 import { parsePoolSpecs } from './turns/pool-spec.js'
 import { createTurnDocuments } from './turns/turn-documents.js'
 import { createTurnMetrics } from './turns/turn-metrics.js'
-import { openTurnService, type TurnService } from './turns/turn-service.js'
+import { openTurnService, type TurnApi } from './turns/turn-service.js'
 import { createTurnStore } from './turns/turn-store.js'
 
 /** How long shutdown waits after closing sockets before the process may exit (ms). */
@@ -73,8 +74,11 @@ export interface SyncServer {
   /** The background compactor (always present; its timer runs only with `config.compaction`). */
   readonly compaction: CompactionScheduler
   readonly metrics: Metrics
-  /** Turns of the agent pools (docs/agents.md); no pool configured: every pool is unknown. */
-  readonly turns: TurnService
+  /**
+   * Turns of the agent pools (docs/agents.md); no pool configured: every pool is unknown. In a
+   * cluster, calls go to the node scheduling the turn's pool.
+   */
+  readonly turns: TurnApi
   /** True while the server accepts connections and its store is writing. */
   readonly isReady: boolean
   /** Stops accepting, flushes every queued update to disk, closes sockets with 1001, closes the store. */
@@ -266,20 +270,12 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
   // Another node's delete ends the session here too (docs/history.md, "Deleting in a cluster").
   distribution.bindHost(createSessionRetirer({ sessions, writes: writeQueue, scheduler: compaction, store }))
 
-  // Turns live in the same database as the sessions (kind byte T); a store without records (a
-  // test's wrapper) keeps them in memory.
-  const turnRecords = store.records ?? createMemoryStore().records
-  if (store.records === undefined)
-    logger.warn('this store keeps no records: turns will not survive a restart')
-  let turnService: TurnService | undefined
+  let turnSource: TurnApi | undefined
   const turnDocuments = createTurnDocuments({
     changer: { change: (sessionId, apply) => sessions.changeAsServer(sessionId, apply) },
     logger,
   })
-  turnService = await openTurnService({
-    pools: parsePoolSpecs(config.turnPools),
-    store: createTurnStore({ records: turnRecords!, logger }),
-    logger,
+  const turnServiceOptions = {
     leaseMs: config.turnLeaseMs,
     maxAttempts: config.turnMaxAttempts,
     starvationMs: config.turnStarvationMs,
@@ -287,9 +283,37 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
     retentionMs: config.turnRetentionMs,
     positionRefreshMs: config.turnPositionRefreshMs,
     documents: turnDocuments,
-    observer: createTurnMetrics(metrics.registry, () => turnService),
-  })
-  const turns = turnService
+    observer: createTurnMetrics(metrics.registry, () => turnSource),
+  }
+  const turnPools = parsePoolSpecs(config.turnPools)
+  let turns: TurnApi
+  if (cluster !== undefined) {
+    // A cluster node: each pool is scheduled by one node at a time, over the JetStream turn stream
+    // (docs/agents.md "Turns in a cluster"); every node answers the API and forwards.
+    turns = await openClusterTurns({
+      nc: cluster.resources.nc,
+      js: cluster.resources.js,
+      jsm: cluster.resources.jsm,
+      nodeId,
+      replicas: config.natsReplicas,
+      pools: turnPools,
+      service: turnServiceOptions,
+      logger,
+    })
+  } else {
+    // Turns live in the same database as the sessions (kind byte T); a store without records (a
+    // test's wrapper) keeps them in memory.
+    const turnRecords = store.records ?? createMemoryStore().records
+    if (store.records === undefined)
+      logger.warn('this store keeps no records: turns will not survive a restart')
+    turns = await openTurnService({
+      ...turnServiceOptions,
+      pools: turnPools,
+      store: createTurnStore({ records: turnRecords!, logger }),
+      logger,
+    })
+  }
+  turnSource = turns
   // DELETE /sessions/:id ends the session's turns once the session is gone. A prototype-linked
   // view of the store, so that every other method (and `this` in a class-based store) is the store's.
   const historyStore: Store = Object.assign(Object.create(store) as Store, {

@@ -15,7 +15,7 @@ import {
 } from '../../shared/turns/turn.js'
 import { labelsFor, ScopeMode, turnScopeOf } from '../auth/turn-scope.js'
 import type { Logger } from '../observability/log.js'
-import { MAX_CLAIM_TURNS, MAX_CLAIM_WAIT_MS, type TurnService } from '../turns/turn-service.js'
+import { MAX_CLAIM_TURNS, MAX_CLAIM_WAIT_MS, type TurnApi } from '../turns/turn-service.js'
 import type { HttpRequest, HttpResponse, Route } from './router.js'
 
 /** Largest body a turn route reads (bytes). */
@@ -148,7 +148,7 @@ function leaseRoute<T>(
 }
 
 /** The routes of the turns API; `logger` records a creation beyond the token's tenant or class. */
-export function turnRoutes(service: TurnService, logger?: Logger): Route[] {
+export function turnRoutes(service: TurnApi, logger?: Logger): Route[] {
   const body = { acceptsBody: true, maxBodyBytes: MAX_TURN_BODY_BYTES } as const
   const noSessions = (): readonly string[] => []
   const poolParam = (request: HttpRequest): string => {
@@ -208,7 +208,7 @@ export function turnRoutes(service: TurnService, logger?: Logger): Route[] {
       pattern: '/api/turns/:id',
       access: 'read',
       sessionsNamed: sessionOfTurn,
-      handler: (request) => json(200, service.get(turnIdParam(request))),
+      handler: async (request) => json(200, await service.get(turnIdParam(request))),
     },
     {
       method: 'POST',
@@ -248,9 +248,9 @@ export function turnRoutes(service: TurnService, logger?: Logger): Route[] {
       pattern: '/api/pools/:pool',
       access: 'write',
       sessionsNamed: noSessions,
-      handler: (request) => {
+      handler: async (request) => {
         requireWorker(request)
-        return json(200, service.pool(poolParam(request)))
+        return json(200, await service.pool(poolParam(request)))
       },
     },
     leaseRoute('renew', renewSchema, (id, input) => service.renew(id, definedOnly(input))),

@@ -8,6 +8,8 @@ import type { TurnObserver } from './turn-service.js'
 /** Queue figures read at scrape time. */
 export interface TurnMetricsSource {
   pools(): readonly { pool: string; running: number; queuedByPriority: readonly number[] }[]
+  /** In a cluster: claims of this node's workers waiting on a pool's scheduler. */
+  readonly forwardedClaims?: number
 }
 
 /** Seconds buckets for waits and runs: from 50 ms to 10 minutes. */
@@ -41,6 +43,16 @@ export function createTurnMetrics(
     collect() {
       this.reset()
       for (const pool of source()?.pools() ?? []) this.set({ pool: pool.pool }, pool.running)
+    },
+  })
+  new Gauge({
+    name: 'colloquy_turn_claims_forwarded',
+    help: 'Claims (long polls) of workers on this node waiting on a pool scheduler, in a cluster.',
+    registers,
+    collect() {
+      const count = source()?.forwardedClaims
+      if (count === undefined) this.reset()
+      else this.set(count)
     },
   })
   const wait = new Histogram({

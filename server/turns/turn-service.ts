@@ -85,17 +85,33 @@ export interface ClaimOptions {
   readonly isAborted: () => boolean
 }
 
-/** The turn service of one server. */
-export interface TurnService {
+/**
+ * The turns API as the HTTP routes use it: the service of a single node ({@link TurnService}), or
+ * in a cluster the router that sends each call to the node scheduling the turn's pool
+ * (server/cluster/turn-cluster.ts), where reads may wait on the network.
+ */
+export interface TurnApi {
   hasPool(pool: string): boolean
   create(request: CreateTurnRequest): Promise<CreateTurnResponse>
-  /** The turn and its queue position; throws `not-found`. */
-  get(turnId: string): TurnResponse
+  /** The turn and its queue position; throws (or rejects with) `not-found`. */
+  get(turnId: string): TurnResponse | Promise<TurnResponse>
   claim(pool: string, options: ClaimOptions): Promise<ClaimedTurn[]>
   renew(turnId: string, request: RenewRequest): Promise<RenewResponse>
   complete(turnId: string, request: CompleteRequest): Promise<TurnResponse>
   fail(turnId: string, request: FailRequest): Promise<TurnResponse>
   cancel(turnId: string, by: Author, reasonText?: string): Promise<TurnResponse>
+  pool(pool: string): PoolResponse | Promise<PoolResponse>
+  /** Ends every turn of a deleted session that has not ended (see {@link TurnService.endSession}). */
+  endSession(sessionId: string): Promise<void>
+  /** The figures of the pools this process schedules (metrics). */
+  pools(): PoolResponse[]
+  close(): Promise<void>
+}
+
+/** The turn service of one server: the turns API, answering reads at once. */
+export interface TurnService extends TurnApi {
+  /** The turn and its queue position; throws `not-found`. */
+  get(turnId: string): TurnResponse
   pool(pool: string): PoolResponse
   /**
    * Ends every turn of a deleted session that has not ended (`cancelled`, reason
@@ -180,13 +196,22 @@ export async function openTurnService(options: TurnServiceOptions): Promise<Turn
     }
   }
 
+  /** The save of each turn not yet durable (a second create of it answers once it is). */
+  const saving = new Map<string, Promise<void>>()
+
   /** Replaces the record, shows it to devices and resolves once it is durable. */
   function commit(turn: StoredTurn, position?: number): Promise<void> {
     turns.set(turn.id, turn)
     if (turn.state === 'queued' && position !== undefined) writtenPositions.set(turn.id, position)
     else if (turn.state !== 'queued') writtenPositions.delete(turn.id)
     documents?.write(turn.sessionId, turn.messageId, entryOf(turn, position))
-    return store.save(turn)
+    const saved = store.save(turn)
+    saving.set(turn.id, saved)
+    const forget = (): void => {
+      if (saving.get(turn.id) === saved) saving.delete(turn.id)
+    }
+    saved.then(forget, forget)
+    return saved
   }
 
   /**
@@ -474,8 +499,12 @@ export async function openTurnService(options: TurnServiceOptions): Promise<Turn
       const id = turnIdOf(request.sessionId, request.messageId, request.pool)
       const existing = turns.get(id)
       if (existing !== undefined) {
-        const position = positionOf(existing)
-        return { turn: publicTurn(existing), isNew: false, ...(position === undefined ? {} : { position }) }
+        // Regression (issue 17, cluster): a create from a second node answered before the first
+        // create's record was durable; now no answer names a turn a crash could still forget.
+        await saving.get(id)
+        const current = turns.get(id) ?? existing
+        const position = positionOf(current)
+        return { turn: publicTurn(current), isNew: false, ...(position === undefined ? {} : { position }) }
       }
       const at = now()
       const deadline =

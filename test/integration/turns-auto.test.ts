@@ -49,17 +49,17 @@ describe('automatic turns', () => {
       5_000,
       'the user message gets a turn',
     )
-    expect(server.turns.get('gpu~chat-a~q1').turn).toMatchObject({ priority: 0, tenant: 'acme' })
+    expect((await server.turns.get('gpu~chat-a~q1')).turn).toMatchObject({ priority: 0, tenant: 'acme' })
     await client.whenSynced()
-    expect(() => server.turns.get('gpu~chat-a~a1')).toThrow('no such turn')
-    expect(() => server.turns.get('gpu~chat-a~q2')).toThrow('no such turn')
+    await expect(async () => server.turns.get('gpu~chat-a~a1')).rejects.toThrow('no such turn')
+    await expect(async () => server.turns.get('gpu~chat-a~q2')).rejects.toThrow('no such turn')
   })
 
   it('leaves sessions outside the rule alone', async () => {
     const client = await open('other-b')
     appendMessage(client.doc, { id: 'q1', role: 'user', author: phone, content: 'hi' })
     await client.whenSynced()
-    expect(() => server.turns.get('gpu~other-b~q1')).toThrow('no such turn')
+    await expect(async () => server.turns.get('gpu~other-b~q1')).rejects.toThrow('no such turn')
   })
 
   it('shows a refusal in the session when the queue is full', async () => {

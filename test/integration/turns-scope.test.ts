@@ -130,11 +130,11 @@ describe('automatic turns and the token of the writer (issue #17)', () => {
 
   it("give the message its writer's tenant and clamp its class to the writer's best", async () => {
     await ask(await token({ tenant: 'acme', bestPriority: 1 }), 'auto-1', { tenant: 'globex', priority: 0 })
-    expect(server.turns.get('gpu~auto-1~q').turn).toMatchObject({ tenant: 'acme', priority: 1 })
+    expect((await server.turns.get('gpu~auto-1~q')).turn).toMatchObject({ tenant: 'acme', priority: 1 })
     await ask(await token({}), 'auto-2', { tenant: 'globex', priority: 0 })
-    expect(server.turns.get('gpu~auto-2~q').turn).toMatchObject({ tenant: 'default', priority: 1 })
+    expect((await server.turns.get('gpu~auto-2~q')).turn).toMatchObject({ tenant: 'default', priority: 1 })
     await ask(await token({ tenant: 'acme', bestPriority: 0 }), 'auto-3', { priority: 0 })
-    expect(server.turns.get('gpu~auto-3~q').turn).toMatchObject({ tenant: 'acme', priority: 0 })
+    expect((await server.turns.get('gpu~auto-3~q')).turn).toMatchObject({ tenant: 'acme', priority: 0 })
   })
 
   it('do the same for a message written over the multiplexed /hocuspocus connection', async () => {
@@ -154,7 +154,10 @@ describe('automatic turns and the token of the writer (issue #17)', () => {
         metadata: { tenant: 'globex', priority: 0 },
       })
       await until(() => readTurnEntry(handle.doc, 'q') !== undefined, 5_000, 'the message gets a turn')
-      expect(server.turns.get('gpu~auto-mux~q').turn).toMatchObject({ tenant: 'initech', priority: 2 })
+      expect((await server.turns.get('gpu~auto-mux~q')).turn).toMatchObject({
+        tenant: 'initech',
+        priority: 2,
+      })
     } finally {
       await connection.destroy()
     }

@@ -1,0 +1,253 @@
+// Durable turns of a cluster: one JetStream stream, `COLLOQUY_TURNS`, with one subject per turn
+// (`colloquy.turns.<pool>.<turn token>`) holding at most one message, the turn's latest record; a
+// turn deleted after its retention has its subject purged. A TurnStore per pool over it, so the
+// turn service (server/turns/turn-service.ts) runs unchanged on the node that schedules the pool.
+// docs/decisions.md "Turns in a cluster" says why this is a limits stream and not a work queue.
+
+import {
+  DeliverPolicy,
+  DiscardPolicy,
+  type JetStreamClient,
+  type JetStreamManager,
+  RetentionPolicy,
+  StorageType,
+} from '@nats-io/jetstream'
+import { ColloquyError } from '../../shared/errors.js'
+import type { Logger } from '../observability/log.js'
+import type { StoredTurn, TurnStore } from '../turns/turn-store.js'
+import { encodeSessionToken } from './session-token.js'
+
+/** Names of the turn stream (a namespace, as for jetStreamNames, lets tests share a cluster). */
+export interface TurnStreamNames {
+  readonly stream: string
+  /** Subjects are `<prefix>.<pool>.<turn token>`. */
+  readonly subjectPrefix: string
+  /** KV bucket of the pool scheduler leases. */
+  readonly leaders: string
+  /** Core NATS subjects `<prefix>.<pool>` on which a pool's scheduler answers the other nodes. */
+  readonly rpcPrefix: string
+}
+
+/** The names of a deployment, optionally with a namespace (`[A-Za-z0-9]+`). */
+export function turnStreamNames(namespace?: string): TurnStreamNames {
+  if (namespace !== undefined && !/^[A-Za-z0-9]+$/.test(namespace)) {
+    throw new TypeError(`namespace must match [A-Za-z0-9]+, got ${JSON.stringify(namespace)}`)
+  }
+  const suffix = namespace === undefined ? '' : `_${namespace}`
+  const infix = namespace === undefined ? '' : `.${namespace}`
+  return {
+    stream: `COLLOQUY_TURNS${suffix}`,
+    subjectPrefix: `colloquy${infix}.turns`,
+    leaders: `COLLOQUY_TURN_LEADERS${suffix}`,
+    // Outside the stream's subjects: a request there must never be stored (and acked) by JetStream.
+    rpcPrefix: `colloquy${infix}.turnrpc`,
+  }
+}
+
+/** The subject of a turn's record. */
+export function turnSubject(names: TurnStreamNames, pool: string, turnId: string): string {
+  return `${names.subjectPrefix}.${pool}.${encodeSessionToken(turnId)}`
+}
+
+/** Creates (or opens) the turn stream, idempotently; every node runs it at start. */
+export async function openTurnStream(options: {
+  readonly jsm: JetStreamManager
+  readonly names: TurnStreamNames
+  readonly replicas: number
+}): Promise<void> {
+  const { jsm, names } = options
+  try {
+    await jsm.streams.info(names.stream)
+  } catch {
+    await jsm.streams.add({
+      name: names.stream,
+      subjects: [`${names.subjectPrefix}.>`],
+      num_replicas: options.replicas,
+      storage: StorageType.File,
+      // Limits, not WorkQueue: nats-server 2.9.10 refuses ordered (ack-none) consumers and
+      // overlapping filters on a work-queue stream, and the queue is rebuilt by reading it.
+      retention: RetentionPolicy.Limits,
+      // A turn's latest record replaces the one before it.
+      max_msgs_per_subject: 1,
+      discard: DiscardPolicy.Old,
+    })
+  }
+}
+
+/** Options of {@link createStreamTurnStore}. */
+export interface StreamTurnStoreOptions {
+  readonly js: JetStreamClient
+  readonly jsm: JetStreamManager
+  readonly names: TurnStreamNames
+  /** The pool whose turns this store holds. */
+  readonly pool: string
+  readonly logger: Logger
+  /** How long a publish waits for its ack (default 5 s). */
+  readonly publishTimeoutMs?: number
+  /** Waits before retrying a failed write (ms; doubled up to 5 s; default 100). */
+  readonly retryMs?: number
+}
+
+interface Waiter {
+  resolve(): void
+  reject(error: unknown): void
+}
+
+type TurnOp = { readonly type: 'put'; readonly turn: StoredTurn } | { readonly type: 'del' }
+
+interface PendingOp {
+  op: TurnOp
+  waiters: Waiter[]
+}
+
+const encoder = new TextEncoder()
+const decoder = new TextDecoder('utf-8', { fatal: true })
+
+/**
+ * What a change not stored gets when the store closed (this node stopped scheduling the pool):
+ * retryable, as any JetStream failure (503), the next scheduler answers it.
+ */
+function closedError(): ColloquyError {
+  return new ColloquyError('storage-unavailable', 'turn store closed: this node no longer schedules the pool')
+}
+
+/**
+ * Creates the store of one pool's turns on the turn stream.
+ *
+ * @remarks A save resolves once JetStream acked the record (stored by a majority of the replicas).
+ * Changes of one moment are written together, each turn at most once per round and a round only
+ * after the one before: a turn's records reach the stream in the order they were made, a later one
+ * replacing an earlier one not yet written. A failed write is retried (with backoff) unless a
+ * newer change of the same turn replaced it.
+ */
+export function createStreamTurnStore(options: StreamTurnStoreOptions): TurnStore {
+  const { js, jsm, names, pool, logger } = options
+  const timeout = options.publishTimeoutMs ?? 5_000
+  const baseRetryMs = options.retryMs ?? 100
+  let pending = new Map<string, PendingOp>()
+  let writing: Promise<void> | undefined
+  let isClosed = false
+
+  async function writeOne(turnId: string, op: TurnOp): Promise<void> {
+    const subject = turnSubject(names, pool, turnId)
+    if (op.type === 'put') {
+      await js.publish(subject, encoder.encode(JSON.stringify(op.turn)), { timeout })
+    } else {
+      await jsm.streams.purge(names.stream, { filter: subject })
+    }
+  }
+
+  async function writeLoop(): Promise<void> {
+    let retryMs = baseRetryMs
+    while (pending.size > 0 && !isClosed) {
+      const round = pending
+      pending = new Map()
+      const failed: [string, PendingOp, unknown][] = []
+      await Promise.all(
+        [...round].map(async ([turnId, entry]) => {
+          try {
+            await writeOne(turnId, entry.op)
+            for (const waiter of entry.waiters) waiter.resolve()
+          } catch (error) {
+            failed.push([turnId, entry, error])
+          }
+        }),
+      )
+      if (failed.length === 0) {
+        retryMs = baseRetryMs
+        continue
+      }
+      if (isClosed) {
+        for (const [, entry, error] of failed) for (const waiter of entry.waiters) waiter.reject(error)
+        return
+      }
+      logger.error(
+        { err: failed[0]![2], turns: failed.length, pool, retryMs },
+        'turn records not stored in JetStream: retrying',
+      )
+      for (const [turnId, entry] of failed) {
+        const newer = pending.get(turnId)
+        // A newer change replaces the failed one: its waiters wait for the newer write.
+        if (newer !== undefined) newer.waiters.push(...entry.waiters)
+        else pending.set(turnId, entry)
+      }
+      await new Promise((resolve) => setTimeout(resolve, retryMs))
+      retryMs = Math.min(retryMs * 2, 5_000)
+    }
+  }
+
+  function start(): void {
+    if (writing !== undefined || isClosed) return
+    writing = writeLoop().finally(() => {
+      writing = undefined
+      if (pending.size > 0) start()
+    })
+  }
+
+  function enqueue(turnId: string, op: TurnOp): Promise<void> {
+    if (isClosed) return Promise.reject(closedError())
+    return new Promise<void>((resolve, reject) => {
+      const entry = pending.get(turnId)
+      if (entry === undefined) pending.set(turnId, { op, waiters: [{ resolve, reject }] })
+      else {
+        entry.op = op
+        entry.waiters.push({ resolve, reject })
+      }
+      start()
+    })
+  }
+
+  return {
+    save: (turn) => enqueue(turn.id, { type: 'put', turn }),
+    delete: (turnId) => enqueue(turnId, { type: 'del' }),
+
+    async loadAll() {
+      const filter = `${names.subjectPrefix}.${pool}.>`
+      // An ordered consumer (no state on the servers): one record per subject, so every message is
+      // a turn's latest record.
+      const consumer = await js.consumers.get(names.stream, {
+        filter_subjects: filter,
+        deliver_policy: DeliverPolicy.LastPerSubject,
+      })
+      const expected = (await consumer.info(true)).num_pending
+      const found = new Map<string, StoredTurn>()
+      let received = 0
+      while (received < expected) {
+        const messages = await consumer.fetch({
+          max_messages: Math.min(512, expected - received),
+          expires: 5_000,
+        })
+        let got = 0
+        for await (const message of messages) {
+          got++
+          received++
+          try {
+            const turn = JSON.parse(decoder.decode(message.data)) as StoredTurn
+            if (typeof turn.id !== 'string' || typeof turn.seq !== 'number' || turn.pool !== pool)
+              throw new Error('bad turn record')
+            found.set(turn.id, turn)
+          } catch (error) {
+            logger.error({ err: error, subject: message.subject }, 'unreadable turn record skipped')
+          }
+          if (message.info.pending === 0) received = Math.max(received, expected)
+          if (received >= expected) break
+        }
+        // A record purged since the count: nothing more to read.
+        if (got === 0) break
+      }
+      return [...found.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+    },
+
+    async flush() {
+      while (writing !== undefined) await writing
+    },
+
+    async close() {
+      isClosed = true
+      const dropped = [...pending.values()]
+      pending = new Map()
+      for (const entry of dropped) for (const waiter of entry.waiters) waiter.reject(closedError())
+      await writing?.catch(() => undefined)
+    },
+  }
+}

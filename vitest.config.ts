@@ -18,7 +18,17 @@ export default defineConfig({
         // processes on fixed ports chosen at start: one file at a time, beside the main project, so
         // two clusters never race for the same ports or the same 2 cores' leader elections.
         extends: true,
-        test: { name: 'cluster', include: ['test/cluster/**/*.test.ts'], fileParallelism: false },
+        //
+        // A failed cluster test runs once more (retry: 1): these tests wait on JetStream leader
+        // elections of 3 nats-servers that share 2 cores with the main project, and in session 7's
+        // full runs about one cluster test in 70 timed out on an election (a different one each
+        // run). A test that fails twice fails the run; docs/cluster.md ("Testing") says so.
+        test: {
+          name: 'cluster',
+          include: ['test/cluster/**/*.test.ts'],
+          fileParallelism: false,
+          retry: 1,
+        },
       },
     ],
   },

@@ -36,6 +36,7 @@ const { values } = parseArgs({
     scenarios: { type: 'string', default: 'C1,C2,C3' },
     'c1-seconds': { type: 'string', default: '10' },
     'c1-rate': { type: 'string', default: '1000' },
+    ramp: { type: 'string', default: '1000,2000,3000,4000,6000,8000,10000,12000,16000,24000' },
     'cpu-prof': { type: 'string' },
     seed: { type: 'string', default: '42' },
     out: { type: 'string', default: path.join(ROOT, 'bench/results') },
@@ -49,6 +50,8 @@ if (values.help) {
                       latency, C2 rate ramp, C3 kill -9
   --c1-seconds N      length of the measured [C1] run (default 10; a 4 s warm-up comes first)
   --c1-rate N         [C1] updates/s over its 10 sessions (default 1000)
+  --ramp LIST         [C2]'s steps in updates/s, each 4 s, stopping at the first not sustained
+                      (default 1000,2000,3000,4000,6000,8000,10000,12000,16000,24000)
   (each [C1] row also says how long each node and load process waited for a core: /proc schedstat)
   --cpu-prof DIR      run each Colloquy node with node --cpu-prof into DIR (written at the stop)
   --seed N            (default 42)
@@ -142,7 +145,9 @@ async function crossNodeRun(
   }
 }
 
-const RAMP = [1000, 2000, 4000, 6000, 8000, 12000, 16000, 24000]
+const RAMP = values.ramp.split(',').map((step) => Number(step.trim()))
+if (RAMP.some((step) => !Number.isInteger(step) || step <= 0))
+  throw new Error(`--ramp: positive integers, got ${values.ramp}`)
 
 /** Nanoseconds the main thread of `pid` has waited on a run queue (runnable, not running) so far. */
 function runQueueWaitNs(pid: number | undefined): number {

@@ -162,8 +162,9 @@ async function scrapeServer(url: string, token: string | undefined): Promise<Ser
 
 /** The server between two scrapes: its CPU share of one core and its event-loop delay in `to`'s period. */
 function serverLine(label: string, from: ServerSample, to: ServerSample): string {
-  const share = (to.cpuSeconds - from.cpuSeconds) / Math.max(0.001, (to.at - from.at) / 1000)
-  return `server ${label}: ${(share * 100).toFixed(0)} % of one core, event-loop delay p99 ${to.lagP99Ms.toFixed(1)} ms, max ${to.lagMaxMs.toFixed(1)} ms`
+  const cpuSeconds = to.cpuSeconds - from.cpuSeconds
+  const share = cpuSeconds / Math.max(0.001, (to.at - from.at) / 1000)
+  return `server ${label}: ${(share * 100).toFixed(0)} % of one core (${cpuSeconds.toFixed(2)} s of CPU in ${seconds(to.at - from.at)}), event-loop delay p99 ${to.lagP99Ms.toFixed(1)} ms, max ${to.lagMaxMs.toFixed(1)} ms`
 }
 
 interface Question {

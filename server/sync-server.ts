@@ -272,7 +272,13 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
 
   let turnSource: TurnApi | undefined
   const turnDocuments = createTurnDocuments({
-    changer: { change: (sessionId, apply) => sessions.changeAsServer(sessionId, apply) },
+    changer: {
+      change: (sessionId, apply) => sessions.changeAsServer(sessionId, apply),
+      // Queue positions go only into sessions open here; a cluster node cannot see the others' devices.
+      ...(cluster === undefined
+        ? { isWatched: (sessionId: string) => (sessions.get(sessionId)?.connections.size ?? 0) > 0 }
+        : {}),
+    },
     logger,
   })
   const turnServiceOptions = {

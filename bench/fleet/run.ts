@@ -12,6 +12,13 @@
 //
 //   npx tsx bench/fleet/run.ts                       # the size docs/benchmarks.md reports
 //   npx tsx bench/fleet/run.ts --questions 10000 --burst-ms 10000   # the issue's full size
+//   npx tsx bench/fleet/run.ts --questions 10000 --burst-ms 10000 --sync-only   # the sync goal only, minutes
+//
+// --sync-only measures the sync of unrelated sessions without waiting for every answer: the calm
+// phase only, its baseline, its burst and a drain window of --drain-ms (the workers keep claiming
+// and answering during it, so their cost counts), then it stops; the exactly-once checks, waits
+// and fairness are skipped (the output says so). --cpu-prof DIR profiles the server process
+// (node --cpu-prof; the profile is written when the server exits at the end of the run).
 
 import { type ChildProcess, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
@@ -53,6 +60,9 @@ const { values: flags } = parseArgs({
     nice: { type: 'string', default: '10' },
     anonymous: { type: 'boolean', default: false },
     'server-arg': { type: 'string', multiple: true, default: [] },
+    'sync-only': { type: 'boolean', default: false },
+    'drain-ms': { type: 'string', default: '10000' },
+    'cpu-prof': { type: 'string' },
   },
 })
 const QUESTIONS = Number(flags.questions)
@@ -69,6 +79,9 @@ const PROBE_SESSIONS = Number(flags['probe-sessions'])
 const PROBE_INTERVAL_MS = Number(flags['probe-interval-ms'])
 const BASELINE_MS = Number(flags['baseline-ms'])
 const NICE = Number(flags.nice)
+const SYNC_ONLY = flags['sync-only'] === true
+/** --sync-only: how long the drain window lasts after the burst (ms). */
+const DRAIN_MS = Number(flags['drain-ms'])
 const POOL = 'main'
 /** Questions being written and created at once (the writers' concurrency). */
 const MAX_IN_FLIGHT = 200
@@ -149,8 +162,9 @@ async function scrapeServer(url: string, token: string | undefined): Promise<Ser
 
 /** The server between two scrapes: its CPU share of one core and its event-loop delay in `to`'s period. */
 function serverLine(label: string, from: ServerSample, to: ServerSample): string {
-  const share = (to.cpuSeconds - from.cpuSeconds) / Math.max(0.001, (to.at - from.at) / 1000)
-  return `server ${label}: ${(share * 100).toFixed(0)} % of one core, event-loop delay p99 ${to.lagP99Ms.toFixed(1)} ms, max ${to.lagMaxMs.toFixed(1)} ms`
+  const cpuSeconds = to.cpuSeconds - from.cpuSeconds
+  const share = cpuSeconds / Math.max(0.001, (to.at - from.at) / 1000)
+  return `server ${label}: ${(share * 100).toFixed(0)} % of one core (${cpuSeconds.toFixed(2)} s of CPU in ${seconds(to.at - from.at)}), event-loop delay p99 ${to.lagP99Ms.toFixed(1)} ms, max ${to.lagMaxMs.toFixed(1)} ms`
 }
 
 interface Question {
@@ -550,8 +564,9 @@ async function runPhase(
   // Wait until the pool has nothing queued or running (bounded; one small call a second, not one
   // per turn: 10,000 gets a second would load the server the probe measures), then read each turn.
   const created = questions.filter((q) => q.createdAt !== undefined)
-  const deadline =
-    Date.now() + Math.max(120_000, ((created.length * ((MIN_MS + MAX_MS) / 2)) / (WORKERS * SLOTS)) * 4)
+  const deadline = SYNC_ONLY
+    ? Date.now() + DRAIN_MS
+    : Date.now() + Math.max(120_000, ((created.length * ((MIN_MS + MAX_MS) / 2)) / (WORKERS * SLOTS)) * 4)
   while (Date.now() < deadline) {
     const pool = await turns.pool(POOL)
     if (pool.queued === 0 && pool.running === 0) break
@@ -562,6 +577,19 @@ async function runPhase(
   killing = false
   await killer
   const drainedIn = drainEnd - startedAt
+  if (SYNC_ONLY) {
+    const refused = questions.filter((q) => q.refused !== undefined)
+    const left = await turns.pool(POOL)
+    await connection.destroy()
+    lines.push(
+      `questions ${questions.length}, turns created ${created.length} in ${seconds(createdIn)}, refused ${refused.length}${refused[0] ? ` (${refused[0].refused})` : ''}`,
+    )
+    lines.push(
+      `--sync-only: stopped ${seconds(drainEnd - burstEnd)} after the burst with ${left.queued} queued and ${left.running} running; exactly-once checks, waits, fairness and utilisation NOT measured`,
+    )
+    lines.push(...syncLines())
+    return { name: phase, lines }
+  }
   const finalStates = new Map<string, string>()
   for (const q of created) {
     const id = turnIdOf(q.sessionId, q.messageId, POOL)
@@ -665,19 +693,23 @@ async function runPhase(
   lines.push(
     `slot utilisation: ${(utilisation * 100).toFixed(1)} % of ${slotsTotal} slots from the first claim to the last end`,
   )
-  lines.push(syncLine('during the burst', probeWindow(probe, startedAt, burstEnd), baselineP99))
-  lines.push(serverLine('during the burst', serverAtStart, serverAtBurstEnd))
-  // This process during the burst: the question writers (and the pace they could keep).
-  const writersShare =
-    (writersCpu.user + writersCpu.system) / 1000 / Math.max(1, serverAtBurstEnd.at - serverAtStart.at)
-  lines.push(
-    `question writers (this process) during the burst: ${(writersShare * 100).toFixed(0)} % of one core`,
-  )
-  lines.push(
-    syncLine('after the burst, while the pool drains', probeWindow(probe, burstEnd, drainEnd), baselineP99),
-  )
-  lines.push(serverLine('while the pool drains', serverAtBurstEnd, serverAtDrainEnd))
+  lines.push(...syncLines())
   return { name: phase, lines }
+
+  /** The sync windows of the phase and the server's (and the writers') CPU in each. */
+  function syncLines(): string[] {
+    // This process during the burst: the question writers (and the pace they could keep).
+    const writersShare =
+      (writersCpu.user + writersCpu.system) / 1000 / Math.max(1, serverAtBurstEnd.at - serverAtStart.at)
+    const drainLabel = SYNC_ONLY ? `in the ${seconds(DRAIN_MS)} after the burst` : 'while the pool drains'
+    return [
+      syncLine('during the burst', probeWindow(probe, startedAt, burstEnd), baselineP99),
+      serverLine('during the burst', serverAtStart, serverAtBurstEnd),
+      `question writers (this process) during the burst: ${(writersShare * 100).toFixed(0)} % of one core`,
+      syncLine(`after the burst, ${drainLabel}`, probeWindow(probe, burstEnd, drainEnd), baselineP99),
+      serverLine(drainLabel, serverAtBurstEnd, serverAtDrainEnd),
+    ]
+  }
 }
 
 async function main(): Promise<void> {
@@ -701,7 +733,13 @@ async function main(): Promise<void> {
       String(flags['max-attempts']),
       ...(flags['server-arg'] ?? []),
     ],
-    { timeoutMs: 30_000, ...(tokens === undefined ? {} : { env: { COLLOQUY_SECRET: tokens.secret } }) },
+    {
+      timeoutMs: 30_000,
+      ...(tokens === undefined ? {} : { env: { COLLOQUY_SECRET: tokens.secret } }),
+      ...(flags['cpu-prof'] === undefined
+        ? {}
+        : { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${path.resolve(flags['cpu-prof'])}`] }),
+    },
   )
   const url = server.url
   const allRecords: WorkerRecord[][] = []
@@ -738,8 +776,12 @@ async function main(): Promise<void> {
     const baselineP99 = percentile(baseline, 99)
     const results: PhaseResult[] = []
     results.push(await runPhase(url, 'calm', workers, allRecords, false, tokens, probe, baselineP99))
-    if (!flags['skip-kills'])
+    if (!flags['skip-kills'] && !SYNC_ONLY)
       results.push(await runPhase(url, 'kills', workers, allRecords, true, tokens, probe, baselineP99))
+    if (SYNC_ONLY)
+      console.log(
+        `fleet bench --sync-only: the calm phase only, stopped ${seconds(DRAIN_MS)} after its burst; answers not checked`,
+      )
     console.log(
       `fleet bench: ${QUESTIONS} questions over ${QUESTIONS} sessions in ${seconds(BURST_MS)}, ${WORKERS} worker processes × ${SLOTS} slots, answers ${MIN_MS}-${MAX_MS} ms (seed ${SEED}), ${PRIORITY_CLASSES} classes, ${TENANTS} tenants, lease ${LEASE_MS} ms, ${tokens === undefined ? 'anonymous' : 'tenant tokens'}, bench processes at nice ${nice}`,
     )
@@ -752,8 +794,11 @@ async function main(): Promise<void> {
   } finally {
     for (const worker of workers) worker.child.kill('SIGKILL')
     probe.child.kill('SIGTERM')
-    server.child.kill('SIGKILL')
+    // A profiled server must exit on its own for node to write the profile.
+    server.child.kill(flags['cpu-prof'] === undefined ? 'SIGKILL' : 'SIGTERM')
     await server.exited
+    if (flags['cpu-prof'] !== undefined)
+      console.log(`server CPU profile in ${path.resolve(flags['cpu-prof'])}`)
     await rm(dataDir, { recursive: true, force: true })
   }
 }

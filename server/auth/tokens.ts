@@ -91,12 +91,27 @@ export interface TokenVerifier {
 
 /** Options of {@link createTokenVerifier}. */
 export interface VerifierOptions {
+  /**
+   * Tokens whose verified claims are kept (default {@link DEFAULT_VERIFIED_CACHE}; 0: none): a
+   * token seen again is answered without checking its signature again, until it expires.
+   */
+  readonly cacheSize?: number
   /** A token whose `exp` is further than this from now is refused (ms; 0 or absent: no cap). */
   readonly maxLifetimeMs?: number
 }
 
 /**
+ * Verified tokens a verifier keeps by default. Devices, workers and tenants reuse one token for
+ * every call; checking its signature each time (WebCrypto HMAC, a key import and an async job per
+ * call) was 17 % of the server's CPU in issue 17's burst of turn creates.
+ */
+export const DEFAULT_VERIFIED_CACHE = 1_024
+
+/**
  * Creates a verifier for `secret` (HS256 only: a token naming another algorithm is refused).
+ * A token verified once is answered from a bounded cache until its `exp`: the other checks hold
+ * for good once they held (the signature, the claims, `nbf`, and the lifetime cap, which only gets
+ * easier as time passes); a refused token is never kept.
  * With `maxLifetimeMs`, a token that would stay valid longer than that is refused too: a leaked
  * long-lived token cannot outlive the operator's policy.
  */
@@ -107,49 +122,67 @@ export function createTokenVerifier(
 ): TokenVerifier {
   const key = keyOf(secret)
   const maxLifetimeMs = options.maxLifetimeMs ?? 0
+  const cacheSize = options.cacheSize ?? DEFAULT_VERIFIED_CACHE
+  /** Verified claims by token, oldest first (a full cache forgets its oldest). */
+  const verified = new Map<string, AccessClaims>()
   return {
     async verify(token) {
       if (token === undefined || token.length === 0) throw new ColloquyError('unauthorized', 'missing token')
-      let payload: Record<string, unknown>
-      try {
-        const result = await jwtVerify(token, key, {
-          algorithms: [ALGORITHM],
-          issuer: ISSUER,
-          currentDate: new Date(now()),
-          requiredClaims: ['sub', 'exp'],
-        })
-        payload = result.payload
-      } catch (error) {
-        if (error instanceof joseErrors.JWTExpired) {
-          throw new ColloquyError('token-expired', 'token expired', { cause: error })
-        }
-        throw new ColloquyError('unauthorized', 'invalid token', { cause: error })
+      const known = verified.get(token)
+      if (known !== undefined) {
+        if (now() < known.expiresAt) return known
+        // Expired since: verified again below, which refuses it the way it refuses any expired token.
+        verified.delete(token)
       }
-      const { sub, exp, role, kind, sid, spx, tnt, pri } = payload
-      const isRole = role === 'read' || role === 'write' || role === 'admin'
-      const isKind = kind === 'device' || kind === 'agent'
-      const hasScope = (typeof sid === 'string') !== (typeof spx === 'string')
-      if (typeof sub !== 'string' || typeof exp !== 'number' || !isRole || !isKind || !hasScope) {
-        throw new ColloquyError('unauthorized', 'token claims incomplete')
+      const claims = await verifyFully(token)
+      if (cacheSize > 0) {
+        if (verified.size >= cacheSize) verified.delete(verified.keys().next().value as string)
+        verified.set(token, claims)
       }
-      // A turn claim that is present but unusable is refused, never read as "no limit".
-      if ((tnt !== undefined && !isValidTenant(tnt)) || (pri !== undefined && !isValidPriority(pri))) {
-        throw new ColloquyError('unauthorized', 'token turn claims invalid (tnt, pri)')
-      }
-      if (maxLifetimeMs > 0 && exp * 1000 - now() > maxLifetimeMs) {
-        throw new ColloquyError('unauthorized', "token lifetime over the server's maximum")
-      }
-      return {
-        peerId: sub,
-        role,
-        kind,
-        expiresAt: exp * 1000,
-        ...(typeof sid === 'string' ? { sessionId: sid } : {}),
-        ...(typeof spx === 'string' ? { sessionPrefix: spx } : {}),
-        ...(tnt === undefined ? {} : { tenant: tnt }),
-        ...(pri === undefined ? {} : { bestPriority: pri }),
-      }
+      return claims
     },
+  }
+
+  async function verifyFully(token: string): Promise<AccessClaims> {
+    let payload: Record<string, unknown>
+    try {
+      const result = await jwtVerify(token, key, {
+        algorithms: [ALGORITHM],
+        issuer: ISSUER,
+        currentDate: new Date(now()),
+        requiredClaims: ['sub', 'exp'],
+      })
+      payload = result.payload
+    } catch (error) {
+      if (error instanceof joseErrors.JWTExpired) {
+        throw new ColloquyError('token-expired', 'token expired', { cause: error })
+      }
+      throw new ColloquyError('unauthorized', 'invalid token', { cause: error })
+    }
+    const { sub, exp, role, kind, sid, spx, tnt, pri } = payload
+    const isRole = role === 'read' || role === 'write' || role === 'admin'
+    const isKind = kind === 'device' || kind === 'agent'
+    const hasScope = (typeof sid === 'string') !== (typeof spx === 'string')
+    if (typeof sub !== 'string' || typeof exp !== 'number' || !isRole || !isKind || !hasScope) {
+      throw new ColloquyError('unauthorized', 'token claims incomplete')
+    }
+    // A turn claim that is present but unusable is refused, never read as "no limit".
+    if ((tnt !== undefined && !isValidTenant(tnt)) || (pri !== undefined && !isValidPriority(pri))) {
+      throw new ColloquyError('unauthorized', 'token turn claims invalid (tnt, pri)')
+    }
+    if (maxLifetimeMs > 0 && exp * 1000 - now() > maxLifetimeMs) {
+      throw new ColloquyError('unauthorized', "token lifetime over the server's maximum")
+    }
+    return {
+      peerId: sub,
+      role,
+      kind,
+      expiresAt: exp * 1000,
+      ...(typeof sid === 'string' ? { sessionId: sid } : {}),
+      ...(typeof spx === 'string' ? { sessionPrefix: spx } : {}),
+      ...(tnt === undefined ? {} : { tenant: tnt }),
+      ...(pri === undefined ? {} : { bestPriority: pri }),
+    }
   }
 }
 

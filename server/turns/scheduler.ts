@@ -114,6 +114,29 @@ export interface Scheduler {
 interface Entry {
   readonly turn: ScheduledTurn
   isQueued: boolean
+  /** The {@link computePositions} run that last placed it (a run's own mark, no set to look up). */
+  placedIn: number
+}
+
+/** A tenant's list during a positions simulation: its next unplaced entry and its ring slot. */
+interface Cursor {
+  readonly list: Entry[]
+  at: number
+  /** Bumped whenever the tenant leaves its ring slot: older slots of it are stale. */
+  slot: number
+}
+
+/**
+ * A class's ring during a positions simulation: a queue of tenants, served from `head`; a tenant
+ * served goes to the end. Moving a tenant out of turn (a guard dispatch) leaves its old slot
+ * stale (lazy deletion), so every step is O(1).
+ */
+interface SimRing {
+  readonly cursors: Cursor[]
+  readonly slots: number[]
+  head: number
+  /** Tenants with entries left. */
+  live: number
 }
 
 interface ClassQueue {
@@ -168,6 +191,8 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
   const queued = new Map<string, Entry>()
   const running = new Map<string, ScheduledTurn>()
   const byDeadline = createHeap<Entry>((a, b) => (a.turn.deadline ?? 0) < (b.turn.deadline ?? 0))
+  /** Counts {@link computePositions} runs (each marks the entries it placed with its number). */
+  let positionRuns = 0
 
   const classOf = (pool: PoolState, turn: ScheduledTurn): ClassQueue => {
     const queue = pool.classes[turn.priority]
@@ -176,7 +201,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
   }
 
   function insert(pool: PoolState, turn: ScheduledTurn): void {
-    const entry: Entry = { turn, isQueued: true }
+    const entry: Entry = { turn, isQueued: true, placedIn: 0 }
     const queue = classOf(pool, turn)
     let list = queue.tenants.get(turn.tenant)
     if (list === undefined) {
@@ -248,47 +273,62 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     return undefined
   }
 
+  /**
+   * Simulates the pool's dispatches without touching its queues, from its guard counter: a guard
+   * dispatch (the oldest starved turn not yet placed) whenever the share allows one and such a turn
+   * is left, else class by class, round robin. A tenant's unplaced turns are always its list from
+   * its cursor on (both kinds of dispatch take a list's head). O(n) steps on arrays (plus sorting
+   * the starved turns): issue 17's 10,000-deep queue is placed every refresh.
+   */
   function computePositions(pool: PoolState): Map<string, number> {
     const positions = new Map<string, number>()
+    const run = ++positionRuns
     const threshold = starvationMs > 0 ? now() - starvationMs : Number.NEGATIVE_INFINITY
-    // Simulates dispatch on cursors, without touching the queues, from the pool's guard counter:
-    // a guard dispatch (the oldest starved turn not yet placed) whenever the share allows one and
-    // such a turn is left, else class by class, round robin. A tenant's unplaced turns are always
-    // its list from its cursor on (both kinds of dispatch take a list's head).
     const starved: Entry[] = []
-    for (const queue of pool.classes) {
-      for (const list of queue.tenants.values()) {
+    const cursorOf = new Map<Entry[], Cursor>()
+    const rings: SimRing[] = pool.classes.map((queue) => {
+      const ring: SimRing = { cursors: [], slots: [], head: 0, live: 0 }
+      for (const tenant of queue.ring.keys()) {
+        const list = queue.tenants.get(tenant)!
+        const cursor: Cursor = { list, at: 0, slot: 0 }
+        cursorOf.set(list, cursor)
+        ring.cursors.push(cursor)
+        ring.slots.push(0)
+        ring.live++
         for (const entry of list) {
           if (entry.turn.arrival > threshold) break
           starved.push(entry)
         }
       }
+      return ring
+    })
+    starved.sort((a, b) => a.turn.arrival - b.turn.arrival || a.turn.seq - b.turn.seq)
+    /** Places the cursor's next entry; the tenant goes to its ring's end, or out when it has no more. */
+    const place = (ring: SimRing, cursor: Cursor): void => {
+      const entry = cursor.list[cursor.at++]!
+      entry.placedIn = run
+      positions.set(entry.turn.id, positions.size + 1)
+      cursor.slot++
+      if (cursor.at < cursor.list.length) {
+        ring.cursors.push(cursor)
+        ring.slots.push(cursor.slot)
+      } else ring.live--
     }
-    starved.sort((a, b) => (isOlder(a.turn, b.turn) ? -1 : 1))
-    const rings = pool.classes.map((queue) => new Map(queue.ring))
-    const cursors = new Map<Entry[], number>()
     let nextStarved = 0
     let sinceGuard = pool.sinceGuard
-    const place = (entry: Entry): void => {
-      positions.set(entry.turn.id, positions.size + 1)
-      const list = classOf(pool, entry.turn).tenants.get(entry.turn.tenant)!
-      const cursor = (cursors.get(list) ?? 0) + 1
-      cursors.set(list, cursor)
-      const ring = rings[entry.turn.priority]!
-      ring.delete(entry.turn.tenant)
-      if (cursor < list.length) ring.set(entry.turn.tenant, true)
-    }
+    let first = 0
     while (positions.size < pool.queued) {
-      while (nextStarved < starved.length && positions.has(starved[nextStarved]!.turn.id)) nextStarved++
+      while (nextStarved < starved.length && starved[nextStarved]!.placedIn === run) nextStarved++
       if (sinceGuard >= guardShare - 1 && nextStarved < starved.length) {
-        place(starved[nextStarved]!)
+        const { turn } = starved[nextStarved]!
+        place(rings[turn.priority]!, cursorOf.get(classOf(pool, turn).tenants.get(turn.tenant)!)!)
         sinceGuard = 0
         continue
       }
-      const index = rings.findIndex((ring) => ring.size > 0)
-      const tenant = rings[index]!.keys().next().value as string
-      const list = pool.classes[index]!.tenants.get(tenant)!
-      place(list[cursors.get(list) ?? 0]!)
+      while (rings[first]!.live === 0) first++
+      const ring = rings[first]!
+      while (ring.slots[ring.head] !== ring.cursors[ring.head]!.slot) ring.head++
+      place(ring, ring.cursors[ring.head++]!)
       sinceGuard = Math.min(sinceGuard + 1, guardShare - 1)
     }
     return positions

@@ -12,6 +12,11 @@ import type { Logger } from '../observability/log.js'
 export interface DocumentChanger {
   /** False when the session refuses the change now (not loadable, being deleted, writes refused). */
   change(sessionId: string, apply: (doc: Y.Doc, origin: unknown) => void): Promise<boolean>
+  /**
+   * Whether a device or agent has `sessionId` open here now (someone would see a change at once).
+   * Absent: every session counts as watched (a cluster node cannot tell who is on the others).
+   */
+  isWatched?(sessionId: string): boolean
 }
 
 /** Where the turn service puts what devices should see. */
@@ -20,6 +25,11 @@ export interface TurnDocuments {
   write(sessionId: string, messageId: string, entry: TurnEntry): void
   /** Asks the writer of answer message `replyId` to stop (its turn was cancelled while running). */
   requestCancel(sessionId: string, replyId: string, by: Author): void
+  /**
+   * Whether someone has the session open now; a writer that cannot tell omits it (all watched).
+   * Queue positions are rewritten only into watched sessions (turn-service.ts).
+   */
+  isWatched?(sessionId: string): boolean
   /** Sessions with entries waiting to be written. */
   readonly pendingSessions: number
   /** Resolves once everything queued so far was written (or given up). */
@@ -122,6 +132,7 @@ export function createTurnDocuments(options: TurnDocumentsOptions): TurnDocument
       pendingOf(sessionId).entries.set(messageId, entry)
       schedule()
     },
+    isWatched: (sessionId) => changer.isWatched?.(sessionId) ?? true,
     requestCancel(sessionId, replyId, by) {
       if (isClosed) return
       pendingOf(sessionId).cancels.set(replyId, by)

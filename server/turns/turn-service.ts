@@ -398,6 +398,11 @@ export async function openTurnService(options: TurnServiceOptions): Promise<Turn
    * Rewrites the positions that moved enough: by at least 1 in the first 20 places, else by at
    * least a tenth, nearest the front first, at most `maxPositionWrites` per refresh. A 10,000-deep
    * queue thus costs a bounded number of writes per refresh however fast it drains.
+   *
+   * Only into sessions someone has open (`documents.isWatched`): a position nobody sees is not
+   * worth a document change (a stored update, a relay, and for a session unloaded since its create
+   * a load from disk). Its written position stays as it was, so the first refresh after someone
+   * opens the session brings it up to date.
    */
   function refreshPositions(): void {
     for (const pool of poolNames) {
@@ -410,7 +415,8 @@ export async function openTurnService(options: TurnServiceOptions): Promise<Turn
           (position <= 20 ? position !== written : Math.abs(written - position) >= written / 10)
         if (!isWorth) continue
         const turn = turns.get(turnId)
-        if (turn !== undefined) changed.push([turn, position])
+        if (turn === undefined || documents?.isWatched?.(turn.sessionId) === false) continue
+        changed.push([turn, position])
         if (changed.length >= maxPositionWrites) break
       }
       for (const [turn, position] of changed) {

@@ -17,14 +17,23 @@ export interface ServerProcess {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
 }
 
+/** Options of {@link startServerProcess}. */
+export interface ServerProcessOptions {
+  readonly env?: NodeJS.ProcessEnv
+  readonly timeoutMs?: number
+  /** Flags for node itself, before the script (e.g. `--cpu-prof`, `--cpu-prof-dir=DIR`). */
+  readonly nodeArgs?: readonly string[]
+}
+
 /** Starts `server/main.ts serve` with `args`; resolves once it logs that it listens. */
 export function startServerProcess(
   args: readonly string[],
-  options: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+  options: ServerProcessOptions = {},
 ): Promise<ServerProcess> {
   const child = spawn(
     process.execPath,
     [
+      ...(options.nodeArgs ?? []),
       '--import',
       'tsx',
       path.join(ROOT, 'server/main.ts'),

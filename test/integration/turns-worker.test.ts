@@ -2,7 +2,8 @@
 // another finishing the same message (the text before the kill a prefix of the end), a lease that
 // expires under a hung worker and the turn resumed elsewhere, cancel while queued and while
 // streaming, priority visible to devices and in the order of answers, a server restarted under a
-// queue of turns, and one answer per turn throughout.
+// queue of turns, queue positions written only into sessions someone has open, and one answer per
+// turn throughout.
 
 import { type ChildProcess, spawn } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
@@ -205,6 +206,33 @@ describe('pool workers on the real server', () => {
     expect(readMessage(client.doc, answerId)?.content).toBe(await wholeAnswer('slowly please', 400))
     expect(assistants(client, messageId)).toHaveLength(1)
     await until(() => readTurnEntry(client.doc, messageId)?.state === 'done', 10_000, 'done')
+  })
+
+  it('rewrites queue positions only into sessions someone has open, and brings one up to date once it is opened (regression: issue 17, positions were written into every queued session)', async () => {
+    const started = await startServer({ turnPositionRefreshMs: 200 })
+    const url = urlOf(started.port)
+    const turns = createTurnsClient({ url })
+    const first = await ask(url, turns, 'watch-a', 'first')
+    const second = await ask(url, turns, 'watch-b', 'second')
+    const third = await ask(url, turns, 'watch-c', 'third')
+    await until(() => readTurnEntry(second.client.doc, second.messageId)?.position === 2, 10_000, 'b 2nd')
+    await until(() => readTurnEntry(third.client.doc, third.messageId)?.position === 3, 10_000, 'c 3rd')
+    // Nobody has session b open any more; it stays loaded (idle unload is 30 s away).
+    await second.client.destroy()
+    await until(() => started.registry.get('watch-b')?.connections.size === 0, 10_000, 'b closed')
+    await turns.cancel(first.turn.id)
+    await until(() => readTurnEntry(third.client.doc, third.messageId)?.position === 2, 10_000, 'c moved up')
+    const unseen = started.registry.get('watch-b')?.document
+    expect(unseen).toBeDefined()
+    expect(readTurnEntry(unseen!, second.messageId)?.position).toBe(2)
+    expect(started.turns.get(second.turn.id)).toMatchObject({ position: 1 })
+    // Opened again: the next refresh writes where it stands now.
+    const again = await device(url, 'watch-b')
+    await until(
+      () => readTurnEntry(again.doc, second.messageId)?.position === 1,
+      10_000,
+      'b brought up to date',
+    )
   })
 
   it('cancel while queued: the turn leaves the queue, every device sees it cancelled, no worker answers it', async () => {

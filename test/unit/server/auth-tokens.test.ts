@@ -1,5 +1,5 @@
 import { SignJWT } from 'jose'
-import { describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it, vi } from 'vitest'
 import { createTokenVerifier, hasRole, isInScope, mintToken } from '../../../server/auth/tokens.js'
 import { ColloquyError } from '../../../shared/errors.js'
 
@@ -36,6 +36,47 @@ describe('access tokens', () => {
     // alg "none": header {"alg":"none"}, no signature.
     const none = `${Buffer.from('{"alg":"none"}').toString('base64url')}.${Buffer.from('{"sub":"x","role":"admin","kind":"device","spx":"","exp":9999999999,"iss":"colloquy"}').toString('base64url')}.`
     expect(await codeOf(verifier.verify(none))).toBe('unauthorized')
+  })
+
+  describe('checked once (regression: issue 17, every call checked the same signature again: 17 % of the server during a burst)', () => {
+    afterEach(() => {
+      vi.restoreAllMocks()
+    })
+
+    it('answer a token seen before without checking its signature again', async () => {
+      const token = await mintToken({ secret, peerId: 'p1', role: 'write', sessionPrefix: 'fleet-' })
+      const verifier = createTokenVerifier(secret)
+      const checks = vi.spyOn(globalThis.crypto.subtle, 'verify')
+      const first = await verifier.verify(token)
+      for (let i = 0; i < 5; i++) expect(await verifier.verify(token)).toEqual(first)
+      expect(checks).toHaveBeenCalledTimes(1)
+      // A refused token is never kept: checked (and refused) each time.
+      const forged = `${token.slice(0, -4)}AAAA`
+      expect(await codeOf(verifier.verify(forged))).toBe('unauthorized')
+      expect(await codeOf(verifier.verify(forged))).toBe('unauthorized')
+      expect(checks).toHaveBeenCalledTimes(3)
+    })
+
+    it('still refuse a kept token once it expired, and keep at most cacheSize tokens', async () => {
+      let now = Date.now()
+      const token = await mintToken({ secret, peerId: 'p', role: 'read', sessionId: 's', ttlSeconds: 60 })
+      const verifier = createTokenVerifier(secret, () => now, { cacheSize: 2 })
+      expect(await codeOf(verifier.verify(token))).toBe('resolved')
+      now += 61_000
+      expect(await codeOf(verifier.verify(token))).toBe('token-expired')
+
+      now = Date.now()
+      const tokens = await Promise.all(
+        ['a', 'b', 'c'].map((peerId) => mintToken({ secret, peerId, role: 'read', sessionId: 's' })),
+      )
+      for (const t of tokens) await verifier.verify(t)
+      const checks = vi.spyOn(globalThis.crypto.subtle, 'verify')
+      await verifier.verify(tokens[2]!)
+      await verifier.verify(tokens[1]!)
+      expect(checks).toHaveBeenCalledTimes(0)
+      await verifier.verify(tokens[0]!)
+      expect(checks).toHaveBeenCalledTimes(1)
+    })
   })
 
   it('tell an expired token apart', async () => {

@@ -22,8 +22,11 @@ import { capturingLogger } from '../../helpers/test-server.js'
 const LEASE_MS = 3_000
 const device: Author = { id: 'phone', kind: 'device', name: 'Ada' }
 
-/** Records what the service shows devices, per session and message. */
-function recordingDocuments() {
+/**
+ * Records what the service shows devices, per session and message. With `watched`, only the
+ * sessions in it count as open (else the writer cannot tell: all do).
+ */
+function recordingDocuments(watched?: Set<string>) {
   const entries = new Map<string, TurnEntry>()
   const cancels: string[] = []
   let writes = 0
@@ -35,6 +38,7 @@ function recordingDocuments() {
     requestCancel(_sessionId, replyId) {
       cancels.push(replyId)
     },
+    ...(watched === undefined ? {} : { isWatched: (sessionId: string) => watched.has(sessionId) }),
     pendingSessions: 0,
     flush: async () => undefined,
     close: () => undefined,
@@ -338,6 +342,35 @@ describe('the turn service', () => {
     expect(rewritten).toBeGreaterThan(0)
     expect(rewritten).toBeLessThanOrEqual(200)
     expect(shown.entries.get('s5/m')?.position).toBe(1)
+  })
+
+  it('rewrites queue positions only into sessions someone has open, and catches up when one is opened (regression: issue 17, every refresh changed up to 250 documents nobody watched, loading each unloaded session again)', async () => {
+    const watched = new Set<string>()
+    shown = recordingDocuments(watched)
+    const service = await open({
+      pools: [{ name: 'gpu', concurrency: 1, maxQueued: 100, maxQueuedPerTenant: 100 }],
+    })
+    for (let i = 1; i <= 4; i++) await service.create({ sessionId: `s${i}`, messageId: 'm', pool: 'gpu' })
+    const afterCreate = shown.writes
+    await vi.advanceTimersByTimeAsync(1_100)
+    expect(shown.writes).toBe(afterCreate)
+    expect(shown.entries.get('s3/m')).toMatchObject({ state: 'queued' })
+    expect(shown.entries.get('s3/m')?.position).toBeUndefined()
+    // The API still answers the position of a turn nobody watches.
+    expect(service.get('gpu~s3~m').position).toBe(3)
+
+    watched.add('s3')
+    await vi.advanceTimersByTimeAsync(600)
+    expect(shown.entries.get('s3/m')?.position).toBe(3)
+    expect(shown.writes).toBe(afterCreate + 1)
+
+    const [claimed] = await service.claim('gpu', worker('w1'))
+    await service.complete(claimed!.turn.id, { leaseId: claimed!.lease.id })
+    const afterDone = shown.writes
+    await vi.advanceTimersByTimeAsync(600)
+    expect(shown.entries.get('s3/m')?.position).toBe(2)
+    expect(shown.entries.get('s2/m')?.position).toBeUndefined()
+    expect(shown.writes).toBe(afterDone + 1)
   })
 })
 

@@ -102,6 +102,13 @@ function closedError(): ColloquyError {
   return new ColloquyError('storage-unavailable', 'turn store closed: this node no longer schedules the pool')
 }
 
+/** A write's failure as the API reports it: transient (503), whatever JetStream said. */
+function notStored(error: unknown): ColloquyError {
+  return error instanceof ColloquyError
+    ? error
+    : new ColloquyError('storage-unavailable', 'turn record not stored in JetStream', { cause: error })
+}
+
 /**
  * Creates the store of one pool's turns on the turn stream.
  *
@@ -133,7 +140,9 @@ export function createStreamTurnStore(options: StreamTurnStoreOptions): TurnStor
           try {
             await writeOne(turnId, op)
           } catch (error) {
-            failed.push([turnId, error])
+            // Regression (issue 17, no quorum): a publish that timed out while the store closed
+            // reached the caller as a raw NATS error, answered 500 `internal` instead of a 503.
+            failed.push([turnId, notStored(error)])
           }
         }),
       )

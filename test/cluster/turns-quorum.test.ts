@@ -3,8 +3,11 @@
 // (`storage-unavailable`) within a bound, from every node, and no turn is answered as created
 // unless it is in the stream; reads answer or give the same 503, bounded. A real worker keeps
 // answering through the outage as far as it can; once the servers are back a single scheduler
-// resumes on its own and every question is answered exactly once. Never two schedulers at once.
+// resumes on its own and every question is answered exactly once, whole (a resumed answer ends as
+// an uninterrupted one). Never two schedulers at once. Prints `turn calls without quorum: …` (each
+// call's answer and time) and `turns without quorum: …` (when a scheduler was back).
 
+import { writeFileSync } from 'node:fs'
 import { afterEach, describe, expect, it } from 'vitest'
 import { createTurnsClient, TurnsApiError, type TurnsClient } from '../../client/agent/fleet/turns-client.js'
 import { answerIdOf, type Worker, type WorkerEvent } from '../../client/agent/fleet/worker.js'
@@ -101,12 +104,11 @@ async function createRetrying(node: ColloquyNode, sessionId: string, messageId: 
 
 describe.skipIf(!hasNatsServer)('turns in a cluster while JetStream has no quorum', () => {
   afterEach(async () => {
-    if (process.env.TURNS_QUORUM_LOGS !== undefined)
+    // TURNS_QUORUM_LOGS=/tmp/x keeps each node's log as /tmp/x-c1.log … (to read a failure).
+    const keepLogs = process.env.TURNS_QUORUM_LOGS
+    if (keepLogs !== undefined)
       for (const node of cluster?.nodes ?? [])
-        (await import('node:fs')).writeFileSync(
-          `${process.env.TURNS_QUORUM_LOGS}-${node.name}.log`,
-          node.process?.output() ?? '',
-        )
+        writeFileSync(`${keepLogs}-${node.name}.log`, node.process?.output() ?? '')
     for (const worker of workers.splice(0)) await worker.stop().catch(() => undefined)
     for (const client of clients.splice(0)) await client.destroy()
     await cluster?.stop()

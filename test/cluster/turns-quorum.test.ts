@@ -23,8 +23,12 @@ warnIfNoNatsServer(import.meta.url)
 
 const POOL = 'main'
 const LEASE_MS = 12_000
-/** Longest a turn call may take to be refused while there is no quorum (ms): 2 leader leases + 10 s, and slack. */
-const REFUSED_WITHIN_MS = 30_000
+/**
+ * Longest a turn call may take to be refused while there is no quorum (ms): the wait for a
+ * scheduler (2 leader leases + 10 s = 22 s), plus one forwarded request's timeout (10 s) begun just
+ * before its end, and slack for a loaded machine.
+ */
+const REFUSED_WITHIN_MS = 35_000
 /** Tokens of each answer of the worker's demo model. */
 const TOKENS = 40
 const alice: Author = { id: 'device:alice', kind: 'device' }

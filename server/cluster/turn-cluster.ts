@@ -260,6 +260,12 @@ export async function openClusterTurns(options: ClusterTurnsOptions): Promise<Cl
   const names: TurnStreamNames = turnStreamNames(options.namespace)
   const ttlMs = options.leaderTtlMs ?? DEFAULT_LEADER_TTL_MS
   const waitForLeaderMs = options.waitForLeaderMs ?? 2 * ttlMs + 10_000
+  /**
+   * A read waits for a scheduler one lease at most: long enough for most failovers, and a read is
+   * cheap to ask again. Regression (issue 17, no quorum): a GET of a turn or a pool, which no node
+   * can answer while none schedules, was held 22 s before its 503.
+   */
+  const readWait: SendOptions = { waitForLeaderMs: Math.min(waitForLeaderMs, ttlMs) }
   // Every node creates these at start, at once: a creation that times out (seen on the loaded test
   // machine with two at once) is tried again rather than failing the node's start.
   const bucket: KV = await retried(logger, OPEN_RETRY_MS, async () => {
@@ -512,7 +518,7 @@ export async function openClusterTurns(options: ClusterTurnsOptions): Promise<Cl
       return send(request.pool, { op: 'create', args: [request] })
     },
     async get(turnId) {
-      return send(poolOfTurn(turnId), { op: 'get', args: [turnId] })
+      return send(poolOfTurn(turnId), { op: 'get', args: [turnId] }, readWait)
     },
     async claim(pool, claimOptions) {
       const { isAborted, ...rest } = claimOptions
@@ -555,7 +561,7 @@ export async function openClusterTurns(options: ClusterTurnsOptions): Promise<Cl
     },
     async pool(pool) {
       if (!parts.has(pool)) throw new ColloquyError('unknown-pool', `no pool named ${pool}`)
-      return send(pool, { op: 'pool', args: [pool] })
+      return send(pool, { op: 'pool', args: [pool] }, readWait)
     },
     async endSession(sessionId) {
       await Promise.all([...parts.keys()].map((pool) => send(pool, { op: 'endSession', args: [sessionId] })))

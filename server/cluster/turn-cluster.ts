@@ -21,6 +21,7 @@ import {
   type TurnService,
   type TurnServiceOptions,
 } from '../turns/turn-service.js'
+import type { TurnStore } from '../turns/turn-store.js'
 import { type PoolLeadership, startPoolLeadership } from './turn-leader.js'
 import {
   createStreamTurnStore,
@@ -147,6 +148,90 @@ function invoke(service: TurnService, call: Call, isAborted: () => boolean = () 
   }
 }
 
+/** What a scheduling service's store wrote: see {@link invokeStored}. */
+interface WriteTracker {
+  /** How many writes were dropped (never stored) so far. */
+  readonly dropped: number
+  /**
+   * Resolves once the writes of `turnId` (of every turn: undefined) now pending settled; rejects
+   * with `storage-unavailable` if one of them was dropped after `since` (a {@link dropped} count).
+   */
+  stored(turnId: string | undefined, since: number): Promise<void>
+}
+
+const trackers = new WeakMap<TurnService, WriteTracker>()
+
+/** Wraps `store` so that a call can learn whether the writes it made were stored. */
+function trackWrites(store: TurnStore): { store: TurnStore; tracker: WriteTracker } {
+  const pending = new Map<string, Promise<void>>()
+  const droppedAt = new Map<string, number>()
+  let dropped = 0
+  const track = (turnId: string, write: Promise<void>): Promise<void> => {
+    pending.set(turnId, write)
+    const forget = (): void => {
+      if (pending.get(turnId) === write) pending.delete(turnId)
+    }
+    write.then(forget, () => {
+      // The queue rejects only what it dropped: a write that failed and was replaced by a newer
+      // one waits for that one instead.
+      droppedAt.set(turnId, ++dropped)
+      forget()
+    })
+    return write
+  }
+  return {
+    store: {
+      save: (turn) => track(turn.id, store.save(turn)),
+      delete: (turnId) => track(turnId, store.delete(turnId)),
+      loadAll: () => store.loadAll(),
+      flush: () => store.flush(),
+      close: () => store.close(),
+    },
+    tracker: {
+      get dropped() {
+        return dropped
+      },
+      async stored(turnId, since) {
+        const writes =
+          turnId === undefined ? [...pending.values()] : [pending.get(turnId)].filter((w) => w !== undefined)
+        await Promise.allSettled(writes)
+        const last = turnId === undefined ? dropped : (droppedAt.get(turnId) ?? 0)
+        if (last > since)
+          throw new ColloquyError('storage-unavailable', 'the turn could not be stored: try again')
+      },
+    },
+  }
+}
+
+/** The turn a write call changes (undefined: a read, a claim, a create, which await their own writes). */
+function turnOfWrite(call: Call): string | undefined {
+  switch (call.op) {
+    case 'renew':
+    case 'complete':
+    case 'fail':
+    case 'cancel':
+      return call.args[0]
+    default:
+      return undefined
+  }
+}
+
+/**
+ * Runs `call` on `part`'s service and, for a write, answers only once the turn's latest record is
+ * stored. Regression (issue 17, no quorum): completing a turn or cancelling a queued one was
+ * answered at once while its record could not be written, and dropped when the scheduler stepped
+ * down; after the outage the next scheduler found the turn queued again (a cancelled turn answered).
+ */
+async function invokeStored(service: TurnService, call: Call, isAborted?: () => boolean): Promise<unknown> {
+  const tracker = trackers.get(service)
+  const since = tracker?.dropped ?? 0
+  const result = await invoke(service, call, isAborted)
+  const turnId = turnOfWrite(call)
+  if (tracker !== undefined && (turnId !== undefined || call.op === 'endSession'))
+    await tracker.stored(turnId, since)
+  return result
+}
+
 function errorOf(code: string, message: string): ColloquyError {
   return Object.hasOwn(ERRORS, code)
     ? new ColloquyError(code as ErrorCode, message)
@@ -175,6 +260,12 @@ export async function openClusterTurns(options: ClusterTurnsOptions): Promise<Cl
   const names: TurnStreamNames = turnStreamNames(options.namespace)
   const ttlMs = options.leaderTtlMs ?? DEFAULT_LEADER_TTL_MS
   const waitForLeaderMs = options.waitForLeaderMs ?? 2 * ttlMs + 10_000
+  /**
+   * A read waits for a scheduler one lease at most: long enough for most failovers, and a read is
+   * cheap to ask again. Regression (issue 17, no quorum): a GET of a turn or a pool, which no node
+   * can answer while none schedules, was held 22 s before its 503.
+   */
+  const readWait: SendOptions = { waitForLeaderMs: Math.min(waitForLeaderMs, ttlMs) }
   // Every node creates these at start, at once: a creation that times out (seen on the loaded test
   // machine with two at once) is tried again rather than failing the node's start.
   const bucket: KV = await retried(logger, OPEN_RETRY_MS, async () => {
@@ -202,12 +293,17 @@ export async function openClusterTurns(options: ClusterTurnsOptions): Promise<Cl
     const pool = part.config.name
     const startedAt = Date.now()
     const store = createStreamTurnStore({ js, jsm, names, pool, logger })
-    const service = await openTurnService({ ...options.service, pools: [part.config], store, logger }).catch(
-      async (error: unknown) => {
-        await store.close()
-        throw error
-      },
-    )
+    // Calls answer only once what they wrote is stored (see invokeStored).
+    const { store: tracked, tracker } = trackWrites(store)
+    const service = await openTurnService({
+      ...options.service,
+      pools: [part.config],
+      store: tracked,
+      logger,
+    }).catch(async (error: unknown) => {
+      await store.close()
+      throw error
+    })
     let subscription: Subscription
     try {
       subscription = subscribe(part, service)
@@ -217,6 +313,7 @@ export async function openClusterTurns(options: ClusterTurnsOptions): Promise<Cl
       throw error
     }
     part.service = service
+    trackers.set(service, tracker)
     logger.info(
       { ...service.pool(pool), node: nodeId, rebuildMs: Date.now() - startedAt },
       'turn scheduler: this node schedules the pool (queue rebuilt from the stream)',
@@ -271,7 +368,9 @@ export async function openClusterTurns(options: ClusterTurnsOptions): Promise<Cl
         claimId = call.op === 'claim' ? call.args[2] : undefined
         if (claimId !== undefined) remoteClaims.set(claimId, false)
         const id = claimId
-        reply = { ok: await invoke(service, call, () => id !== undefined && remoteClaims.get(id) === true) }
+        reply = {
+          ok: await invokeStored(service, call, () => id !== undefined && remoteClaims.get(id) === true),
+        }
       } catch (error) {
         const failure =
           error instanceof ColloquyError
@@ -306,7 +405,7 @@ export async function openClusterTurns(options: ClusterTurnsOptions): Promise<Cl
       const local = part.service
       if (local !== undefined && part.leadership?.isLeader === true) {
         try {
-          return (await invoke(local, call, isAborted)) as T
+          return (await invokeStored(local, call, isAborted)) as T
         } catch (error) {
           // This node stopped scheduling the pool meanwhile: ask whoever does now.
           if (!(error instanceof ColloquyError && error.code === 'shutting-down' && part.service !== local))
@@ -419,7 +518,7 @@ export async function openClusterTurns(options: ClusterTurnsOptions): Promise<Cl
       return send(request.pool, { op: 'create', args: [request] })
     },
     async get(turnId) {
-      return send(poolOfTurn(turnId), { op: 'get', args: [turnId] })
+      return send(poolOfTurn(turnId), { op: 'get', args: [turnId] }, readWait)
     },
     async claim(pool, claimOptions) {
       const { isAborted, ...rest } = claimOptions
@@ -462,7 +561,7 @@ export async function openClusterTurns(options: ClusterTurnsOptions): Promise<Cl
     },
     async pool(pool) {
       if (!parts.has(pool)) throw new ColloquyError('unknown-pool', `no pool named ${pool}`)
-      return send(pool, { op: 'pool', args: [pool] })
+      return send(pool, { op: 'pool', args: [pool] }, readWait)
     },
     async endSession(sessionId) {
       await Promise.all([...parts.keys()].map((pool) => send(pool, { op: 'endSession', args: [sessionId] })))

@@ -71,7 +71,11 @@ export function startPoolLeadership(options: PoolLeadershipOptions): PoolLeaders
   const opTimeoutMs = Math.max(tickMs, 250)
   /** Our revision of the key and until when (our clock) we may lead; undefined while following. */
   let held: { revision: number; until: number } | undefined
+  /** Counts the times this node took or lost the lease: a start begun under one tenure ends with it. */
+  let tenure = 0
   let stop: ((writableUntil: number) => Promise<void>) | undefined
+  /** The start (`lead`) under way, if any: the loop keeps renewing meanwhile. */
+  let starting: Promise<void> | undefined
   let isClosed = false
   let timer: NodeJS.Timeout | undefined
   /** Fires when the lease runs out by our clock: a leader stops then, not at its next tick. */
@@ -94,6 +98,7 @@ export function startPoolLeadership(options: PoolLeadershipOptions): PoolLeaders
 
   async function stepDown(why: string, writableUntil = now()): Promise<void> {
     held = undefined
+    tenure++
     if (fence !== undefined) clearTimeout(fence)
     fence = undefined
     const stopping = stop
@@ -120,6 +125,7 @@ export function startPoolLeadership(options: PoolLeadershipOptions): PoolLeaders
           await withTimeout(bucket.put(key, value(), { previousSeq: 0, timeout: opTimeoutMs }), opTimeoutMs),
           sentAt,
         )
+        tenure++
         logger.info({ pool, node: holder }, 'turn scheduler: this node took the pool lease')
       } catch (error) {
         if (!isExistsError(error)) logger.warn({ err: error, pool }, 'turn scheduler lease: create failed')
@@ -144,14 +150,39 @@ export function startPoolLeadership(options: PoolLeadershipOptions): PoolLeaders
         return
       }
     }
-    if (stop === undefined && held !== undefined && !isClosed) {
-      try {
-        stop = await options.lead()
-        if (isClosed || held === undefined || now() >= held.until) await stepDown('lease lost while starting')
-      } catch (error) {
-        logger.error({ err: error, pool }, 'turn scheduler did not start: retrying')
-      }
-    }
+    if (stop === undefined && starting === undefined && held !== undefined && !isClosed) start()
+  }
+
+  /**
+   * Starts leading without holding up the loop: the lease is renewed while the queue is rebuilt.
+   * Regression (issue 17, no quorum): after quorum returned, the node that took the lease could not
+   * read the queue back for 10 s (JetStream still electing its stream leaders); its loop waited on
+   * the start, renewed nothing, and the lease lapsed to another node: 17–29 s with no scheduler.
+   * A start that ends after its tenure (the lease lost, or lost and taken again) is stopped at once:
+   * another node may have led meanwhile, and the queue it read may be stale.
+   */
+  function start(): void {
+    const startedIn = tenure
+    starting = options
+      .lead()
+      .then(
+        async (stopping) => {
+          if (!isClosed && held !== undefined && tenure === startedIn && now() < held.until) {
+            stop = stopping
+            return
+          }
+          logger.warn({ pool, node: holder }, 'turn scheduler: lease lost while starting')
+          await stopping(now()).catch((error: unknown) => {
+            logger.error({ err: error, pool }, 'turn scheduler did not stop cleanly')
+          })
+        },
+        (error: unknown) => {
+          logger.error({ err: error, pool }, 'turn scheduler did not start: retrying')
+        },
+      )
+      .finally(() => {
+        starting = undefined
+      })
   }
 
   function schedule(delayMs: number): void {
@@ -176,6 +207,8 @@ export function startPoolLeadership(options: PoolLeadershipOptions): PoolLeaders
       isClosed = true
       if (timer !== undefined) clearTimeout(timer)
       await running
+      // A start under way stops itself when it ends (closed).
+      await starting
       await stepDown('node shutting down', held?.until ?? now())
     },
   }

@@ -14,6 +14,7 @@ import {
 } from '@nats-io/jetstream'
 import { ColloquyError } from '../../shared/errors.js'
 import type { Logger } from '../observability/log.js'
+import { createKeyedWriteQueue } from '../turns/keyed-write-queue.js'
 import type { StoredTurn, TurnStore } from '../turns/turn-store.js'
 import { encodeSessionToken } from './session-token.js'
 
@@ -88,17 +89,7 @@ export interface StreamTurnStoreOptions {
   readonly retryMs?: number
 }
 
-interface Waiter {
-  resolve(): void
-  reject(error: unknown): void
-}
-
 type TurnOp = { readonly type: 'put'; readonly turn: StoredTurn } | { readonly type: 'del' }
-
-interface PendingOp {
-  op: TurnOp
-  waiters: Waiter[]
-}
 
 const encoder = new TextEncoder()
 const decoder = new TextDecoder('utf-8', { fatal: true })
@@ -109,6 +100,13 @@ const decoder = new TextDecoder('utf-8', { fatal: true })
  */
 function closedError(): ColloquyError {
   return new ColloquyError('storage-unavailable', 'turn store closed: this node no longer schedules the pool')
+}
+
+/** A write's failure as the API reports it: transient (503), whatever JetStream said. */
+function notStored(error: unknown): ColloquyError {
+  return error instanceof ColloquyError
+    ? error
+    : new ColloquyError('storage-unavailable', 'turn record not stored in JetStream', { cause: error })
 }
 
 /**
@@ -123,10 +121,6 @@ function closedError(): ColloquyError {
 export function createStreamTurnStore(options: StreamTurnStoreOptions): TurnStore {
   const { js, jsm, names, pool, logger } = options
   const timeout = options.publishTimeoutMs ?? 5_000
-  const baseRetryMs = options.retryMs ?? 100
-  let pending = new Map<string, PendingOp>()
-  let writing: Promise<void> | undefined
-  let isClosed = false
 
   async function writeOne(turnId: string, op: TurnOp): Promise<void> {
     const subject = turnSubject(names, pool, turnId)
@@ -137,69 +131,33 @@ export function createStreamTurnStore(options: StreamTurnStoreOptions): TurnStor
     }
   }
 
-  async function writeLoop(): Promise<void> {
-    let retryMs = baseRetryMs
-    while (pending.size > 0 && !isClosed) {
-      const round = pending
-      pending = new Map()
-      const failed: [string, PendingOp, unknown][] = []
+  // Each turn's record on its own subject, all of a round at once; a failure is the turn's alone.
+  const queue = createKeyedWriteQueue<TurnOp>({
+    async write(round) {
+      const failed: [string, unknown][] = []
       await Promise.all(
-        [...round].map(async ([turnId, entry]) => {
+        [...round].map(async ([turnId, op]) => {
           try {
-            await writeOne(turnId, entry.op)
-            for (const waiter of entry.waiters) waiter.resolve()
+            await writeOne(turnId, op)
           } catch (error) {
-            failed.push([turnId, entry, error])
+            // Regression (issue 17, no quorum): a publish that timed out while the store closed
+            // reached the caller as a raw NATS error, answered 500 `internal` instead of a 503.
+            failed.push([turnId, notStored(error)])
           }
         }),
       )
-      if (failed.length === 0) {
-        retryMs = baseRetryMs
-        continue
-      }
-      if (isClosed) {
-        for (const [, entry, error] of failed) for (const waiter of entry.waiters) waiter.reject(error)
-        return
-      }
-      logger.error(
-        { err: failed[0]![2], turns: failed.length, pool, retryMs },
-        'turn records not stored in JetStream: retrying',
-      )
-      for (const [turnId, entry] of failed) {
-        const newer = pending.get(turnId)
-        // A newer change replaces the failed one: its waiters wait for the newer write.
-        if (newer !== undefined) newer.waiters.push(...entry.waiters)
-        else pending.set(turnId, entry)
-      }
-      await new Promise((resolve) => setTimeout(resolve, retryMs))
-      retryMs = Math.min(retryMs * 2, 5_000)
-    }
-  }
-
-  function start(): void {
-    if (writing !== undefined || isClosed) return
-    writing = writeLoop().finally(() => {
-      writing = undefined
-      if (pending.size > 0) start()
-    })
-  }
-
-  function enqueue(turnId: string, op: TurnOp): Promise<void> {
-    if (isClosed) return Promise.reject(closedError())
-    return new Promise<void>((resolve, reject) => {
-      const entry = pending.get(turnId)
-      if (entry === undefined) pending.set(turnId, { op, waiters: [{ resolve, reject }] })
-      else {
-        entry.op = op
-        entry.waiters.push({ resolve, reject })
-      }
-      start()
-    })
-  }
+      return failed
+    },
+    closedError,
+    retryMs: options.retryMs ?? 100,
+    onRetry(error, turns, retryMs) {
+      logger.error({ err: error, turns, pool, retryMs }, 'turn records not stored in JetStream: retrying')
+    },
+  })
 
   return {
-    save: (turn) => enqueue(turn.id, { type: 'put', turn }),
-    delete: (turnId) => enqueue(turnId, { type: 'del' }),
+    save: (turn) => queue.enqueue(turn.id, { type: 'put', turn }),
+    delete: (turnId) => queue.enqueue(turnId, { type: 'del' }),
 
     async loadAll() {
       const filter = `${names.subjectPrefix}.${pool}.>`
@@ -238,16 +196,7 @@ export function createStreamTurnStore(options: StreamTurnStoreOptions): TurnStor
       return [...found.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
     },
 
-    async flush() {
-      while (writing !== undefined) await writing
-    },
-
-    async close() {
-      isClosed = true
-      const dropped = [...pending.values()]
-      pending = new Map()
-      for (const entry of dropped) for (const waiter of entry.waiters) waiter.reject(closedError())
-      await writing?.catch(() => undefined)
-    },
+    flush: () => queue.flush(),
+    close: () => queue.close(),
   }
 }

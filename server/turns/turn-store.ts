@@ -1,11 +1,12 @@
 // Durable turns: each change is queued and written with the others of its moment in one synced
-// batch of the server's one database (kind byte `T`, see persistence/STORAGE.md). Owns the batching
-// and the retry of a failed batch; knows nothing of scheduling, leases or documents.
+// batch of the server's one database (kind byte `T`, see persistence/STORAGE.md); the batching and
+// the retry of a failed batch are keyed-write-queue.ts'. Knows nothing of scheduling, leases or documents.
 
 import type { Turn } from '../../shared/turns/turn.js'
 import type { Logger } from '../observability/log.js'
 import { decodeTurnKey, encodeTurnKey, turnKeyRange } from '../persistence/keys.js'
 import type { RecordOp, RecordStore } from '../persistence/store.js'
+import { createKeyedWriteQueue } from './keyed-write-queue.js'
 
 /** A turn as stored: the API's turn plus its creation order (ties between equal arrival times). */
 export interface StoredTurn extends Turn {
@@ -34,71 +35,29 @@ export interface TurnStoreOptions {
   readonly retryMs?: number
 }
 
-interface Waiter {
-  resolve(): void
-  reject(error: unknown): void
-}
-
 const encoder = new TextEncoder()
 const decoder = new TextDecoder('utf-8', { fatal: true })
 
 /** Creates the turn store over `records` (the LevelDB store's, or the memory store's). */
 export function createTurnStore(options: TurnStoreOptions): TurnStore {
   const { records, logger } = options
-  const baseRetryMs = options.retryMs ?? 100
-  /** The latest change of each turn not yet in a batch: a later change replaces an earlier one. */
-  let pending = new Map<string, RecordOp>()
-  let waiters: Waiter[] = []
-  let writing: Promise<void> | undefined
-  let isClosed = false
-
-  async function writeLoop(): Promise<void> {
-    let retryMs = baseRetryMs
-    while (pending.size > 0 && !isClosed) {
-      const ops = [...pending.values()]
-      const batchWaiters = waiters
-      pending = new Map()
-      waiters = []
-      for (;;) {
-        try {
-          // One synced batch: a turn's change is acknowledged only after it is on disk.
-          await records.write(ops)
-          for (const waiter of batchWaiters) waiter.resolve()
-          retryMs = baseRetryMs
-          break
-        } catch (error) {
-          if (isClosed) {
-            for (const waiter of batchWaiters) waiter.reject(error)
-            return
-          }
-          logger.error({ err: error, turns: ops.length, retryMs }, 'turn batch failed: retrying')
-          await new Promise((resolve) => setTimeout(resolve, retryMs))
-          retryMs = Math.min(retryMs * 2, 5_000)
-        }
-      }
-    }
-  }
-
-  /** Starts the write loop unless it runs; a change queued after the loop's last look restarts it. */
-  function start(): void {
-    if (writing !== undefined || isClosed) return
-    writing = writeLoop().finally(() => {
-      writing = undefined
-      if (pending.size > 0) start()
-    })
-  }
-
-  function enqueue(turnId: string, op: RecordOp): Promise<void> {
-    if (isClosed) return Promise.reject(new Error('turn store closed'))
-    pending.set(turnId, op)
-    const done = new Promise<void>((resolve, reject) => waiters.push({ resolve, reject }))
-    start()
-    return done
-  }
+  // The latest change of each turn not yet in a batch (a later change replaces an earlier one),
+  // all of them written in one synced batch: a turn's change is acknowledged only once on disk.
+  const queue = createKeyedWriteQueue<RecordOp>({
+    async write(round) {
+      await records.write([...round.values()])
+      return undefined
+    },
+    closedError: () => new Error('turn store closed'),
+    retryMs: options.retryMs ?? 100,
+    onRetry(error, turns, retryMs) {
+      logger.error({ err: error, turns, retryMs }, 'turn batch failed: retrying')
+    },
+  })
 
   return {
     save(turn) {
-      return enqueue(turn.id, {
+      return queue.enqueue(turn.id, {
         type: 'put',
         key: encodeTurnKey(turn.id),
         value: encoder.encode(JSON.stringify(turn)),
@@ -106,7 +65,7 @@ export function createTurnStore(options: TurnStoreOptions): TurnStore {
     },
 
     delete(turnId) {
-      return enqueue(turnId, { type: 'del', key: encodeTurnKey(turnId) })
+      return queue.enqueue(turnId, { type: 'del', key: encodeTurnKey(turnId) })
     },
 
     async loadAll() {
@@ -127,17 +86,7 @@ export function createTurnStore(options: TurnStoreOptions): TurnStore {
       return found
     },
 
-    async flush() {
-      while (writing !== undefined) await writing
-    },
-
-    async close() {
-      isClosed = true
-      const dropped = waiters
-      waiters = []
-      pending = new Map()
-      for (const waiter of dropped) waiter.reject(new Error('turn store closed'))
-      await writing?.catch(() => undefined)
-    },
+    flush: () => queue.flush(),
+    close: () => queue.close(),
   }
 }

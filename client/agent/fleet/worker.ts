@@ -178,13 +178,26 @@ export function createWorker(options: WorkerOptions): Worker {
   const active = new Map<string, Promise<void>>()
   let wakeClaimer: (() => void) | undefined
 
-  /** Calls `complete`/`fail`; a turn already final (409) or a lost lease is not an error here. */
-  const settle = async (call: () => Promise<unknown>): Promise<void> => {
-    try {
-      await call()
-    } catch (error) {
-      if (error instanceof TurnsApiError && error.status === 409) return
-      onError(error)
+  /**
+   * Calls `complete`/`fail`; a turn already final (409) or a lost lease is not an error here. A
+   * transient refusal (503: in a cluster, JetStream without quorum or no scheduler) is retried with
+   * backoff for up to `retryForMs` (a lease), unless the worker stops. Regression (issue 17, no
+   * quorum): a complete refused during an outage was given up at once; its turn went back to the
+   * pool when its lease ran out and was claimed a second time only to be completed.
+   */
+  const settle = async (call: () => Promise<unknown>, retryForMs = 0): Promise<void> => {
+    const until = Date.now() + retryForMs
+    for (let delayMs = 200; ; delayMs = Math.min(delayMs * 2, 2_000)) {
+      try {
+        await call()
+        return
+      } catch (error) {
+        if (error instanceof TurnsApiError && error.status === 409) return
+        onError(error)
+        const isTransient = error instanceof TurnsApiError && error.status === 503
+        if (!isTransient || Date.now() + delayMs > until || stopping.signal.aborted) return
+        await pause(delayMs, stopping.signal)
+      }
     }
   }
 
@@ -331,7 +344,10 @@ export function createWorker(options: WorkerOptions): Worker {
         // The last worker finished the answer but died before completing the turn.
         await bounded(session.whenFlushed(), flushTimeoutMs, abort.signal)
         if (!isWritable()) return
-        await settle(() => turns.complete(turn.id, { leaseId, replyId: answerId as string }))
+        await settle(
+          () => turns.complete(turn.id, { leaseId, replyId: answerId as string }),
+          firstLease.ttlMs,
+        )
         emit({ type: 'completed', turn, answerId, status: existing.status })
         return
       }
@@ -450,7 +466,7 @@ export function createWorker(options: WorkerOptions): Worker {
         }
       }
       if (stopReason !== 'cancelled')
-        await settle(() => turns.complete(turn.id, { leaseId, replyId: current.id }))
+        await settle(() => turns.complete(turn.id, { leaseId, replyId: current.id }), firstLease.ttlMs)
       emit(
         status === 'cancelled'
           ? { type: 'cancelled', turn, answerId }

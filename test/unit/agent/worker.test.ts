@@ -11,7 +11,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 import { z } from 'zod'
 import { createSharedSessions } from '../../../client/agent/fleet/sessions.js'
-import type { TurnsClient } from '../../../client/agent/fleet/turns-client.js'
+import { TurnsApiError, type TurnsClient } from '../../../client/agent/fleet/turns-client.js'
 import { answerIdOf, type Worker, type WorkerEvent } from '../../../client/agent/fleet/worker.js'
 import type { Model } from '../../../client/agent/model.js'
 import { createAiSdkModel } from '../../../client/agent/models/ai-sdk.js'
@@ -399,6 +399,35 @@ describe('a pool worker', () => {
     })
     await until(() => done.length === 4, 10_000, 'four turns answered')
     expect(sockets).toBe(1)
+  })
+
+  it('regression: retries a complete refused with a 503 (a cluster without quorum) rather than leave the turn to be redelivered', async () => {
+    const turns = fakeTurns()
+    const { turn } = await ask('w-503', 'during an outage')
+    turns.queue.push(turn)
+    let refusals = 2
+    const worker = createWorker({
+      url: url(),
+      pool: 'main',
+      model: createDemoModel({ tokens: 4, delayMs: 1 }),
+      turns: {
+        ...turns.client,
+        async complete(turnId, request) {
+          if (refusals-- > 0) throw new TurnsApiError(503, 'storage-unavailable', 'no quorum')
+          return turns.client.complete(turnId, request)
+        },
+      },
+      claimWaitMs: 50,
+      coalesceMs: 0,
+      onError: () => {},
+    })
+    workers.push(worker)
+    const events: WorkerEvent[] = []
+    worker.on((event) => events.push(event))
+    await until(() => turns.completed.length === 1, 10_000, 'the turn completed after two refusals')
+    expect(refusals).toBe(-1)
+    expect(turns.completed[0]?.answer).toMatchObject({ status: 'complete' })
+    expect(events.filter((event) => event.type === 'completed')).toHaveLength(1)
   })
 
   it('stops the model at once when a renew says the turn was cancelled, and ends the answer cancelled', async () => {

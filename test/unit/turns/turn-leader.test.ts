@@ -55,7 +55,13 @@ afterEach(async () => {
   for (const leadership of started.splice(0)) await leadership.close()
 })
 
-function contender(bucket: ReturnType<typeof fakeBucket>, holder: string, log: string[], failStarts = 0) {
+function contender(
+  bucket: ReturnType<typeof fakeBucket>,
+  holder: string,
+  log: string[],
+  failStarts = 0,
+  startMs = 0,
+) {
   let starts = 0
   const leadership = startPoolLeadership({
     bucket: bucket as unknown as KV,
@@ -66,6 +72,7 @@ function contender(bucket: ReturnType<typeof fakeBucket>, holder: string, log: s
     lead: async () => {
       starts++
       if (starts <= failStarts) throw new Error('rebuild failed')
+      if (startMs > 0) await new Promise((resolve) => setTimeout(resolve, startMs))
       log.push(`${holder} leads`)
       return async () => {
         log.push(`${holder} stops`)
@@ -137,6 +144,22 @@ describe('pool scheduler lease', () => {
     const log: string[] = []
     const one = contender(fakeBucket(store, { revision: 0 }), 'n1', log, 2)
     await until(() => one.isLeader, 3_000, 'n1 leads after two failed starts')
+    expect(log).toEqual(['n1 leads'])
+  })
+
+  it('keeps renewing its lease while a start takes longer than the lease (regression: lease lapsed)', async () => {
+    // Regression (issue 17, no quorum): after quorum returned, the node that took the lease could
+    // not read the queue back for 10 s (JetStream still electing stream leaders); its lease loop
+    // waited on the start and renewed nothing, the lease lapsed to another node, and the pool went
+    // 17–29 s without a scheduler.
+    const store = new Map<string, FakeEntry>()
+    const counter = { revision: 0 }
+    const log: string[] = []
+    const one = contender(fakeBucket(store, counter), 'n1', log, 0, 3 * TTL_MS)
+    await until(() => store.has('pool.main'), 2_000, 'n1 takes the lease')
+    const two = contender(fakeBucket(store, counter), 'n2', log)
+    await until(() => one.isLeader, 6 * TTL_MS, 'n1 leads once started')
+    expect(two.isLeader).toBe(false)
     expect(log).toEqual(['n1 leads'])
   })
 })

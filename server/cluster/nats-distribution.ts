@@ -109,7 +109,15 @@ const Kind = {
   query: 4,
   heartbeat: 5,
   leave: 6,
+  /** Several updates of one origin, consecutive counters: relayed together at the end of a loop turn. */
+  updates: 7,
 } as const
+
+/**
+ * A batch is sent before it grows past this many update bytes (well under NATS' 1 MiB default
+ * `max_payload`); an update this large or larger goes alone, as before batching.
+ */
+const BATCH_BYTES = 64 * 1024
 
 /** What this node sends for one session: its updates under one "origin" per join. */
 interface Outgoing {
@@ -130,6 +138,17 @@ interface Announcing {
   lastSeq: number
   /** When it last announced (heartbeats repeat recently active origins). */
   activeAt: number
+}
+
+/**
+ * Updates of one session queued during the current event-loop turn, not yet relayed: they go out
+ * as one message when the turn ends (consecutive counters from `first`).
+ */
+interface Batch {
+  readonly origin: string
+  readonly first: number
+  readonly updates: Uint8Array[]
+  bytes: number
 }
 
 /** The origin and counter an update was relayed under (found again when it commits). */
@@ -230,6 +249,48 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
     }
   }
 
+  // ---- relaying updates, one message per session per loop turn ---------------------------------
+
+  /** Updates queued this turn, by session, not yet relayed. */
+  const batches = new Map<string, Batch>()
+  /** The pending end-of-turn flush, if one is scheduled. */
+  let flushing: NodeJS.Immediate | undefined
+
+  /**
+   * Relays one batch: a single update as `Kind.update` (its bytes the message's tail), several as
+   * `Kind.updates` (the first counter, the count, then each update length-prefixed).
+   */
+  const sendBatch = (sessionId: string, batch: Batch): void => {
+    const encoder = encoding.createEncoder()
+    const single = batch.updates.length === 1
+    encoding.writeUint8(encoder, single ? Kind.update : Kind.updates)
+    encoding.writeVarString(encoder, nodeId)
+    encoding.writeVarString(encoder, batch.origin)
+    encoding.writeVarUint(encoder, batch.first)
+    if (single) encoding.writeUint8Array(encoder, batch.updates[0]!)
+    else {
+      encoding.writeVarUint(encoder, batch.updates.length)
+      for (const update of batch.updates) encoding.writeVarUint8Array(encoder, update)
+    }
+    publish('update', relaySubject(sessionId), encoding.toUint8Array(encoder))
+  }
+
+  /**
+   * Relays every batch now. Runs at the end of the loop turn (setImmediate: after every socket
+   * read of this turn), and before anything that must follow the updates on the wire: a commit's
+   * announcement (a receiver that saw an announced counter missing would read it from the log),
+   * a leave, the close.
+   */
+  const flushBatches = (): void => {
+    if (flushing !== undefined) {
+      clearImmediate(flushing)
+      flushing = undefined
+    }
+    if (batches.size === 0) return
+    for (const [sessionId, batch] of batches) sendBatch(sessionId, batch)
+    batches.clear()
+  }
+
   const outgoingOf = (sessionId: string): Outgoing => {
     let out = outgoing.get(sessionId)
     if (out === undefined) {
@@ -307,6 +368,17 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
       noteCounter(state, counter)
       observer.relayed?.(1)
       session.sink.applyRemoteUpdate(update, undefined)
+      return
+    }
+    if (kind === Kind.updates) {
+      const first = decoding.readVarUint(decoder)
+      const count = decoding.readVarUint(decoder)
+      for (let i = 0; i < count; i++) {
+        const update = decoding.readVarUint8Array(decoder)
+        noteCounter(state, first + i)
+        session.sink.applyRemoteUpdate(update, undefined)
+      }
+      observer.relayed?.(count)
       return
     }
     if (kind !== Kind.stored) return
@@ -721,6 +793,7 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
       if (session === undefined || session.sink !== sink) return
       joined.delete(sessionId)
       for (const subscription of session.subscriptions) subscription.unsubscribe()
+      flushBatches()
       const out = outgoing.get(sessionId)
       if (out !== undefined && out.presence.size > 0) {
         // This node's clients of the session are gone (their sockets closed before the unload).
@@ -740,16 +813,25 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
       const out = outgoingOf(sessionId)
       out.queued++
       tags.set(update, { origin: out.origin, counter: out.queued })
-      const encoder = encoding.createEncoder()
-      encoding.writeUint8(encoder, Kind.update)
-      encoding.writeVarString(encoder, nodeId)
-      encoding.writeVarString(encoder, out.origin)
-      encoding.writeVarUint(encoder, out.queued)
-      encoding.writeUint8Array(encoder, update)
-      publish('update', relaySubject(sessionId), encoding.toUint8Array(encoder))
+      // Regression (issue 15, bench [C2]): one NATS message per update cost every nats-server and
+      // every receiving node a message each; the updates of one turn now go as one message.
+      // Adaptive: at low rates a turn holds one update, sent at the turn's end as before.
+      let batch = batches.get(sessionId)
+      if (batch !== undefined && (batch.origin !== out.origin || batch.bytes + update.length > BATCH_BYTES)) {
+        sendBatch(sessionId, batch)
+        batch = undefined
+      }
+      if (batch === undefined) {
+        batch = { origin: out.origin, first: out.queued, updates: [], bytes: 0 }
+        batches.set(sessionId, batch)
+      }
+      batch.updates.push(update)
+      batch.bytes += update.length
+      flushing ??= setImmediate(flushBatches)
     },
 
     updatesStored(entries, seqs) {
+      flushBatches()
       // One announcement per origin per commit: the counters of its updates and the seqs they got.
       const byOrigin = new Map<string, { sessionId: string; pairs: number[] }>()
       entries.forEach((entry: AppendEntry, i) => {
@@ -813,6 +895,7 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
 
     async close() {
       if (isClosed) return
+      flushBatches()
       const encoder = encoding.createEncoder()
       encoding.writeUint8(encoder, Kind.leave)
       encoding.writeVarString(encoder, nodeId)

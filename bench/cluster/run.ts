@@ -37,6 +37,7 @@ const { values } = parseArgs({
     'c1-seconds': { type: 'string', default: '10' },
     'c1-rate': { type: 'string', default: '1000' },
     ramp: { type: 'string', default: '1000,2000,3000,4000,6000,8000,10000,12000,16000,24000' },
+    'ramp-all': { type: 'boolean', default: false },
     'cpu-prof': { type: 'string' },
     seed: { type: 'string', default: '42' },
     out: { type: 'string', default: path.join(ROOT, 'bench/results') },
@@ -52,6 +53,8 @@ if (values.help) {
   --c1-rate N         [C1] updates/s over its 10 sessions (default 1000)
   --ramp LIST         [C2]'s steps in updates/s, each 4 s, stopping at the first not sustained
                       (default 1000,2000,3000,4000,6000,8000,10000,12000,16000,24000)
+  --ramp-all          run every [C2] step, sustained or not (to compare CPU and messages per
+                      update step by step between two builds on a loaded machine)
   (each [C1] row also says how long each node and load process waited for a core: /proc schedstat)
   --cpu-prof DIR      run each Colloquy node with node --cpu-prof into DIR (written at the stop)
   --seed N            (default 42)
@@ -110,6 +113,7 @@ async function crossNodeRun(
     60_000,
   )
   const broker0 = cluster.brokerCpuMicros()
+  const messages0 = await cluster.brokerMessagesIn?.()
   const result = await runStream(asServer(cluster), writer, readers, {
     ...options,
     readerUrls: cluster.nodes.slice(1).map((node) => node.url),
@@ -120,6 +124,7 @@ async function crossNodeRun(
   // is the content every node serves to a fresh client; the share of frames is reported.
   const correct = result.contentVerified && result.disconnects === 0
   const brokerMicros = cluster.brokerCpuMicros() - broker0
+  const messages1 = messages0 === undefined ? undefined : await cluster.brokerMessagesIn?.()
   const acked = !cluster.acks || (options.ackEvery > 0 && result.acksMissing === 0)
   return {
     offered: result.offeredRate,
@@ -131,6 +136,11 @@ async function crossNodeRun(
     framesPct: round((100 * result.deliveries) / Math.max(1, result.deliveriesExpected), 1),
     nodesCpuUsPerUpdate: result.serverCpuMicrosPerUpdate,
     brokerCpuUsPerUpdate: round(brokerMicros / Math.max(1, result.updatesSent), 1),
+    // Messages the nats-servers received per update (relay, announcements, log appends, acks'
+    // requests, heartbeats; from clients and routes), read from their /varz: load-independent.
+    ...(messages0 === undefined || messages1 === undefined
+      ? {}
+      : { brokerMsgsInPerUpdate: round((messages1 - messages0) / Math.max(1, result.updatesSent), 2) }),
     ...(cluster.acks && options.ackEvery > 0
       ? { ackP50Ms: result.ackP50Ms, ackP99Ms: result.ackP99Ms, acksMissing: result.acksMissing }
       : {}),
@@ -276,7 +286,7 @@ async function runTarget(
       }))
       ramp.push({ ...row, sustained: sustainedCheck })
       log(`[C2] ${id}: ${rate}/s p99 ${String((row as Row).p99Ms)} ms, sustained ${sustainedCheck}`)
-      if (!sustainedCheck) break
+      if (!sustainedCheck && !values['ramp-all']) break
     }
 
     // [C3] kill -9 of the writers' node: time to the first write through another node (acked for

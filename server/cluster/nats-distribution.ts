@@ -62,6 +62,13 @@ export interface NatsDistributionOptions {
   /** What the relay reports (metrics); every callback optional. */
   readonly observer?: NatsDistributionObserver
   /**
+   * How long commit announcements wait to be sent together (ms, default 20; 0: one message per
+   * origin per commit, at once). The announcements of every commit within this window go as one
+   * message per origin. They only reveal losses (the updates themselves crossed at once), so a
+   * receiver learns of a lost update this much later, and no update is delayed.
+   */
+  readonly announceDelayMs?: number
+  /**
    * Tests only: return false to drop an outgoing message of `kind` (`update`, `stored`,
    * `heartbeat`, `awareness`) as a congested core NATS would.
    */
@@ -112,6 +119,9 @@ const Kind = {
   /** Several updates of one origin, consecutive counters: relayed together at the end of a loop turn. */
   updates: 7,
 } as const
+
+/** See {@link NatsDistributionOptions.announceDelayMs}. */
+const DEFAULT_ANNOUNCE_DELAY_MS = 20
 
 /**
  * A batch is sent before it grows past this many update bytes (well under NATS' 1 MiB default
@@ -218,6 +228,7 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
   const heartbeatMs = options.heartbeatMs ?? 1000
   const deadAfterMs = options.deadAfterMs ?? 3500
   const logCheckMs = options.logCheckMs ?? (log.lastLogSeq === undefined ? 15_000 : 0)
+  const announceDelayMs = options.announceDelayMs ?? DEFAULT_ANNOUNCE_DELAY_MS
   /** The log's last seq for a session, by the cheapest means the log offers. */
   const lastSeqOf = async (sessionId: string): Promise<number> =>
     log.lastLogSeq === undefined ? ((await log.getMeta(sessionId))?.lastSeq ?? 0) : log.lastLogSeq(sessionId)
@@ -289,6 +300,48 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
     if (batches.size === 0) return
     for (const [sessionId, batch] of batches) sendBatch(sessionId, batch)
     batches.clear()
+  }
+
+  /** Commit announcements not sent yet, by origin: its counter and seq pairs, in commit order. */
+  const unannounced = new Map<string, { sessionId: string; pairs: number[] }>()
+  /** The pending send of {@link unannounced}, if one is scheduled. */
+  let announceTimer: NodeJS.Timeout | undefined
+
+  /**
+   * Sends one announcement per origin for every commit since the last send: the counters of its
+   * updates and the seqs they got. The updates' batches go first (a receiver that saw an
+   * announced counter missing would read it back from the log).
+   */
+  const sendAnnouncements = (): void => {
+    if (announceTimer !== undefined) {
+      clearTimeout(announceTimer)
+      announceTimer = undefined
+    }
+    if (unannounced.size === 0) return
+    flushBatches()
+    for (const [origin, { sessionId, pairs }] of unannounced) {
+      let state = announcing.get(origin)
+      if (state === undefined) {
+        state = { sessionId, origin, announced: 0, lastSeq: 0, activeAt: 0 }
+        announcing.set(origin, state)
+      }
+      state.announced++
+      state.activeAt = now()
+      const encoder = encoding.createEncoder()
+      encoding.writeUint8(encoder, Kind.stored)
+      encoding.writeVarString(encoder, nodeId)
+      encoding.writeVarString(encoder, origin)
+      encoding.writeVarUint(encoder, state.announced)
+      encoding.writeVarUint(encoder, pairs.length / 2)
+      for (let k = 0; k < pairs.length; k += 2) {
+        const seq = pairs[k + 1]!
+        encoding.writeVarUint(encoder, pairs[k]!)
+        encoding.writeVarUint(encoder, seq)
+        state.lastSeq = Math.max(state.lastSeq, seq)
+      }
+      publish('stored', relaySubject(sessionId), encoding.toUint8Array(encoder))
+    }
+    unannounced.clear()
   }
 
   const outgoingOf = (sessionId: string): Outgoing => {
@@ -651,6 +704,8 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
   // ---- heartbeats -------------------------------------------------------------------------------
 
   const sendHeartbeat = (): void => {
+    // What the heartbeat repeats is then all sent.
+    sendAnnouncements()
     const encoder = encoding.createEncoder()
     encoding.writeUint8(encoder, Kind.heartbeat)
     encoding.writeVarString(encoder, nodeId)
@@ -831,42 +886,26 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
     },
 
     updatesStored(entries, seqs) {
-      flushBatches()
-      // One announcement per origin per commit: the counters of its updates and the seqs they got.
-      const byOrigin = new Map<string, { sessionId: string; pairs: number[] }>()
+      // Regression (issue 15, bench [C1]): one announcement per origin per commit was about one
+      // NATS message per update at 1,000/s over 10 sessions (a commit every few ms, holding a few
+      // sessions' updates). Those of a window now go together.
       entries.forEach((entry: AppendEntry, i) => {
         const tag = tags.get(entry.update)
         if (tag === undefined) return // never relayed: the log check of the others finds it
-        let group = byOrigin.get(tag.origin)
+        let group = unannounced.get(tag.origin)
         if (group === undefined) {
           group = { sessionId: entry.sessionId, pairs: [] }
-          byOrigin.set(tag.origin, group)
+          unannounced.set(tag.origin, group)
         }
-        group.pairs.push(tag.counter, seqs[i]!)
+        const seq = seqs[i]!
+        group.pairs.push(tag.counter, seq)
+        const session = joined.get(entry.sessionId)
+        if (session !== undefined) markSeen(session, seq)
       })
-      for (const [origin, { sessionId, pairs }] of byOrigin) {
-        let state = announcing.get(origin)
-        if (state === undefined) {
-          state = { sessionId, origin, announced: 0, lastSeq: 0, activeAt: 0 }
-          announcing.set(origin, state)
-        }
-        state.announced++
-        state.activeAt = now()
-        const session = joined.get(sessionId)
-        const encoder = encoding.createEncoder()
-        encoding.writeUint8(encoder, Kind.stored)
-        encoding.writeVarString(encoder, nodeId)
-        encoding.writeVarString(encoder, origin)
-        encoding.writeVarUint(encoder, state.announced)
-        encoding.writeVarUint(encoder, pairs.length / 2)
-        for (let k = 0; k < pairs.length; k += 2) {
-          const seq = pairs[k + 1]!
-          encoding.writeVarUint(encoder, pairs[k]!)
-          encoding.writeVarUint(encoder, seq)
-          state.lastSeq = Math.max(state.lastSeq, seq)
-          if (session !== undefined) markSeen(session, seq)
-        }
-        publish('stored', relaySubject(sessionId), encoding.toUint8Array(encoder))
+      if (announceDelayMs === 0) sendAnnouncements()
+      else if (unannounced.size > 0 && announceTimer === undefined) {
+        announceTimer = setTimeout(sendAnnouncements, announceDelayMs)
+        announceTimer.unref()
       }
     },
 
@@ -895,6 +934,7 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
 
     async close() {
       if (isClosed) return
+      sendAnnouncements()
       flushBatches()
       const encoder = encoding.createEncoder()
       encoding.writeUint8(encoder, Kind.leave)

@@ -143,6 +143,8 @@ describe.skipIf(!hasNatsServer)('the NATS relay between nodes', () => {
     heartbeatMs = 60_000,
     observer?: NatsDistributionObserver,
     logger: Logger = createSilentLogger(),
+    // Each commit announced at once: the tests of a loss mechanism decide what is dropped when.
+    announceDelayMs = 0,
   ): Promise<{ nc: NatsConnection; relay: NatsDistribution }> => {
     const nc = await connect({ servers: [cluster.urls[server]!], timeout: 5_000 })
     const relay = createNatsDistribution({
@@ -154,6 +156,7 @@ describe.skipIf(!hasNatsServer)('the NATS relay between nodes', () => {
       heartbeatMs,
       deadAfterMs: heartbeatMs * 4,
       logCheckMs: 0,
+      announceDelayMs,
       ...(observer === undefined ? {} : { observer }),
       ...(drop === undefined ? {} : { sendFilter: (kind) => !drop(kind) }),
     })
@@ -189,10 +192,12 @@ describe.skipIf(!hasNatsServer)('the NATS relay between nodes', () => {
 
   /** Counts the relay messages of `sessionId` as they cross `nc` (a raw subscription). */
   const countRelayMessages = async (nc: NatsConnection, sessionId: string) => {
-    const seen = { messages: 0 }
+    const seen = { messages: 0, announcements: 0 }
     nc.subscribe(`colloquy.relay.${subjectToken(sessionId)}`, {
-      callback: () => {
-        seen.messages++
+      callback: (_error, message) => {
+        // The first byte is the message kind; 2 is a commit announcement.
+        if (message.data[0] === 2) seen.announcements++
+        else seen.messages++
       },
     })
     await nc.flush()
@@ -325,6 +330,45 @@ describe.skipIf(!hasNatsServer)('the NATS relay between nodes', () => {
       'the lost batch read back',
     )
     expect(counts.repaired).toBe(3)
+  })
+
+  it('regression: announces the commits of a window as one message, and a lost update is still read back', async () => {
+    // Bench [C1] (issue 15): one announcement per origin per commit was about one NATS message
+    // per update at 1,000/s over 10 sessions; a window's commits now go as one message.
+    const log = createLog()
+    const { counts, observer } = tally()
+    let updates = 0
+    const a = await startNode(
+      'a',
+      0,
+      log,
+      (kind) => kind === 'update' && ++updates === 2, // the second update's message is lost
+      60_000,
+      undefined,
+      createSilentLogger(),
+      1_000,
+    )
+    const b = await startNode('b', 0, log, undefined, 60_000, observer)
+    const sink = createSink()
+    b.relay.join('windowed', sink)
+    const wire = await countRelayMessages(b.nc, 'windowed')
+    const texts = ['first ', 'second ', 'third']
+    for (const text of texts) {
+      const update = edit(text)
+      a.relay.updateQueued('windowed', update)
+      await settle() // its own turn: a batch of its own
+      const seq = log.append('windowed', update)
+      a.relay.updatesStored([{ sessionId: 'windowed', time: Date.now(), update }], [seq])
+    }
+    await until(
+      () => sink.doc.getText('t').length === texts.join('').length,
+      3_000,
+      'all three, the lost one read back',
+    )
+    await b.nc.flush()
+    expect(wire.announcements).toBe(1)
+    expect(wire.messages).toBe(2)
+    expect(counts.repaired).toBe(1)
   })
 
   it('counts relayed and repaired updates and live nodes in its metrics', async () => {

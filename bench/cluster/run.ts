@@ -136,8 +136,9 @@ async function crossNodeRun(
     framesPct: round((100 * result.deliveries) / Math.max(1, result.deliveriesExpected), 1),
     nodesCpuUsPerUpdate: result.serverCpuMicrosPerUpdate,
     brokerCpuUsPerUpdate: round(brokerMicros / Math.max(1, result.updatesSent), 1),
-    // Messages the nats-servers received per update (relay, announcements, log appends, acks'
-    // requests, heartbeats; from clients and routes), read from their /varz: load-independent.
+    // Messages the nats-servers received per update (relay, announcements, log appends and their
+    // replication, requests, heartbeats; from clients and routes), from their /varz. Less noisy
+    // than CPU on a loaded machine, not independent of it: batches grow with the loop's turns.
     ...(messages0 === undefined || messages1 === undefined
       ? {}
       : { brokerMsgsInPerUpdate: round((messages1 - messages0) / Math.max(1, result.updatesSent), 2) }),

@@ -79,6 +79,8 @@ export interface NatsDistributionOptions {
 export interface NatsDistributionObserver {
   /** Updates received from other nodes over core NATS. */
   relayed?(count: number): void
+  /** A message published (not dropped by `sendFilter`), and the updates it holds (kind `update`). */
+  sent?(kind: MessageKind, updates: number): void
   /** Log entries read back to fill a gap, and why. */
   repaired?(entries: number, reason: RepairReason): void
   /** A node stopped sending heartbeats (or restarted): its presence was removed. */
@@ -250,10 +252,11 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
   let joins = 0
   let isClosed = false
 
-  const publish = (kind: MessageKind, subject: string, payload: Uint8Array): void => {
+  const publish = (kind: MessageKind, subject: string, payload: Uint8Array, updates = 0): void => {
     if (isClosed || !allow(kind)) return
     try {
       nc.publish(subject, payload)
+      observer.sent?.(kind, updates)
     } catch (error) {
       // A closed or draining connection: the gap checks of the other nodes cover what is lost.
       logger.debug({ err: error, subject }, 'relay publish failed')
@@ -283,7 +286,7 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
       encoding.writeVarUint(encoder, batch.updates.length)
       for (const update of batch.updates) encoding.writeVarUint8Array(encoder, update)
     }
-    publish('update', relaySubject(sessionId), encoding.toUint8Array(encoder))
+    publish('update', relaySubject(sessionId), encoding.toUint8Array(encoder), batch.updates.length)
   }
 
   /**

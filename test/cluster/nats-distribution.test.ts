@@ -394,6 +394,37 @@ describe.skipIf(!hasNatsServer)('the NATS relay between nodes', () => {
     expect(text).toContain('colloquy_cluster_live_nodes 1')
   })
 
+  it('counts the messages it sends by kind and the updates in them, so batching shows in its metrics', async () => {
+    const log = createLog()
+    const registry = new Registry()
+    const a = await startNode(
+      'a',
+      0,
+      log,
+      undefined,
+      60_000,
+      createRelayMetrics(registry, () => 0),
+    )
+    const b = await startNode('b', 0, log)
+    const sink = createSink()
+    b.relay.join('metered-sent', sink)
+    await b.nc.flush()
+    const entries = ['x', 'y', 'z'].map((text) => {
+      const update = edit(text)
+      a.relay.updateQueued('metered-sent', update)
+      return { sessionId: 'metered-sent', time: Date.now(), update, seq: log.append('metered-sent', update) }
+    })
+    a.relay.updatesStored(
+      entries,
+      entries.map((entry) => entry.seq),
+    )
+    await until(() => sink.doc.getText('t').length === 3, 3_000, 'the three updates on b')
+    const text = await registry.metrics()
+    expect(text).toContain('colloquy_relay_updates_sent_total 3')
+    expect(text).toContain('colloquy_relay_messages_sent_total{kind="update"} 1')
+    expect(text).toContain('colloquy_relay_messages_sent_total{kind="stored"} 1')
+  })
+
   it('reads a dropped update back from the log once its commit is announced', async () => {
     const log = createLog()
     let dropNext = true

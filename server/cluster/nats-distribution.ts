@@ -5,7 +5,8 @@
 // carries a per-sender counter and every commit announces the log seqs its updates got: a node
 // that sees a counter it never received, or a seq it never heard of, reads those entries back from
 // the log (Store.readLog) and applies them; Yjs makes repeats harmless. Whole-session requests
-// (deletes, imports) go over the same connection: session-control.ts.
+// (deletes, imports) go over the same connection: session-control.ts. How a node's own updates
+// and announcements are batched on the wire: relay-sender.ts.
 
 import { connect, type NatsConnection, type Subscription } from '@nats-io/transport-node'
 import * as decoding from 'lib0/decoding'
@@ -18,6 +19,7 @@ import {
 import type { Logger } from '../observability/log.js'
 import type { AppendEntry, Store } from '../persistence/store.js'
 import type { Distribution, DistributionSink } from '../session/distribution.js'
+import { createRelaySender, DEFAULT_ANNOUNCE_DELAY_MS, Kind } from './relay-sender.js'
 import { createSessionControl } from './session-control.js'
 
 /** What the relay reads from the log to repair a gap. */
@@ -111,26 +113,6 @@ const HISTORY_TICKS = 4
 /** A repair that keeps failing is retried after 1, 2, 4… heartbeats, at most this many apart. */
 const MAX_RETRY_TICKS = 30
 
-const Kind = {
-  update: 1,
-  stored: 2,
-  awareness: 3,
-  query: 4,
-  heartbeat: 5,
-  leave: 6,
-  /** Several updates of one origin, consecutive counters: relayed together at the end of a loop turn. */
-  updates: 7,
-} as const
-
-/** See {@link NatsDistributionOptions.announceDelayMs}. */
-const DEFAULT_ANNOUNCE_DELAY_MS = 20
-
-/**
- * A batch is sent before it grows past this many update bytes (well under NATS' 1 MiB default
- * `max_payload`); an update this large or larger goes alone, as before batching.
- */
-const BATCH_BYTES = 64 * 1024
-
 /** What this node sends for one session: its updates under one "origin" per join. */
 interface Outgoing {
   readonly origin: string
@@ -138,29 +120,6 @@ interface Outgoing {
   queued: number
   /** This node's connections' awareness states, by client id: sent to nodes that ask. */
   readonly presence: Map<number, AwarenessEntry>
-}
-
-/** The commit announcements of one origin (it may outlive its join: late commits still announce). */
-interface Announcing {
-  readonly sessionId: string
-  readonly origin: string
-  /** Announcements sent so far. */
-  announced: number
-  /** The highest seq announced. */
-  lastSeq: number
-  /** When it last announced (heartbeats repeat recently active origins). */
-  activeAt: number
-}
-
-/**
- * Updates of one session queued during the current event-loop turn, not yet relayed: they go out
- * as one message when the turn ends (consecutive counters from `first`).
- */
-interface Batch {
-  readonly origin: string
-  readonly first: number
-  readonly updates: Uint8Array[]
-  bytes: number
 }
 
 /** The origin and counter an update was relayed under (found again when it commits). */
@@ -230,7 +189,6 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
   const heartbeatMs = options.heartbeatMs ?? 1000
   const deadAfterMs = options.deadAfterMs ?? 3500
   const logCheckMs = options.logCheckMs ?? (log.lastLogSeq === undefined ? 15_000 : 0)
-  const announceDelayMs = options.announceDelayMs ?? DEFAULT_ANNOUNCE_DELAY_MS
   /** The log's last seq for a session, by the cheapest means the log offers. */
   const lastSeqOf = async (sessionId: string): Promise<number> =>
     log.lastLogSeq === undefined ? ((await log.getMeta(sessionId))?.lastSeq ?? 0) : log.lastLogSeq(sessionId)
@@ -245,7 +203,6 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
 
   const joined = new Map<string, Joined>()
   const outgoing = new Map<string, Outgoing>()
-  const announcing = new Map<string, Announcing>()
   /** Each relayed update's tag, by the update's bytes: the write queue stores those very bytes. */
   const tags = new WeakMap<Uint8Array, QueuedTag>()
   const nodes = new Map<string, NodeState>()
@@ -263,89 +220,14 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
     }
   }
 
-  // ---- relaying updates, one message per session per loop turn ---------------------------------
-
-  /** Updates queued this turn, by session, not yet relayed. */
-  const batches = new Map<string, Batch>()
-  /** The pending end-of-turn flush, if one is scheduled. */
-  let flushing: NodeJS.Immediate | undefined
-
-  /**
-   * Relays one batch: a single update as `Kind.update` (its bytes the message's tail), several as
-   * `Kind.updates` (the first counter, the count, then each update length-prefixed).
-   */
-  const sendBatch = (sessionId: string, batch: Batch): void => {
-    const encoder = encoding.createEncoder()
-    const single = batch.updates.length === 1
-    encoding.writeUint8(encoder, single ? Kind.update : Kind.updates)
-    encoding.writeVarString(encoder, nodeId)
-    encoding.writeVarString(encoder, batch.origin)
-    encoding.writeVarUint(encoder, batch.first)
-    if (single) encoding.writeUint8Array(encoder, batch.updates[0]!)
-    else {
-      encoding.writeVarUint(encoder, batch.updates.length)
-      for (const update of batch.updates) encoding.writeVarUint8Array(encoder, update)
-    }
-    publish('update', relaySubject(sessionId), encoding.toUint8Array(encoder), batch.updates.length)
-  }
-
-  /**
-   * Relays every batch now. Runs at the end of the loop turn (setImmediate: after every socket
-   * read of this turn), and before anything that must follow the updates on the wire: a commit's
-   * announcement (a receiver that saw an announced counter missing would read it from the log),
-   * a leave, the close.
-   */
-  const flushBatches = (): void => {
-    if (flushing !== undefined) {
-      clearImmediate(flushing)
-      flushing = undefined
-    }
-    if (batches.size === 0) return
-    for (const [sessionId, batch] of batches) sendBatch(sessionId, batch)
-    batches.clear()
-  }
-
-  /** Commit announcements not sent yet, by origin: its counter and seq pairs, in commit order. */
-  const unannounced = new Map<string, { sessionId: string; pairs: number[] }>()
-  /** The pending send of {@link unannounced}, if one is scheduled. */
-  let announceTimer: NodeJS.Timeout | undefined
-
-  /**
-   * Sends one announcement per origin for every commit since the last send: the counters of its
-   * updates and the seqs they got. The updates' batches go first (a receiver that saw an
-   * announced counter missing would read it back from the log).
-   */
-  const sendAnnouncements = (): void => {
-    if (announceTimer !== undefined) {
-      clearTimeout(announceTimer)
-      announceTimer = undefined
-    }
-    if (unannounced.size === 0) return
-    flushBatches()
-    for (const [origin, { sessionId, pairs }] of unannounced) {
-      let state = announcing.get(origin)
-      if (state === undefined) {
-        state = { sessionId, origin, announced: 0, lastSeq: 0, activeAt: 0 }
-        announcing.set(origin, state)
-      }
-      state.announced++
-      state.activeAt = now()
-      const encoder = encoding.createEncoder()
-      encoding.writeUint8(encoder, Kind.stored)
-      encoding.writeVarString(encoder, nodeId)
-      encoding.writeVarString(encoder, origin)
-      encoding.writeVarUint(encoder, state.announced)
-      encoding.writeVarUint(encoder, pairs.length / 2)
-      for (let k = 0; k < pairs.length; k += 2) {
-        const seq = pairs[k + 1]!
-        encoding.writeVarUint(encoder, pairs[k]!)
-        encoding.writeVarUint(encoder, seq)
-        state.lastSeq = Math.max(state.lastSeq, seq)
-      }
-      publish('stored', relaySubject(sessionId), encoding.toUint8Array(encoder))
-    }
-    unannounced.clear()
-  }
+  const sender = createRelaySender({
+    nodeId,
+    subjectOf: relaySubject,
+    publish,
+    announceDelayMs: options.announceDelayMs ?? DEFAULT_ANNOUNCE_DELAY_MS,
+    now,
+  })
+  const { announcing } = sender
 
   const outgoingOf = (sessionId: string): Outgoing => {
     let out = outgoing.get(sessionId)
@@ -708,7 +590,7 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
 
   const sendHeartbeat = (): void => {
     // What the heartbeat repeats is then all sent.
-    sendAnnouncements()
+    sender.flushAnnouncements()
     const encoder = encoding.createEncoder()
     encoding.writeUint8(encoder, Kind.heartbeat)
     encoding.writeVarString(encoder, nodeId)
@@ -851,7 +733,7 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
       if (session === undefined || session.sink !== sink) return
       joined.delete(sessionId)
       for (const subscription of session.subscriptions) subscription.unsubscribe()
-      flushBatches()
+      sender.flushUpdates()
       const out = outgoing.get(sessionId)
       if (out !== undefined && out.presence.size > 0) {
         // This node's clients of the session are gone (their sockets closed before the unload).
@@ -874,18 +756,7 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
       // Regression (issue 15, bench [C2]): one NATS message per update cost every nats-server and
       // every receiving node a message each; the updates of one turn now go as one message.
       // Adaptive: at low rates a turn holds one update, sent at the turn's end as before.
-      let batch = batches.get(sessionId)
-      if (batch !== undefined && (batch.origin !== out.origin || batch.bytes + update.length > BATCH_BYTES)) {
-        sendBatch(sessionId, batch)
-        batch = undefined
-      }
-      if (batch === undefined) {
-        batch = { origin: out.origin, first: out.queued, updates: [], bytes: 0 }
-        batches.set(sessionId, batch)
-      }
-      batch.updates.push(update)
-      batch.bytes += update.length
-      flushing ??= setImmediate(flushBatches)
+      sender.queue(sessionId, out.origin, out.queued, update)
     },
 
     updatesStored(entries, seqs) {
@@ -895,21 +766,12 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
       entries.forEach((entry: AppendEntry, i) => {
         const tag = tags.get(entry.update)
         if (tag === undefined) return // never relayed: the log check of the others finds it
-        let group = unannounced.get(tag.origin)
-        if (group === undefined) {
-          group = { sessionId: entry.sessionId, pairs: [] }
-          unannounced.set(tag.origin, group)
-        }
         const seq = seqs[i]!
-        group.pairs.push(tag.counter, seq)
+        sender.stored(entry.sessionId, tag.origin, tag.counter, seq)
         const session = joined.get(entry.sessionId)
         if (session !== undefined) markSeen(session, seq)
       })
-      if (announceDelayMs === 0) sendAnnouncements()
-      else if (unannounced.size > 0 && announceTimer === undefined) {
-        announceTimer = setTimeout(sendAnnouncements, announceDelayMs)
-        announceTimer.unref()
-      }
+      sender.committed()
     },
 
     awarenessChanged(sessionId, update) {
@@ -937,8 +799,8 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
 
     async close() {
       if (isClosed) return
-      sendAnnouncements()
-      flushBatches()
+      sender.flushAnnouncements()
+      sender.flushUpdates()
       const encoder = encoding.createEncoder()
       encoding.writeUint8(encoder, Kind.leave)
       encoding.writeVarString(encoder, nodeId)

@@ -125,6 +125,7 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
           logger,
           observer: {
             relayed: (count) => relayMetrics?.relayed?.(count),
+            sent: (kind, updates) => relayMetrics?.sent?.(kind, updates),
             repaired: (entries, reason) => relayMetrics?.repaired?.(entries, reason),
             nodeLost: (node) => relayMetrics?.nodeLost?.(node),
           },

@@ -35,6 +35,11 @@ export interface BenchCluster {
   nodesCpuMicros(): number
   /** CPU time of the broker processes (nats-servers or redis), µs. */
   brokerCpuMicros(): number
+  /**
+   * Messages the broker received so far, summed over its servers (nats-server `/varz` `in_msgs`:
+   * from clients and from the other servers' routes); undefined where the broker does not say.
+   */
+  brokerMessagesIn?(): Promise<number>
   stop(): Promise<void>
 }
 
@@ -135,6 +140,15 @@ async function startColloquyCluster(dataDir: string, nodeArgs: readonly string[]
     })),
     nodesCpuMicros: () => trackers.reduce((sum, tracker) => sum + tracker.read(), 0),
     brokerCpuMicros: () => brokers.reduce((sum, tracker) => sum + tracker.read(), 0),
+    async brokerMessagesIn() {
+      const counts = await Promise.all(
+        nats.nodes.map(async (node) => {
+          const response = await fetch(`http://127.0.0.1:${node.monitorPort}/varz`)
+          return ((await response.json()) as { in_msgs?: number }).in_msgs ?? 0
+        }),
+      )
+      return counts.reduce((sum, count) => sum + count, 0)
+    },
     async stop() {
       await Promise.all(servers.map((server) => server.stop(5_000)))
       await nats.stop()

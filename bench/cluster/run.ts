@@ -37,6 +37,7 @@ const { values } = parseArgs({
     'c1-seconds': { type: 'string', default: '10' },
     'c1-rate': { type: 'string', default: '1000' },
     ramp: { type: 'string', default: '1000,2000,3000,4000,6000,8000,10000,12000,16000,24000' },
+    'ramp-all': { type: 'boolean', default: false },
     'cpu-prof': { type: 'string' },
     seed: { type: 'string', default: '42' },
     out: { type: 'string', default: path.join(ROOT, 'bench/results') },
@@ -52,6 +53,8 @@ if (values.help) {
   --c1-rate N         [C1] updates/s over its 10 sessions (default 1000)
   --ramp LIST         [C2]'s steps in updates/s, each 4 s, stopping at the first not sustained
                       (default 1000,2000,3000,4000,6000,8000,10000,12000,16000,24000)
+  --ramp-all          run every [C2] step, sustained or not (to compare CPU and messages per
+                      update step by step between two builds on a loaded machine)
   (each [C1] row also says how long each node and load process waited for a core: /proc schedstat)
   --cpu-prof DIR      run each Colloquy node with node --cpu-prof into DIR (written at the stop)
   --seed N            (default 42)
@@ -93,12 +96,17 @@ function asServer(cluster: BenchCluster): RunningServer {
   }
 }
 
-/** One cross-node run: the stream row plus the broker's CPU per update and the acks. */
+/**
+ * One cross-node run: the stream row plus the broker's CPU per update and the acks. `afterRun`
+ * runs as soon as the stream is done, before this reads the nodes' /metrics (a scrape resets
+ * their event-loop figures).
+ */
 async function crossNodeRun(
   cluster: BenchCluster,
   writer: LoadProcess,
   readers: LoadProcess,
   options: StreamOptions,
+  afterRun?: () => Promise<void>,
 ): Promise<Row & { sustainedCheck: boolean }> {
   // Every node holds the sessions before the clock starts: an idle client on the writers' node
   // loads them there first (Hocuspocus relays a node's updates over Redis only once the document
@@ -110,6 +118,8 @@ async function crossNodeRun(
     60_000,
   )
   const broker0 = cluster.brokerCpuMicros()
+  const messages0 = await cluster.brokerMessagesIn?.()
+  const relay0 = await relaySent(cluster)
   const result = await runStream(asServer(cluster), writer, readers, {
     ...options,
     readerUrls: cluster.nodes.slice(1).map((node) => node.url),
@@ -120,6 +130,9 @@ async function crossNodeRun(
   // is the content every node serves to a fresh client; the share of frames is reported.
   const correct = result.contentVerified && result.disconnects === 0
   const brokerMicros = cluster.brokerCpuMicros() - broker0
+  await afterRun?.()
+  const messages1 = messages0 === undefined ? undefined : await cluster.brokerMessagesIn?.()
+  const relay1 = relay0 === undefined ? undefined : await relaySent(cluster)
   const acked = !cluster.acks || (options.ackEvery > 0 && result.acksMissing === 0)
   return {
     offered: result.offeredRate,
@@ -131,6 +144,21 @@ async function crossNodeRun(
     framesPct: round((100 * result.deliveries) / Math.max(1, result.deliveriesExpected), 1),
     nodesCpuUsPerUpdate: result.serverCpuMicrosPerUpdate,
     brokerCpuUsPerUpdate: round(brokerMicros / Math.max(1, result.updatesSent), 1),
+    // Messages the nats-servers received per update (relay, announcements, log appends and their
+    // replication, requests, heartbeats; from clients and routes), from their /varz. Less noisy
+    // than CPU on a loaded machine, not independent of it: batches grow with the loop's turns.
+    ...(messages0 === undefined || messages1 === undefined
+      ? {}
+      : { brokerMsgsInPerUpdate: round((messages1 - messages0) / Math.max(1, result.updatesSent), 2) }),
+    // Updates per relay message (the relay sends one per session per event-loop turn).
+    ...(relay0 === undefined || relay1 === undefined
+      ? {}
+      : {
+          relayUpdatesPerMsg: round(
+            (relay1.updates - relay0.updates) / Math.max(1, relay1.messages - relay0.messages),
+            2,
+          ),
+        }),
     ...(cluster.acks && options.ackEvery > 0
       ? { ackP50Ms: result.ackP50Ms, ackP99Ms: result.ackP99Ms, acksMissing: result.acksMissing }
       : {}),
@@ -196,6 +224,20 @@ async function eventLoopDelays(cluster: BenchCluster): Promise<string> {
   return nodes.map((node, i) => `${node.name} ${figures[i]}`).join(', ')
 }
 
+/** The relay's updates and update messages sent so far, summed over the running Colloquy nodes. */
+async function relaySent(cluster: BenchCluster): Promise<{ updates: number; messages: number } | undefined> {
+  if (cluster.id !== 'colloquy-nats') return undefined
+  const sent = { updates: 0, messages: 0 }
+  for (const node of cluster.nodes.filter((each) => each.isRunning())) {
+    const text = await (await fetch(`${node.url.replace('ws:', 'http:')}/metrics`)).text()
+    sent.updates += Number(/^colloquy_relay_updates_sent_total (\S+)$/m.exec(text)?.[1] ?? 0)
+    sent.messages += Number(
+      /^colloquy_relay_messages_sent_total\{kind="update"\} (\S+)$/m.exec(text)?.[1] ?? 0,
+    )
+  }
+  return sent
+}
+
 /** Updates the Colloquy nodes read back from the log to fill relay gaps, summed (all reasons). */
 async function repairedUpdates(cluster: BenchCluster): Promise<number> {
   if (cluster.id !== 'colloquy-nats') return Number.NaN
@@ -238,16 +280,17 @@ async function runTarget(
       { name: 'writer', pid: () => writer.pid },
       { name: 'readers', pid: () => readers.pid },
     ])
-    const { sustainedCheck: _, ...measured } = await crossNodeRun(cluster, writer, readers, {
-      ...base,
-      name: 'c1',
-      sessions: 10,
-      totalRate: c1Rate,
-      durationMs: c1Ms,
-      ackEvery,
-    })
+    let loopDelays = ''
+    const { sustainedCheck: _, ...measured } = await crossNodeRun(
+      cluster,
+      writer,
+      readers,
+      { ...base, name: 'c1', sessions: 10, totalRate: c1Rate, durationMs: c1Ms, ackEvery },
+      async () => {
+        loopDelays = await eventLoopDelays(cluster)
+      },
+    )
     const runQueue = waits()
-    const loopDelays = await eventLoopDelays(cluster)
     const latency: Row = {
       ...measured,
       ...(loopDelays === '' ? {} : { eventLoopMaxP99Ms: loopDelays }),
@@ -276,7 +319,7 @@ async function runTarget(
       }))
       ramp.push({ ...row, sustained: sustainedCheck })
       log(`[C2] ${id}: ${rate}/s p99 ${String((row as Row).p99Ms)} ms, sustained ${sustainedCheck}`)
-      if (!sustainedCheck) break
+      if (!sustainedCheck && !values['ramp-all']) break
     }
 
     // [C3] kill -9 of the writers' node: time to the first write through another node (acked for

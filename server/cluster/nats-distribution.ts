@@ -5,7 +5,8 @@
 // carries a per-sender counter and every commit announces the log seqs its updates got: a node
 // that sees a counter it never received, or a seq it never heard of, reads those entries back from
 // the log (Store.readLog) and applies them; Yjs makes repeats harmless. Whole-session requests
-// (deletes, imports) go over the same connection: session-control.ts.
+// (deletes, imports) go over the same connection: session-control.ts. How a node's own updates
+// and announcements are batched on the wire: relay-sender.ts.
 
 import { connect, type NatsConnection, type Subscription } from '@nats-io/transport-node'
 import * as decoding from 'lib0/decoding'
@@ -18,6 +19,7 @@ import {
 import type { Logger } from '../observability/log.js'
 import type { AppendEntry, Store } from '../persistence/store.js'
 import type { Distribution, DistributionSink } from '../session/distribution.js'
+import { createRelaySender, DEFAULT_ANNOUNCE_DELAY_MS, Kind } from './relay-sender.js'
 import { createSessionControl } from './session-control.js'
 
 /** What the relay reads from the log to repair a gap. */
@@ -62,6 +64,13 @@ export interface NatsDistributionOptions {
   /** What the relay reports (metrics); every callback optional. */
   readonly observer?: NatsDistributionObserver
   /**
+   * How long commit announcements wait to be sent together (ms, default 20; 0: one message per
+   * origin per commit, at once). The announcements of every commit within this window go as one
+   * message per origin. They only reveal losses (the updates themselves crossed at once), so a
+   * receiver learns of a lost update this much later, and no update is delayed.
+   */
+  readonly announceDelayMs?: number
+  /**
    * Tests only: return false to drop an outgoing message of `kind` (`update`, `stored`,
    * `heartbeat`, `awareness`) as a congested core NATS would.
    */
@@ -72,6 +81,8 @@ export interface NatsDistributionOptions {
 export interface NatsDistributionObserver {
   /** Updates received from other nodes over core NATS. */
   relayed?(count: number): void
+  /** A message published (not dropped by `sendFilter`), and the updates it holds (kind `update`). */
+  sent?(kind: MessageKind, updates: number): void
   /** Log entries read back to fill a gap, and why. */
   repaired?(entries: number, reason: RepairReason): void
   /** A node stopped sending heartbeats (or restarted): its presence was removed. */
@@ -102,15 +113,6 @@ const HISTORY_TICKS = 4
 /** A repair that keeps failing is retried after 1, 2, 4… heartbeats, at most this many apart. */
 const MAX_RETRY_TICKS = 30
 
-const Kind = {
-  update: 1,
-  stored: 2,
-  awareness: 3,
-  query: 4,
-  heartbeat: 5,
-  leave: 6,
-} as const
-
 /** What this node sends for one session: its updates under one "origin" per join. */
 interface Outgoing {
   readonly origin: string
@@ -118,18 +120,6 @@ interface Outgoing {
   queued: number
   /** This node's connections' awareness states, by client id: sent to nodes that ask. */
   readonly presence: Map<number, AwarenessEntry>
-}
-
-/** The commit announcements of one origin (it may outlive its join: late commits still announce). */
-interface Announcing {
-  readonly sessionId: string
-  readonly origin: string
-  /** Announcements sent so far. */
-  announced: number
-  /** The highest seq announced. */
-  lastSeq: number
-  /** When it last announced (heartbeats repeat recently active origins). */
-  activeAt: number
 }
 
 /** The origin and counter an update was relayed under (found again when it commits). */
@@ -213,22 +203,31 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
 
   const joined = new Map<string, Joined>()
   const outgoing = new Map<string, Outgoing>()
-  const announcing = new Map<string, Announcing>()
   /** Each relayed update's tag, by the update's bytes: the write queue stores those very bytes. */
   const tags = new WeakMap<Uint8Array, QueuedTag>()
   const nodes = new Map<string, NodeState>()
   let joins = 0
   let isClosed = false
 
-  const publish = (kind: MessageKind, subject: string, payload: Uint8Array): void => {
+  const publish = (kind: MessageKind, subject: string, payload: Uint8Array, updates = 0): void => {
     if (isClosed || !allow(kind)) return
     try {
       nc.publish(subject, payload)
+      observer.sent?.(kind, updates)
     } catch (error) {
       // A closed or draining connection: the gap checks of the other nodes cover what is lost.
       logger.debug({ err: error, subject }, 'relay publish failed')
     }
   }
+
+  const sender = createRelaySender({
+    nodeId,
+    subjectOf: relaySubject,
+    publish,
+    announceDelayMs: options.announceDelayMs ?? DEFAULT_ANNOUNCE_DELAY_MS,
+    now,
+  })
+  const { announcing } = sender
 
   const outgoingOf = (sessionId: string): Outgoing => {
     let out = outgoing.get(sessionId)
@@ -307,6 +306,17 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
       noteCounter(state, counter)
       observer.relayed?.(1)
       session.sink.applyRemoteUpdate(update, undefined)
+      return
+    }
+    if (kind === Kind.updates) {
+      const first = decoding.readVarUint(decoder)
+      const count = decoding.readVarUint(decoder)
+      for (let i = 0; i < count; i++) {
+        const update = decoding.readVarUint8Array(decoder)
+        noteCounter(state, first + i)
+        session.sink.applyRemoteUpdate(update, undefined)
+      }
+      observer.relayed?.(count)
       return
     }
     if (kind !== Kind.stored) return
@@ -579,6 +589,8 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
   // ---- heartbeats -------------------------------------------------------------------------------
 
   const sendHeartbeat = (): void => {
+    // What the heartbeat repeats is then all sent.
+    sender.flushAnnouncements()
     const encoder = encoding.createEncoder()
     encoding.writeUint8(encoder, Kind.heartbeat)
     encoding.writeVarString(encoder, nodeId)
@@ -721,6 +733,7 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
       if (session === undefined || session.sink !== sink) return
       joined.delete(sessionId)
       for (const subscription of session.subscriptions) subscription.unsubscribe()
+      sender.flushUpdates()
       const out = outgoing.get(sessionId)
       if (out !== undefined && out.presence.size > 0) {
         // This node's clients of the session are gone (their sockets closed before the unload).
@@ -740,52 +753,25 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
       const out = outgoingOf(sessionId)
       out.queued++
       tags.set(update, { origin: out.origin, counter: out.queued })
-      const encoder = encoding.createEncoder()
-      encoding.writeUint8(encoder, Kind.update)
-      encoding.writeVarString(encoder, nodeId)
-      encoding.writeVarString(encoder, out.origin)
-      encoding.writeVarUint(encoder, out.queued)
-      encoding.writeUint8Array(encoder, update)
-      publish('update', relaySubject(sessionId), encoding.toUint8Array(encoder))
+      // Regression (issue 15, bench [C2]): one NATS message per update cost every nats-server and
+      // every receiving node a message each; the updates of one turn now go as one message.
+      // Adaptive: at low rates a turn holds one update, sent at the turn's end as before.
+      sender.queue(sessionId, out.origin, out.queued, update)
     },
 
     updatesStored(entries, seqs) {
-      // One announcement per origin per commit: the counters of its updates and the seqs they got.
-      const byOrigin = new Map<string, { sessionId: string; pairs: number[] }>()
+      // Regression (issue 15, bench [C1]): one announcement per origin per commit was about one
+      // NATS message per update at 1,000/s over 10 sessions (a commit every few ms, holding a few
+      // sessions' updates). Those of a window now go together.
       entries.forEach((entry: AppendEntry, i) => {
         const tag = tags.get(entry.update)
         if (tag === undefined) return // never relayed: the log check of the others finds it
-        let group = byOrigin.get(tag.origin)
-        if (group === undefined) {
-          group = { sessionId: entry.sessionId, pairs: [] }
-          byOrigin.set(tag.origin, group)
-        }
-        group.pairs.push(tag.counter, seqs[i]!)
+        const seq = seqs[i]!
+        sender.stored(entry.sessionId, tag.origin, tag.counter, seq)
+        const session = joined.get(entry.sessionId)
+        if (session !== undefined) markSeen(session, seq)
       })
-      for (const [origin, { sessionId, pairs }] of byOrigin) {
-        let state = announcing.get(origin)
-        if (state === undefined) {
-          state = { sessionId, origin, announced: 0, lastSeq: 0, activeAt: 0 }
-          announcing.set(origin, state)
-        }
-        state.announced++
-        state.activeAt = now()
-        const session = joined.get(sessionId)
-        const encoder = encoding.createEncoder()
-        encoding.writeUint8(encoder, Kind.stored)
-        encoding.writeVarString(encoder, nodeId)
-        encoding.writeVarString(encoder, origin)
-        encoding.writeVarUint(encoder, state.announced)
-        encoding.writeVarUint(encoder, pairs.length / 2)
-        for (let k = 0; k < pairs.length; k += 2) {
-          const seq = pairs[k + 1]!
-          encoding.writeVarUint(encoder, pairs[k]!)
-          encoding.writeVarUint(encoder, seq)
-          state.lastSeq = Math.max(state.lastSeq, seq)
-          if (session !== undefined) markSeen(session, seq)
-        }
-        publish('stored', relaySubject(sessionId), encoding.toUint8Array(encoder))
-      }
+      sender.committed()
     },
 
     awarenessChanged(sessionId, update) {
@@ -813,6 +799,8 @@ export function createNatsDistribution(options: NatsDistributionOptions): NatsDi
 
     async close() {
       if (isClosed) return
+      sender.flushAnnouncements()
+      sender.flushUpdates()
       const encoder = encoding.createEncoder()
       encoding.writeUint8(encoder, Kind.leave)
       encoding.writeVarString(encoder, nodeId)

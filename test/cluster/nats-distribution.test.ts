@@ -143,6 +143,8 @@ describe.skipIf(!hasNatsServer)('the NATS relay between nodes', () => {
     heartbeatMs = 60_000,
     observer?: NatsDistributionObserver,
     logger: Logger = createSilentLogger(),
+    // Each commit announced at once: the tests of a loss mechanism decide what is dropped when.
+    announceDelayMs = 0,
   ): Promise<{ nc: NatsConnection; relay: NatsDistribution }> => {
     const nc = await connect({ servers: [cluster.urls[server]!], timeout: 5_000 })
     const relay = createNatsDistribution({
@@ -154,6 +156,7 @@ describe.skipIf(!hasNatsServer)('the NATS relay between nodes', () => {
       heartbeatMs,
       deadAfterMs: heartbeatMs * 4,
       logCheckMs: 0,
+      announceDelayMs,
       ...(observer === undefined ? {} : { observer }),
       ...(drop === undefined ? {} : { sendFilter: (kind) => !drop(kind) }),
     })
@@ -187,6 +190,187 @@ describe.skipIf(!hasNatsServer)('the NATS relay between nodes', () => {
     expect(subjectToken('s.1')).toBe('s%2E1')
   })
 
+  /** Counts the relay messages of `sessionId` as they cross `nc` (a raw subscription). */
+  const countRelayMessages = async (nc: NatsConnection, sessionId: string) => {
+    const seen = { messages: 0, announcements: 0 }
+    nc.subscribe(`colloquy.relay.${subjectToken(sessionId)}`, {
+      callback: (_error, message) => {
+        // The first byte is the message kind; 2 is a commit announcement.
+        if (message.data[0] === 2) seen.announcements++
+        else seen.messages++
+      },
+    })
+    await nc.flush()
+    return seen
+  }
+
+  /** An observer that sums what the relay reports. */
+  const tally = () => {
+    const counts = { relayed: 0, repaired: 0 }
+    const observer: NatsDistributionObserver = {
+      relayed: (count) => {
+        counts.relayed += count
+      },
+      repaired: (entries) => {
+        counts.repaired += entries
+      },
+    }
+    return { counts, observer }
+  }
+
+  it('regression: relays the updates queued in one loop turn as one message, each applied and counted', async () => {
+    // Bench [C2] (issue 15): one NATS message per update cost every nats-server and every node a
+    // message each at high rates; the updates of one turn now cross as one.
+    const log = createLog()
+    const { counts, observer } = tally()
+    const a = await startNode('a', 0, log)
+    const b = await startNode('b', 0, log, undefined, 60_000, observer)
+    const sink = createSink()
+    b.relay.join('batched', sink)
+    const wire = await countRelayMessages(b.nc, 'batched')
+    const words = ['one ', 'two ', 'three ', 'four ', 'five']
+    for (const word of words) a.relay.updateQueued('batched', edit(word))
+    await until(() => counts.relayed === words.length, 3_000, 'five updates relayed')
+    await b.nc.flush()
+    expect(wire.messages).toBe(1)
+    expect(sink.doc.getText('t').length).toBe(words.join('').length)
+    // A later turn's update is a message of its own, its counter following the batch's.
+    a.relay.updateQueued('batched', edit('six'))
+    await until(() => counts.relayed === words.length + 1, 3_000, 'the sixth update')
+    await b.nc.flush()
+    expect(wire.messages).toBe(2)
+    expect(counts.repaired).toBe(0)
+  })
+
+  it('sends a batch before it grows past 64 KiB, so a turn of large updates is several messages', async () => {
+    const log = createLog()
+    const { counts, observer } = tally()
+    const a = await startNode('a', 0, log)
+    const b = await startNode('b', 0, log, undefined, 60_000, observer)
+    const sink = createSink()
+    b.relay.join('large', sink)
+    const wire = await countRelayMessages(b.nc, 'large')
+    const big = 'x'.repeat(40 * 1024)
+    for (let i = 0; i < 3; i++) a.relay.updateQueued('large', edit(big))
+    await until(() => counts.relayed === 3, 3_000, 'three large updates relayed')
+    await b.nc.flush()
+    expect(wire.messages).toBe(3)
+    expect(sink.doc.getText('t').length).toBe(3 * big.length)
+  })
+
+  it('regression: announces a commit only after the batch holding its updates, so nothing is read back', async () => {
+    // The commit of updates queued in the same turn flushes their batch first: an announcement
+    // ahead of its updates would make the receiver read them from the log for nothing.
+    const memory = createLog()
+    const log = withFailingReads(memory, () => false)
+    const { counts, observer } = tally()
+    const a = await startNode('a', 0, log)
+    const b = await startNode('b', 0, log, undefined, 60_000, observer)
+    const sink = createSink()
+    b.relay.join('ordered', sink)
+    await b.nc.flush()
+    const entries = ['alpha ', 'beta'].map((text) => {
+      const update = edit(text)
+      a.relay.updateQueued('ordered', update)
+      return { sessionId: 'ordered', time: Date.now(), update, seq: memory.append('ordered', update) }
+    })
+    a.relay.updatesStored(
+      entries,
+      entries.map((entry) => entry.seq),
+    )
+    await until(() => counts.relayed === 2, 3_000, 'both updates relayed')
+    await a.nc.flush()
+    await b.nc.flush()
+    await settle()
+    expect(sink.doc.getText('t').length).toBe('alpha beta'.length)
+    expect(log.reads).toBe(0)
+    expect(counts.repaired).toBe(0)
+  })
+
+  it('reads a lost batch back from the log and only it, when a later batch arrived and the commit is announced', async () => {
+    const log = createLog()
+    const { counts, observer } = tally()
+    let dropNext = true
+    const a = await startNode(
+      'a',
+      0,
+      log,
+      (kind) => {
+        if (kind !== 'update' || !dropNext) return false
+        dropNext = false
+        return true
+      },
+      60_000,
+    )
+    const b = await startNode('b', 0, log, undefined, 60_000, observer)
+    const sink = createSink()
+    b.relay.join('partly', sink)
+    await b.nc.flush()
+    const queue = (texts: string[]) =>
+      texts.map((text) => {
+        const update = edit(text)
+        a.relay.updateQueued('partly', update)
+        return { sessionId: 'partly', time: Date.now(), update, seq: log.append('partly', update) }
+      })
+    // Turn 1: three updates, one message, lost on the wire. Turn 2: two updates that arrive.
+    const lost = queue(['lost-1 ', 'lost-2 ', 'lost-3 '])
+    await settle()
+    const arrived = queue(['kept-1 ', 'kept-2'])
+    await until(() => counts.relayed === 2, 3_000, 'the second batch relayed')
+    expect(sink.doc.getText('t').length).toBe('kept-1 kept-2'.length)
+    // One commit of all five: counters 1–3 were never received, so their seqs are read back.
+    const entries = [...lost, ...arrived]
+    a.relay.updatesStored(
+      entries,
+      entries.map((entry) => entry.seq),
+    )
+    await until(
+      () => sink.doc.getText('t').length === 'lost-1 lost-2 lost-3 kept-1 kept-2'.length,
+      3_000,
+      'the lost batch read back',
+    )
+    expect(counts.repaired).toBe(3)
+  })
+
+  it('regression: announces the commits of a window as one message, and a lost update is still read back', async () => {
+    // Bench [C1] (issue 15): one announcement per origin per commit was about one NATS message
+    // per update at 1,000/s over 10 sessions; a window's commits now go as one message.
+    const log = createLog()
+    const { counts, observer } = tally()
+    let updates = 0
+    const a = await startNode(
+      'a',
+      0,
+      log,
+      (kind) => kind === 'update' && ++updates === 2, // the second update's message is lost
+      60_000,
+      undefined,
+      createSilentLogger(),
+      1_000,
+    )
+    const b = await startNode('b', 0, log, undefined, 60_000, observer)
+    const sink = createSink()
+    b.relay.join('windowed', sink)
+    const wire = await countRelayMessages(b.nc, 'windowed')
+    const texts = ['first ', 'second ', 'third']
+    for (const text of texts) {
+      const update = edit(text)
+      a.relay.updateQueued('windowed', update)
+      await settle() // its own turn: a batch of its own
+      const seq = log.append('windowed', update)
+      a.relay.updatesStored([{ sessionId: 'windowed', time: Date.now(), update }], [seq])
+    }
+    await until(
+      () => sink.doc.getText('t').length === texts.join('').length,
+      3_000,
+      'all three, the lost one read back',
+    )
+    await b.nc.flush()
+    expect(wire.announcements).toBe(1)
+    expect(wire.messages).toBe(2)
+    expect(counts.repaired).toBe(1)
+  })
+
   it('counts relayed and repaired updates and live nodes in its metrics', async () => {
     const log = createLog()
     const registry = new Registry()
@@ -208,6 +392,37 @@ describe.skipIf(!hasNatsServer)('the NATS relay between nodes', () => {
     const text = await registry.metrics()
     expect(text).toContain('colloquy_relay_repaired_updates_total{reason="counter-gap"} 1')
     expect(text).toContain('colloquy_cluster_live_nodes 1')
+  })
+
+  it('counts the messages it sends by kind and the updates in them, so batching shows in its metrics', async () => {
+    const log = createLog()
+    const registry = new Registry()
+    const a = await startNode(
+      'a',
+      0,
+      log,
+      undefined,
+      60_000,
+      createRelayMetrics(registry, () => 0),
+    )
+    const b = await startNode('b', 0, log)
+    const sink = createSink()
+    b.relay.join('metered-sent', sink)
+    await b.nc.flush()
+    const entries = ['x', 'y', 'z'].map((text) => {
+      const update = edit(text)
+      a.relay.updateQueued('metered-sent', update)
+      return { sessionId: 'metered-sent', time: Date.now(), update, seq: log.append('metered-sent', update) }
+    })
+    a.relay.updatesStored(
+      entries,
+      entries.map((entry) => entry.seq),
+    )
+    await until(() => sink.doc.getText('t').length === 3, 3_000, 'the three updates on b')
+    const text = await registry.metrics()
+    expect(text).toContain('colloquy_relay_updates_sent_total 3')
+    expect(text).toContain('colloquy_relay_messages_sent_total{kind="update"} 1')
+    expect(text).toContain('colloquy_relay_messages_sent_total{kind="stored"} 1')
   })
 
   it('reads a dropped update back from the log once its commit is announced', async () => {

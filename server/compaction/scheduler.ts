@@ -100,7 +100,7 @@ export interface CompactionScheduler {
  * be due: never read yet, growth unknown, its last read older than `maxCheckAgeMs`, or the stats of
  * that read plus `checkAheadFactor` × this node's growth since (an upper bound of the real growth
  * when only this node writes) pass {@link shouldCompact}. So on a single node a session compacts at
- * the same interval as with a read every interval, with far fewer reads.
+ * the same check as with a read every interval, with far fewer reads.
  */
 export function createCompactionScheduler(options: CompactionSchedulerOptions): CompactionScheduler {
   const { store, logger } = options

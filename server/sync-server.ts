@@ -186,7 +186,7 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
       // Other processes first: what is acked below is then already on its way to them.
       distribution.updatesStored(entries, seqs)
       registry?.handleCommit(durable)
-      compaction.noteCommit(durable)
+      compaction.noteCommit(durable, entries)
     },
     onError: (error, attempt) => {
       logger.error(

@@ -58,6 +58,9 @@ async function simulate(
     ...options,
   })
   const doc = new Y.Doc()
+  // A fixed client id: an update's size depends on it (a varint), and the byte rule must see the
+  // same sizes in every simulation it compares (a random id made one run compact a tick later).
+  doc.clientID = 7
   const text = doc.getText('t')
   const write = (count: number, size: number): AppendEntry[] => {
     const out: AppendEntry[] = []

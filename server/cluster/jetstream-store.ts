@@ -89,6 +89,12 @@ interface Tally {
   count: number
   bytes: number
   latestTime: number
+  /** The latest checkpoint's seq when `since` was counted (session seqs). */
+  checkpointSeq: number
+  /** Stream seq through which `since` is complete. */
+  sinceScannedThrough: number
+  /** Entries (and bytes) above the latest checkpoint: what the compaction policy weighs. */
+  since: { count: number; bytes: number }
 }
 
 const encoder = new TextEncoder()
@@ -249,6 +255,9 @@ export function createJetStreamStore(options: JetStreamStoreOptions): JetStreamS
       lastStreamSeq(resources, subject),
     ])
     const { trimmedThrough } = sessionIndex
+    const latest = sessionIndex.checkpoints[sessionIndex.checkpoints.length - 1]
+    const checkpointSeq = latest?.seq ?? 0
+    const retainedFrom = Math.max(0, trimmedThrough - record.offset)
     let tally = tallies.get(sessionId)
     if (
       tally === undefined ||
@@ -258,28 +267,44 @@ export function createJetStreamStore(options: JetStreamStoreOptions): JetStreamS
       tally = {
         incarnation: record.incarnation,
         trimmedThrough,
-        scannedThrough: Math.max(0, trimmedThrough - record.offset),
+        scannedThrough: retainedFrom,
         count: 0,
         bytes: 0,
         latestTime: 0,
+        checkpointSeq,
+        sinceScannedThrough: Math.max(retainedFrom, checkpointSeq - record.offset),
+        since: { count: 0, bytes: 0 },
       }
     }
-    if (last !== undefined && last > tally.scannedThrough) {
+    if (tally.checkpointSeq !== checkpointSeq) {
+      // A new checkpoint: count what lies above it again (after a compaction, a few entries).
+      tally.checkpointSeq = checkpointSeq
+      tally.sinceScannedThrough = Math.max(retainedFrom, checkpointSeq - record.offset)
+      tally.since = { count: 0, bytes: 0 }
+    }
+    const scanFrom = Math.min(tally.scannedThrough, tally.sinceScannedThrough)
+    if (last !== undefined && last > scanFrom) {
       const scanned = await scanSubject(resources, subject, {
-        fromSeq: tally.scannedThrough + 1,
+        fromSeq: scanFrom + 1,
         toSeq: last,
         limit: Number.POSITIVE_INFINITY,
         headersOnly: true,
       })
       for (const message of scanned) {
-        tally.count++
-        tally.bytes += message.size
-        tally.latestTime = Math.max(tally.latestTime, message.time)
+        if (message.streamSeq > tally.scannedThrough) {
+          tally.count++
+          tally.bytes += message.size
+          tally.latestTime = Math.max(tally.latestTime, message.time)
+        }
+        if (message.streamSeq > tally.sinceScannedThrough) {
+          tally.since.count++
+          tally.since.bytes += message.size
+        }
       }
       tally.scannedThrough = Math.max(tally.scannedThrough, last)
+      tally.sinceScannedThrough = Math.max(tally.sinceScannedThrough, last)
     }
     tallies.set(sessionId, tally)
-    const latest = sessionIndex.checkpoints[sessionIndex.checkpoints.length - 1]
     const checkpointTime = sessionIndex.checkpoints.reduce((max, cp) => Math.max(max, cp.time), 0)
     const meta: SessionMeta = {
       sessionId,
@@ -289,13 +314,14 @@ export function createJetStreamStore(options: JetStreamStoreOptions): JetStreamS
         trimmedThrough,
         record.offset,
       ),
-      checkpointSeq: latest?.seq ?? 0,
+      checkpointSeq,
       logCount: tally.count,
       logBytes: tally.bytes,
       checkpointBytes: latest?.bytes ?? 0,
       createdAt: record.createdAt,
       updatedAt: Math.max(record.createdAt, tally.latestTime, checkpointTime),
       trimmedThrough,
+      sinceCheckpoint: { ...tally.since },
     }
     return { record, index: sessionIndex, meta }
   }

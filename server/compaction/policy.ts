@@ -44,9 +44,17 @@ export const DEFAULT_COMPACTION_POLICY: CompactionPolicy = {
  * @remarks In a dense log the updates after the checkpoint are exactly `lastSeq − checkpointSeq`.
  * A sparse log (its meta reports `trimmedThrough`) has gaps, so the retained entries (`logCount`)
  * bound them instead. Their bytes are estimated from the average stored update, because the meta
- * sums the bytes of every retained entry, including those kept below the checkpoint.
+ * sums the bytes of every retained entry, including those kept below the checkpoint. A store that
+ * counts the entries after the checkpoint exactly (`sinceCheckpoint`) is taken at its word.
  */
 export function statsFromMeta(meta: SessionMeta): CompactionStats {
+  if (meta.sinceCheckpoint !== undefined) {
+    return {
+      updatesSinceCheckpoint: meta.sinceCheckpoint.count,
+      bytesSinceCheckpoint: meta.sinceCheckpoint.bytes,
+      checkpointBytes: meta.checkpointBytes,
+    }
+  }
   const span = Math.max(0, meta.lastSeq - meta.checkpointSeq)
   const updatesSinceCheckpoint = meta.trimmedThrough === undefined ? span : Math.min(span, meta.logCount)
   const share = meta.logCount === 0 ? 0 : Math.min(1, updatesSinceCheckpoint / meta.logCount)

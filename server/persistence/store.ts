@@ -45,6 +45,13 @@ export interface SessionMeta {
    * seqs readers infer the trimmed part from the first retained seq.
    */
   readonly trimmedThrough?: number
+  /**
+   * Log entries with seq above {@link checkpointSeq}, and their bytes, when the store counts them
+   * exactly. A sparse store reports them: its seq span counts other sessions' entries, and
+   * `logCount` still holds the entries kept below the checkpoint (retention), so neither bounds
+   * what a load must replay after a compaction.
+   */
+  readonly sinceCheckpoint?: { readonly count: number; readonly bytes: number }
 }
 
 /** One update to append; the store gives it its seq (see {@link Store.append}). */

@@ -207,8 +207,11 @@ export function runStoreContract(name: string, open: () => Promise<StoreUnderTes
         createdAt: 100,
         updatedAt: 200,
       }
-      // A sparse store also says how far its log was trimmed (nothing yet).
-      expect(await store.getMeta('s')).toEqual(isDense() ? expected : { ...expected, trimmedThrough: 0 })
+      // A sparse store also says how far its log was trimmed (nothing yet), and counts the entries
+      // above the latest checkpoint (all of them: there is none).
+      expect(await store.getMeta('s')).toEqual(
+        isDense() ? expected : { ...expected, trimmedThrough: 0, sinceCheckpoint: { count: 3, bytes: 13 } },
+      )
       store.release('s')
       expect((await store.getMeta('s'))?.logBytes).toBe(13)
       expect((await store.load('s')).meta).toEqual(await store.getMeta('s'))
@@ -225,6 +228,8 @@ export function runStoreContract(name: string, open: () => Promise<StoreUnderTes
       expect(text(checkpoint!.state)).toBe('state@4')
       expect(log.map((e) => e.seq)).toEqual([five])
       expect(meta).toMatchObject({ checkpointSeq: four, checkpointBytes: 7, logCount: 5, lastSeq: five })
+      // Only `five` lies above the checkpoint, though five entries are retained.
+      if (!isDense()) expect(meta?.sinceCheckpoint).toEqual({ count: 1, bytes: 3 })
       expect((await store.listCheckpoints('s')).map((cp) => cp.seq)).toEqual([two, four])
       // An older checkpoint written later does not become the latest.
       await store.putCheckpoint('s', { seq: seqs[0]!, time: 10, state: encoder.encode('s1') })
@@ -250,7 +255,10 @@ export function runStoreContract(name: string, open: () => Promise<StoreUnderTes
         lastSeq: at(6),
         checkpointSeq: at(4),
       })
-      if (!isDense()) expect((await store.getMeta('s'))?.trimmedThrough).toBe(at(3))
+      if (!isDense()) {
+        expect((await store.getMeta('s'))?.trimmedThrough).toBe(at(3))
+        expect((await store.getMeta('s'))?.sinceCheckpoint).toEqual({ count: 2, bytes: 6 })
+      }
       await store.putCheckpoint(
         's',
         { seq: at(6), time: 60, state: encoder.encode('six') },

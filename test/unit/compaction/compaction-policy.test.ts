@@ -1,7 +1,7 @@
 // The compaction policy and the retention plan: pure functions, checked on hand-made cases.
 
 import { describe, expect, it } from 'vitest'
-import { planRetention, shouldCompact } from '../../../server/compaction/policy.js'
+import { planRetention, shouldCompact, statsFromMeta } from '../../../server/compaction/policy.js'
 
 const HOUR = 3_600_000
 const DAY = 24 * HOUR
@@ -24,6 +24,44 @@ describe('shouldCompact', () => {
     expect(
       shouldCompact({ updatesSinceCheckpoint: 100, bytesSinceCheckpoint: 1, checkpointBytes: 1e9 }, policy),
     ).toBe(true)
+  })
+})
+
+describe('statsFromMeta', () => {
+  const base = {
+    sessionId: 's',
+    checkpointSeq: 5_000,
+    checkpointBytes: 40_000,
+    createdAt: 0,
+    updatedAt: 0,
+  }
+
+  it("takes a dense log's seq span after the checkpoint", () => {
+    expect(statsFromMeta({ ...base, lastSeq: 5_300, logCount: 5_300, logBytes: 53_000 })).toEqual({
+      updatesSinceCheckpoint: 300,
+      bytesSinceCheckpoint: 3_000,
+      checkpointBytes: 40_000,
+    })
+  })
+
+  // Regression (session 8): on the JetStream store a session's seqs are a shared stream's, and the
+  // entries kept below the checkpoint (retention) stay counted, so a session compacted a moment ago
+  // with 12 new updates looked due again (min of span and retained count: 2,012).
+  it("takes a sparse store's exact count after the checkpoint, not the retained entries", () => {
+    const sparse = {
+      ...base,
+      lastSeq: 90_000,
+      logCount: 2_012,
+      logBytes: 20_120,
+      trimmedThrough: 0,
+      sinceCheckpoint: { count: 12, bytes: 120 },
+    }
+    expect(statsFromMeta(sparse)).toEqual({
+      updatesSinceCheckpoint: 12,
+      bytesSinceCheckpoint: 120,
+      checkpointBytes: 40_000,
+    })
+    expect(shouldCompact(statsFromMeta(sparse), { minUpdates: 2_000, maxUpdates: 10_000 })).toBe(false)
   })
 })
 

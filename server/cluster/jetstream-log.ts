@@ -184,11 +184,19 @@ function isNoMessageError(error: unknown): boolean {
  */
 export const REPLICA_CATCH_UP_MS = 15_000
 
+/** Options of {@link scanSubject}. */
+export interface ScanOptions {
+  /** How long the read may make no progress before it fails (default {@link REPLICA_CATCH_UP_MS}). */
+  readonly catchUpMs?: number
+  /** Consumers created in a row to get one on the leader (default {@link LEADER_PLACEMENT_ATTEMPTS}; 0: gets only). */
+  readonly placementAttempts?: number
+}
+
 /**
  * Reads the messages of `subject` with stream seqs in [fromSeq, toSeq], at most `limit`, in order,
  * from the **stream leader's** copy: through a short-lived pull consumer placed on the leader (no
- * durable state on the servers; deleted after the read), or, when nats-server keeps placing it on
- * another replica, through one leader message get per message.
+ * durable state on the servers; deleted after the read), or, while nats-server keeps placing it on
+ * another replica, through one leader message get per message (64 at a time, then it tries again).
  *
  * @remarks Why the leader's copy (issue 15, the partition test, 3 runs in 8 here under load):
  * nats-server 2.9.10 lets a stream leader that a partition cut off go on storing what its clients
@@ -205,14 +213,16 @@ export const REPLICA_CATCH_UP_MS = 15_000
  * messages, and then reads until it has seen that seq (or one past `toSeq`), never stopping on the
  * consumer's own count of what is pending (a replica catching up counts nothing pending beyond
  * what it applied: the earlier stale read of issue 15). A read that cannot make progress for
- * `catchUpMs` fails (as `storage-unavailable`: the caller retries), never answers short.
+ * `options.catchUpMs` fails (as `storage-unavailable`: the caller retries), never answers short.
  */
 export async function scanSubject(
   resources: JetStreamResources,
   subject: string,
   range: { fromSeq: number; toSeq: number; limit: number; headersOnly: boolean },
-  catchUpMs = REPLICA_CATCH_UP_MS,
+  options: ScanOptions = {},
 ): Promise<ScannedMessage[]> {
+  const catchUpMs = options.catchUpMs ?? REPLICA_CATCH_UP_MS
+  const attempts = options.placementAttempts ?? LEADER_PLACEMENT_ATTEMPTS
   const fromSeq = Math.max(1, range.fromSeq)
   if (range.limit <= 0 || fromSeq > range.toSeq) return []
   const last = await lastStreamSeq(resources, subject)
@@ -220,21 +230,39 @@ export async function scanSubject(
   // The leader holds a message of the subject at `last` (≥ toSeq): the read ends on it or earlier.
   const toSeq = Math.min(range.toSeq, last)
   const deadline = Date.now() + catchUpMs
-  const consumer = await createLeaderConsumer(resources, deadline, {
-    filter_subject: subject,
-    deliver_policy: DeliverPolicy.StartSequence,
-    opt_start_seq: fromSeq,
-    headers_only: range.headersOnly,
-  })
-  if (consumer === undefined) {
-    return getEach(resources, subject, { fromSeq, toSeq, limit: range.limit, headersOnly: range.headersOnly })
-  }
-  try {
-    return await fetchThrough(resources, consumer, subject, { ...range, fromSeq, toSeq }, deadline, catchUpMs)
-  } finally {
-    consumer.delete().catch(() => undefined) // else the server drops it once inactive
+  const found: ScannedMessage[] = []
+  let from = fromSeq
+  for (;;) {
+    const consumer = await createLeaderConsumer(resources, deadline, attempts, {
+      filter_subject: subject,
+      deliver_policy: DeliverPolicy.StartSequence,
+      opt_start_seq: from,
+      headers_only: range.headersOnly,
+    })
+    const rest = { fromSeq: from, toSeq, limit: range.limit - found.length, headersOnly: range.headersOnly }
+    if (consumer !== undefined) {
+      try {
+        found.push(...(await fetchThrough(resources, consumer, subject, rest, deadline, catchUpMs)))
+        return found
+      } finally {
+        consumer.delete().catch(() => undefined) // else the server drops it once inactive
+      }
+    }
+    // No consumer landed on the leader: a few messages by gets, then a consumer is tried again.
+    const got = await getEach(resources, subject, {
+      ...rest,
+      limit: Math.min(rest.limit, GETS_BETWEEN_PLACEMENTS),
+    })
+    found.push(...got)
+    const lastGot = got[got.length - 1]
+    if (lastGot === undefined || lastGot.streamSeq >= toSeq || found.length >= range.limit) return found
+    if (got.length < GETS_BETWEEN_PLACEMENTS) return found // the subject ends (or was purged) there
+    from = lastGot.streamSeq + 1
   }
 }
+
+/** Messages a read gets one by one before it tries again to place a consumer on the leader. */
+const GETS_BETWEEN_PLACEMENTS = 64
 
 async function fetchThrough(
   resources: JetStreamResources,
@@ -333,9 +361,9 @@ async function getEach(
 export const CONSUMER_CREATE_TIMEOUT_MS = 3_000
 
 /**
- * How many consumers a read creates at most to get one on the stream leader (nats-server places
- * each at random among the replicas: all 4 miss 1 time in 5 with 3 replicas); then it reads with
- * message gets.
+ * How many consumers a read creates at most, in a row, to get one on the stream leader
+ * (nats-server places each at random among the replicas: all 4 miss 1 time in 5 with 3
+ * replicas); then it reads {@link GETS_BETWEEN_PLACEMENTS} messages with gets and tries again.
  */
 export const LEADER_PLACEMENT_ATTEMPTS = 4
 
@@ -363,6 +391,7 @@ type ReadConsumerConfig = Pick<
 async function createLeaderConsumer(
   resources: JetStreamResources,
   deadline: number,
+  attempts: number,
   config: ReadConsumerConfig,
 ): Promise<Consumer | undefined> {
   let manager = readManagers.get(resources)
@@ -370,10 +399,11 @@ async function createLeaderConsumer(
     manager = jetstreamManager(resources.nc, { timeout: CONSUMER_CREATE_TIMEOUT_MS, checkAPI: false })
     readManagers.set(resources, manager)
   }
+  if (attempts <= 0) return undefined
   const jsm = await manager
   const { stream } = resources.names
   const leader = (await jsm.streams.info(stream)).cluster?.leader
-  for (let attempt = 1; attempt <= LEADER_PLACEMENT_ATTEMPTS; ) {
+  for (let attempt = 1; attempt <= attempts; ) {
     let info: ConsumerInfo
     try {
       info = await jsm.consumers.add(stream, {

@@ -118,6 +118,10 @@ describe.skipIf(!hasNatsServer)('reads after a partition healed', () => {
       const subject = `${subjectPrefix}.s`
       const js = jetstream(nc, { timeout: 1_000 })
       await js.publish(subject, 'before', { timeout: 10_000 })
+      // A longer subject, read back below with gets only (a read whose consumers all miss the leader).
+      const long = `${subjectPrefix}.long`
+      const longTexts = Array.from({ length: 150 }, (_, i) => `long-${i}`)
+      await Promise.all(longTexts.map((text) => js.publish(long, text, { timeout: 10_000 })))
       await moveLeader(cluster, nc, stream, 'n3')
 
       proxies.isolate(2)
@@ -152,16 +156,16 @@ describe.skipIf(!hasNatsServer)('reads after a partition healed', () => {
       await cluster.waitForStreamLeader(stream, 30_000)
       // Right after the heal JetStream may answer "temporarily unavailable" (a meta election): a
       // caller retries such a read, as the store's callers do (bounded).
-      const readAll = async (): Promise<string[]> => {
+      const readAll = async (from = subject, placementAttempts?: number): Promise<string[]> => {
         const until = Date.now() + 30_000
         for (;;) {
           try {
-            const messages = await scanSubject(resources, subject, {
-              fromSeq: 1,
-              toSeq: Number.MAX_SAFE_INTEGER,
-              limit: 100,
-              headersOnly: false,
-            })
+            const messages = await scanSubject(
+              resources,
+              from,
+              { fromSeq: 1, toSeq: Number.MAX_SAFE_INTEGER, limit: 1_000, headersOnly: false },
+              placementAttempts === undefined ? {} : { placementAttempts },
+            )
             return messages.map((message) => new TextDecoder().decode(message.data))
           } catch (error) {
             if (Date.now() > until) throw error
@@ -170,7 +174,10 @@ describe.skipIf(!hasNatsServer)('reads after a partition healed', () => {
         }
       }
       const texts: string[][] = []
-      for (let read = 0; read < 15; read++) texts.push(await readAll())
+      for (let read = 0; read < 15; read++) texts.push(await readAll(subject, read < 10 ? undefined : 0))
+      const sorted = (texts: string[]) => [...texts].sort()
+      expect(sorted(await readAll(long, 0)), 'the long subject, read with gets').toEqual(sorted(longTexts))
+      expect(sorted(await readAll(long)), 'the long subject, read with a consumer').toEqual(sorted(longTexts))
       // The provocation worked: the cut-off leader stored a message the majority never acked, and
       // kept it after the heal (the divergence is nats-server's); yet every read is the majority's.
       expect(await storeHolds(n3!, stream, 'minority-0')).toBe(true)

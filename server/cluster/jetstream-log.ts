@@ -319,8 +319,10 @@ function scanned(
     streamSeq,
     time: Number(headers?.get(LogHeader.time) || 0),
     size: Number(headers?.get(LogHeader.size) || data.byteLength),
-    // Copy: the client may reuse the buffer it parsed this message from.
-    data: headersOnly ? new Uint8Array(0) : data.slice(),
+    // A copy, and a plain Uint8Array: the client may reuse the buffer it parsed this message from.
+    // A bound pull consumer's messages carry Node Buffers here, whose slice() is a view, not a
+    // copy (the store contract's reopen test saw Buffers until this copied).
+    data: headersOnly ? new Uint8Array(0) : new Uint8Array(data),
     object: headers?.get(LogHeader.object) || undefined,
   }
 }

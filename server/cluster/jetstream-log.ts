@@ -173,6 +173,12 @@ export async function lastStreamSeq(
   }
 }
 
+/** JetStream's 10008 "JetStream system temporarily unavailable" (no meta leader, or catching up). */
+function isMetaUnavailable(error: unknown): boolean {
+  const code = (error as { api_error?: { err_code?: number } })?.api_error?.err_code
+  return code === 10008 || (error instanceof Error && /temporarily unavailable/i.test(error.message))
+}
+
 function isNoMessageError(error: unknown): boolean {
   const code = (error as { api_error?: { err_code?: number }; code?: unknown })?.api_error?.err_code
   return code === 10037 || (error instanceof Error && /no message found/i.test(error.message))
@@ -381,7 +387,8 @@ type ReadConsumerConfig = Pick<
 /**
  * Creates an ephemeral pull consumer (R1, in memory, no acks) on the log stream and keeps it only if
  * nats-server placed it on the stream leader; else deletes it and creates another, at most
- * {@link LEADER_PLACEMENT_ATTEMPTS} times (undefined then). An attempt without an answer within
+ * {@link LEADER_PLACEMENT_ATTEMPTS} times (undefined then, and at once when JetStream answers
+ * "temporarily unavailable": the read goes on with gets). An attempt without an answer within
  * {@link CONSUMER_CREATE_TIMEOUT_MS} is made again, until `deadline`.
  *
  * @remarks Why the leader: see {@link scanSubject}. Why a new consumer rather than a reset: the
@@ -416,6 +423,9 @@ async function createLeaderConsumer(
         inactive_threshold: nanos(30_000),
       })
     } catch (error) {
+      // The meta layer (which places consumers) is unavailable, as right after a heal: the stream
+      // leader still answers gets, so the read goes on with them.
+      if (isMetaUnavailable(error)) return undefined
       const isTimeout = error instanceof Error && /timeout/i.test(`${error.name} ${error.message}`)
       if (!isTimeout || Date.now() + CONSUMER_CREATE_TIMEOUT_MS > deadline) throw error
       continue // no answer: made again, not counted as a placement

@@ -3,19 +3,22 @@
 // object stores for checkpoint states and large updates. Knows bytes and stream seqs, not Store.
 
 import {
+  AckPolicy,
   type Consumer,
+  type ConsumerConfig,
+  type ConsumerInfo,
   DeliverPolicy,
   DiscardPolicy,
   type JetStreamClient,
   type JetStreamManager,
-  jetstream,
   jetstreamManager,
+  type MsgRequest,
   RetentionPolicy,
   StorageType,
 } from '@nats-io/jetstream'
 import { type KV, Kvm } from '@nats-io/kv'
 import { type ObjectStore, Objm } from '@nats-io/obj'
-import type { NatsConnection } from '@nats-io/transport-node'
+import { type NatsConnection, nanos } from '@nats-io/transport-node'
 
 /** Names of the JetStream resources; every node of one cluster must use the same. */
 export interface JetStreamNames {
@@ -170,6 +173,12 @@ export async function lastStreamSeq(
   }
 }
 
+/** JetStream's 10008 "JetStream system temporarily unavailable" (no meta leader, or catching up). */
+function isMetaUnavailable(error: unknown): boolean {
+  const code = (error as { api_error?: { err_code?: number } })?.api_error?.err_code
+  return code === 10008 || (error instanceof Error && /temporarily unavailable/i.test(error.message))
+}
+
 function isNoMessageError(error: unknown): boolean {
   const code = (error as { api_error?: { err_code?: number }; code?: unknown })?.api_error?.err_code
   return code === 10037 || (error instanceof Error && /no message found/i.test(error.message))
@@ -181,26 +190,45 @@ function isNoMessageError(error: unknown): boolean {
  */
 export const REPLICA_CATCH_UP_MS = 15_000
 
+/** Options of {@link scanSubject}. */
+export interface ScanOptions {
+  /** How long the read may make no progress before it fails (default {@link REPLICA_CATCH_UP_MS}). */
+  readonly catchUpMs?: number
+  /** Consumers created in a row to get one on the leader (default {@link LEADER_PLACEMENT_ATTEMPTS}; 0: gets only). */
+  readonly placementAttempts?: number
+}
+
 /**
  * Reads the messages of `subject` with stream seqs in [fromSeq, toSeq], at most `limit`, in order,
- * with an ordered consumer (no durable state on the servers; it goes away by itself).
+ * from the **stream leader's** copy: through a short-lived pull consumer placed on the leader (no
+ * durable state on the servers; deleted after the read), or, while nats-server keeps placing it on
+ * another replica, through one leader message get per message (64 at a time, then it tries again).
  *
- * @remarks Asks the stream leader first for the subject's last seq, so an empty range never waits
- * for messages, and then reads until it has seen that seq (or one past `toSeq`), never stopping
- * on the consumer's own count of what is pending. Why (issue 15): nats-server places an ordered
- * consumer (R1, ephemeral) on any replica of the stream, 2 times in 3 on a follower, and a follower
- * that lags (catching up after a partition or a restart) delivers only what it has applied and
- * counts nothing pending beyond it. Stopping there read a stale prefix: a node loading a session
- * after a partition healed missed every update the majority had acked meanwhile, and never
- * repaired them (it believed it had read through the leader's last seq). A lagging replica gets
- * the rest within moments; waiting is bounded by `catchUpMs`, then the read fails.
+ * @remarks Why the leader's copy (issue 15, the partition test, 3 runs in 8 here under load):
+ * nats-server 2.9.10 lets a stream leader that a partition cut off go on storing what its clients
+ * publish, without a quorum and without an ack, and after the heal that server keeps those
+ * messages at the seqs where the majority stored others: its replica diverges for good. Measured
+ * here (`quorum-partition.test.ts`): the cut-off leader's store held the minority's never-acked
+ * messages at the seqs the majority had acked its own; a read through a consumer nats-server
+ * placed there (at random among the replicas) returned them instead of the acked ones. Reads that
+ * followed such a consumer (the ordered consumer of the client library, placed anywhere, and
+ * placed again elsewhere after a reset) lost acked updates. The leader holds what the majority
+ * acked (a server elected after the heal holds its log).
+ *
+ * It also asks the leader first for the subject's last seq, so an empty range never waits for
+ * messages, and then reads until it has seen that seq (or one past `toSeq`), never stopping on the
+ * consumer's own count of what is pending (a replica catching up counts nothing pending beyond
+ * what it applied: the earlier stale read of issue 15). A read that cannot make progress for
+ * `options.catchUpMs` fails (as `storage-unavailable`: the caller retries), never answers short.
  */
 export async function scanSubject(
   resources: JetStreamResources,
   subject: string,
   range: { fromSeq: number; toSeq: number; limit: number; headersOnly: boolean },
-  catchUpMs = REPLICA_CATCH_UP_MS,
+  options: ScanOptions = {},
 ): Promise<ScannedMessage[]> {
+  const catchUpMs = options.catchUpMs ?? REPLICA_CATCH_UP_MS
+  const attempts = options.placementAttempts ?? LEADER_PLACEMENT_ATTEMPTS
   const fromSeq = Math.max(1, range.fromSeq)
   if (range.limit <= 0 || fromSeq > range.toSeq) return []
   const last = await lastStreamSeq(resources, subject)
@@ -208,12 +236,49 @@ export async function scanSubject(
   // The leader holds a message of the subject at `last` (≥ toSeq): the read ends on it or earlier.
   const toSeq = Math.min(range.toSeq, last)
   const deadline = Date.now() + catchUpMs
-  const consumer = await createOrderedConsumer(resources, deadline, {
-    filter_subjects: subject,
-    deliver_policy: DeliverPolicy.StartSequence,
-    opt_start_seq: fromSeq,
-    headers_only: range.headersOnly,
-  })
+  const found: ScannedMessage[] = []
+  let from = fromSeq
+  for (;;) {
+    const consumer = await createLeaderConsumer(resources, deadline, attempts, {
+      filter_subject: subject,
+      deliver_policy: DeliverPolicy.StartSequence,
+      opt_start_seq: from,
+      headers_only: range.headersOnly,
+    })
+    const rest = { fromSeq: from, toSeq, limit: range.limit - found.length, headersOnly: range.headersOnly }
+    if (consumer !== undefined) {
+      try {
+        found.push(...(await fetchThrough(resources, consumer, subject, rest, deadline, catchUpMs)))
+        return found
+      } finally {
+        consumer.delete().catch(() => undefined) // else the server drops it once inactive
+      }
+    }
+    // No consumer landed on the leader: a few messages by gets, then a consumer is tried again.
+    const got = await getEach(resources, subject, {
+      ...rest,
+      limit: Math.min(rest.limit, GETS_BETWEEN_PLACEMENTS),
+    })
+    found.push(...got)
+    const lastGot = got[got.length - 1]
+    if (lastGot === undefined || lastGot.streamSeq >= toSeq || found.length >= range.limit) return found
+    if (got.length < GETS_BETWEEN_PLACEMENTS) return found // the subject ends (or was purged) there
+    from = lastGot.streamSeq + 1
+  }
+}
+
+/** Messages a read gets one by one before it tries again to place a consumer on the leader. */
+const GETS_BETWEEN_PLACEMENTS = 64
+
+async function fetchThrough(
+  resources: JetStreamResources,
+  consumer: Consumer,
+  subject: string,
+  range: { fromSeq: number; toSeq: number; limit: number; headersOnly: boolean },
+  deadline: number,
+  catchUpMs: number,
+): Promise<ScannedMessage[]> {
+  const { fromSeq, toSeq } = range
   const found: ScannedMessage[] = []
   const batch = Math.max(1, Math.min(range.limit, 512))
   let seenThrough = fromSeq - 1
@@ -230,15 +295,7 @@ export async function scanSubject(
         isDone = true
         break
       }
-      const object = message.headers?.get(LogHeader.object) || undefined
-      found.push({
-        streamSeq,
-        time: Number(message.headers?.get(LogHeader.time) ?? 0),
-        size: Number(message.headers?.get(LogHeader.size) ?? message.data.byteLength),
-        // Copy: the client may reuse the buffer it parsed this message from.
-        data: range.headersOnly ? new Uint8Array(0) : message.data.slice(),
-        object,
-      })
+      found.push(scanned(streamSeq, message.headers, message.data, range.headersOnly))
       if (found.length >= range.limit || streamSeq >= toSeq) {
         isDone = true
         break
@@ -246,8 +303,8 @@ export async function scanSubject(
     }
     if (isDone) return found
     if (received > 0) continue
-    // Nothing more from this replica, short of `toSeq`. Either it lags (wait for it) or the subject
-    // was purged meanwhile through `last` (then everything up to it is gone: what was read is all).
+    // Nothing more, short of `toSeq`. Either the leader changed and this replica lags (wait for
+    // it) or the subject was purged meanwhile through `last` (then what was read is all).
     const now = await lastStreamSeq(resources, subject)
     if (now === undefined || now < fromSeq) return found
     if (Date.now() > deadline) {
@@ -258,44 +315,130 @@ export async function scanSubject(
   }
 }
 
+function scanned(
+  streamSeq: number,
+  headers: { get(name: string): string } | undefined,
+  data: Uint8Array,
+  headersOnly: boolean,
+): ScannedMessage {
+  return {
+    streamSeq,
+    time: Number(headers?.get(LogHeader.time) || 0),
+    size: Number(headers?.get(LogHeader.size) || data.byteLength),
+    // A copy, and a plain Uint8Array: the client may reuse the buffer it parsed this message from.
+    // A bound pull consumer's messages carry Node Buffers here, whose slice() is a view, not a
+    // copy (the store contract's reopen test saw Buffers until this copied).
+    data: headersOnly ? new Uint8Array(0) : new Uint8Array(data),
+    object: headers?.get(LogHeader.object) || undefined,
+  }
+}
+
 /**
- * How long one attempt to create a read's ordered consumer waits (then it is made again, until the
- * read's deadline). See {@link createOrderedConsumer}.
+ * The fallback of {@link scanSubject}: one `next_by_subj` message get per message, each answered by
+ * the stream leader. Slower than a consumer for long reads (one round trip per message).
+ */
+async function getEach(
+  resources: JetStreamResources,
+  subject: string,
+  range: { fromSeq: number; toSeq: number; limit: number; headersOnly: boolean },
+): Promise<ScannedMessage[]> {
+  const found: ScannedMessage[] = []
+  let seq = range.fromSeq
+  while (seq <= range.toSeq && found.length < range.limit) {
+    let message: Awaited<ReturnType<JetStreamManager['streams']['getMessage']>>
+    try {
+      // nats-server 2.9 answers `next_by_subj` (the first message of the subject at or after seq);
+      // the client's type lists it for direct gets only.
+      const query = { seq, next_by_subj: subject } as unknown as MsgRequest
+      message = await resources.jsm.streams.getMessage(resources.names.stream, query)
+    } catch (error) {
+      if (isNoMessageError(error)) break // purged meanwhile
+      throw error
+    }
+    if (message === null || message.seq > range.toSeq) break
+    found.push(scanned(message.seq, message.header, message.data, range.headersOnly))
+    seq = message.seq + 1
+  }
+  return found
+}
+
+/**
+ * How long one attempt to create a read's consumer waits (then it is made again, until the read's
+ * deadline). See {@link createLeaderConsumer}.
  */
 export const CONSUMER_CREATE_TIMEOUT_MS = 3_000
 
-/** A JetStream client per resources whose API requests time out after {@link CONSUMER_CREATE_TIMEOUT_MS}. */
-const readClients = new WeakMap<JetStreamResources, JetStreamClient>()
+/**
+ * How many consumers a read creates at most, in a row, to get one on the stream leader
+ * (nats-server places each at random among the replicas: all 4 miss 1 time in 5 with 3
+ * replicas); then it reads {@link GETS_BETWEEN_PLACEMENTS} messages with gets and tries again.
+ */
+export const LEADER_PLACEMENT_ATTEMPTS = 4
+
+/** A JetStream manager per resources whose API requests time out after {@link CONSUMER_CREATE_TIMEOUT_MS}. */
+const readManagers = new WeakMap<JetStreamResources, Promise<JetStreamManager>>()
+
+/** The consumer settings {@link createLeaderConsumer} takes from its caller. */
+type ReadConsumerConfig = Pick<
+  ConsumerConfig,
+  'filter_subject' | 'deliver_policy' | 'opt_start_seq' | 'headers_only'
+>
 
 /**
- * Creates an ordered consumer on the log stream, again (another placement) each time an attempt
- * gets no answer within {@link CONSUMER_CREATE_TIMEOUT_MS}, until `deadline`.
+ * Creates an ephemeral pull consumer (R1, in memory, no acks) on the log stream and keeps it only if
+ * nats-server placed it on the stream leader; else deletes it and creates another, at most
+ * {@link LEADER_PLACEMENT_ATTEMPTS} times (undefined then, and at once when JetStream answers
+ * "temporarily unavailable": the read goes on with gets). An attempt without an answer within
+ * {@link CONSUMER_CREATE_TIMEOUT_MS} is made again, until `deadline`.
  *
- * @remarks Why (issue 15, the store test's leader kill, 2 runs in 8): right after a stream's leader
- * was killed and restarted, a consumer create got no answer at all, and the read waited out the
- * whole API timeout (10 s) before failing; most likely it was placed on the restarted replica,
- * still recovering (not observed directly). Made again, the consumer lands where nats-server
- * places it anew (at random among the replicas); an attempt that was only slow leaves an
- * ephemeral consumer that the server removes once inactive.
+ * @remarks Why the leader: see {@link scanSubject}. Why a new consumer rather than a reset: the
+ * client's ordered consumer re-creates its server consumer after a gap or missed heartbeats, on
+ * any replica. Why made again after no answer (issue 15, the store test's leader kill, 2 runs in
+ * 8): right after a stream leader was killed and restarted, a consumer create got no answer at
+ * all, and the read waited out the whole API timeout (10 s) before failing.
  */
-async function createOrderedConsumer(
+async function createLeaderConsumer(
   resources: JetStreamResources,
   deadline: number,
-  options: Parameters<JetStreamClient['consumers']['get']>[1],
-): Promise<Consumer> {
-  let client = readClients.get(resources)
-  if (client === undefined) {
-    client = jetstream(resources.nc, { timeout: CONSUMER_CREATE_TIMEOUT_MS })
-    readClients.set(resources, client)
+  attempts: number,
+  config: ReadConsumerConfig,
+): Promise<Consumer | undefined> {
+  let manager = readManagers.get(resources)
+  if (manager === undefined) {
+    manager = jetstreamManager(resources.nc, { timeout: CONSUMER_CREATE_TIMEOUT_MS, checkAPI: false })
+    readManagers.set(resources, manager)
   }
-  for (;;) {
+  if (attempts <= 0) return undefined
+  const jsm = await manager
+  const { stream } = resources.names
+  const leader = (await jsm.streams.info(stream)).cluster?.leader
+  for (let attempt = 1; attempt <= attempts; ) {
+    let info: ConsumerInfo
     try {
-      return await client.consumers.get(resources.names.stream, options)
+      info = await jsm.consumers.add(stream, {
+        ...config,
+        ack_policy: AckPolicy.None,
+        num_replicas: 1,
+        mem_storage: true,
+        inactive_threshold: nanos(30_000),
+      })
     } catch (error) {
+      // The meta layer (which places consumers) is unavailable, as right after a heal: the stream
+      // leader still answers gets, so the read goes on with them.
+      if (isMetaUnavailable(error)) return undefined
       const isTimeout = error instanceof Error && /timeout/i.test(`${error.name} ${error.message}`)
       if (!isTimeout || Date.now() + CONSUMER_CREATE_TIMEOUT_MS > deadline) throw error
+      continue // no answer: made again, not counted as a placement
     }
+    // A stream without a cluster (one nats-server) has one copy: any placement is the leader's.
+    const placedOn = info.cluster?.leader
+    if (leader === undefined || placedOn === undefined || placedOn === leader) {
+      return jsm.jetstream().consumers.getConsumerFromInfo(info)
+    }
+    jsm.consumers.delete(stream, info.name).catch(() => undefined)
+    attempt++
   }
+  return undefined
 }
 
 /**

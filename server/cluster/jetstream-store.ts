@@ -134,8 +134,9 @@ function isExistsError(error: unknown): boolean {
  *   an index key; trims: an index marker (`trimmedThrough`), then the purge of the subject below
  *   it. Each step is idempotent and ordered so that a crash between two leaves readers correct.
  * - Seqs are sparse ({@link Store.seqs}): readers must not expect seq + 1 to exist.
- * - Reads go to the stream leader through short-lived ordered consumers; meta counts (logCount,
- *   logBytes) are kept per node and extended by reading the headers of what is new.
+ * - Reads go to the stream leader's copy (consumers placed on the leader, or leader gets: see
+ *   scanSubject); meta counts (logCount, logBytes) are kept per node and extended by reading the
+ *   headers of what is new.
  */
 export function createJetStreamStore(options: JetStreamStoreOptions): JetStreamStore {
   const { resources } = options

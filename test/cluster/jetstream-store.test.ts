@@ -195,7 +195,7 @@ describe.skipIf(!hasNatsServer)('JetStream store on a 3-node cluster', () => {
   // Issue 15: a writer's node acked nothing for 45 s after a JetStream leader kill and restart.
   // Regression (issue 15): in 2 runs of 8 here the appends resumed, and the read of the acked
   // entries afterwards timed out creating its consumer (no answer in 10 s); a read now makes its
-  // consumer again after 3 s without an answer (createOrderedConsumer).
+  // consumer again after 3 s without an answer (createLeaderConsumer).
   it.each([
     { connectedTo: 'any server', namespace: 'leaderkill' },
     { connectedTo: 'the leader itself', namespace: 'leaderkillown' },

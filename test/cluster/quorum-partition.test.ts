@@ -3,15 +3,24 @@
 // nats-server is cut off from the others by a partition, the Colloquy node that reaches only it
 // never acks, the others do, and once healed nothing is lost or duplicated.
 
+import { readdir, readFile } from 'node:fs/promises'
+import path from 'node:path'
+import { jetstream } from '@nats-io/jetstream'
+import { connect } from '@nats-io/transport-node'
 import { afterEach, describe, expect, it } from 'vitest'
-import { type ColloquyCluster, type ColloquyNode, startColloquyCluster } from '../helpers/colloquy-cluster.js'
-import { hasNatsServer, unstableIt, warnIfNoNatsServer } from '../helpers/nats-cluster.js'
+import { openJetStreamResources, scanSubject } from '../../server/cluster/jetstream-log.js'
+import {
+  type ColloquyCluster,
+  type ColloquyNode,
+  startColloquyCluster,
+  waitForFullMesh,
+} from '../helpers/colloquy-cluster.js'
+import { hasNatsServer, type NatsCluster, warnIfNoNatsServer } from '../helpers/nats-cluster.js'
+import { type PartitionProxies, startPartitionedNatsCluster } from '../helpers/partition-proxy.js'
 import { until, withTimeout } from '../helpers/wait.js'
 import { connectWsPeer, type WsPeer } from '../helpers/ws-peer.js'
 
 warnIfNoNatsServer(import.meta.url)
-
-const unstable = unstableIt('quorum-partition.test.ts')
 
 /** Sends `count` items on `client`, asks for an ack; resolves true if acked within `ms`. */
 async function pushAndAsk(client: WsPeer, items: readonly string[], ms: number): Promise<boolean> {
@@ -44,6 +53,142 @@ async function readerAfterHeal(node: ColloquyNode): Promise<WsPeer> {
     }
   }
 }
+
+/**
+ * Whether nats-server `node` holds `text` in the message blocks of `stream` (its own copy), asked
+ * until it does or `ms` passed (the server writes its blocks a moment after it stores).
+ */
+async function storeHolds(
+  node: NatsCluster['nodes'][number],
+  stream: string,
+  text: string,
+  ms = 10_000,
+): Promise<boolean> {
+  const dir = path.join(node.storeDir, 'jetstream', '$G', 'streams', stream, 'msgs')
+  const deadline = Date.now() + ms
+  for (;;) {
+    const blocks = (await readdir(dir).catch(() => [])).filter((file) => file.endsWith('.blk'))
+    for (const block of blocks) if ((await readFile(path.join(dir, block))).includes(text)) return true
+    if (Date.now() > deadline) return false
+    await new Promise((resolve) => setTimeout(resolve, 200))
+  }
+}
+
+/** Asks the leader of `stream` to step down until `name` leads it (bounded). */
+async function moveLeader(
+  cluster: NatsCluster,
+  nc: Awaited<ReturnType<typeof connect>>,
+  stream: string,
+  name: string,
+) {
+  for (let attempt = 0; attempt < 30; attempt++) {
+    if ((await cluster.waitForStreamLeader(stream, 20_000)) === name) return
+    await nc
+      .request(`$JS.API.STREAM.LEADER.STEPDOWN.${stream}`, '', { timeout: 10_000 })
+      .catch(() => undefined)
+    // The old leader reports itself leader until the election ends: wait for it to step down.
+    await new Promise((resolve) => setTimeout(resolve, 1_000))
+  }
+  throw new Error(`${name} never became the leader of ${stream}`)
+}
+
+describe.skipIf(!hasNatsServer)('reads after a partition healed', () => {
+  let cluster: NatsCluster | undefined
+  let proxies: PartitionProxies | undefined
+  afterEach(async () => {
+    await cluster?.stop()
+    await proxies?.close()
+    cluster = undefined
+    proxies = undefined
+  })
+
+  // Regression (issue 15, the partition test's lost updates, 3 runs in 8 here): nats-server 2.9.10
+  // lets a stream leader that a partition cut off store what its clients publish (never acked), and
+  // after the heal it keeps those messages at the seqs where the majority acked others. A read
+  // through a consumer placed on that server returned the never-acked messages instead of the
+  // acked ones (4 reads in 12 in one run). Reads now go through the stream leader (scanSubject).
+  it('return what the majority acked, never what the cut-off leader stored without quorum', async () => {
+    ;({ cluster, proxies } = await startPartitionedNatsCluster())
+    const [n1, , n3] = cluster.nodes
+    const nc = await connect({ servers: [n1!.url], timeout: 5_000 })
+    const cut = await connect({ servers: [n3!.url], timeout: 5_000, maxReconnectAttempts: -1 })
+    try {
+      const resources = await openJetStreamResources({ nc, namespace: 'diverge' })
+      const { stream, subjectPrefix } = resources.names
+      const subject = `${subjectPrefix}.s`
+      const js = jetstream(nc, { timeout: 1_000 })
+      await js.publish(subject, 'before', { timeout: 10_000 })
+      // A longer subject, read back below with gets only (a read whose consumers all miss the leader).
+      const long = `${subjectPrefix}.long`
+      const longTexts = Array.from({ length: 150 }, (_, i) => `long-${i}`)
+      await Promise.all(longTexts.map((text) => js.publish(long, text, { timeout: 10_000 })))
+      await moveLeader(cluster, nc, stream, 'n3')
+
+      proxies.isolate(2)
+      // n3 still leads on its side for a few seconds: it stores these without a quorum.
+      const minority = jetstream(cut, { timeout: 2_000 })
+      const minorityAcks = (async () => {
+        let acks = 0
+        for (const text of ['minority-0', 'minority-1']) {
+          acks += await minority.publish(subject, text).then(
+            () => 1,
+            () => 0,
+          )
+        }
+        return acks
+      })()
+      let majoritySeq = 0
+      const deadline = Date.now() + 30_000
+      while (majoritySeq === 0 && Date.now() < deadline) {
+        majoritySeq = await js.publish(subject, 'majority').then(
+          (ack) => ack.seq,
+          () => 0,
+        )
+      }
+      expect(majoritySeq, 'the majority acks once it has elected a leader').toBeGreaterThan(0)
+      console.info(
+        `partition: the majority acked seq ${majoritySeq} ${Date.now() - deadline + 30_000} ms after the cut`,
+      )
+      expect(await minorityAcks, 'acks from the cut-off side').toBe(0)
+
+      proxies.heal()
+      await waitForFullMesh(cluster, 20_000)
+      await cluster.waitForStreamLeader(stream, 30_000)
+      // Right after the heal JetStream may answer "temporarily unavailable" (a meta election): a
+      // caller retries such a read, as the store's callers do (bounded).
+      const readAll = async (from = subject, placementAttempts?: number): Promise<string[]> => {
+        const until = Date.now() + 30_000
+        for (;;) {
+          try {
+            const messages = await scanSubject(
+              resources,
+              from,
+              { fromSeq: 1, toSeq: Number.MAX_SAFE_INTEGER, limit: 1_000, headersOnly: false },
+              placementAttempts === undefined ? {} : { placementAttempts },
+            )
+            return messages.map((message) => new TextDecoder().decode(message.data))
+          } catch (error) {
+            if (Date.now() > until) throw error
+            await new Promise((resolve) => setTimeout(resolve, 250))
+          }
+        }
+      }
+      const texts: string[][] = []
+      for (let read = 0; read < 15; read++) texts.push(await readAll(subject, read < 10 ? undefined : 0))
+      const sorted = (texts: string[]) => [...texts].sort()
+      expect(sorted(await readAll(long, 0)), 'the long subject, read with gets').toEqual(sorted(longTexts))
+      expect(sorted(await readAll(long)), 'the long subject, read with a consumer').toEqual(sorted(longTexts))
+      // The provocation worked: the cut-off leader stored a message the majority never acked, and
+      // kept it after the heal (the divergence is nats-server's); yet every read is the majority's.
+      expect(await storeHolds(n3!, stream, 'minority-0')).toBe(true)
+      expect(await storeHolds(n1!, stream, 'minority-0', 0)).toBe(false)
+      for (const read of texts) expect(read).toEqual(['before', 'majority'])
+    } finally {
+      await cut.close()
+      await nc.close()
+    }
+  }, 150_000)
+})
 
 describe.skipIf(!hasNatsServer)('a Colloquy cluster without JetStream quorum', () => {
   let cluster: ColloquyCluster | undefined
@@ -80,53 +225,49 @@ describe.skipIf(!hasNatsServer)('a Colloquy cluster without JetStream quorum', (
   // the majority acked during the partition (1 run in 4 here). Its node loaded the session through
   // an ordered consumer that nats-server had placed on the healed replica, still catching up, and
   // the scan stopped where that replica counted nothing pending (see scanSubject).
-  // Open failure (issue 15) since that fix: in a clean-clone CI run of session 7 a reader on c2 (a
-  // majority node) had m-before and every b- item but none of the 20 a- items. Not explained; a
-  // guess to check: right after the heal the old leader on n3 still answers the stream API (last
-  // seq of the subject) before it steps down.
-  unstable(
-    'never acks on the cut-off side of a partition, and loses or duplicates nothing once healed',
-    async () => {
-      // Colloquy node c3 reaches only nats-server n3; n3 is the one the partition isolates.
-      cluster = await startColloquyCluster({
-        partitionable: true,
-        natsOf: (i) => (i === 2 ? [2] : [i, (i + 1) % 2]),
-      })
-      const [c1, , c3] = cluster.nodes
-      const majority = await connectWsPeer(c1!.url, 'split')
-      const minority = await connectWsPeer(c3!.url, 'split')
-      await synced(majority, c1!)
-      await synced(minority, c3!)
-      expect(await pushAndAsk(minority, ['m-before'], 10_000)).toBe(true)
+  // Regression (issue 15, again after that fix: a clean-clone CI run, and 3 runs in 8 here under
+  // load): the reader on c2 had m-before and every b- item but none of the a- items. When n3 led
+  // the log stream at the cut, it stored the b- items without quorum at the seq where the majority
+  // acked the a- items, and kept them after the heal; c2 loaded the session through a consumer on
+  // n3's diverged copy. Reads now use the leader's copy (see the test above). Since: 10 runs in a
+  // row under load (8–15 on 2 cores), 7 of 8, 10/10, 9/10, then 8/8 after reads fell back to
+  // leader gets on "temporarily unavailable". The 2 failures: the reader lacked the b- items (gap
+  // repairs failing 15 s+ after the heal; docs/cluster.md "Open failures").
+  it('never acks on the cut-off side of a partition, and loses or duplicates nothing once healed', async () => {
+    // Colloquy node c3 reaches only nats-server n3; n3 is the one the partition isolates.
+    cluster = await startColloquyCluster({
+      partitionable: true,
+      natsOf: (i) => (i === 2 ? [2] : [i, (i + 1) % 2]),
+    })
+    const [c1, , c3] = cluster.nodes
+    const majority = await connectWsPeer(c1!.url, 'split')
+    const minority = await connectWsPeer(c3!.url, 'split')
+    await synced(majority, c1!)
+    await synced(minority, c3!)
+    expect(await pushAndAsk(minority, ['m-before'], 10_000)).toBe(true)
 
-      cluster.proxies!.isolate(2)
-      const majorityItems = Array.from({ length: 20 }, (_, i) => `a-${i}`)
-      const minorityItems = Array.from({ length: 20 }, (_, i) => `b-${i}`)
-      const minorityAcked = pushAndAsk(minority, minorityItems, 8_000)
-      // The majority may wait for a new stream leader (if n3 led it) before it acks.
-      const majorityAcked = await pushAndAsk(majority, majorityItems, 20_000)
-      expect(majorityAcked, 'the majority acks').toBe(true)
-      expect(await minorityAcked, 'an ack from the cut-off side').toBe(false)
+    cluster.proxies!.isolate(2)
+    const majorityItems = Array.from({ length: 20 }, (_, i) => `a-${i}`)
+    const minorityItems = Array.from({ length: 20 }, (_, i) => `b-${i}`)
+    const minorityAcked = pushAndAsk(minority, minorityItems, 8_000)
+    // The majority may wait for a new stream leader (if n3 led it) before it acks.
+    const majorityAcked = await pushAndAsk(majority, majorityItems, 20_000)
+    expect(majorityAcked, 'the majority acks').toBe(true)
+    expect(await minorityAcked, 'an ack from the cut-off side').toBe(false)
 
-      cluster.proxies!.heal()
-      // After healing the minority's writes reach the log (acked now or re-sent on reconnect).
-      const everything = ['m-before', ...majorityItems, ...minorityItems]
-      // A node may fail to load the session while JetStream settles after the heal (its API times
-      // out): the client reconnects, as providers do, bounded.
-      const reader = await readerAfterHeal(cluster.nodes[1]!)
-      const items = reader.peer.doc.getArray<string>('items')
-      await until(
-        () => everything.every((item) => items.toArray().includes(item)),
-        30_000,
-        'every item',
-      ).catch(
-        () => undefined, // the assertion names what is missing
-      )
-      expect(everything.filter((item) => !items.toArray().includes(item))).toEqual([])
-      expect(items.length, 'no item twice').toBe(new Set(items.toArray()).size)
-      expect(items.length).toBe(everything.length)
-      for (const client of [reader, majority, minority]) client.close()
-    },
-    90_000,
-  )
+    cluster.proxies!.heal()
+    // After healing the minority's writes reach the log (acked now or re-sent on reconnect).
+    const everything = ['m-before', ...majorityItems, ...minorityItems]
+    // A node may fail to load the session while JetStream settles after the heal (its API times
+    // out): the client reconnects, as providers do, bounded.
+    const reader = await readerAfterHeal(cluster.nodes[1]!)
+    const items = reader.peer.doc.getArray<string>('items')
+    await until(() => everything.every((item) => items.toArray().includes(item)), 30_000, 'every item').catch(
+      () => undefined, // the assertion names what is missing
+    )
+    expect(everything.filter((item) => !items.toArray().includes(item))).toEqual([])
+    expect(items.length, 'no item twice').toBe(new Set(items.toArray()).size)
+    expect(items.length).toBe(everything.length)
+    for (const client of [reader, majority, minority]) client.close()
+  }, 90_000)
 })

@@ -61,9 +61,10 @@ export interface NatsCluster {
    */
   waitForMetaLeader(timeoutMs?: number): Promise<string>
   /**
-   * Resolves with the server name of `stream`'s leader once one reports itself its leader. Under
-   * load a stream re-elects its leader seconds after a node restart: wait on this (bounded) rather
-   * than on one JetStream API request that may time out meanwhile.
+   * Resolves with the server name of `stream`'s leader once one reports itself its leader and every
+   * other running node as a current replica. Under load a stream re-elects its leader seconds
+   * after a node restart: wait on this (bounded) rather than on one JetStream API request that
+   * may time out meanwhile.
    */
   waitForStreamLeader(stream: string, timeoutMs?: number): Promise<string>
   /** Kills every node (SIGKILL) and removes the temp dirs. Idempotent. */
@@ -332,7 +333,10 @@ export async function hasFullMesh(nodes: readonly NatsClusterNode[]): Promise<bo
 
 interface JszStreams {
   account_details?: {
-    stream_detail?: { name: string; cluster?: { leader?: string } }[]
+    stream_detail?: {
+      name: string
+      cluster?: { leader?: string; replicas?: { name: string; current?: boolean }[] }
+    }[]
   }[]
 }
 
@@ -351,9 +355,16 @@ async function waitForStreamLeader(
         })
         const jsz = (await response.json()) as JszStreams
         const details = (jsz.account_details ?? []).flatMap((account) => account.stream_detail ?? [])
-        const leader = details.find((detail) => detail.name === stream)?.cluster?.leader
-        // Asked of the leader itself: a follower may still name the leader that just died.
-        if (leader && leader === node.name) return leader
+        const cluster = details.find((detail) => detail.name === stream)?.cluster
+        const leader = cluster?.leader
+        // Asked of the leader itself: a follower may still name the leader that just died. And the
+        // leader must count every other running node as a current replica: a restarted node that
+        // led the stream before its kill names itself leader with no replica current (as the
+        // others, not yet past their election timeout, still name it) while no one serves the
+        // stream (regression, issue 15: the helper's restart test, 3 runs in 5 here).
+        const current = new Set((cluster?.replicas ?? []).filter((r) => r.current).map((r) => r.name))
+        const others = nodes.filter((n) => n.isRunning() && n.name !== node.name)
+        if (leader && leader === node.name && others.every((n) => current.has(n.name))) return leader
       } catch {
         // This node is down or starting: ask the next one.
       }

@@ -131,7 +131,17 @@ export async function startPartitionedNatsCluster(
   const pairs = (size * (size - 1)) / 2
   for (let attempt = 1; ; attempt++) {
     const proxies = createPartitionProxies()
-    const cluster = await startNatsCluster({ ...options, routeTarget: proxies.routeTarget })
+    let cluster: NatsCluster
+    try {
+      cluster = await startNatsCluster({ ...options, routeTarget: proxies.routeTarget })
+    } catch (error) {
+      // A port picked free was taken by another process before nats-server bound it (startNatsCluster
+      // leaves that retry to the owner of the proxies): start over on new ports, bounded.
+      await proxies.close()
+      const isPortTaken = error instanceof Error && /address already in use/.test(error.message)
+      if (!isPortTaken || attempt >= attempts) throw error
+      continue
+    }
     const deadline = Date.now() + 10_000
     let meshed = false
     while (!meshed && Date.now() < deadline) {

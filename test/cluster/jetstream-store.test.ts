@@ -11,7 +11,11 @@ import pino from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { openClusterStore } from '../../server/cluster/cluster-store.js'
 import { jetStreamNames, openJetStreamResources } from '../../server/cluster/jetstream-log.js'
-import { createJetStreamStore, type JetStreamStore } from '../../server/cluster/jetstream-store.js'
+import {
+  createJetStreamStore,
+  type JetStreamStore,
+  READ_RETRY_MS,
+} from '../../server/cluster/jetstream-store.js'
 import { openOutbox } from '../../server/cluster/outbox.js'
 import { createPipelinedPublisher } from '../../server/cluster/pipelined-publisher.js'
 import { runStoreContract } from '../contract/store-contract.js'
@@ -269,6 +273,39 @@ describe.skipIf(!hasNatsServer)('JetStream store on a 3-node cluster', () => {
     },
     120_000,
   )
+
+  // Regression (issue 15, the cluster project's `retry: 1`): a read sent while the log stream
+  // elected a new leader got no answer and failed after the 10 s API timeout (or at once with
+  // "JetStream system temporarily unavailable"), although the cluster answered moments later.
+  // Reads are now retried while JetStream cannot answer them, bounded (READ_RETRY_MS).
+  it('answers a read sent right after the stream leader was killed, once a new leader is elected', async () => {
+    if (cluster === undefined) throw new Error('cluster not started')
+    const namespace = 'readelection'
+    const stream = jetStreamNames(namespace).stream
+    await (await openStore(namespace)).store.close()
+    const leaderName = await cluster.waitForStreamLeader(stream, 15_000)
+    const leader = cluster.nodes.find((node) => node.name === leaderName)!
+    // Connected to a server that survives the kill, so only the stream's election stands in the way.
+    const { store } = await openStore(
+      namespace,
+      cluster.urls.filter((url) => url !== leader.url),
+    )
+    try {
+      const update = new Uint8Array([1])
+      const acked = await store.append(
+        Array.from({ length: 20 }, (_, i) => ({ sessionId: 'elected', time: i, update })),
+      )
+      await leader.kill('SIGKILL')
+      const startedAt = Date.now()
+      const log = await store.readLog('elected')
+      expect(log.map((entry) => entry.seq)).toEqual(acked)
+      expect(Date.now() - startedAt, 'a read within its retry bound (ms)').toBeLessThan(READ_RETRY_MS)
+    } finally {
+      await store.close()
+      if (!leader.isRunning()) await leader.restart()
+    }
+    await cluster.waitForMetaLeader(30_000)
+  }, 90_000)
 
   // Regression (issue 15): a publish in flight when its connection dropped got no ack ever and
   // waited out the whole publish timeout before the write queue could retry it.

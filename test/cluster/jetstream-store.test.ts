@@ -9,7 +9,7 @@ import { Writable } from 'node:stream'
 import { connect, headers, type NatsConnection } from '@nats-io/transport-node'
 import pino from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { openClusterStore } from '../../server/cluster/cluster-store.js'
+import { openClusterStore, openWhenReady } from '../../server/cluster/cluster-store.js'
 import { jetStreamNames, openJetStreamResources } from '../../server/cluster/jetstream-log.js'
 import {
   createJetStreamStore,
@@ -33,6 +33,7 @@ const unstable = unstableIt('jetstream-store.test.ts')
 
 let cluster: NatsCluster | undefined
 let namespaces = 0
+const quiet = pino({ level: 'silent' })
 
 async function openStore(
   namespace: string,
@@ -46,7 +47,19 @@ async function openStore(
     timeout: 5_000,
     ...(servers === undefined ? {} : { noRandomize: true }),
   })
-  const resources = await openJetStreamResources({ nc, namespace })
+  // Creating 6 R3 streams may wait out an election of the meta leader, busy with the streams of
+  // every test before (a 10 s API timeout on a loaded machine): retried as a node does, bounded.
+  const resources = await openWhenReady(
+    'open JetStream resources',
+    () => openJetStreamResources({ nc, namespace }),
+    {
+      logger: quiet,
+      retryForMs: 30_000,
+    },
+  ).catch(async (error: unknown) => {
+    await nc.close()
+    throw error
+  })
   const store = createJetStreamStore({
     resources,
     onClose: () => nc.close(),

@@ -283,7 +283,9 @@ const readClients = new WeakMap<JetStreamResources, JetStreamClient>()
  * whole API timeout (10 s) before failing; most likely it was placed on the restarted replica,
  * still recovering (not observed directly). Made again, the consumer lands where nats-server
  * places it anew (at random among the replicas); an attempt that was only slow leaves an
- * ephemeral consumer that the server removes once inactive.
+ * ephemeral consumer that the server removes once inactive. Made again after a kill, though, it
+ * kept getting no answer for over 30 s (session 8): {@link scanSubject} now gives it one attempt
+ * and then reads through the stream leader ({@link scanByLeaderGets}).
  */
 async function createOrderedConsumer(
   resources: JetStreamResources,

@@ -89,7 +89,7 @@ describe.skipIf(!hasNatsServer)('the partition proxies', () => {
   // Once (a full run beside a fleet bench, load about 10 on 2 cores) the checkpoint put during
   // the partition got no responder from the KV index for its whole 60 s ("jetstream is not
   // enabled"), and in 1 of 4 runs alone every read after the heal failed with "JetStream system
-  // temporarily unavailable" for 20 s; not seen again in 11 runs under load 5-14, reads now
+  // temporarily unavailable" for 20 s; not seen again in 14 runs under load 4-14, reads now
   // retried by the store (docs/cluster.md, "Open failures"). No read was short in any run.
   it('lets the JetStream store read every acked entry and checkpoint while a healed node catches up', async () => {
     const namespace = 'healing'

@@ -196,10 +196,12 @@ describe.skipIf(!hasNatsServer)('JetStream store on a 3-node cluster', () => {
   // Regression (issue 15): a node restarted while JetStream had no quorum exited (1) at open with
   // "no responders: the stream has no leader". It must wait, logging each attempt, then serve.
   // Open failure (issue 15): timed out at 120 s once in a full run beside a fleet bench (load
-  // about 10 on 2 cores), and in 1 of 7 runs of this file under load 5-14 (session 8): the node
-  // opened the resources, then every re-publish of its outbox got "no responders: the stream has
-  // no leader" for over 60 s after both servers were back. Its wait is bounded (60 s) and names
-  // the node's last attempts and each server's view of the stream.
+  // about 10 on 2 cores), and in 2 of 14 runs of this file in session 8 (under load and on a quiet
+  // machine): the node opened the resources, then every re-publish of its outbox got "no
+  // responders: the stream has no leader" for over 60 s after both servers were back, while every
+  // server named the same stream leader with current followers (docs/cluster.md, "Open
+  // failures"). Its wait is bounded (60 s) and names the node's last attempts and each server's
+  // view of the stream.
   unstable(
     'opens a node started while 2 of 3 nats nodes are down once they are back',
     async () => {

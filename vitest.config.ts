@@ -16,18 +16,13 @@ export default defineConfig({
       {
         // Each cluster test file starts its own 3-node nats-server cluster and up to 3 Colloquy
         // processes on fixed ports chosen at start: one file at a time, beside the main project, so
-        // two clusters never race for the same ports or the same 2 cores' leader elections.
+        // two clusters never race for the same ports or the same 2 cores' leader elections. No
+        // retry: a test that fails once fails the run (docs/cluster.md, "Testing").
         extends: true,
-        //
-        // A failed cluster test runs once more (retry: 1): these tests wait on JetStream leader
-        // elections of 3 nats-servers that share 2 cores with the main project, and in session 7's
-        // full runs about one cluster test in 70 timed out on an election (a different one each
-        // run). A test that fails twice fails the run; docs/cluster.md ("Testing") says so.
         test: {
           name: 'cluster',
           include: ['test/cluster/**/*.test.ts'],
           fileParallelism: false,
-          retry: 1,
         },
       },
     ],

@@ -114,8 +114,9 @@ const OpenBackoff = { firstMs: 100, maxMs: 5_000 } as const
  * {@link OpenBackoff}; gives up (rethrows) after `retryForMs`. A JetStream cluster that is forming,
  * electing a stream leader or short of quorum refuses for a while ("no suitable peers for
  * placement", "no responders", timeouts): the node waits, not listening, until it can serve.
+ * Exported for whatever else opens JetStream resources (tools, tests) and must ride out the same.
  */
-async function openWhenReady<T>(
+export async function openWhenReady<T>(
   step: string,
   open: () => Promise<T>,
   options: { readonly logger: Logger; readonly retryForMs: number },

@@ -43,9 +43,27 @@ export interface JetStreamStoreOptions {
   readonly inlineMaxBytes?: number
   /** How long a publish waits for JetStream's ack before the append fails (default 4 s). */
   readonly publishTimeoutMs?: number
+  /**
+   * How long a read keeps trying while JetStream cannot answer it (an election, a lagging replica)
+   * before it fails as `storage-unavailable` (default {@link READ_RETRY_MS}).
+   */
+  readonly readRetryMs?: number
   /** Called once by {@link Store.close} after pending operations (e.g. to close the connection). */
   readonly onClose?: () => Promise<void>
 }
+
+/**
+ * How long a read retries by default. Why (issue 15): a read sent while a stream elects its leader
+ * gets no answer (the API request times out after 10 s), "JetStream system temporarily
+ * unavailable" or "no responders"; on 3 nats-servers sharing 2 loaded cores an election was seen
+ * to take up to ~20 s. One attempt failed the whole read, so a node loading a session, a history
+ * request or a relay's gap repair failed on what the cluster answers moments later. 30 s covers
+ * a slow election plus one timed-out request.
+ */
+export const READ_RETRY_MS = 30_000
+
+/** Pauses between the attempts of a read: doubling from the first, never longer than the last. */
+const ReadBackoff = { firstMs: 100, maxMs: 2_000 } as const
 
 /** The JetStream store: a {@link Store} plus the cheap reads a cross-node relay needs. */
 export interface JetStreamStore extends Store {
@@ -114,6 +132,16 @@ function unavailable(error: unknown): ColloquyError {
   )
 }
 
+/**
+ * Whether a failure may pass by itself (no leader, no quorum, a timeout, a lagging replica): any
+ * failure but the caller's mistakes and the store's own verdicts (a missing object, a trimmed seq).
+ */
+function isTransient(error: unknown): boolean {
+  if (error instanceof RangeError || error instanceof TypeError) return false
+  if (error instanceof ColloquyError) return error.code === 'storage-unavailable'
+  return true
+}
+
 function isExistsError(error: unknown): boolean {
   const code = (error as { api_error?: { err_code?: number } })?.api_error?.err_code
   return code === 10071 || (error instanceof Error && /wrong last sequence|key exists/i.test(error.message))
@@ -149,11 +177,31 @@ export function createJetStreamStore(options: JetStreamStoreOptions): JetStreamS
   let isClosed = false
   let closing: Promise<void> | undefined
 
-  function track<T>(operation: () => Promise<T>): Promise<T> {
+  const readRetryMs = options.readRetryMs ?? READ_RETRY_MS
+
+  /** Runs a read again while it fails transiently, until {@link readRetryMs} has passed. */
+  async function retryRead<T>(read: () => Promise<T>): Promise<T> {
+    const deadline = Date.now() + readRetryMs
+    for (let delay: number = ReadBackoff.firstMs; ; delay = Math.min(delay * 2, ReadBackoff.maxMs)) {
+      try {
+        return await read()
+      } catch (error) {
+        if (!isTransient(error) || isClosed || Date.now() + delay > deadline) throw error
+        await new Promise((resolve) => setTimeout(resolve, delay))
+      }
+    }
+  }
+
+  /**
+   * Tracks an operation until close. A `read` (it changes nothing, so repeating it is harmless) is
+   * retried while JetStream cannot answer it, bounded by {@link readRetryMs}; writes are not (the
+   * write queue retries them, and a session create may not be repeated blindly).
+   */
+  function track<T>(operation: () => Promise<T>, kind: 'read' | 'write' = 'write'): Promise<T> {
     if (isClosed) return Promise.reject(storeClosedError())
     // The caller's mistakes stay what they are; every failure of the cluster becomes the transient
     // `storage-unavailable` (HTTP 503, close 4505): no leader, no quorum, a timeout.
-    const promise = operation().catch((error: unknown) => {
+    const promise = (kind === 'read' ? retryRead(operation) : operation()).catch((error: unknown) => {
       if (error instanceof RangeError || error instanceof TypeError) throw error
       throw unavailable(error)
     })
@@ -375,7 +423,7 @@ export function createJetStreamStore(options: JetStreamStoreOptions): JetStreamS
         if (record === undefined) return 0
         const last = await lastStreamSeq(resources, subjectOf(sessionId, record))
         return last === undefined ? 0 : last + record.offset
-      })
+      }, 'read')
     },
 
     append(entries) {
@@ -454,7 +502,7 @@ export function createJetStreamStore(options: JetStreamStoreOptions): JetStreamS
         const newest = log[log.length - 1]
         const lastSeq = Math.max(meta.lastSeq, newest?.seq ?? 0)
         return { meta: { ...meta, lastSeq }, checkpoint, log }
-      })
+      }, 'read')
     },
 
     readLog(sessionId, range) {
@@ -465,14 +513,14 @@ export function createJetStreamStore(options: JetStreamStoreOptions): JetStreamS
         const record = await readRecord(sessionId)
         if (record === undefined) return []
         return readEntries(sessionId, record, window.fromSeq, window.toSeq, window.limit)
-      })
+      }, 'read')
     },
 
     getMeta(sessionId) {
       return track(async () => {
         assertSessionId(sessionId)
         return (await describe(sessionId))?.meta
-      })
+      }, 'read')
     },
 
     listSessions() {
@@ -482,7 +530,7 @@ export function createJetStreamStore(options: JetStreamStoreOptions): JetStreamS
         ids.sort()
         const metas = await Promise.all(ids.map(async (sessionId) => (await describe(sessionId))?.meta))
         return metas.filter((meta): meta is SessionMeta => meta !== undefined)
-      })
+      }, 'read')
     },
 
     putCheckpoint(sessionId, checkpoint, options = {}) {
@@ -563,7 +611,7 @@ export function createJetStreamStore(options: JetStreamStoreOptions): JetStreamS
         if (record === undefined) return []
         const infos = selectCheckpoints((await readIndex(sessionId, record)).checkpoints, window)
         return Promise.all(infos.map((info) => readState(sessionId, record, info)))
-      })
+      }, 'read')
     },
 
     listCheckpointInfo(sessionId, range) {
@@ -574,7 +622,7 @@ export function createJetStreamStore(options: JetStreamStoreOptions): JetStreamS
         const record = await readRecord(sessionId)
         if (record === undefined) return []
         return selectCheckpoints((await readIndex(sessionId, record)).checkpoints, window)
-      })
+      }, 'read')
     },
 
     deleteSession(sessionId) {

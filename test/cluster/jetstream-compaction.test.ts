@@ -3,8 +3,10 @@
 // state-at-time, fork and export equal to a replay of the shadow log; and the KV lease.
 
 import { connect, type NatsConnection } from '@nats-io/transport-node'
+import pino from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import * as Y from 'yjs'
+import { openWhenReady } from '../../server/cluster/cluster-store.js'
 import { createKvLeases } from '../../server/cluster/compaction-lease.js'
 import { type JetStreamResources, openJetStreamResources } from '../../server/cluster/jetstream-log.js'
 import { createJetStreamStore } from '../../server/cluster/jetstream-store.js'
@@ -34,7 +36,15 @@ async function openNode(
 ): Promise<{ store: Store; resources: JetStreamResources; nc: NatsConnection }> {
   if (cluster === undefined) throw new Error('cluster not started')
   const nc = await connect({ servers: [...cluster.urls], timeout: 5_000 })
-  const resources = await openJetStreamResources({ nc, namespace, leaseTtlMs: 1_000 })
+  // Retried as a node does, bounded: the meta leader may be electing on a loaded machine.
+  const resources = await openWhenReady(
+    'open JetStream resources',
+    () => openJetStreamResources({ nc, namespace, leaseTtlMs: 1_000 }),
+    { logger: pino({ level: 'silent' }), retryForMs: 30_000 },
+  ).catch(async (error: unknown) => {
+    await nc.close()
+    throw error
+  })
   return { store: createJetStreamStore({ resources, onClose: () => nc.close() }), resources, nc }
 }
 

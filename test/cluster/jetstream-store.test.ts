@@ -6,12 +6,17 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { Writable } from 'node:stream'
+import { jetstreamManager } from '@nats-io/jetstream'
 import { connect, headers, type NatsConnection } from '@nats-io/transport-node'
 import pino from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { openClusterStore } from '../../server/cluster/cluster-store.js'
+import { openClusterStore, openWhenReady } from '../../server/cluster/cluster-store.js'
 import { jetStreamNames, openJetStreamResources } from '../../server/cluster/jetstream-log.js'
-import { createJetStreamStore, type JetStreamStore } from '../../server/cluster/jetstream-store.js'
+import {
+  createJetStreamStore,
+  type JetStreamStore,
+  READ_RETRY_MS,
+} from '../../server/cluster/jetstream-store.js'
 import { openOutbox } from '../../server/cluster/outbox.js'
 import { createPipelinedPublisher } from '../../server/cluster/pipelined-publisher.js'
 import { runStoreContract } from '../contract/store-contract.js'
@@ -29,6 +34,7 @@ const unstable = unstableIt('jetstream-store.test.ts')
 
 let cluster: NatsCluster | undefined
 let namespaces = 0
+const quiet = pino({ level: 'silent' })
 
 async function openStore(
   namespace: string,
@@ -42,13 +48,67 @@ async function openStore(
     timeout: 5_000,
     ...(servers === undefined ? {} : { noRandomize: true }),
   })
-  const resources = await openJetStreamResources({ nc, namespace })
+  // Creating 6 R3 streams may wait out an election of the meta leader, busy with the streams of
+  // every test before (a 10 s API timeout on a loaded machine): retried as a node does, bounded.
+  const resources = await openWhenReady(
+    'open JetStream resources',
+    () => openJetStreamResources({ nc, namespace }),
+    {
+      logger: quiet,
+      retryForMs: 30_000,
+    },
+  ).catch(async (error: unknown) => {
+    await nc.close()
+    throw error
+  })
   const store = createJetStreamStore({
     resources,
     onClose: () => nc.close(),
     ...(publishTimeoutMs === undefined ? {} : { publishTimeoutMs }),
   })
   return { store, nc }
+}
+
+/** Deletes the streams of `namespace` (best effort: a leftover costs only idle Raft groups). */
+async function removeNamespace(nc: NatsConnection, namespace: string): Promise<void> {
+  const names = jetStreamNames(namespace)
+  const jsm = await jetstreamManager(nc, { timeout: 10_000, checkAPI: false })
+  const streams = [
+    names.stream,
+    ...[names.sessions, names.index, names.leases].map((bucket) => `KV_${bucket}`),
+    ...[names.states, names.updates].map((store) => `OBJ_${store}`),
+  ]
+  await Promise.allSettled(streams.map((stream) => jsm.streams.delete(stream)))
+}
+
+interface JszStreams {
+  meta_cluster?: { leader?: string }
+  account_details?: { stream_detail?: { name: string; cluster?: unknown }[] }[]
+}
+
+/** What every running server says of `stream` and the meta leader (for a failure message). */
+async function describeStream(stream: string): Promise<string> {
+  const views = await Promise.all(
+    (cluster?.nodes ?? [])
+      .filter((node) => node.isRunning())
+      .map(async (node) => {
+        try {
+          const response = await fetch(
+            `http://127.0.0.1:${node.monitorPort}/jsz?accounts=true&streams=true`,
+            {
+              signal: AbortSignal.timeout(2_000),
+            },
+          )
+          const jsz = (await response.json()) as JszStreams
+          const details = (jsz.account_details ?? []).flatMap((account) => account.stream_detail ?? [])
+          const found = details.find((detail) => detail.name === stream)
+          return `${node.name}: meta leader ${jsz.meta_cluster?.leader}, ${details.length} streams, ${stream} ${JSON.stringify(found?.cluster)}`
+        } catch (error) {
+          return `${node.name}: ${String(error)}`
+        }
+      }),
+  )
+  return views.join('\n')
 }
 
 describe.skipIf(!hasNatsServer)('JetStream store on a 3-node cluster', () => {
@@ -69,6 +129,9 @@ describe.skipIf(!hasNatsServer)('JetStream store on a 3-node cluster', () => {
         return current.store
       },
       async cleanup() {
+        // Its 6 streams go with the test: left, they made over 170 idle R3 Raft groups by the end
+        // of the file, which two restarted servers must recover before they elect anything new.
+        await removeNamespace(current.nc, namespace)
         await current.store.close()
       },
     }
@@ -132,8 +195,13 @@ describe.skipIf(!hasNatsServer)('JetStream store on a 3-node cluster', () => {
 
   // Regression (issue 15): a node restarted while JetStream had no quorum exited (1) at open with
   // "no responders: the stream has no leader". It must wait, logging each attempt, then serve.
-  // Open failure (issue 15): timed out at 120 s once in a full run beside a fleet bench (load about
-  // 10 on 2 cores); passed in every run before (CI of session 6 included).
+  // Open failure (issue 15): timed out at 120 s once in a full run beside a fleet bench (load
+  // about 10 on 2 cores), and in 2 of 14 runs of this file in session 8 (under load and on a quiet
+  // machine): the node opened the resources, then every re-publish of its outbox got "no
+  // responders: the stream has no leader" for over 60 s after both servers were back, while every
+  // server named the same stream leader with current followers (docs/cluster.md, "Open
+  // failures"). Its wait is bounded (60 s) and names the node's last attempts and each server's
+  // view of the stream.
   unstable(
     'opens a node started while 2 of 3 nats nodes are down once they are back',
     async () => {
@@ -176,7 +244,30 @@ describe.skipIf(!hasNatsServer)('JetStream store on a 3-node cluster', () => {
         })
         expect(failed).toBeUndefined()
         await Promise.all([second.restart(), third.restart()])
-        opened = await opening
+        // Bounded (60 s after both are back), naming the node's last attempts if it never opens.
+        const restartedAt = Date.now()
+        let timer: NodeJS.Timeout | undefined
+        opened = await Promise.race([
+          opening,
+          new Promise<never>((_, reject) => {
+            timer = setTimeout(() => {
+              void opening.then(
+                (late) => late.store.close(),
+                () => undefined,
+              )
+              void describeStream(jetStreamNames().stream).then((servers) =>
+                reject(
+                  new Error(
+                    `not open 60 s after the restart; last: ${warnings.slice(-2).join('')}servers:\n${servers}`,
+                  ),
+                ),
+              )
+            }, 60_000)
+          }),
+        ]).finally(() => clearTimeout(timer))
+        console.log(
+          `opened ${Date.now() - restartedAt} ms after the restart (${warnings.length} retries logged)`,
+        )
         const [seq] = await opened.store.append([{ sessionId: 'late', time: 1, update: new Uint8Array([7]) }])
         const log = await opened.log.readLog('late')
         expect(log.map((entry) => [...entry.update])).toEqual([[6], [7]])
@@ -269,6 +360,42 @@ describe.skipIf(!hasNatsServer)('JetStream store on a 3-node cluster', () => {
     },
     120_000,
   )
+
+  // Regression (issue 15, the cluster project's `retry: 1`): a read sent while the log stream
+  // elected a new leader got no answer and failed after the 10 s API timeout (or at once with
+  // "JetStream system temporarily unavailable"), although the cluster answered moments later.
+  // Reads are now retried while JetStream cannot answer them, bounded (READ_RETRY_MS). Then (2
+  // runs of 3, machine quiet) every read's ordered consumer create got no answer for 30 s while a
+  // new stream leader and the meta leader served: a read whose consumer gets no answer in 3 s now
+  // reads through the stream leader's message gets (getEach, via scanSubject); 6 runs of 6 since.
+  it('answers a read sent right after the stream leader was killed, once a new leader is elected', async () => {
+    if (cluster === undefined) throw new Error('cluster not started')
+    const namespace = 'readelection'
+    const stream = jetStreamNames(namespace).stream
+    await (await openStore(namespace)).store.close()
+    const leaderName = await cluster.waitForStreamLeader(stream, 15_000)
+    const leader = cluster.nodes.find((node) => node.name === leaderName)!
+    // Connected to a server that survives the kill, so only the stream's election stands in the way.
+    const { store } = await openStore(
+      namespace,
+      cluster.urls.filter((url) => url !== leader.url),
+    )
+    try {
+      const update = new Uint8Array([1])
+      const acked = await store.append(
+        Array.from({ length: 20 }, (_, i) => ({ sessionId: 'elected', time: i, update })),
+      )
+      await leader.kill('SIGKILL')
+      const startedAt = Date.now()
+      const log = await store.readLog('elected')
+      expect(log.map((entry) => entry.seq)).toEqual(acked)
+      expect(Date.now() - startedAt, 'a read within its retry bound (ms)').toBeLessThan(READ_RETRY_MS)
+    } finally {
+      await store.close()
+      if (!leader.isRunning()) await leader.restart()
+    }
+    await cluster.waitForMetaLeader(30_000)
+  }, 90_000)
 
   // Regression (issue 15): a publish in flight when its connection dropped got no ack ever and
   // waited out the whole publish timeout before the write queue could retry it.

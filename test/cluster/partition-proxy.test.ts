@@ -10,12 +10,10 @@ import {
   openJetStreamResources,
 } from '../../server/cluster/jetstream-log.js'
 import { createJetStreamStore } from '../../server/cluster/jetstream-store.js'
-import { hasNatsServer, type NatsCluster, unstableIt, warnIfNoNatsServer } from '../helpers/nats-cluster.js'
+import { hasNatsServer, type NatsCluster, warnIfNoNatsServer } from '../helpers/nats-cluster.js'
 import { type PartitionProxies, startPartitionedNatsCluster } from '../helpers/partition-proxy.js'
 
 warnIfNoNatsServer(import.meta.url)
-
-const unstable = unstableIt('partition-proxy.test.ts')
 
 interface Routez {
   routes?: { remote_id: string; port: number; did_solicit: boolean }[]
@@ -88,90 +86,89 @@ describe.skipIf(!hasNatsServer)('the partition proxies', () => {
   // updates the majority acked): nats-server puts an ordered consumer (a log scan, kv.keys()) on
   // any replica of the stream, and the reads stopped when that replica counted nothing pending. A
   // replica catching up after a partition so served a stale prefix of the log and of the index.
-  // Open failure (issue 15): in a full run beside a fleet bench (load about 10 on 2 cores) the
-  // checkpoint put during the partition got no responder from the KV index for its whole 60 s
-  // ("jetstream is not enabled"), and in 1 of 4 runs alone every read after the heal failed with
-  // "JetStream system temporarily unavailable" for 20 s. No read was short in any run.
-  unstable(
-    'lets the JetStream store read every acked entry and checkpoint while a healed node catches up',
-    async () => {
-      const namespace = 'healing'
-      const stream = jetStreamNames(namespace).stream
-      // The store talks to the first two servers; the third, isolated and healed, serves some reads.
-      const nc = await connect({ servers: cluster.urls.slice(0, 2), noRandomize: true, timeout: 5_000 })
-      // After the test before, n3 counts as offline (no placement) for a while: retry, bounded.
-      const opening = Date.now() + 30_000
-      let resources: JetStreamResources | undefined
-      while (resources === undefined) {
-        resources = await openJetStreamResources({ nc, namespace }).catch((error: Error) => {
-          if (Date.now() > opening) throw error
-          return new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 500))
-        })
+  // Once (a full run beside a fleet bench, load about 10 on 2 cores) the checkpoint put during
+  // the partition got no responder from the KV index for its whole 60 s ("jetstream is not
+  // enabled"), and in 1 of 4 runs alone every read after the heal failed with "JetStream system
+  // temporarily unavailable" for 20 s; not seen again in 14 runs under load 4-14, reads now
+  // retried by the store (docs/cluster.md, "Open failures"). No read was short in any run.
+  it('lets the JetStream store read every acked entry and checkpoint while a healed node catches up', async () => {
+    const namespace = 'healing'
+    const stream = jetStreamNames(namespace).stream
+    // The store talks to the first two servers; the third, isolated and healed, serves some reads.
+    const nc = await connect({ servers: cluster.urls.slice(0, 2), noRandomize: true, timeout: 5_000 })
+    // After the test before, n3 counts as offline (no placement) for a while: retry, bounded.
+    const opening = Date.now() + 30_000
+    let resources: JetStreamResources | undefined
+    while (resources === undefined) {
+      resources = await openJetStreamResources({ nc, namespace }).catch((error: Error) => {
+        if (Date.now() > opening) throw error
+        return new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 500))
+      })
+    }
+    const store = createJetStreamStore({ resources })
+    const update = new Uint8Array(1_024).fill(7)
+    const shortReads: string[] = []
+    let answered = 0
+    try {
+      await store.append([{ sessionId: 'heal', time: 0, update }])
+      proxies.isolate(2)
+      // Stored by the majority while n3 is away (n3 may have led the stream: the others elect).
+      const acked: number[] = []
+      const deadline = Date.now() + 30_000
+      while (acked.length < 3_000 && Date.now() < deadline) {
+        const entries = Array.from({ length: 250 }, (_, i) => ({ sessionId: 'heal', time: i, update }))
+        acked.push(...(await store.append(entries).catch(() => [])))
       }
-      const store = createJetStreamStore({ resources })
-      const update = new Uint8Array(1_024).fill(7)
-      const shortReads: string[] = []
-      let answered = 0
-      try {
-        await store.append([{ sessionId: 'heal', time: 0, update }])
-        proxies.isolate(2)
-        // Stored by the majority while n3 is away (n3 may have led the stream: the others elect).
-        const acked: number[] = []
-        const deadline = Date.now() + 30_000
-        while (acked.length < 3_000 && Date.now() < deadline) {
-          const entries = Array.from({ length: 250 }, (_, i) => ({ sessionId: 'heal', time: i, update }))
-          acked.push(...(await store.append(entries).catch(() => [])))
-        }
-        const checkpointSeq = acked[acked.length >> 1]!
-        // The buckets' streams may be electing a leader too (n3 led them): retry for up to 30 s (six
-        // tries back to back once all failed within an election, "JetStream system temporarily
-        // unavailable").
-        const electing = Date.now() + 60_000
-        for (;;) {
-          const checkpoint = { seq: checkpointSeq, time: 1, state: new Uint8Array([0, 0]) }
-          const error = await store.putCheckpoint('heal', checkpoint).catch((failure: Error) => failure)
-          if (error === undefined) break
-          if (Date.now() > electing) throw error
-          await new Promise((resolve) => setTimeout(resolve, 500))
-        }
-        proxies.heal()
-        // Each read places new consumers, on n3 about one time in three: read while it catches up.
-        // A read may wait for a catching-up server up to its own deadline and then fail (transient):
-        // the window leaves room for several of those under load.
-        const reads = Date.now() + 60_000
-        const failures = new Map<string, number>()
-        for (let read = 0; read < 40 && Date.now() < reads; read++) {
-          const [log, checkpoints] = await Promise.all([
-            store.readLog('heal', { fromSeq: 2 }).catch((error: Error) => error),
-            store.listCheckpointInfo!('heal').catch((error: Error) => error),
-          ])
-          if (log instanceof Error || checkpoints instanceof Error) {
-            // n3 not reachable yet: counted, printed, not a short read.
-            const message = (log instanceof Error ? log : (checkpoints as Error)).message
-            failures.set(message, (failures.get(message) ?? 0) + 1)
-            read-- // a failed read is not one of the 40: the time bound ends the loop
-            await new Promise((resolve) => setTimeout(resolve, 300))
-            continue
-          }
-          answered++
-          const stored = new Set(log.map((entry) => entry.seq))
-          const missing = acked.filter((seq) => !stored.has(seq)).length
-          if (missing > 0) shortReads.push(`read ${read}: ${missing} of ${acked.length} entries missing`)
-          if (!checkpoints.some((info) => info.seq === checkpointSeq))
-            shortReads.push(`read ${read}: checkpoint ${checkpointSeq} missing`)
-        }
-        console.log(
-          `healing reads on ${stream}: ${answered} answered, ${shortReads.length} short, failed:`,
-          Object.fromEntries(failures),
-        )
-      } finally {
-        proxies.heal()
-        await store.close()
-        await nc.close()
+      const checkpointSeq = acked[acked.length >> 1]!
+      // The buckets' streams may be electing a leader too (n3 led them): retry for up to 30 s (six
+      // tries back to back once all failed within an election, "JetStream system temporarily
+      // unavailable").
+      const electing = Date.now() + 60_000
+      for (;;) {
+        const checkpoint = { seq: checkpointSeq, time: 1, state: new Uint8Array([0, 0]) }
+        const error = await store.putCheckpoint('heal', checkpoint).catch((failure: Error) => failure)
+        if (error === undefined) break
+        // Printed: an election (seconds) tells apart from JetStream unavailable for the whole bound.
+        console.log(`checkpoint put failed ${60_000 - (electing - Date.now())} ms in: ${error.message}`)
+        if (Date.now() > electing) throw error
+        await new Promise((resolve) => setTimeout(resolve, 500))
       }
-      expect(shortReads).toEqual([])
-      expect(answered, 'reads answered after the heal').toBeGreaterThan(5)
-    },
-    180_000,
-  )
+      proxies.heal()
+      // Each read places new consumers, on n3 about one time in three: read while it catches up.
+      // A read may wait for a catching-up server up to its own deadline and then fail (transient):
+      // the window leaves room for several of those under load.
+      const reads = Date.now() + 60_000
+      const failures = new Map<string, number>()
+      for (let read = 0; read < 40 && Date.now() < reads; read++) {
+        const [log, checkpoints] = await Promise.all([
+          store.readLog('heal', { fromSeq: 2 }).catch((error: Error) => error),
+          store.listCheckpointInfo!('heal').catch((error: Error) => error),
+        ])
+        if (log instanceof Error || checkpoints instanceof Error) {
+          // n3 not reachable yet: counted, printed, not a short read.
+          const message = (log instanceof Error ? log : (checkpoints as Error)).message
+          failures.set(message, (failures.get(message) ?? 0) + 1)
+          read-- // a failed read is not one of the 40: the time bound ends the loop
+          await new Promise((resolve) => setTimeout(resolve, 300))
+          continue
+        }
+        answered++
+        const stored = new Set(log.map((entry) => entry.seq))
+        const missing = acked.filter((seq) => !stored.has(seq)).length
+        if (missing > 0) shortReads.push(`read ${read}: ${missing} of ${acked.length} entries missing`)
+        if (!checkpoints.some((info) => info.seq === checkpointSeq))
+          shortReads.push(`read ${read}: checkpoint ${checkpointSeq} missing`)
+      }
+      console.log(
+        `healing reads on ${stream}: ${answered} answered, ${shortReads.length} short, failed:`,
+        Object.fromEntries(failures),
+      )
+    } finally {
+      proxies.heal()
+      await store.close()
+      await nc.close()
+    }
+    expect(shortReads).toEqual([])
+    expect(answered, 'reads answered after the heal').toBeGreaterThan(5)
+  }, 180_000)
 })

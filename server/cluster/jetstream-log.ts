@@ -196,6 +196,13 @@ export interface ScanOptions {
   readonly catchUpMs?: number
   /** Consumers created in a row to get one on the leader (default {@link LEADER_PLACEMENT_ATTEMPTS}; 0: gets only). */
   readonly placementAttempts?: number
+  /**
+   * Read through a consumer wherever nats-server places it (one create, no placement check), for
+   * reads whose answer is an estimate: the meta's header tally, which only steers the compaction
+   * policy. A lagging replica still cannot make the read short (it reads through the leader's last
+   * seq); a diverged one (see {@link scanSubject}) could miscount sizes, never lose data.
+   */
+  readonly anyReplica?: boolean
 }
 
 /**
@@ -239,12 +246,13 @@ export async function scanSubject(
   const found: ScannedMessage[] = []
   let from = fromSeq
   for (;;) {
-    const consumer = await createLeaderConsumer(resources, attempts, {
+    const config = {
       filter_subject: subject,
       deliver_policy: DeliverPolicy.StartSequence,
       opt_start_seq: from,
       headers_only: range.headersOnly,
-    })
+    }
+    const consumer = await createLeaderConsumer(resources, attempts, config, options.anyReplica === true)
     const rest = { fromSeq: from, toSeq, limit: range.limit - found.length, headersOnly: range.headersOnly }
     if (consumer !== undefined) {
       try {
@@ -404,6 +412,7 @@ async function createLeaderConsumer(
   resources: JetStreamResources,
   attempts: number,
   config: ReadConsumerConfig,
+  anyReplica = false,
 ): Promise<Consumer | undefined> {
   let manager = readManagers.get(resources)
   if (manager === undefined) {
@@ -413,7 +422,8 @@ async function createLeaderConsumer(
   if (attempts <= 0) return undefined
   const jsm = await manager
   const { stream } = resources.names
-  const leader = (await jsm.streams.info(stream)).cluster?.leader
+  // Placement unchecked (`anyReplica`): one create, kept wherever it lands.
+  const leader = anyReplica ? undefined : (await jsm.streams.info(stream)).cluster?.leader
   for (let attempt = 1; attempt <= attempts; ) {
     let info: ConsumerInfo
     try {

@@ -333,12 +333,14 @@ export function createJetStreamStore(options: JetStreamStoreOptions): JetStreamS
     }
     const scanFrom = Math.min(tally.scannedThrough, tally.sinceScannedThrough)
     if (last !== undefined && last > scanFrom) {
-      const scanned = await scanSubject(resources, subject, {
-        fromSeq: scanFrom + 1,
-        toSeq: last,
-        limit: Number.POSITIVE_INFINITY,
-        headersOnly: true,
-      })
+      // An estimate for the compaction policy: read wherever the consumer lands (one consumer
+      // create, not the leader-placed read's three on average, each a meta-layer proposal).
+      const scanned = await scanSubject(
+        resources,
+        subject,
+        { fromSeq: scanFrom + 1, toSeq: last, limit: Number.POSITIVE_INFINITY, headersOnly: true },
+        { anyReplica: true },
+      )
       for (const message of scanned) {
         if (message.streamSeq > tally.scannedThrough) {
           tally.count++

@@ -238,17 +238,25 @@ async function relaySent(cluster: BenchCluster): Promise<{ updates: number; mess
   return sent
 }
 
-/** Updates the Colloquy nodes read back from the log to fill relay gaps, summed (all reasons). */
-async function repairedUpdates(cluster: BenchCluster): Promise<number> {
+/** A counter of the Colloquy nodes' /metrics, summed over its labels and the running nodes. */
+async function counterSum(cluster: BenchCluster, name: string): Promise<number> {
   if (cluster.id !== 'colloquy-nats') return Number.NaN
+  const pattern = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm')
   let sum = 0
   for (const node of cluster.nodes.filter((each) => each.isRunning())) {
     const text = await (await fetch(`${node.url.replace('ws:', 'http:')}/metrics`)).text()
-    for (const match of text.matchAll(/^colloquy_relay_repaired_updates_total(?:\{[^}]*\})? (\S+)$/gm))
-      sum += Number(match[1])
+    for (const match of text.matchAll(pattern)) sum += Number(match[1])
   }
   return sum
 }
+
+/** Updates the Colloquy nodes read back from the log to fill relay gaps, summed (all reasons). */
+const repairedUpdates = (cluster: BenchCluster): Promise<number> =>
+  counterSum(cluster, 'colloquy_relay_repaired_updates_total')
+
+/** Compaction runs of the Colloquy nodes (every result), summed. */
+const compactionRuns = (cluster: BenchCluster): Promise<number> =>
+  counterSum(cluster, 'colloquy_compaction_runs_total')
 
 async function runTarget(
   id: ClusterTargetId,
@@ -275,6 +283,7 @@ async function runTarget(
     log(`[C1] ${id}: ${c1Rate} updates/s for ${c1Ms / 1000} s`)
     await eventLoopDelays(cluster)
     const repairedBefore = await repairedUpdates(cluster)
+    const compactionsBefore = await compactionRuns(cluster)
     const waits = runQueueWait([
       ...cluster.nodes.map((node) => ({ name: node.name, pid: () => node.pid() })),
       { name: 'writer', pid: () => writer.pid },
@@ -296,7 +305,10 @@ async function runTarget(
       ...(loopDelays === '' ? {} : { eventLoopMaxP99Ms: loopDelays }),
       runQueueWait: runQueue,
       ...(cluster.id === 'colloquy-nats'
-        ? { repairedFromLog: (await repairedUpdates(cluster)) - repairedBefore }
+        ? {
+            repairedFromLog: (await repairedUpdates(cluster)) - repairedBefore,
+            compactions: (await compactionRuns(cluster)) - compactionsBefore,
+          }
         : {}),
     }
     log(`[C1] ${id}: ${JSON.stringify(latency)}`)

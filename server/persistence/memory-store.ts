@@ -51,9 +51,19 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): Store {
   const seqStep = options.seqStep ?? 1
   const isSparse = seqStep !== 1
 
-  /** The meta as reported: a sparse store also says how far its log was trimmed. */
+  /**
+   * The meta as reported: a sparse store also says how far its log was trimmed, and counts the
+   * entries above the latest checkpoint (as the cluster store does; see SessionMeta).
+   */
   function reported(session: MemorySession): SessionMeta {
-    return isSparse ? { ...session.meta, trimmedThrough: session.trimmedThrough } : session.meta
+    if (!isSparse) return session.meta
+    const since = { count: 0, bytes: 0 }
+    for (const entry of session.log) {
+      if (entry.seq <= session.meta.checkpointSeq) continue
+      since.count++
+      since.bytes += entry.update.byteLength
+    }
+    return { ...session.meta, trimmedThrough: session.trimmedThrough, sinceCheckpoint: since }
   }
 
   function assertOpen(): void {

@@ -215,7 +215,7 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
       : createTokenVerifier(config.secret, Date.now, {
           maxLifetimeMs: (config.maxTokenLifetimeS ?? 0) * 1000,
           // Off for now: with the verified-token cache on, auth.test.ts's token-expiry test saw its
-          // connection end 1006 at once in 4 runs of 11 (0 of 12 with it off), not yet explained.
+          // connection end 1006 at once in 6 runs of the file in 15 (0 of 11 with it off), not yet explained.
           cacheSize: 0,
         })
   const originPolicy = createOriginPolicy({

@@ -320,13 +320,15 @@ export function createJetStreamStore(options: JetStreamStoreOptions): JetStreamS
         count: 0,
         bytes: 0,
         latestTime: 0,
-        checkpointSeq,
-        sinceScannedThrough: Math.max(retainedFrom, checkpointSeq - record.offset),
+        // No checkpoint counted yet: set just below.
+        checkpointSeq: Number.NaN,
+        sinceScannedThrough: 0,
         since: { count: 0, bytes: 0 },
       }
     }
     if (tally.checkpointSeq !== checkpointSeq) {
-      // A new checkpoint: count what lies above it again (after a compaction, a few entries).
+      // A new tally or a new checkpoint: count what lies above it again (after a compaction, a
+      // few entries).
       tally.checkpointSeq = checkpointSeq
       tally.sinceScannedThrough = Math.max(retainedFrom, checkpointSeq - record.offset)
       tally.since = { count: 0, bytes: 0 }

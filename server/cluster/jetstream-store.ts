@@ -120,6 +120,22 @@ interface Tally {
   noted: NotedAppend[]
 }
 
+/** The tally of an empty subject of a session without checkpoints or trims. */
+function emptyTally(incarnation: string): Tally {
+  return {
+    incarnation,
+    trimmedThrough: 0,
+    scannedThrough: 0,
+    count: 0,
+    bytes: 0,
+    latestTime: 0,
+    checkpointSeq: 0,
+    sinceScannedThrough: 0,
+    since: { count: 0, bytes: 0 },
+    noted: [],
+  }
+}
+
 /** One acked append of this node, as the tally counts it. */
 interface NotedAppend {
   readonly seq: number
@@ -131,7 +147,7 @@ interface NotedAppend {
  * Noted appends kept per session at most (a session whose meta is not read for long drops them:
  * its next read scans the stream instead).
  */
-const NOTED_APPENDS_MAX = 10_000
+const NOTED_APPENDS_MAX = 4_096
 
 /** How long a meta read waits for this node's appends in flight before it counts (ms). */
 const APPEND_SETTLE_WAIT_MS = 1_000
@@ -272,7 +288,12 @@ export function createJetStreamStore(options: JetStreamStoreOptions): JetStreamS
     const existing = await readRecord(sessionId)
     if (existing !== undefined) return existing
     const created = await createRecord(sessionId, createdAt, 0)
-    if (created !== undefined) return created
+    if (created !== undefined) {
+      // A session this node just started holds nothing yet: its tally starts here, empty and
+      // complete, so its first meta read counts this node's appends without reading the log.
+      tallies.set(sessionId, emptyTally(created.incarnation))
+      return created
+    }
     const raced = await readRecord(sessionId)
     if (raced === undefined)
       throw new ColloquyError('storage-unavailable', `session ${sessionId} record vanished`)
@@ -383,19 +404,9 @@ export function createJetStreamStore(options: JetStreamStoreOptions): JetStreamS
       tally.incarnation !== record.incarnation ||
       tally.trimmedThrough !== trimmedThrough
     ) {
-      tally = {
-        incarnation: record.incarnation,
-        trimmedThrough,
-        scannedThrough: retainedFrom,
-        count: 0,
-        bytes: 0,
-        latestTime: 0,
-        // No checkpoint counted yet: set just below.
-        checkpointSeq: Number.NaN,
-        sinceScannedThrough: 0,
-        since: { count: 0, bytes: 0 },
-        noted: [],
-      }
+      // No checkpoint counted yet: set just below.
+      tally = { ...emptyTally(record.incarnation), trimmedThrough, scannedThrough: retainedFrom }
+      tally.checkpointSeq = Number.NaN
     }
     if (tally.checkpointSeq !== checkpointSeq) {
       // A new tally or a new checkpoint: count what lies above it again (after a compaction, a
@@ -434,10 +445,15 @@ export function createJetStreamStore(options: JetStreamStoreOptions): JetStreamS
           tally.since.bytes += message.size
         }
       }
-      tally.scannedThrough = Math.max(tally.scannedThrough, last)
-      tally.sinceScannedThrough = Math.max(tally.sinceScannedThrough, last)
-      const through = tally.scannedThrough
+      // The subject holds nothing in (last, scannedThrough] (counts may be complete beyond its
+      // last message, through the stream's last seq): both counts are complete through either.
+      const through = Math.max(tally.scannedThrough, last)
+      tally.scannedThrough = through
+      tally.sinceScannedThrough = Math.max(tally.sinceScannedThrough, through)
       tally.noted = tally.noted.filter((append) => append.seq > through)
+    } else if (!isCounted) {
+      // Nothing above `scanFrom` (a checkpoint at the last entry): nothing to count above it.
+      tally.sinceScannedThrough = Math.max(tally.sinceScannedThrough, tally.scannedThrough)
     }
     const checkpointTime = sessionIndex.checkpoints.reduce((max, cp) => Math.max(max, cp.time), 0)
     const meta: SessionMeta = {

@@ -88,19 +88,18 @@ describe.skipIf(!hasNatsServer)('the meta reads of the JetStream store', () => {
     const node = await openStore(namespace)
     const sessions = ['a', 'b', 'c', 'd']
     await node.append(interleaved(sessions, 30, 'first'))
-    // The first read of a session reads its log once; the tally is kept from then on.
-    await node.getMeta('a')
-    await node.append(interleaved(sessions, 40, 'second'))
-
-    const requests = await requestsOf(namespace, () => node.getMeta('a'))
     const names = jetStreamNames()
     // One listing of the checkpoint index, the subject's last seq, its message count: no
     // consumer create, fetch or delete (each of which made 2.9.10 walk the stream).
-    expect(requests).toEqual({
+    const threeRequests = {
       [`STREAM.INFO.KV_${names.index} subjects_filter`]: 1,
       [`STREAM.MSG.GET.${names.stream} last_by_subj`]: 1,
       [`STREAM.INFO.${names.stream} subjects_filter`]: 1,
-    })
+    }
+    // This node started the sessions: even their first read counts its appends.
+    expect(await requestsOf(namespace, () => node.getMeta('a'))).toEqual(threeRequests)
+    await node.append(interleaved(sessions, 40, 'second'))
+    expect(await requestsOf(namespace, () => node.getMeta('a'))).toEqual(threeRequests)
     // And exact: another store with no tally reads the whole log for the same figures.
     const fresh = await openStore(namespace)
     const meta = await node.getMeta('a')
@@ -148,5 +147,20 @@ describe.skipIf(!hasNatsServer)('the meta reads of the JetStream store', () => {
       bytes: 5 * 'before-a-15'.length + 4 * 'after-a-0'.length,
     })
     expect(meta).toEqual(await (await openStore(namespace)).getMeta('a'))
+  })
+
+  it('counts without a consumer after a checkpoint at the last entry, as a compaction of a quiet session leaves it', async () => {
+    const namespace = newNamespace('quiet')
+    const node = await openStore(namespace)
+    const seqs = await node.append(interleaved(['a', 'b'], 10, 'before'))
+    await node.getMeta('a')
+    await node.append(interleaved(['b'], 5, 'other'))
+    await node.putCheckpoint('a', { seq: seqs[18]!, time: 2_000, state: new Uint8Array([0, 0]) })
+    expect((await node.getMeta('a'))?.sinceCheckpoint).toEqual({ count: 0, bytes: 0 })
+
+    await node.append(interleaved(['a', 'b'], 3, 'after'))
+    const requests = await requestsOf(namespace, () => node.getMeta('a'))
+    expect(requests[`CONSUMER.CREATE.${jetStreamNames().stream}`]).toBeUndefined()
+    expect((await node.getMeta('a'))?.sinceCheckpoint).toEqual({ count: 3, bytes: 3 * 'after-a-0'.length })
   })
 })

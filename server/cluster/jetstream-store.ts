@@ -342,10 +342,11 @@ export function createJetStreamStore(options: JetStreamStoreOptions): JetStreamS
    * (nothing changed) when the stream holds others: another node's, or appends not noted.
    *
    * @remarks Why (issue 15, session 9): reading the headers of what is new costs the nats-servers
-   * far more than the entries read. On nats-server 2.9.10 a filtered consumer's create computes
-   * its pending count by walking every message of the stream, every session's, between its start
-   * and the end of its block (`FilteredState`, ~2 times per create), and its deliveries walk them
-   * again: at [C1]'s 1,000 updates/s over 10 sessions that was ~35–40 % of the servers' CPU. The
+   * far more than the entries read. On nats-server 2.9.10 a filtered consumer computes its pending
+   * count by walking every message of the stream, every session's, between its start and its
+   * block's end or start (`FilteredState`), and when it walks from the start it does so again for
+   * every message it delivers: at [C1]'s 1,000 updates/s over 10 sessions that was a third to a
+   * half of the servers' CPU. The
    * count (`subjects_filter`) comes from the servers' per-subject totals instead, with no walk.
    * It is exact: every message the subject held when the count was taken has a seq ≤ `streamLast`,
    * a noted append is stored, and a purge resets the tally (new `trimmedThrough`); equal counts

@@ -1,11 +1,12 @@
 // What one filtered consumer read costs nats-server 2.9.10 depending on where in the stream's file
 // block it starts (issue 15, session 9): 500 header-only entries of one of 10 interleaved subjects,
-// read from the block's first half and from its second half. Prints the three servers' CPU per read.
+// read from the block's first half and from its second half, by a consumer and by message gets.
+// Prints the three servers' CPU per read.
 //
 //   npx tsx bench/cluster/consumer-walk.ts [--sessions 10] [--messages 20000]
 
 import { parseArgs } from 'node:util'
-import { AckPolicy, DeliverPolicy, jetstreamManager } from '@nats-io/jetstream'
+import { AckPolicy, DeliverPolicy, jetstreamManager, type MsgRequest } from '@nats-io/jetstream'
 import { connect, headers, nanos } from '@nats-io/transport-node'
 import { createPipelinedPublisher } from '../../server/cluster/pipelined-publisher.js'
 import { startNatsCluster } from '../../test/helpers/nats-cluster.js'
@@ -61,6 +62,19 @@ try {
     await new Promise((resolve) => setTimeout(resolve, 300))
     return serversCpuMs() - before
   }
+  /** The same entries by one `next_by_subj` message get each (what a read falls back to). */
+  async function getEach(start: number): Promise<number> {
+    const before = serversCpuMs()
+    let seq = start
+    for (let got = 0; got < toRead; got++) {
+      const query = { seq, next_by_subj: 'walk.s0' } as unknown as MsgRequest
+      const message = await jsm.streams.getMessage('WALK', query)
+      if (message === null) break
+      seq = message.seq + 1
+    }
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    return serversCpuMs() - before
+  }
   const early = Math.round(total * 0.1) + 1
   const late = Math.round(total * 0.7) + 1
   for (const [label, start] of [
@@ -71,6 +85,14 @@ try {
   ] as const) {
     process.stdout.write(
       `${label}: ${toRead} entries of 1 of ${sessions} subjects, nats-servers' CPU ${(await read(start)).toFixed(0)} ms\n`,
+    )
+  }
+  for (const [label, start] of [
+    [`by gets from seq ${early}`, early],
+    [`by gets from seq ${late}`, late],
+  ] as const) {
+    process.stdout.write(
+      `${label}: ${toRead} entries, nats-servers' CPU ${(await getEach(start)).toFixed(0)} ms\n`,
     )
   }
   publisher.close()

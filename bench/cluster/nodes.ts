@@ -40,6 +40,10 @@ export interface BenchCluster {
    * from clients and from the other servers' routes); undefined where the broker does not say.
    */
   brokerMessagesIn?(): Promise<number>
+  /** The nats-servers' client URLs (the JetStream cluster), where the broker is NATS. */
+  readonly natsUrls?: readonly string[]
+  /** Each nats-server's Go pprof port, when started with {@link ClusterStartOptions.natsProfile}. */
+  readonly natsProfPorts?: readonly number[]
   stop(): Promise<void>
 }
 
@@ -67,17 +71,22 @@ export function missingPrerequisite(id: ClusterTargetId): string | undefined {
     : `redis-server is missing (${REDIS_SERVER}): skipping the Hocuspocus + Redis cluster (apt-get install -y redis-server)`
 }
 
-/**
- * Starts the cluster `id` with its data under `dataDir`; `colloquyNodeArgs` are node's own options
- * for each Colloquy process (e.g. `--cpu-prof`; written at a clean stop).
- */
+/** Options of {@link startBenchCluster}. */
+export interface ClusterStartOptions {
+  /** Node's own options for each Colloquy process (e.g. `--cpu-prof`; written at a clean stop). */
+  readonly colloquyNodeArgs?: readonly string[]
+  /** Serve Go's pprof on each nats-server (`prof_port`; see {@link BenchCluster.natsProfPorts}). */
+  readonly natsProfile?: boolean
+}
+
+/** Starts the cluster `id` with its data under `dataDir`. */
 export async function startBenchCluster(
   id: ClusterTargetId,
   dataDir: string,
-  colloquyNodeArgs: readonly string[] = [],
+  options: ClusterStartOptions = {},
 ): Promise<BenchCluster> {
   return id === 'colloquy-nats'
-    ? startColloquyCluster(dataDir, colloquyNodeArgs)
+    ? startColloquyCluster(dataDir, options.colloquyNodeArgs ?? [], options.natsProfile === true)
     : startHocuspocusCluster(dataDir)
 }
 
@@ -104,8 +113,12 @@ function cpuTracker(pidOf: () => number | undefined): { read(): number; beforeKi
   }
 }
 
-async function startColloquyCluster(dataDir: string, nodeArgs: readonly string[]): Promise<BenchCluster> {
-  const nats = await startNatsCluster()
+async function startColloquyCluster(
+  dataDir: string,
+  nodeArgs: readonly string[],
+  natsProfile: boolean,
+): Promise<BenchCluster> {
+  const nats = await startNatsCluster(natsProfile ? { profile: true } : {})
   const servers: RunningServer[] = []
   try {
     for (let i = 0; i < 3; i++) {
@@ -149,6 +162,8 @@ async function startColloquyCluster(dataDir: string, nodeArgs: readonly string[]
       )
       return counts.reduce((sum, count) => sum + count, 0)
     },
+    natsUrls: nats.urls,
+    ...(natsProfile ? { natsProfPorts: nats.nodes.map((node) => node.profPort ?? 0) } : {}),
     async stop() {
       await Promise.all(servers.map((server) => server.stop(5_000)))
       await nats.stop()

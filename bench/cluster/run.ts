@@ -14,6 +14,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { parseArgs } from 'node:util'
+import { formatJsApiCounts, type JsApiCounter, startJsApiCounter } from '../../test/helpers/js-api-counter.js'
 import { renderMarkdown, type SuiteResult } from '../lib/report.js'
 import { runEnvironment } from '../lib/run-meta.js'
 import { round } from '../lib/stats.js'
@@ -39,6 +40,8 @@ const { values } = parseArgs({
     ramp: { type: 'string', default: '1000,2000,3000,4000,6000,8000,10000,12000,16000,24000' },
     'ramp-all': { type: 'boolean', default: false },
     'cpu-prof': { type: 'string' },
+    'js-api': { type: 'boolean', default: false },
+    'nats-pprof': { type: 'string' },
     seed: { type: 'string', default: '42' },
     out: { type: 'string', default: path.join(ROOT, 'bench/results') },
   },
@@ -57,6 +60,10 @@ if (values.help) {
                       update step by step between two builds on a loaded machine)
   (each [C1] row also says how long each node and load process waited for a core: /proc schedstat)
   --cpu-prof DIR      run each Colloquy node with node --cpu-prof into DIR (written at the stop)
+  --js-api            count the JetStream API requests during the measured [C1] run, by kind
+                      (a subscription on $JS.API.>): column jsApiPerS, detail on stderr
+  --nats-pprof DIR    CPU-profile each nats-server (Go pprof, prof_port) over the measured [C1]
+                      run into DIR/<server>.pb.gz: go tool pprof -top -nodecount=40 DIR/n1.pb.gz
   --seed N            (default 42)
   --out DIR           where cluster-<time>.{json,md} go (default bench/results)
 
@@ -266,7 +273,11 @@ async function runTarget(
 ): Promise<{ latency: Row[]; ramp: Row[]; recovery: Row[] }> {
   const dataDir = path.join(workDir, id)
   await mkdir(dataDir, { recursive: true })
-  const cluster = await startBenchCluster(id, dataDir, cpuProfArgs)
+  const natsPprofDir = values['nats-pprof'] === undefined ? undefined : path.resolve(values['nats-pprof'])
+  const cluster = await startBenchCluster(id, dataDir, {
+    colloquyNodeArgs: cpuProfArgs,
+    natsProfile: natsPprofDir !== undefined,
+  })
   const ackEvery = cluster.acks ? 10 : 0
   const base = { readersPerSession: 2, seed, drainTimeoutMs: 3_000, settleMs: 1_000 }
   try {
@@ -290,6 +301,15 @@ async function runTarget(
       { name: 'readers', pid: () => readers.pid },
     ])
     let loopDelays = ''
+    const natsUrl = cluster.natsUrls?.[0]
+    const apiCounter: JsApiCounter | undefined =
+      values['js-api'] && natsUrl !== undefined ? await startJsApiCounter(natsUrl) : undefined
+    const apiStarted = performance.now()
+    // The profiles cover the measured run: the stream's pause, writes and drain (~c1 + 2 s).
+    const profiles =
+      natsPprofDir === undefined
+        ? undefined
+        : profileNatsServers(cluster, natsPprofDir, Math.round(c1Ms / 1000) + 1)
     const { sustainedCheck: _, ...measured } = await crossNodeRun(
       cluster,
       writer,
@@ -300,8 +320,14 @@ async function runTarget(
       },
     )
     const runQueue = waits()
+    const api = await apiCounter?.stop()
+    const apiSeconds = (performance.now() - apiStarted) / 1000
+    if (api !== undefined)
+      log(`[C1] ${id}: JetStream API requests in ${round(apiSeconds, 1)} s: ${formatJsApiCounts(api.byKind)}`)
+    if (profiles !== undefined) log(`[C1] ${id}: nats-server profiles: ${(await profiles).join(', ')}`)
     const latency: Row = {
       ...measured,
+      ...(api === undefined ? {} : { jsApiPerS: round(api.total / apiSeconds, 1) }),
       ...(loopDelays === '' ? {} : { eventLoopMaxP99Ms: loopDelays }),
       runQueueWait: runQueue,
       ...(cluster.id === 'colloquy-nats'
@@ -341,6 +367,31 @@ async function runTarget(
   } finally {
     await cluster.stop()
   }
+}
+
+/**
+ * Fetches a CPU profile of `seconds` from every nats-server's pprof port into `dir`; resolves with
+ * the files written (a failed fetch is logged and skipped: the run goes on).
+ */
+async function profileNatsServers(cluster: BenchCluster, dir: string, seconds: number): Promise<string[]> {
+  await mkdir(dir, { recursive: true })
+  const ports = cluster.natsProfPorts ?? []
+  const files = await Promise.all(
+    ports.map(async (port, i) => {
+      const file = path.join(dir, `n${i + 1}.pb.gz`)
+      try {
+        const response = await fetch(`http://127.0.0.1:${port}/debug/pprof/profile?seconds=${seconds}`, {
+          signal: AbortSignal.timeout((seconds + 30) * 1000),
+        })
+        await writeFile(file, new Uint8Array(await response.arrayBuffer()))
+        return file
+      } catch (error) {
+        log(`nats-server n${i + 1} profile failed: ${String(error)}`)
+        return undefined
+      }
+    }),
+  )
+  return files.filter((file): file is string => file !== undefined)
 }
 
 async function recoveryRun(cluster: BenchCluster, writer: LoadProcess, readers: LoadProcess): Promise<Row> {

@@ -36,6 +36,8 @@ export interface NatsClusterNode {
   readonly routePort: number
   /** The HTTP monitoring port (`/jsz`, `/routez`, …). */
   readonly monitorPort: number
+  /** The Go pprof port (`/debug/pprof/profile`) when profiling is on ({@link NatsClusterOptions.profile}). */
+  readonly profPort: number | undefined
   readonly storeDir: string
   /** Whether the process is running. */
   isRunning(): boolean
@@ -86,6 +88,11 @@ export interface NatsClusterOptions {
   readonly routeTarget?: (from: number, to: number, routePort: number) => number | Promise<number>
   /** Picks each port a node listens on (default {@link freePort}). */
   readonly pickPort?: () => Promise<number>
+  /**
+   * Serve Go's pprof on a port of each node (`prof_port`), for `go tool pprof` (default: env
+   * `COLLOQUY_NATS_PROF=1`). Off by default: nothing listens that a test does not need.
+   */
+  readonly profile?: boolean
 }
 
 /** A free TCP port on 127.0.0.1 (bound then released; nats-server needs fixed route ports). */
@@ -105,6 +112,7 @@ interface NodePlan {
   clientPort: number
   routePort: number
   monitorPort: number
+  profPort: number | undefined
   storeDir: string
   configPath: string
 }
@@ -132,6 +140,7 @@ async function startNatsClusterOnce(options: NatsClusterOptions): Promise<NatsCl
   if (!hasNatsServer) throw new Error(NATS_SERVER_MISSING)
   const pickPort = options.pickPort ?? freePort
   const size = options.size ?? 3
+  const profile = options.profile ?? process.env.COLLOQUY_NATS_PROF === '1'
   const root = await mkdtemp(path.join(os.tmpdir(), 'colloquy-nats-'))
   const plans: NodePlan[] = []
   for (let i = 0; i < size; i++) {
@@ -141,6 +150,7 @@ async function startNatsClusterOnce(options: NatsClusterOptions): Promise<NatsCl
       clientPort: await pickPort(),
       routePort: await pickPort(),
       monitorPort: await pickPort(),
+      profPort: profile ? await pickPort() : undefined,
       storeDir: path.join(root, name, 'store'),
       configPath: path.join(root, `${name}.conf`),
     })
@@ -159,6 +169,7 @@ async function startNatsClusterOnce(options: NatsClusterOptions): Promise<NatsCl
       `listen: 127.0.0.1:${plan.clientPort}`,
       `http: 127.0.0.1:${plan.monitorPort}`,
       ...(options.maxPayload ? [`max_payload: ${options.maxPayload}`] : []),
+      ...(plan.profPort === undefined ? [] : [`prof_port: ${plan.profPort}`]),
       'jetstream {',
       `  store_dir: ${JSON.stringify(plan.storeDir)}`,
       '  max_memory_store: 64MB',
@@ -216,6 +227,7 @@ function createNode(plan: NodePlan): NatsClusterNode {
     clientPort: plan.clientPort,
     routePort: plan.routePort,
     monitorPort: plan.monitorPort,
+    profPort: plan.profPort,
     storeDir: plan.storeDir,
     isRunning: () => child !== undefined,
     pid: () => child?.pid,

@@ -19,8 +19,10 @@
 // and answering during it, so their cost counts), then it stops; the exactly-once checks, waits
 // and fairness are skipped (the output says so). --cpu-prof DIR profiles the server process
 // (node --cpu-prof; the profile is written when the server exits at the end of the run).
+// --pin puts the server on CPU 0 and every bench process on CPU 1 (taskset); the output says which
+// mode ran. The default (unpinned) stays the reference.
 
-import { type ChildProcess, spawn } from 'node:child_process'
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import os from 'node:os'
@@ -63,6 +65,7 @@ const { values: flags } = parseArgs({
     'sync-only': { type: 'boolean', default: false },
     'drain-ms': { type: 'string', default: '10000' },
     'cpu-prof': { type: 'string' },
+    pin: { type: 'boolean', default: false },
   },
 })
 const QUESTIONS = Number(flags.questions)
@@ -712,6 +715,27 @@ async function runPhase(
   }
 }
 
+/**
+ * --pin: the server on CPU 0, this process (the question writers) and every process it starts
+ * from now on (the probe, the workers) on CPU 1, with `taskset -a` (every thread). Closer to a
+ * deployment where the devices and the model workers are other machines. Returns the mode run.
+ */
+function pinCores(serverPid: number | undefined): string {
+  const cores = os.availableParallelism()
+  if (serverPid === undefined || cores < 2) {
+    console.error(`fleet bench: --pin needs 2 CPUs and a server pid (${cores} CPUs); running unpinned`)
+    return 'unpinned (--pin refused)'
+  }
+  try {
+    execFileSync('taskset', ['-a', '-cp', '0', String(serverPid)], { stdio: 'ignore' })
+    execFileSync('taskset', ['-a', '-cp', '1', String(process.pid)], { stdio: 'ignore' })
+  } catch (error) {
+    console.error(`fleet bench: taskset failed (${String(error)}); running unpinned`)
+    return 'unpinned (taskset failed)'
+  }
+  return `pinned: the server on CPU 0, the writers, probe and workers on CPU 1 (of ${cores})`
+}
+
 async function main(): Promise<void> {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'colloquy-fleet-'))
   const tokens = flags.anonymous ? undefined : await mintTokens()
@@ -742,6 +766,8 @@ async function main(): Promise<void> {
     },
   )
   const url = server.url
+  // Before any other bench process starts: the probe and the workers inherit this process's CPUs.
+  const cpuMode = flags.pin ? pinCores(server.child.pid) : 'unpinned (the server shares every core with its load)'
   const allRecords: WorkerRecord[][] = []
   const workers: WorkerProcess[] = []
   const probe = startProbe(url, tokens?.device)
@@ -785,6 +811,7 @@ async function main(): Promise<void> {
     console.log(
       `fleet bench: ${QUESTIONS} questions over ${QUESTIONS} sessions in ${seconds(BURST_MS)}, ${WORKERS} worker processes × ${SLOTS} slots, answers ${MIN_MS}-${MAX_MS} ms (seed ${SEED}), ${PRIORITY_CLASSES} classes, ${TENANTS} tenants, lease ${LEASE_MS} ms, ${tokens === undefined ? 'anonymous' : 'tenant tokens'}, bench processes at nice ${nice}`,
     )
+    console.log(`fleet bench: CPUs ${cpuMode}`)
     console.log(syncLine('without a burst (workers idle)', baseline))
     console.log(serverLine('without a burst', serverAtBaseline, serverAfterBaseline))
     for (const result of results) {

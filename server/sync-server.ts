@@ -272,12 +272,17 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
   distribution.bindHost(createSessionRetirer({ sessions, writes: writeQueue, scheduler: compaction, store }))
 
   let turnSource: TurnApi | undefined
+  /** Connections per session, kept by `accept` and `closed`: the turn service's watched sessions. */
+  const openSessions = new Map<string, number>()
   const turnDocuments = createTurnDocuments({
     changer: {
       change: (sessionId, apply) => sessions.changeAsServer(sessionId, apply),
       // Queue positions go only into sessions open here; a cluster node cannot see the others' devices.
       ...(cluster === undefined
-        ? { isWatched: (sessionId: string) => (sessions.get(sessionId)?.connections.size ?? 0) > 0 }
+        ? {
+            isWatched: (sessionId: string) => (sessions.get(sessionId)?.connections.size ?? 0) > 0,
+            watchedSessions: () => openSessions.keys(),
+          }
         : {}),
     },
     logger,
@@ -417,6 +422,7 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
       turnScope: turnScopeOf(claims),
     }
     const { session, connection } = sessions.connect(sessionId, peer, policy)
+    openSessions.set(sessionId, (openSessions.get(sessionId) ?? 0) + 1)
     metrics.connectionsOpened.inc()
     logger.debug(
       { session: sessionId, peer: peer.id, peerId: claims.peerId, role: claims.role, remote: peer.remote },
@@ -437,6 +443,9 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
       refuse: (error) => session.refuse(connection, error),
       closed: (code) => {
         clearTimeout(expiry)
+        const open = (openSessions.get(sessionId) ?? 1) - 1
+        if (open > 0) openSessions.set(sessionId, open)
+        else openSessions.delete(sessionId)
         metrics.connectionsClosed.inc({ code: String(code) })
         logger.debug({ session: sessionId, peer: peer.id, code }, 'connection closed')
         session.detach(connection)

@@ -432,9 +432,12 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
     // refreshing its token and reconnecting.
     let expiry: NodeJS.Timeout | undefined
     if (Number.isFinite(claims.expiresAt)) {
-      const expired = new ColloquyError('token-expired')
+      // The error (and its stack trace) only when it fires: every connection of a burst paid it.
       expiry = setTimeout(
-        () => connection.close(expired.info.closeCode, expired.info.reason),
+        () => {
+          const expired = new ColloquyError('token-expired')
+          connection.close(expired.info.closeCode, expired.info.reason)
+        },
         Math.min(Math.max(0, claims.expiresAt - now), 2 ** 31 - 1),
       )
     }

@@ -386,7 +386,7 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
     }
     return undefined
   }
-  /** A token's claims on one session (a classic socket's, or one document of a Hocuspocus socket). */
+  /** Verified `claims` on one session: admitted when they cover it and the session has room. */
   const admitClaims = (sessionId: string, claims: AccessClaims): Admission => {
     if (verifier !== undefined && !isInScope(claims, sessionId)) {
       return { error: new ColloquyError('forbidden', 'token not valid for this session') }

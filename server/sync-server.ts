@@ -214,9 +214,6 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
       ? undefined
       : createTokenVerifier(config.secret, Date.now, {
           maxLifetimeMs: (config.maxTokenLifetimeS ?? 0) * 1000,
-          // Off for now: with the verified-token cache on, auth.test.ts's token-expiry test saw its
-          // connection end 1006 at once in 6 runs of the file in 15 (0 of 11 with it off), not yet explained.
-          cacheSize: 0,
         })
   const originPolicy = createOriginPolicy({
     listenHost: config.host,
@@ -275,12 +272,17 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
   distribution.bindHost(createSessionRetirer({ sessions, writes: writeQueue, scheduler: compaction, store }))
 
   let turnSource: TurnApi | undefined
+  /** Connections per session, kept by `accept` and `closed`: the turn service's watched sessions. */
+  const openSessions = new Map<string, number>()
   const turnDocuments = createTurnDocuments({
     changer: {
       change: (sessionId, apply) => sessions.changeAsServer(sessionId, apply),
       // Queue positions go only into sessions open here; a cluster node cannot see the others' devices.
       ...(cluster === undefined
-        ? { isWatched: (sessionId: string) => (sessions.get(sessionId)?.connections.size ?? 0) > 0 }
+        ? {
+            isWatched: (sessionId: string) => (sessions.get(sessionId)?.connections.size ?? 0) > 0,
+            watchedSessions: () => openSessions.keys(),
+          }
         : {}),
     },
     logger,
@@ -384,22 +386,28 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
     }
     return undefined
   }
-  /** A token's claims on one session (a classic socket's, or one document of a Hocuspocus socket). */
-  const authorizeSession = async (sessionId: string, token: string | undefined): Promise<Admission> => {
-    let claims: AccessClaims
-    if (verifier === undefined) claims = anonymousClaims()
-    else {
-      try {
-        claims = await verifier.verify(token)
-      } catch (error) {
-        return { error: error instanceof ColloquyError ? error : new ColloquyError('unauthorized') }
-      }
-      if (!isInScope(claims, sessionId)) {
-        return { error: new ColloquyError('forbidden', 'token not valid for this session') }
-      }
+  /** Verified `claims` on one session: admitted when they cover it and the session has room. */
+  const admitClaims = (sessionId: string, claims: AccessClaims): Admission => {
+    if (verifier !== undefined && !isInScope(claims, sessionId)) {
+      return { error: new ColloquyError('forbidden', 'token not valid for this session') }
     }
     const full = sessions.admission(sessionId)
     return full === undefined ? { admitted: claims } : { error: full }
+  }
+  /**
+   * A token's claims on one session (a classic socket's, or one document of a Hocuspocus socket),
+   * decided synchronously: uWS then upgrades the socket inside its upgrade callback. Regression
+   * (issue 17, token cache): an upgrade answered after its callback (`res.cork(() => res.upgrade())`
+   * once WebCrypto had checked the token) was sometimes ended by uWS inside `res.upgrade`, 1006, a
+   * uWS 20.30 bug (uWebSockets PR #1929) that the cache's mix of fast and slow answers made frequent.
+   */
+  const authorizeSession = (sessionId: string, token: string | undefined): Admission => {
+    if (verifier === undefined) return admitClaims(sessionId, anonymousClaims())
+    try {
+      return admitClaims(sessionId, verifier.verifyNow(token))
+    } catch (error) {
+      return { error: error instanceof ColloquyError ? error : new ColloquyError('unauthorized') }
+    }
   }
   /** Attaches an admitted peer (a classic socket, or one document of a Hocuspocus socket) to its session. */
   const accept = (sessionId: string, peer: Peer, admitted: unknown): ConnectionHandler => {
@@ -414,6 +422,7 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
       turnScope: turnScopeOf(claims),
     }
     const { session, connection } = sessions.connect(sessionId, peer, policy)
+    openSessions.set(sessionId, (openSessions.get(sessionId) ?? 0) + 1)
     metrics.connectionsOpened.inc()
     logger.debug(
       { session: sessionId, peer: peer.id, peerId: claims.peerId, role: claims.role, remote: peer.remote },
@@ -423,9 +432,12 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
     // refreshing its token and reconnecting.
     let expiry: NodeJS.Timeout | undefined
     if (Number.isFinite(claims.expiresAt)) {
-      const expired = new ColloquyError('token-expired')
+      // The error (and its stack trace) only when it fires: every connection of a burst paid it.
       expiry = setTimeout(
-        () => connection.close(expired.info.closeCode, expired.info.reason),
+        () => {
+          const expired = new ColloquyError('token-expired')
+          connection.close(expired.info.closeCode, expired.info.reason)
+        },
         Math.min(Math.max(0, claims.expiresAt - now), 2 ** 31 - 1),
       )
     }
@@ -434,6 +446,9 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
       refuse: (error) => session.refuse(connection, error),
       closed: (code) => {
         clearTimeout(expiry)
+        const open = (openSessions.get(sessionId) ?? 1) - 1
+        if (open > 0) openSessions.set(sessionId, open)
+        else openSessions.delete(sessionId)
         metrics.connectionsClosed.inc({ code: String(code) })
         logger.debug({ session: sessionId, peer: peer.id, code }, 'connection closed')
         session.detach(connection)
@@ -449,10 +464,10 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
     maxBackpressureBytes: config.maxBackpressureBytes,
     logger,
     clientAddressOf,
-    async admit({ sessionId, query, remote, host, origin }) {
+    admit({ sessionId, query, remote, host, origin }) {
       const refusal = admitSocket({ remote, host, origin }, sessionId)
       if (refusal !== undefined) return refuse(refusal)
-      const admission = await authorizeSession(sessionId, query.get('token') ?? undefined)
+      const admission = authorizeSession(sessionId, query.get('token') ?? undefined)
       return 'error' in admission ? refuse(admission.error) : admission
     },
     hocuspocus: {

@@ -19,8 +19,11 @@
 // and answering during it, so their cost counts), then it stops; the exactly-once checks, waits
 // and fairness are skipped (the output says so). --cpu-prof DIR profiles the server process
 // (node --cpu-prof; the profile is written when the server exits at the end of the run).
+// --trace-gc runs the server under node --trace-gc and sums its GC pauses per window.
+// --pin puts the server on CPU 0 and every bench process on CPU 1 (taskset); the output says which
+// mode ran. The default (unpinned) stays the reference.
 
-import { type ChildProcess, spawn } from 'node:child_process'
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import os from 'node:os'
@@ -63,6 +66,8 @@ const { values: flags } = parseArgs({
     'sync-only': { type: 'boolean', default: false },
     'drain-ms': { type: 'string', default: '10000' },
     'cpu-prof': { type: 'string' },
+    pin: { type: 'boolean', default: false },
+    'trace-gc': { type: 'boolean', default: false },
   },
 })
 const QUESTIONS = Number(flags.questions)
@@ -465,6 +470,37 @@ function waitsByClass(served: readonly Served[]): string[] {
 
 // --- One phase. ---
 
+/** Each phase's burst and the window after it (ms since the epoch): the GC summary's windows. */
+const phaseWindows: { name: string; from: number; burstEnd: number; to: number }[] = []
+
+/**
+ * --trace-gc: the server's GC pauses (node --trace-gc lines on its stdout, timed from its start)
+ * in each window: count, total and longest pause, and those of 10 ms or more.
+ */
+function gcLines(output: string, serverStart: number): string[] {
+  const pauses: { at: number; ms: number; kind: string }[] = []
+  for (const line of output.split('\n')) {
+    const match =
+      /\s(\d+) ms: (Scavenge|Mark-Compact|Mark-sweep|Mark-Compact \(reduce\)|Minor Mark-Sweep)\b.*?, ([\d.]+) \/ [\d.]+ ms/.exec(
+        line,
+      )
+    if (match !== null)
+      pauses.push({ at: serverStart + Number(match[1]), ms: Number(match[3]), kind: match[2]! })
+  }
+  const windowLine = (label: string, from: number, to: number): string => {
+    const inside = pauses.filter((p) => p.at >= from && p.at < to)
+    const total = inside.reduce((sum, p) => sum + p.ms, 0)
+    const longest = inside.reduce((max, p) => Math.max(max, p.ms), 0)
+    const long = inside.filter((p) => p.ms >= 10)
+    const kinds = [...new Set(long.map((p) => p.kind))].join(', ')
+    return `server GC ${label}: ${inside.length} pauses, ${total.toFixed(0)} ms in all (${((total / Math.max(1, to - from)) * 100).toFixed(1)} % of the window), longest ${longest.toFixed(1)} ms, ${long.length} of 10 ms or more${kinds.length > 0 ? ` (${kinds})` : ''}`
+  }
+  return phaseWindows.flatMap((w) => [
+    windowLine(`during the ${w.name} burst`, w.from, w.burstEnd),
+    windowLine(`after the ${w.name} burst`, w.burstEnd, w.to),
+  ])
+}
+
 interface PhaseResult {
   readonly name: string
   readonly lines: string[]
@@ -573,6 +609,7 @@ async function runPhase(
     await new Promise((resolve) => setTimeout(resolve, 1_000))
   }
   const drainEnd = Date.now()
+  phaseWindows.push({ name: phase, from: startedAt, burstEnd, to: drainEnd })
   const serverAtDrainEnd = await scrapeServer(url, tokens?.metrics)
   killing = false
   await killer
@@ -712,9 +749,37 @@ async function runPhase(
   }
 }
 
+/**
+ * --pin: the server on CPU 0, this process (the question writers) and every process it starts
+ * from now on (the probe, the workers) on CPU 1, with `taskset -a` (every thread). Closer to a
+ * deployment where the devices and the model workers are other machines. Returns the mode run.
+ */
+function pinCores(serverPid: number | undefined): string {
+  const cores = os.availableParallelism()
+  if (serverPid === undefined || cores < 2) {
+    console.error(`fleet bench: --pin needs 2 CPUs and a server pid (${cores} CPUs); running unpinned`)
+    return 'unpinned (--pin refused)'
+  }
+  try {
+    execFileSync('taskset', ['-a', '-cp', '0', String(serverPid)], { stdio: 'ignore' })
+    execFileSync('taskset', ['-a', '-cp', '1', String(process.pid)], { stdio: 'ignore' })
+  } catch (error) {
+    console.error(`fleet bench: taskset failed (${String(error)}); running unpinned`)
+    return 'unpinned (taskset failed)'
+  }
+  return `pinned: the server on CPU 0, the writers, probe and workers on CPU 1 (of ${cores})`
+}
+
 async function main(): Promise<void> {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'colloquy-fleet-'))
   const tokens = flags.anonymous ? undefined : await mintTokens()
+  const nodeArgs = [
+    ...(flags['cpu-prof'] === undefined
+      ? []
+      : ['--cpu-prof', `--cpu-prof-dir=${path.resolve(flags['cpu-prof'])}`]),
+    ...(flags['trace-gc'] ? ['--trace-gc'] : []),
+  ]
+  const serverStart = Date.now()
   const server = await startServerProcess(
     [
       '--data',
@@ -736,12 +801,14 @@ async function main(): Promise<void> {
     {
       timeoutMs: 30_000,
       ...(tokens === undefined ? {} : { env: { COLLOQUY_SECRET: tokens.secret } }),
-      ...(flags['cpu-prof'] === undefined
-        ? {}
-        : { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${path.resolve(flags['cpu-prof'])}`] }),
+      ...(nodeArgs.length === 0 ? {} : { nodeArgs }),
     },
   )
   const url = server.url
+  // Before any other bench process starts: the probe and the workers inherit this process's CPUs.
+  const cpuMode = flags.pin
+    ? pinCores(server.child.pid)
+    : 'unpinned (the server shares every core with its load)'
   const allRecords: WorkerRecord[][] = []
   const workers: WorkerProcess[] = []
   const probe = startProbe(url, tokens?.device)
@@ -785,12 +852,14 @@ async function main(): Promise<void> {
     console.log(
       `fleet bench: ${QUESTIONS} questions over ${QUESTIONS} sessions in ${seconds(BURST_MS)}, ${WORKERS} worker processes × ${SLOTS} slots, answers ${MIN_MS}-${MAX_MS} ms (seed ${SEED}), ${PRIORITY_CLASSES} classes, ${TENANTS} tenants, lease ${LEASE_MS} ms, ${tokens === undefined ? 'anonymous' : 'tenant tokens'}, bench processes at nice ${nice}`,
     )
+    console.log(`fleet bench: CPUs ${cpuMode}`)
     console.log(syncLine('without a burst (workers idle)', baseline))
     console.log(serverLine('without a burst', serverAtBaseline, serverAfterBaseline))
     for (const result of results) {
       console.log(`\n[${result.name}]`)
       for (const line of result.lines) console.log(`  ${line}`)
     }
+    if (flags['trace-gc']) for (const line of gcLines(server.output(), serverStart)) console.log(line)
   } finally {
     for (const worker of workers) worker.child.kill('SIGKILL')
     probe.child.kill('SIGTERM')

@@ -1,7 +1,8 @@
 // Signed access tokens (JWT, HS256, via jose): minting for operators and verification for the
 // upgrade handler and the HTTP API. Knows claims and scopes; knows nothing of sockets.
 
-import { errors as joseErrors, jwtVerify, SignJWT } from 'jose'
+import { createHmac, timingSafeEqual } from 'node:crypto'
+import { decodeJwt, decodeProtectedHeader, SignJWT } from 'jose'
 import { ColloquyError } from '../../shared/errors.js'
 import { isValidSessionId } from '../../shared/session-id.js'
 import { isValidPriority, isValidTenant } from '../../shared/turns/turn.js'
@@ -87,6 +88,11 @@ export async function mintToken(options: MintOptions): Promise<string> {
 export interface TokenVerifier {
   /** Resolves the claims, or rejects with `unauthorized` (bad, missing) or `token-expired`. */
   verify(token: string | undefined): Promise<AccessClaims>
+  /**
+   * The same check, synchronous: returns the claims or throws. The upgrade handler uses it so that
+   * uWS upgrades every socket inside its upgrade callback (see sync-server.ts, `authorizeSession`).
+   */
+  verifyNow(token: string | undefined): AccessClaims
 }
 
 /** Options of {@link createTokenVerifier}. */
@@ -114,6 +120,12 @@ export const DEFAULT_VERIFIED_CACHE = 1_024
  * easier as time passes); a refused token is never kept.
  * With `maxLifetimeMs`, a token that would stay valid longer than that is refused too: a leaked
  * long-lived token cannot outlive the operator's policy.
+ *
+ * The check is synchronous (node:crypto's HMAC; jose decodes the header and the claims): jose's
+ * own `jwtVerify` runs on WebCrypto, always asynchronous, and an upgrade answered later than its
+ * uWS callback goes through `res.cork(() => res.upgrade())`, which uWS 20.30 can end at once
+ * (1006) when the socket's memory is reused in place (uWebSockets PR #1929; issue 17's token-cache
+ * failures of auth.test.ts). HMAC-SHA-256 of a short token costs microseconds.
  */
 export function createTokenVerifier(
   secret: string,
@@ -125,40 +137,67 @@ export function createTokenVerifier(
   const cacheSize = options.cacheSize ?? DEFAULT_VERIFIED_CACHE
   /** Verified claims by token, oldest first (a full cache forgets its oldest). */
   const verified = new Map<string, AccessClaims>()
+
+  const verifyNow = (token: string | undefined): AccessClaims => {
+    if (token === undefined || token.length === 0) throw new ColloquyError('unauthorized', 'missing token')
+    const known = verified.get(token)
+    if (known !== undefined) {
+      if (now() < known.expiresAt) return known
+      // Expired since: verified again below, which refuses it the way it refuses any expired token.
+      verified.delete(token)
+    }
+    const claims = verifyFully(token)
+    if (cacheSize > 0) {
+      if (verified.size >= cacheSize) verified.delete(verified.keys().next().value as string)
+      verified.set(token, claims)
+    }
+    return claims
+  }
   return {
-    async verify(token) {
-      if (token === undefined || token.length === 0) throw new ColloquyError('unauthorized', 'missing token')
-      const known = verified.get(token)
-      if (known !== undefined) {
-        if (now() < known.expiresAt) return known
-        // Expired since: verified again below, which refuses it the way it refuses any expired token.
-        verified.delete(token)
-      }
-      const claims = await verifyFully(token)
-      if (cacheSize > 0) {
-        if (verified.size >= cacheSize) verified.delete(verified.keys().next().value as string)
-        verified.set(token, claims)
-      }
-      return claims
-    },
+    verifyNow,
+    verify: async (token) => verifyNow(token),
   }
 
-  async function verifyFully(token: string): Promise<AccessClaims> {
+  /** The signature, then the registered claims as jose's `jwtVerify` checks them (no clock tolerance). */
+  function checkedPayload(token: string): Record<string, unknown> {
+    const parts = token.split('.')
+    if (parts.length !== 3) throw new ColloquyError('unauthorized', 'invalid token')
+    let header: ReturnType<typeof decodeProtectedHeader>
     let payload: Record<string, unknown>
     try {
-      const result = await jwtVerify(token, key, {
-        algorithms: [ALGORITHM],
-        issuer: ISSUER,
-        currentDate: new Date(now()),
-        requiredClaims: ['sub', 'exp'],
-      })
-      payload = result.payload
+      header = decodeProtectedHeader(token)
+      payload = decodeJwt(token)
     } catch (error) {
-      if (error instanceof joseErrors.JWTExpired) {
-        throw new ColloquyError('token-expired', 'token expired', { cause: error })
-      }
       throw new ColloquyError('unauthorized', 'invalid token', { cause: error })
     }
+    // Only HS256, and no header parameter this verifier would not understand (`crit`, `b64`).
+    if (header.alg !== ALGORITHM || header.crit !== undefined || header.b64 !== undefined) {
+      throw new ColloquyError('unauthorized', 'invalid token')
+    }
+    const expected = Buffer.from(
+      createHmac('sha256', key).update(`${parts[0]}.${parts[1]}`).digest('base64url'),
+    )
+    const given = Buffer.from(parts[2] ?? '')
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+      throw new ColloquyError('unauthorized', 'invalid token')
+    }
+    const nowSeconds = Math.floor(now() / 1000)
+    const { iss, exp, nbf, iat } = payload
+    if (iss !== ISSUER || typeof exp !== 'number' || typeof payload.sub !== 'string') {
+      throw new ColloquyError('unauthorized', 'token claims incomplete')
+    }
+    if ((nbf !== undefined && typeof nbf !== 'number') || (iat !== undefined && typeof iat !== 'number')) {
+      throw new ColloquyError('unauthorized', 'token claims invalid (nbf, iat)')
+    }
+    if (typeof nbf === 'number' && nbf > nowSeconds) {
+      throw new ColloquyError('unauthorized', 'token not valid yet')
+    }
+    if (exp <= nowSeconds) throw new ColloquyError('token-expired', 'token expired')
+    return payload
+  }
+
+  function verifyFully(token: string): AccessClaims {
+    const payload = checkedPayload(token)
     const { sub, exp, role, kind, sid, spx, tnt, pri } = payload
     const isRole = role === 'read' || role === 'write' || role === 'admin'
     const isKind = kind === 'device' || kind === 'agent'

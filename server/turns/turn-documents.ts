@@ -17,6 +17,11 @@ export interface DocumentChanger {
    * Absent: every session counts as watched (a cluster node cannot tell who is on the others).
    */
   isWatched?(sessionId: string): boolean
+  /**
+   * The sessions someone has open here now, kept by connection events (so O(watched), not a walk
+   * of every loaded session); given together with `isWatched`, which has the last word.
+   */
+  watchedSessions?(): Iterable<string>
 }
 
 /** Where the turn service puts what devices should see. */
@@ -30,6 +35,8 @@ export interface TurnDocuments {
    * Queue positions are rewritten only into watched sessions (turn-service.ts).
    */
   isWatched?(sessionId: string): boolean
+  /** The sessions someone has open now, when the writer can tell (see {@link DocumentChanger}). */
+  watchedSessions?(): Iterable<string>
   /** Sessions with entries waiting to be written. */
   readonly pendingSessions: number
   /** Resolves once everything queued so far was written (or given up). */
@@ -133,6 +140,7 @@ export function createTurnDocuments(options: TurnDocumentsOptions): TurnDocument
       schedule()
     },
     isWatched: (sessionId) => changer.isWatched?.(sessionId) ?? true,
+    ...(changer.watchedSessions === undefined ? {} : { watchedSessions: () => changer.watchedSessions!() }),
     requestCancel(sessionId, replyId, by) {
       if (isClosed) return
       pendingOf(sessionId).cancels.set(replyId, by)

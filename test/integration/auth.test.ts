@@ -95,6 +95,25 @@ describe('auth', () => {
     expect(await withTimeout(client.closed, 5_000, 'closed at expiry')).toBe(CloseCode.TokenExpired)
   })
 
+  it('keeps connections open after upgrades answered from the token cache (regression: 1006 at once)', async () => {
+    // With the cache answering known tokens at once and WebCrypto answering new ones later (through
+    // `res.cork(() => res.upgrade())`), uWS ended some later upgrades inside res.upgrade, 1006 (3 runs
+    // of this file in 6). Every token is now checked synchronously, inside the upgrade callback.
+    const known = await token('write', { sessionPrefix: 'again:' })
+    expect(await upgradeStatus(`${url}/again:first?token=${known}`)).toBe(101)
+    for (let round = 0; round < 20; round++) {
+      expect(await upgradeStatus(`${url}/again:${round}?token=${known}`)).toBe(101)
+      const fresh = await token('write', { sessionId: `after-cached-${round}` }, 60)
+      const client = await connectWsPeer(url, `after-cached-${round}?token=${fresh}`)
+      const outcome = await Promise.race([
+        client.closed.then((code) => `closed ${code}`),
+        client.whenSynced(5_000).then(() => 'synced'),
+      ])
+      expect(outcome, `round ${round}`).toBe('synced')
+      client.close()
+    }
+  })
+
   it('guards the HTTP API with the same tokens and roles', async () => {
     const base = `http://127.0.0.1:${server.port}`
     expect((await fetch(`${base}/sessions/shared/state`)).status).toBe(401)

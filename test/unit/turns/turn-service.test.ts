@@ -26,10 +26,11 @@ const device: Author = { id: 'phone', kind: 'device', name: 'Ada' }
  * Records what the service shows devices, per session and message. With `watched`, only the
  * sessions in it count as open (else the writer cannot tell: all do).
  */
-function recordingDocuments(watched?: Set<string>) {
+function recordingDocuments(watched?: Set<string>, options: { listsWatched?: boolean } = {}) {
   const entries = new Map<string, TurnEntry>()
   const cancels: string[] = []
   let writes = 0
+  let watchChecks = 0
   const documents: TurnDocuments = {
     write(sessionId, messageId, entry) {
       writes++
@@ -38,7 +39,15 @@ function recordingDocuments(watched?: Set<string>) {
     requestCancel(_sessionId, replyId) {
       cancels.push(replyId)
     },
-    ...(watched === undefined ? {} : { isWatched: (sessionId: string) => watched.has(sessionId) }),
+    ...(watched === undefined
+      ? {}
+      : {
+          isWatched: (sessionId: string) => {
+            watchChecks++
+            return watched.has(sessionId)
+          },
+        }),
+    ...(watched !== undefined && options.listsWatched === true ? { watchedSessions: () => watched } : {}),
     pendingSessions: 0,
     flush: async () => undefined,
     close: () => undefined,
@@ -49,6 +58,9 @@ function recordingDocuments(watched?: Set<string>) {
     cancels,
     get writes() {
       return writes
+    },
+    get watchChecks() {
+      return watchChecks
     },
   }
 }
@@ -344,33 +356,54 @@ describe('the turn service', () => {
     expect(shown.entries.get('s5/m')?.position).toBe(1)
   })
 
-  it('rewrites queue positions only into sessions someone has open, and catches up when one is opened (regression: issue 17, every refresh changed up to 250 documents nobody watched, loading each unloaded session again)', async () => {
-    const watched = new Set<string>()
-    shown = recordingDocuments(watched)
+  it.each([
+    ['asked session by session', false],
+    ['listed by the documents', true],
+  ])(
+    'rewrites queue positions only into sessions someone has open (%s), and catches up when one is opened (regression: issue 17, every refresh changed up to 250 documents nobody watched, loading each unloaded session again)',
+    async (_how, listsWatched) => {
+      const watched = new Set<string>()
+      shown = recordingDocuments(watched, { listsWatched })
+      const service = await open({
+        pools: [{ name: 'gpu', concurrency: 1, maxQueued: 100, maxQueuedPerTenant: 100 }],
+      })
+      for (let i = 1; i <= 4; i++) await service.create({ sessionId: `s${i}`, messageId: 'm', pool: 'gpu' })
+      const afterCreate = shown.writes
+      await vi.advanceTimersByTimeAsync(1_100)
+      expect(shown.writes).toBe(afterCreate)
+      expect(shown.entries.get('s3/m')).toMatchObject({ state: 'queued' })
+      expect(shown.entries.get('s3/m')?.position).toBeUndefined()
+      // The API still answers the position of a turn nobody watches.
+      expect(service.get('gpu~s3~m').position).toBe(3)
+
+      watched.add('s3')
+      await vi.advanceTimersByTimeAsync(600)
+      expect(shown.entries.get('s3/m')?.position).toBe(3)
+      expect(shown.writes).toBe(afterCreate + 1)
+
+      const [claimed] = await service.claim('gpu', worker('w1'))
+      await service.complete(claimed!.turn.id, { leaseId: claimed!.lease.id })
+      const afterDone = shown.writes
+      await vi.advanceTimersByTimeAsync(600)
+      expect(shown.entries.get('s3/m')?.position).toBe(2)
+      expect(shown.entries.get('s2/m')?.position).toBeUndefined()
+      expect(shown.writes).toBe(afterDone + 1)
+    },
+  )
+
+  it('looks only at the watched sessions when the documents list them (regression: issue 17, each refresh walked all 10,000 queued turns of the burst to find the few someone had open)', async () => {
+    const watched = new Set<string>(['s7'])
+    shown = recordingDocuments(watched, { listsWatched: true })
     const service = await open({
-      pools: [{ name: 'gpu', concurrency: 1, maxQueued: 100, maxQueuedPerTenant: 100 }],
+      pools: [{ name: 'gpu', concurrency: 1, maxQueued: 2_000, maxQueuedPerTenant: 2_000 }],
     })
-    for (let i = 1; i <= 4; i++) await service.create({ sessionId: `s${i}`, messageId: 'm', pool: 'gpu' })
-    const afterCreate = shown.writes
+    for (let i = 1; i <= 1_000; i++) await service.create({ sessionId: `s${i}`, messageId: 'm', pool: 'gpu' })
+    const checksBefore = shown.watchChecks
     await vi.advanceTimersByTimeAsync(1_100)
-    expect(shown.writes).toBe(afterCreate)
-    expect(shown.entries.get('s3/m')).toMatchObject({ state: 'queued' })
-    expect(shown.entries.get('s3/m')?.position).toBeUndefined()
-    // The API still answers the position of a turn nobody watches.
-    expect(service.get('gpu~s3~m').position).toBe(3)
-
-    watched.add('s3')
-    await vi.advanceTimersByTimeAsync(600)
-    expect(shown.entries.get('s3/m')?.position).toBe(3)
-    expect(shown.writes).toBe(afterCreate + 1)
-
-    const [claimed] = await service.claim('gpu', worker('w1'))
-    await service.complete(claimed!.turn.id, { leaseId: claimed!.lease.id })
-    const afterDone = shown.writes
-    await vi.advanceTimersByTimeAsync(600)
-    expect(shown.entries.get('s3/m')?.position).toBe(2)
-    expect(shown.entries.get('s2/m')?.position).toBeUndefined()
-    expect(shown.writes).toBe(afterDone + 1)
+    expect(shown.entries.get('s7/m')?.position).toBe(7)
+    expect(shown.entries.get('s8/m')?.position).toBeUndefined()
+    // Two refreshes: one check of the one watched session each, not one per queued turn.
+    expect(shown.watchChecks - checksBefore).toBeLessThanOrEqual(2)
   })
 })
 

@@ -181,9 +181,13 @@ export function createTokenVerifier(
     if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
       throw new ColloquyError('unauthorized', 'invalid token')
     }
+    // jose's order, so that a token is called expired exactly when jose called it so: `sub` and
+    // `exp` present and the issuer ours, then the types of `iat` and `nbf`, `nbf`, `exp`'s type,
+    // `exp`. What `sub` holds is this project's check, made after (regression: a token with a
+    // non-string `sub` and a past `exp` was `unauthorized` here, `token-expired` for jose).
     const nowSeconds = Math.floor(now() / 1000)
     const { iss, exp, nbf, iat } = payload
-    if (iss !== ISSUER || typeof exp !== 'number' || typeof payload.sub !== 'string') {
+    if (!Object.hasOwn(payload, 'sub') || !Object.hasOwn(payload, 'exp') || iss !== ISSUER) {
       throw new ColloquyError('unauthorized', 'token claims incomplete')
     }
     if ((nbf !== undefined && typeof nbf !== 'number') || (iat !== undefined && typeof iat !== 'number')) {
@@ -192,6 +196,9 @@ export function createTokenVerifier(
     if (typeof nbf === 'number' && nbf > nowSeconds) {
       throw new ColloquyError('unauthorized', 'token not valid yet')
     }
+    if (typeof exp !== 'number') throw new ColloquyError('unauthorized', 'token claims invalid (exp)')
+    // RFC 7519 §4.1.4: not accepted on or after `exp` (jose alike: `exp` equal to now, in whole
+    // seconds, is expired; `nbf` equal to now is valid).
     if (exp <= nowSeconds) throw new ColloquyError('token-expired', 'token expired')
     return payload
   }

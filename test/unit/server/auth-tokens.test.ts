@@ -1,5 +1,5 @@
 import * as nodeCrypto from 'node:crypto'
-import { SignJWT } from 'jose'
+import { errors, jwtVerify, SignJWT } from 'jose'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { createTokenVerifier, hasRole, isInScope, mintToken } from '../../../server/auth/tokens.js'
 import { ColloquyError } from '../../../shared/errors.js'
@@ -122,6 +122,31 @@ describe('access tokens', () => {
       now: () => past,
     })
     expect(await codeOf(createTokenVerifier(secret).verify(token))).toBe('token-expired')
+  })
+
+  it('call a token with a non-string sub and a past exp expired, as jose did (regression: verifyNow called it unauthorized)', async () => {
+    const key = new TextEncoder().encode(secret)
+    const nowMs = 1_800_000_000_250
+    const verifier = createTokenVerifier(secret, () => nowMs)
+    for (const sub of [null, 7, ['p']]) {
+      // exp equal to now in whole seconds: expired (RFC 7519 §4.1.4: "on or after").
+      const token = await new SignJWT({ sub, role: 'read', kind: 'device', sid: 's' } as Record<
+        string,
+        unknown
+      >)
+        .setProtectedHeader({ alg: 'HS256' })
+        .setIssuer('colloquy')
+        .setExpirationTime(Math.floor(nowMs / 1000))
+        .sign(key)
+      expect(() => verifier.verifyNow(token)).toThrow(expect.objectContaining({ code: 'token-expired' }))
+      const joseSays = await jwtVerify(token, key, {
+        algorithms: ['HS256'],
+        issuer: 'colloquy',
+        currentDate: new Date(nowMs),
+        requiredClaims: ['sub', 'exp'],
+      }).catch((error: unknown) => error)
+      expect(joseSays).toBeInstanceOf(errors.JWTExpired)
+    }
   })
 
   it('scope a token to one session or a prefix', async () => {

@@ -51,6 +51,14 @@ export interface MintOptions {
 const ISSUER = 'colloquy'
 const ALGORITHM = 'HS256'
 
+/**
+ * The longest token minted or verified (characters). A minted token is a few hundred; 8 KiB is the
+ * header line most proxies allow. A longer one is refused before any decoding: a Hocuspocus auth
+ * message may carry up to `--max-message-bytes` (16 MiB), and a 1 MB token took 8–120 ms to refuse
+ * (a deeply nested payload the slowest).
+ */
+export const MAX_TOKEN_LENGTH = 8_192
+
 function keyOf(secret: string): Uint8Array {
   return new TextEncoder().encode(secret)
 }
@@ -75,13 +83,20 @@ export async function mintToken(options: MintOptions): Promise<string> {
   if (options.sessionPrefix !== undefined) claims.spx = options.sessionPrefix
   if (options.tenant !== undefined) claims.tnt = options.tenant
   if (options.bestPriority !== undefined) claims.pri = options.bestPriority
-  return new SignJWT(claims)
+  const token = await new SignJWT(claims)
     .setProtectedHeader({ alg: ALGORITHM })
     .setSubject(options.peerId)
     .setIssuer(ISSUER)
     .setIssuedAt(nowSeconds)
     .setExpirationTime(nowSeconds + (options.ttlSeconds ?? 3600))
     .sign(keyOf(options.secret))
+  if (token.length > MAX_TOKEN_LENGTH) {
+    throw new ColloquyError(
+      'bad-request',
+      `a token is at most ${MAX_TOKEN_LENGTH} characters (its ids are too long)`,
+    )
+  }
+  return token
 }
 
 /** Verifies tokens signed with one secret. */
@@ -140,6 +155,7 @@ export function createTokenVerifier(
 
   const verifyNow = (token: string | undefined): AccessClaims => {
     if (token === undefined || token.length === 0) throw new ColloquyError('unauthorized', 'missing token')
+    if (token.length > MAX_TOKEN_LENGTH) throw new ColloquyError('unauthorized', 'token too long')
     const known = verified.get(token)
     if (known !== undefined) {
       if (now() < known.expiresAt) return known
@@ -158,15 +174,25 @@ export function createTokenVerifier(
     verify: async (token) => verifyNow(token),
   }
 
-  /** The signature, then the registered claims as jose's `jwtVerify` checks them (no clock tolerance). */
+  /**
+   * The header, the signature, and only then the payload (as jose: nothing unsigned is parsed but
+   * the header), then the registered claims as jose's `jwtVerify` checks them (no clock tolerance).
+   *
+   * Stricter than jose on purpose (test/property/token-verifier.test.ts holds the rest equal):
+   * - the signature must be spelled exactly as the base64url of the HMAC (RFC 7515 §2: no padding,
+   *   no whitespace); jose decodes it leniently and accepts `sig=`, `sig\n`, a space inside, or the
+   *   last digit's 2 unused bits set: one token, many spellings, each a new cache entry;
+   * - no `b64` nor `crit` header: a JWT has no use for RFC 7797's unencoded payload, jose ignores a
+   *   `b64` outside `crit` (which RFC 7797 §6 forbids) and honours `crit: ["b64"]`, `b64: true`;
+   *   no token minted here has either;
+   * - at most {@link MAX_TOKEN_LENGTH} characters.
+   */
   function checkedPayload(token: string): Record<string, unknown> {
     const parts = token.split('.')
     if (parts.length !== 3) throw new ColloquyError('unauthorized', 'invalid token')
     let header: ReturnType<typeof decodeProtectedHeader>
-    let payload: Record<string, unknown>
     try {
       header = decodeProtectedHeader(token)
-      payload = decodeJwt(token)
     } catch (error) {
       throw new ColloquyError('unauthorized', 'invalid token', { cause: error })
     }
@@ -177,9 +203,16 @@ export function createTokenVerifier(
     const expected = Buffer.from(
       createHmac('sha256', key).update(`${parts[0]}.${parts[1]}`).digest('base64url'),
     )
+    // Compared in constant time, and only buffers of one length (timingSafeEqual throws otherwise).
     const given = Buffer.from(parts[2] ?? '')
     if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
       throw new ColloquyError('unauthorized', 'invalid token')
+    }
+    let payload: Record<string, unknown>
+    try {
+      payload = decodeJwt(token)
+    } catch (error) {
+      throw new ColloquyError('unauthorized', 'invalid token', { cause: error })
     }
     // jose's order, so that a token is called expired exactly when jose called it so: `sub` and
     // `exp` present and the issuer ours, then the types of `iat` and `nbf`, `nbf`, `exp`'s type,

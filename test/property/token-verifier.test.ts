@@ -8,9 +8,9 @@
 
 import { createHmac } from 'node:crypto'
 import fc from 'fast-check'
-import { errors, jwtVerify } from 'jose'
+import { errors, jwtVerify, SignJWT } from 'jose'
 import { describe, expect, it } from 'vitest'
-import { createTokenVerifier } from '../../server/auth/tokens.js'
+import { createTokenVerifier, MAX_TOKEN_LENGTH, mintToken } from '../../server/auth/tokens.js'
 import { ColloquyError } from '../../shared/errors.js'
 import { isValidPriority, isValidTenant } from '../../shared/turns/turn.js'
 
@@ -352,9 +352,11 @@ async function joseAnswerOf(token: string, nowMs: number, maxLifetimeMs: number)
  * Tokens jose accepts and `verifyNow` refuses on purpose (server/auth/tokens.ts): a signature not
  * spelled as the one canonical base64url of its 32 bytes (padding, whitespace, the last digit's
  * unused bits; RFC 7515 §2 allows none of them), and a header with `b64` or `crit` (RFC 7797's
- * extension: jose honours `crit: ["b64"]` with `b64: true` and ignores a `b64` outside `crit`).
+ * extension: jose honours `crit: ["b64"]` with `b64: true` and ignores a `b64` outside `crit`),
+ * and a token longer than MAX_TOKEN_LENGTH.
  */
 function isRefusedOnPurpose(token: string): boolean {
+  if (token.length > MAX_TOKEN_LENGTH) return true
   const parts = token.split('.')
   if (parts.length !== 3) return false
   if (!CANONICAL_SIGNATURE.test(parts[2]!)) return true
@@ -367,7 +369,7 @@ function isRefusedOnPurpose(token: string): boolean {
 }
 
 describe('the synchronous token verifier, against jose', () => {
-  it('accepts and refuses (expired or not) exactly the tokens jose refuses, but for the spellings it refuses on purpose', async () => {
+  it('accepts and accepts, refuses and calls expired exactly the tokens jose does, but for those it refuses on purpose', async () => {
     const tally = { accepted: 0, 'token-expired': 0, unauthorized: 0, onPurpose: 0 }
     // One verifier without cache, one kept across runs with its cache: they must answer alike.
     const cachedClock = { now: 0 }
@@ -414,5 +416,83 @@ describe('the synchronous token verifier, against jose', () => {
     expect(tally['token-expired']).toBeGreaterThan(50)
     expect(tally.unauthorized).toBeGreaterThan(300)
     console.log('token-verifier tally', tally)
+  })
+
+  it('refuses what jose accepts only where tokens.ts says so: respelled signatures, b64 and crit, over 8 KiB', async () => {
+    const valid = await mintToken({
+      secret: SECRET,
+      peerId: 'p',
+      role: 'read',
+      sessionId: 's',
+      now: () => NOW_SECONDS * 1000,
+    })
+    const [header, payload, signature] = valid.split('.') as [string, string, string]
+    const last = SAME_LAST_BITS.indexOf(signature.at(-1) as string)
+    const withHeader = (members: string) => {
+      const input = `${b64u(members)}.${payload}`
+      return `${input}.${hmac(SECRET, input)}`
+    }
+    const stricter = {
+      padded: `${valid}=`,
+      'space inside the signature': `${header}.${payload}.${signature.slice(0, 9)} ${signature.slice(9)}`,
+      'newline after it': `${valid}\n`,
+      'last digit respelled (same bytes)': `${header}.${payload}.${signature.slice(0, -1)}${SAME_LAST_BITS[last | 1]}`,
+      'b64 true, no crit': withHeader('{"alg":"HS256","b64":true}'),
+      'b64 false, no crit': withHeader('{"alg":"HS256","b64":false}'),
+      'crit b64, b64 true': withHeader('{"alg":"HS256","crit":["b64"],"b64":true}'),
+      'over MAX_TOKEN_LENGTH': withHeader(`{"alg":"HS256","kid":"${'k'.repeat(MAX_TOKEN_LENGTH)}"}`),
+    }
+    const nowMs = NOW_SECONDS * 1000 + 1
+    const verifier = createTokenVerifier(SECRET, () => nowMs)
+    expect(answerOf(() => verifier.verifyNow(valid))).toBe('accepted')
+    for (const [name, token] of Object.entries(stricter)) {
+      expect({ name, jose: await joseAnswerOf(token, nowMs, 0) }).toEqual({ name, jose: 'accepted' })
+      expect({ name, ours: answerOf(() => verifier.verifyNow(token)) }).toEqual({
+        name,
+        ours: 'unauthorized',
+      })
+      expect(isRefusedOnPurpose(token), name).toBe(true)
+    }
+  })
+
+  it('answers from its cache as it would afresh, at every moment of a valid token’s life and after', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        // exp in whole or fractional seconds; the moments asked at, in order, around it.
+        fc.oneof(
+          fc.integer({ min: 1, max: 5 }).map((seconds) => seconds * 1000),
+          fc.integer({ min: 1_000, max: 5_000 }),
+        ),
+        fc.array(
+          fc.oneof(
+            fc.integer({ min: -3_000, max: 3_000 }),
+            fc.constantFrom(-1_001, -1_000, -999, -1, 0, 1, 999, 1_000),
+          ),
+          { minLength: 1, maxLength: 12 },
+        ),
+        fc.constantFrom(0, 500, 1_000),
+        async (expMs, offsets, nbfBeforeExpMs) => {
+          const exp = NOW_SECONDS + expMs / 1000
+          const token = await new SignJWT({ role: 'read', kind: 'device', sid: 's' })
+            .setProtectedHeader({ alg: 'HS256' })
+            .setSubject('p')
+            .setIssuer('colloquy')
+            .setNotBefore(exp - nbfBeforeExpMs / 1000)
+            .setExpirationTime(exp)
+            .sign(KEY)
+          let nowMs = 0
+          const cached = createTokenVerifier(SECRET, () => nowMs)
+          for (const offset of [...offsets].sort((a, b) => a - b)) {
+            nowMs = Math.round(exp * 1000) + offset
+            const fresh = createTokenVerifier(SECRET, () => nowMs, { cacheSize: 0 })
+            expect(
+              answerOf(() => cached.verifyNow(token)),
+              `at ${offset} ms from exp`,
+            ).toBe(answerOf(() => fresh.verifyNow(token)))
+          }
+        },
+      ),
+      { numRuns: 300, seed: 1712 },
+    )
   })
 })

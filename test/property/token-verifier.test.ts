@@ -4,7 +4,8 @@
 // clock), followed by this project's claim checks; and it tells `token-expired` apart exactly where
 // jose throws JWTExpired. Tokens are valid ones mutated: claims, header, signature, segments.
 // The only disagreements allowed are the ones decided in server/auth/tokens.ts: a signature spelled
-// other than canonical base64url, and the `b64` / `crit` header parameters (see REFUSED_ON_PURPOSE).
+// other than canonical base64url, the `b64` / `crit` header parameters, and a token over 8 KiB
+// (see isRefusedOnPurpose). 2,000 tokens, seed 1712, in about 1.5 s; RUNS=20000 SEED=n for more.
 
 import { createHmac } from 'node:crypto'
 import fc from 'fast-check'
@@ -369,7 +370,7 @@ function isRefusedOnPurpose(token: string): boolean {
 }
 
 describe('the synchronous token verifier, against jose', () => {
-  it('accepts and accepts, refuses and calls expired exactly the tokens jose does, but for those it refuses on purpose', async () => {
+  it('accepts, refuses and calls expired exactly the tokens jose does, but for those it refuses on purpose', async () => {
     const tally = { accepted: 0, 'token-expired': 0, unauthorized: 0, onPurpose: 0 }
     // One verifier without cache, one kept across runs with its cache: they must answer alike.
     const cachedClock = { now: 0 }
@@ -415,7 +416,7 @@ describe('the synchronous token verifier, against jose', () => {
     expect(tally.accepted).toBeGreaterThan(100)
     expect(tally['token-expired']).toBeGreaterThan(50)
     expect(tally.unauthorized).toBeGreaterThan(300)
-    console.log('token-verifier tally', tally)
+    expect(tally.onPurpose).toBeGreaterThan(0)
   })
 
   it('refuses what jose accepts only where tokens.ts says so: respelled signatures, b64 and crit, over 8 KiB', async () => {

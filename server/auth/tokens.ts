@@ -182,9 +182,10 @@ export function createTokenVerifier(
    * - the signature must be spelled exactly as the base64url of the HMAC (RFC 7515 §2: no padding,
    *   no whitespace); jose decodes it leniently and accepts `sig=`, `sig\n`, a space inside, or the
    *   last digit's 2 unused bits set: one token, many spellings, each a new cache entry;
-   * - no `b64` nor `crit` header: a JWT has no use for RFC 7797's unencoded payload, jose ignores a
-   *   `b64` outside `crit` (which RFC 7797 §6 forbids) and honours `crit: ["b64"]`, `b64: true`;
-   *   no token minted here has either;
+   * - no `b64` nor `crit` header: RFC 7797 (updating RFC 7519) says a JWT MUST NOT use its
+   *   unencoded payload, and §6 that `b64` goes with `crit: ["b64"]`; jose ignores a `b64` outside
+   *   `crit` (`b64: false` too) and honours `crit: ["b64"]` with `b64: true`. No token minted
+   *   here has either;
    * - at most {@link MAX_TOKEN_LENGTH} characters.
    */
   function checkedPayload(token: string): Record<string, unknown> {

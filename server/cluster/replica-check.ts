@@ -1,0 +1,463 @@
+// Finds a JetStream replica whose copy of a stream differs from the majority's, and repairs it: reads
+// each stream from every replica (an ephemeral consumer placed on each server), compares the copies
+// seq by seq (a digest of subject, headers and body), names the replica that differs, and with a
+// repair has JetStream remove that peer and rebuild its copy from the leader. For `colloquy cluster
+// check-replicas` (cli/commands/cluster.ts); see docs/cluster.md "Checking and repairing replicas".
+
+import { createHash } from 'node:crypto'
+import {
+  AckPolicy,
+  type Consumer,
+  DeliverPolicy,
+  type JetStreamManager,
+  jetstreamManager,
+  type StreamInfo,
+} from '@nats-io/jetstream'
+import { type NatsConnection, nanos } from '@nats-io/transport-node'
+import { jetStreamNames } from './jetstream-log.js'
+import { turnStreamNames } from './turn-stream.js'
+
+/** Bounds of a check and a repair. */
+export const ReplicaCheckLimits = {
+  /** Seqs compared at a time: each replica's digests of one page are in memory, no more. */
+  pageSize: 1_000,
+  /** Consumers created in a row to get one placed on a given server (each lands at random). */
+  placementAttempts: 40,
+  /** How long one fetch waits for messages before the replica counts as read to its end. */
+  fetchExpiresMs: 1_000,
+  /** Seqs found different that are read again (after the replicas are current) before naming one. */
+  recheckSeqs: 16,
+  /** How long a check waits for every replica to be current before it compares. */
+  settleMs: 30_000,
+  /** How long a repair waits for the stream to have every replica current again. */
+  repairMs: 120_000,
+} as const
+
+/** A replica whose copy differs from the majority's. */
+export interface DivergedReplica {
+  /** The server name (`server_name` of nats-server). */
+  readonly peer: string
+  /** How many seqs differ (found, then confirmed by a second read of up to {@link ReplicaCheckLimits.recheckSeqs}). */
+  readonly count: number
+  /** The first differing seqs (at most 16). */
+  readonly seqs: readonly number[]
+}
+
+/** What a check found in one stream. */
+export interface StreamReplicaReport {
+  readonly stream: string
+  /** The stream leader when the check started. */
+  readonly leader: string | undefined
+  /** Every replica the check read (leader first). */
+  readonly peers: readonly string[]
+  /** The seqs compared: [fromSeq, toSeq] (toSeq: the leader's last seq when the check started). */
+  readonly fromSeq: number
+  readonly toSeq: number
+  /** Messages compared (seqs that at least one replica holds). */
+  readonly compared: number
+  /** Replicas that differ from the majority, confirmed by a second read. Empty on a healthy stream. */
+  readonly diverged: readonly DivergedReplica[]
+  /** Seqs where no two replicas agree (no majority to repair from: the check names no one for them). */
+  readonly unresolved: readonly number[]
+  /** Why the stream was not compared (one replica, or a replica that could not be read), if so. */
+  readonly skipped?: string
+}
+
+/** Options of {@link checkReplicas}. */
+export interface ReplicaCheckOptions {
+  readonly nc: NatsConnection
+  /** The streams to check, in this order (see {@link colloquyStreamNames}). */
+  readonly streams: readonly string[]
+  /** Compare from this seq (default the stream's first). */
+  readonly fromSeq?: number
+  /** Compare only the last `tail` seqs (the cheap mode: what was written around a partition). */
+  readonly tail?: number
+  /** Progress lines (default none). */
+  readonly log?: (line: string) => void
+}
+
+/**
+ * The streams a Colloquy deployment (with `namespace`, if any) keeps in JetStream and that exist now:
+ * the log, the KV buckets and object stores, and the turns' stream and bucket.
+ */
+export async function colloquyStreamNames(nc: NatsConnection, namespace?: string): Promise<string[]> {
+  const log = jetStreamNames(namespace)
+  const turns = turnStreamNames(namespace)
+  const wanted = [
+    log.stream,
+    `KV_${log.sessions}`,
+    `KV_${log.index}`,
+    `KV_${log.leases}`,
+    `OBJ_${log.states}`,
+    `OBJ_${log.updates}`,
+    turns.stream,
+    `KV_${turns.leaders}`,
+  ]
+  const jsm = await jetstreamManager(nc, { timeout: 10_000 })
+  const existing = new Set<string>()
+  for await (const name of jsm.streams.names()) existing.add(name)
+  return wanted.filter((name) => existing.has(name))
+}
+
+/**
+ * Reads every given stream from each of its replicas, page by page, and names the replicas whose
+ * copy differs from the majority's at some seq.
+ *
+ * @remarks Why (issue 15): nats-server 2.9.10 lets a stream leader cut off by a partition store
+ * what its clients publish without quorum, and keeps it after the heal at the seqs where the
+ * majority stored (and acked) others. Reads keep to the leader's copy, which is right until that
+ * server leads again. The check reads each replica through an ephemeral R1 consumer that nats-server
+ * placed on it (created again until its `cluster.leader` names that server, at most
+ * {@link ReplicaCheckLimits.placementAttempts} times), digests subject, headers and body of each
+ * message, and votes per seq (a seq a replica does not hold counts as "absent"). A difference may be
+ * a replica lagging or a purge racing the check, so differing seqs are read again once every
+ * replica is current, and only confirmed ones name a replica. Memory: one page of digests per
+ * replica. Time: the stream is read once per replica.
+ */
+export async function checkReplicas(options: ReplicaCheckOptions): Promise<StreamReplicaReport[]> {
+  const jsm = await jetstreamManager(options.nc, { timeout: 10_000, checkAPI: false })
+  const reports: StreamReplicaReport[] = []
+  for (const stream of options.streams) reports.push(await checkStream(jsm, stream, options))
+  return reports
+}
+
+async function checkStream(
+  jsm: JetStreamManager,
+  stream: string,
+  options: ReplicaCheckOptions,
+): Promise<StreamReplicaReport> {
+  const info = await waitUntilCurrent(jsm, stream, ReplicaCheckLimits.settleMs).catch(() => undefined)
+  const latest = info ?? (await jsm.streams.info(stream))
+  const leader = latest.cluster?.leader
+  const peers = [leader, ...(latest.cluster?.replicas ?? []).map((replica) => replica.name)].filter(
+    (peer): peer is string => peer !== undefined,
+  )
+  const toSeq = latest.state.last_seq
+  const firstSeq = Math.max(latest.state.first_seq, 1)
+  const fromSeq = Math.max(
+    firstSeq,
+    options.fromSeq ?? 1,
+    options.tail === undefined ? 1 : toSeq - options.tail + 1,
+  )
+  const base = { stream, leader, peers, fromSeq, toSeq }
+  if (peers.length < 2) return { ...base, compared: 0, diverged: [], unresolved: [], skipped: 'one replica' }
+  if (info === undefined) {
+    return {
+      ...base,
+      compared: 0,
+      diverged: [],
+      unresolved: [],
+      skipped: `a replica was not current within ${ReplicaCheckLimits.settleMs} ms`,
+    }
+  }
+  if (fromSeq > toSeq) return { ...base, compared: 0, diverged: [], unresolved: [] }
+  options.log?.(`${stream}: comparing seqs ${fromSeq}..${toSeq} on ${peers.join(', ')} (leader ${leader})`)
+
+  const differing = new Map<string, number[]>()
+  const unresolved: number[] = []
+  let compared = 0
+  const readers = await Promise.all(peers.map((peer) => openReplicaReader(jsm, stream, peer, fromSeq, toSeq)))
+  try {
+    for (let pageStart = fromSeq; pageStart <= toSeq; pageStart += ReplicaCheckLimits.pageSize) {
+      const pageEnd = Math.min(toSeq, pageStart + ReplicaCheckLimits.pageSize - 1)
+      const pages = await Promise.all(readers.map((reader) => reader.readThrough(pageEnd)))
+      const seqs = new Set<number>()
+      for (const page of pages) for (const seq of page.keys()) if (seq >= pageStart) seqs.add(seq)
+      compared += seqs.size
+      for (const seq of [...seqs].sort((a, b) => a - b)) {
+        const vote = voteOn(pages.map((page) => page.get(seq)))
+        if (vote.majority === undefined) unresolved.push(seq)
+        for (const index of vote.dissenters) push(differing, peers[index] as string, seq)
+      }
+    }
+  } finally {
+    for (const reader of readers) reader.close()
+  }
+  const diverged = await confirm(jsm, stream, peers, differing, options)
+  return { ...base, compared, diverged, unresolved: unresolved.slice(0, 16) }
+}
+
+function push(map: Map<string, number[]>, key: string, seq: number): void {
+  const list = map.get(key)
+  if (list === undefined) map.set(key, [seq])
+  else list.push(seq)
+}
+
+/** The value most replicas hold (undefined when no value has a strict majority), and who differs. */
+function voteOn(values: readonly (string | undefined)[]): {
+  majority: string | undefined
+  dissenters: number[]
+} {
+  const counts = new Map<string, number>()
+  for (const value of values) counts.set(value ?? ABSENT, (counts.get(value ?? ABSENT) ?? 0) + 1)
+  let majority: string | undefined
+  for (const [value, count] of counts) if (count * 2 > values.length) majority = value
+  if (majority === undefined) return { majority, dissenters: [] }
+  const dissenters = values.flatMap((value, index) => ((value ?? ABSENT) === majority ? [] : [index]))
+  return { majority, dissenters }
+}
+
+const ABSENT = '(absent)'
+
+/**
+ * Reads the differing seqs of each named replica again (the first {@link ReplicaCheckLimits.recheckSeqs},
+ * from every replica, once each is current): a lag or a racing purge then agrees, a divergence
+ * does not.
+ */
+async function confirm(
+  jsm: JetStreamManager,
+  stream: string,
+  peers: readonly string[],
+  differing: ReadonlyMap<string, number[]>,
+  options: ReplicaCheckOptions,
+): Promise<DivergedReplica[]> {
+  if (differing.size === 0) return []
+  await waitUntilCurrent(jsm, stream, ReplicaCheckLimits.settleMs).catch(() => undefined)
+  const diverged: DivergedReplica[] = []
+  for (const [peer, seqs] of differing) {
+    const again = seqs.slice(0, ReplicaCheckLimits.recheckSeqs)
+    const confirmed: number[] = []
+    for (const seq of again) {
+      const values = await Promise.all(peers.map((p) => digestAt(jsm, stream, p, seq)))
+      const vote = voteOn(values)
+      if (vote.dissenters.some((index) => peers[index] === peer)) confirmed.push(seq)
+    }
+    options.log?.(
+      `${stream}: ${peer} differs at ${seqs.length} seqs (first ${seqs[0]}); ${confirmed.length} of ${again.length} read again still differ`,
+    )
+    if (confirmed.length === 0) continue
+    // Unconfirmed seqs beyond the re-read ones are counted as found: the first ones decide.
+    const count = confirmed.length + Math.max(0, seqs.length - again.length)
+    diverged.push({ peer, count, seqs: confirmed.slice(0, 16) })
+  }
+  return diverged
+}
+
+/** The digest of the message at `seq` in `peer`'s copy (undefined when that copy holds none). */
+async function digestAt(jsm: JetStreamManager, stream: string, peer: string, seq: number) {
+  const reader = await openReplicaReader(jsm, stream, peer, seq, seq)
+  try {
+    return (await reader.readThrough(seq)).get(seq)
+  } finally {
+    reader.close()
+  }
+}
+
+/** Reads one replica's copy of a stream, in order, one page at a time. */
+interface ReplicaReader {
+  /** The digests of the messages from where the last page ended through `pageEnd`, by seq. */
+  readThrough(pageEnd: number): Promise<Map<number, string>>
+  close(): void
+}
+
+async function openReplicaReader(
+  jsm: JetStreamManager,
+  stream: string,
+  peer: string,
+  fromSeq: number,
+  toSeq: number,
+): Promise<ReplicaReader> {
+  const consumer = await consumerOn(jsm, stream, peer, fromSeq)
+  // Read past the last page's end (a fetch is not cut at a page's end): at most one fetch's worth.
+  let ahead: { seq: number; digest: string }[] = []
+  let isDone = false
+  return {
+    async readThrough(pageEnd) {
+      const page = new Map<number, string>()
+      const take = (): void => {
+        let taken = 0
+        for (const entry of ahead) {
+          if (entry.seq > pageEnd) break
+          page.set(entry.seq, entry.digest)
+          taken++
+        }
+        ahead = ahead.slice(taken)
+      }
+      take()
+      while (!isDone && ahead.length === 0) {
+        const messages = await consumer.fetch({
+          max_messages: ReplicaCheckLimits.pageSize,
+          expires: ReplicaCheckLimits.fetchExpiresMs,
+        })
+        let received = 0
+        for await (const message of messages) {
+          received++
+          const seq = message.info.streamSequence
+          if (seq > toSeq) {
+            isDone = true // written after the check started: not compared
+            break
+          }
+          ahead.push({
+            seq,
+            digest: digestOf(message.subject, message.headers?.toString() ?? '', message.data),
+          })
+          if (seq === toSeq) {
+            isDone = true
+            break
+          }
+        }
+        // Nothing within the fetch's wait: this copy ends here (short of toSeq if it lags or lacks some).
+        if (received === 0) isDone = true
+        take()
+      }
+      return page
+    },
+    close() {
+      consumer.delete().catch(() => undefined) // else the server drops it once inactive
+    },
+  }
+}
+
+function digestOf(subject: string, headers: string, data: Uint8Array): string {
+  return createHash('sha256')
+    .update(subject)
+    .update('\0')
+    .update(headers)
+    .update('\0')
+    .update(data)
+    .digest('base64')
+}
+
+/**
+ * An ephemeral pull consumer on `stream` placed on server `peer` (R1, in memory, no acks): created
+ * until nats-server places one there, deleting the others.
+ */
+async function consumerOn(
+  jsm: JetStreamManager,
+  stream: string,
+  peer: string,
+  fromSeq: number,
+): Promise<Consumer> {
+  for (let attempt = 1; attempt <= ReplicaCheckLimits.placementAttempts; attempt++) {
+    const info = await jsm.consumers.add(stream, {
+      ack_policy: AckPolicy.None,
+      deliver_policy: DeliverPolicy.StartSequence,
+      opt_start_seq: fromSeq,
+      num_replicas: 1,
+      mem_storage: true,
+      inactive_threshold: nanos(30_000),
+    })
+    const placedOn = info.cluster?.leader
+    if (placedOn === peer || placedOn === undefined)
+      return jsm.jetstream().consumers.getConsumerFromInfo(info)
+    await jsm.consumers.delete(stream, info.name).catch(() => undefined)
+  }
+  throw new Error(
+    `no consumer of ${stream} placed on ${peer} in ${ReplicaCheckLimits.placementAttempts} creates`,
+  )
+}
+
+/** Resolves with the stream's info once it has a leader and every replica is current; rejects after `ms`. */
+async function waitUntilCurrent(jsm: JetStreamManager, stream: string, ms: number): Promise<StreamInfo> {
+  const deadline = Date.now() + ms
+  for (;;) {
+    const info = await jsm.streams.info(stream).catch(() => undefined)
+    const cluster = info?.cluster
+    const replicas = cluster?.replicas ?? []
+    const expected = (info?.config.num_replicas ?? 1) - 1
+    if (
+      info !== undefined &&
+      cluster?.leader !== undefined &&
+      replicas.length >= expected &&
+      replicas.every((replica) => replica.current && replica.offline !== true)
+    )
+      return info
+    if (Date.now() > deadline) throw new Error(`${stream}: not every replica current within ${ms} ms`)
+    await new Promise((resolve) => setTimeout(resolve, 250))
+  }
+}
+
+/** Options of {@link repairReplica}. */
+export interface ReplicaRepairOptions {
+  readonly nc: NatsConnection
+  readonly stream: string
+  /** The server whose copy to rebuild (as a check named it). */
+  readonly peer: string
+  /** Progress lines (default none). */
+  readonly log?: (line: string) => void
+}
+
+/**
+ * Has JetStream drop `peer`'s copy of `stream` and copy the leader's in its place: moves the
+ * leadership away from it if it leads, removes it from the stream's peers
+ * (`$JS.API.STREAM.PEER.REMOVE`), and waits (at most {@link ReplicaCheckLimits.repairMs}) until the
+ * stream has as many current replicas as configured again. Resolves with the stream's peers then.
+ */
+export async function repairReplica(options: ReplicaRepairOptions): Promise<string[]> {
+  const { nc, stream, peer } = options
+  const jsm = await jetstreamManager(nc, { timeout: 10_000, checkAPI: false })
+  const deadline = Date.now() + ReplicaCheckLimits.repairMs
+  const before = await jsm.streams.info(stream)
+  const replicas = before.config.num_replicas
+  if (!peersOf(before).includes(peer)) throw new Error(`${peer} holds no replica of ${stream}`)
+  while ((await jsm.streams.info(stream)).cluster?.leader === peer) {
+    if (Date.now() > deadline) throw new Error(`${peer} kept the leadership of ${stream}`)
+    options.log?.(`${stream}: ${peer} leads; asking it to step down`)
+    await apiRequest(nc, `$JS.API.STREAM.LEADER.STEPDOWN.${stream}`, {}).catch(() => undefined)
+    await waitFor(deadline, async () => {
+      const leader = (await jsm.streams.info(stream).catch(() => undefined))?.cluster?.leader
+      return leader !== undefined && leader !== peer
+    }).catch(() => undefined)
+  }
+  options.log?.(`${stream}: removing peer ${peer}`)
+  // With no spare server (3 servers, R3) nats-server 2.9.10 answers "peer remap failed" yet removes
+  // the peer: the stream goes on with 2 replicas, its config still saying 3.
+  const removal = await apiRequest(nc, `$JS.API.STREAM.PEER.REMOVE.${stream}`, { peer }).catch(
+    (error: unknown) => error as Error,
+  )
+  await waitFor(Math.min(deadline, Date.now() + 15_000), async () => {
+    const info = await jsm.streams.info(stream)
+    return !peersOf(info).includes(peer) && allCurrent(info)
+  }).catch(() => {
+    throw removal instanceof Error ? removal : new Error(`${peer} is still a peer of ${stream}`)
+  })
+  const reduced = peersOf(await jsm.streams.info(stream))
+  if (reduced.length < replicas) {
+    // Placed again by a change of the replica count: down to the peers left, then up, which
+    // places a replica on a server that holds none (the removed one, once it dropped its copy).
+    options.log?.(
+      `${stream}: ${reduced.length} replicas left; scaling to ${reduced.length}, then to ${replicas}`,
+    )
+    await jsm.streams.update(stream, { num_replicas: reduced.length })
+    await jsm.streams.update(stream, { num_replicas: replicas })
+  }
+  const after = await waitFor(deadline, async () => {
+    const info = await jsm.streams.info(stream).catch(() => undefined)
+    return info !== undefined && peersOf(info).length >= replicas && allCurrent(info) ? info : undefined
+  })
+  const peers = peersOf(after)
+  options.log?.(`${stream}: ${peers.length} current replicas again (${peers.join(', ')})`)
+  return peers
+}
+
+function peersOf(info: StreamInfo): string[] {
+  const leader = info.cluster?.leader
+  return [...(leader === undefined ? [] : [leader]), ...(info.cluster?.replicas ?? []).map((r) => r.name)]
+}
+
+function allCurrent(info: StreamInfo): boolean {
+  return (
+    info.cluster?.leader !== undefined &&
+    (info.cluster.replicas ?? []).every((r) => r.current && r.offline !== true)
+  )
+}
+
+/** Polls `probe` every 250 ms until it returns something truthy; rejects at `deadline`. */
+async function waitFor<T>(deadline: number, probe: () => Promise<T | undefined | false>): Promise<T> {
+  for (;;) {
+    const value = await probe().catch(() => undefined)
+    if (value !== undefined && value !== false) return value
+    if (Date.now() > deadline) throw new Error('timed out')
+    await new Promise((resolve) => setTimeout(resolve, 250))
+  }
+}
+
+/** A JetStream API request whose JSON answer carries an `error`: thrown. */
+async function apiRequest(nc: NatsConnection, subject: string, body: object): Promise<unknown> {
+  const reply = await nc.request(subject, JSON.stringify(body), { timeout: 10_000 })
+  const answer = reply.json<{ error?: { code?: number; description?: string } }>()
+  if (answer.error !== undefined) {
+    throw new Error(`${subject}: ${answer.error.description ?? 'error'} (${answer.error.code ?? '?'})`)
+  }
+  return answer
+}

@@ -1,0 +1,85 @@
+// Makes a JetStream replica diverge, as nats-server 2.9.10 does after a partition (issue 15): the
+// leader of a stream moved to n3, n3 cut off by the partition proxies while a client on n3
+// publishes (stored by n3 without quorum, never acked) and the majority publishes too (acked),
+// then healed. Also moves a stream's leadership to a given server. For the replica check's tests;
+// the steps are those of quorum-partition.test.ts, "return what the majority acked…".
+
+import { jetstream } from '@nats-io/jetstream'
+import type { NatsConnection } from '@nats-io/transport-node'
+import { waitForFullMesh } from './colloquy-cluster.js'
+import type { NatsCluster } from './nats-cluster.js'
+import type { PartitionProxies } from './partition-proxy.js'
+
+/** Asks the leader of `stream` to step down until `name` leads it (at most 30 step-downs). */
+export async function moveStreamLeader(
+  cluster: NatsCluster,
+  nc: NatsConnection,
+  stream: string,
+  name: string,
+): Promise<void> {
+  for (let attempt = 0; attempt < 30; attempt++) {
+    if ((await cluster.waitForStreamLeader(stream, 20_000)) === name) return
+    await nc
+      .request(`$JS.API.STREAM.LEADER.STEPDOWN.${stream}`, '', { timeout: 10_000 })
+      .catch(() => undefined)
+    // The old leader reports itself leader until the election ends: wait for it to step down.
+    await new Promise((resolve) => setTimeout(resolve, 1_000))
+  }
+  throw new Error(`${name} never became the leader of ${stream}`)
+}
+
+/** What {@link divergeReplica} did: the seq the majority acked, and what n3 stored there instead. */
+export interface Divergence {
+  readonly majoritySeq: number
+  /** Acks the cut-off side got (0: nothing it stored was acked). */
+  readonly minorityAcks: number
+}
+
+/**
+ * Moves `stream`'s leadership to the node at `cutIndex`, cuts that node off, publishes
+ * `minorityTexts` on `subject` through `cut` (a connection to that node only) and `majorityText`
+ * through `nc` (to another node) until acked, then heals and waits for a full mesh and a leader
+ * with every replica current (bounded: about 90 s in all at most).
+ */
+export async function divergeReplica(options: {
+  readonly cluster: NatsCluster
+  readonly proxies: PartitionProxies
+  readonly nc: NatsConnection
+  readonly cut: NatsConnection
+  readonly cutIndex: number
+  readonly stream: string
+  readonly subject: string
+  readonly minorityTexts: readonly string[]
+  readonly majorityText: string
+}): Promise<Divergence> {
+  const { cluster, proxies, nc, stream, subject } = options
+  const cutName = cluster.nodes[options.cutIndex]!.name
+  await moveStreamLeader(cluster, nc, stream, cutName)
+  proxies.isolate(options.cutIndex)
+  // The cut-off node still leads on its side for a few seconds: it stores these without a quorum.
+  const minority = jetstream(options.cut, { timeout: 2_000 })
+  const minorityAcks = (async () => {
+    let acks = 0
+    for (const text of options.minorityTexts) {
+      acks += await minority.publish(subject, text).then(
+        () => 1,
+        () => 0,
+      )
+    }
+    return acks
+  })()
+  const js = jetstream(nc, { timeout: 1_000 })
+  let majoritySeq = 0
+  const deadline = Date.now() + 30_000
+  while (majoritySeq === 0 && Date.now() < deadline) {
+    majoritySeq = await js.publish(subject, options.majorityText).then(
+      (ack) => ack.seq,
+      () => 0,
+    )
+  }
+  const acks = await minorityAcks
+  proxies.heal()
+  await waitForFullMesh(cluster, 20_000)
+  await cluster.waitForStreamLeader(stream, 30_000)
+  return { majoritySeq, minorityAcks: acks }
+}

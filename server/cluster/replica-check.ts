@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto'
 import {
   AckPolicy,
   type Consumer,
+  type ConsumerInfo,
   DeliverPolicy,
   type JetStreamManager,
   jetstreamManager,
@@ -117,9 +118,31 @@ export async function colloquyStreamNames(nc: NatsConnection, namespace?: string
 export async function checkReplicas(options: ReplicaCheckOptions): Promise<StreamReplicaReport[]> {
   const jsm = await jetstreamManager(options.nc, { timeout: 10_000, checkAPI: false })
   const reports: StreamReplicaReport[] = []
-  for (const stream of options.streams) reports.push(await checkStream(jsm, stream, options))
+  for (const stream of options.streams) {
+    let report = await checkStream(jsm, stream, options)
+    // Right after a heal, a server cut off while it led may still answer as the leader (its term
+    // is over, it does not know yet) with its own, shorter, last seq: a check read against it is
+    // compared again once a leader stayed the leader throughout (at most LEADER_CHANGES_TOLERATED).
+    for (let again = 1; again <= LEADER_CHANGES_TOLERATED; again++) {
+      const leader = (await jsm.streams.info(stream).catch(() => undefined))?.cluster?.leader
+      if (report.skipped !== undefined || leader === report.leader) break
+      options.log?.(
+        `${stream}: the leader changed during the check (${report.leader} → ${leader}): checking again`,
+      )
+      report = await checkStream(jsm, stream, options)
+      if (again === LEADER_CHANGES_TOLERATED) {
+        const now = (await jsm.streams.info(stream).catch(() => undefined))?.cluster?.leader
+        if (now !== report.leader)
+          report = { ...report, skipped: 'the stream leader kept changing during the check' }
+      }
+    }
+    reports.push(report)
+  }
   return reports
 }
+
+/** Checks of one stream made again when its leader changed meanwhile. */
+const LEADER_CHANGES_TOLERATED = 3
 
 async function checkStream(
   jsm: JetStreamManager,
@@ -328,15 +351,27 @@ async function consumerOn(
   peer: string,
   fromSeq: number,
 ): Promise<Consumer> {
-  for (let attempt = 1; attempt <= ReplicaCheckLimits.placementAttempts; attempt++) {
-    const info = await jsm.consumers.add(stream, {
-      ack_policy: AckPolicy.None,
-      deliver_policy: DeliverPolicy.StartSequence,
-      opt_start_seq: fromSeq,
-      num_replicas: 1,
-      mem_storage: true,
-      inactive_threshold: nanos(30_000),
-    })
+  const deadline = Date.now() + ReplicaCheckLimits.settleMs
+  for (let attempt = 1, pause = 250; attempt <= ReplicaCheckLimits.placementAttempts; ) {
+    let info: ConsumerInfo
+    try {
+      info = await jsm.consumers.add(stream, {
+        ack_policy: AckPolicy.None,
+        deliver_policy: DeliverPolicy.StartSequence,
+        opt_start_seq: fromSeq,
+        num_replicas: 1,
+        mem_storage: true,
+        inactive_threshold: nanos(30_000),
+      })
+    } catch (error) {
+      // Right after a heal or an election JetStream answers "temporarily unavailable" (no meta
+      // leader yet) or not at all: asked again, with pauses doubling to 2 s, for a bounded time.
+      if (!isTransient(error) || Date.now() > deadline) throw error
+      await new Promise((resolve) => setTimeout(resolve, pause))
+      pause = Math.min(pause * 2, 2_000)
+      continue
+    }
+    attempt++
     const placedOn = info.cluster?.leader
     if (placedOn === peer || placedOn === undefined)
       return jsm.jetstream().consumers.getConsumerFromInfo(info)
@@ -345,6 +380,13 @@ async function consumerOn(
   throw new Error(
     `no consumer of ${stream} placed on ${peer} in ${ReplicaCheckLimits.placementAttempts} creates`,
   )
+}
+
+/** JetStream's "temporarily unavailable" (10008) or a request that got no answer in time. */
+function isTransient(error: unknown): boolean {
+  const code = (error as { api_error?: { err_code?: number } })?.api_error?.err_code
+  const text = error instanceof Error ? `${error.name} ${error.message}` : String(error)
+  return code === 10008 || /temporarily unavailable|timeout|no responders/i.test(text)
 }
 
 /** Resolves with the stream's info once it has a leader and every replica is current; rejects after `ms`. */

@@ -4,16 +4,32 @@
 // never acked instead of what was. The replica check names that server, and its repair rebuilds the
 // server's copy from the leader, so that reads return the acked updates whoever leads.
 
+import { execFile } from 'node:child_process'
 import { jetstream } from '@nats-io/jetstream'
 import { connect, type NatsConnection } from '@nats-io/transport-node'
 import { afterEach, describe, expect, it } from 'vitest'
 import { openJetStreamResources, scanSubject } from '../../server/cluster/jetstream-log.js'
-import { checkReplicas, colloquyStreamNames, repairReplica } from '../../server/cluster/replica-check.js'
+import { checkReplicas, colloquyStreamNames } from '../../server/cluster/replica-check.js'
 import { divergeReplica, moveStreamLeader } from '../helpers/diverged-replica.js'
 import { hasNatsServer, type NatsCluster, warnIfNoNatsServer } from '../helpers/nats-cluster.js'
 import { type PartitionProxies, startPartitionedNatsCluster } from '../helpers/partition-proxy.js'
 
 warnIfNoNatsServer(import.meta.url)
+
+/** Runs the `colloquy` CLI (bounded: 150 s); resolves with its exit code and output. */
+function colloquy(args: readonly string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      ['--import', 'tsx', 'cli/colloquy.ts', ...args],
+      { encoding: 'utf8', timeout: 150_000 },
+      (error, stdout, stderr) => {
+        const code = error === null ? 0 : typeof error.code === 'number' ? error.code : -1
+        resolve({ code, stdout, stderr })
+      },
+    )
+  })
+}
 
 describe.skipIf(!hasNatsServer)('the replica check', () => {
   let cluster: NatsCluster | undefined
@@ -54,6 +70,16 @@ describe.skipIf(!hasNatsServer)('the replica check', () => {
       streams.map((name) => [name, [], undefined]),
     )
     expect(healthy[0]!.compared, 'the log was compared').toBe(1)
+    const healthyCli = await colloquy([
+      'cluster',
+      'check-replicas',
+      '--nats',
+      n1!.url,
+      '--namespace',
+      'scrub',
+    ])
+    expect(healthyCli.stdout.match(/: replicas agree$/gm), healthyCli.stderr).toHaveLength(streams.length)
+    expect(healthyCli.code).toBe(0)
 
     const divergence = await divergeReplica({
       cluster,
@@ -98,7 +124,19 @@ describe.skipIf(!hasNatsServer)('the replica check', () => {
     console.info(`replica check: reads with n3 leading before the repair: ${JSON.stringify(whileDiverged)}`)
     expect(whileDiverged, 'the acked update unreadable while n3 leads').not.toContain('majority')
 
-    await repairReplica({ nc, stream, peer: 'n3', log })
+    const repair = await colloquy([
+      'cluster',
+      'check-replicas',
+      '--nats',
+      n1!.url,
+      '--stream',
+      stream,
+      '--repair',
+    ])
+    console.info(`replica check: colloquy cluster check-replicas --repair:\n${repair.stdout}${repair.stderr}`)
+    expect(repair.stdout).toMatch(/n3 DIFFERS from the majority/)
+    expect(repair.stdout).toMatch(/: replicas agree$/m)
+    expect(repair.code).toBe(0)
     const repaired = await checkReplicas({ nc, streams, log })
     expect(repaired.flatMap((report) => report.diverged)).toEqual([])
     expect(repaired[0]!.peers).toContain('n3')

@@ -18,7 +18,8 @@ export async function moveStreamLeader(
   name: string,
 ): Promise<void> {
   for (let attempt = 0; attempt < 30; attempt++) {
-    if ((await cluster.waitForStreamLeader(stream, 20_000)) === name) return
+    await cluster.waitForStreamLeader(stream, 20_000)
+    if ((await waitForAgreedLeader(cluster, stream, 20_000)) === name) return
     await nc
       .request(`$JS.API.STREAM.LEADER.STEPDOWN.${stream}`, '', { timeout: 10_000 })
       .catch(() => undefined)
@@ -81,5 +82,43 @@ export async function divergeReplica(options: {
   proxies.heal()
   await waitForFullMesh(cluster, 20_000)
   await cluster.waitForStreamLeader(stream, 30_000)
+  await waitForAgreedLeader(cluster, stream, 30_000)
   return { majoritySeq, minorityAcks: acks }
+}
+
+/**
+ * Resolves with the leader of `stream` once every running server names the same one (`/jsz`).
+ * Right after a heal the server that was cut off while it led still names itself, with the
+ * replicas it saw current before the cut, so `waitForStreamLeader` may take its word.
+ */
+export async function waitForAgreedLeader(cluster: NatsCluster, stream: string, ms: number): Promise<string> {
+  const deadline = Date.now() + ms
+  for (;;) {
+    const named = await Promise.all(
+      cluster.nodes
+        .filter((node) => node.isRunning())
+        .map(async (node) => {
+          try {
+            const response = await fetch(
+              `http://127.0.0.1:${node.monitorPort}/jsz?accounts=true&streams=true`,
+              { signal: AbortSignal.timeout(1_000) },
+            )
+            const jsz = (await response.json()) as JszStreams
+            const details = (jsz.account_details ?? []).flatMap((account) => account.stream_detail ?? [])
+            return details.find((detail) => detail.name === stream)?.cluster?.leader
+          } catch {
+            return undefined
+          }
+        }),
+    )
+    const [first] = named
+    if (first !== undefined && named.every((leader) => leader === first)) return first
+    if (Date.now() > deadline)
+      throw new Error(`the servers named leaders ${named.join(', ')} of ${stream} for ${ms} ms`)
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+}
+
+interface JszStreams {
+  account_details?: { stream_detail?: { name: string; cluster?: { leader?: string } }[] }[]
 }

@@ -240,10 +240,18 @@ async function confirm(
   for (const [peer, seqs] of differing) {
     const again = seqs.slice(0, ReplicaCheckLimits.recheckSeqs)
     const confirmed: number[] = []
-    for (const seq of again) {
-      const values = await Promise.all(peers.map((p) => digestAt(jsm, stream, p, seq)))
-      const vote = voteOn(values)
-      if (vote.dissenters.some((index) => peers[index] === peer)) confirmed.push(seq)
+    // Runs of seqs at most a page wide, each read again from every replica with one consumer.
+    for (let i = 0; i < again.length; ) {
+      const first = again[i] as number
+      let j = i
+      while (j + 1 < again.length && (again[j + 1] as number) - first < ReplicaCheckLimits.pageSize) j++
+      const last = again[j] as number
+      const pages = await Promise.all(peers.map((p) => readSpan(jsm, stream, p, first, last)))
+      for (const seq of again.slice(i, j + 1)) {
+        const vote = voteOn(pages.map((page) => page.get(seq)))
+        if (vote.dissenters.some((index) => peers[index] === peer)) confirmed.push(seq)
+      }
+      i = j + 1
     }
     options.log?.(
       `${stream}: ${peer} differs at ${seqs.length} seqs (first ${seqs[0]}); ${confirmed.length} of ${again.length} read again still differ`,
@@ -256,11 +264,11 @@ async function confirm(
   return diverged
 }
 
-/** The digest of the message at `seq` in `peer`'s copy (undefined when that copy holds none). */
-async function digestAt(jsm: JetStreamManager, stream: string, peer: string, seq: number) {
-  const reader = await openReplicaReader(jsm, stream, peer, seq, seq)
+/** The digests of `peer`'s copy in [fromSeq, toSeq] (at most a page), by seq. */
+async function readSpan(jsm: JetStreamManager, stream: string, peer: string, fromSeq: number, toSeq: number) {
+  const reader = await openReplicaReader(jsm, stream, peer, fromSeq, toSeq)
   try {
-    return (await reader.readThrough(seq)).get(seq)
+    return await reader.readThrough(toSeq)
   } finally {
     reader.close()
   }

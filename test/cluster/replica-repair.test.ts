@@ -16,13 +16,20 @@ import { type PartitionProxies, startPartitionedNatsCluster } from '../helpers/p
 
 warnIfNoNatsServer(import.meta.url)
 
+/** This process's environment without NATS_URL: the CLI is given --nats, or nothing. */
+function withoutNatsUrl(): NodeJS.ProcessEnv {
+  const env = { ...process.env }
+  delete env.NATS_URL
+  return env
+}
+
 /** Runs the `colloquy` CLI (bounded: 150 s); resolves with its exit code and output. */
 function colloquy(args: readonly string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     execFile(
       process.execPath,
       ['--import', 'tsx', 'cli/colloquy.ts', ...args],
-      { encoding: 'utf8', timeout: 150_000 },
+      { encoding: 'utf8', timeout: 150_000, env: withoutNatsUrl() },
       (error, stdout, stderr) => {
         const code = error === null ? 0 : typeof error.code === 'number' ? error.code : -1
         resolve({ code, stdout, stderr })
@@ -54,6 +61,13 @@ describe.skipIf(!hasNatsServer)('the replica check', () => {
     const { stream, subjectPrefix } = resources.names
     const subject = `${subjectPrefix}.s`
     await jetstream(nc).publish(subject, 'before', { timeout: 10_000 })
+    // More than two pages of the check (1,000 seqs each) before the seq that will differ.
+    const filler = jetstream(nc, { timeout: 20_000 })
+    for (let sent = 0; sent < 2_500; sent += 500) {
+      await Promise.all(
+        Array.from({ length: 500 }, (_, i) => filler.publish(`${subjectPrefix}.other`, `f-${sent + i}`)),
+      )
+    }
     const log = (line: string) => console.info(`replica check: ${line}`)
 
     const streams = await colloquyStreamNames(nc, 'scrub')
@@ -69,7 +83,7 @@ describe.skipIf(!hasNatsServer)('the replica check', () => {
     expect(healthy.map((report) => [report.stream, report.diverged, report.skipped])).toEqual(
       streams.map((name) => [name, [], undefined]),
     )
-    expect(healthy[0]!.compared, 'the log was compared').toBe(1)
+    expect(healthy[0]!.compared, 'the whole log was compared').toBe(2_501)
     const healthyCli = await colloquy([
       'cluster',
       'check-replicas',
@@ -114,7 +128,9 @@ describe.skipIf(!hasNatsServer)('the replica check', () => {
       }
     }
 
+    let began = Date.now()
     const found = await checkReplicas({ nc, streams: [stream], log })
+    console.info(`replica check: the check that found n3 took ${Date.now() - began} ms`)
     expect(found[0]!.diverged.map((replica) => replica.peer)).toEqual(['n3'])
     expect(found[0]!.diverged[0]!.seqs).toContain(divergence.majoritySeq)
 
@@ -124,6 +140,7 @@ describe.skipIf(!hasNatsServer)('the replica check', () => {
     console.info(`replica check: reads with n3 leading before the repair: ${JSON.stringify(whileDiverged)}`)
     expect(whileDiverged, 'the acked update unreadable while n3 leads').not.toContain('majority')
 
+    began = Date.now()
     const repair = await colloquy([
       'cluster',
       'check-replicas',
@@ -133,7 +150,9 @@ describe.skipIf(!hasNatsServer)('the replica check', () => {
       stream,
       '--repair',
     ])
-    console.info(`replica check: colloquy cluster check-replicas --repair:\n${repair.stdout}${repair.stderr}`)
+    console.info(
+      `replica check: colloquy cluster check-replicas --repair, ${Date.now() - began} ms:\n${repair.stdout}${repair.stderr}`,
+    )
     expect(repair.stdout).toMatch(/n3 DIFFERS from the majority/)
     expect(repair.stdout).toMatch(/: replicas agree$/m)
     expect(repair.code).toBe(0)
@@ -144,4 +163,16 @@ describe.skipIf(!hasNatsServer)('the replica check', () => {
     await moveStreamLeader(cluster, nc, stream, 'n3')
     expect(await readTexts()).toEqual(['before', 'majority'])
   }, 180_000)
+})
+
+describe('colloquy cluster', () => {
+  it('refuses a missing subcommand or a missing --nats with a usage error (exit code 2)', async () => {
+    const none = await colloquy(['cluster'])
+    expect(none.stderr).toMatch(/unknown subcommand/)
+    expect(none.stderr).toMatch(/Usage: colloquy cluster check-replicas/)
+    expect(none.code).toBe(2)
+    const noNats = await colloquy(['cluster', 'check-replicas', '--tail', '10'])
+    expect(noNats.stderr).toMatch(/--nats \(or NATS_URL\) is required/)
+    expect(noNats.code).toBe(2)
+  }, 60_000)
 })

@@ -130,7 +130,7 @@ export function describeReport(report: StreamReplicaReport): string {
   if (report.skipped !== undefined) return `${where}: not compared: ${report.skipped}`
   const parts = report.diverged.map(
     (replica) =>
-      `${replica.peer} DIFFERS from the majority at ${replica.count} seqs (first: ${replica.seqs.join(', ')})`,
+      `${replica.peer} DIFFERS from the majority at ${replica.count} seqs, ${replica.conflicts} of them holding another message (first: ${replica.seqs.join(', ')})`,
   )
   if (report.unresolved.length > 0)
     parts.push(`no majority at seqs ${report.unresolved.join(', ')} (not repairable by this command)`)

@@ -38,8 +38,13 @@ export const ReplicaCheckLimits = {
 export interface DivergedReplica {
   /** The server name (`server_name` of nats-server). */
   readonly peer: string
-  /** How many seqs differ (found, then confirmed by a second read of up to {@link ReplicaCheckLimits.recheckSeqs}). */
+  /**
+   * How many seqs differ: where it holds another message than the majority (see `conflicts`), plus
+   * where it holds one the majority has not or lacks one it has, confirmed by reading them again.
+   */
   readonly count: number
+  /** Seqs where it holds another message than the majority holds there: a divergence for sure. */
+  readonly conflicts: number
   /** The first differing seqs (at most 16). */
   readonly seqs: readonly number[]
 }
@@ -111,8 +116,9 @@ export async function colloquyStreamNames(nc: NatsConnection, namespace?: string
  * placed on it (created again until its `cluster.leader` names that server, at most
  * {@link ReplicaCheckLimits.placementAttempts} times), digests subject, headers and body of each
  * message, and votes per seq (a seq a replica does not hold counts as "absent"). A difference may be
- * a replica lagging or a purge racing the check, so differing seqs are read again once every
- * replica is current, and only confirmed ones name a replica. Memory: one page of digests per
+ * a replica lagging or a purge racing the check when one replica holds a message the others lack
+ * (or the reverse): such seqs are read again, and name a replica only if they persist. Another
+ * message at the same seq names it at once (see {@link confirm}). Memory: one page of digests per
  * replica. Time: the stream is read once per replica.
  */
 export async function checkReplicas(options: ReplicaCheckOptions): Promise<StreamReplicaReport[]> {
@@ -176,7 +182,7 @@ async function checkStream(
   if (fromSeq > toSeq) return { ...base, compared: 0, diverged: [], unresolved: [] }
   options.log?.(`${stream}: comparing seqs ${fromSeq}..${toSeq} on ${peers.join(', ')} (leader ${leader})`)
 
-  const differing = new Map<string, number[]>()
+  const differing = new Map<string, Differences>()
   const unresolved: number[] = []
   let compared = 0
   const readers = await Promise.all(peers.map((peer) => openReplicaReader(jsm, stream, peer, fromSeq, toSeq)))
@@ -190,7 +196,16 @@ async function checkStream(
       for (const seq of [...seqs].sort((a, b) => a - b)) {
         const vote = voteOn(pages.map((page) => page.get(seq)))
         if (vote.majority === undefined) unresolved.push(seq)
-        for (const index of vote.dissenters) push(differing, peers[index] as string, seq)
+        for (const index of vote.dissenters) {
+          const peer = peers[index] as string
+          const entry = differing.get(peer) ?? { conflicts: [], presence: [] }
+          differing.set(peer, entry)
+          // A message never changes once stored at a seq, so two replicas holding different ones
+          // there diverged. One holding a message the other lacks may be a purge or a lag.
+          const isConflict = pages[index]?.get(seq) !== undefined && vote.majority !== ABSENT
+          if (isConflict) entry.conflicts.push(seq)
+          else entry.presence.push(seq)
+        }
       }
     }
   } finally {
@@ -200,10 +215,12 @@ async function checkStream(
   return { ...base, compared, diverged, unresolved: unresolved.slice(0, 16) }
 }
 
-function push(map: Map<string, number[]>, key: string, seq: number): void {
-  const list = map.get(key)
-  if (list === undefined) map.set(key, [seq])
-  else list.push(seq)
+/** The seqs where one replica differs from the majority, by kind. */
+interface Differences {
+  /** It holds another message than the majority's. */
+  readonly conflicts: number[]
+  /** It holds a message where the majority holds none, or none where the majority holds one. */
+  readonly presence: number[]
 }
 
 /** The value most replicas hold (undefined when no value has a strict majority), and who differs. */
@@ -223,45 +240,71 @@ function voteOn(values: readonly (string | undefined)[]): {
 const ABSENT = '(absent)'
 
 /**
- * Reads the differing seqs of each named replica again (the first {@link ReplicaCheckLimits.recheckSeqs},
- * from every replica, once each is current): a lag or a racing purge then agrees, a divergence
- * does not.
+ * Names the replicas that differ for sure: at once for a conflict (another message at the same
+ * seq), and for a presence difference only if it persists in {@link RECHECK_ROUNDS} reads of the
+ * first {@link ReplicaCheckLimits.recheckSeqs} such seqs, a second apart, each once every replica is
+ * current: a lagging replica or a purge racing the check then agrees, a divergence does not.
+ *
+ * @remarks Regression (the busy-cluster test, 1 run in 2): with a purge every 50 ms during the
+ * check, one re-read right after the check still found 2 of 16 presence differences (a purge in
+ * flight on one replica), and the check named a healthy replica.
  */
 async function confirm(
   jsm: JetStreamManager,
   stream: string,
   peers: readonly string[],
-  differing: ReadonlyMap<string, number[]>,
+  differing: ReadonlyMap<string, Differences>,
   options: ReplicaCheckOptions,
 ): Promise<DivergedReplica[]> {
-  if (differing.size === 0) return []
-  await waitUntilCurrent(jsm, stream, ReplicaCheckLimits.settleMs).catch(() => undefined)
   const diverged: DivergedReplica[] = []
-  for (const [peer, seqs] of differing) {
-    const again = seqs.slice(0, ReplicaCheckLimits.recheckSeqs)
-    const confirmed: number[] = []
-    // Runs of seqs at most a page wide, each read again from every replica with one consumer.
-    for (let i = 0; i < again.length; ) {
-      const first = again[i] as number
-      let j = i
-      while (j + 1 < again.length && (again[j + 1] as number) - first < ReplicaCheckLimits.pageSize) j++
-      const last = again[j] as number
-      const pages = await Promise.all(peers.map((p) => readSpan(jsm, stream, p, first, last)))
-      for (const seq of again.slice(i, j + 1)) {
-        const vote = voteOn(pages.map((page) => page.get(seq)))
-        if (vote.dissenters.some((index) => peers[index] === peer)) confirmed.push(seq)
-      }
-      i = j + 1
+  for (const [peer, { conflicts, presence }] of differing) {
+    let persisting = presence.slice(0, ReplicaCheckLimits.recheckSeqs)
+    for (let round = 1; round <= RECHECK_ROUNDS && persisting.length > 0; round++) {
+      await new Promise((resolve) => setTimeout(resolve, round === 1 ? 0 : 1_000))
+      await waitUntilCurrent(jsm, stream, ReplicaCheckLimits.settleMs).catch(() => undefined)
+      persisting = await stillDiffering(jsm, stream, peers, peer, persisting)
     }
     options.log?.(
-      `${stream}: ${peer} differs at ${seqs.length} seqs (first ${seqs[0]}); ${confirmed.length} of ${again.length} read again still differ`,
+      `${stream}: ${peer} holds another message than the majority at ${conflicts.length} seqs` +
+        `${conflicts.length > 0 ? ` (first ${conflicts[0]})` : ''}, holds or lacks one at ${presence.length}` +
+        `${presence.length > 0 ? ` (first ${presence[0]}; ${persisting.length} of ${Math.min(presence.length, ReplicaCheckLimits.recheckSeqs)} read again ${RECHECK_ROUNDS} times still differ)` : ''}`,
     )
-    if (confirmed.length === 0) continue
-    // Unconfirmed seqs beyond the re-read ones are counted as found: the first ones decide.
-    const count = confirmed.length + Math.max(0, seqs.length - again.length)
-    diverged.push({ peer, count, seqs: confirmed.slice(0, 16) })
+    if (conflicts.length === 0 && persisting.length === 0) continue
+    // Presence differences beyond the re-read ones count once some re-read one persisted.
+    const unread = Math.max(0, presence.length - ReplicaCheckLimits.recheckSeqs)
+    const count = conflicts.length + persisting.length + (persisting.length > 0 ? unread : 0)
+    const seqs = [...conflicts.slice(0, 16), ...persisting].sort((a, b) => a - b).slice(0, 16)
+    diverged.push({ peer, count, conflicts: conflicts.length, seqs })
   }
   return diverged
+}
+
+/** Reads of presence differences before a replica is named for them. */
+const RECHECK_ROUNDS = 3
+
+/** Which of `seqs` (ascending) still show `peer` differing from the majority, read from every replica. */
+async function stillDiffering(
+  jsm: JetStreamManager,
+  stream: string,
+  peers: readonly string[],
+  peer: string,
+  seqs: readonly number[],
+): Promise<number[]> {
+  const persisting: number[] = []
+  // Runs of seqs at most a page wide, each read again from every replica with one consumer.
+  for (let i = 0; i < seqs.length; ) {
+    const first = seqs[i] as number
+    let j = i
+    while (j + 1 < seqs.length && (seqs[j + 1] as number) - first < ReplicaCheckLimits.pageSize) j++
+    const last = seqs[j] as number
+    const pages = await Promise.all(peers.map((p) => readSpan(jsm, stream, p, first, last)))
+    for (const seq of seqs.slice(i, j + 1)) {
+      const vote = voteOn(pages.map((page) => page.get(seq)))
+      if (vote.dissenters.some((index) => peers[index] === peer)) persisting.push(seq)
+    }
+    i = j + 1
+  }
+  return persisting
 }
 
 /** The digests of `peer`'s copy in [fromSeq, toSeq] (at most a page), by seq. */

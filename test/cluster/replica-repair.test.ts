@@ -11,7 +11,12 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { openJetStreamResources, scanSubject } from '../../server/cluster/jetstream-log.js'
 import { checkReplicas, colloquyStreamNames } from '../../server/cluster/replica-check.js'
 import { divergeReplica, moveStreamLeader } from '../helpers/diverged-replica.js'
-import { hasNatsServer, type NatsCluster, warnIfNoNatsServer } from '../helpers/nats-cluster.js'
+import {
+  hasNatsServer,
+  type NatsCluster,
+  startNatsCluster,
+  warnIfNoNatsServer,
+} from '../helpers/nats-cluster.js'
 import { type PartitionProxies, startPartitionedNatsCluster } from '../helpers/partition-proxy.js'
 
 warnIfNoNatsServer(import.meta.url)
@@ -163,6 +168,70 @@ describe.skipIf(!hasNatsServer)('the replica check', () => {
     await moveStreamLeader(cluster, nc, stream, 'n3')
     expect(await readTexts()).toEqual(['before', 'majority'])
   }, 180_000)
+})
+
+describe.skipIf(!hasNatsServer)('the replica check on a busy healthy cluster', () => {
+  let cluster: NatsCluster | undefined
+  afterEach(async () => {
+    await cluster?.stop()
+    cluster = undefined
+  })
+
+  // What the check must not do: name a replica that only lags, or one a purge has not reached yet.
+  it('names no replica while the log takes writes and purges during the check', async () => {
+    cluster = await startNatsCluster()
+    const nc = await connect({ servers: [...cluster.urls], timeout: 5_000 })
+    try {
+      const resources = await openJetStreamResources({ nc, namespace: 'busy' })
+      const { stream, subjectPrefix } = resources.names
+      const js = jetstream(nc, { timeout: 20_000 })
+      for (let sent = 0; sent < 20_000; sent += 1_000) {
+        await Promise.all(
+          Array.from({ length: 1_000 }, (_, i) => js.publish(`${subjectPrefix}.s${i % 10}`, `x-${sent + i}`)),
+        )
+      }
+      // Writes (bounded: 20 s at most) and a purge of a subject below a seq every 50 ms, as
+      // compaction does, until the check ends.
+      let isChecking = true
+      let written = 0
+      let purges = 0
+      const load = (async () => {
+        const until = Date.now() + 20_000
+        while (isChecking && Date.now() < until) {
+          const acks = await Promise.all(
+            Array.from({ length: 20 }, (_, i) =>
+              js.publish(`${subjectPrefix}.s${i % 10}`, `y-${written + i}`),
+            ),
+          )
+          written += acks.length
+          const last = acks[acks.length - 1]!.seq
+          await resources.jsm.streams.purge(stream, {
+            filter: `${subjectPrefix}.s${purges % 10}`,
+            seq: last - 50,
+          })
+          purges++
+          await new Promise((resolve) => setTimeout(resolve, 50))
+        }
+      })()
+      const rechecked: string[] = []
+      const log = (line: string) => {
+        if (/read again/.test(line)) rechecked.push(line)
+      }
+      const [report] = await checkReplicas({ nc, streams: [stream], log }).finally(() => {
+        isChecking = false
+      })
+      await load
+      console.info(
+        `replica check: busy log, ${report!.compared} seqs compared while ${written} were written and ${purges} purges made; differences read again: ${JSON.stringify(rechecked)}`,
+      )
+      expect(purges, 'purges ran during the check').toBeGreaterThan(0)
+      expect(report!.diverged).toEqual([])
+      expect(report!.unresolved).toEqual([])
+      expect(report!.skipped).toBeUndefined()
+    } finally {
+      await nc.close()
+    }
+  }, 60_000)
 })
 
 describe('colloquy cluster', () => {

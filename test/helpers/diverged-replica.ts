@@ -29,61 +29,75 @@ export async function moveStreamLeader(
   throw new Error(`${name} never became the leader of ${stream}`)
 }
 
-/** What {@link divergeReplica} did: the seq the majority acked, and what n3 stored there instead. */
+/** What {@link divergeReplicas} did: per target, the seq the majority acked; the cut-off side's acks. */
 export interface Divergence {
-  readonly majoritySeq: number
+  readonly majoritySeqs: readonly number[]
   /** Acks the cut-off side got (0: nothing it stored was acked). */
   readonly minorityAcks: number
 }
 
+/** A stream to make diverge, and the subject of it to publish on. */
+export interface DivergenceTarget {
+  readonly stream: string
+  readonly subject: string
+}
+
 /**
- * Moves `stream`'s leadership to the node at `cutIndex`, cuts that node off, publishes
- * `minorityTexts` on `subject` through `cut` (a connection to that node only) and `majorityText`
- * through `nc` (to another node) until acked, then heals and waits for a full mesh and a leader
- * with every replica current (bounded: about 90 s in all at most).
+ * Moves each target stream's leadership to the node at `cutIndex`, cuts that node off, publishes
+ * `minorityTexts` on each target's subject through `cut` (a connection to that node only) and
+ * `majorityText` through `nc` (to another node) until acked, then heals and waits for a full mesh
+ * and, for each stream, a leader every server names (bounded: about 90 s in all at most).
  */
-export async function divergeReplica(options: {
+export async function divergeReplicas(options: {
   readonly cluster: NatsCluster
   readonly proxies: PartitionProxies
   readonly nc: NatsConnection
   readonly cut: NatsConnection
   readonly cutIndex: number
-  readonly stream: string
-  readonly subject: string
+  readonly targets: readonly DivergenceTarget[]
   readonly minorityTexts: readonly string[]
   readonly majorityText: string
 }): Promise<Divergence> {
-  const { cluster, proxies, nc, stream, subject } = options
+  const { cluster, proxies, nc, targets } = options
   const cutName = cluster.nodes[options.cutIndex]!.name
-  await moveStreamLeader(cluster, nc, stream, cutName)
+  for (const { stream } of targets) await moveStreamLeader(cluster, nc, stream, cutName)
   proxies.isolate(options.cutIndex)
   // The cut-off node still leads on its side for a few seconds: it stores these without a quorum.
   const minority = jetstream(options.cut, { timeout: 2_000 })
-  const minorityAcks = (async () => {
-    let acks = 0
-    for (const text of options.minorityTexts) {
-      acks += await minority.publish(subject, text).then(
-        () => 1,
-        () => 0,
-      )
-    }
-    return acks
-  })()
+  const minorityAcks = Promise.all(
+    targets.map(async ({ subject }) => {
+      let acks = 0
+      for (const text of options.minorityTexts) {
+        acks += await minority.publish(subject, text).then(
+          () => 1,
+          () => 0,
+        )
+      }
+      return acks
+    }),
+  )
   const js = jetstream(nc, { timeout: 1_000 })
-  let majoritySeq = 0
   const deadline = Date.now() + 30_000
-  while (majoritySeq === 0 && Date.now() < deadline) {
-    majoritySeq = await js.publish(subject, options.majorityText).then(
-      (ack) => ack.seq,
-      () => 0,
-    )
-  }
-  const acks = await minorityAcks
+  const majoritySeqs = await Promise.all(
+    targets.map(async ({ subject }) => {
+      let seq = 0
+      while (seq === 0 && Date.now() < deadline) {
+        seq = await js.publish(subject, options.majorityText).then(
+          (ack) => ack.seq,
+          () => 0,
+        )
+      }
+      return seq
+    }),
+  )
+  const acks = (await minorityAcks).reduce((sum, count) => sum + count, 0)
   proxies.heal()
   await waitForFullMesh(cluster, 20_000)
-  await cluster.waitForStreamLeader(stream, 30_000)
-  await waitForAgreedLeader(cluster, stream, 30_000)
-  return { majoritySeq, minorityAcks: acks }
+  for (const { stream } of targets) {
+    await cluster.waitForStreamLeader(stream, 30_000)
+    await waitForAgreedLeader(cluster, stream, 30_000)
+  }
+  return { majoritySeqs, minorityAcks: acks }
 }
 
 /**

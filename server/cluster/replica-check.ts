@@ -191,16 +191,27 @@ async function checkStream(
       compared += seqs.size
       for (const seq of [...seqs].sort((a, b) => a - b)) {
         const vote = voteOn(pages.map((page) => page.get(seq)))
-        if (vote.majority === undefined) unresolved.push(seq)
+        if (vote.majority === undefined && unresolved.length < KEPT_SEQS) unresolved.push(seq)
         for (const index of vote.dissenters) {
           const peer = peers[index] as string
-          const entry = differing.get(peer) ?? { conflicts: [], presence: [] }
+          const entry = differing.get(peer) ?? {
+            conflicts: [],
+            conflictCount: 0,
+            presence: [],
+            presenceCount: 0,
+          }
           differing.set(peer, entry)
           // A message never changes once stored at a seq, so two replicas holding different ones
           // there diverged. One holding a message the other lacks may be a purge or a lag.
           const isConflict = pages[index]?.get(seq) !== undefined && vote.majority !== ABSENT
-          if (isConflict) entry.conflicts.push(seq)
-          else entry.presence.push(seq)
+          // Counted, and the first few kept: memory stays bounded however many differ.
+          if (isConflict) {
+            entry.conflictCount++
+            if (entry.conflicts.length < KEPT_SEQS) entry.conflicts.push(seq)
+          } else {
+            entry.presenceCount++
+            if (entry.presence.length < ReplicaCheckLimits.recheckSeqs) entry.presence.push(seq)
+          }
         }
       }
       // Over seqs no replica holds (a log purged up to a high seq) in one step, not page by page.
@@ -213,16 +224,24 @@ async function checkStream(
     for (const reader of readers) reader.close()
   }
   const diverged = await confirm(jsm, stream, peers, differing, options)
-  return { ...base, compared, diverged, unresolved: unresolved.slice(0, 16) }
+  return { ...base, compared, diverged, unresolved }
 }
 
-/** The seqs where one replica differs from the majority, by kind. */
+/** Where one replica differs from the majority, by kind: how many seqs, and the first ones. */
 interface Differences {
-  /** It holds another message than the majority's. */
+  /** It holds another message than the majority's (the first {@link KEPT_SEQS}). */
   readonly conflicts: number[]
-  /** It holds a message where the majority holds none, or none where the majority holds one. */
+  conflictCount: number
+  /**
+   * It holds a message where the majority holds none, or none where the majority holds one (the
+   * first {@link ReplicaCheckLimits.recheckSeqs}).
+   */
   readonly presence: number[]
+  presenceCount: number
 }
+
+/** Seqs a report lists at most (per replica, and of those without a majority). */
+const KEPT_SEQS = 16
 
 /** The value most replicas hold (undefined when no value has a strict majority), and who differs. */
 function voteOn(values: readonly (string | undefined)[]): {
@@ -258,24 +277,24 @@ async function confirm(
   options: ReplicaCheckOptions,
 ): Promise<DivergedReplica[]> {
   const diverged: DivergedReplica[] = []
-  for (const [peer, { conflicts, presence }] of differing) {
-    let persisting = presence.slice(0, ReplicaCheckLimits.recheckSeqs)
+  for (const [peer, { conflicts, conflictCount, presence, presenceCount }] of differing) {
+    let persisting = presence
     for (let round = 1; round <= RECHECK_ROUNDS && persisting.length > 0; round++) {
       await new Promise((resolve) => setTimeout(resolve, round === 1 ? 0 : 500))
       await waitUntilCurrent(jsm, stream, ReplicaCheckLimits.settleMs).catch(() => undefined)
       persisting = await stillDiffering(jsm, stream, peers, peer, persisting)
     }
     options.log?.(
-      `${stream}: ${peer} holds another message than the majority at ${conflicts.length} seqs` +
-        `${conflicts.length > 0 ? ` (first ${conflicts[0]})` : ''}, holds or lacks one at ${presence.length}` +
-        `${presence.length > 0 ? ` (first ${presence[0]}; ${persisting.length} of ${Math.min(presence.length, ReplicaCheckLimits.recheckSeqs)} read again ${RECHECK_ROUNDS} times still differ)` : ''}`,
+      `${stream}: ${peer} holds another message than the majority at ${conflictCount} seqs` +
+        `${conflictCount > 0 ? ` (first ${conflicts[0]})` : ''}, holds or lacks one at ${presenceCount}` +
+        `${presenceCount > 0 ? ` (first ${presence[0]}; ${persisting.length} of ${presence.length} read again ${RECHECK_ROUNDS} times still differ)` : ''}`,
     )
-    if (conflicts.length === 0 && persisting.length === 0) continue
+    if (conflictCount === 0 && persisting.length === 0) continue
     // Presence differences beyond the re-read ones count once some re-read one persisted.
-    const unread = Math.max(0, presence.length - ReplicaCheckLimits.recheckSeqs)
-    const count = conflicts.length + persisting.length + (persisting.length > 0 ? unread : 0)
-    const seqs = [...conflicts.slice(0, 16), ...persisting].sort((a, b) => a - b).slice(0, 16)
-    diverged.push({ peer, count, conflicts: conflicts.length, seqs })
+    const unread = presenceCount - presence.length
+    const count = conflictCount + persisting.length + (persisting.length > 0 ? unread : 0)
+    const seqs = [...conflicts, ...persisting].sort((a, b) => a - b).slice(0, KEPT_SEQS)
+    diverged.push({ peer, count, conflicts: conflictCount, seqs })
   }
   return diverged
 }

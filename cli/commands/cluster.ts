@@ -53,7 +53,15 @@ export async function run(argv: readonly string[], env: NodeJS.ProcessEnv): Prom
   const tail = count(values.tail, '--tail')
   const fromSeq = count(values['from-seq'], '--from-seq')
   const say = (line: string) => process.stderr.write(`${line}\n`)
-  const nc = await connect({ servers: urls, name: 'colloquy-check-replicas', timeout: 5_000 })
+  let nc: Awaited<ReturnType<typeof connect>>
+  try {
+    nc = await connect({ servers: urls, name: 'colloquy-check-replicas', timeout: 5_000 })
+  } catch (error) {
+    say(
+      `colloquy: cannot reach NATS at ${urls.join(',')} (${error instanceof Error ? error.message : String(error)})`,
+    )
+    return 1
+  }
   try {
     const streams = values.stream ?? (await colloquyStreamNames(nc, values.namespace))
     if (streams.length === 0) {

@@ -261,7 +261,7 @@ describe.skipIf(!hasNatsServer)('the replica check on a busy healthy cluster', (
 })
 
 describe('colloquy cluster', () => {
-  it('refuses a missing subcommand or a missing --nats with a usage error (exit code 2)', async () => {
+  it('refuses a missing subcommand or --nats with a usage error (exit code 2), and says when NATS is unreachable (1)', async () => {
     const none = await colloquy(['cluster'])
     expect(none.stderr).toMatch(/unknown subcommand/)
     expect(none.stderr).toMatch(/Usage: colloquy cluster check-replicas/)
@@ -269,5 +269,9 @@ describe('colloquy cluster', () => {
     const noNats = await colloquy(['cluster', 'check-replicas', '--tail', '10'])
     expect(noNats.stderr).toMatch(/--nats \(or NATS_URL\) is required/)
     expect(noNats.code).toBe(2)
+    // Port 9 (discard) on 127.0.0.1: nothing listens there in the test environment.
+    const unreachable = await colloquy(['cluster', 'check-replicas', '--nats', 'nats://127.0.0.1:9'])
+    expect(unreachable.stderr).toMatch(/cannot reach NATS at nats:\/\/127\.0\.0\.1:9/)
+    expect(unreachable.code).toBe(1)
   }, 60_000)
 })

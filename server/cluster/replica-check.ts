@@ -541,15 +541,42 @@ export async function repairReplica(options: ReplicaRepairOptions): Promise<stri
       `${stream}: ${reduced.length} replicas left; scaling to ${reduced.length}, then to ${replicas}`,
     )
     await jsm.streams.update(stream, { num_replicas: reduced.length })
+    await waitFor(deadline, async () => {
+      const info = await jsm.streams.info(stream)
+      return info.config.num_replicas === reduced.length && allCurrent(info)
+    })
     await jsm.streams.update(stream, { num_replicas: replicas })
   }
+  // What the stream says while it places and fills the new replica: logged every 10 s, and in the
+  // error when it does not end in time.
+  let last: StreamInfo | undefined
+  let nextLog = Date.now() + 10_000
   const after = await waitFor(deadline, async () => {
     const info = await jsm.streams.info(stream).catch(() => undefined)
+    if (info !== undefined) last = info
+    if (Date.now() > nextLog) {
+      options.log?.(`${stream}: waiting for ${replicas} current replicas: ${describeCluster(last)}`)
+      nextLog += 10_000
+    }
     return info !== undefined && peersOf(info).length >= replicas && allCurrent(info) ? info : undefined
+  }).catch(() => {
+    throw new Error(
+      `${stream}: not ${replicas} current replicas within ${ReplicaCheckLimits.repairMs} ms of the repair's start: ${describeCluster(last)}`,
+    )
   })
   const peers = peersOf(after)
   options.log?.(`${stream}: ${peers.length} current replicas again (${peers.join(', ')})`)
   return peers
+}
+
+/** `leader n1; n2 current lag 0, n3 not current lag 12 offline`: a stream's replicas as its leader sees them. */
+function describeCluster(info: StreamInfo | undefined): string {
+  if (info === undefined) return 'no stream info'
+  const replicas = (info.cluster?.replicas ?? []).map(
+    (r) =>
+      `${r.name} ${r.current ? 'current' : 'not current'} lag ${r.lag ?? 0}${r.offline ? ' offline' : ''}`,
+  )
+  return `replicas ${info.config.num_replicas} configured; leader ${info.cluster?.leader ?? 'none'}; ${replicas.join(', ') || 'no other replica'}`
 }
 
 function peersOf(info: StreamInfo): string[] {

@@ -8,12 +8,14 @@ import { execFile } from 'node:child_process'
 import { jetstream } from '@nats-io/jetstream'
 import { connect, type NatsConnection } from '@nats-io/transport-node'
 import { afterEach, describe, expect, it } from 'vitest'
-import { openJetStreamResources, scanSubject } from '../../server/cluster/jetstream-log.js'
+import { openJetStreamResources } from '../../server/cluster/jetstream-log.js'
+import { createJetStreamStore } from '../../server/cluster/jetstream-store.js'
 import {
   checkReplicas,
   colloquyStreamNames,
   type StreamReplicaReport,
 } from '../../server/cluster/replica-check.js'
+import { encodeSessionToken } from '../../server/cluster/session-token.js'
 import { divergeReplicas, moveStreamLeader } from '../helpers/diverged-replica.js'
 import {
   hasNatsServer,
@@ -68,8 +70,13 @@ describe.skipIf(!hasNatsServer)('the replica check', () => {
     connections.push(cut)
     const resources = await openJetStreamResources({ nc, namespace: 'scrub' })
     const { stream, subjectPrefix } = resources.names
-    const subject = `${subjectPrefix}.s`
-    await jetstream(nc).publish(subject, 'before', { timeout: 10_000 })
+    // 'before' through Colloquy's store, which creates the session's record and its log subject.
+    const writer = createJetStreamStore({ resources })
+    await writer.append([{ sessionId: 's', time: Date.now(), update: new TextEncoder().encode('before') }])
+    await writer.close()
+    const record = await resources.sessions.get(encodeSessionToken('s'))
+    const { incarnation } = JSON.parse(new TextDecoder().decode(record!.value)) as { incarnation: string }
+    const subject = `${subjectPrefix}.${encodeSessionToken('s')}.${incarnation}`
     // More than two pages of the check (1,000 seqs each) before the seq that will differ.
     const filler = jetstream(nc, { timeout: 20_000 })
     for (let sent = 0; sent < 2_500; sent += 500) {
@@ -129,24 +136,11 @@ describe.skipIf(!hasNatsServer)('the replica check', () => {
     expect(kvSeq, 'the majority acked its KV put').toBeGreaterThan(0)
     expect(divergence.minorityAcks, 'acks from the cut-off side').toBe(0)
 
-    const readTexts = async (): Promise<string[]> => {
-      const until = Date.now() + 30_000
-      for (;;) {
-        try {
-          const messages = await scanSubject(resources, subject, {
-            fromSeq: 1,
-            toSeq: Number.MAX_SAFE_INTEGER,
-            limit: 100,
-            headersOnly: false,
-          })
-          return messages.map((message) => new TextDecoder().decode(message.data))
-        } catch (error) {
-          // Right after a heal or an election JetStream may refuse a while: retried, as the store's callers do.
-          if (Date.now() > until) throw error
-          await new Promise((resolve) => setTimeout(resolve, 250))
-        }
-      }
-    }
+    // Reads through Colloquy's store (its readLog: the leader's copy; retried while JetStream
+    // settles after the heal or an election).
+    const reader = createJetStreamStore({ resources })
+    const readTexts = async (): Promise<string[]> =>
+      (await reader.readLog('s')).map((entry) => new TextDecoder().decode(entry.update))
 
     let began = Date.now()
     const found = await checkReplicas({ nc, streams: [stream, sessions], log })
@@ -193,6 +187,7 @@ describe.skipIf(!hasNatsServer)('the replica check', () => {
     await moveStreamLeader(cluster, nc, sessions, 'n3')
     expect(await readTexts()).toEqual(['before', 'majority'])
     expect(await readKey()).toBe('majority')
+    await reader.close()
   }, 180_000)
 })
 

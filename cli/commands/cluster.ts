@@ -52,14 +52,16 @@ export async function run(argv: readonly string[], env: NodeJS.ProcessEnv): Prom
   if (urls.length === 0) throw new UsageError('--nats (or NATS_URL) is required')
   const tail = count(values.tail, '--tail')
   const fromSeq = count(values['from-seq'], '--from-seq')
-  const say = (line: string) => process.stderr.write(`${line}\n`)
+  const started = Date.now()
+  // Progress with the time since the start: an operator sees what waits (an election, a copy).
+  const say = (line: string) =>
+    process.stderr.write(`[${((Date.now() - started) / 1_000).toFixed(1)} s] ${line}\n`)
   let nc: Awaited<ReturnType<typeof connect>>
   try {
     nc = await connect({ servers: urls, name: 'colloquy-check-replicas', timeout: 5_000 })
   } catch (error) {
-    say(
-      `colloquy: cannot reach NATS at ${urls.join(',')} (${error instanceof Error ? error.message : String(error)})`,
-    )
+    const reason = error instanceof Error ? error.message : String(error)
+    process.stderr.write(`colloquy: cannot reach NATS at ${urls.join(',')} (${reason})\n`)
     return 1
   }
   try {

@@ -533,19 +533,28 @@ export async function repairReplica(options: ReplicaRepairOptions): Promise<stri
   }).catch(() => {
     throw removal instanceof Error ? removal : new Error(`${peer} is still a peer of ${stream}`)
   })
-  const reduced = peersOf(await jsm.streams.info(stream))
-  if (reduced.length < replicas) {
-    // Placed again by a change of the replica count: down to the peers left, then up, which
-    // places a replica on a server that holds none (the removed one, once it dropped its copy).
-    options.log?.(
-      `${stream}: ${reduced.length} replicas left; scaling to ${reduced.length}, then to ${replicas}`,
-    )
-    await jsm.streams.update(stream, { num_replicas: reduced.length })
+  // Placed again by a change of the replica count: down to the peers left, then up, which places
+  // a replica on a server that holds none (the removed one: the only one left with 3 servers).
+  // Regression (the partition test, 2 runs in 20 here): after the scale-up the config said 3 and
+  // the leader listed one other replica for 120 s: no peer was placed. So a scale-up that places
+  // none within SCALE_UP_WAIT_MS is made again, from the scale-down, at most SCALE_UP_ATTEMPTS times.
+  for (let attempt = 1; ; attempt++) {
+    const left = peersOf(await jsm.streams.info(stream))
+    if (left.length >= replicas) break
+    options.log?.(`${stream}: ${left.length} replicas; scaling to ${left.length}, then to ${replicas}`)
+    await jsm.streams.update(stream, { num_replicas: left.length })
     await waitFor(deadline, async () => {
       const info = await jsm.streams.info(stream)
-      return info.config.num_replicas === reduced.length && allCurrent(info)
+      return info.config.num_replicas === left.length && allCurrent(info)
     })
     await jsm.streams.update(stream, { num_replicas: replicas })
+    const placed = await waitFor(Math.min(deadline, Date.now() + SCALE_UP_WAIT_MS), async () => {
+      const info = await jsm.streams.info(stream)
+      return peersOf(info).length >= replicas
+    }).catch(() => false)
+    if (placed) break
+    if (attempt >= SCALE_UP_ATTEMPTS || Date.now() > deadline) break // the wait below reports it
+    options.log?.(`${stream}: no replica placed within ${SCALE_UP_WAIT_MS} ms of the scale-up; again`)
   }
   // What the stream says while it places and fills the new replica: logged every 10 s, and in the
   // error when it does not end in time.
@@ -568,6 +577,11 @@ export async function repairReplica(options: ReplicaRepairOptions): Promise<stri
   options.log?.(`${stream}: ${peers.length} current replicas again (${peers.join(', ')})`)
   return peers
 }
+
+/** How long a repair waits for a scale-up to place a replica before it scales down and up again. */
+const SCALE_UP_WAIT_MS = 15_000
+/** Scale-downs and -ups a repair makes at most. */
+const SCALE_UP_ATTEMPTS = 4
 
 /** `leader n1; n2 current lag 0, n3 not current lag 12 offline`: a stream's replicas as its leader sees them. */
 function describeCluster(info: StreamInfo | undefined): string {

@@ -169,8 +169,10 @@ describe.skipIf(!hasNatsServer)('the replica check', () => {
       'check-replicas',
       '--nats',
       n1!.url,
-      '--namespace',
-      'scrub',
+      '--stream',
+      stream,
+      '--stream',
+      sessions,
       '--repair',
     ])
     console.info(

@@ -508,18 +508,26 @@ export interface ReplicaRepairOptions {
 export async function repairReplica(options: ReplicaRepairOptions): Promise<string[]> {
   const { nc, stream, peer } = options
   const jsm = await jetstreamManager(nc, { timeout: 10_000, checkAPI: false })
+  // Polls ask often with a short timeout: during an election a request may get no answer at all,
+  // and one that waits 10 s for it was most of a repair's time (10.5 s of a step-down).
+  const poll = await jetstreamManager(nc, { timeout: POLL_TIMEOUT_MS, checkAPI: false })
   const deadline = Date.now() + ReplicaCheckLimits.repairMs
   const before = await jsm.streams.info(stream)
   const replicas = before.config.num_replicas
   if (!peersOf(before).includes(peer)) throw new Error(`${peer} holds no replica of ${stream}`)
-  while ((await jsm.streams.info(stream)).cluster?.leader === peer) {
+  // Another server must lead (known, not `peer`) before `peer` is removed.
+  const otherLeader = async (): Promise<boolean> => {
+    const leader = (await poll.streams.info(stream).catch(() => undefined))?.cluster?.leader
+    return leader !== undefined && leader !== peer
+  }
+  while (!(await otherLeader())) {
     if (Date.now() > deadline) throw new Error(`${peer} kept the leadership of ${stream}`)
-    options.log?.(`${stream}: ${peer} leads; asking it to step down`)
-    await apiRequest(nc, `$JS.API.STREAM.LEADER.STEPDOWN.${stream}`, {}).catch(() => undefined)
-    await waitFor(deadline, async () => {
-      const leader = (await jsm.streams.info(stream).catch(() => undefined))?.cluster?.leader
-      return leader !== undefined && leader !== peer
-    }).catch(() => undefined)
+    const leader = (await poll.streams.info(stream).catch(() => undefined))?.cluster?.leader
+    if (leader === peer) {
+      options.log?.(`${stream}: ${peer} leads; asking it to step down`)
+      await apiRequest(nc, `$JS.API.STREAM.LEADER.STEPDOWN.${stream}`, {}).catch(() => undefined)
+    }
+    await waitFor(Math.min(deadline, Date.now() + 15_000), otherLeader).catch(() => undefined)
   }
   options.log?.(`${stream}: removing peer ${peer}`)
   // With no spare server (3 servers, R3) nats-server 2.9.10 answers "peer remap failed" yet removes
@@ -528,7 +536,7 @@ export async function repairReplica(options: ReplicaRepairOptions): Promise<stri
     (error: unknown) => error as Error,
   )
   await waitFor(Math.min(deadline, Date.now() + 15_000), async () => {
-    const info = await jsm.streams.info(stream)
+    const info = await poll.streams.info(stream)
     return !peersOf(info).includes(peer) && allCurrent(info)
   }).catch(() => {
     throw removal instanceof Error ? removal : new Error(`${peer} is still a peer of ${stream}`)
@@ -544,12 +552,12 @@ export async function repairReplica(options: ReplicaRepairOptions): Promise<stri
     options.log?.(`${stream}: ${left.length} replicas; scaling to ${left.length}, then to ${replicas}`)
     await jsm.streams.update(stream, { num_replicas: left.length })
     await waitFor(deadline, async () => {
-      const info = await jsm.streams.info(stream)
+      const info = await poll.streams.info(stream)
       return info.config.num_replicas === left.length && allCurrent(info)
     })
     await jsm.streams.update(stream, { num_replicas: replicas })
     const placed = await waitFor(Math.min(deadline, Date.now() + SCALE_UP_WAIT_MS), async () => {
-      const info = await jsm.streams.info(stream)
+      const info = await poll.streams.info(stream)
       return peersOf(info).length >= replicas
     }).catch(() => false)
     if (placed) break
@@ -561,7 +569,7 @@ export async function repairReplica(options: ReplicaRepairOptions): Promise<stri
   let last: StreamInfo | undefined
   let nextLog = Date.now() + 10_000
   const after = await waitFor(deadline, async () => {
-    const info = await jsm.streams.info(stream).catch(() => undefined)
+    const info = await poll.streams.info(stream).catch(() => undefined)
     if (info !== undefined) last = info
     if (Date.now() > nextLog) {
       options.log?.(`${stream}: waiting for ${replicas} current replicas: ${describeCluster(last)}`)
@@ -577,6 +585,9 @@ export async function repairReplica(options: ReplicaRepairOptions): Promise<stri
   options.log?.(`${stream}: ${peers.length} current replicas again (${peers.join(', ')})`)
   return peers
 }
+
+/** The API timeout of a repair's polls of stream info. */
+const POLL_TIMEOUT_MS = 2_000
 
 /** How long a repair waits for a scale-up to place a replica before it scales down and up again. */
 const SCALE_UP_WAIT_MS = 15_000

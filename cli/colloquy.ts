@@ -23,6 +23,7 @@ async function load(name: string): Promise<Command | undefined> {
     case 'compact':
     case 'inspect':
     case 'token':
+    case 'cluster':
       try {
         return (await import(`./commands/${name}.js`)) as Command
       } catch (error) {
@@ -47,6 +48,7 @@ Commands:
   replay <session>   print the conversation as it grew, turn by turn
   compact            compact a session (or --all, offline)
   inspect            list sessions and their log/checkpoint figures
+  cluster check-replicas  compare the JetStream replicas of a cluster (--repair rebuilds one)
 
 'colloquy <command> --help' shows a command's options.
 `

@@ -128,10 +128,12 @@ export async function openJetStreamResources(options: JetStreamResourceOptions):
     kvm.create(names.leases, { ...bucket, ttl: leaseTtlMs }),
   ])
   const objm = new Objm(js)
-  const objects = { replicas, storage: StorageType.File }
+  // One options object each: the client deletes `replicas` from the object it is given, so a shared
+  // one left the second store at 1 replica (found by the replica check, issue 15).
+  const objects = () => ({ replicas, storage: StorageType.File })
   const [states, updates] = await Promise.all([
-    objm.create(names.states, objects),
-    objm.create(names.updates, objects),
+    objm.create(names.states, objects()),
+    objm.create(names.updates, objects()),
   ])
   return {
     names,

@@ -265,7 +265,19 @@ describe.skipIf(!hasNatsServer)('a Colloquy cluster without JetStream quorum', (
     await until(() => everything.every((item) => items.toArray().includes(item)), 30_000, 'every item').catch(
       () => undefined, // the assertion names what is missing
     )
-    expect(everything.filter((item) => !items.toArray().includes(item))).toEqual([])
+    const missing = everything.filter((item) => !items.toArray().includes(item))
+    // What each node's reads answered after the heal (the store logs each failed read's error, once
+    // per kind, with the server; the relay each failed gap repair): the evidence of a failure.
+    const readFailures = cluster.nodes
+      .map((node) => {
+        const lines = (node.process?.output() ?? '')
+          .split('\n')
+          .filter((line) => /JetStream read failed|gap repair failed/.test(line))
+        return `${node.name}:\n${lines.slice(-12).join('\n')}`
+      })
+      .join('\n')
+    if (process.env.COLLOQUY_PRINT_READS) console.log(`reads after the heal:\n${readFailures}`)
+    expect(missing, `missing after the heal; the nodes' failed reads:\n${readFailures}`).toEqual([])
     expect(items.length, 'no item twice').toBe(new Set(items.toArray()).size)
     expect(items.length).toBe(everything.length)
     for (const client of [reader, majority, minority]) client.close()

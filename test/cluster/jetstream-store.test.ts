@@ -9,7 +9,7 @@ import { Writable } from 'node:stream'
 import { jetstreamManager } from '@nats-io/jetstream'
 import { connect, headers, type NatsConnection } from '@nats-io/transport-node'
 import pino from 'pino'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { openClusterStore, openWhenReady } from '../../server/cluster/cluster-store.js'
 import { jetStreamNames, openJetStreamResources } from '../../server/cluster/jetstream-log.js'
 import {
@@ -78,6 +78,32 @@ async function removeNamespace(nc: NatsConnection, namespace: string): Promise<v
   await Promise.allSettled(streams.map((stream) => jsm.streams.delete(stream)))
 }
 
+/** The name of the store contract suite here. */
+const CONTRACT = 'jetstream (R3)'
+
+/** Namespaces being opened for the next contract tests, in order. */
+const openedAhead: { namespace: string; opening: ReturnType<typeof openStore> }[] = []
+
+/** Starts opening namespaces until two are ahead. */
+function openAhead(): void {
+  while (openedAhead.length < 2) {
+    const namespace = `t${++namespaces}`
+    const opening = openStore(namespace)
+    opening.catch(() => undefined) // a failure is the failure of the test that takes it
+    openedAhead.push({ namespace, opening })
+  }
+}
+
+/** Closes and deletes what was opened ahead and not taken. */
+async function dropOpenedAhead(): Promise<void> {
+  for (const { namespace, opening } of openedAhead.splice(0)) {
+    const opened = await opening.catch(() => undefined)
+    if (opened === undefined) continue
+    await removeNamespace(opened.nc, namespace)
+    await opened.store.close()
+  }
+}
+
 interface JszStreams {
   meta_cluster?: { leader?: string }
   account_details?: { stream_detail?: { name: string; cluster?: unknown }[] }[]
@@ -131,9 +157,22 @@ describe.skipIf(!hasNatsServer)('JetStream store on a 3-node cluster', () => {
     await cluster?.stop()
   })
 
-  runStoreContract('jetstream (R3)', async () => {
-    const namespace = `t${++namespaces}`
-    let current = await openStore(namespace)
+  // Each contract test opens its own namespace (6 R3 streams: about 1.5 s here, most of the
+  // test's time, in three rounds of creates each waiting for its groups' elections). The next two
+  // are opened while a test runs: the same fresh namespace per test, 28 × ~1.5 s less waiting.
+  beforeEach(async ({ task }) => {
+    // The tests after the contract kill servers: what was opened ahead goes first.
+    if (task.suite?.name !== `Store contract: ${CONTRACT}`) await dropOpenedAhead()
+  })
+  afterAll(async () => {
+    await dropOpenedAhead()
+  })
+
+  runStoreContract(CONTRACT, async () => {
+    openAhead()
+    const { namespace, opening } = openedAhead.shift()!
+    openAhead()
+    let current = await opening
     return {
       store: current.store,
       async reopen() {

@@ -171,14 +171,18 @@ export async function lastStreamSeq(
   resources: JetStreamResources,
   subject: string,
 ): Promise<number | undefined> {
-  try {
-    const message = await resources.jsm.streams.getMessage(resources.names.stream, { last_by_subj: subject })
-    return message === null ? undefined : message.seq
-  } catch (error) {
-    // 10037: no message found for the subject.
-    if (isNoMessageError(error)) return undefined
-    throw error
-  }
+  return inStep(ReadStep.lastSeq, undefined, async () => {
+    try {
+      const message = await resources.jsm.streams.getMessage(resources.names.stream, {
+        last_by_subj: subject,
+      })
+      return message === null ? undefined : message.seq
+    } catch (error) {
+      // 10037: no message found for the subject.
+      if (isNoMessageError(error)) return undefined
+      throw error
+    }
+  })
 }
 
 /** JetStream's 10008 "JetStream system temporarily unavailable" (no meta leader, or catching up). */
@@ -199,6 +203,7 @@ export const ReadStep = {
   consumerCreate: 'consumer create',
   fetch: 'consumer fetch',
   get: 'leader get',
+  kvKeys: 'kv keys (stream info)',
 } as const
 
 /** What {@link scanSubject} adds to an error it throws: the step, and the server that served it. */
@@ -302,7 +307,7 @@ export async function scanSubject(
   const attempts = options.placementAttempts ?? LEADER_PLACEMENT_ATTEMPTS
   const fromSeq = Math.max(1, range.fromSeq)
   if (range.limit <= 0 || fromSeq > range.toSeq) return []
-  const last = await inStep(ReadStep.lastSeq, undefined, () => lastStreamSeq(resources, subject))
+  const last = await lastStreamSeq(resources, subject)
   if (last === undefined || last < fromSeq) return []
   // The leader holds a message of the subject at `last` (≥ toSeq): the read ends on it or earlier.
   const toSeq = Math.min(range.toSeq, last)
@@ -541,7 +546,9 @@ export async function listKvKeys(
   filter = '>',
 ): Promise<string[]> {
   const prefix = `$KV.${bucket}.`
-  const info = await resources.jsm.streams.info(`KV_${bucket}`, { subjects_filter: `${prefix}${filter}` })
+  const info = await inStep(ReadStep.kvKeys, undefined, () =>
+    resources.jsm.streams.info(`KV_${bucket}`, { subjects_filter: `${prefix}${filter}` }),
+  )
   return Object.keys(info.state.subjects ?? {})
     .filter((subject) => subject.startsWith(prefix))
     .map((subject) => subject.slice(prefix.length))

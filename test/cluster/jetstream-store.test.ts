@@ -445,6 +445,42 @@ describe.skipIf(!hasNatsServer)('JetStream store on a 3-node cluster', () => {
     await cluster.waitForMetaLeader(30_000)
   }, 90_000)
 
+  // Issue 15, the partition test's second symptom: after a heal, reads failed for 15 s and more
+  // and nothing said with what. A read now logs each kind of error once (retried or not), with the
+  // request that failed and the server its connection is on.
+  it('logs a read that keeps failing once per kind of error, naming the request and the server', async () => {
+    if (cluster === undefined) throw new Error('cluster not started')
+    const nc = await connect({ servers: [...cluster.urls], timeout: 5_000 })
+    const lines: string[] = []
+    const logger = pino(
+      { level: 'warn' },
+      new Writable({
+        write(chunk: Buffer, _encoding, done) {
+          lines.push(chunk.toString())
+          done()
+        },
+      }),
+    )
+    const resources = await openJetStreamResources({ nc, namespace: 'readlogs' })
+    const store = createJetStreamStore({ resources, logger, readRetryMs: 1_500 })
+    try {
+      await store.append([{ sessionId: 'failing', time: 0, update: new Uint8Array([1]) }])
+      // Every attempt of the read now fails the same way (the log stream is gone).
+      await resources.jsm.streams.delete(resources.names.stream)
+      await expect(store.readLog('failing')).rejects.toThrow(/stream not found/)
+      const failed = lines
+        .filter((line) => line.includes('JetStream read failed'))
+        .map((line) => JSON.parse(line))
+      expect(failed).toHaveLength(1)
+      expect(failed[0]).toMatchObject({ step: 'last seq (leader get)', server: nc.info?.server_name })
+      expect(failed[0].err).toMatch(/stream not found/)
+    } finally {
+      await store.close()
+      await removeNamespace(nc, 'readlogs')
+      await nc.close()
+    }
+  })
+
   // Regression (issue 15): a publish in flight when its connection dropped got no ack ever and
   // waited out the whole publish timeout before the write queue could retry it.
   it('fails a publish in flight at once when its connection drops, not after the timeout', async () => {

@@ -74,6 +74,36 @@ async function storeHolds(
   }
 }
 
+/** What each running server's `/jsz` says of `stream`'s leader and its last seq (for a failure message). */
+async function leaderViews(cluster: NatsCluster, stream: string): Promise<string> {
+  const views = await Promise.all(
+    cluster.nodes
+      .filter((node) => node.isRunning())
+      .map(async (node) => {
+        try {
+          const response = await fetch(
+            `http://127.0.0.1:${node.monitorPort}/jsz?accounts=true&streams=true`,
+            {
+              signal: AbortSignal.timeout(2_000),
+            },
+          )
+          const jsz = (await response.json()) as {
+            account_details?: {
+              stream_detail?: { name: string; cluster?: { leader?: string }; state?: { last_seq?: number } }[]
+            }[]
+          }
+          const found = (jsz.account_details ?? [])
+            .flatMap((account) => account.stream_detail ?? [])
+            .find((detail) => detail.name === stream)
+          return `${node.name}: leader ${found?.cluster?.leader ?? '-'}, last seq ${found?.state?.last_seq ?? '-'}`
+        } catch {
+          return `${node.name}: no answer`
+        }
+      }),
+  )
+  return views.join('; ')
+}
+
 /** Asks the leader of `stream` to step down until `name` leads it (bounded). */
 async function moveLeader(
   cluster: NatsCluster,
@@ -174,7 +204,14 @@ describe.skipIf(!hasNatsServer)('reads after a partition healed', () => {
         }
       }
       const texts: string[][] = []
-      for (let read = 0; read < 15; read++) texts.push(await readAll(subject, read < 10 ? undefined : 0))
+      // Each read with what every server said of the stream's leader just before it (a failure names
+      // which server led, or believed it led, when a read returned something else).
+      const views: string[] = []
+      for (let read = 0; read < 15; read++) {
+        views.push(`read ${read}: ${await leaderViews(cluster, stream)}`)
+        texts.push(await readAll(subject, read < 10 ? undefined : 0))
+      }
+      const described = texts.map((read, i) => `${views[i]} → ${JSON.stringify(read)}`).join('\n')
       const sorted = (texts: string[]) => [...texts].sort()
       expect(sorted(await readAll(long, 0)), 'the long subject, read with gets').toEqual(sorted(longTexts))
       expect(sorted(await readAll(long)), 'the long subject, read with a consumer').toEqual(sorted(longTexts))
@@ -182,7 +219,7 @@ describe.skipIf(!hasNatsServer)('reads after a partition healed', () => {
       // kept it after the heal (the divergence is nats-server's); yet every read is the majority's.
       expect(await storeHolds(n3!, stream, 'minority-0')).toBe(true)
       expect(await storeHolds(n1!, stream, 'minority-0', 0)).toBe(false)
-      for (const read of texts) expect(read).toEqual(['before', 'majority'])
+      for (const read of texts) expect(read, described).toEqual(['before', 'majority'])
     } finally {
       await cut.close()
       await nc.close()

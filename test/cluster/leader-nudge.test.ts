@@ -136,8 +136,8 @@ describe.skipIf(!hasNatsServer)('the log leader nudge', () => {
     const victims = cluster.nodes.filter((node) => node.name === leader || node.name !== mine).slice(0, 2)
     try {
       await Promise.all(victims.map((node) => node.kill('SIGKILL')))
-      // 8 s of failing publishes: with 500 ms to act and 1 s between asks, several chances to ask.
-      await appendUntil(store, () => false, 8_000)
+      // 5 s of failing publishes: with 500 ms to act and 1 s between asks, several chances to ask.
+      await appendUntil(store, () => false, 5_000)
       expect(nudge.stepDowns, 'step-downs asked without a leader').toBe(0)
     } finally {
       await store.close()

@@ -3,6 +3,7 @@
 // stream leader that never subscribed to the stream's subjects. A new leader subscribes. Creates
 // the stream again when JetStream answers that it has none (its meta state lost the create).
 
+import { type JetStreamManager, jetstreamManager } from '@nats-io/jetstream'
 import type { Logger } from '../observability/log.js'
 import { type JetStreamResources, logStreamConfig } from './jetstream-log.js'
 import type { JetStreamStore } from './jetstream-store.js'
@@ -24,7 +25,7 @@ export interface LeaderNudge {
   acked(): void
   /** Step-downs asked since creation. */
   readonly stepDowns: number
-  /** Creates of the log stream since creation (JetStream knew none while publishes failed). */
+  /** Creates of the log stream that succeeded (JetStream knew none while publishes failed). */
   readonly recreates: number
 }
 
@@ -68,21 +69,27 @@ export function createLeaderNudge(options: LeaderNudgeOptions): LeaderNudge {
   let lastAskedAt = Number.NEGATIVE_INFINITY
   let isAsking = false
   let stepDowns = 0
+  let manager: Promise<JetStreamManager> | undefined
   let recreates = 0
 
   async function ask(streakMs: number): Promise<void> {
     const server = resources.nc.info?.server_name
-    let info: Awaited<ReturnType<typeof resources.jsm.streams.info>>
+    // Its own manager, with the short timeout: an info that gets no answer is asked again at the
+    // next turn rather than holding the nudge for the store's 10 s API timeout (seen: the re-create
+    // came 26 s into a streak).
+    manager ??= jetstreamManager(resources.nc, { timeout, checkAPI: false })
+    const jsm = await manager
+    let info: Awaited<ReturnType<typeof jsm.streams.info>>
     try {
-      info = await resources.jsm.streams.info(stream)
+      info = await jsm.streams.info(stream)
     } catch (error) {
       if (!isStreamNotFound(error)) throw error
       logger.warn(
         { stream, streakMs, server },
         'publishes to the log find no subscriber and JetStream knows no log stream: creating it again',
       )
+      await jsm.streams.add(logStreamConfig(resources.names, resources.replicas))
       recreates++
-      await resources.jsm.streams.add(logStreamConfig(resources.names, resources.replicas))
       return
     }
     const leader = info.cluster?.leader

@@ -56,8 +56,10 @@ export interface LeaderNudgeOptions {
  * And once (1 run in 3 after that, with the nudge): the servers' meta states disagreed on which
  * streams existed (5, 4 and 5 of the 6 streams; the log stream on n1 only, leaderless, while the
  * meta leader had none), so no leader could be elected or asked. When the stream info answers
- * "stream not found", the nudge creates the log stream again with the configuration every node
- * creates at start (an identical create is idempotent).
+ * "stream not found", or names no leader, the nudge creates the log stream again with the
+ * configuration every node creates at start (an identical create is idempotent). Seen: once the
+ * info said "not found" and the re-create let the node open; twice the test ran out its 60 s
+ * with the divergence and no re-create (the info named no leader, or got no answer: not printed).
  */
 export function createLeaderNudge(options: LeaderNudgeOptions): LeaderNudge {
   const { resources, logger } = options
@@ -93,7 +95,19 @@ export function createLeaderNudge(options: LeaderNudgeOptions): LeaderNudge {
       return
     }
     const leader = info.cluster?.leader
-    if (leader === undefined || leader === '') return // electing: a step-down would not help
+    if (leader === undefined || leader === '') {
+      // No leader named: electing, or perhaps the server whose leftover copy of the stream the
+      // meta leader forgot answered the info. A step-down would not help; the create every node
+      // makes at start (identical: a no-op when JetStream knows the stream) does no harm, and
+      // makes the stream again when the meta leader has none.
+      await jsm.streams.add(logStreamConfig(resources.names, resources.replicas))
+      logger.warn(
+        { stream, streakMs, server },
+        'publishes to the log find no subscriber and the stream names no leader: created it again (idempotent)',
+      )
+      recreates++
+      return
+    }
     // Not asked twice for one streak segment, whatever the answer.
     logger.warn(
       { stream, leader, streakMs, server },

@@ -324,7 +324,7 @@ describe.skipIf(!hasNatsServer)('JetStream store on a 3-node cluster', () => {
           }),
         ]).finally(() => clearTimeout(timer))
         console.log(
-          `opened ${Date.now() - restartedAt} ms after the restart (${warnings.length} retries logged)`,
+          `opened ${Date.now() - restartedAt} ms after the restart (${warnings.length} retries logged); nudges: ${warnings.filter((line) => /step down|created it again|creating it again/.test(line)).join('') || 'none'}`,
         )
         const [seq] = await opened.store.append([{ sessionId: 'late', time: 1, update: new Uint8Array([7]) }])
         const log = await opened.log.readLog('late')

@@ -17,8 +17,9 @@ export default defineConfig({
         // Each cluster test file starts its own 3-node nats-server cluster and up to 3 Colloquy
         // processes on fixed ports chosen at start: one file at a time, beside the main project, so
         // two clusters never race for the same ports or the same 2 cores' leader elections. A failed
-        // test runs once more (retry: 1), a guard kept while the partition test's second symptom
-        // is unexplained (docs/cluster.md, "Testing"); a test that fails twice fails the run.
+        // test runs once more (retry: 1), kept while a read right after a partition heals can take
+        // a stale leader's answer (docs/cluster.md, "Open failures"); a test that fails twice fails
+        // the run.
         extends: true,
         test: {
           name: 'cluster',

@@ -10,6 +10,7 @@ import type { Store } from '../persistence/store.js'
 import { createKvLeases } from './compaction-lease.js'
 import { type JetStreamResources, openJetStreamResources } from './jetstream-log.js'
 import { createJetStreamStore, type JetStreamStore } from './jetstream-store.js'
+import { createLeaderNudge, withLeaderNudge } from './leader-nudge.js'
 import { openOutbox, republishOutbox, withOutbox } from './outbox.js'
 
 /** Options of {@link openClusterStore}. */
@@ -77,17 +78,21 @@ export async function openClusterStore(options: ClusterStoreOptions): Promise<Cl
     })
     const jetStreamStore = createJetStreamStore({
       resources,
+      logger,
       onClose: async () => {
         await outbox.close()
         await nc.drain()
       },
     })
+    // Regression (issue 15): a stream leader that never subscribed to the log's subjects left every
+    // publish of this node without a responder for over 60 s; the nudge asks it to step down.
+    const writer = withLeaderNudge(jetStreamStore, createLeaderNudge({ resources, logger }))
     // Regression (issue 15): a node restarted while its stream had no leader exited here with
     // "no responders". Re-publishing is idempotent and removes what it stored batch by batch, so
     // a retry repeats at most one batch.
     const republished = await openWhenReady(
       're-publish the outbox',
-      () => republishOutbox(jetStreamStore, outbox),
+      () => republishOutbox(writer, outbox),
       retry,
     ).catch(async (error: unknown) => {
       await jetStreamStore.close()
@@ -95,7 +100,7 @@ export async function openClusterStore(options: ClusterStoreOptions): Promise<Cl
     })
     if (republished > 0) logger.info({ updates: republished }, 'outbox re-published after restart')
     return {
-      store: withOutbox(jetStreamStore, outbox),
+      store: withOutbox(writer, outbox),
       log: jetStreamStore,
       leases: createKvLeases({ bucket: resources.leases, holder: options.nodeId }),
       resources,

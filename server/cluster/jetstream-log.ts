@@ -61,9 +61,23 @@ export const LogHeader = {
   object: 'Colloquy-Object',
 } as const
 
+/** The configuration of the log stream: what every node creates (identical, so idempotent). */
+export function logStreamConfig(names: JetStreamNames, replicas: number) {
+  return {
+    name: names.stream,
+    subjects: [`${names.subjectPrefix}.>`],
+    num_replicas: replicas,
+    storage: StorageType.File,
+    retention: RetentionPolicy.Limits,
+    discard: DiscardPolicy.Old,
+  }
+}
+
 /** The opened resources. */
 export interface JetStreamResources {
   readonly names: JetStreamNames
+  /** Replicas of every stream and bucket. */
+  readonly replicas: number
   readonly nc: NatsConnection
   readonly js: JetStreamClient
   readonly jsm: JetStreamManager
@@ -100,14 +114,7 @@ export async function openJetStreamResources(options: JetStreamResourceOptions):
   const names = jetStreamNames(options.namespace)
   const jsm = await jetstreamManager(nc, { timeout })
   const js = jsm.jetstream()
-  const streamConfig = {
-    name: names.stream,
-    subjects: [`${names.subjectPrefix}.>`],
-    num_replicas: replicas,
-    storage: StorageType.File,
-    retention: RetentionPolicy.Limits,
-    discard: DiscardPolicy.Old,
-  }
+  const streamConfig = logStreamConfig(names, replicas)
   try {
     await jsm.streams.info(names.stream)
   } catch {
@@ -137,6 +144,7 @@ export async function openJetStreamResources(options: JetStreamResourceOptions):
   ])
   return {
     names,
+    replicas,
     nc,
     js,
     jsm,
@@ -165,14 +173,18 @@ export async function lastStreamSeq(
   resources: JetStreamResources,
   subject: string,
 ): Promise<number | undefined> {
-  try {
-    const message = await resources.jsm.streams.getMessage(resources.names.stream, { last_by_subj: subject })
-    return message === null ? undefined : message.seq
-  } catch (error) {
-    // 10037: no message found for the subject.
-    if (isNoMessageError(error)) return undefined
-    throw error
-  }
+  return inStep(ReadStep.lastSeq, undefined, async () => {
+    try {
+      const message = await resources.jsm.streams.getMessage(resources.names.stream, {
+        last_by_subj: subject,
+      })
+      return message === null ? undefined : message.seq
+    } catch (error) {
+      // 10037: no message found for the subject.
+      if (isNoMessageError(error)) return undefined
+      throw error
+    }
+  })
 }
 
 /** JetStream's 10008 "JetStream system temporarily unavailable" (no meta leader, or catching up). */
@@ -184,6 +196,63 @@ function isMetaUnavailable(error: unknown): boolean {
 function isNoMessageError(error: unknown): boolean {
   const code = (error as { api_error?: { err_code?: number }; code?: unknown })?.api_error?.err_code
   return code === 10037 || (error instanceof Error && /no message found/i.test(error.message))
+}
+
+/** The request of a read that failed: {@link scanSubject} names it on the error it throws. */
+export const ReadStep = {
+  lastSeq: 'last seq (leader get)',
+  streamInfo: 'stream info',
+  consumerCreate: 'consumer create',
+  fetch: 'consumer fetch',
+  get: 'leader get',
+  kvKeys: 'kv keys (stream info)',
+} as const
+
+/** What {@link scanSubject} adds to an error it throws: the step, and the server that served it. */
+interface ReadErrorContext {
+  readStep?: string
+  readServer?: string
+}
+
+/** Runs one request of a read; a failure leaves with the step (and server) named on the error. */
+async function inStep<T>(step: string, server: string | undefined, request: () => Promise<T>): Promise<T> {
+  try {
+    return await request()
+  } catch (error) {
+    if (error !== null && typeof error === 'object' && (error as ReadErrorContext).readStep === undefined) {
+      Object.assign(error as ReadErrorContext, { readStep: step, readServer: server })
+    }
+    throw error
+  }
+}
+
+/** A failed read as a log line gives it: see {@link describeReadFailure}. */
+export interface ReadFailure {
+  /** The step and the error without its numbers: one line per kind is enough. */
+  readonly kind: string
+  readonly step: string | undefined
+  /**
+   * The server that served the failed request when the read knows it (the server its consumer was
+   * placed on), else the server this node's connection is on (the one that relayed the request).
+   */
+  readonly server: string | undefined
+  readonly err: string
+}
+
+/**
+ * Describes a read's failure for a log line (issue 15: after a partition healed, a node's reads
+ * failed for 15 s and more while appends went through, and nothing said with what).
+ */
+export function describeReadFailure(resources: JetStreamResources, error: unknown): ReadFailure {
+  const context = (error ?? {}) as ReadErrorContext
+  const err = error instanceof Error ? error.message : String(error)
+  const step = context.readStep
+  return {
+    kind: `${step ?? 'read'}: ${err.replace(/[0-9]+/g, '#')}`,
+    step,
+    server: context.readServer ?? resources.nc.info?.server_name,
+    err,
+  }
 }
 
 /**
@@ -254,21 +323,24 @@ export async function scanSubject(
       opt_start_seq: from,
       headers_only: range.headersOnly,
     }
-    const consumer = await createLeaderConsumer(resources, attempts, config, options.anyReplica === true)
+    const placed = await createLeaderConsumer(resources, attempts, config, options.anyReplica === true)
     const rest = { fromSeq: from, toSeq, limit: range.limit - found.length, headersOnly: range.headersOnly }
-    if (consumer !== undefined) {
+    if (placed !== undefined) {
+      const { consumer, server } = placed
       try {
-        found.push(...(await fetchThrough(resources, consumer, subject, rest, deadline, catchUpMs)))
+        const fetched = inStep(ReadStep.fetch, server, () =>
+          fetchThrough(resources, consumer, subject, rest, deadline, catchUpMs),
+        )
+        found.push(...(await fetched))
         return found
       } finally {
         consumer.delete().catch(() => undefined) // else the server drops it once inactive
       }
     }
     // No consumer landed on the leader: a few messages by gets, then a consumer is tried again.
-    const got = await getEach(resources, subject, {
-      ...rest,
-      limit: Math.min(rest.limit, GETS_BETWEEN_PLACEMENTS),
-    })
+    const got = await inStep(ReadStep.get, undefined, () =>
+      getEach(resources, subject, { ...rest, limit: Math.min(rest.limit, GETS_BETWEEN_PLACEMENTS) }),
+    )
     found.push(...got)
     const lastGot = got[got.length - 1]
     if (lastGot === undefined || lastGot.streamSeq >= toSeq || found.length >= range.limit) return found
@@ -415,7 +487,7 @@ async function createLeaderConsumer(
   attempts: number,
   config: ReadConsumerConfig,
   anyReplica = false,
-): Promise<Consumer | undefined> {
+): Promise<{ consumer: Consumer; server: string | undefined } | undefined> {
   let manager = readManagers.get(resources)
   if (manager === undefined) {
     manager = jetstreamManager(resources.nc, { timeout: CONSUMER_CREATE_TIMEOUT_MS, checkAPI: false })
@@ -425,17 +497,21 @@ async function createLeaderConsumer(
   const jsm = await manager
   const { stream } = resources.names
   // Placement unchecked (`anyReplica`): one create, kept wherever it lands.
-  const leader = anyReplica ? undefined : (await jsm.streams.info(stream)).cluster?.leader
+  const leader = anyReplica
+    ? undefined
+    : (await inStep(ReadStep.streamInfo, undefined, () => jsm.streams.info(stream))).cluster?.leader
   for (let attempt = 1; attempt <= attempts; ) {
     let info: ConsumerInfo
     try {
-      info = await jsm.consumers.add(stream, {
-        ...config,
-        ack_policy: AckPolicy.None,
-        num_replicas: 1,
-        mem_storage: true,
-        inactive_threshold: nanos(30_000),
-      })
+      info = await inStep(ReadStep.consumerCreate, undefined, () =>
+        jsm.consumers.add(stream, {
+          ...config,
+          ack_policy: AckPolicy.None,
+          num_replicas: 1,
+          mem_storage: true,
+          inactive_threshold: nanos(30_000),
+        }),
+      )
     } catch (error) {
       // The meta layer (which places consumers) is unavailable, as right after a heal, or no
       // answer came: the stream leader still answers gets, so the read goes on with them.
@@ -445,7 +521,7 @@ async function createLeaderConsumer(
     // A stream without a cluster (one nats-server) has one copy: any placement is the leader's.
     const placedOn = info.cluster?.leader
     if (leader === undefined || placedOn === undefined || placedOn === leader) {
-      return jsm.jetstream().consumers.getConsumerFromInfo(info)
+      return { consumer: jsm.jetstream().consumers.getConsumerFromInfo(info), server: placedOn }
     }
     jsm.consumers.delete(stream, info.name).catch(() => undefined)
     attempt++
@@ -472,7 +548,9 @@ export async function listKvKeys(
   filter = '>',
 ): Promise<string[]> {
   const prefix = `$KV.${bucket}.`
-  const info = await resources.jsm.streams.info(`KV_${bucket}`, { subjects_filter: `${prefix}${filter}` })
+  const info = await inStep(ReadStep.kvKeys, undefined, () =>
+    resources.jsm.streams.info(`KV_${bucket}`, { subjects_filter: `${prefix}${filter}` }),
+  )
   return Object.keys(info.state.subjects ?? {})
     .filter((subject) => subject.startsWith(prefix))
     .map((subject) => subject.slice(prefix.length))

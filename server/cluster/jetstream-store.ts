@@ -5,6 +5,7 @@
 
 import { headers } from '@nats-io/transport-node'
 import { ColloquyError } from '../../shared/errors.js'
+import type { Logger } from '../observability/log.js'
 import { assertSessionId } from '../persistence/keys.js'
 import type {
   Checkpoint,
@@ -23,6 +24,7 @@ import {
   storeClosedError,
 } from '../persistence/store-rules.js'
 import {
+  describeReadFailure,
   type JetStreamResources,
   LogHeader,
   lastStreamSeq,
@@ -50,6 +52,8 @@ export interface JetStreamStoreOptions {
   readonly readRetryMs?: number
   /** Called once by {@link Store.close} after pending operations (e.g. to close the connection). */
   readonly onClose?: () => Promise<void>
+  /** Where a read that fails says so, once per kind of error per read (see describeReadFailure). */
+  readonly logger?: Logger
 }
 
 /**
@@ -220,11 +224,19 @@ export function createJetStreamStore(options: JetStreamStoreOptions): JetStreamS
 
   /** Runs a read again while it fails transiently, until {@link readRetryMs} has passed. */
   async function retryRead<T>(read: () => Promise<T>): Promise<T> {
-    const deadline = Date.now() + readRetryMs
+    const startedAt = Date.now()
+    const deadline = startedAt + readRetryMs
+    const logged = new Set<string>()
     for (let delay: number = ReadBackoff.firstMs; ; delay = Math.min(delay * 2, ReadBackoff.maxMs)) {
       try {
         return await read()
       } catch (error) {
+        const failure = describeReadFailure(resources, error)
+        if (!logged.has(failure.kind) && options.logger !== undefined) {
+          logged.add(failure.kind)
+          const { step, server, err } = failure
+          options.logger.warn({ step, server, err, afterMs: Date.now() - startedAt }, 'JetStream read failed')
+        }
         if (!isTransient(error) || isClosed || Date.now() + delay > deadline) throw error
         await new Promise((resolve) => setTimeout(resolve, delay))
       }

@@ -74,6 +74,36 @@ async function storeHolds(
   }
 }
 
+/** What each running server's `/jsz` says of `stream`'s leader and its last seq (for a failure message). */
+async function leaderViews(cluster: NatsCluster, stream: string): Promise<string> {
+  const views = await Promise.all(
+    cluster.nodes
+      .filter((node) => node.isRunning())
+      .map(async (node) => {
+        try {
+          const response = await fetch(
+            `http://127.0.0.1:${node.monitorPort}/jsz?accounts=true&streams=true`,
+            {
+              signal: AbortSignal.timeout(2_000),
+            },
+          )
+          const jsz = (await response.json()) as {
+            account_details?: {
+              stream_detail?: { name: string; cluster?: { leader?: string }; state?: { last_seq?: number } }[]
+            }[]
+          }
+          const found = (jsz.account_details ?? [])
+            .flatMap((account) => account.stream_detail ?? [])
+            .find((detail) => detail.name === stream)
+          return `${node.name}: leader ${found?.cluster?.leader ?? '-'}, last seq ${found?.state?.last_seq ?? '-'}`
+        } catch {
+          return `${node.name}: no answer`
+        }
+      }),
+  )
+  return views.join('; ')
+}
+
 /** Asks the leader of `stream` to step down until `name` leads it (bounded). */
 async function moveLeader(
   cluster: NatsCluster,
@@ -174,7 +204,14 @@ describe.skipIf(!hasNatsServer)('reads after a partition healed', () => {
         }
       }
       const texts: string[][] = []
-      for (let read = 0; read < 15; read++) texts.push(await readAll(subject, read < 10 ? undefined : 0))
+      // Each read with what every server said of the stream's leader just before it (a failure names
+      // which server led, or believed it led, when a read returned something else).
+      const views: string[] = []
+      for (let read = 0; read < 15; read++) {
+        views.push(`read ${read}: ${await leaderViews(cluster, stream)}`)
+        texts.push(await readAll(subject, read < 10 ? undefined : 0))
+      }
+      const described = texts.map((read, i) => `${views[i]} → ${JSON.stringify(read)}`).join('\n')
       const sorted = (texts: string[]) => [...texts].sort()
       expect(sorted(await readAll(long, 0)), 'the long subject, read with gets').toEqual(sorted(longTexts))
       expect(sorted(await readAll(long)), 'the long subject, read with a consumer').toEqual(sorted(longTexts))
@@ -182,7 +219,7 @@ describe.skipIf(!hasNatsServer)('reads after a partition healed', () => {
       // kept it after the heal (the divergence is nats-server's); yet every read is the majority's.
       expect(await storeHolds(n3!, stream, 'minority-0')).toBe(true)
       expect(await storeHolds(n1!, stream, 'minority-0', 0)).toBe(false)
-      for (const read of texts) expect(read).toEqual(['before', 'majority'])
+      for (const read of texts) expect(read, described).toEqual(['before', 'majority'])
     } finally {
       await cut.close()
       await nc.close()
@@ -265,7 +302,19 @@ describe.skipIf(!hasNatsServer)('a Colloquy cluster without JetStream quorum', (
     await until(() => everything.every((item) => items.toArray().includes(item)), 30_000, 'every item').catch(
       () => undefined, // the assertion names what is missing
     )
-    expect(everything.filter((item) => !items.toArray().includes(item))).toEqual([])
+    const missing = everything.filter((item) => !items.toArray().includes(item))
+    // What each node's reads answered after the heal (the store logs each failed read's error, once
+    // per kind, with the server; the relay each failed gap repair): the evidence of a failure.
+    const readFailures = cluster.nodes
+      .map((node) => {
+        const lines = (node.process?.output() ?? '')
+          .split('\n')
+          .filter((line) => /JetStream read failed|gap repair failed/.test(line))
+        return `${node.name}:\n${lines.slice(-12).join('\n')}`
+      })
+      .join('\n')
+    if (process.env.COLLOQUY_PRINT_READS) console.log(`reads after the heal:\n${readFailures}`)
+    expect(missing, `missing after the heal; the nodes' failed reads:\n${readFailures}`).toEqual([])
     expect(items.length, 'no item twice').toBe(new Set(items.toArray()).size)
     expect(items.length).toBe(everything.length)
     for (const client of [reader, majority, minority]) client.close()

@@ -124,6 +124,19 @@ interface Tally {
   noted: NotedAppend[]
 }
 
+/** Counts one entry of the subject at stream seq `seq` in whichever of the tally's counts lack it. */
+function countEntry(tally: Tally, seq: number, size: number, time: number): void {
+  if (seq > tally.scannedThrough) {
+    tally.count++
+    tally.bytes += size
+    tally.latestTime = Math.max(tally.latestTime, time)
+  }
+  if (seq > tally.sinceScannedThrough) {
+    tally.since.count++
+    tally.since.bytes += size
+  }
+}
+
 /** The tally of an empty subject of a session without checkpoints or trims. */
 function emptyTally(incarnation: string): Tally {
   return {
@@ -371,15 +384,7 @@ export function createJetStreamStore(options: JetStreamStoreOptions): JetStreamS
       (append) => append.seq > tally.scannedThrough && append.seq <= held.streamLast,
     )
     if (tally.count + fresh.length !== held.count) return false
-    for (const append of fresh) {
-      tally.count++
-      tally.bytes += append.size
-      tally.latestTime = Math.max(tally.latestTime, append.time)
-      if (append.seq > tally.sinceScannedThrough) {
-        tally.since.count++
-        tally.since.bytes += append.size
-      }
-    }
+    for (const append of fresh) countEntry(tally, append.seq, append.size, append.time)
     tally.scannedThrough = Math.max(tally.scannedThrough, held.streamLast)
     tally.sinceScannedThrough = Math.max(tally.sinceScannedThrough, held.streamLast)
     tally.noted = tally.noted.filter((append) => append.seq > held.streamLast)
@@ -447,17 +452,7 @@ export function createJetStreamStore(options: JetStreamStoreOptions): JetStreamS
         { fromSeq: scanFrom + 1, toSeq: last, limit: Number.POSITIVE_INFINITY, headersOnly: true },
         { anyReplica: true },
       )
-      for (const message of scanned) {
-        if (message.streamSeq > tally.scannedThrough) {
-          tally.count++
-          tally.bytes += message.size
-          tally.latestTime = Math.max(tally.latestTime, message.time)
-        }
-        if (message.streamSeq > tally.sinceScannedThrough) {
-          tally.since.count++
-          tally.since.bytes += message.size
-        }
-      }
+      for (const message of scanned) countEntry(tally, message.streamSeq, message.size, message.time)
       // The subject holds nothing in (last, scannedThrough] (counts may be complete beyond its
       // last message, through the stream's last seq): both counts are complete through either.
       const through = Math.max(tally.scannedThrough, last)

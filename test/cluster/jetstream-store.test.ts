@@ -27,6 +27,7 @@ import {
   unstableIt,
   warnIfNoNatsServer,
 } from '../helpers/nats-cluster.js'
+import { capturingLogger } from '../helpers/test-server.js'
 
 warnIfNoNatsServer(import.meta.url)
 
@@ -461,16 +462,7 @@ describe.skipIf(!hasNatsServer)('JetStream store on a 3-node cluster', () => {
   it('logs a read that keeps failing once per kind of error, naming the request and the server', async () => {
     if (cluster === undefined) throw new Error('cluster not started')
     const nc = await connect({ servers: [...cluster.urls], timeout: 5_000 })
-    const lines: string[] = []
-    const logger = pino(
-      { level: 'warn' },
-      new Writable({
-        write(chunk: Buffer, _encoding, done) {
-          lines.push(chunk.toString())
-          done()
-        },
-      }),
-    )
+    const { logger, lines } = capturingLogger('warn')
     const resources = await openJetStreamResources({ nc, namespace: 'readlogs' })
     const store = createJetStreamStore({ resources, logger, readRetryMs: 1_500 })
     try {

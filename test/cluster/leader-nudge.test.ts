@@ -2,9 +2,7 @@
 // subscriber while the log stream names a leader asks that leader to step down; while the stream
 // has no leader (2 of 3 servers down) it asks nothing.
 
-import { Writable } from 'node:stream'
 import { connect, type NatsConnection } from '@nats-io/transport-node'
-import pino from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type JetStreamResources, openJetStreamResources } from '../../server/cluster/jetstream-log.js'
 import { createJetStreamStore, type JetStreamStore } from '../../server/cluster/jetstream-store.js'
@@ -15,23 +13,9 @@ import {
   startNatsCluster,
   warnIfNoNatsServer,
 } from '../helpers/nats-cluster.js'
+import { capturingLogger } from '../helpers/test-server.js'
 
 warnIfNoNatsServer(import.meta.url)
-
-/** A logger whose lines the test reads. */
-function capturingLogger(): { logger: pino.Logger; lines: string[] } {
-  const lines: string[] = []
-  const logger = pino(
-    { level: 'warn' },
-    new Writable({
-      write(chunk: Buffer, _encoding, done) {
-        lines.push(chunk.toString())
-        done()
-      },
-    }),
-  )
-  return { logger, lines }
-}
 
 /** Appends to `store` until `done()` or `ms` passed, one at a time, failures ignored (bounded). */
 async function appendUntil(store: JetStreamStore, done: () => boolean, ms: number): Promise<void> {
@@ -63,7 +47,7 @@ describe.skipIf(!hasNatsServer)('the log leader nudge', () => {
   it('asks a leader that leaves publishes without a subscriber to step down, and a new leader is elected', async () => {
     const { nc, resources } = await open('nudge')
     const { stream } = resources.names
-    const { logger, lines } = capturingLogger()
+    const { logger, lines } = capturingLogger('warn')
     const nudge: LeaderNudge = createLeaderNudge({ resources, logger, afterMs: 1_000, everyMs: 60_000 })
     const store = withLeaderNudge(createJetStreamStore({ resources }), nudge)
     try {
@@ -93,7 +77,7 @@ describe.skipIf(!hasNatsServer)('the log leader nudge', () => {
   it('creates the log stream again when JetStream knows none while publishes find no subscriber', async () => {
     const { nc, resources } = await open('recreate')
     const { stream } = resources.names
-    const { logger, lines } = capturingLogger()
+    const { logger, lines } = capturingLogger('warn')
     const nudge = createLeaderNudge({ resources, logger, afterMs: 1_000, everyMs: 60_000 })
     const store = withLeaderNudge(createJetStreamStore({ resources }), nudge)
     try {
@@ -121,7 +105,7 @@ describe.skipIf(!hasNatsServer)('the log leader nudge', () => {
   it('asks nothing while the stream has no leader (2 of 3 servers down), however long publishes fail', async () => {
     const { nc, resources } = await open('leaderless')
     const { stream } = resources.names
-    const { logger } = capturingLogger()
+    const { logger } = capturingLogger('warn')
     const nudge = createLeaderNudge({
       resources,
       logger,

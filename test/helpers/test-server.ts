@@ -23,8 +23,11 @@ export function startTestServer(
   return startSyncServer({ ...options, config: { ...TEST_CONFIG, ...config } })
 }
 
-/** A pino logger at `info` whose every line (JSON text) lands in `lines`. */
-export function capturingLogger(): { readonly logger: Logger; readonly lines: string[] } {
+/** A pino logger at `level` (default `info`) whose every line (JSON text) lands in `lines`. */
+export function capturingLogger(level: pino.Level = 'info'): {
+  readonly logger: Logger
+  readonly lines: string[]
+} {
   const lines: string[] = []
   const stream = new Writable({
     write(chunk: Buffer, _encoding, done) {
@@ -32,5 +35,5 @@ export function capturingLogger(): { readonly logger: Logger; readonly lines: st
       done()
     },
   })
-  return { logger: pino({ level: 'info' }, stream), lines }
+  return { logger: pino({ level }, stream), lines }
 }

@@ -24,14 +24,11 @@ import {
   hasNatsServer,
   type NatsCluster,
   startNatsCluster,
-  unstableIt,
   warnIfNoNatsServer,
 } from '../helpers/nats-cluster.js'
 import { capturingLogger } from '../helpers/test-server.js'
 
 warnIfNoNatsServer(import.meta.url)
-
-const unstable = unstableIt('jetstream-store.test.ts')
 
 let cluster: NatsCluster | undefined
 let namespaces = 0
@@ -258,89 +255,85 @@ describe.skipIf(!hasNatsServer)('JetStream store on a 3-node cluster', () => {
   // step down, or creates a log stream JetStream knows nothing of (leader-nudge.ts,
   // leader-nudge.test.ts). Its wait is bounded (60 s) and names the node's last attempts, the
   // nudge's lines and each server's view of the stream and of the subject's subscribers.
-  // Skipped again unless COLLOQUY_CLUSTER_UNSTABLE=1: of 46 runs with the nudge, 2 failed on the
-  // meta divergence (the step-down cured the other form when it came); the nudge's create when
-  // no leader is named is not yet seen on it.
-  unstable(
-    'opens a node started while 2 of 3 nats nodes are down once they are back',
-    async () => {
-      if (cluster === undefined) throw new Error('cluster not started')
-      const [, second, third] = cluster.nodes
-      if (second === undefined || third === undefined) throw new Error('need 3 nodes')
-      const dataDir = await mkdtemp(path.join(os.tmpdir(), 'colloquy-open-'))
-      const warnings: string[] = []
-      let onWarning = (): void => {}
-      const logger = pino(
-        { level: 'warn' },
-        new Writable({
-          write(chunk: Buffer, _encoding, done) {
-            warnings.push(chunk.toString())
-            onWarning()
-            done()
-          },
-        }),
-      )
-      // What a killed node held in its outbox but JetStream never stored: re-published at open.
-      const outbox = await openOutbox({ location: path.join(dataDir, 'outbox') })
-      await outbox.add([{ sessionId: 'late', time: 1, update: new Uint8Array([6]) }])
-      await outbox.close()
-      await Promise.all([second.kill('SIGKILL'), third.kill('SIGKILL')])
-      let opened: Awaited<ReturnType<typeof openClusterStore>> | undefined
-      try {
-        const opening = openClusterStore({ urls: cluster.urls, nodeId: 'late', dataDir, logger })
-        let failed: unknown
-        opening.catch((error: unknown) => {
-          failed = error
-        })
-        // Bounded wait for two logged retries: the node is waiting, not exiting.
-        await new Promise<void>((resolve, reject) => {
-          const timer = setTimeout(() => reject(new Error(`no retries logged: ${warnings.join('')}`)), 30_000)
-          onWarning = () => {
-            if (warnings.filter((line) => line.includes('JetStream not ready')).length < 2) return
-            clearTimeout(timer)
-            resolve()
-          }
-        })
-        expect(failed).toBeUndefined()
-        await Promise.all([second.restart(), third.restart()])
-        // Bounded (60 s after both are back), naming the node's last attempts if it never opens.
-        const restartedAt = Date.now()
-        let timer: NodeJS.Timeout | undefined
-        opened = await Promise.race([
-          opening,
-          new Promise<never>((_, reject) => {
-            timer = setTimeout(() => {
-              void opening.then(
-                (late) => late.store.close(),
-                () => undefined,
-              )
-              void describeStream(jetStreamNames().stream, 'colloquy.log.late').then((servers) =>
-                reject(
-                  new Error(
-                    `not open 60 s after the restart; last: ${warnings.slice(-2).join('')}nudges: ${warnings.filter((line) => /step down|created it again|creating it again/.test(line)).join('')}servers:\n${servers}`,
-                  ),
+  // Of 46 runs with the nudge, 2 failed on the meta divergence (the step-down cured the other
+  // form when it came); since the nudge's create when no leader is named, 34 runs in a row passed
+  // (20 at load 0.2-1.9, 14 at load 7-13), so it runs in npm test again (with the project's retry).
+  it('opens a node started while 2 of 3 nats nodes are down once they are back', async () => {
+    if (cluster === undefined) throw new Error('cluster not started')
+    const [, second, third] = cluster.nodes
+    if (second === undefined || third === undefined) throw new Error('need 3 nodes')
+    const dataDir = await mkdtemp(path.join(os.tmpdir(), 'colloquy-open-'))
+    const warnings: string[] = []
+    let onWarning = (): void => {}
+    const logger = pino(
+      { level: 'warn' },
+      new Writable({
+        write(chunk: Buffer, _encoding, done) {
+          warnings.push(chunk.toString())
+          onWarning()
+          done()
+        },
+      }),
+    )
+    // What a killed node held in its outbox but JetStream never stored: re-published at open.
+    const outbox = await openOutbox({ location: path.join(dataDir, 'outbox') })
+    await outbox.add([{ sessionId: 'late', time: 1, update: new Uint8Array([6]) }])
+    await outbox.close()
+    await Promise.all([second.kill('SIGKILL'), third.kill('SIGKILL')])
+    let opened: Awaited<ReturnType<typeof openClusterStore>> | undefined
+    try {
+      const opening = openClusterStore({ urls: cluster.urls, nodeId: 'late', dataDir, logger })
+      let failed: unknown
+      opening.catch((error: unknown) => {
+        failed = error
+      })
+      // Bounded wait for two logged retries: the node is waiting, not exiting.
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no retries logged: ${warnings.join('')}`)), 30_000)
+        onWarning = () => {
+          if (warnings.filter((line) => line.includes('JetStream not ready')).length < 2) return
+          clearTimeout(timer)
+          resolve()
+        }
+      })
+      expect(failed).toBeUndefined()
+      await Promise.all([second.restart(), third.restart()])
+      // Bounded (60 s after both are back), naming the node's last attempts if it never opens.
+      const restartedAt = Date.now()
+      let timer: NodeJS.Timeout | undefined
+      opened = await Promise.race([
+        opening,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => {
+            void opening.then(
+              (late) => late.store.close(),
+              () => undefined,
+            )
+            void describeStream(jetStreamNames().stream, 'colloquy.log.late').then((servers) =>
+              reject(
+                new Error(
+                  `not open 60 s after the restart; last: ${warnings.slice(-2).join('')}nudges: ${warnings.filter((line) => /step down|created it again|creating it again/.test(line)).join('')}servers:\n${servers}`,
                 ),
-              )
-            }, 60_000)
-          }),
-        ]).finally(() => clearTimeout(timer))
-        console.log(
-          `opened ${Date.now() - restartedAt} ms after the restart (${warnings.length} retries logged); nudges: ${warnings.filter((line) => /step down|created it again|creating it again/.test(line)).join('') || 'none'}`,
-        )
-        const [seq] = await opened.store.append([{ sessionId: 'late', time: 1, update: new Uint8Array([7]) }])
-        const log = await opened.log.readLog('late')
-        expect(log.map((entry) => [...entry.update])).toEqual([[6], [7]])
-        expect(log.at(-1)?.seq).toBe(seq)
-      } finally {
-        if (!second.isRunning()) await second.restart()
-        if (!third.isRunning()) await third.restart()
-        await opened?.store.close()
-        await rm(dataDir, { recursive: true, force: true })
-      }
-      await cluster.waitForMetaLeader(30_000)
-    },
-    120_000,
-  )
+              ),
+            )
+          }, 60_000)
+        }),
+      ]).finally(() => clearTimeout(timer))
+      console.log(
+        `opened ${Date.now() - restartedAt} ms after the restart (${warnings.length} retries logged); nudges: ${warnings.filter((line) => /step down|created it again|creating it again/.test(line)).join('') || 'none'}`,
+      )
+      const [seq] = await opened.store.append([{ sessionId: 'late', time: 1, update: new Uint8Array([7]) }])
+      const log = await opened.log.readLog('late')
+      expect(log.map((entry) => [...entry.update])).toEqual([[6], [7]])
+      expect(log.at(-1)?.seq).toBe(seq)
+    } finally {
+      if (!second.isRunning()) await second.restart()
+      if (!third.isRunning()) await third.restart()
+      await opened?.store.close()
+      await rm(dataDir, { recursive: true, force: true })
+    }
+    await cluster.waitForMetaLeader(30_000)
+  }, 120_000)
 
   // Issue 15: a writer's node acked nothing for 45 s after a JetStream leader kill and restart.
   // Regression (issue 15): in 2 runs of 8 here the appends resumed, and the read of the acked

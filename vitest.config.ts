@@ -11,6 +11,8 @@ export default defineConfig({
     reporters: ['default', 'json'],
     outputFile: { json: 'test-results/vitest.json' },
     pool: 'forks',
+    // Transpiles the sources once for the child processes the tests start (test/helpers/child-build.ts).
+    globalSetup: ['test/helpers/child-build.ts'],
     projects: [
       {
         extends: true,

@@ -1,5 +1,5 @@
-// vitest globalSetup: transpiles cli/, client/, server/ and shared/ to JavaScript once per vitest
-// process, so that the tests' child processes (servers, the CLI) start with plain `node` instead of
+// vitest globalSetup: transpiles cli/, client/, server/, shared/ and test/helpers/ to JavaScript once
+// per vitest process, so that the tests' child processes (servers, the CLI, agents) start with plain `node` instead of
 // compiling the sources through tsx at every start (a server start: about 0.45 s of CPU instead
 // of 1.2-1.4 s). Each file is transpiled on its own, as tsx does (esbuild, no bundling, no type
 // check: `npm test` type-checks), so module paths and `import.meta.url` stay as in the sources.
@@ -13,7 +13,7 @@ import { build } from 'esbuild'
 import { CHILD_BUILD_ENV } from './node-script.js'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
-const SOURCES = ['cli', 'client', 'server', 'shared']
+const SOURCES = ['cli', 'client', 'server', 'shared', 'test/helpers']
 
 async function sourceFiles(dir: string): Promise<string[]> {
   const entries = await readdir(path.join(ROOT, dir), { recursive: true, withFileTypes: true })

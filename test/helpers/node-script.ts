@@ -9,9 +9,9 @@ export const CHILD_BUILD_ENV = 'COLLOQUY_TEST_CHILD_BUILD'
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 
 /**
- * `script` is a path from the repository root under cli/, client/, server/ or shared/ (e.g.
- * `server/main.ts`). Under vitest: the JavaScript that child-build.ts transpiled for this run;
- * elsewhere (the benches): the source through tsx.
+ * `script` is a path from the repository root under cli/, client/, server/, shared/ or
+ * test/helpers/ (e.g. `server/main.ts`). Under vitest: the JavaScript that child-build.ts
+ * transpiled for this run; elsewhere (the benches): the source through tsx.
  */
 export function nodeScript(script: string): string[] {
   const build = process.env[CHILD_BUILD_ENV]

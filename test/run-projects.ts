@@ -14,12 +14,11 @@ import { createWriteStream } from 'node:fs'
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { type Json, mergeVitestReports } from './helpers/vitest-report.js'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const RESULTS = path.join(ROOT, 'test-results')
 const VITEST = path.join(ROOT, 'node_modules/vitest/vitest.mjs')
-
-type Json = null | boolean | number | string | Json[] | { [key: string]: Json }
 
 /** Runs one project; resolves with its exit code (1 when killed by a signal). */
 function runProject(project: string, log: 'inherit' | string): Promise<number> {
@@ -34,10 +33,16 @@ function runProject(project: string, log: 'inherit' | string): Promise<number> {
     cwd: ROOT,
     stdio: log === 'inherit' ? 'inherit' : ['ignore', 'pipe', 'pipe'],
   })
+  // The log is complete once its stream has closed (after the child's pipes end).
+  let logWritten = Promise.resolve()
   if (log !== 'inherit') {
     const out = createWriteStream(log)
-    child.stdout?.pipe(out)
-    child.stderr?.pipe(out)
+    child.stdout?.pipe(out, { end: false })
+    child.stderr?.pipe(out, { end: false })
+    logWritten = new Promise((resolve) => {
+      out.once('close', resolve)
+      child.once('close', () => out.end())
+    })
   }
   const stop = (): void => {
     child.kill('SIGINT')
@@ -49,21 +54,8 @@ function runProject(project: string, log: 'inherit' | string): Promise<number> {
       console.error(`vitest (${project}) did not start: ${error.message}`)
       resolve(1)
     })
-    child.once('close', (code) => resolve(code ?? 1))
+    child.once('close', (code) => void logWritten.then(() => resolve(code ?? 1)))
   })
-}
-
-/** Sums counts, concatenates lists, keeps the earliest start time; `success` only if both. */
-function merge(a: Json, b: Json, key = ''): Json {
-  if (typeof a === 'number' && typeof b === 'number') return key === 'startTime' ? Math.min(a, b) : a + b
-  if (typeof a === 'boolean' && typeof b === 'boolean') return key === 'success' ? a && b : a || b
-  if (Array.isArray(a) && Array.isArray(b)) return [...a, ...b]
-  if (a && b && typeof a === 'object' && typeof b === 'object' && !Array.isArray(a) && !Array.isArray(b)) {
-    const out: { [key: string]: Json } = { ...a }
-    for (const [k, v] of Object.entries(b)) out[k] = k in a ? merge(a[k] as Json, v, k) : v
-    return out
-  }
-  return a
 }
 
 async function readReport(project: string): Promise<Json | undefined> {
@@ -98,7 +90,10 @@ async function main(): Promise<number> {
   const reports = [await readReport('main'), await readReport('cluster')]
   const [mainReport, clusterReport] = reports
   if (mainReport === undefined || clusterReport === undefined) return 1
-  await writeFile(path.join(RESULTS, 'vitest.json'), JSON.stringify(merge(mainReport, clusterReport)))
+  await writeFile(
+    path.join(RESULTS, 'vitest.json'),
+    JSON.stringify(mergeVitestReports(mainReport, clusterReport)),
+  )
   return mainCode !== 0 ? mainCode : clusterCode
 }
 

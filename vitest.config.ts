@@ -6,8 +6,13 @@ export default defineConfig({
     // every wait inside a test is bounded on its own.
     testTimeout: 60_000,
     hookTimeout: 30_000,
-    reporters: ['default', ['json', { outputFile: 'test-results/vitest.json' }]],
+    // The JSON report's path here, not in the reporter's options, so that `--outputFile.json=…`
+    // can move it (test/run-projects.ts writes one per project).
+    reporters: ['default', 'json'],
+    outputFile: { json: 'test-results/vitest.json' },
     pool: 'forks',
+    // Transpiles the sources once for the child processes the tests start (test/helpers/child-build.ts).
+    globalSetup: ['test/helpers/child-build.ts'],
     projects: [
       {
         extends: true,
@@ -15,8 +20,11 @@ export default defineConfig({
       },
       {
         // Each cluster test file starts its own 3-node nats-server cluster and up to 3 Colloquy
-        // processes on fixed ports chosen at start: one file at a time, beside the main project, so
-        // two clusters never race for the same ports or the same 2 cores' leader elections. A failed
+        // processes on fixed ports chosen at start: one file at a time, so two clusters never race
+        // for the same ports or the same 2 cores' leader elections. In one `vitest run` this project
+        // starts only once the main project has finished (vitest 4 runs a project without file
+        // parallelism in a group of its own, after the others); `npm test` runs it beside the main
+        // project in a second vitest process instead (test/run-projects.ts). A failed
         // test runs once more (retry: 1), kept while a read right after a partition heals can take
         // a stale leader's answer (docs/cluster.md, "Open failures"); a test that fails twice fails
         // the run.

@@ -23,6 +23,7 @@ import {
   startNatsCluster,
   warnIfNoNatsServer,
 } from '../helpers/nats-cluster.js'
+import { nodeScript } from '../helpers/node-script.js'
 import { type PartitionProxies, startPartitionedNatsCluster } from '../helpers/partition-proxy.js'
 
 warnIfNoNatsServer(import.meta.url)
@@ -39,7 +40,7 @@ function colloquy(args: readonly string[]): Promise<{ code: number; stdout: stri
   return new Promise((resolve) => {
     execFile(
       process.execPath,
-      ['--import', 'tsx', 'cli/colloquy.ts', ...args],
+      [...nodeScript('cli/colloquy.ts'), ...args],
       { encoding: 'utf8', timeout: 150_000, env: withoutNatsUrl() },
       (error, stdout, stderr) => {
         const code = error === null ? 0 : typeof error.code === 'number' ? error.code : -1

@@ -1,22 +1,26 @@
-// Runs test/helpers/client-device.ts as a child process (through tsx) and returns its report.
+// Runs test/helpers/client-device.ts as a child process (node-script.ts) and returns its report.
 
 import { spawn } from 'node:child_process'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { DeviceReport, DeviceTask } from './client-device.js'
+import { nodeScript } from './node-script.js'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
-const SCRIPT = path.join(ROOT, 'test/helpers/client-device.ts')
 
 /**
  * Runs one device task in a new process; resolves with its report once it has exited on its own.
  * Rejects on a non-zero exit, or kills it (SIGKILL) and rejects after `timeoutMs`.
  */
 export function runDevice(task: DeviceTask, timeoutMs = 30_000): Promise<DeviceReport> {
-  const child = spawn(process.execPath, ['--import', 'tsx', SCRIPT, JSON.stringify(task)], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
+  const child = spawn(
+    process.execPath,
+    [...nodeScript('test/helpers/client-device.ts'), JSON.stringify(task)],
+    {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  )
   let stdout = ''
   let stderr = ''
   child.stdout.on('data', (chunk: Buffer) => {

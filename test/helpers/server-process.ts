@@ -1,9 +1,11 @@
-// Runs the real server as a child process (through tsx, no build needed) and reads the port it
-// listens on from its JSON log. Used by kill -9 tests and anything that needs a separate process.
+// Runs the real server as a child process (no build needed: the JavaScript child-build.ts made for
+// this vitest run, or the source through tsx; see node-script.ts) and reads the port it listens on
+// from its JSON log. Used by kill -9 tests and anything that needs a separate process.
 
 import { type ChildProcess, spawn } from 'node:child_process'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { nodeScript } from './node-script.js'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 
@@ -34,9 +36,7 @@ export function startServerProcess(
     process.execPath,
     [
       ...(options.nodeArgs ?? []),
-      '--import',
-      'tsx',
-      path.join(ROOT, 'server/main.ts'),
+      ...nodeScript('server/main.ts'),
       'serve',
       '--host',
       '127.0.0.1',

@@ -24,6 +24,7 @@ import {
   readMessages,
 } from '../../shared/conversation/index.js'
 import { type FakeModelServer, startFakeModelServer } from '../helpers/fake-model-server.js'
+import { nodeScript } from '../helpers/node-script.js'
 import { until, withTimeout } from '../helpers/wait.js'
 
 let dataDir: string
@@ -85,7 +86,7 @@ async function agentIn(
 }
 
 function childAgent(sessionId: string, name: string) {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'test/helpers/agent-process.ts'], {
+  const child = spawn(process.execPath, nodeScript('test/helpers/agent-process.ts'), {
     env: {
       ...process.env,
       URL: url(),

@@ -16,6 +16,7 @@ import {
   readMessages,
   requestCancel,
 } from '../../shared/conversation/index.js'
+import { nodeScript } from '../helpers/node-script.js'
 import { until, withTimeout } from '../helpers/wait.js'
 
 let dataDir: string
@@ -120,7 +121,7 @@ describe('agent SDK', () => {
     const laptop = device('crash')
     await laptop.whenSynced()
     const startAgent = (tokens: number) => {
-      const child = spawn(process.execPath, ['--import', 'tsx', 'test/helpers/agent-process.ts'], {
+      const child = spawn(process.execPath, nodeScript('test/helpers/agent-process.ts'), {
         env: {
           ...process.env,
           URL: url(),

@@ -12,6 +12,7 @@ import { type SyncServer, startSyncServer } from '../../server/sync-server.js'
 import { CloseCode } from '../../shared/protocol/close-codes.js'
 import { encodeSyncUpdate } from '../../shared/protocol/message.js'
 import { upgradeStatus } from '../helpers/http.js'
+import { nodeScript } from '../helpers/node-script.js'
 import { until, withTimeout } from '../helpers/wait.js'
 import { connectWsPeer } from '../helpers/ws-peer.js'
 
@@ -141,18 +142,7 @@ describe('colloquy token', () => {
   it('mints a token the server accepts', async () => {
     const output = execFileSync(
       process.execPath,
-      [
-        '--import',
-        'tsx',
-        'cli/colloquy.ts',
-        'token',
-        '--peer',
-        'ops',
-        '--session',
-        'minted',
-        '--role',
-        'read',
-      ],
+      [...nodeScript('cli/colloquy.ts'), 'token', '--peer', 'ops', '--session', 'minted', '--role', 'read'],
       { env: { ...process.env, COLLOQUY_SECRET: secret }, encoding: 'utf8' },
     )
     const minted = output.trim()
@@ -164,7 +154,7 @@ describe('colloquy token', () => {
 
 describe('colloquy token and the secret', () => {
   const run = (args: string[], env: NodeJS.ProcessEnv) =>
-    spawnSync(process.execPath, ['--import', 'tsx', 'cli/colloquy.ts', 'token', '--peer', 'ops', ...args], {
+    spawnSync(process.execPath, [...nodeScript('cli/colloquy.ts'), 'token', '--peer', 'ops', ...args], {
       env: { ...process.env, COLLOQUY_SECRET: undefined, ...env },
       encoding: 'utf8',
     })

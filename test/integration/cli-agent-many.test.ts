@@ -8,11 +8,11 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { createNodeSyncClient, type SyncClient } from '../../client/node.js'
 import { mintToken } from '../../server/auth/tokens.js'
 import { appendMessage, readMessages } from '../../shared/conversation/index.js'
+import { nodeScript } from '../helpers/node-script.js'
 import { startTestServer } from '../helpers/test-server.js'
 import { until, withTimeout } from '../helpers/wait.js'
 
 const ROOT = path.resolve(import.meta.dirname, '../..')
-const CLI = path.join(ROOT, 'cli/colloquy.ts')
 const secret = 'a-test-secret-that-is-long-enough-for-the-cli'
 const WAIT = 20_000
 const cleanups: (() => Promise<void> | void)[] = []
@@ -27,7 +27,7 @@ function agentProcess(args: readonly string[]): {
   lines: Record<string, unknown>[]
   err(): string
 } {
-  const child = spawn(process.execPath, ['--import', 'tsx', CLI, 'agent', ...args], {
+  const child = spawn(process.execPath, [...nodeScript('cli/colloquy.ts'), 'agent', ...args], {
     cwd: ROOT,
     env: { ...process.env, COLLOQUY_URL: '', COLLOQUY_TOKEN: '' },
     stdio: ['ignore', 'pipe', 'pipe'],

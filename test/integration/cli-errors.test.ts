@@ -1,4 +1,4 @@
-// The CLI says what is wrong (issue #14): the real dispatcher runs as a child process (through tsx)
+// The CLI says what is wrong (issue #14): the real dispatcher runs as a child process (node-script.ts)
 // against a refused token, a refused upgrade, a data path without data, a directory a running server
 // holds, a dead --url and a reader that closes the pipe, and each time prints one clear line.
 
@@ -17,10 +17,10 @@ import { DEFAULT_CONFIG } from '../../server/config.js'
 import { openLeveldbStore } from '../../server/persistence/leveldb-store.js'
 import { type SyncServer, startSyncServer } from '../../server/sync-server.js'
 import { appendMessage } from '../../shared/conversation/index.js'
+import { nodeScript } from '../helpers/node-script.js'
 import { withTimeout } from '../helpers/wait.js'
 
 const ROOT = path.resolve(import.meta.dirname, '../..')
-const CLI = path.join(ROOT, 'cli/colloquy.ts')
 const secret = 'a-test-secret-that-is-long-enough-for-the-cli'
 let tmp: string
 let server: SyncServer
@@ -35,7 +35,7 @@ interface Outcome {
 
 /** Runs `colloquy …args` to its end (bounded), stdin an open pipe as a script's would be. */
 function colloquy(args: readonly string[], timeoutMs = 30_000): Promise<Outcome> {
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], {
+  const child: ChildProcess = spawn(process.execPath, [...nodeScript('cli/colloquy.ts'), ...args], {
     cwd: ROOT,
     env: { ...process.env, COLLOQUY_URL: '', COLLOQUY_TOKEN: '', DATA_DIR: '' },
     stdio: ['pipe', 'pipe', 'pipe'],
@@ -195,7 +195,9 @@ describe('the history commands on a data path', () => {
       'bash',
       [
         '-c',
-        `set -o pipefail; "${process.execPath}" --import tsx "${CLI}" replay long --json --data "${offlineDir}" | head -1`,
+        `set -o pipefail; "${process.execPath}" ${nodeScript('cli/colloquy.ts')
+          .map((a) => `"${a}"`)
+          .join(' ')} replay long --json --data "${offlineDir}" | head -1`,
       ],
       { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
     )

@@ -18,6 +18,7 @@ import {
   readMessages,
 } from '../../shared/conversation/index.js'
 import { type FakeModelServer, startFakeModelServer } from '../helpers/fake-model-server.js'
+import { nodeScript } from '../helpers/node-script.js'
 import { until, withTimeout } from '../helpers/wait.js'
 
 let dataDir: string
@@ -74,7 +75,7 @@ function streamingReply(client: SyncClient, id: string, instanceId: string): voi
 describe('reply liveness on the server', () => {
   it('regression: with no agent left, a killed agent’s streaming reply is marked interrupted by the server', async () => {
     const phone = await device('alone')
-    const child = spawn(process.execPath, ['--import', 'tsx', 'test/helpers/agent-process.ts'], {
+    const child = spawn(process.execPath, nodeScript('test/helpers/agent-process.ts'), {
       env: {
         ...process.env,
         URL: `ws://127.0.0.1:${server.port}`,

@@ -13,6 +13,7 @@ import { mintToken } from '../../server/auth/tokens.js'
 import { ConfigError, DEFAULT_CONFIG, parseConfig } from '../../server/config.js'
 import { type SyncServer, startSyncServer } from '../../server/sync-server.js'
 import { upgradeStatus } from '../helpers/http.js'
+import { nodeScript } from '../helpers/node-script.js'
 import { withTimeout } from '../helpers/wait.js'
 
 const strong = 'Zk3q9VxP2mWc8RtY5nBh7LdJ4sFg6HaE'
@@ -55,7 +56,7 @@ describe('a weak secret', () => {
   })
 
   it('stops a real server process with exit code 2 and a clear message', async () => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'server/main.ts', 'serve', '--port', '0'], {
+    const child = spawn(process.execPath, [...nodeScript('server/main.ts'), 'serve', '--port', '0'], {
       env: { ...process.env, COLLOQUY_SECRET: ' '.repeat(16) },
       stdio: ['ignore', 'pipe', 'pipe'],
     })

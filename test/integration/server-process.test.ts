@@ -9,6 +9,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { isNativeUws, loadNativeUws } from '../../server/transport/uws.js'
+import { nodeScript } from '../helpers/node-script.js'
 import { startServerProcess } from '../helpers/server-process.js'
 import { withTimeout } from '../helpers/wait.js'
 import { connectWsPeer } from '../helpers/ws-peer.js'
@@ -35,7 +36,7 @@ describe('uWebSockets.js', () => {
   it('is refused by the server when only the fallback is available', async () => {
     const child = spawn(
       process.execPath,
-      ['--import', 'tsx', 'server/main.ts', 'serve', '--port', '0', '--data', dataDir],
+      [...nodeScript('server/main.ts'), 'serve', '--port', '0', '--data', dataDir],
       { env: { ...process.env, UWS_USE_FALLBACK: '1' }, stdio: ['ignore', 'pipe', 'pipe'] },
     )
     let output = ''
@@ -106,7 +107,7 @@ describe('a port already in use', () => {
     try {
       child = spawn(
         process.execPath,
-        ['--import', 'tsx', 'server/main.ts', 'serve', '--port', String(first.port), '--data', otherData],
+        [...nodeScript('server/main.ts'), 'serve', '--port', String(first.port), '--data', otherData],
         { stdio: ['ignore', 'pipe', 'pipe'] },
       )
       let output = ''

@@ -20,6 +20,7 @@
 // and fairness are skipped (the output says so). --cpu-prof DIR profiles the server process
 // (node --cpu-prof; the profile is written when the server exits at the end of the run).
 // --trace-gc runs the server under node --trace-gc and sums its GC pauses per window.
+// --server-node-arg=FLAG passes FLAG to the server's node (e.g. --server-node-arg=--max-semi-space-size=32).
 // --pin puts the server on CPU 0 and every bench process on CPU 1 (taskset); the output says which
 // mode ran. The default (unpinned) stays the reference.
 
@@ -63,6 +64,7 @@ const { values: flags } = parseArgs({
     nice: { type: 'string', default: '10' },
     anonymous: { type: 'boolean', default: false },
     'server-arg': { type: 'string', multiple: true, default: [] },
+    'server-node-arg': { type: 'string', multiple: true, default: [] },
     'sync-only': { type: 'boolean', default: false },
     'drain-ms': { type: 'string', default: '10000' },
     'cpu-prof': { type: 'string' },
@@ -778,6 +780,7 @@ async function main(): Promise<void> {
       ? []
       : ['--cpu-prof', `--cpu-prof-dir=${path.resolve(flags['cpu-prof'])}`]),
     ...(flags['trace-gc'] ? ['--trace-gc'] : []),
+    ...(flags['server-node-arg'] ?? []),
   ]
   const serverStart = Date.now()
   const server = await startServerProcess(

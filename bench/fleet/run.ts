@@ -495,7 +495,14 @@ function gcLines(output: string, serverStart: number): string[] {
     const longest = inside.reduce((max, p) => Math.max(max, p.ms), 0)
     const long = inside.filter((p) => p.ms >= 10)
     const kinds = [...new Set(long.map((p) => p.kind))].join(', ')
-    return `server GC ${label}: ${inside.length} pauses, ${total.toFixed(0)} ms in all (${((total / Math.max(1, to - from)) * 100).toFixed(1)} % of the window), longest ${longest.toFixed(1)} ms, ${long.length} of 10 ms or more${kinds.length > 0 ? ` (${kinds})` : ''}`
+    // Per kind: the young generation's scavenges are what --max-semi-space-size changes.
+    const byKind = [...new Set(inside.map((p) => p.kind))]
+      .map((kind) => {
+        const of = inside.filter((p) => p.kind === kind)
+        return `${kind} ${of.length} pauses, ${of.reduce((sum, p) => sum + p.ms, 0).toFixed(0)} ms`
+      })
+      .join(', ')
+    return `server GC ${label}: ${inside.length} pauses, ${total.toFixed(0)} ms in all (${((total / Math.max(1, to - from)) * 100).toFixed(1)} % of the window), longest ${longest.toFixed(1)} ms, ${long.length} of 10 ms or more${kinds.length > 0 ? ` (${kinds})` : ''}; ${byKind}`
   }
   return phaseWindows.flatMap((w) => [
     windowLine(`during the ${w.name} burst`, w.from, w.burstEnd),

@@ -28,6 +28,11 @@ export interface ServerConfig extends Limits {
   /** How long a session without connections stays in memory (ms). */
   readonly idleUnloadMs: number
   /**
+   * The time one turn of the event loop spends on cold work (session loads' ends, the server's own
+   * document changes) before the sockets are read again (ms; 0: run it at once). server/session/cold-work.ts.
+   */
+  readonly coldWorkBudgetMs: number
+  /**
    * How long an agent must be gone from presence (and its claim expired) before the server marks
    * its `streaming` replies interrupted (ms; 0: leave it to the agents of the session).
    */
@@ -153,6 +158,7 @@ export const DEFAULT_CONFIG: ServerConfig = {
   commitDelayMs: 2,
   lazyCommitDelayMs: 100,
   idleUnloadMs: 30_000,
+  coldWorkBudgetMs: 2,
   replyGraceMs: 10_000,
   maxMessageBytes: 16 * MiB,
   maxBackpressureBytes: 16 * MiB,
@@ -208,6 +214,7 @@ const OPTIONS = {
   commitDelayMs: { flag: 'commit-delay-ms', env: 'COMMIT_DELAY_MS', kind: 'count' },
   lazyCommitDelayMs: { flag: 'lazy-commit-delay-ms', env: 'LAZY_COMMIT_DELAY_MS', kind: 'count' },
   idleUnloadMs: { flag: 'idle-unload-ms', env: 'IDLE_UNLOAD_MS', kind: 'count' },
+  coldWorkBudgetMs: { flag: 'cold-work-budget-ms', env: 'COLD_WORK_BUDGET_MS', kind: 'count' },
   replyGraceMs: { flag: 'reply-grace-ms', env: 'REPLY_GRACE_MS', kind: 'count' },
   maxMessageBytes: { flag: 'max-message-bytes', env: 'MAX_MESSAGE_BYTES', kind: 'positive' },
   maxBackpressureBytes: { flag: 'max-backpressure-bytes', env: 'MAX_BACKPRESSURE_BYTES', kind: 'positive' },

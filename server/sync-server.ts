@@ -32,6 +32,7 @@ import { openLeveldbStore } from './persistence/leveldb-store.js'
 import { createMemoryStore } from './persistence/memory-store.js'
 import { hasSparseSeqs, type Store } from './persistence/store.js'
 import { createWriteQueue, type WriteQueue } from './persistence/write-queue.js'
+import { createColdWork } from './session/cold-work.js'
 import { Connection } from './session/connection.js'
 import { createLocalDistribution, type Distribution } from './session/distribution.js'
 import type { Peer } from './session/peer.js'
@@ -243,6 +244,11 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
 
   // Set once the turn service is open (it needs the registry); sessions load only after that.
   let autoTurns: AutoTurns | undefined
+  // Cold opens and the server's own document changes wait behind loaded sessions' frames (issue 17).
+  const coldWork = createColdWork({
+    budgetMs: config.coldWorkBudgetMs,
+    onError: (error) => logger.error({ err: error }, 'deferred session work failed'),
+  })
   registry = createSessionRegistry({
     store,
     writes: writeQueue,
@@ -266,6 +272,7 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
     maxConnectionsPerSession: config.maxConnectionsPerSession,
     maxSessionsInMemory: config.maxSessionsInMemory,
     onSessionReady: (sessionId, doc) => autoTurns?.watch(sessionId, doc),
+    coldWork,
   })
   const sessions = registry
   // Another node's delete ends the session here too (docs/history.md, "Deleting in a cluster").

@@ -20,6 +20,7 @@
 // and fairness are skipped (the output says so). --cpu-prof DIR profiles the server process
 // (node --cpu-prof; the profile is written when the server exits at the end of the run).
 // --trace-gc runs the server under node --trace-gc and sums its GC pauses per window.
+// --server-node-arg=FLAG passes FLAG to the server's node (e.g. --server-node-arg=--max-semi-space-size=32).
 // --pin puts the server on CPU 0 and every bench process on CPU 1 (taskset); the output says which
 // mode ran. The default (unpinned) stays the reference.
 
@@ -35,6 +36,7 @@ import { createTurnsClient } from '../../client/agent/fleet/turns-client.js'
 import { answerIdOf } from '../../client/agent/fleet/worker.js'
 import { createConnection } from '../../client/connection.js'
 import { mintToken } from '../../server/auth/tokens.js'
+import { SERVER_NODE_FLAGS } from '../../server/node-flags.js'
 import { appendMessage, readMessages } from '../../shared/conversation/index.js'
 import { PRIORITY_CLASSES, turnIdOf } from '../../shared/turns/index.js'
 import { startServerProcess } from '../../test/helpers/server-process.js'
@@ -63,6 +65,7 @@ const { values: flags } = parseArgs({
     nice: { type: 'string', default: '10' },
     anonymous: { type: 'boolean', default: false },
     'server-arg': { type: 'string', multiple: true, default: [] },
+    'server-node-arg': { type: 'string', multiple: true, default: [] },
     'sync-only': { type: 'boolean', default: false },
     'drain-ms': { type: 'string', default: '10000' },
     'cpu-prof': { type: 'string' },
@@ -493,7 +496,14 @@ function gcLines(output: string, serverStart: number): string[] {
     const longest = inside.reduce((max, p) => Math.max(max, p.ms), 0)
     const long = inside.filter((p) => p.ms >= 10)
     const kinds = [...new Set(long.map((p) => p.kind))].join(', ')
-    return `server GC ${label}: ${inside.length} pauses, ${total.toFixed(0)} ms in all (${((total / Math.max(1, to - from)) * 100).toFixed(1)} % of the window), longest ${longest.toFixed(1)} ms, ${long.length} of 10 ms or more${kinds.length > 0 ? ` (${kinds})` : ''}`
+    // Per kind: the young generation's scavenges are what --max-semi-space-size changes.
+    const byKind = [...new Set(inside.map((p) => p.kind))]
+      .map((kind) => {
+        const of = inside.filter((p) => p.kind === kind)
+        return `${kind} ${of.length} pauses, ${of.reduce((sum, p) => sum + p.ms, 0).toFixed(0)} ms`
+      })
+      .join(', ')
+    return `server GC ${label}: ${inside.length} pauses, ${total.toFixed(0)} ms in all (${((total / Math.max(1, to - from)) * 100).toFixed(1)} % of the window), longest ${longest.toFixed(1)} ms, ${long.length} of 10 ms or more${kinds.length > 0 ? ` (${kinds})` : ''}; ${byKind}`
   }
   return phaseWindows.flatMap((w) => [
     windowLine(`during the ${w.name} burst`, w.from, w.burstEnd),
@@ -774,10 +784,13 @@ async function main(): Promise<void> {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'colloquy-fleet-'))
   const tokens = flags.anonymous ? undefined : await mintTokens()
   const nodeArgs = [
+    // As the server is meant to run (npm start); a later --server-node-arg wins.
+    ...SERVER_NODE_FLAGS,
     ...(flags['cpu-prof'] === undefined
       ? []
       : ['--cpu-prof', `--cpu-prof-dir=${path.resolve(flags['cpu-prof'])}`]),
     ...(flags['trace-gc'] ? ['--trace-gc'] : []),
+    ...(flags['server-node-arg'] ?? []),
   ]
   const serverStart = Date.now()
   const server = await startServerProcess(

@@ -61,6 +61,8 @@ const failSchema = z.object({
   retry: z.boolean().optional(),
 })
 const cancelSchema = z.object({ reasonText: shortText.optional() })
+/** One decoder for every body: building one per request was ~2 % of the server's busy time in issue 17's burst. */
+const utf8 = new TextDecoder('utf-8', { fatal: true })
 
 /** Reads and checks a JSON body; an empty body reads as `{}` when `isOptional`. */
 async function bodyOf<T>(request: HttpRequest, schema: z.ZodType<T>, isOptional = false): Promise<T> {
@@ -68,7 +70,7 @@ async function bodyOf<T>(request: HttpRequest, schema: z.ZodType<T>, isOptional 
   let value: unknown = {}
   if (bytes.byteLength > 0 || !isOptional) {
     try {
-      value = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes))
+      value = JSON.parse(utf8.decode(bytes))
     } catch {
       throw new ColloquyError('bad-request', 'the body must be JSON')
     }

@@ -6,6 +6,7 @@ import { ColloquyError } from '../../shared/errors.js'
 import type { Logger } from '../observability/log.js'
 import type { Store } from '../persistence/store.js'
 import type { DurableMark } from '../persistence/write-queue.js'
+import type { ColdWork } from './cold-work.js'
 import type { Connection, ConnectionPolicy } from './connection.js'
 import type { Distribution } from './distribution.js'
 import type { Peer, TopicFactory } from './peer.js'
@@ -33,6 +34,11 @@ export interface SessionRegistryOptions {
   readonly maxSessionsInMemory?: number
   /** See SessionContext.onReady. */
   readonly onSessionReady?: (sessionId: string, doc: Y.Doc) => (() => void) | undefined
+  /**
+   * Where cold work waits behind the frames of loaded sessions: the end of each session's load and
+   * each {@link SessionRegistry.changeAsServer}. Absent: both run as soon as they can.
+   */
+  readonly coldWork?: ColdWork
 }
 
 /** The loaded sessions. */
@@ -118,6 +124,7 @@ export function createSessionRegistry(options: SessionRegistryOptions): SessionR
       now,
       ...(options.replyGraceMs === undefined ? {} : { replyGraceMs: options.replyGraceMs }),
       ...(options.onSessionReady === undefined ? {} : { onReady: options.onSessionReady }),
+      ...(options.coldWork === undefined ? {} : { coldWork: options.coldWork }),
     })
     sessions.set(sessionId, session)
     return session
@@ -187,7 +194,19 @@ export function createSessionRegistry(options: SessionRegistryOptions): SessionR
         session = create(sessionId)
       }
       await session.whenLoaded
-      return session.changeAsServer(apply)
+      const coldWork = options.coldWork
+      if (coldWork === undefined) return session.changeAsServer(apply)
+      // The server's own bookkeeping (turn entries, queue positions) waits behind peers' frames.
+      const target = session
+      return new Promise<boolean>((resolve, reject) =>
+        coldWork.defer(() => {
+          try {
+            resolve(target.changeAsServer(apply))
+          } catch (error) {
+            reject(error)
+          }
+        }),
+      )
     },
     sessions: () => sessions.values(),
     get size() {

@@ -9,9 +9,10 @@ import { decodeAwarenessUpdate, encodeAwarenessUpdate } from '../../shared/proto
 import { AuthMessageType, type Message, messageByteLength } from '../../shared/protocol/message.js'
 import { decodeStateVectorStrict, validateUpdate } from '../../shared/protocol/yjs-validate.js'
 import type { Logger } from '../observability/log.js'
-import type { AppendEntry, Store } from '../persistence/store.js'
+import type { AppendEntry, Store, StoredSession } from '../persistence/store.js'
 import type { DurableMark } from '../persistence/write-queue.js'
 import { type AwarenessView, sortAwarenessEntries } from './awareness-gate.js'
+import type { ColdWork } from './cold-work.js'
 import { Connection, type ConnectionPolicy } from './connection.js'
 import type { Distribution, DistributionSink } from './distribution.js'
 import type { Peer, Topic } from './peer.js'
@@ -86,6 +87,11 @@ export interface SessionContext {
    * the session ends. The turn service watches new user messages this way (server/turns/auto-turns.ts).
    */
   readonly onReady?: (sessionId: string, doc: Y.Doc) => (() => void) | undefined
+  /**
+   * Where the end of a cold load waits (its document built, its queued frames replayed): behind
+   * the frames of loaded sessions (cold-work.ts). Absent: it runs as soon as the store answers.
+   */
+  readonly coldWork?: ColdWork
 }
 
 export type SessionState = 'loading' | 'ready' | 'ended'
@@ -429,11 +435,41 @@ export class Session implements DistributionSink {
   }
 
   private async load(): Promise<void> {
+    let stored: StoredSession
     try {
       // A session unloaded or reset a moment ago may still have writes in the queue: read after them.
       if (this.ctx.writes.pendingFor(this.id) > 0) await this.ctx.writes.flush()
-      const stored = await this.ctx.store.load(this.id)
-      if (this.state !== 'loading') return
+      stored = await this.ctx.store.load(this.id)
+    } catch (error) {
+      this.failLoad(error)
+      return
+    }
+    const coldWork = this.ctx.coldWork
+    if (coldWork === undefined) {
+      this.finishLoad(stored)
+      return
+    }
+    // Synchronous, in a slice of the cold-work queue: loaded sessions' frames go first.
+    await new Promise<void>((resolve) =>
+      coldWork.defer(() => {
+        try {
+          this.finishLoad(stored)
+        } finally {
+          resolve()
+        }
+      }),
+    )
+  }
+
+  private failLoad(error: unknown): void {
+    this.ctx.logger.error({ session: this.id, err: error }, 'session load failed')
+    this.end(...closeArgs(new ColloquyError('session-load-failed', undefined, { cause: error })))
+  }
+
+  /** Builds the document from what the store returned and serves the connections that waited. */
+  private finishLoad(stored: StoredSession): void {
+    if (this.state !== 'loading') return
+    try {
       // The session id as the document's guid: Yjs would otherwise draw a random uuid (31 calls to
       // the system's random source), measured at 1.2 s of server CPU for issue 17's 10,000-session
       // burst. The guid names subdocuments only; our sessions have none.
@@ -478,8 +514,7 @@ export class Session implements DistributionSink {
         'session loaded',
       )
     } catch (error) {
-      this.ctx.logger.error({ session: this.id, err: error }, 'session load failed')
-      this.end(...closeArgs(new ColloquyError('session-load-failed', undefined, { cause: error })))
+      this.failLoad(error)
       return
     }
     for (const connection of [...this.connections]) {

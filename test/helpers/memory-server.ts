@@ -6,6 +6,7 @@ import { createSilentLogger } from '../../server/observability/log.js'
 import { createMemoryStore } from '../../server/persistence/memory-store.js'
 import type { Store } from '../../server/persistence/store.js'
 import { createWriteQueue, type WriteQueue } from '../../server/persistence/write-queue.js'
+import type { ColdWork } from '../../server/session/cold-work.js'
 import type { Connection } from '../../server/session/connection.js'
 import type { Distribution } from '../../server/session/distribution.js'
 import { receiveFrame } from '../../server/session/peer.js'
@@ -48,6 +49,8 @@ export function createMemoryHarness(
     maxLoadingQueueMessages?: number
     /** What other processes must see (default: none); told of stored updates before the acks. */
     distribution?: Distribution
+    /** Where cold loads end and server changes wait (default: none, at once). */
+    coldWork?: ColdWork
   } = {},
 ): MemoryHarness {
   const store = options.store ?? createMemoryStore()
@@ -67,6 +70,7 @@ export function createMemoryHarness(
     store,
     writes: writeQueue,
     ...(options.distribution === undefined ? {} : { distribution: options.distribution }),
+    ...(options.coldWork === undefined ? {} : { coldWork: options.coldWork }),
     topics: createMemoryTopics(),
     logger: createSilentLogger(),
     limits: {

@@ -12,13 +12,26 @@ import {
   type JetStreamClient,
   type JetStreamManager,
   jetstreamManager,
-  type MsgRequest,
   RetentionPolicy,
   StorageType,
 } from '@nats-io/jetstream'
 import { type KV, Kvm } from '@nats-io/kv'
 import { type ObjectStore, Objm } from '@nats-io/obj'
 import { type NatsConnection, nanos } from '@nats-io/transport-node'
+import {
+  type ApiAnswer,
+  agreedAnswer,
+  apiError,
+  askLeaders,
+  checkedInfo,
+  decodeGot,
+  LEADER_ACTIVE_MS,
+  LEADER_ANSWER_STALL_MS,
+  messageKey,
+  StaleLeaderError,
+} from './leader-check.js'
+
+export { StaleLeaderError } from './leader-check.js'
 
 /** Names of the JetStream resources; every node of one cluster must use the same. */
 export interface JetStreamNames {
@@ -168,23 +181,96 @@ export interface ScannedMessage {
   readonly object: string | undefined
 }
 
-/** The last message of `subject`: its stream seq, or undefined when the subject is empty. */
+/** A leader-only JetStream API request of the log stream, every answer gathered (see leader-check.ts). */
+function askLogLeaders(resources: JetStreamResources, verb: 'STREAM.INFO' | 'STREAM.MSG.GET', body: unknown) {
+  const options = resources.jsm.getOptions()
+  const prefix = options.apiPrefix ?? '$JS.API'
+  return askLeaders(
+    resources.nc,
+    `${prefix}.${verb}.${resources.names.stream}`,
+    body,
+    options.timeout ?? 10_000,
+  )
+}
+
+/** The seq a `last_by_subj` get agreed on by every server that answered (undefined: none). */
+async function agreedLastSeq(answers: Promise<ApiAnswer[]>, subject: string): Promise<number | undefined> {
+  try {
+    return decodeGot(agreedAnswer(`the last seq of ${subject}`, await answers, messageKey)).seq
+  } catch (error) {
+    // 10037: no message found for the subject.
+    if (isNoMessageError(error)) return undefined
+    throw error
+  }
+}
+
+/**
+ * The last message of `subject`: its stream seq, or undefined when the subject is empty. One
+ * leader get whose answers are gathered: servers that disagree fail it ({@link StaleLeaderError}).
+ *
+ * @remarks The relay's log check (once a second per loaded session) asks this: it gets the answer
+ * check but not the leader's replica check ({@link checkedLeaderView}, a second request), since it
+ * serves no data: it only decides whether to read, and that read is checked. A cut-off leader
+ * answering it alone (its peers slower than the stall) can delay a repair by a check, or make the
+ * check read a range that holds less than it said: its watermark then passes seqs the majority
+ * may fill later, whose updates the relay still delivers and announces (see docs/cluster.md).
+ */
 export async function lastStreamSeq(
   resources: JetStreamResources,
   subject: string,
 ): Promise<number | undefined> {
-  return inStep(ReadStep.lastSeq, undefined, async () => {
-    try {
-      const message = await resources.jsm.streams.getMessage(resources.names.stream, {
-        last_by_subj: subject,
-      })
-      return message === null ? undefined : message.seq
-    } catch (error) {
-      // 10037: no message found for the subject.
-      if (isNoMessageError(error)) return undefined
-      throw error
-    }
-  })
+  return inStep(ReadStep.lastSeq, undefined, () =>
+    agreedLastSeq(askLogLeaders(resources, 'STREAM.MSG.GET', { last_by_subj: subject }).all, subject),
+  )
+}
+
+/** What a read knows of the log stream's leader before it reads: see {@link checkedLeaderView}. */
+export interface LeaderView {
+  /** The leader's name (undefined for a stream without a cluster). */
+  readonly leader: string | undefined
+  /** The subject's last seq (undefined: the subject is empty). */
+  readonly last: number | undefined
+  /** The stream's last seq as the leader answered. */
+  readonly streamLast: number
+  /** The subject's message count (only when asked with `count`). */
+  readonly count: number
+}
+
+/**
+ * The log stream's leader and the subject's last seq, each asked of every server that believes
+ * it leads (two requests at once: a stream info, with `subjects_filter` when `count`, and a
+ * `last_by_subj` get), both answers checked: one leader, one last seq, and a leader that heard
+ * from a majority of its replicas within {@link LEADER_ACTIVE_MS}; else a transient
+ * {@link StaleLeaderError}.
+ *
+ * @remarks Why (issue 15): right after a partition heals, the server that led the stream while cut
+ * off still believes it leads for a moment (0.2–0.6 s seen) and answers leader-only requests with
+ * its own copy: a read that took its first answer was short, or returned a message the majority
+ * never acked. Cost: the two requests every read made already (the last seq and the stream info
+ * of the consumer's placement), plus {@link LEADER_ANSWER_STALL_MS} of latency.
+ */
+export async function checkedLeaderView(
+  resources: JetStreamResources,
+  subject: string,
+  options: { count?: boolean } = {},
+): Promise<LeaderView> {
+  const { stream } = resources.names
+  const info = askLogLeaders(
+    resources,
+    'STREAM.INFO',
+    options.count === true ? { subjects_filter: subject } : undefined,
+  )
+  const last = askLogLeaders(resources, 'STREAM.MSG.GET', { last_by_subj: subject })
+  const [checked, lastSeq] = await Promise.all([
+    inStep(ReadStep.streamInfo, undefined, async () => checkedInfo(stream, await info.all)),
+    inStep(ReadStep.lastSeq, undefined, () => agreedLastSeq(last.all, subject)),
+  ])
+  return {
+    leader: checked.leader,
+    last: lastSeq,
+    streamLast: checked.lastSeq,
+    count: checked.subjects?.[subject] ?? 0,
+  }
 }
 
 /** JetStream's 10008 "JetStream system temporarily unavailable" (no meta leader, or catching up). */
@@ -274,6 +360,8 @@ export interface ScanOptions {
    * seq); a diverged one (see {@link scanSubject}) could miscount sizes, never lose data.
    */
   readonly anyReplica?: boolean
+  /** The leader's view checked just before (by a meta read of the same subject): not asked again. */
+  readonly view?: LeaderView
 }
 
 /**
@@ -298,6 +386,14 @@ export interface ScanOptions {
  * consumer's own count of what is pending (a replica catching up counts nothing pending beyond
  * what it applied: the earlier stale read of issue 15). A read that cannot make progress for
  * `options.catchUpMs` fails (as `storage-unavailable`: the caller retries), never answers short.
+ *
+ * The guard against a stale leader (a cut-off server that still believes it leads, right after a
+ * heal): the leader's name and the last seq come from {@link checkedLeaderView} (every answer
+ * gathered, one leader that heard from a majority recently); the consumer is kept only if placed on
+ * that leader, so it reads the majority's copy; each message get's answers are gathered too and
+ * compared when the read ends (one stall per read, not per get), and a read that made gets asks
+ * the checked view again at its end and fails if another server leads. Every failure of the guard
+ * is a transient {@link StaleLeaderError}.
  */
 export async function scanSubject(
   resources: JetStreamResources,
@@ -309,12 +405,28 @@ export async function scanSubject(
   const attempts = options.placementAttempts ?? LEADER_PLACEMENT_ATTEMPTS
   const fromSeq = Math.max(1, range.fromSeq)
   if (range.limit <= 0 || fromSeq > range.toSeq) return []
-  const last = await lastStreamSeq(resources, subject)
+  const view = options.view ?? (await checkedLeaderView(resources, subject))
+  const last = view.last
   if (last === undefined || last < fromSeq) return []
   // The leader holds a message of the subject at `last` (≥ toSeq): the read ends on it or earlier.
   const toSeq = Math.min(range.toSeq, last)
   const deadline = Date.now() + catchUpMs
   const found: ScannedMessage[] = []
+  /** The answer checks of the leader gets made so far (see getEach). */
+  const gotChecks: Promise<void>[] = []
+  const checkedGets = async (): Promise<ScannedMessage[]> => {
+    if (gotChecks.length === 0) return found
+    await Promise.all(gotChecks)
+    // A get answered by a cut-off leader alone (the real one slower than the stall) is caught here:
+    // that server still believes it leads a moment later, and answers this check too.
+    const after = await checkedLeaderView(resources, subject)
+    if (after.leader !== view.leader) {
+      throw new StaleLeaderError(
+        `the leader of the log changed during a read of gets (${view.leader} → ${after.leader})`,
+      )
+    }
+    return found
+  }
   let from = fromSeq
   for (;;) {
     const config = {
@@ -323,7 +435,8 @@ export async function scanSubject(
       opt_start_seq: from,
       headers_only: range.headersOnly,
     }
-    const placed = await createLeaderConsumer(resources, attempts, config, options.anyReplica === true)
+    const leader = options.anyReplica === true ? anyServer : view.leader
+    const placed = await createLeaderConsumer(resources, attempts, config, leader)
     const rest = { fromSeq: from, toSeq, limit: range.limit - found.length, headersOnly: range.headersOnly }
     if (placed !== undefined) {
       const { consumer, server } = placed
@@ -332,19 +445,25 @@ export async function scanSubject(
           fetchThrough(resources, consumer, subject, rest, deadline, catchUpMs),
         )
         found.push(...(await fetched))
-        return found
+        return await checkedGets()
       } finally {
         consumer.delete().catch(() => undefined) // else the server drops it once inactive
       }
     }
     // No consumer landed on the leader: a few messages by gets, then a consumer is tried again.
     const got = await inStep(ReadStep.get, undefined, () =>
-      getEach(resources, subject, { ...rest, limit: Math.min(rest.limit, GETS_BETWEEN_PLACEMENTS) }),
+      getEach(
+        resources,
+        subject,
+        { ...rest, limit: Math.min(rest.limit, GETS_BETWEEN_PLACEMENTS) },
+        gotChecks,
+      ),
     )
     found.push(...got)
     const lastGot = got[got.length - 1]
-    if (lastGot === undefined || lastGot.streamSeq >= toSeq || found.length >= range.limit) return found
-    if (got.length < GETS_BETWEEN_PLACEMENTS) return found // the subject ends (or was purged) there
+    if (lastGot === undefined || lastGot.streamSeq >= toSeq || found.length >= range.limit)
+      return checkedGets()
+    if (got.length < GETS_BETWEEN_PLACEMENTS) return checkedGets() // the subject ends (or was purged) there
     from = lastGot.streamSeq + 1
   }
 }
@@ -387,7 +506,7 @@ async function fetchThrough(
     if (received > 0) continue
     // Nothing more, short of `toSeq`. Either the leader changed and this replica lags (wait for
     // it) or the subject was purged meanwhile through `last` (then what was read is all).
-    const now = await lastStreamSeq(resources, subject)
+    const now = (await checkedLeaderView(resources, subject)).last
     if (now === undefined || now < fromSeq) return found
     if (Date.now() > deadline) {
       throw new Error(
@@ -418,26 +537,41 @@ function scanned(
 /**
  * The fallback of {@link scanSubject}: one `next_by_subj` message get per message, each answered by
  * the stream leader. Slower than a consumer for long reads (one round trip per message).
+ *
+ * @remarks Each get goes on with its first answer; every answer is gathered meanwhile, and
+ * `checks` gets one promise per get that rejects ({@link StaleLeaderError}) if another server
+ * answered it differently: the caller awaits them when the read ends.
  */
 async function getEach(
   resources: JetStreamResources,
   subject: string,
   range: { fromSeq: number; toSeq: number; limit: number; headersOnly: boolean },
+  checks: Promise<void>[],
 ): Promise<ScannedMessage[]> {
   const found: ScannedMessage[] = []
   let seq = range.fromSeq
   while (seq <= range.toSeq && found.length < range.limit) {
-    let message: Awaited<ReturnType<JetStreamManager['streams']['getMessage']>>
-    try {
-      // nats-server 2.9 answers `next_by_subj` (the first message of the subject at or after seq);
-      // the client's type lists it for direct gets only.
-      const query = { seq, next_by_subj: subject } as unknown as MsgRequest
-      message = await resources.jsm.streams.getMessage(resources.names.stream, query)
-    } catch (error) {
+    // nats-server 2.9 answers `next_by_subj` (the first message of the subject at or after seq).
+    const answers = askLogLeaders(resources, 'STREAM.MSG.GET', { seq, next_by_subj: subject })
+    const first = await answers.first
+    const at = seq
+    const check = answers.all.then((all) => {
+      const key = messageKey(first)
+      if (all.some((answer) => messageKey(answer) !== key)) {
+        throw new StaleLeaderError(
+          `${all.length} servers answered the get of ${subject} at ${at} differently: ${all.map(messageKey).join(' / ')}`,
+        )
+      }
+    })
+    check.catch(() => undefined) // awaited by the caller; a read that fails first drops it
+    checks.push(check)
+    if (first.body.error !== undefined) {
+      const error = apiError(first.body.error)
       if (isNoMessageError(error)) break // purged meanwhile
       throw error
     }
-    if (message === null || message.seq > range.toSeq) break
+    const message = decodeGot(first)
+    if (message.seq > range.toSeq) break
     found.push(scanned(message.seq, message.header, message.data, range.headersOnly))
     seq = message.seq + 1
   }
@@ -459,6 +593,9 @@ export const LEADER_PLACEMENT_ATTEMPTS = 4
 
 /** A JetStream manager per resources whose API requests time out after {@link CONSUMER_CREATE_TIMEOUT_MS}. */
 const readManagers = new WeakMap<JetStreamResources, Promise<JetStreamManager>>()
+
+/** A read's consumer kept wherever it lands (see {@link ScanOptions.anyReplica}). */
+const anyServer = Symbol('any server')
 
 /** The consumer settings {@link createLeaderConsumer} takes from its caller. */
 type ReadConsumerConfig = Pick<
@@ -486,7 +623,7 @@ async function createLeaderConsumer(
   resources: JetStreamResources,
   attempts: number,
   config: ReadConsumerConfig,
-  anyReplica = false,
+  leader: string | undefined | typeof anyServer,
 ): Promise<{ consumer: Consumer; server: string | undefined } | undefined> {
   let manager = readManagers.get(resources)
   if (manager === undefined) {
@@ -496,10 +633,6 @@ async function createLeaderConsumer(
   if (attempts <= 0) return undefined
   const jsm = await manager
   const { stream } = resources.names
-  // Placement unchecked (`anyReplica`): one create, kept wherever it lands.
-  const leader = anyReplica
-    ? undefined
-    : (await inStep(ReadStep.streamInfo, undefined, () => jsm.streams.info(stream))).cluster?.leader
   for (let attempt = 1; attempt <= attempts; ) {
     let info: ConsumerInfo
     try {
@@ -520,7 +653,8 @@ async function createLeaderConsumer(
     }
     // A stream without a cluster (one nats-server) has one copy: any placement is the leader's.
     const placedOn = info.cluster?.leader
-    if (leader === undefined || placedOn === undefined || placedOn === leader) {
+    // Placement unchecked (`anyServer`): one create, kept wherever it lands.
+    if (leader === anyServer || leader === undefined || placedOn === undefined || placedOn === leader) {
       return { consumer: jsm.jetstream().consumers.getConsumerFromInfo(info), server: placedOn }
     }
     jsm.consumers.delete(stream, info.name).catch(() => undefined)

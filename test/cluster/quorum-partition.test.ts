@@ -186,6 +186,7 @@ describe.skipIf(!hasNatsServer)('reads after a partition healed', () => {
       await cluster.waitForStreamLeader(stream, 30_000)
       // Right after the heal JetStream may answer "temporarily unavailable" (a meta election): a
       // caller retries such a read, as the store's callers do (bounded).
+      const refused: string[] = []
       const readAll = async (from = subject, placementAttempts?: number): Promise<string[]> => {
         const until = Date.now() + 30_000
         for (;;) {
@@ -198,6 +199,8 @@ describe.skipIf(!hasNatsServer)('reads after a partition healed', () => {
             )
             return messages.map((message) => new TextDecoder().decode(message.data))
           } catch (error) {
+            // What the guard against a stale leader refused, and what else failed (printed below).
+            refused.push(error instanceof Error ? `${error.name}: ${error.message}` : String(error))
             if (Date.now() > until) throw error
             await new Promise((resolve) => setTimeout(resolve, 250))
           }
@@ -211,6 +214,7 @@ describe.skipIf(!hasNatsServer)('reads after a partition healed', () => {
         views.push(`read ${read}: ${await leaderViews(cluster, stream)}`)
         texts.push(await readAll(subject, read < 10 ? undefined : 0))
       }
+      console.info(`reads refused after the heal (then retried): ${refused.length}\n${refused.join('\n')}`)
       const described = texts.map((read, i) => `${views[i]} → ${JSON.stringify(read)}`).join('\n')
       const sorted = (texts: string[]) => [...texts].sort()
       expect(sorted(await readAll(long, 0)), 'the long subject, read with gets').toEqual(sorted(longTexts))

@@ -416,10 +416,10 @@ export async function scanSubject(
   const gotChecks: Promise<void>[] = []
   const checkedGets = async (): Promise<ScannedMessage[]> => {
     if (gotChecks.length === 0) return found
-    await Promise.all(gotChecks)
-    // A get answered by a cut-off leader alone (the real one slower than the stall) is caught here:
-    // that server still believes it leads a moment later, and answers this check too.
-    const after = await checkedLeaderView(resources, subject)
+    // A get answered by a cut-off leader alone (the real one slower than the stall) is caught by the
+    // view after it: that server still believes it leads a moment later, and answers it too. Both
+    // at once: the read's end waits for one stall, not two.
+    const [, after] = await Promise.all([Promise.all(gotChecks), checkedLeaderView(resources, subject)])
     if (after.leader !== view.leader) {
       throw new StaleLeaderError(
         `the leader of the log changed during a read of gets (${view.leader} → ${after.leader})`,

@@ -181,16 +181,21 @@ export interface ScannedMessage {
   readonly object: string | undefined
 }
 
-/** A leader-only JetStream API request of the log stream, every answer gathered (see leader-check.ts). */
-function askLogLeaders(resources: JetStreamResources, verb: 'STREAM.INFO' | 'STREAM.MSG.GET', body: unknown) {
+/** A leader-only JetStream API request of `stream`, every answer gathered (see leader-check.ts). */
+function askStreamLeaders(
+  resources: JetStreamResources,
+  verb: 'STREAM.INFO' | 'STREAM.MSG.GET',
+  stream: string,
+  body: unknown,
+) {
   const options = resources.jsm.getOptions()
   const prefix = options.apiPrefix ?? '$JS.API'
-  return askLeaders(
-    resources.nc,
-    `${prefix}.${verb}.${resources.names.stream}`,
-    body,
-    options.timeout ?? 10_000,
-  )
+  return askLeaders(resources.nc, `${prefix}.${verb}.${stream}`, body, options.timeout ?? 10_000)
+}
+
+/** {@link askStreamLeaders} of the log stream. */
+function askLogLeaders(resources: JetStreamResources, verb: 'STREAM.INFO' | 'STREAM.MSG.GET', body: unknown) {
+  return askStreamLeaders(resources, verb, resources.names.stream, body)
 }
 
 /** The seq a `last_by_subj` get agreed on by every server that answered (undefined: none). */
@@ -292,6 +297,7 @@ export const ReadStep = {
   fetch: 'consumer fetch',
   get: 'leader get',
   kvKeys: 'kv keys (stream info)',
+  kvGet: 'kv get (leader get)',
 } as const
 
 /** What {@link scanSubject} adds to an error it throws: the step, and the server that served it. */
@@ -674,7 +680,9 @@ function isTimeout(error: unknown): boolean {
  * @remarks Asked of the bucket stream's leader (stream info with a subjects filter), not with
  * `kv.keys()`: that reads through an ordered consumer which nats-server may place on a lagging
  * follower, and it stops when that follower counts nothing pending, so a key put and acked just
- * before could be missing (issue 15; the same stale read as {@link scanSubject}).
+ * before could be missing (issue 15; the same stale read as {@link scanSubject}). Its answers are
+ * checked as {@link checkedLeaderView} checks the log's: a cut-off leader of the bucket cannot
+ * answer it.
  */
 export async function listKvKeys(
   resources: JetStreamResources,
@@ -682,10 +690,51 @@ export async function listKvKeys(
   filter = '>',
 ): Promise<string[]> {
   const prefix = `$KV.${bucket}.`
-  const info = await inStep(ReadStep.kvKeys, undefined, () =>
-    resources.jsm.streams.info(`KV_${bucket}`, { subjects_filter: `${prefix}${filter}` }),
+  const stream = `KV_${bucket}`
+  // Every answer gathered and checked, as the log's (see checkedLeaderView).
+  const info = await inStep(ReadStep.kvKeys, undefined, async () =>
+    checkedInfo(
+      stream,
+      await askStreamLeaders(resources, 'STREAM.INFO', stream, { subjects_filter: `${prefix}${filter}` }).all,
+    ),
   )
-  return Object.keys(info.state.subjects ?? {})
+  return Object.keys(info.subjects ?? {})
     .filter((subject) => subject.startsWith(prefix))
     .map((subject) => subject.slice(prefix.length))
+}
+
+/** A KV entry as {@link getKvEntry} reads it. */
+export interface KvValue {
+  readonly operation: 'PUT' | 'DEL' | 'PURGE'
+  readonly value: Uint8Array
+}
+
+/**
+ * The latest entry of `key` in a KV bucket (null when it has none), read from the bucket stream's
+ * leader (a `last_by_subj` get, what the KV client's `get` sends with direct gets off), every
+ * answer gathered: servers that disagree fail it ({@link StaleLeaderError}), as the log's last seq
+ * ({@link lastStreamSeq}).
+ *
+ * @remarks Why not `kv.get`: it takes the first answer, and a bucket is a stream that a partition
+ * cuts off as the log (issue 15: a cut-off leader of the sessions bucket answered its never-acked
+ * value). Gets of one read run at once, so their stalls overlap.
+ */
+export async function getKvEntry(
+  resources: JetStreamResources,
+  bucket: string,
+  key: string,
+): Promise<KvValue | null> {
+  const answers = askStreamLeaders(resources, 'STREAM.MSG.GET', `KV_${bucket}`, {
+    last_by_subj: `$KV.${bucket}.${key}`,
+  })
+  return inStep(ReadStep.kvGet, undefined, async () => {
+    try {
+      const got = decodeGot(agreedAnswer(`the key ${key} of ${bucket}`, await answers.all, messageKey))
+      const operation = got.header.get('KV-Operation') || 'PUT'
+      return { operation: operation as KvValue['operation'], value: got.data }
+    } catch (error) {
+      if (isNoMessageError(error)) return null
+      throw error
+    }
+  })
 }

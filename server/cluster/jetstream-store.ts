@@ -26,6 +26,7 @@ import {
 import {
   checkedLeaderView,
   describeReadFailure,
+  getKvEntry,
   type JetStreamResources,
   type LeaderView,
   LogHeader,
@@ -287,7 +288,7 @@ export function createJetStreamStore(options: JetStreamStoreOptions): JetStreamS
   async function readRecord(sessionId: string): Promise<SessionRecord | undefined> {
     const cached = records.get(sessionId)
     if (cached !== undefined) return cached
-    const entry = await sessions.get(encodeSessionToken(sessionId))
+    const entry = await getKvEntry(resources, names.sessions, encodeSessionToken(sessionId))
     if (entry === null || entry.operation !== 'PUT' || entry.value.byteLength === 0) return undefined
     const record = JSON.parse(decoder.decode(entry.value)) as SessionRecord
     records.set(sessionId, record)
@@ -343,8 +344,8 @@ export function createJetStreamStore(options: JetStreamStoreOptions): JetStreamS
       else if (kind === 'u') objectKeys.push({ key, seq })
     }
     const [checkpointValues, objectValues] = await Promise.all([
-      Promise.all(checkpointKeys.map(({ key }) => index.get(key))),
-      Promise.all(objectKeys.map(({ key }) => index.get(key))),
+      Promise.all(checkpointKeys.map(({ key }) => getKvEntry(resources, names.index, key))),
+      Promise.all(objectKeys.map(({ key }) => getKvEntry(resources, names.index, key))),
     ])
     const checkpoints: CheckpointInfo[] = []
     checkpointKeys.forEach(({ seq }, i) => {

@@ -266,15 +266,23 @@ export async function checkedLeaderView(
     options.count === true ? { subjects_filter: subject } : undefined,
   )
   const last = askLogLeaders(resources, 'STREAM.MSG.GET', { last_by_subj: subject })
-  const [checked, lastSeq] = await Promise.all([
+  const [checked, lastSeq] = await Promise.allSettled([
     inStep(ReadStep.streamInfo, undefined, async () => checkedInfo(stream, await info.all)),
     inStep(ReadStep.lastSeq, undefined, () => agreedLastSeq(last.all, subject)),
   ])
+  // One error whichever answer came first (a read logs each kind of failure once): a stale
+  // leader's, else the last seq's, else the info's.
+  const failures = [lastSeq, checked].flatMap((result) =>
+    result.status === 'rejected' ? [result.reason] : [],
+  )
+  if (checked.status === 'rejected' || lastSeq.status === 'rejected') {
+    throw failures.find((error) => error instanceof StaleLeaderError) ?? failures[0]
+  }
   return {
-    leader: checked.leader,
-    last: lastSeq,
-    streamLast: checked.lastSeq,
-    count: checked.subjects?.[subject] ?? 0,
+    leader: checked.value.leader,
+    last: lastSeq.value,
+    streamLast: checked.value.lastSeq,
+    count: checked.value.subjects?.[subject] ?? 0,
   }
 }
 

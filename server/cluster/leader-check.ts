@@ -100,8 +100,9 @@ export function askLeaders(
     }
     return answers
   })()
-  // Whoever awaits only `first` must not leave `all` rejected and unobserved.
+  // Callers await one of the two: the other must not be left rejected and unobserved.
   all.catch(() => undefined)
+  first.catch(() => undefined)
   return { first, all }
 }
 

@@ -27,6 +27,7 @@ import {
   decodeGot,
   LEADER_ACTIVE_MS,
   LEADER_ANSWER_STALL_MS,
+  META_ANSWER_STALL_MS,
   messageKey,
   StaleLeaderError,
 } from './leader-check.js'
@@ -187,15 +188,21 @@ function askStreamLeaders(
   verb: 'STREAM.INFO' | 'STREAM.MSG.GET',
   stream: string,
   body: unknown,
+  stallMs = LEADER_ANSWER_STALL_MS,
 ) {
   const options = resources.jsm.getOptions()
   const prefix = options.apiPrefix ?? '$JS.API'
-  return askLeaders(resources.nc, `${prefix}.${verb}.${stream}`, body, options.timeout ?? 10_000)
+  return askLeaders(resources.nc, `${prefix}.${verb}.${stream}`, body, options.timeout ?? 10_000, stallMs)
 }
 
 /** {@link askStreamLeaders} of the log stream. */
-function askLogLeaders(resources: JetStreamResources, verb: 'STREAM.INFO' | 'STREAM.MSG.GET', body: unknown) {
-  return askStreamLeaders(resources, verb, resources.names.stream, body)
+function askLogLeaders(
+  resources: JetStreamResources,
+  verb: 'STREAM.INFO' | 'STREAM.MSG.GET',
+  body: unknown,
+  stallMs = LEADER_ANSWER_STALL_MS,
+) {
+  return askStreamLeaders(resources, verb, resources.names.stream, body, stallMs)
 }
 
 /** The seq a `last_by_subj` get agreed on by every server that answered (undefined: none). */
@@ -225,65 +232,69 @@ export async function lastStreamSeq(
   subject: string,
 ): Promise<number | undefined> {
   return inStep(ReadStep.lastSeq, undefined, () =>
-    agreedLastSeq(askLogLeaders(resources, 'STREAM.MSG.GET', { last_by_subj: subject }).all, subject),
+    agreedLastSeq(
+      askLogLeaders(resources, 'STREAM.MSG.GET', { last_by_subj: subject }, META_ANSWER_STALL_MS).all,
+      subject,
+    ),
   )
 }
 
-/** What a read knows of the log stream's leader before it reads: see {@link checkedLeaderView}. */
-export interface LeaderView {
+/** The log stream's leader as a read checked it: see {@link checkedLeader}. */
+export interface CheckedLeader {
   /** The leader's name (undefined for a stream without a cluster). */
   readonly leader: string | undefined
-  /** The subject's last seq (undefined: the subject is empty). */
-  readonly last: number | undefined
   /** The stream's last seq as the leader answered. */
   readonly streamLast: number
-  /** The subject's message count (only when asked with `count`). */
+  /** The subject's message count (only when asked with a subject). */
   readonly count: number
 }
 
 /**
- * The log stream's leader and the subject's last seq, each asked of every server that believes
- * it leads (two requests at once: a stream info, with `subjects_filter` when `count`, and a
- * `last_by_subj` get), both answers checked: one leader, one last seq, and a leader that heard
- * from a majority of its replicas within {@link LEADER_ACTIVE_MS}; else a transient
- * {@link StaleLeaderError}.
+ * The log stream's leader, from a stream info (with `subjects_filter` when `subject` is given)
+ * whose first answer must name one leader that heard from a majority of its replicas (itself
+ * counted) within {@link LEADER_ACTIVE_MS}; else a transient {@link StaleLeaderError}.
  *
- * @remarks Why (issue 15): right after a partition heals, the server that led the stream while cut
- * off still believes it leads for a moment (0.2–0.6 s seen) and answers leader-only requests with
- * its own copy: a read that took its first answer was short, or returned a message the majority
- * never acked. Cost: the two requests every read made already (the last seq and the stream info
- * of the consumer's placement), plus {@link LEADER_ANSWER_STALL_MS} of latency.
+ * @remarks Why the first answer suffices here, with no stall: a stream info carries its own
+ * evidence. A server that a partition cut off while it led, and that still believes it leads right
+ * after the heal, has heard from no replica since the cut (it would have learnt of the new leader);
+ * its answer says so (`replicas[].active`, 6–10 s measured, where a healthy leader reports under
+ * 1 s, idle or not). A healthy leader's answer is right whoever else answers after it.
  */
-export async function checkedLeaderView(
-  resources: JetStreamResources,
-  subject: string,
-  options: { count?: boolean } = {},
-): Promise<LeaderView> {
+export async function checkedLeader(resources: JetStreamResources, subject?: string): Promise<CheckedLeader> {
   const { stream } = resources.names
-  const info = askLogLeaders(
-    resources,
-    'STREAM.INFO',
-    options.count === true ? { subjects_filter: subject } : undefined,
+  const body = subject === undefined ? undefined : { subjects_filter: subject }
+  const info = await inStep(ReadStep.streamInfo, undefined, async () =>
+    checkedInfo(stream, [await askLogLeaders(resources, 'STREAM.INFO', body).first]),
   )
-  const last = askLogLeaders(resources, 'STREAM.MSG.GET', { last_by_subj: subject })
-  const [checked, lastSeq] = await Promise.allSettled([
-    inStep(ReadStep.streamInfo, undefined, async () => checkedInfo(stream, await info.all)),
-    inStep(ReadStep.lastSeq, undefined, () => agreedLastSeq(last.all, subject)),
+  return {
+    leader: info.leader,
+    streamLast: info.lastSeq,
+    count: subject === undefined ? 0 : (info.subjects?.[subject] ?? 0),
+  }
+}
+
+/** What a meta read knows of the log before it counts: see {@link checkedLeaderView}. */
+export interface LeaderView extends CheckedLeader {
+  /** The subject's last seq (undefined: the subject is empty). */
+  readonly last: number | undefined
+}
+
+/**
+ * {@link checkedLeader} with the subject's count, and the subject's last seq from a `last_by_subj`
+ * get whose answers are all gathered ({@link lastStreamSeq}), both at once.
+ */
+export async function checkedLeaderView(resources: JetStreamResources, subject: string): Promise<LeaderView> {
+  const [checked, last] = await Promise.allSettled([
+    checkedLeader(resources, subject),
+    lastStreamSeq(resources, subject),
   ])
   // One error whichever answer came first (a read logs each kind of failure once): a stale
   // leader's, else the last seq's, else the info's.
-  const failures = [lastSeq, checked].flatMap((result) =>
-    result.status === 'rejected' ? [result.reason] : [],
-  )
-  if (checked.status === 'rejected' || lastSeq.status === 'rejected') {
+  const failures = [last, checked].flatMap((result) => (result.status === 'rejected' ? [result.reason] : []))
+  if (checked.status === 'rejected' || last.status === 'rejected') {
     throw failures.find((error) => error instanceof StaleLeaderError) ?? failures[0]
   }
-  return {
-    leader: checked.value.leader,
-    last: lastSeq.value,
-    streamLast: checked.value.lastSeq,
-    count: checked.value.subjects?.[subject] ?? 0,
-  }
+  return { ...checked.value, last: last.value }
 }
 
 /** JetStream's 10008 "JetStream system temporarily unavailable" (no meta leader, or catching up). */
@@ -378,6 +389,14 @@ export interface ScanOptions {
   readonly view?: LeaderView
 }
 
+/** The log's leader checked as {@link checkedLeader}, but from every answer (after the stall). */
+async function checkedLeaderOfAll(resources: JetStreamResources): Promise<string | undefined> {
+  const { stream } = resources.names
+  return inStep(ReadStep.streamInfo, undefined, async () =>
+    checkedInfo(stream, await askLogLeaders(resources, 'STREAM.INFO', undefined).all),
+  ).then((info) => info.leader)
+}
+
 /**
  * Reads the messages of `subject` with stream seqs in [fromSeq, toSeq], at most `limit`, in order,
  * from the **stream leader's** copy: through a short-lived pull consumer placed on the leader (no
@@ -395,19 +414,22 @@ export interface ScanOptions {
  * placed again elsewhere after a reset) lost acked updates. The leader holds what the majority
  * acked (a server elected after the heal holds its log).
  *
- * It also asks the leader first for the subject's last seq, so an empty range never waits for
- * messages, and then reads until it has seen that seq (or one past `toSeq`), never stopping on the
- * consumer's own count of what is pending (a replica catching up counts nothing pending beyond
- * what it applied: the earlier stale read of issue 15). A read that cannot make progress for
- * `options.catchUpMs` fails (as `storage-unavailable`: the caller retries), never answers short.
+ * It asks the leader first (a stream info, {@link checkedLeader}: the subject's count, so an empty
+ * subject costs no consumer), and keeps a consumer only if nats-server placed it on that leader;
+ * the consumer reads on until it has delivered what it counted pending at its creation (its
+ * server's count: the leader's), so neither a lagging replica nor a stale leader can end it short
+ * (the earlier stale read of issue 15 stopped where a catching-up replica counted nothing
+ * pending). A read that cannot make progress for `options.catchUpMs` fails (as
+ * `storage-unavailable`: the caller retries), never answers short.
  *
  * The guard against a stale leader (a cut-off server that still believes it leads, right after a
- * heal): the leader's name and the last seq come from {@link checkedLeaderView} (every answer
- * gathered, one leader that heard from a majority recently); the consumer is kept only if placed on
- * that leader, so it reads the majority's copy; each message get's answers are gathered too and
- * compared when the read ends (one stall per read, not per get), and a read that made gets asks
- * the checked view again at its end and fails if another server leads. Every failure of the guard
- * is a transient {@link StaleLeaderError}.
+ * heal, answering with its own copy): the stream info's answer must name a leader that heard from
+ * a majority of its replicas lately, or the read fails with a transient {@link StaleLeaderError};
+ * a consumer on that leader reads the majority's copy. Message gets carry no such evidence: each
+ * get's answers are gathered and compared when the read ends (one stall for the whole read, not
+ * one per get), and the read then asks the stream info again, every answer gathered, which must
+ * name the same one leader (a cut-off leader that answered a get alone still believes it leads a
+ * moment later, and answers that too).
  */
 export async function scanSubject(
   resources: JetStreamResources,
@@ -419,24 +441,27 @@ export async function scanSubject(
   const attempts = options.placementAttempts ?? LEADER_PLACEMENT_ATTEMPTS
   const fromSeq = Math.max(1, range.fromSeq)
   if (range.limit <= 0 || fromSeq > range.toSeq) return []
-  const view = options.view ?? (await checkedLeaderView(resources, subject))
-  const last = view.last
-  if (last === undefined || last < fromSeq) return []
-  // The leader holds a message of the subject at `last` (≥ toSeq): the read ends on it or earlier.
-  const toSeq = Math.min(range.toSeq, last)
+  const isAnyReplica = options.anyReplica === true
+  // A consumer placed anywhere may sit on a lagging replica: that read goes on to the subject's last
+  // seq (asked with every answer gathered). A leader-placed one goes on to its own count.
+  const view: CheckedLeader & { last?: number | undefined } =
+    options.view ??
+    (isAnyReplica ? await checkedLeaderView(resources, subject) : await checkedLeader(resources, subject))
+  if (view.count === 0 || fromSeq > view.streamLast) return []
+  // Every message of the subject present when the leader answered has a seq ≤ streamLast.
+  const toSeq = Math.min(range.toSeq, isAnyReplica ? (view.last ?? 0) : view.streamLast)
+  if (fromSeq > toSeq) return []
   const deadline = Date.now() + catchUpMs
   const found: ScannedMessage[] = []
   /** The answer checks of the leader gets made so far (see getEach). */
   const gotChecks: Promise<void>[] = []
   const checkedGets = async (): Promise<ScannedMessage[]> => {
     if (gotChecks.length === 0) return found
-    // A get answered by a cut-off leader alone (the real one slower than the stall) is caught by the
-    // view after it: that server still believes it leads a moment later, and answers it too. Both
-    // at once: the read's end waits for one stall, not two.
-    const [, after] = await Promise.all([Promise.all(gotChecks), checkedLeaderView(resources, subject)])
-    if (after.leader !== view.leader) {
+    // Both at once: the read's end waits for one stall, not two.
+    const [, after] = await Promise.all([Promise.all(gotChecks), checkedLeaderOfAll(resources)])
+    if (after !== view.leader) {
       throw new StaleLeaderError(
-        `the leader of the log changed during a read of gets (${view.leader} → ${after.leader})`,
+        `the leader of the log changed during a read of gets (${view.leader} → ${after})`,
       )
     }
     return found
@@ -449,14 +474,16 @@ export async function scanSubject(
       opt_start_seq: from,
       headers_only: range.headersOnly,
     }
-    const leader = options.anyReplica === true ? anyServer : view.leader
+    const leader = isAnyReplica ? anyServer : view.leader
     const placed = await createLeaderConsumer(resources, attempts, config, leader)
     const rest = { fromSeq: from, toSeq, limit: range.limit - found.length, headersOnly: range.headersOnly }
     if (placed !== undefined) {
-      const { consumer, server } = placed
+      const { consumer, server, pending } = placed
       try {
         const fetched = inStep(ReadStep.fetch, server, () =>
-          fetchThrough(resources, consumer, subject, rest, deadline, catchUpMs),
+          isAnyReplica
+            ? fetchThrough(resources, consumer, subject, rest, deadline, catchUpMs)
+            : fetchPending(consumer, subject, pending, rest, deadline, catchUpMs),
         )
         found.push(...(await fetched))
         return await checkedGets()
@@ -480,6 +507,55 @@ export async function scanSubject(
     if (got.length < GETS_BETWEEN_PLACEMENTS) return checkedGets() // the subject ends (or was purged) there
     from = lastGot.streamSeq + 1
   }
+}
+
+/**
+ * Reads through a consumer on the stream leader until it has delivered `pending` messages (what
+ * it counted at its creation, from the leader's own copy), one past `toSeq`, or `limit`. A fetch
+ * that delivers nothing short of that asks the consumer (answered by its one server) what is
+ * pending: nothing means a purge took the rest meanwhile; else it waits, at most `catchUpMs`.
+ */
+async function fetchPending(
+  consumer: Consumer,
+  subject: string,
+  pending: number,
+  range: { fromSeq: number; toSeq: number; limit: number; headersOnly: boolean },
+  deadline: number,
+  catchUpMs: number,
+): Promise<ScannedMessage[]> {
+  const found: ScannedMessage[] = []
+  let delivered = 0
+  let seenThrough = range.fromSeq - 1
+  while (delivered < pending) {
+    const batch = Math.max(1, Math.min(range.limit - found.length, pending - delivered, 512))
+    const messages = await consumer.fetch({ max_messages: batch, expires: 2_000 })
+    let isDone = false
+    let received = 0
+    for await (const message of messages) {
+      received++
+      delivered++
+      const streamSeq = message.info.streamSequence
+      seenThrough = streamSeq
+      if (streamSeq > range.toSeq) {
+        isDone = true
+        break
+      }
+      found.push(scanned(streamSeq, message.headers, message.data, range.headersOnly))
+      if (found.length >= range.limit || streamSeq >= range.toSeq || delivered >= pending) {
+        isDone = true
+        break
+      }
+    }
+    if (isDone) return found
+    if (received > 0) continue
+    if ((await consumer.info()).num_pending === 0) return found
+    if (Date.now() > deadline) {
+      throw new Error(
+        `read of ${subject} stalled at stream seq ${seenThrough} after ${delivered} of ${pending} messages for ${catchUpMs} ms`,
+      )
+    }
+  }
+  return found
 }
 
 /** Messages a read gets one by one before it tries again to place a consumer on the leader. */
@@ -520,7 +596,7 @@ async function fetchThrough(
     if (received > 0) continue
     // Nothing more, short of `toSeq`. Either the leader changed and this replica lags (wait for
     // it) or the subject was purged meanwhile through `last` (then what was read is all).
-    const now = (await checkedLeaderView(resources, subject)).last
+    const now = await lastStreamSeq(resources, subject)
     if (now === undefined || now < fromSeq) return found
     if (Date.now() > deadline) {
       throw new Error(
@@ -638,7 +714,7 @@ async function createLeaderConsumer(
   attempts: number,
   config: ReadConsumerConfig,
   leader: string | undefined | typeof anyServer,
-): Promise<{ consumer: Consumer; server: string | undefined } | undefined> {
+): Promise<{ consumer: Consumer; server: string | undefined; pending: number } | undefined> {
   let manager = readManagers.get(resources)
   if (manager === undefined) {
     manager = jetstreamManager(resources.nc, { timeout: CONSUMER_CREATE_TIMEOUT_MS, checkAPI: false })
@@ -669,7 +745,8 @@ async function createLeaderConsumer(
     const placedOn = info.cluster?.leader
     // Placement unchecked (`anyServer`): one create, kept wherever it lands.
     if (leader === anyServer || leader === undefined || placedOn === undefined || placedOn === leader) {
-      return { consumer: jsm.jetstream().consumers.getConsumerFromInfo(info), server: placedOn }
+      const consumer = jsm.jetstream().consumers.getConsumerFromInfo(info)
+      return { consumer, server: placedOn, pending: info.num_pending }
     }
     jsm.consumers.delete(stream, info.name).catch(() => undefined)
     attempt++
@@ -688,9 +765,9 @@ function isTimeout(error: unknown): boolean {
  * @remarks Asked of the bucket stream's leader (stream info with a subjects filter), not with
  * `kv.keys()`: that reads through an ordered consumer which nats-server may place on a lagging
  * follower, and it stops when that follower counts nothing pending, so a key put and acked just
- * before could be missing (issue 15; the same stale read as {@link scanSubject}). Its answers are
- * checked as {@link checkedLeaderView} checks the log's: a cut-off leader of the bucket cannot
- * answer it.
+ * before could be missing (issue 15; the same stale read as {@link scanSubject}). Its answer is
+ * checked as {@link checkedLeader} checks the log's: a cut-off leader of the bucket cannot answer
+ * it.
  */
 export async function listKvKeys(
   resources: JetStreamResources,
@@ -699,12 +776,12 @@ export async function listKvKeys(
 ): Promise<string[]> {
   const prefix = `$KV.${bucket}.`
   const stream = `KV_${bucket}`
-  // Every answer gathered and checked, as the log's (see checkedLeaderView).
+  // Checked as the log's leader (see checkedLeader: a stream info's answer carries its evidence).
   const info = await inStep(ReadStep.kvKeys, undefined, async () =>
-    checkedInfo(
-      stream,
-      await askStreamLeaders(resources, 'STREAM.INFO', stream, { subjects_filter: `${prefix}${filter}` }).all,
-    ),
+    checkedInfo(stream, [
+      await askStreamLeaders(resources, 'STREAM.INFO', stream, { subjects_filter: `${prefix}${filter}` })
+        .first,
+    ]),
   )
   return Object.keys(info.subjects ?? {})
     .filter((subject) => subject.startsWith(prefix))
@@ -732,9 +809,13 @@ export async function getKvEntry(
   bucket: string,
   key: string,
 ): Promise<KvValue | null> {
-  const answers = askStreamLeaders(resources, 'STREAM.MSG.GET', `KV_${bucket}`, {
-    last_by_subj: `$KV.${bucket}.${key}`,
-  })
+  const answers = askStreamLeaders(
+    resources,
+    'STREAM.MSG.GET',
+    `KV_${bucket}`,
+    { last_by_subj: `$KV.${bucket}.${key}` },
+    META_ANSWER_STALL_MS,
+  )
   return inStep(ReadStep.kvGet, undefined, async () => {
     try {
       const got = decodeGot(agreedAnswer(`the key ${key} of ${bucket}`, await answers.all, messageKey))

@@ -416,7 +416,7 @@ export function createJetStreamStore(options: JetStreamStoreOptions): JetStreamS
     // (see checkedLeaderView: never a cut-off leader's answer).
     const [sessionIndex, view] = await Promise.all([
       readIndex(sessionId, record),
-      checkedLeaderView(resources, subject, { count: true }),
+      checkedLeaderView(resources, subject),
     ])
     const last = view.last
     const held = { count: view.count, streamLast: view.streamLast }

@@ -12,6 +12,14 @@ import type { NatsConnection } from '@nats-io/transport-node'
 export const LEADER_ANSWER_STALL_MS = 50
 
 /**
+ * The stall of the frequent gets of meta reads and relay checks (ms): a session's last seq, KV
+ * index values and session records. A second server's answer on loopback comes within about a
+ * millisecond of the first; a longer stall there multiplied every history request's time (the
+ * compaction test's history checks, hundreds of sequential reads: 25 s → over 120 s at 50 ms).
+ */
+export const META_ANSWER_STALL_MS = 5
+
+/**
  * How recently the answering leader must have heard from a majority of the stream's replicas
  * (counting itself) for its answer to count (ms). A healthy leader hears from its followers about
  * every second, idle or not (0.1–0.9 s measured here); a cut-off one reports the time since the cut.

@@ -142,7 +142,7 @@ describe.skipIf(!hasNatsServer)('reads against a stale stream leader', () => {
   it('reads the one healthy leader’s copy', async () => {
     const leaders = [{ name: 'n1', copy: majority, activeNs: healthy }]
     expect(await withLeaders(leaders, readAll)).toEqual(['before', 'majority'])
-    expect(await withLeaders(leaders, () => checkedLeaderView(resources, subject, { count: true }))).toEqual({
+    expect(await withLeaders(leaders, () => checkedLeaderView(resources, subject))).toEqual({
       leader: 'n1',
       last: 2,
       streamLast: 2,

@@ -220,12 +220,12 @@ async function agreedLastSeq(answers: Promise<ApiAnswer[]>, subject: string): Pr
  * The last message of `subject`: its stream seq, or undefined when the subject is empty. One
  * leader get whose answers are gathered: servers that disagree fail it ({@link StaleLeaderError}).
  *
- * @remarks The relay's log check (once a second per loaded session) asks this: it gets the answer
- * check but not the leader's replica check ({@link checkedLeaderView}, a second request), since it
- * serves no data: it only decides whether to read, and that read is checked. A cut-off leader
- * answering it alone (its peers slower than the stall) can delay a repair by a check, or make the
- * check read a range that holds less than it said: its watermark then passes seqs the majority
- * may fill later, whose updates the relay still delivers and announces (see docs/cluster.md).
+ * @remarks The relay's log check (once a second per loaded session) asks this, so its stall is
+ * short ({@link META_ANSWER_STALL_MS}). A get carries no evidence of its server's leadership: a
+ * cut-off leader answering it alone (its rival later than the stall) can delay a repair by a check,
+ * or make the check read a range that holds less than it said: the relay's watermark then passes
+ * seqs the majority may fill later, whose updates the relay still delivers and announces (see
+ * docs/cluster.md). The read it triggers is checked.
  */
 export async function lastStreamSeq(
   resources: JetStreamResources,

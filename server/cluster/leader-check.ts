@@ -1,6 +1,7 @@
 // The guard of every leader-only read against a stream leader that lost its leadership without
-// knowing it (a server cut off by a partition, for a moment after the heal): each request gathers
-// every answer, not the first. Knows JetStream API requests and their JSON answers, not sessions.
+// knowing it (a server cut off by a partition, for a moment after the heal): a stream info's answer
+// is checked on its own evidence, other answers against every other server's. Knows JetStream API
+// requests and their JSON answers, not sessions.
 
 import type { NatsConnection } from '@nats-io/transport-node'
 

@@ -13,6 +13,14 @@ import type { NatsConnection } from '@nats-io/transport-node'
 export const LEADER_ANSWER_STALL_MS = 50
 
 /**
+ * The stall of a read's stream info (ms): the read checks its leader's evidence and that no other
+ * server answered as the leader within this time. Why both (issue 15): right after a heal the
+ * cut-off leader once answered first with replicas it had heard from lately (it had their answers,
+ * not yet its step-down), while the real leader answered too: the read took its copy.
+ */
+export const INFO_ANSWER_STALL_MS = 10
+
+/**
  * The stall of the frequent gets of meta reads and relay checks (ms): a session's last seq, KV
  * index values and session records. A second server's answer on loopback comes within about a
  * millisecond of the first; a longer stall there multiplied every history request's time (the

@@ -12,13 +12,28 @@ import {
   type JetStreamClient,
   type JetStreamManager,
   jetstreamManager,
-  type MsgRequest,
   RetentionPolicy,
   StorageType,
 } from '@nats-io/jetstream'
 import { type KV, Kvm } from '@nats-io/kv'
 import { type ObjectStore, Objm } from '@nats-io/obj'
 import { type NatsConnection, nanos } from '@nats-io/transport-node'
+import {
+  type ApiAnswer,
+  agreedAnswer,
+  apiError,
+  askLeaders,
+  checkedInfo,
+  decodeGot,
+  INFO_ANSWER_STALL_MS,
+  LEADER_ACTIVE_MS,
+  LEADER_ANSWER_STALL_MS,
+  META_ANSWER_STALL_MS,
+  messageKey,
+  StaleLeaderError,
+} from './leader-check.js'
+
+export { StaleLeaderError } from './leader-check.js'
 
 /** Names of the JetStream resources; every node of one cluster must use the same. */
 export interface JetStreamNames {
@@ -168,23 +183,121 @@ export interface ScannedMessage {
   readonly object: string | undefined
 }
 
-/** The last message of `subject`: its stream seq, or undefined when the subject is empty. */
+/** A leader-only JetStream API request of `stream`, every answer gathered (see leader-check.ts). */
+function askStreamLeaders(
+  resources: JetStreamResources,
+  verb: 'STREAM.INFO' | 'STREAM.MSG.GET',
+  stream: string,
+  body: unknown,
+  stallMs = LEADER_ANSWER_STALL_MS,
+) {
+  const options = resources.jsm.getOptions()
+  const prefix = options.apiPrefix ?? '$JS.API'
+  return askLeaders(resources.nc, `${prefix}.${verb}.${stream}`, body, options.timeout ?? 10_000, stallMs)
+}
+
+/** {@link askStreamLeaders} of the log stream. */
+function askLogLeaders(
+  resources: JetStreamResources,
+  verb: 'STREAM.INFO' | 'STREAM.MSG.GET',
+  body: unknown,
+  stallMs = LEADER_ANSWER_STALL_MS,
+) {
+  return askStreamLeaders(resources, verb, resources.names.stream, body, stallMs)
+}
+
+/** The seq a `last_by_subj` get agreed on by every server that answered (undefined: none). */
+async function agreedLastSeq(answers: Promise<ApiAnswer[]>, subject: string): Promise<number | undefined> {
+  try {
+    return decodeGot(agreedAnswer(`the last seq of ${subject}`, await answers, messageKey)).seq
+  } catch (error) {
+    // 10037: no message found for the subject.
+    if (isNoMessageError(error)) return undefined
+    throw error
+  }
+}
+
+/**
+ * The last message of `subject`: its stream seq, or undefined when the subject is empty. One
+ * leader get whose answers are gathered: servers that disagree fail it ({@link StaleLeaderError}).
+ *
+ * @remarks The relay's log check (once a second per loaded session) asks this, so its stall is
+ * short ({@link META_ANSWER_STALL_MS}). A get carries no evidence of its server's leadership: a
+ * cut-off leader answering it alone (its rival later than the stall) can delay a repair by a check,
+ * or make the check read a range that holds less than it said: the relay's watermark then passes
+ * seqs the majority may fill later, whose updates the relay still delivers and announces (see
+ * docs/cluster.md). The read it triggers is checked.
+ */
 export async function lastStreamSeq(
   resources: JetStreamResources,
   subject: string,
 ): Promise<number | undefined> {
-  return inStep(ReadStep.lastSeq, undefined, async () => {
-    try {
-      const message = await resources.jsm.streams.getMessage(resources.names.stream, {
-        last_by_subj: subject,
-      })
-      return message === null ? undefined : message.seq
-    } catch (error) {
-      // 10037: no message found for the subject.
-      if (isNoMessageError(error)) return undefined
-      throw error
-    }
-  })
+  return inStep(ReadStep.lastSeq, undefined, () =>
+    agreedLastSeq(
+      askLogLeaders(resources, 'STREAM.MSG.GET', { last_by_subj: subject }, META_ANSWER_STALL_MS).all,
+      subject,
+    ),
+  )
+}
+
+/** The log stream's leader as a read checked it: see {@link checkedLeader}. */
+export interface CheckedLeader {
+  /** The leader's name (undefined for a stream without a cluster). */
+  readonly leader: string | undefined
+  /** The stream's last seq as the leader answered. */
+  readonly streamLast: number
+  /** The subject's message count (only when asked with a subject). */
+  readonly count: number
+}
+
+/**
+ * The log stream's leader, from a stream info (with `subjects_filter` when `subject` is given)
+ * answered by one server only within {@link INFO_ANSWER_STALL_MS} of its answer, naming a leader
+ * that heard from a majority of its replicas (itself counted) within {@link LEADER_ACTIVE_MS};
+ * else a transient {@link StaleLeaderError}.
+ *
+ * @remarks A stream info carries its own evidence: a server that a partition cut off while it led,
+ * and that still believes it leads right after the heal, has mostly heard from no replica since
+ * the cut; its answer says so (`replicas[].active`, 6–10 s measured, where a healthy leader
+ * reports under 1 s, idle or not). Not always: once (1 run in 35) it had heard from them (their
+ * answers to its heartbeats, which carry the new term, before it stepped down) and answered first,
+ * the real leader a moment later: hence the short stall for a second answer too.
+ */
+export async function checkedLeader(resources: JetStreamResources, subject?: string): Promise<CheckedLeader> {
+  const { stream } = resources.names
+  const body = subject === undefined ? undefined : { subjects_filter: subject }
+  const info = await inStep(ReadStep.streamInfo, undefined, async () =>
+    checkedInfo(stream, await askLogLeaders(resources, 'STREAM.INFO', body, INFO_ANSWER_STALL_MS).all),
+  )
+  return {
+    leader: info.leader,
+    streamLast: info.lastSeq,
+    count: subject === undefined ? 0 : (info.subjects?.[subject] ?? 0),
+  }
+}
+
+/** What a meta read knows of the log before it counts: see {@link checkedLeaderView}. */
+export interface LeaderView extends CheckedLeader {
+  /** The subject's last seq (undefined: the subject is empty). */
+  readonly last: number | undefined
+}
+
+/**
+ * {@link checkedLeader} with the subject's count, and the subject's last seq from a `last_by_subj`
+ * get whose answers are all gathered ({@link lastStreamSeq}), both at once.
+ */
+export async function checkedLeaderView(resources: JetStreamResources, subject: string): Promise<LeaderView> {
+  const [checked, last] = await Promise.allSettled([
+    checkedLeader(resources, subject),
+    lastStreamSeq(resources, subject),
+  ])
+  // One error whichever answer came first (a read logs each kind of failure once): a stale
+  // leader's, else the last seq's, else the info's.
+  const failures = [last, checked].flatMap((result) => (result.status === 'rejected' ? [result.reason] : []))
+  if (checked.status === 'rejected' || last.status === 'rejected') {
+    throw failures.find((error) => error instanceof StaleLeaderError) ?? failures[0]
+  }
+  return { ...checked.value, last: last.value }
 }
 
 /** JetStream's 10008 "JetStream system temporarily unavailable" (no meta leader, or catching up). */
@@ -206,6 +319,7 @@ export const ReadStep = {
   fetch: 'consumer fetch',
   get: 'leader get',
   kvKeys: 'kv keys (stream info)',
+  kvGet: 'kv get (leader get)',
 } as const
 
 /** What {@link scanSubject} adds to an error it throws: the step, and the server that served it. */
@@ -274,6 +388,16 @@ export interface ScanOptions {
    * seq); a diverged one (see {@link scanSubject}) could miscount sizes, never lose data.
    */
   readonly anyReplica?: boolean
+  /** The leader's view checked just before (by a meta read of the same subject): not asked again. */
+  readonly view?: LeaderView
+}
+
+/** The log's leader checked as {@link checkedLeader}, but from every answer (after the stall). */
+async function checkedLeaderOfAll(resources: JetStreamResources): Promise<string | undefined> {
+  const { stream } = resources.names
+  return inStep(ReadStep.streamInfo, undefined, async () =>
+    checkedInfo(stream, await askLogLeaders(resources, 'STREAM.INFO', undefined).all),
+  ).then((info) => info.leader)
 }
 
 /**
@@ -293,11 +417,22 @@ export interface ScanOptions {
  * placed again elsewhere after a reset) lost acked updates. The leader holds what the majority
  * acked (a server elected after the heal holds its log).
  *
- * It also asks the leader first for the subject's last seq, so an empty range never waits for
- * messages, and then reads until it has seen that seq (or one past `toSeq`), never stopping on the
- * consumer's own count of what is pending (a replica catching up counts nothing pending beyond
- * what it applied: the earlier stale read of issue 15). A read that cannot make progress for
- * `options.catchUpMs` fails (as `storage-unavailable`: the caller retries), never answers short.
+ * It asks the leader first (a stream info, {@link checkedLeader}: the subject's count, so an empty
+ * subject costs no consumer), and keeps a consumer only if nats-server placed it on that leader;
+ * the consumer reads on until it has delivered what it counted pending at its creation (its
+ * server's count: the leader's), so neither a lagging replica nor a stale leader can end it short
+ * (the earlier stale read of issue 15 stopped where a catching-up replica counted nothing
+ * pending). A read that cannot make progress for `options.catchUpMs` fails (as
+ * `storage-unavailable`: the caller retries), never answers short.
+ *
+ * The guard against a stale leader (a cut-off server that still believes it leads, right after a
+ * heal, answering with its own copy): the stream info's answer must name a leader that heard from
+ * a majority of its replicas lately, or the read fails with a transient {@link StaleLeaderError};
+ * a consumer on that leader reads the majority's copy. Message gets carry no such evidence: each
+ * get's answers are gathered and compared when the read ends (one stall for the whole read, not
+ * one per get), and the read then asks the stream info again, every answer gathered, which must
+ * name the same one leader (a cut-off leader that answered a get alone still believes it leads a
+ * moment later, and answers that too).
  */
 export async function scanSubject(
   resources: JetStreamResources,
@@ -309,12 +444,31 @@ export async function scanSubject(
   const attempts = options.placementAttempts ?? LEADER_PLACEMENT_ATTEMPTS
   const fromSeq = Math.max(1, range.fromSeq)
   if (range.limit <= 0 || fromSeq > range.toSeq) return []
-  const last = await lastStreamSeq(resources, subject)
-  if (last === undefined || last < fromSeq) return []
-  // The leader holds a message of the subject at `last` (≥ toSeq): the read ends on it or earlier.
-  const toSeq = Math.min(range.toSeq, last)
+  const isAnyReplica = options.anyReplica === true
+  // A consumer placed anywhere may sit on a lagging replica: that read goes on to the subject's last
+  // seq (asked with every answer gathered). A leader-placed one goes on to its own count.
+  const view: CheckedLeader & { last?: number | undefined } =
+    options.view ??
+    (isAnyReplica ? await checkedLeaderView(resources, subject) : await checkedLeader(resources, subject))
+  if (view.count === 0 || fromSeq > view.streamLast) return []
+  // Every message of the subject present when the leader answered has a seq ≤ streamLast.
+  const toSeq = Math.min(range.toSeq, isAnyReplica ? (view.last ?? 0) : view.streamLast)
+  if (fromSeq > toSeq) return []
   const deadline = Date.now() + catchUpMs
   const found: ScannedMessage[] = []
+  /** The answer checks of the leader gets made so far (see getEach). */
+  const gotChecks: Promise<void>[] = []
+  const checkedGets = async (): Promise<ScannedMessage[]> => {
+    if (gotChecks.length === 0) return found
+    // Both at once: the read's end waits for one stall, not two.
+    const [, after] = await Promise.all([Promise.all(gotChecks), checkedLeaderOfAll(resources)])
+    if (after !== view.leader) {
+      throw new StaleLeaderError(
+        `the leader of the log changed during a read of gets (${view.leader} → ${after})`,
+      )
+    }
+    return found
+  }
   let from = fromSeq
   for (;;) {
     const config = {
@@ -323,30 +477,88 @@ export async function scanSubject(
       opt_start_seq: from,
       headers_only: range.headersOnly,
     }
-    const placed = await createLeaderConsumer(resources, attempts, config, options.anyReplica === true)
+    const leader = isAnyReplica ? anyServer : view.leader
+    const placed = await createLeaderConsumer(resources, attempts, config, leader)
     const rest = { fromSeq: from, toSeq, limit: range.limit - found.length, headersOnly: range.headersOnly }
     if (placed !== undefined) {
-      const { consumer, server } = placed
+      const { consumer, server, pending } = placed
       try {
         const fetched = inStep(ReadStep.fetch, server, () =>
-          fetchThrough(resources, consumer, subject, rest, deadline, catchUpMs),
+          isAnyReplica
+            ? fetchThrough(resources, consumer, subject, rest, deadline, catchUpMs)
+            : fetchPending(consumer, subject, pending, rest, deadline, catchUpMs),
         )
         found.push(...(await fetched))
-        return found
+        return await checkedGets()
       } finally {
         consumer.delete().catch(() => undefined) // else the server drops it once inactive
       }
     }
     // No consumer landed on the leader: a few messages by gets, then a consumer is tried again.
     const got = await inStep(ReadStep.get, undefined, () =>
-      getEach(resources, subject, { ...rest, limit: Math.min(rest.limit, GETS_BETWEEN_PLACEMENTS) }),
+      getEach(
+        resources,
+        subject,
+        { ...rest, limit: Math.min(rest.limit, GETS_BETWEEN_PLACEMENTS) },
+        gotChecks,
+      ),
     )
     found.push(...got)
     const lastGot = got[got.length - 1]
-    if (lastGot === undefined || lastGot.streamSeq >= toSeq || found.length >= range.limit) return found
-    if (got.length < GETS_BETWEEN_PLACEMENTS) return found // the subject ends (or was purged) there
+    if (lastGot === undefined || lastGot.streamSeq >= toSeq || found.length >= range.limit)
+      return checkedGets()
+    if (got.length < GETS_BETWEEN_PLACEMENTS) return checkedGets() // the subject ends (or was purged) there
     from = lastGot.streamSeq + 1
   }
+}
+
+/**
+ * Reads through a consumer on the stream leader until it has delivered `pending` messages (what
+ * it counted at its creation, from the leader's own copy), one past `toSeq`, or `limit`. A fetch
+ * that delivers nothing short of that asks the consumer (answered by its one server) what is
+ * pending: nothing means a purge took the rest meanwhile; else it waits, at most `catchUpMs`.
+ */
+async function fetchPending(
+  consumer: Consumer,
+  subject: string,
+  pending: number,
+  range: { fromSeq: number; toSeq: number; limit: number; headersOnly: boolean },
+  deadline: number,
+  catchUpMs: number,
+): Promise<ScannedMessage[]> {
+  const found: ScannedMessage[] = []
+  let delivered = 0
+  let seenThrough = range.fromSeq - 1
+  while (delivered < pending) {
+    const batch = Math.max(1, Math.min(range.limit - found.length, pending - delivered, 512))
+    const messages = await consumer.fetch({ max_messages: batch, expires: 2_000 })
+    let isDone = false
+    let received = 0
+    for await (const message of messages) {
+      received++
+      delivered++
+      const streamSeq = message.info.streamSequence
+      seenThrough = streamSeq
+      if (streamSeq > range.toSeq) {
+        isDone = true
+        break
+      }
+      found.push(scanned(streamSeq, message.headers, message.data, range.headersOnly))
+      if (found.length >= range.limit || streamSeq >= range.toSeq || delivered >= pending) {
+        isDone = true
+        break
+      }
+    }
+    if (isDone) return found
+    if (received > 0) continue
+    if ((await consumer.info()).num_pending === 0) return found
+    if (Date.now() > deadline) {
+      throw new Error(
+        `read of ${subject} stalled at stream seq ${seenThrough} after ${delivered} of ${pending} messages for ${catchUpMs} ms`,
+      )
+    }
+  }
+  return found
 }
 
 /** Messages a read gets one by one before it tries again to place a consumer on the leader. */
@@ -418,26 +630,41 @@ function scanned(
 /**
  * The fallback of {@link scanSubject}: one `next_by_subj` message get per message, each answered by
  * the stream leader. Slower than a consumer for long reads (one round trip per message).
+ *
+ * @remarks Each get goes on with its first answer; every answer is gathered meanwhile, and
+ * `checks` gets one promise per get that rejects ({@link StaleLeaderError}) if another server
+ * answered it differently: the caller awaits them when the read ends.
  */
 async function getEach(
   resources: JetStreamResources,
   subject: string,
   range: { fromSeq: number; toSeq: number; limit: number; headersOnly: boolean },
+  checks: Promise<void>[],
 ): Promise<ScannedMessage[]> {
   const found: ScannedMessage[] = []
   let seq = range.fromSeq
   while (seq <= range.toSeq && found.length < range.limit) {
-    let message: Awaited<ReturnType<JetStreamManager['streams']['getMessage']>>
-    try {
-      // nats-server 2.9 answers `next_by_subj` (the first message of the subject at or after seq);
-      // the client's type lists it for direct gets only.
-      const query = { seq, next_by_subj: subject } as unknown as MsgRequest
-      message = await resources.jsm.streams.getMessage(resources.names.stream, query)
-    } catch (error) {
+    // nats-server 2.9 answers `next_by_subj` (the first message of the subject at or after seq).
+    const answers = askLogLeaders(resources, 'STREAM.MSG.GET', { seq, next_by_subj: subject })
+    const first = await answers.first
+    const at = seq
+    const check = answers.all.then((all) => {
+      const key = messageKey(first)
+      if (all.some((answer) => messageKey(answer) !== key)) {
+        throw new StaleLeaderError(
+          `${all.length} servers answered the get of ${subject} at ${at} differently: ${all.map(messageKey).join(' / ')}`,
+        )
+      }
+    })
+    check.catch(() => undefined) // awaited by the caller; a read that fails first drops it
+    checks.push(check)
+    if (first.body.error !== undefined) {
+      const error = apiError(first.body.error)
       if (isNoMessageError(error)) break // purged meanwhile
       throw error
     }
-    if (message === null || message.seq > range.toSeq) break
+    const message = decodeGot(first)
+    if (message.seq > range.toSeq) break
     found.push(scanned(message.seq, message.header, message.data, range.headersOnly))
     seq = message.seq + 1
   }
@@ -459,6 +686,9 @@ export const LEADER_PLACEMENT_ATTEMPTS = 4
 
 /** A JetStream manager per resources whose API requests time out after {@link CONSUMER_CREATE_TIMEOUT_MS}. */
 const readManagers = new WeakMap<JetStreamResources, Promise<JetStreamManager>>()
+
+/** A read's consumer kept wherever it lands (see {@link ScanOptions.anyReplica}). */
+const anyServer = Symbol('any server')
 
 /** The consumer settings {@link createLeaderConsumer} takes from its caller. */
 type ReadConsumerConfig = Pick<
@@ -486,8 +716,8 @@ async function createLeaderConsumer(
   resources: JetStreamResources,
   attempts: number,
   config: ReadConsumerConfig,
-  anyReplica = false,
-): Promise<{ consumer: Consumer; server: string | undefined } | undefined> {
+  leader: string | undefined | typeof anyServer,
+): Promise<{ consumer: Consumer; server: string | undefined; pending: number } | undefined> {
   let manager = readManagers.get(resources)
   if (manager === undefined) {
     manager = jetstreamManager(resources.nc, { timeout: CONSUMER_CREATE_TIMEOUT_MS, checkAPI: false })
@@ -496,10 +726,6 @@ async function createLeaderConsumer(
   if (attempts <= 0) return undefined
   const jsm = await manager
   const { stream } = resources.names
-  // Placement unchecked (`anyReplica`): one create, kept wherever it lands.
-  const leader = anyReplica
-    ? undefined
-    : (await inStep(ReadStep.streamInfo, undefined, () => jsm.streams.info(stream))).cluster?.leader
   for (let attempt = 1; attempt <= attempts; ) {
     let info: ConsumerInfo
     try {
@@ -520,8 +746,10 @@ async function createLeaderConsumer(
     }
     // A stream without a cluster (one nats-server) has one copy: any placement is the leader's.
     const placedOn = info.cluster?.leader
-    if (leader === undefined || placedOn === undefined || placedOn === leader) {
-      return { consumer: jsm.jetstream().consumers.getConsumerFromInfo(info), server: placedOn }
+    // Placement unchecked (`anyServer`): one create, kept wherever it lands.
+    if (leader === anyServer || leader === undefined || placedOn === undefined || placedOn === leader) {
+      const consumer = jsm.jetstream().consumers.getConsumerFromInfo(info)
+      return { consumer, server: placedOn, pending: info.num_pending }
     }
     jsm.consumers.delete(stream, info.name).catch(() => undefined)
     attempt++
@@ -540,7 +768,9 @@ function isTimeout(error: unknown): boolean {
  * @remarks Asked of the bucket stream's leader (stream info with a subjects filter), not with
  * `kv.keys()`: that reads through an ordered consumer which nats-server may place on a lagging
  * follower, and it stops when that follower counts nothing pending, so a key put and acked just
- * before could be missing (issue 15; the same stale read as {@link scanSubject}).
+ * before could be missing (issue 15; the same stale read as {@link scanSubject}). Its answer is
+ * checked as {@link checkedLeader} checks the log's: a cut-off leader of the bucket cannot answer
+ * it.
  */
 export async function listKvKeys(
   resources: JetStreamResources,
@@ -548,10 +778,56 @@ export async function listKvKeys(
   filter = '>',
 ): Promise<string[]> {
   const prefix = `$KV.${bucket}.`
-  const info = await inStep(ReadStep.kvKeys, undefined, () =>
-    resources.jsm.streams.info(`KV_${bucket}`, { subjects_filter: `${prefix}${filter}` }),
+  const stream = `KV_${bucket}`
+  // Checked as the log's leader is (see checkedLeader).
+  const body = { subjects_filter: `${prefix}${filter}` }
+  const info = await inStep(ReadStep.kvKeys, undefined, async () =>
+    checkedInfo(
+      stream,
+      await askStreamLeaders(resources, 'STREAM.INFO', stream, body, INFO_ANSWER_STALL_MS).all,
+    ),
   )
-  return Object.keys(info.state.subjects ?? {})
+  return Object.keys(info.subjects ?? {})
     .filter((subject) => subject.startsWith(prefix))
     .map((subject) => subject.slice(prefix.length))
+}
+
+/** A KV entry as {@link getKvEntry} reads it. */
+export interface KvValue {
+  readonly operation: 'PUT' | 'DEL' | 'PURGE'
+  readonly value: Uint8Array
+}
+
+/**
+ * The latest entry of `key` in a KV bucket (null when it has none), read from the bucket stream's
+ * leader (a `last_by_subj` get, what the KV client's `get` sends with direct gets off), every
+ * answer gathered: servers that disagree fail it ({@link StaleLeaderError}), as the log's last seq
+ * ({@link lastStreamSeq}).
+ *
+ * @remarks Why not `kv.get`: it takes the first answer, and a bucket is a stream that a partition
+ * cuts off as the log (issue 15: a cut-off leader of the sessions bucket answered its never-acked
+ * value). Gets of one read run at once, so their stalls overlap.
+ */
+export async function getKvEntry(
+  resources: JetStreamResources,
+  bucket: string,
+  key: string,
+): Promise<KvValue | null> {
+  const answers = askStreamLeaders(
+    resources,
+    'STREAM.MSG.GET',
+    `KV_${bucket}`,
+    { last_by_subj: `$KV.${bucket}.${key}` },
+    META_ANSWER_STALL_MS,
+  )
+  return inStep(ReadStep.kvGet, undefined, async () => {
+    try {
+      const got = decodeGot(agreedAnswer(`the key ${key} of ${bucket}`, await answers.all, messageKey))
+      const operation = got.header.get('KV-Operation') || 'PUT'
+      return { operation: operation as KvValue['operation'], value: got.data }
+    } catch (error) {
+      if (isNoMessageError(error)) return null
+      throw error
+    }
+  })
 }

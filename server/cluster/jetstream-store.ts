@@ -24,8 +24,11 @@ import {
   storeClosedError,
 } from '../persistence/store-rules.js'
 import {
+  checkedLeaderView,
   describeReadFailure,
+  getKvEntry,
   type JetStreamResources,
+  type LeaderView,
   LogHeader,
   lastStreamSeq,
   listKvKeys,
@@ -285,7 +288,7 @@ export function createJetStreamStore(options: JetStreamStoreOptions): JetStreamS
   async function readRecord(sessionId: string): Promise<SessionRecord | undefined> {
     const cached = records.get(sessionId)
     if (cached !== undefined) return cached
-    const entry = await sessions.get(encodeSessionToken(sessionId))
+    const entry = await getKvEntry(resources, names.sessions, encodeSessionToken(sessionId))
     if (entry === null || entry.operation !== 'PUT' || entry.value.byteLength === 0) return undefined
     const record = JSON.parse(decoder.decode(entry.value)) as SessionRecord
     records.set(sessionId, record)
@@ -341,8 +344,8 @@ export function createJetStreamStore(options: JetStreamStoreOptions): JetStreamS
       else if (kind === 'u') objectKeys.push({ key, seq })
     }
     const [checkpointValues, objectValues] = await Promise.all([
-      Promise.all(checkpointKeys.map(({ key }) => index.get(key))),
-      Promise.all(objectKeys.map(({ key }) => index.get(key))),
+      Promise.all(checkpointKeys.map(({ key }) => getKvEntry(resources, names.index, key))),
+      Promise.all(objectKeys.map(({ key }) => getKvEntry(resources, names.index, key))),
     ])
     const checkpoints: CheckpointInfo[] = []
     checkpointKeys.forEach(({ seq }, i) => {
@@ -403,15 +406,20 @@ export function createJetStreamStore(options: JetStreamStoreOptions): JetStreamS
   /** The meta of a session with its record and index (undefined when it does not exist). */
   async function describe(
     sessionId: string,
-  ): Promise<{ record: SessionRecord; index: SessionIndex; meta: SessionMeta } | undefined> {
+  ): Promise<
+    { record: SessionRecord; index: SessionIndex; meta: SessionMeta; view: LeaderView } | undefined
+  > {
     const record = await readRecord(sessionId)
     if (record === undefined) return undefined
     const subject = subjectOf(sessionId, record)
-    const [sessionIndex, last, held] = await Promise.all([
+    // The subject's last seq and message count, and the stream's last seq, from a checked leader
+    // (see checkedLeaderView: never a cut-off leader's answer).
+    const [sessionIndex, view] = await Promise.all([
       readIndex(sessionId, record),
-      lastStreamSeq(resources, subject),
-      subjectCount(resources, subject),
+      checkedLeaderView(resources, subject),
     ])
+    const last = view.last
+    const held = { count: view.count, streamLast: view.streamLast }
     const { trimmedThrough } = sessionIndex
     const latest = sessionIndex.checkpoints[sessionIndex.checkpoints.length - 1]
     const checkpointSeq = latest?.seq ?? 0
@@ -450,7 +458,7 @@ export function createJetStreamStore(options: JetStreamStoreOptions): JetStreamS
         resources,
         subject,
         { fromSeq: scanFrom + 1, toSeq: last, limit: Number.POSITIVE_INFINITY, headersOnly: true },
-        { anyReplica: true },
+        { anyReplica: true, view },
       )
       for (const message of scanned) countEntry(tally, message.streamSeq, message.size, message.time)
       // The subject holds nothing in (last, scannedThrough] (counts may be complete beyond its
@@ -481,7 +489,7 @@ export function createJetStreamStore(options: JetStreamStoreOptions): JetStreamS
       trimmedThrough,
       sinceCheckpoint: { ...tally.since },
     }
-    return { record, index: sessionIndex, meta }
+    return { record, index: sessionIndex, meta, view }
   }
 
   /** Log entries of a session in [fromSeq, toSeq] (session seqs), at most `limit`, with their bytes. */
@@ -491,13 +499,14 @@ export function createJetStreamStore(options: JetStreamStoreOptions): JetStreamS
     fromSeq: number,
     toSeq: number,
     limit: number,
+    view?: LeaderView,
   ): Promise<LogEntry[]> {
-    const scanned = await scanSubject(resources, subjectOf(sessionId, record), {
-      fromSeq: fromSeq - record.offset,
-      toSeq: toSeq - record.offset,
-      limit,
-      headersOnly: false,
-    })
+    const scanned = await scanSubject(
+      resources,
+      subjectOf(sessionId, record),
+      { fromSeq: fromSeq - record.offset, toSeq: toSeq - record.offset, limit, headersOnly: false },
+      view === undefined ? {} : { view },
+    )
     return Promise.all(scanned.map((message) => toEntry(message, record)))
   }
 
@@ -620,7 +629,7 @@ export function createJetStreamStore(options: JetStreamStoreOptions): JetStreamS
         assertSessionId(sessionId)
         const described = await describe(sessionId)
         if (described === undefined) return emptyStoredSession()
-        const { record, index: sessionIndex, meta } = described
+        const { record, index: sessionIndex, meta, view } = described
         const latest = sessionIndex.checkpoints[sessionIndex.checkpoints.length - 1]
         const checkpoint = latest === undefined ? undefined : await readState(sessionId, record, latest)
         const fromSeq = (checkpoint?.seq ?? 0) + 1
@@ -630,6 +639,7 @@ export function createJetStreamStore(options: JetStreamStoreOptions): JetStreamS
           fromSeq,
           Number.MAX_SAFE_INTEGER,
           Number.POSITIVE_INFINITY,
+          view, // checked by describe a moment before: the log is read through its last seq
         )
         const newest = log[log.length - 1]
         const lastSeq = Math.max(meta.lastSeq, newest?.seq ?? 0)
@@ -799,19 +809,6 @@ export function createJetStreamStore(options: JetStreamStoreOptions): JetStreamS
     },
   }
   return store
-}
-
-/**
- * How many messages the log stream holds on `subject`, and the stream's last seq when it counted:
- * one stream info with a subjects filter, answered by the stream leader from its per-subject
- * totals (no message read).
- */
-async function subjectCount(
-  resources: JetStreamResources,
-  subject: string,
-): Promise<{ count: number; streamLast: number }> {
-  const info = await resources.jsm.streams.info(resources.names.stream, { subjects_filter: subject })
-  return { count: info.state.subjects?.[subject] ?? 0, streamLast: info.state.last_seq }
 }
 
 /** Resolves once every promise settled, or after `ms`, whichever comes first. */

@@ -467,7 +467,7 @@ describe.skipIf(!hasNatsServer)('JetStream store on a 3-node cluster', () => {
         .filter((line) => line.includes('JetStream read failed'))
         .map((line) => JSON.parse(line))
       expect(failed).toHaveLength(1)
-      expect(failed[0]).toMatchObject({ step: 'last seq (leader get)', server: nc.info?.server_name })
+      expect(failed[0]).toMatchObject({ step: 'stream info', server: nc.info?.server_name })
       expect(failed[0].err).toMatch(/stream not found/)
     } finally {
       await store.close()

@@ -72,6 +72,39 @@ describe('createColdWork', () => {
     expect(errors.map((e) => (e as Error).message)).toEqual(['broken task'])
   })
 
+  it('a task that defers another keeps one turn scheduled, not two', () => {
+    const turns: (() => void)[] = []
+    const work = createColdWork({
+      budgetMs: 2,
+      onError: (error) => {
+        throw error
+      },
+      now: steppingClock(),
+      schedule: (run) => turns.push(run),
+    })
+    const ran: string[] = []
+    work.defer(() => {
+      ran.push('a')
+      work.defer(() => ran.push('a2'))
+    })
+    work.defer(() => ran.push('b'))
+    work.defer(() => ran.push('c'))
+    turns.shift()!()
+    // 2 ms of budget: two tasks ran, and one turn (not one per defer) waits for the rest.
+    expect(ran).toEqual(['a', 'b'])
+    expect(turns.length).toBe(1)
+    turns.shift()!()
+    expect(ran).toEqual(['a', 'b', 'c', 'a2'])
+    expect(turns.length).toBe(0)
+    expect(work.turns).toBe(2)
+    // A deferred task that runs in the turn that deferred it leaves no empty turn behind.
+    work.defer(() => work.defer(() => ran.push('d2')))
+    turns.shift()!()
+    expect(ran.at(-1)).toBe('d2')
+    while (turns.length > 0) turns.shift()!()
+    expect(work.turns).toBe(3)
+  })
+
   it('with a budget of 0 runs each task at once', () => {
     const work = createColdWork({
       budgetMs: 0,

@@ -234,4 +234,40 @@ describe('cold work and unloading', () => {
     expect(harness.registry.get('s')).toBeUndefined()
     expect(a.session.state).toBe('ended')
   })
+
+  it('a server change waiting in the queue keeps its session from being unloaded to make room', async () => {
+    const turns: (() => void)[] = []
+    const runTurns = (): void => {
+      while (turns.length > 0) turns.shift()!()
+    }
+    const work = createColdWork({
+      budgetMs: 1,
+      onError: () => undefined,
+      now: () => 0,
+      schedule: (run) => turns.push(run),
+    })
+    harness = createMemoryHarness({ coldWork: work, maxSessionsInMemory: 1 })
+    const a = harness.connect('s')
+    for (let round = 0; round < 50 && a.session.state !== 'ready'; round++) {
+      await drainTasks(2)
+      runTurns()
+    }
+    a.peer.doc.getText('t').insert(0, 'stored')
+    await harness.settle()
+    a.disconnect()
+    const changed = harness.registry.changeAsServer('s', (doc, origin) => {
+      doc.transact(() => doc.getMap('m').set('k', 'v'), origin)
+    })
+    for (let round = 0; round < 50 && turns.length === 0; round++) await Promise.resolve()
+    expect(work.pending).toBe(1)
+    // Another session wants the one place: 's' is idle and flushed, but its change is waiting.
+    expect(() => harness!.connect('other')).toThrow('too many sessions in memory')
+    runTurns()
+    await expect(withTimeout(changed, 5_000, 'the server change')).resolves.toBe(true)
+    expect(a.session.document.getMap('m').get('k')).toBe('v')
+    // Once the change is durable the place can be given.
+    await harness.settle()
+    expect(harness.connect('other').session.id).toBe('other')
+    expect(a.session.state).toBe('ended')
+  })
 })

@@ -14,7 +14,7 @@ import { createWriteStream } from 'node:fs'
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { type Json, mergeVitestReports } from './helpers/vitest-report.js'
+import { type Json, mergeVitestReports, reportOfRun } from './helpers/vitest-report.js'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const RESULTS = path.join(ROOT, 'test-results')
@@ -90,9 +90,12 @@ async function main(): Promise<number> {
   const reports = [await readReport('main'), await readReport('cluster')]
   const [mainReport, clusterReport] = reports
   if (mainReport === undefined || clusterReport === undefined) return 1
+  // A process that failed outside any test (an unhandled error) still reports success: not so here.
   await writeFile(
     path.join(RESULTS, 'vitest.json'),
-    JSON.stringify(mergeVitestReports(mainReport, clusterReport)),
+    JSON.stringify(
+      mergeVitestReports(reportOfRun(mainReport, mainCode), reportOfRun(clusterReport, clusterCode)),
+    ),
   )
   return mainCode !== 0 ? mainCode : clusterCode
 }

@@ -779,15 +779,30 @@ export async function listKvKeys(
 ): Promise<string[]> {
   const prefix = `$KV.${bucket}.`
   const stream = `KV_${bucket}`
-  // Checked as the log's leader is (see checkedLeader).
-  const body = { subjects_filter: `${prefix}${filter}` }
-  const info = await inStep(ReadStep.kvKeys, undefined, async () =>
-    checkedInfo(
-      stream,
-      await askStreamLeaders(resources, 'STREAM.INFO', stream, body, INFO_ANSWER_STALL_MS).all,
-    ),
-  )
-  return Object.keys(info.subjects ?? {})
+  const subjects = new Set<string>()
+  // nats-server answers at most 100,000 subjects a stream info, the rest in pages asked with an
+  // offset (as the client's `streams.info` does): each page checked as the log's leader is (see
+  // checkedLeader).
+  let limit = 0
+  let pages = 1
+  for (let page = 0; page < pages; page++) {
+    const filterBody = { subjects_filter: `${prefix}${filter}` }
+    const body = page === 0 ? filterBody : { ...filterBody, offset: page * limit }
+    const info = await inStep(ReadStep.kvKeys, undefined, async () =>
+      checkedInfo(
+        stream,
+        await askStreamLeaders(resources, 'STREAM.INFO', stream, body, INFO_ANSWER_STALL_MS).all,
+      ),
+    )
+    const names = Object.keys(info.subjects ?? {})
+    for (const name of names) subjects.add(name)
+    if (page === 0 && info.page !== undefined) {
+      limit = info.page.limit
+      pages = Math.ceil(info.page.total / limit)
+    }
+    if (names.length === 0) break
+  }
+  return [...subjects]
     .filter((subject) => subject.startsWith(prefix))
     .map((subject) => subject.slice(prefix.length))
 }

@@ -130,9 +130,16 @@ export interface CheckedInfo {
   readonly lastSeq: number
   /** Messages per subject (only with a `subjects_filter`). */
   readonly subjects: Readonly<Record<string, number>> | undefined
+  /**
+   * The subjects the filter matched, when more than one answer holds (nats-server answers at most
+   * `limit`, 100,000, a page; the next page is asked with `offset`); else undefined.
+   */
+  readonly page: { readonly total: number; readonly limit: number } | undefined
 }
 
 interface StreamInfoBody {
+  total?: number
+  limit?: number
   config?: { num_replicas?: number }
   state?: { last_seq?: number; subjects?: Record<string, number> }
   cluster?: { leader?: string; replicas?: { name: string; active?: number; offline?: boolean }[] }
@@ -175,7 +182,11 @@ export function checkedInfo(
       `${leader ?? 'the leader'} of ${stream} heard from a majority of its replicas more than ${nowActiveMs} ms ago (${ages.join(', ')})`,
     )
   }
-  return { leader, lastSeq: info.state?.last_seq ?? 0, subjects: info.state?.subjects }
+  const page =
+    info.total !== undefined && info.limit !== undefined && info.limit > 0 && info.total > info.limit
+      ? { total: info.total, limit: info.limit }
+      : undefined
+  return { leader, lastSeq: info.state?.last_seq ?? 0, subjects: info.state?.subjects, page }
 }
 
 /**

@@ -57,6 +57,8 @@ export function createColdWork(options: ColdWorkOptions): ColdWork {
 
   const turn = (): void => {
     isScheduled = false
+    // Scheduled by a task's defer whose task then ran in that same turn: nothing left.
+    if (head >= queue.length) return
     turns++
     const start = now()
     while (head < queue.length) {
@@ -74,8 +76,11 @@ export function createColdWork(options: ColdWorkOptions): ColdWork {
         queue = queue.slice(head)
         head = 0
       }
-      isScheduled = true
-      schedule(turn)
+      // A task may have deferred another (and scheduled this turn's successor) already.
+      if (!isScheduled) {
+        isScheduled = true
+        schedule(turn)
+      }
     }
   }
 

@@ -196,14 +196,19 @@ export function createSessionRegistry(options: SessionRegistryOptions): SessionR
       await session.whenLoaded
       const coldWork = options.coldWork
       if (coldWork === undefined) return session.changeAsServer(apply)
-      // The server's own bookkeeping (turn entries, queue positions) waits behind peers' frames.
+      // The server's own bookkeeping (turn entries, queue positions) waits behind peers' frames,
+      // the session held loaded meanwhile: unloaded by its idle timer or to make room, it would
+      // refuse the change when its turn comes.
       const target = session
+      const release = target.holdLoaded()
       return new Promise<boolean>((resolve, reject) =>
         coldWork.defer(() => {
           try {
             resolve(target.changeAsServer(apply))
           } catch (error) {
             reject(error)
+          } finally {
+            release()
           }
         }),
       )

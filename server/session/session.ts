@@ -190,6 +190,8 @@ export class Session implements DistributionSink {
     reject: (error: unknown) => void
   }[] = []
   private isUnloadWanted = false
+  /** Holds taken with {@link holdLoaded} and not yet released. */
+  private loadedHolds = 0
   /** Undoes what {@link SessionContext.onReady} set up. */
   private stopWatching: (() => void) | undefined
   /** Whether the distribution delivers to this session (joined after load, left at end). */
@@ -395,6 +397,23 @@ export class Session implements DistributionSink {
     this.tryUnload()
   }
 
+  /**
+   * Keeps the session loaded until the returned function is called: an unload asked meanwhile (idle
+   * timer, room for another session) happens after it, once the session is flushed.
+   *
+   * @remarks Only unloading waits: {@link end} (a delete, a shutdown, a failure) still ends it.
+   */
+  holdLoaded(): () => void {
+    this.loadedHolds++
+    let isReleased = false
+    return () => {
+      if (isReleased) return
+      isReleased = true
+      this.loadedHolds--
+      if (this.isUnloadWanted) this.tryUnload()
+    }
+  }
+
   /** True when nothing this session queued is still waiting for the disk. */
   get isFlushed(): boolean {
     return this.durableOrdinal >= this.queuedOrdinal && this.ctx.writes.pendingFor(this.id) === 0
@@ -429,7 +448,7 @@ export class Session implements DistributionSink {
   }
 
   private tryUnload(): void {
-    if (this.state !== 'ready' || this.connections.size > 0 || !this.isFlushed) return
+    if (this.state !== 'ready' || this.connections.size > 0 || this.loadedHolds > 0 || !this.isFlushed) return
     this.ctx.logger.debug({ session: this.id, seq: this.lastSeq }, 'session unloaded')
     this.end(1001, 'session unloaded')
   }

@@ -51,6 +51,8 @@ export function createMemoryHarness(
     distribution?: Distribution
     /** Where cold loads end and server changes wait (default: none, at once). */
     coldWork?: ColdWork
+    /** Sessions in memory at most (default: no bound). */
+    maxSessionsInMemory?: number
   } = {},
 ): MemoryHarness {
   const store = options.store ?? createMemoryStore()
@@ -71,6 +73,9 @@ export function createMemoryHarness(
     writes: writeQueue,
     ...(options.distribution === undefined ? {} : { distribution: options.distribution }),
     ...(options.coldWork === undefined ? {} : { coldWork: options.coldWork }),
+    ...(options.maxSessionsInMemory === undefined
+      ? {}
+      : { maxSessionsInMemory: options.maxSessionsInMemory }),
     topics: createMemoryTopics(),
     logger: createSilentLogger(),
     limits: {

@@ -19,3 +19,15 @@ export function mergeVitestReports(a: Json, b: Json, key = ''): Json {
   }
   return a
 }
+
+/**
+ * The report of a vitest process as its exit code says: `success` false when the process failed.
+ *
+ * @remarks vitest exits 1 on errors outside any test (an unhandled rejection, an error after a
+ * test ended) yet writes `success: true` and no failed test: .ci/run would print "N passed, 0
+ * failed" for a failed run. With `success` false it counts at least one failure.
+ */
+export function reportOfRun(report: Json, exitCode: number): Json {
+  if (exitCode === 0 || report === null || typeof report !== 'object' || Array.isArray(report)) return report
+  return { ...report, success: false }
+}

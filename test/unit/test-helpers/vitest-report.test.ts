@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { type Json, mergeVitestReports } from '../../helpers/vitest-report.js'
+import { type Json, mergeVitestReports, reportOfRun } from '../../helpers/vitest-report.js'
 
 /** A report as vitest's JSON reporter writes it, trimmed to what .ci/run and readers use. */
 function report(passed: number, failed: number, startTime: number, files: string[]): Json {
@@ -54,5 +54,19 @@ describe('mergeVitestReports', () => {
     const b = { snapshot: { failure: false } }
     expect(mergeVitestReports(a, b)).toEqual({ snapshot: { failure: true } })
     expect(mergeVitestReports(b, a)).toEqual({ snapshot: { failure: true } })
+  })
+})
+
+describe('reportOfRun', () => {
+  it('marks a report unsuccessful when its vitest process failed with no failed test', () => {
+    // vitest's report after an unhandled error: every test passed, success true, exit code 1.
+    const failedRun = reportOfRun(report(7, 0, 1_000, ['a']), 1)
+    expect(failedRun).toMatchObject({ success: false, numFailedTests: 0 })
+    const merged = mergeVitestReports(failedRun, reportOfRun(report(3, 0, 2_000, ['b']), 0)) as {
+      [key: string]: Json
+    }
+    expect(merged.success).toBe(false)
+    expect(merged.numPassedTests).toBe(10)
+    expect(reportOfRun(report(7, 0, 1_000, ['a']), 0)).toMatchObject({ success: true })
   })
 })

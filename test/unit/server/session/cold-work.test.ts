@@ -1,6 +1,6 @@
-import { afterEach, describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it, vi } from 'vitest'
 import { createColdWork } from '../../../../server/session/cold-work.js'
-import { createMemoryHarness, type MemoryHarness } from '../../../helpers/memory-server.js'
+import { createMemoryHarness, drainTasks, type MemoryHarness } from '../../../helpers/memory-server.js'
 import { withTimeout } from '../../../helpers/wait.js'
 
 /** A clock that moves 1 ms each time it is read: a task "takes" the time between two reads. */
@@ -70,6 +70,39 @@ describe('createColdWork', () => {
     turns.shift()!()
     expect(ran).toEqual(['a', 'c'])
     expect(errors.map((e) => (e as Error).message)).toEqual(['broken task'])
+  })
+
+  it('a task that defers another keeps one turn scheduled, not two', () => {
+    const turns: (() => void)[] = []
+    const work = createColdWork({
+      budgetMs: 2,
+      onError: (error) => {
+        throw error
+      },
+      now: steppingClock(),
+      schedule: (run) => turns.push(run),
+    })
+    const ran: string[] = []
+    work.defer(() => {
+      ran.push('a')
+      work.defer(() => ran.push('a2'))
+    })
+    work.defer(() => ran.push('b'))
+    work.defer(() => ran.push('c'))
+    turns.shift()!()
+    // 2 ms of budget: two tasks ran, and one turn (not one per defer) waits for the rest.
+    expect(ran).toEqual(['a', 'b'])
+    expect(turns.length).toBe(1)
+    turns.shift()!()
+    expect(ran).toEqual(['a', 'b', 'c', 'a2'])
+    expect(turns.length).toBe(0)
+    expect(work.turns).toBe(2)
+    // A deferred task that runs in the turn that deferred it leaves no empty turn behind.
+    work.defer(() => work.defer(() => ran.push('d2')))
+    turns.shift()!()
+    expect(ran.at(-1)).toBe('d2')
+    while (turns.length > 0) turns.shift()!()
+    expect(work.turns).toBe(3)
   })
 
   it('with a budget of 0 runs each task at once', () => {
@@ -149,5 +182,92 @@ describe('cold work in the session registry', () => {
       throw new Error('bad change')
     })
     await expect(withTimeout(failing, 5_000, 'the failing change')).rejects.toThrow('bad change')
+  })
+})
+
+describe('cold work and unloading', () => {
+  let harness: MemoryHarness | undefined
+  afterEach(async () => {
+    vi.useRealTimers()
+    await harness?.close()
+    harness = undefined
+  })
+
+  it('a server change waiting in the queue keeps its idle session loaded, which unloads after it', async () => {
+    const turns: (() => void)[] = []
+    const runTurns = (): void => {
+      while (turns.length > 0) turns.shift()!()
+    }
+    const work = createColdWork({
+      budgetMs: 1,
+      onError: () => undefined,
+      now: () => 0,
+      schedule: (run) => turns.push(run),
+    })
+    harness = createMemoryHarness({ coldWork: work, idleUnloadMs: 5 })
+    const a = harness.connect('s')
+    for (let round = 0; round < 50 && a.session.state !== 'ready'; round++) {
+      await drainTasks(2)
+      runTurns()
+    }
+    expect(a.session.state).toBe('ready')
+    a.peer.doc.getText('t').insert(0, 'stored')
+    await harness.settle()
+    await expect(harness.store.getMeta('s')).resolves.toBeDefined()
+
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] })
+    // Idle from here: its unload timer runs (fake) while the server's change waits for its turn.
+    a.disconnect()
+    const changed = harness.registry.changeAsServer('s', (doc, origin) => {
+      doc.transact(() => doc.getMap('m').set('k', 'v'), origin)
+    })
+    for (let round = 0; round < 50 && turns.length === 0; round++) await Promise.resolve()
+    expect(work.pending).toBe(1)
+    vi.advanceTimersByTime(10)
+    runTurns()
+    await expect(withTimeout(changed, 5_000, 'the server change')).resolves.toBe(true)
+    expect(a.session.document.getMap('m').get('k')).toBe('v')
+
+    // Not kept forever: once the change is durable the idle session unloads.
+    for (let round = 0; round < 50 && harness.registry.get('s') !== undefined; round++)
+      await vi.advanceTimersByTimeAsync(10)
+    expect(harness.registry.get('s')).toBeUndefined()
+    expect(a.session.state).toBe('ended')
+  })
+
+  it('a server change waiting in the queue keeps its session from being unloaded to make room', async () => {
+    const turns: (() => void)[] = []
+    const runTurns = (): void => {
+      while (turns.length > 0) turns.shift()!()
+    }
+    const work = createColdWork({
+      budgetMs: 1,
+      onError: () => undefined,
+      now: () => 0,
+      schedule: (run) => turns.push(run),
+    })
+    harness = createMemoryHarness({ coldWork: work, maxSessionsInMemory: 1 })
+    const a = harness.connect('s')
+    for (let round = 0; round < 50 && a.session.state !== 'ready'; round++) {
+      await drainTasks(2)
+      runTurns()
+    }
+    a.peer.doc.getText('t').insert(0, 'stored')
+    await harness.settle()
+    a.disconnect()
+    const changed = harness.registry.changeAsServer('s', (doc, origin) => {
+      doc.transact(() => doc.getMap('m').set('k', 'v'), origin)
+    })
+    for (let round = 0; round < 50 && turns.length === 0; round++) await Promise.resolve()
+    expect(work.pending).toBe(1)
+    // Another session wants the one place: 's' is idle and flushed, but its change is waiting.
+    expect(() => harness!.connect('other')).toThrow('too many sessions in memory')
+    runTurns()
+    await expect(withTimeout(changed, 5_000, 'the server change')).resolves.toBe(true)
+    expect(a.session.document.getMap('m').get('k')).toBe('v')
+    // Once the change is durable the place can be given.
+    await harness.settle()
+    expect(harness.connect('other').session.id).toBe('other')
+    expect(a.session.state).toBe('ended')
   })
 })

@@ -15,6 +15,7 @@ import {
   startColloquyCluster,
   waitForFullMesh,
 } from '../helpers/colloquy-cluster.js'
+import { moveStreamLeader } from '../helpers/diverged-replica.js'
 import { hasNatsServer, type NatsCluster, warnIfNoNatsServer } from '../helpers/nats-cluster.js'
 import { type PartitionProxies, startPartitionedNatsCluster } from '../helpers/partition-proxy.js'
 import { until, withTimeout } from '../helpers/wait.js'
@@ -104,24 +105,6 @@ async function leaderViews(cluster: NatsCluster, stream: string): Promise<string
   return views.join('; ')
 }
 
-/** Asks the leader of `stream` to step down until `name` leads it (bounded). */
-async function moveLeader(
-  cluster: NatsCluster,
-  nc: Awaited<ReturnType<typeof connect>>,
-  stream: string,
-  name: string,
-) {
-  for (let attempt = 0; attempt < 30; attempt++) {
-    if ((await cluster.waitForStreamLeader(stream, 20_000)) === name) return
-    await nc
-      .request(`$JS.API.STREAM.LEADER.STEPDOWN.${stream}`, '', { timeout: 10_000 })
-      .catch(() => undefined)
-    // The old leader reports itself leader until the election ends: wait for it to step down.
-    await new Promise((resolve) => setTimeout(resolve, 1_000))
-  }
-  throw new Error(`${name} never became the leader of ${stream}`)
-}
-
 describe.skipIf(!hasNatsServer)('reads after a partition healed', () => {
   let cluster: NatsCluster | undefined
   let proxies: PartitionProxies | undefined
@@ -157,7 +140,7 @@ describe.skipIf(!hasNatsServer)('reads after a partition healed', () => {
       const long = `${subjectPrefix}.long`
       const longTexts = Array.from({ length: 150 }, (_, i) => `long-${i}`)
       await Promise.all(longTexts.map((text) => js.publish(long, text, { timeout: 10_000 })))
-      await moveLeader(cluster, nc, stream, 'n3')
+      await moveStreamLeader(cluster, nc, stream, 'n3')
 
       proxies.isolate(2)
       // n3 still leads on its side for a few seconds: it stores these without a quorum.

@@ -10,23 +10,64 @@ import { waitForFullMesh } from './colloquy-cluster.js'
 import type { NatsCluster } from './nats-cluster.js'
 import type { PartitionProxies } from './partition-proxy.js'
 
-/** Asks the leader of `stream` to step down until `name` leads it (at most 30 step-downs). */
+/**
+ * Asks the leader of `stream` to step down until `name` leads it (bounded: at most 30 step-downs,
+ * and 120 s in all).
+ */
 export async function moveStreamLeader(
   cluster: NatsCluster,
   nc: NatsConnection,
   stream: string,
   name: string,
 ): Promise<void> {
-  for (let attempt = 0; attempt < 30; attempt++) {
+  const deadline = Date.now() + 120_000
+  let stepDowns = 0
+  while (stepDowns < 30 && Date.now() < deadline) {
     await cluster.waitForStreamLeader(stream, 20_000)
-    if ((await waitForAgreedLeader(cluster, stream, 20_000)) === name) return
-    await nc
-      .request(`$JS.API.STREAM.LEADER.STEPDOWN.${stream}`, '', { timeout: 10_000 })
-      .catch(() => undefined)
-    // The old leader reports itself leader until the election ends: wait for it to step down.
-    await new Promise((resolve) => setTimeout(resolve, 1_000))
+    const leader = await waitForAgreedLeader(cluster, stream, 20_000)
+    if (leader === name) return
+    if (!(await stepDown(nc, stream))) {
+      // Refused ("JetStream system temporarily unavailable" right after a heal) or unanswered:
+      // nothing changed, ask again shortly.
+      await new Promise((resolve) => setTimeout(resolve, 100))
+      continue
+    }
+    stepDowns++
+    // Until the election ends, the servers that followed `leader` still name it (and so may
+    // waitForAgreedLeader): wait until one no longer does, then the loop waits for the new leader.
+    await waitForStepDown(cluster, stream, leader, 10_000)
   }
-  throw new Error(`${name} never became the leader of ${stream}`)
+  throw new Error(`${name} never became the leader of ${stream} (${stepDowns} step-downs)`)
+}
+
+/** Asks the leader of `stream` to step down; true if it answered that it did. */
+async function stepDown(nc: NatsConnection, stream: string): Promise<boolean> {
+  try {
+    const answer = await nc.request(`$JS.API.STREAM.LEADER.STEPDOWN.${stream}`, '', { timeout: 10_000 })
+    return (answer.json() as { success?: boolean }).success === true
+  } catch {
+    // No responders or no answer in time: as a refusal.
+    return false
+  }
+}
+
+/**
+ * Resolves once some running server no longer names `previous` the leader of `stream` (the
+ * step-down seen), or after `ms` without that (the old leader elected again at once: the caller's
+ * loop finds it leading and asks again).
+ */
+async function waitForStepDown(
+  cluster: NatsCluster,
+  stream: string,
+  previous: string,
+  ms: number,
+): Promise<void> {
+  const deadline = Date.now() + ms
+  for (;;) {
+    const named = await namedLeaders(cluster, stream)
+    if (named.some((leader) => leader !== previous) || Date.now() > deadline) return
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
 }
 
 /** What {@link divergeReplicas} did: per target, the seq the majority acked; the cut-off side's acks. */
@@ -108,29 +149,34 @@ export async function divergeReplicas(options: {
 export async function waitForAgreedLeader(cluster: NatsCluster, stream: string, ms: number): Promise<string> {
   const deadline = Date.now() + ms
   for (;;) {
-    const named = await Promise.all(
-      cluster.nodes
-        .filter((node) => node.isRunning())
-        .map(async (node) => {
-          try {
-            const response = await fetch(
-              `http://127.0.0.1:${node.monitorPort}/jsz?accounts=true&streams=true`,
-              { signal: AbortSignal.timeout(1_000) },
-            )
-            const jsz = (await response.json()) as JszStreams
-            const details = (jsz.account_details ?? []).flatMap((account) => account.stream_detail ?? [])
-            return details.find((detail) => detail.name === stream)?.cluster?.leader
-          } catch {
-            return undefined
-          }
-        }),
-    )
+    const named = await namedLeaders(cluster, stream)
     const [first] = named
     if (first !== undefined && named.every((leader) => leader === first)) return first
     if (Date.now() > deadline)
       throw new Error(`the servers named leaders ${named.join(', ')} of ${stream} for ${ms} ms`)
     await new Promise((resolve) => setTimeout(resolve, 100))
   }
+}
+
+/** The leader of `stream` each running server names (`/jsz`; undefined: none, or no answer in 1 s). */
+function namedLeaders(cluster: NatsCluster, stream: string): Promise<(string | undefined)[]> {
+  return Promise.all(
+    cluster.nodes
+      .filter((node) => node.isRunning())
+      .map(async (node) => {
+        try {
+          const response = await fetch(
+            `http://127.0.0.1:${node.monitorPort}/jsz?accounts=true&streams=true`,
+            { signal: AbortSignal.timeout(1_000) },
+          )
+          const jsz = (await response.json()) as JszStreams
+          const details = (jsz.account_details ?? []).flatMap((account) => account.stream_detail ?? [])
+          return details.find((detail) => detail.name === stream)?.cluster?.leader
+        } catch {
+          return undefined
+        }
+      }),
+  )
 }
 
 interface JszStreams {

@@ -11,6 +11,7 @@ import { createNodeSyncClient, type SyncClient } from '../../client/node.js'
 import { DEFAULT_CONFIG } from '../../server/config.js'
 import { type SyncServer, startSyncServer } from '../../server/sync-server.js'
 import { readMessages } from '../../shared/conversation/index.js'
+import { nodeScript } from '../helpers/node-script.js'
 import { until } from '../helpers/wait.js'
 
 const ROOT = path.resolve(import.meta.dirname, '../..')
@@ -83,7 +84,9 @@ describe.skipIf(!hasTmux())('colloquy chat in a terminal', () => {
       '30',
       '-c',
       ROOT,
-      `${process.execPath} --import tsx cli/colloquy.ts chat tty --url ${url} --name alice`,
+      [process.execPath, ...nodeScript('cli/colloquy.ts'), 'chat', 'tty', '--url', url, '--name', 'alice']
+        .map((arg) => `'${arg}'`)
+        .join(' '),
     )
     await until(() => screen().includes('connected'), 20_000, 'chat connected')
     expect(screen()).toContain('demo (agent: idle)')

@@ -14,6 +14,7 @@ import type { SyncServer } from '../../server/sync-server.js'
 import { appendMessage } from '../../shared/conversation/index.js'
 import type { CreateTurnRequest, CreateTurnResponse } from '../../shared/turns/api.js'
 import { readTurnEntry } from '../../shared/turns/document.js'
+import { nodeScript } from '../helpers/node-script.js'
 import { capturingLogger, startTestServer } from '../helpers/test-server.js'
 import { until } from '../helpers/wait.js'
 
@@ -168,7 +169,7 @@ describe('colloquy token --tenant --priority', () => {
   const run = (args: string[]) =>
     spawnSync(
       process.execPath,
-      ['--import', 'tsx', 'cli/colloquy.ts', 'token', '--peer', 'ops', '--prefix', '', ...args],
+      [...nodeScript('cli/colloquy.ts'), 'token', '--peer', 'ops', '--prefix', '', ...args],
       { env: { ...process.env, COLLOQUY_SECRET: secret }, encoding: 'utf8' },
     )
 
@@ -176,9 +177,7 @@ describe('colloquy token --tenant --priority', () => {
     const minted = execFileSync(
       process.execPath,
       [
-        '--import',
-        'tsx',
-        'cli/colloquy.ts',
+        ...nodeScript('cli/colloquy.ts'),
         'token',
         '--peer',
         'ops',

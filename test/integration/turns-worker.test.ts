@@ -20,6 +20,7 @@ import { DEFAULT_CONFIG, type ServerConfig } from '../../server/config.js'
 import { type SyncServer, startSyncServer } from '../../server/sync-server.js'
 import { type Author, appendMessage, readMessage, readMessages } from '../../shared/conversation/index.js'
 import { readTurnEntry, type Turn, turnIdOf } from '../../shared/turns/index.js'
+import { nodeScript } from '../helpers/node-script.js'
 import { type ServerProcess, startServerProcess } from '../helpers/server-process.js'
 import { until, withTimeout } from '../helpers/wait.js'
 
@@ -107,15 +108,11 @@ function startWorker(
 
 /** A worker process (test/helpers/worker-process.ts); resolves once it printed `started`. */
 async function workerProcess(url: string, env: Record<string, string>): Promise<ChildProcess> {
-  const child = spawn(
-    process.execPath,
-    ['--import', 'tsx', path.join(ROOT, 'test/helpers/worker-process.ts')],
-    {
-      cwd: ROOT,
-      env: { ...process.env, URL: url, POOL: 'main', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  )
+  const child = spawn(process.execPath, nodeScript('test/helpers/worker-process.ts'), {
+    cwd: ROOT,
+    env: { ...process.env, URL: url, POOL: 'main', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
   children.push(child)
   let output = ''
   await withTimeout(
@@ -360,7 +357,7 @@ describe('a worker across a server restart', () => {
 })
 
 describe('colloquy agent --pool', () => {
-  const CLI = path.join(ROOT, 'cli/colloquy.ts')
+  const CLI = nodeScript('cli/colloquy.ts')
 
   it('answers the pool’s turns, prints one JSON line per turn event, and exits 0 on SIGTERM', async () => {
     const { port } = await startServer()
@@ -369,9 +366,7 @@ describe('colloquy agent --pool', () => {
     const child = spawn(
       process.execPath,
       [
-        '--import',
-        'tsx',
-        CLI,
+        ...CLI,
         'agent',
         '--pool',
         'main',
@@ -422,7 +417,7 @@ describe('colloquy agent --pool', () => {
       ['agent', '--pool', 'main', 'some-session'],
       ['agent', '--pool', 'Not A Pool'],
     ]) {
-      const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], {
+      const child = spawn(process.execPath, [...CLI, ...args], {
         cwd: ROOT,
         stdio: ['ignore', 'pipe', 'pipe'],
       })

@@ -36,7 +36,6 @@ import { createTurnsClient } from '../../client/agent/fleet/turns-client.js'
 import { answerIdOf } from '../../client/agent/fleet/worker.js'
 import { createConnection } from '../../client/connection.js'
 import { mintToken } from '../../server/auth/tokens.js'
-import { SERVER_NODE_FLAGS } from '../../server/node-flags.js'
 import { appendMessage, readMessages } from '../../shared/conversation/index.js'
 import { PRIORITY_CLASSES, turnIdOf } from '../../shared/turns/index.js'
 import { startServerProcess } from '../../test/helpers/server-process.js'
@@ -784,8 +783,6 @@ async function main(): Promise<void> {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'colloquy-fleet-'))
   const tokens = flags.anonymous ? undefined : await mintTokens()
   const nodeArgs = [
-    // As the server is meant to run (npm start); a later --server-node-arg wins.
-    ...SERVER_NODE_FLAGS,
     ...(flags['cpu-prof'] === undefined
       ? []
       : ['--cpu-prof', `--cpu-prof-dir=${path.resolve(flags['cpu-prof'])}`]),

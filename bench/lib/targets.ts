@@ -6,7 +6,6 @@ import { readFileSync } from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { SERVER_NODE_FLAGS } from '../../server/node-flags.js'
 import type { Framing } from './wire.js'
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
@@ -157,8 +156,6 @@ export async function startTarget(
     case 'colloquy':
     case 'colloquy-nofsync': {
       const args = [
-        // As the server is meant to run (npm start); the caller's node flags win.
-        ...SERVER_NODE_FLAGS,
         ...nodeArgs,
         path.join(ROOT, 'dist/server/main.js'),
         'serve',

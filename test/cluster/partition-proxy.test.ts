@@ -130,7 +130,15 @@ describe.skipIf(!hasNatsServer)('the partition proxies', () => {
         if (error === undefined) break
         // Printed: an election (seconds) tells apart from JetStream unavailable for the whole bound.
         console.log(`checkpoint put failed ${60_000 - (electing - Date.now())} ms in: ${error.message}`)
-        if (Date.now() > electing) throw error
+        if (Date.now() > electing) {
+          // Open (docs/cluster.md, "Open failures"): refused for the whole bound though the two
+          // connected servers keep a meta quorum. What each server says of every stream, for the
+          // next look at it.
+          console.log(
+            `checkpoint put refused for 60 s; the servers' views:\n${await describeStreams(cluster)}`,
+          )
+          throw error
+        }
         await new Promise((resolve) => setTimeout(resolve, 500))
       }
       proxies.heal()
@@ -172,3 +180,27 @@ describe.skipIf(!hasNatsServer)('the partition proxies', () => {
     expect(answered, 'reads answered after the heal').toBeGreaterThan(5)
   }, 180_000)
 })
+
+/** What every server's `/jsz` says of each stream's cluster (leader, replicas), for a failure. */
+async function describeStreams(cluster: NatsCluster): Promise<string> {
+  const views = await Promise.all(
+    cluster.nodes.map(async (node) => {
+      try {
+        const response = await fetch(`http://127.0.0.1:${node.monitorPort}/jsz?accounts=true&streams=true`, {
+          signal: AbortSignal.timeout(2_000),
+        })
+        const jsz = (await response.json()) as {
+          meta_cluster?: { leader?: string }
+          account_details?: { stream_detail?: { name: string; cluster?: unknown }[] }[]
+        }
+        const streams = (jsz.account_details ?? []).flatMap((account) => account.stream_detail ?? [])
+        return `${node.name}: meta leader ${jsz.meta_cluster?.leader}; ${streams
+          .map((stream) => `${stream.name} ${JSON.stringify(stream.cluster)}`)
+          .join('; ')}`
+      } catch (error) {
+        return `${node.name}: ${String(error)}`
+      }
+    }),
+  )
+  return views.join('\n')
+}

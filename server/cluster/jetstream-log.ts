@@ -518,95 +518,102 @@ export async function scanSubject(
  * that delivers nothing short of that asks the consumer (answered by its one server) what is
  * pending: nothing means a purge took the rest meanwhile; else it waits, at most `catchUpMs`.
  */
-async function fetchPending(
+function fetchPending(
   consumer: Consumer,
   subject: string,
   pending: number,
-  range: { fromSeq: number; toSeq: number; limit: number; headersOnly: boolean },
+  range: ConsumerRange,
   deadline: number,
   catchUpMs: number,
+): Promise<ScannedMessage[]> {
+  return fetchRange(
+    consumer,
+    range,
+    pending,
+    async () => (await consumer.info()).num_pending === 0,
+    (seenThrough, delivered) =>
+      new Error(
+        `read of ${subject} stalled at stream seq ${seenThrough} after ${delivered} of ${pending} messages for ${catchUpMs} ms`,
+      ),
+    deadline,
+  )
+}
+
+/** Messages a read gets one by one before it tries again to place a consumer on the leader. */
+const GETS_BETWEEN_PLACEMENTS = 64
+
+/**
+ * Reads through a consumer on any replica up to `toSeq` or `limit`. A fetch that delivers nothing
+ * short of that asks the subject's last seq: either the leader changed and this replica lags (wait
+ * for it, at most `catchUpMs`) or the subject was purged meanwhile through `last` (then what was
+ * read is all).
+ */
+function fetchThrough(
+  resources: JetStreamResources,
+  consumer: Consumer,
+  subject: string,
+  range: ConsumerRange,
+  deadline: number,
+  catchUpMs: number,
+): Promise<ScannedMessage[]> {
+  return fetchRange(
+    consumer,
+    range,
+    Number.POSITIVE_INFINITY,
+    async () => {
+      const now = await lastStreamSeq(resources, subject)
+      return now === undefined || now < range.fromSeq
+    },
+    (seenThrough) =>
+      new Error(
+        `read of ${subject} stalled at stream seq ${seenThrough} of ${range.toSeq} for ${catchUpMs} ms (a lagging replica)`,
+      ),
+    deadline,
+  )
+}
+
+interface ConsumerRange {
+  readonly fromSeq: number
+  readonly toSeq: number
+  readonly limit: number
+  readonly headersOnly: boolean
+}
+
+/**
+ * The fetch loop of {@link fetchPending} and {@link fetchThrough}: batches until `pending` messages
+ * were delivered, one past `toSeq`, or `limit`; after a fetch that delivered nothing, `isDrained`
+ * says whether the read is complete, else it fetches again until `deadline` (then `stalled`).
+ */
+async function fetchRange(
+  consumer: Consumer,
+  range: ConsumerRange,
+  pending: number,
+  isDrained: () => Promise<boolean>,
+  stalled: (seenThrough: number, delivered: number) => Error,
+  deadline: number,
 ): Promise<ScannedMessage[]> {
   const found: ScannedMessage[] = []
   let delivered = 0
   let seenThrough = range.fromSeq - 1
   while (delivered < pending) {
     const batch = Math.max(1, Math.min(range.limit - found.length, pending - delivered, 512))
+    // Fetches end on their own (expires): a purge racing this read cannot make it wait forever.
     const messages = await consumer.fetch({ max_messages: batch, expires: 2_000 })
-    let isDone = false
     let received = 0
     for await (const message of messages) {
       received++
       delivered++
       const streamSeq = message.info.streamSequence
       seenThrough = streamSeq
-      if (streamSeq > range.toSeq) {
-        isDone = true
-        break
-      }
+      if (streamSeq > range.toSeq) return found
       found.push(scanned(streamSeq, message.headers, message.data, range.headersOnly))
-      if (found.length >= range.limit || streamSeq >= range.toSeq || delivered >= pending) {
-        isDone = true
-        break
-      }
+      if (found.length >= range.limit || streamSeq >= range.toSeq || delivered >= pending) return found
     }
-    if (isDone) return found
     if (received > 0) continue
-    if ((await consumer.info()).num_pending === 0) return found
-    if (Date.now() > deadline) {
-      throw new Error(
-        `read of ${subject} stalled at stream seq ${seenThrough} after ${delivered} of ${pending} messages for ${catchUpMs} ms`,
-      )
-    }
+    if (await isDrained()) return found
+    if (Date.now() > deadline) throw stalled(seenThrough, delivered)
   }
   return found
-}
-
-/** Messages a read gets one by one before it tries again to place a consumer on the leader. */
-const GETS_BETWEEN_PLACEMENTS = 64
-
-async function fetchThrough(
-  resources: JetStreamResources,
-  consumer: Consumer,
-  subject: string,
-  range: { fromSeq: number; toSeq: number; limit: number; headersOnly: boolean },
-  deadline: number,
-  catchUpMs: number,
-): Promise<ScannedMessage[]> {
-  const { fromSeq, toSeq } = range
-  const found: ScannedMessage[] = []
-  const batch = Math.max(1, Math.min(range.limit, 512))
-  let seenThrough = fromSeq - 1
-  for (;;) {
-    // Fetches end on their own (expires): a purge racing this read cannot make it wait forever.
-    const messages = await consumer.fetch({ max_messages: batch, expires: 2_000 })
-    let isDone = false
-    let received = 0
-    for await (const message of messages) {
-      received++
-      const streamSeq = message.info.streamSequence
-      seenThrough = streamSeq
-      if (streamSeq > toSeq) {
-        isDone = true
-        break
-      }
-      found.push(scanned(streamSeq, message.headers, message.data, range.headersOnly))
-      if (found.length >= range.limit || streamSeq >= toSeq) {
-        isDone = true
-        break
-      }
-    }
-    if (isDone) return found
-    if (received > 0) continue
-    // Nothing more, short of `toSeq`. Either the leader changed and this replica lags (wait for
-    // it) or the subject was purged meanwhile through `last` (then what was read is all).
-    const now = await lastStreamSeq(resources, subject)
-    if (now === undefined || now < fromSeq) return found
-    if (Date.now() > deadline) {
-      throw new Error(
-        `read of ${subject} stalled at stream seq ${seenThrough} of ${toSeq} for ${catchUpMs} ms (a lagging replica)`,
-      )
-    }
-  }
 }
 
 function scanned(

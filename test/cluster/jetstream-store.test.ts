@@ -22,6 +22,7 @@ import { createPipelinedPublisher } from '../../server/cluster/pipelined-publish
 import { runStoreContract } from '../contract/store-contract.js'
 import {
   hasNatsServer,
+  jszStreams,
   type NatsCluster,
   startNatsCluster,
   warnIfNoNatsServer,
@@ -105,11 +106,6 @@ async function dropOpenedAhead(): Promise<void> {
   }
 }
 
-interface JszStreams {
-  meta_cluster?: { leader?: string }
-  account_details?: { stream_detail?: { name: string; cluster?: unknown }[] }[]
-}
-
 /**
  * What every running server says of `stream`, the meta leader, and who subscribes to `subject`
  * (for a failure message).
@@ -120,14 +116,7 @@ async function describeStream(stream: string, subject: string): Promise<string> 
       .filter((node) => node.isRunning())
       .map(async (node) => {
         try {
-          const response = await fetch(
-            `http://127.0.0.1:${node.monitorPort}/jsz?accounts=true&streams=true`,
-            {
-              signal: AbortSignal.timeout(2_000),
-            },
-          )
-          const jsz = (await response.json()) as JszStreams
-          const details = (jsz.account_details ?? []).flatMap((account) => account.stream_detail ?? [])
+          const { metaLeader, streams: details } = await jszStreams(node, 2_000)
           const found = details.find((detail) => detail.name === stream)
           // Who may answer a publish: this server's subscriptions matching the subject (the stream
           // leader's own, or none; issue 15: a leader with none) and the connections named `late`.
@@ -141,7 +130,7 @@ async function describeStream(stream: string, subject: string): Promise<string> 
             await fetch(`${monitor}/connz?limit=1024`, { signal: AbortSignal.timeout(2_000) })
           ).json()) as { connections?: { name?: string }[] }
           const late = (connz.connections ?? []).filter((c) => c.name === 'late').length
-          return `${node.name}: meta leader ${jsz.meta_cluster?.leader}, ${details.length} streams, ${stream} ${JSON.stringify(found?.cluster)}, subscriptions matching ${subject}: ${subsz.subscriptions_list?.length ?? 0}, connections named late: ${late}`
+          return `${node.name}: meta leader ${metaLeader}, ${details.length} streams, ${stream} ${JSON.stringify(found?.cluster)}, subscriptions matching ${subject}: ${subsz.subscriptions_list?.length ?? 0}, connections named late: ${late}`
         } catch (error) {
           return `${node.name}: ${String(error)}`
         }

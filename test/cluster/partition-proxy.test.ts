@@ -10,7 +10,7 @@ import {
   openJetStreamResources,
 } from '../../server/cluster/jetstream-log.js'
 import { createJetStreamStore } from '../../server/cluster/jetstream-store.js'
-import { hasNatsServer, type NatsCluster, warnIfNoNatsServer } from '../helpers/nats-cluster.js'
+import { hasNatsServer, jszStreams, type NatsCluster, warnIfNoNatsServer } from '../helpers/nats-cluster.js'
 import { type PartitionProxies, startPartitionedNatsCluster } from '../helpers/partition-proxy.js'
 
 warnIfNoNatsServer(import.meta.url)
@@ -186,15 +186,8 @@ async function describeStreams(cluster: NatsCluster): Promise<string> {
   const views = await Promise.all(
     cluster.nodes.map(async (node) => {
       try {
-        const response = await fetch(`http://127.0.0.1:${node.monitorPort}/jsz?accounts=true&streams=true`, {
-          signal: AbortSignal.timeout(2_000),
-        })
-        const jsz = (await response.json()) as {
-          meta_cluster?: { leader?: string }
-          account_details?: { stream_detail?: { name: string; cluster?: unknown }[] }[]
-        }
-        const streams = (jsz.account_details ?? []).flatMap((account) => account.stream_detail ?? [])
-        return `${node.name}: meta leader ${jsz.meta_cluster?.leader}; ${streams
+        const { metaLeader, streams } = await jszStreams(node, 2_000)
+        return `${node.name}: meta leader ${metaLeader}; ${streams
           .map((stream) => `${stream.name} ${JSON.stringify(stream.cluster)}`)
           .join('; ')}`
       } catch (error) {

@@ -16,7 +16,7 @@ import {
   waitForFullMesh,
 } from '../helpers/colloquy-cluster.js'
 import { moveStreamLeader } from '../helpers/diverged-replica.js'
-import { hasNatsServer, type NatsCluster, warnIfNoNatsServer } from '../helpers/nats-cluster.js'
+import { hasNatsServer, jszStreams, type NatsCluster, warnIfNoNatsServer } from '../helpers/nats-cluster.js'
 import { type PartitionProxies, startPartitionedNatsCluster } from '../helpers/partition-proxy.js'
 import { until, withTimeout } from '../helpers/wait.js'
 import { connectWsPeer, type WsPeer } from '../helpers/ws-peer.js'
@@ -82,20 +82,8 @@ async function leaderViews(cluster: NatsCluster, stream: string): Promise<string
       .filter((node) => node.isRunning())
       .map(async (node) => {
         try {
-          const response = await fetch(
-            `http://127.0.0.1:${node.monitorPort}/jsz?accounts=true&streams=true`,
-            {
-              signal: AbortSignal.timeout(2_000),
-            },
-          )
-          const jsz = (await response.json()) as {
-            account_details?: {
-              stream_detail?: { name: string; cluster?: { leader?: string }; state?: { last_seq?: number } }[]
-            }[]
-          }
-          const found = (jsz.account_details ?? [])
-            .flatMap((account) => account.stream_detail ?? [])
-            .find((detail) => detail.name === stream)
+          const { streams } = await jszStreams(node, 2_000)
+          const found = streams.find((detail) => detail.name === stream)
           return `${node.name}: leader ${found?.cluster?.leader ?? '-'}, last seq ${found?.state?.last_seq ?? '-'}`
         } catch {
           return `${node.name}: no answer`

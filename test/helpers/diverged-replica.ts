@@ -7,7 +7,7 @@
 import { jetstream } from '@nats-io/jetstream'
 import type { NatsConnection } from '@nats-io/transport-node'
 import { waitForFullMesh } from './colloquy-cluster.js'
-import type { NatsCluster } from './nats-cluster.js'
+import { jszStreams, type NatsCluster } from './nats-cluster.js'
 import type { PartitionProxies } from './partition-proxy.js'
 
 /**
@@ -165,20 +165,11 @@ function namedLeaders(cluster: NatsCluster, stream: string): Promise<(string | u
       .filter((node) => node.isRunning())
       .map(async (node) => {
         try {
-          const response = await fetch(
-            `http://127.0.0.1:${node.monitorPort}/jsz?accounts=true&streams=true`,
-            { signal: AbortSignal.timeout(1_000) },
-          )
-          const jsz = (await response.json()) as JszStreams
-          const details = (jsz.account_details ?? []).flatMap((account) => account.stream_detail ?? [])
-          return details.find((detail) => detail.name === stream)?.cluster?.leader
+          const { streams } = await jszStreams(node, 1_000)
+          return streams.find((detail) => detail.name === stream)?.cluster?.leader
         } catch {
           return undefined
         }
       }),
   )
-}
-
-interface JszStreams {
-  account_details?: { stream_detail?: { name: string; cluster?: { leader?: string } }[] }[]
 }

@@ -343,13 +343,29 @@ export async function hasFullMesh(nodes: readonly NatsClusterNode[]): Promise<bo
   return counts.every((count) => count === running.length - 1)
 }
 
-interface JszStreams {
-  account_details?: {
-    stream_detail?: {
-      name: string
-      cluster?: { leader?: string; replicas?: { name: string; current?: boolean }[] }
-    }[]
-  }[]
+/** One stream as a server's `/jsz?accounts=true&streams=true` describes it. */
+export interface JszStreamDetail {
+  readonly name: string
+  readonly cluster?: { leader?: string; replicas?: { name: string; current?: boolean; active?: number }[] }
+  readonly state?: { last_seq?: number }
+}
+
+/** What `node` says of JetStream's meta leader and of every stream (its `/jsz`; throws on no answer). */
+export async function jszStreams(
+  node: NatsClusterNode,
+  timeoutMs: number,
+): Promise<{ metaLeader: string | undefined; streams: JszStreamDetail[] }> {
+  const response = await fetch(`http://127.0.0.1:${node.monitorPort}/jsz?accounts=true&streams=true`, {
+    signal: AbortSignal.timeout(timeoutMs),
+  })
+  const jsz = (await response.json()) as {
+    meta_cluster?: { leader?: string }
+    account_details?: { stream_detail?: JszStreamDetail[] }[]
+  }
+  return {
+    metaLeader: jsz.meta_cluster?.leader,
+    streams: (jsz.account_details ?? []).flatMap((account) => account.stream_detail ?? []),
+  }
 }
 
 async function waitForStreamLeader(
@@ -362,12 +378,8 @@ async function waitForStreamLeader(
     for (const node of nodes) {
       if (!node.isRunning()) continue
       try {
-        const response = await fetch(`http://127.0.0.1:${node.monitorPort}/jsz?accounts=true&streams=true`, {
-          signal: AbortSignal.timeout(1_000),
-        })
-        const jsz = (await response.json()) as JszStreams
-        const details = (jsz.account_details ?? []).flatMap((account) => account.stream_detail ?? [])
-        const cluster = details.find((detail) => detail.name === stream)?.cluster
+        const { streams } = await jszStreams(node, 1_000)
+        const cluster = streams.find((detail) => detail.name === stream)?.cluster
         const leader = cluster?.leader
         // Asked of the leader itself: a follower may still name the leader that just died. And the
         // leader must count every other running node as a current replica: a restarted node that

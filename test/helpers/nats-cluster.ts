@@ -179,6 +179,11 @@ async function startNatsClusterOnce(options: NatsClusterOptions): Promise<NatsCl
       '  name: colloquy-test',
       `  listen: 127.0.0.1:${plan.routePort}`,
       '  no_advertise: true',
+      // Behind the partition proxies a server must never learn another's real route address: a
+      // route dialed there directly (gossip, a reconnect to the address a peer announced) would
+      // bypass the proxy and survive an isolation, leaving a partial partition. Announce a port
+      // nothing listens on, so only the configured (proxied) routes connect.
+      ...(options.routeTarget === undefined ? [] : ['  advertise: "127.0.0.1:1"']),
       `  routes: [${routes.map((r) => JSON.stringify(r)).join(', ')}]`,
       '}',
       '',

@@ -148,8 +148,7 @@ export function createSessionRegistry(options: SessionRegistryOptions): SessionR
   const makeRoom = (): boolean => {
     if (maxSessions <= 0 || sessions.size < maxSessions) return true
     const idle: Session[] = []
-    for (const session of sessions.values())
-      if (session.state === 'ready' && session.connections.size === 0 && session.isFlushed) idle.push(session)
+    for (const session of sessions.values()) if (session.isIdle) idle.push(session)
     if (idle.length === 0) return false
     idle.sort((a, b) => a.lastActiveAt - b.lastActiveAt)
     const target = maxSessions - evictionBatch

@@ -414,6 +414,11 @@ export class Session implements DistributionSink {
     }
   }
 
+  /** Ready, with no connection and nothing waiting for the disk: what unloading it needs, besides no hold. */
+  get isIdle(): boolean {
+    return this.state === 'ready' && this.connections.size === 0 && this.isFlushed
+  }
+
   /** True when nothing this session queued is still waiting for the disk. */
   get isFlushed(): boolean {
     return this.durableOrdinal >= this.queuedOrdinal && this.ctx.writes.pendingFor(this.id) === 0
@@ -448,7 +453,7 @@ export class Session implements DistributionSink {
   }
 
   private tryUnload(): void {
-    if (this.state !== 'ready' || this.connections.size > 0 || this.loadedHolds > 0 || !this.isFlushed) return
+    if (this.loadedHolds > 0 || !this.isIdle) return
     this.ctx.logger.debug({ session: this.id, seq: this.lastSeq }, 'session unloaded')
     this.end(1001, 'session unloaded')
   }

@@ -16,6 +16,9 @@ describe('sessions in memory at the cap', () => {
     vi.useRealTimers()
   })
 
+  /** Whether each of `ids` is loaded now, in order. */
+  const loaded = (...ids: string[]): boolean[] => ids.map((id) => harness!.registry.get(id) !== undefined)
+
   /** Opens `id` at time `at` (its last activity), waits until it is ready, and leaves it idle unless `stay`. */
   async function open(id: string, at: number, stay = false): Promise<void> {
     vi.setSystemTime(at)
@@ -37,22 +40,16 @@ describe('sessions in memory at the cap', () => {
 
     await open('new-0', base + 1_000)
     // A batch unloaded: the two least recently active idle sessions, not s0 (in use).
-    expect(harness.registry.get('s0')).toBeDefined()
-    expect(harness.registry.get('s1')).toBeUndefined()
-    expect(harness.registry.get('s2')).toBeUndefined()
-    expect(harness.registry.get('s3')).toBeDefined()
+    expect(loaded('s0', 's1', 's2', 's3')).toEqual([true, false, false, true])
     expect(harness.registry.size).toBe(CAP - BATCH + 1)
 
     // The next open finds room without unloading anything …
     await open('new-1', base + 1_001)
     expect(harness.registry.size).toBe(CAP)
-    expect(harness.registry.get('s3')).toBeDefined()
+    expect(loaded('s3')).toEqual([true])
     // … and the one after it, at the cap again, unloads the next batch.
     await open('new-2', base + 1_002)
-    expect(harness.registry.get('s3')).toBeUndefined()
-    expect(harness.registry.get('s4')).toBeUndefined()
-    expect(harness.registry.get('s5')).toBeDefined()
-    expect(harness.registry.get('new-0')).toBeDefined()
+    expect(loaded('s3', 's4', 's5', 'new-0')).toEqual([false, false, true, true])
     expect(harness.registry.size).toBe(CAP - BATCH + 1)
   })
 

@@ -23,6 +23,8 @@
 // --server-node-arg=FLAG passes FLAG to the server's node (e.g. --server-node-arg=--max-semi-space-size=32).
 // --pin puts the server on CPU 0 and every bench process on CPU 1 (taskset); the output says which
 // mode ran. The default (unpinned) stays the reference.
+// The server runs the compiled JavaScript that `npm start` runs (dist/, built at the start as the
+// main suite builds it), not the sources through tsx; --tsx-server runs the sources instead.
 
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
@@ -38,7 +40,9 @@ import { createConnection } from '../../client/connection.js'
 import { mintToken } from '../../server/auth/tokens.js'
 import { appendMessage, readMessages } from '../../shared/conversation/index.js'
 import { PRIORITY_CLASSES, turnIdOf } from '../../shared/turns/index.js'
+import { CHILD_BUILD_ENV } from '../../test/helpers/node-script.js'
 import { startServerProcess } from '../../test/helpers/server-process.js'
+import { buildColloquy } from '../lib/targets.js'
 import { createRandom } from '../lib/wire.js'
 import { answerMsOf, expectedAnswer } from './fleet-model.js'
 
@@ -70,6 +74,7 @@ const { values: flags } = parseArgs({
     'cpu-prof': { type: 'string' },
     pin: { type: 'boolean', default: false },
     'trace-gc': { type: 'boolean', default: false },
+    'tsx-server': { type: 'boolean', default: false },
     'probe-own-server': { type: 'boolean', default: false },
     'no-turns': { type: 'boolean', default: false },
     'burst-servers': { type: 'string', default: '1' },
@@ -804,6 +809,13 @@ function pinCores(serverPid: number | undefined): string {
 }
 
 async function main(): Promise<void> {
+  if (!flags['tsx-server']) {
+    // What users run: `npm start` serves dist/server/main.js. startServerProcess starts the build
+    // that CHILD_BUILD_ENV names (test/helpers/node-script.ts); tsx would add its loader and
+    // esbuild's keep-names wrappers (a `__name` call per named closure) to what is measured.
+    buildColloquy()
+    process.env[CHILD_BUILD_ENV] = path.join(ROOT, 'dist')
+  }
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'colloquy-fleet-'))
   const tokens = flags.anonymous ? undefined : await mintTokens()
   const nodeArgs = [
@@ -916,6 +928,9 @@ async function main(): Promise<void> {
       `fleet bench: ${QUESTIONS} questions over ${QUESTIONS} sessions in ${seconds(BURST_MS)}, ${WORKERS} worker processes × ${SLOTS} slots, answers ${MIN_MS}-${MAX_MS} ms (seed ${SEED}), ${PRIORITY_CLASSES} classes, ${TENANTS} tenants, lease ${LEASE_MS} ms, ${tokens === undefined ? 'anonymous' : 'tenant tokens'}, bench processes at nice ${nice}`,
     )
     console.log(`fleet bench: CPUs ${cpuMode}`)
+    console.log(
+      `fleet bench: the server runs ${flags['tsx-server'] ? 'the sources through tsx (--tsx-server)' : 'dist/ (compiled, what npm start runs)'}`,
+    )
     if (burstServerCount > 1)
       console.log(
         `fleet bench: --burst-servers ${burstServerCount}: the burst and the workers spread over ${burstServerCount} server processes, the probe on the first (a control, not the product); server figures are the first's`,

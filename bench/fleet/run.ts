@@ -40,6 +40,7 @@ import { createConnection } from '../../client/connection.js'
 import { mintToken } from '../../server/auth/tokens.js'
 import { appendMessage, readMessages } from '../../shared/conversation/index.js'
 import { PRIORITY_CLASSES, turnIdOf } from '../../shared/turns/index.js'
+import { startNatsCluster } from '../../test/helpers/nats-cluster.js'
 import { CHILD_BUILD_ENV } from '../../test/helpers/node-script.js'
 import { startServerProcess } from '../../test/helpers/server-process.js'
 import { buildColloquy } from '../lib/targets.js'
@@ -78,6 +79,8 @@ const { values: flags } = parseArgs({
     'probe-own-server': { type: 'boolean', default: false },
     'no-turns': { type: 'boolean', default: false },
     'burst-servers': { type: 'string', default: '1' },
+    cluster: { type: 'boolean', default: false },
+    'cluster-probe': { type: 'string', default: 'own' },
   },
 })
 const QUESTIONS = Number(flags.questions)
@@ -173,6 +176,26 @@ async function scrapeServer(url: string, token: string | undefined): Promise<Ser
     lagP99Ms: value('nodejs_eventloop_lag_p99_seconds') * 1000,
     lagMaxMs: value('nodejs_eventloop_lag_max_seconds') * 1000,
   }
+}
+
+/**
+ * --cluster: resolves once this node schedules the fleet's pool (its /metrics then has the pool's
+ * queue gauge, which only the scheduling node reports); throws after 30 s.
+ */
+async function waitForScheduler(url: string, token: string | undefined): Promise<void> {
+  const deadline = Date.now() + 30_000
+  while (Date.now() < deadline) {
+    const response = await fetch(`${url.replace(/^ws/, 'http')}/metrics`, {
+      headers: token === undefined ? {} : { authorization: `Bearer ${token}` },
+    })
+    const text = await response.text()
+    if (
+      text.split('\n').some((line) => line.startsWith('colloquy_turns_queued{') && line.includes(`"${POOL}"`))
+    )
+      return
+    await new Promise((resolve) => setTimeout(resolve, 250))
+  }
+  throw new Error(`node a did not take the scheduling of pool ${POOL} within 30 s`)
 }
 
 /** The server between two scrapes: its CPU share of one core and its event-loop delay in `to`'s period. */
@@ -826,11 +849,12 @@ async function main(): Promise<void> {
     ...(flags['server-node-arg'] ?? []),
   ]
   const serverStart = Date.now()
-  const startServer = (data: string, args: string[]) =>
+  const startServerWith = (data: string, args: string[], extra: string[]) =>
     startServerProcess(
       [
         '--data',
         data,
+        ...extra,
         '--max-connection-attempts-per-ip',
         '0',
         '--document-opens-per-second',
@@ -851,8 +875,29 @@ async function main(): Promise<void> {
         ...(args.length === 0 ? {} : { nodeArgs: args }),
       },
     )
-  const server = await startServer(dataDir, nodeArgs)
+  const startServer = (data: string, args: string[]) => startServerWith(data, args, [])
+  // --cluster, a deployment rather than a control: a 3-server NATS JetStream cluster and two
+  // Colloquy nodes on it (this machine, as operations.md "Bursts of new sessions" advises for a
+  // flood): the burst, the workers and the pool's scheduling on node a, the probe's sessions on
+  // node b (--cluster-probe own, the default) or on node a too (--cluster-probe same, the
+  // comparison: everything on one node of the same cluster). Node a starts alone and takes the
+  // pool's key before node b starts, so b never schedules it.
+  if (flags.cluster && !SYNC_ONLY) throw new Error('--cluster needs --sync-only (the checks read one server)')
+  if (flags.cluster && !['own', 'same'].includes(flags['cluster-probe']))
+    throw new Error('--cluster-probe is own or same')
+  const nats = flags.cluster ? await startNatsCluster() : undefined
+  if (nats !== undefined) await nats.waitForMetaLeader(30_000)
+  const clusterArgs = (nodeId: string): string[] =>
+    nats === undefined ? [] : ['--nats', nats.urls.join(','), '--node-id', nodeId]
+  const server = await startServerWith(dataDir, nodeArgs, clusterArgs('a'))
   const url = server.url
+  if (nats !== undefined) await waitForScheduler(url, tokens?.metrics)
+  const clusterProbeDir =
+    nats !== undefined && flags['cluster-probe'] === 'own'
+      ? await mkdtemp(path.join(os.tmpdir(), 'colloquy-fleet-b-'))
+      : undefined
+  const clusterProbeServer =
+    clusterProbeDir === undefined ? undefined : await startServerWith(clusterProbeDir, [], clusterArgs('b'))
   // --probe-own-server, a control: the probe's sessions on a second server process of their own
   // (same build and flags, no profiling), the burst and the workers on the first. What is left of
   // the burst in the probe's figures is then the machine (2 shared cores), not the server's event
@@ -860,7 +905,7 @@ async function main(): Promise<void> {
   const probeDir = flags['probe-own-server']
     ? await mkdtemp(path.join(os.tmpdir(), 'colloquy-fleet-probe-'))
     : undefined
-  const probeServer = probeDir === undefined ? undefined : await startServer(probeDir, [])
+  const probeServer = probeDir === undefined ? clusterProbeServer : await startServer(probeDir, [])
   // --burst-servers N, a control: the burst (questions i mod N) and the workers spread over N server
   // processes, the probe on the first: its event loop then carries 1/N of the burst while the
   // machine carries all of it (what serving sessions from N event loops would give here). The
@@ -935,9 +980,13 @@ async function main(): Promise<void> {
       console.log(
         `fleet bench: --burst-servers ${burstServerCount}: the burst and the workers spread over ${burstServerCount} server processes, the probe on the first (a control, not the product); server figures are the first's`,
       )
-    if (probeServer !== undefined)
+    if (probeDir !== undefined)
       console.log(
         'fleet bench: --probe-own-server: the probe on a second server process (a control, not the product)',
+      )
+    if (nats !== undefined)
+      console.log(
+        `fleet bench: --cluster: 3 nats-servers (JetStream), Colloquy node a (the burst, the workers, the pool's scheduling)${clusterProbeServer === undefined ? ', the probe on node a too (--cluster-probe same)' : ', node b (the probe)'}; the server lines are node a's`,
       )
     console.log(syncLine('without a burst (workers idle)', baseline))
     console.log(serverLine('without a burst', serverAtBaseline, serverAfterBaseline))
@@ -957,6 +1006,8 @@ async function main(): Promise<void> {
       await probeServer.exited
     }
     if (probeDir !== undefined) await rm(probeDir, { recursive: true, force: true })
+    if (clusterProbeDir !== undefined) await rm(clusterProbeDir, { recursive: true, force: true })
+    await nats?.stop()
     for (const extra of extraServers) {
       extra.child.kill('SIGKILL')
       await extra.exited

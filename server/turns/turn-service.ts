@@ -293,6 +293,7 @@ export async function openTurnService(options: TurnServiceOptions): Promise<Turn
     } else {
       logger.info({ turn: turn.id, attempts: turn.attempts }, 'turn lease expired: queued again')
       scheduler.requeue(turn.id)
+      scheduleDeadline()
       const requeued: StoredTurn = { ...rest, state: 'queued', updatedAt: at }
       // Kept in memory either way: the turn runs again; only a restart before a later save loses it.
       void commit(requeued, positionOf(requeued)).catch((error: unknown) => {
@@ -345,18 +346,27 @@ export async function openTurnService(options: TurnServiceOptions): Promise<Turn
 
   function onDeadline(): void {
     deadlineTimer = undefined
+    expireDue()
+    scheduleDeadline()
+  }
+
+  /**
+   * Expires the queued turns whose deadline passed. Run before every dispatch too: a turn requeued
+   * after its deadline (a lost lease, a retry) is due at once, and a timer may run late.
+   */
+  function expireDue(): void {
     for (const expired of scheduler.expire()) {
       const turn = turns.get(expired.id)
       if (turn === undefined) continue
       void end(turn, 'expired', TurnReason.DeadlinePassed, 'its deadline passed while it was queued')
     }
-    scheduleDeadline()
   }
 
   // ---- Claims ----
 
   /** Dispatches to the pool's waiting claims, oldest first, while turns and slots are left. */
   function wake(pool: string): void {
+    expireDue()
     const queue = waiters.get(pool)
     while (queue !== undefined && queue.length > 0 && scheduler.hasWork(pool)) {
       const waiter = queue.shift()!
@@ -626,6 +636,7 @@ export async function openTurnService(options: TurnServiceOptions): Promise<Turn
       if (isClosed) return Promise.reject(new ColloquyError('shutting-down'))
       if (!poolNames.has(pool))
         return Promise.reject(new ColloquyError('unknown-pool', `no pool named ${pool}`))
+      expireDue()
       if (scheduler.hasWork(pool) || claimOptions.waitMs <= 0) return take(pool, claimOptions)
       if ((waiters.get(pool)?.length ?? 0) >= MAX_WAITING_CLAIMS) {
         return Promise.reject(
@@ -699,6 +710,7 @@ export async function openTurnService(options: TurnServiceOptions): Promise<Turn
       if (request.retry === true && turn.attempts < maxAttempts && turn.isCancelRequested !== true) {
         clearLease(turn.id)
         scheduler.requeue(turn.id)
+        scheduleDeadline()
         const { lease: _lease, ...rest } = turn
         const requeued: StoredTurn = { ...rest, state: 'queued', updatedAt: now(), reasonText: text }
         await commit(requeued, positionOf(requeued))

@@ -264,6 +264,29 @@ describe('the turn service', () => {
     expect(shown.entries.get('s1/m1')?.state).toBe('expired')
   })
 
+  it('expires a turn back in the queue after its deadline instead of handing it out again (regression: a lost lease or a retry requeued it without re-arming the deadline timer)', async () => {
+    const service = await open()
+    // Its lease runs out after its deadline, while a worker waits on the pool.
+    await service.create({ sessionId: 's1', messageId: 'm1', pool: 'gpu', timeoutMs: 1_000 })
+    const [first] = await service.claim('gpu', worker('w1'))
+    expect(first!.turn.id).toBe('gpu~s1~m1')
+    const waiting = service.claim('gpu', worker('w2', 1, LEASE_MS + 500))
+    await vi.advanceTimersByTimeAsync(LEASE_MS + 10)
+    expect(service.get('gpu~s1~m1').turn).toMatchObject({ state: 'expired', reason: 'deadline-passed' })
+    await vi.advanceTimersByTimeAsync(500)
+    expect(await waiting).toEqual([])
+    // Given up with retry after its deadline, nobody waiting: expired too, not left for the next claim.
+    await service.create({ sessionId: 's2', messageId: 'm2', pool: 'gpu', timeoutMs: 1_000 })
+    const [second] = await service.claim('gpu', worker('w3'))
+    expect(second!.turn.id).toBe('gpu~s2~m2')
+    await vi.advanceTimersByTimeAsync(1_500)
+    await service.fail(second!.turn.id, { leaseId: second!.lease.id, reason: 'model-busy', retry: true })
+    await vi.advanceTimersByTimeAsync(100)
+    expect(service.get('gpu~s2~m2').turn).toMatchObject({ state: 'expired', reason: 'deadline-passed' })
+    expect(await service.claim('gpu', worker('w4'))).toHaveLength(0)
+    expect(service.pool('gpu')).toMatchObject({ queued: 0, running: 0 })
+  })
+
   it('refuses a turn beyond the queue limits of its pool and tenant with queue-full', async () => {
     const service = await open()
     await service.create({ sessionId: 's1', messageId: 'm1', pool: 'tiny', tenant: 'a' })

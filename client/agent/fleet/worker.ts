@@ -180,10 +180,13 @@ export function createWorker(options: WorkerOptions): Worker {
 
   /**
    * Calls `complete`/`fail`; a turn already final (409) or a lost lease is not an error here. A
-   * transient refusal (503: in a cluster, JetStream without quorum or no scheduler) is retried with
-   * backoff for up to `retryForMs` (a lease), unless the worker stops. Regression (issue 17, no
-   * quorum): a complete refused during an outage was given up at once; its turn went back to the
-   * pool when its lease ran out and was claimed a second time only to be completed.
+   * transient failure (503: in a cluster, JetStream without quorum or no scheduler; or no answer at
+   * all: the server restarting, the network) is retried with backoff for up to `retryForMs` (a
+   * lease), unless the worker stops; a retried call that had reached the server gets a 409. Regression
+   * (issue 17, no quorum): a complete refused during an outage was given up at once; its turn went
+   * back to the pool when its lease ran out and was claimed a second time only to be completed (and
+   * on its last attempt failed `lease-lost-too-often`, its answer complete). The same for a complete
+   * sent while the server restarted.
    */
   const settle = async (call: () => Promise<unknown>, retryForMs = 0): Promise<void> => {
     const until = Date.now() + retryForMs
@@ -194,7 +197,7 @@ export function createWorker(options: WorkerOptions): Worker {
       } catch (error) {
         if (error instanceof TurnsApiError && error.status === 409) return
         onError(error)
-        const isTransient = error instanceof TurnsApiError && error.status === 503
+        const isTransient = !(error instanceof TurnsApiError) || error.status === 503
         if (!isTransient || Date.now() + delayMs > until || stopping.signal.aborted) return
         await pause(delayMs, stopping.signal)
       }

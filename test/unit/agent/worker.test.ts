@@ -430,6 +430,37 @@ describe('a pool worker', () => {
     expect(events.filter((event) => event.type === 'completed')).toHaveLength(1)
   })
 
+  it('regression: retries a complete that failed on the network (the server restarting) rather than leave the turn to be redelivered', async () => {
+    const turns = fakeTurns()
+    const { turn } = await ask('w-restart', 'while the server restarts')
+    turns.queue.push(turn)
+    let refusals = 2
+    const worker = createWorker({
+      url: url(),
+      pool: 'main',
+      model: createDemoModel({ tokens: 4, delayMs: 1 }),
+      turns: {
+        ...turns.client,
+        async complete(turnId, request) {
+          // What fetch throws while nothing listens on the port.
+          if (refusals-- > 0)
+            throw new TypeError('fetch failed', { cause: new Error('connect ECONNREFUSED') })
+          return turns.client.complete(turnId, request)
+        },
+      },
+      claimWaitMs: 50,
+      coalesceMs: 0,
+      onError: () => {},
+    })
+    workers.push(worker)
+    const events: WorkerEvent[] = []
+    worker.on((event) => events.push(event))
+    await until(() => turns.completed.length === 1, 5_000, 'the turn completed after two failed calls')
+    expect(refusals).toBe(-1)
+    expect(turns.completed[0]?.answer).toMatchObject({ status: 'complete' })
+    expect(events.filter((event) => event.type === 'completed')).toHaveLength(1)
+  })
+
   it('stops the model at once when a renew says the turn was cancelled, and ends the answer cancelled', async () => {
     const { turns, client, turn, events } = await streamingLongAnswer('w-cancel', 'a long one', 20)
     turns.onRenew(() => 'cancelled')

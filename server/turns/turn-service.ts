@@ -707,7 +707,10 @@ export async function openTurnService(options: TurnServiceOptions): Promise<Turn
     async fail(turnId, request) {
       const turn = workingTurn(turnId, request.leaseId)
       const text = request.reasonText ?? request.reason
-      if (request.retry === true && turn.attempts < maxAttempts && turn.isCancelRequested !== true) {
+      if (turn.isCancelRequested === true) {
+        // A device cancelled it: it ends cancelled, as on a renew or a lost lease, whatever the worker's reason.
+        await end(turn, 'cancelled', TurnReason.CancelledByDevice, turn.reasonText ?? 'cancelled by a device')
+      } else if (request.retry === true && turn.attempts < maxAttempts) {
         clearLease(turn.id)
         scheduler.requeue(turn.id)
         scheduleDeadline()

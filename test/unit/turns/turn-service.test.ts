@@ -256,6 +256,25 @@ describe('the turn service', () => {
     expect(await service.claim('tiny', worker('w2'))).toHaveLength(1)
   })
 
+  it("ends a running turn a device cancelled as cancelled when its worker gives it back (regression: it ended failed with the worker's reason)", async () => {
+    const service = await open()
+    await service.create({ sessionId: 's1', messageId: 'm1', pool: 'gpu' })
+    const [claimed] = await service.claim('gpu', worker('w1'))
+    await service.cancel(claimed!.turn.id, device, 'never mind')
+    const { turn } = await service.fail(claimed!.turn.id, {
+      leaseId: claimed!.lease.id,
+      reason: 'worker-stopped',
+      retry: true,
+    })
+    expect(turn).toMatchObject({
+      state: 'cancelled',
+      reason: 'cancelled-by-device',
+      reasonText: 'never mind',
+    })
+    expect(shown.entries.get('s1/m1')).toMatchObject({ state: 'cancelled', reason: 'cancelled-by-device' })
+    expect(service.pool('gpu')).toMatchObject({ queued: 0, running: 0 })
+  })
+
   it('expires a queued turn whose deadline passed, with a reason', async () => {
     const service = await open()
     await service.create({ sessionId: 's1', messageId: 'm1', pool: 'gpu', timeoutMs: 1_000 })

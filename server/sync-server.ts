@@ -345,7 +345,17 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
   if (autoRules.length > 0) {
     autoTurns = createAutoTurns({
       rules: autoRules,
-      create: (request) => turns.create(request),
+      // Only once the message is stored. Regression (turns-cluster.test flake): the turn was created
+      // as the message reached this node, before its write committed; the scheduling node, another,
+      // found the session not stored yet, refused to write the turn's entry into it, and dropped it
+      // after 5 tries (~0.1-0.3 s): the devices never saw the turn queued. A worker on a third node
+      // could likewise load the session without the message and fail the turn (`message-missing`).
+      // The message's update is queued right after the observer that calls this (same stack).
+      create: async (request) => {
+        await Promise.resolve()
+        await sessions.get(request.sessionId)?.whenStored()
+        return turns.create(request)
+      },
       // The writer's token decides the tenant and class; a message from another node is that node's.
       scopeOf: (origin) =>
         origin instanceof Connection

@@ -351,6 +351,15 @@ export class Session implements DistributionSink {
     return new Promise((resolve, reject) => this.durableWaiters.push({ ordinal, resolve, reject }))
   }
 
+  /**
+   * Resolves once every change queued so far is durable (at once when none waits), without
+   * hurrying the group commit; rejects if the session ends first.
+   */
+  whenStored(): Promise<void> {
+    if (this.durableOrdinal >= this.queuedOrdinal) return Promise.resolve()
+    return this.whenDurable(this.queuedOrdinal).then(() => undefined)
+  }
+
   /** See {@link DistributionSink.knownSeq}. */
   get knownSeq(): number {
     return this.lastSeq

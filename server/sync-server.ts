@@ -333,10 +333,13 @@ export async function startSyncServer(options: SyncServerOptions): Promise<SyncS
     })
   }
   turnSource = turns
-  // DELETE /sessions/:id ends the session's turns once the session is gone. A prototype-linked
-  // view of the store, so that every other method (and `this` in a class-based store) is the store's.
+  // DELETE /sessions/:id ends the session's turns, before the stored session is removed: ended
+  // after it (regression), a claim made while the removal ran was handed one. Again after it, for a
+  // turn created meanwhile. A prototype-linked view of the store, so that every other method (and
+  // `this` in a class-based store) is the store's.
   const historyStore: Store = Object.assign(Object.create(store) as Store, {
     async deleteSession(sessionId: string): Promise<void> {
+      await turns.endSession(sessionId)
       await store.deleteSession(sessionId)
       await turns.endSession(sessionId)
     },

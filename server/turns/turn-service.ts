@@ -127,6 +127,8 @@ export interface TurnService extends TurnApi {
 
 interface ClaimWaiter {
   readonly options: ClaimOptions
+  /** When its long poll ends (service clock). */
+  readonly until: number
   readonly resolve: (turns: ClaimedTurn[]) => void
   timer: NodeJS.Timeout | undefined
 }
@@ -375,12 +377,15 @@ export async function openTurnService(options: TurnServiceOptions): Promise<Turn
         waiter.resolve([])
         continue
       }
-      void take(pool, waiter.options).then(waiter.resolve, () => waiter.resolve([]))
+      void take(pool, waiter.options, waiter.until).then(waiter.resolve, () => waiter.resolve([]))
     }
   }
 
-  /** Takes turns for a worker: attempts + 1, a new lease each; resolves once durable. */
-  async function take(pool: string, options: ClaimOptions): Promise<ClaimedTurn[]> {
+  /**
+   * Takes turns for a worker: attempts + 1, a new lease each; resolves once durable, with those
+   * still under their new lease then. `until`: the end of the claim's long poll.
+   */
+  async function take(pool: string, options: ClaimOptions, until: number): Promise<ClaimedTurn[]> {
     const at = now()
     const claimed: ClaimedTurn[] = []
     const saves: Promise<void>[] = []
@@ -408,7 +413,11 @@ export async function openTurnService(options: TurnServiceOptions): Promise<Turn
     }
     // Ack only after the claims are durable: a worker never starts on a turn a restart forgets.
     await Promise.all(saves)
-    return claimed
+    // Regression: a turn ended meanwhile (its session deleted) was handed out all the same. Only
+    // turns still under this claim's lease go out; if that leaves none, the claim tries again.
+    const live = claimed.filter(({ turn, lease }) => turns.get(turn.id)?.lease?.id === lease.id)
+    if (live.length > 0 || claimed.length === 0 || isClosed || options.isAborted()) return live
+    return service.claim(pool, { ...options, waitMs: Math.max(0, until - now()) }).catch(() => [])
   }
 
   // ---- Positions ----
@@ -637,7 +646,8 @@ export async function openTurnService(options: TurnServiceOptions): Promise<Turn
       if (!poolNames.has(pool))
         return Promise.reject(new ColloquyError('unknown-pool', `no pool named ${pool}`))
       expireDue()
-      if (scheduler.hasWork(pool) || claimOptions.waitMs <= 0) return take(pool, claimOptions)
+      const until = now() + Math.max(0, claimOptions.waitMs)
+      if (scheduler.hasWork(pool) || claimOptions.waitMs <= 0) return take(pool, claimOptions, until)
       if ((waiters.get(pool)?.length ?? 0) >= MAX_WAITING_CLAIMS) {
         return Promise.reject(
           new ColloquyError(
@@ -647,7 +657,7 @@ export async function openTurnService(options: TurnServiceOptions): Promise<Turn
         )
       }
       return new Promise((resolve) => {
-        const waiter: ClaimWaiter = { options: claimOptions, resolve, timer: undefined }
+        const waiter: ClaimWaiter = { options: claimOptions, until, resolve, timer: undefined }
         waiter.timer = setTimeout(() => {
           const queue = waiters.get(pool)
           const at = queue?.indexOf(waiter) ?? -1

@@ -11,6 +11,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createNodeSyncClient, type SyncClient } from '../../client/node.js'
 import { mintToken } from '../../server/auth/tokens.js'
 import { DEFAULT_CONFIG } from '../../server/config.js'
+import { createMemoryStore } from '../../server/persistence/memory-store.js'
+import type { Store } from '../../server/persistence/store.js'
 import { type SyncServer, startSyncServer } from '../../server/sync-server.js'
 import { appendMessage } from '../../shared/conversation/index.js'
 import type {
@@ -22,7 +24,7 @@ import type {
 import { readTurnEntry, turnsMap } from '../../shared/turns/document.js'
 import { rawExchange, requestHead } from '../helpers/raw-http.js'
 import { startTestServer } from '../helpers/test-server.js'
-import { until } from '../helpers/wait.js'
+import { until, withTimeout } from '../helpers/wait.js'
 
 const secret = 'turns-http-test-secret-0123456789abcdef'
 let server: SyncServer
@@ -375,6 +377,67 @@ describe('the turns API beside slow uploads', () => {
     } finally {
       slow.destroy()
       await busy.close()
+    }
+  })
+})
+
+describe('the turns API while a session is being deleted', () => {
+  it('hands no worker a turn of a session whose delete is in progress (regression: its turns were ended only after the stored session was gone)', async () => {
+    const inner = createMemoryStore()
+    let release: () => void = () => undefined
+    let gate: Promise<void> | undefined
+    let isDeleting = false
+    // The stored session's removal waits at the gate while it is closed.
+    const store: Store = {
+      ...inner,
+      load: (sessionId) => inner.load(sessionId),
+      getMeta: (sessionId) => inner.getMeta(sessionId),
+      deleteSession: async (sessionId) => {
+        isDeleting = true
+        await gate
+        return inner.deleteSession(sessionId)
+      },
+    }
+    const local = await startTestServer({ turnPools: ['gpu:2'], compaction: false }, { store })
+    const post = (route: string, body: unknown) =>
+      fetch(`http://127.0.0.1:${local.port}${route}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      })
+    try {
+      const writer = createNodeSyncClient({ url: `ws://127.0.0.1:${local.port}`, sessionId: 'doomed' })
+      await writer.whenSynced()
+      appendMessage(writer.doc, {
+        id: 'q',
+        role: 'user',
+        author: { id: 'phone', kind: 'device' },
+        content: 'hi',
+      })
+      await writer.whenFlushed()
+      await writer.destroy()
+      expect((await post('/api/turns', { sessionId: 'doomed', messageId: 'q', pool: 'gpu' })).status).toBe(
+        201,
+      )
+
+      gate = new Promise<void>((resolve) => {
+        release = resolve
+      })
+      const deleting = fetch(`http://127.0.0.1:${local.port}/sessions/doomed`, { method: 'DELETE' })
+      await until(() => isDeleting, 5_000, 'the delete reaches the store')
+      const claim = await post('/api/pools/gpu/claim', { instanceId: 'run-1', max: 64 })
+      const { turns } = (await claim.json()) as ClaimResponse
+      release()
+      expect((await withTimeout(deleting, 5_000, 'the delete answers')).status).toBe(204)
+      expect(turns.map((claimed) => claimed.turn.id)).toEqual([])
+      const read = await fetch(`http://127.0.0.1:${local.port}${turnPath('gpu~doomed~q')}`)
+      expect(((await read.json()) as TurnResponse).turn).toMatchObject({
+        state: 'cancelled',
+        reason: 'session-deleted',
+      })
+    } finally {
+      release()
+      await local.close()
     }
   })
 })

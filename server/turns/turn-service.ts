@@ -389,9 +389,12 @@ export async function openTurnService(options: TurnServiceOptions): Promise<Turn
     const at = now()
     const claimed: ClaimedTurn[] = []
     const saves: Promise<void>[] = []
+    /** Each claimed turn's record before this claim (to give it back as it was). */
+    const before = new Map<string, StoredTurn>()
     for (const picked of scheduler.dispatch(pool, options.max)) {
       const turn = turns.get(picked.id)
       if (turn === undefined) continue
+      before.set(turn.id, turn)
       const lease = newLease(at)
       const next: StoredTurn = {
         ...turn,
@@ -416,8 +419,49 @@ export async function openTurnService(options: TurnServiceOptions): Promise<Turn
     // Regression: a turn ended meanwhile (its session deleted) was handed out all the same. Only
     // turns still under this claim's lease go out; if that leaves none, the claim tries again.
     const live = claimed.filter(({ turn, lease }) => turns.get(turn.id)?.lease?.id === lease.id)
-    if (live.length > 0 || claimed.length === 0 || isClosed || options.isAborted()) return live
+    if (options.isAborted()) {
+      // Regression: the worker went away while the records were written; its answer will not be
+      // sent (the router answers nothing once a request is aborted, and nothing asynchronous runs
+      // between this and its write), yet the turns stayed leased to nobody for a whole lease, an
+      // attempt spent. They go back now, uncounted.
+      for (const { turn, lease } of live) {
+        void release(before.get(turn.id)!, lease.id).catch((error: unknown) => {
+          logger.error({ err: error, turn: turn.id }, 'turn given back by a gone worker not stored')
+        })
+      }
+      return []
+    }
+    if (live.length > 0 || claimed.length === 0 || isClosed) return live
     return service.claim(pool, { ...options, waitMs: Math.max(0, until - now()) }).catch(() => [])
+  }
+
+  /**
+   * Gives back a claim its worker never received: queued again at once as it was before the claim
+   * (`previous`: attempts, agent), if `leaseId` is still its lease (so nothing was renewed or
+   * streamed under it); ended `cancelled` if a device cancelled it meanwhile.
+   */
+  function release(previous: StoredTurn, leaseId: string): Promise<void> {
+    const turn = turns.get(previous.id)
+    if (turn === undefined || isFinalTurnState(turn.state) || turn.lease?.id !== leaseId)
+      return Promise.resolve()
+    const { lease: _lease, agent: _agent, claimedAt: _claimedAt, ...rest } = turn
+    if (turn.isCancelRequested === true) {
+      return end(turn, 'cancelled', TurnReason.CancelledByDevice, turn.reasonText ?? 'cancelled by a device')
+    }
+    clearLease(turn.id)
+    scheduler.requeue(turn.id)
+    scheduleDeadline()
+    const requeued: StoredTurn = {
+      ...rest,
+      ...(previous.agent === undefined ? {} : { agent: previous.agent }),
+      ...(previous.claimedAt === undefined ? {} : { claimedAt: previous.claimedAt }),
+      state: 'queued',
+      attempts: previous.attempts,
+      updatedAt: now(),
+    }
+    const saved = commit(requeued, positionOf(requeued))
+    wake(turn.pool)
+    return saved
   }
 
   // ---- Positions ----

@@ -441,3 +441,89 @@ describe('the turns API while a session is being deleted', () => {
     }
   })
 })
+
+describe('the turns API when a worker goes away during its claim', () => {
+  it('gives the turn back at once, uncounted, when the claim request is aborted before its answer (regression: leased to nobody for a whole lease, an attempt spent)', async () => {
+    const inner = createMemoryStore()
+    let release: () => void = () => undefined
+    let gate: Promise<void> | undefined
+    // Turn records wait at the gate while it is closed: the claim's record is "being written".
+    const store: Store = {
+      ...inner,
+      load: (sessionId) => inner.load(sessionId),
+      getMeta: (sessionId) => inner.getMeta(sessionId),
+      records: {
+        write: async (ops) => {
+          await gate
+          return inner.records!.write(ops)
+        },
+        scan: (range) => inner.records!.scan(range),
+      },
+    }
+    const local = await startTestServer({ turnPools: ['gpu:2'], compaction: false }, { store })
+    const localBase = `http://127.0.0.1:${local.port}`
+    let socket: net.Socket | undefined
+    try {
+      const created = await fetch(`${localBase}/api/turns`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ sessionId: 'chat-gone', messageId: 'q', pool: 'gpu' }),
+      })
+      expect(created.status).toBe(201)
+      gate = new Promise<void>((resolve) => {
+        release = resolve
+      })
+      const body = JSON.stringify({ instanceId: 'run-gone', max: 1, waitMs: 1_000 })
+      const connected = net.connect(local.port, '127.0.0.1')
+      socket = connected
+      await new Promise<void>((resolve, reject) => {
+        connected.once('connect', resolve)
+        connected.once('error', reject)
+      })
+      connected.on('error', () => undefined)
+      let answer = ''
+      connected.on('data', (chunk: Buffer) => {
+        answer += chunk.toString()
+      })
+      connected.write(
+        requestHead('POST', '/api/pools/gpu/claim', {
+          host: `127.0.0.1:${local.port}`,
+          'content-type': 'application/json',
+          'content-length': Buffer.byteLength(body),
+        }) + body,
+      )
+      const running = async () =>
+        ((await (await fetch(`${localBase}/api/pools/gpu`)).json()) as { running: number }).running
+      const deadline = Date.now() + 5_000
+      while ((await running()) !== 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10))
+      expect(await running()).toBe(1)
+      // The worker goes away while its claim is being stored; the server learns it (onAborted).
+      connected.destroy()
+      await new Promise((resolve) => setTimeout(resolve, 300))
+      release()
+      let turn: TurnResponse['turn'] | undefined
+      const back = Date.now() + 5_000
+      while (Date.now() < back) {
+        turn = ((await (await fetch(`${localBase}${turnPath('gpu~chat-gone~q')}`)).json()) as TurnResponse)
+          .turn
+        if (turn.state === 'queued') break
+        await new Promise((resolve) => setTimeout(resolve, 20))
+      }
+      expect(answer).toBe('')
+      expect(turn).toMatchObject({ state: 'queued', attempts: 0 })
+      const claim = await fetch(`${localBase}/api/pools/gpu/claim`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ instanceId: 'run-next', max: 1 }),
+      })
+      const { turns } = (await claim.json()) as ClaimResponse
+      expect(turns.map((claimed) => [claimed.turn.id, claimed.turn.attempts])).toEqual([
+        ['gpu~chat-gone~q', 1],
+      ])
+    } finally {
+      socket?.destroy()
+      release()
+      await local.close()
+    }
+  })
+})

@@ -85,4 +85,84 @@ describe('a claim whose records are still being written', () => {
       await service.close()
     }
   })
+
+  it('gives the turns of a claim whose worker went away meanwhile back at once, the attempt not counted', async () => {
+    const gate = gatedStore()
+    const service = await openService(gate.store)
+    try {
+      await service.create({ sessionId: 's1', messageId: 'q', pool: 'gpu' })
+      gate.hold()
+      let isGone = false
+      const claim = service.claim(
+        'gpu',
+        worker('w1', () => isGone),
+      )
+      await settle()
+      expect(gate.waiting).toBe(1)
+      // The worker's request is aborted before its answer could be written.
+      isGone = true
+      gate.open()
+      const answer = await claim
+      await settle()
+      expect(service.get('gpu~s1~q').turn).toMatchObject({ state: 'queued', attempts: 0 })
+      expect(service.get('gpu~s1~q').turn.lease).toBeUndefined()
+      // Nobody would receive it: the claim answers nothing, as a long poll of a gone worker does.
+      expect(answer).toEqual([])
+      expect(service.pool('gpu')).toMatchObject({ running: 0, queued: 1 })
+      const [next] = await service.claim('gpu', worker('w2'))
+      expect(next?.turn).toMatchObject({ id: 'gpu~s1~q', state: 'claimed', attempts: 1 })
+    } finally {
+      gate.open()
+      await service.close()
+    }
+  })
+
+  it('never takes back a claim that was answered, whatever its worker does later', async () => {
+    const gate = gatedStore()
+    const service = await openService(gate.store)
+    try {
+      await service.create({ sessionId: 's1', messageId: 'q', pool: 'gpu' })
+      let isGone = false
+      const [claimed] = await service.claim(
+        'gpu',
+        worker('w1', () => isGone),
+      )
+      isGone = true
+      await settle()
+      expect(service.get('gpu~s1~q').turn).toMatchObject({ state: 'claimed', attempts: 1 })
+      expect(service.get('gpu~s1~q').turn.lease?.id).toBe(claimed!.lease.id)
+    } finally {
+      await service.close()
+    }
+  })
+
+  it('ends cancelled a turn a device cancelled while the claim its worker abandoned was being stored', async () => {
+    const gate = gatedStore()
+    const service = await openService(gate.store)
+    try {
+      await service.create({ sessionId: 's1', messageId: 'q', pool: 'gpu' })
+      gate.hold()
+      let isGone = false
+      const claim = service.claim(
+        'gpu',
+        worker('w1', () => isGone),
+      )
+      await settle()
+      const cancelling = service.cancel('gpu~s1~q', { id: 'phone', kind: 'device' })
+      isGone = true
+      gate.open()
+      await cancelling
+      const answer = await claim
+      await settle()
+      expect(service.get('gpu~s1~q').turn).toMatchObject({
+        state: 'cancelled',
+        reason: 'cancelled-by-device',
+      })
+      expect(answer).toEqual([])
+      expect(service.pool('gpu')).toMatchObject({ running: 0, queued: 0 })
+    } finally {
+      gate.open()
+      await service.close()
+    }
+  })
 })

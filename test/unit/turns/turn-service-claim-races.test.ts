@@ -47,6 +47,21 @@ async function openService(store: TurnStore): Promise<TurnService> {
   })
 }
 
+type Gate = ReturnType<typeof gatedStore>
+
+/** Runs `body` on a service over a gated store, with one queued turn `gpu~s1~q`; closes it after. */
+async function withOneTurn(body: (service: TurnService, gate: Gate) => Promise<void>): Promise<void> {
+  const gate = gatedStore()
+  const service = await openService(gate.store)
+  try {
+    await service.create({ sessionId: 's1', messageId: 'q', pool: 'gpu' })
+    await body(service, gate)
+  } finally {
+    gate.open()
+    await service.close()
+  }
+}
+
 function worker(instanceId: string, isAborted: () => boolean = () => false): ClaimOptions {
   return { max: 1, waitMs: 0, instanceId, peerId: `agent-${instanceId}`, isAborted }
 }
@@ -86,11 +101,8 @@ describe('a claim whose records are still being written', () => {
     }
   })
 
-  it('gives the turns of a claim whose worker went away meanwhile back at once, the attempt not counted', async () => {
-    const gate = gatedStore()
-    const service = await openService(gate.store)
-    try {
-      await service.create({ sessionId: 's1', messageId: 'q', pool: 'gpu' })
+  it('gives the turns of a claim whose worker went away meanwhile back at once, the attempt not counted', () =>
+    withOneTurn(async (service, gate) => {
       gate.hold()
       let isGone = false
       const claim = service.claim(
@@ -111,17 +123,10 @@ describe('a claim whose records are still being written', () => {
       expect(service.pool('gpu')).toMatchObject({ running: 0, queued: 1 })
       const [next] = await service.claim('gpu', worker('w2'))
       expect(next?.turn).toMatchObject({ id: 'gpu~s1~q', state: 'claimed', attempts: 1 })
-    } finally {
-      gate.open()
-      await service.close()
-    }
-  })
+    }))
 
-  it('never takes back a claim that was answered, whatever its worker does later', async () => {
-    const gate = gatedStore()
-    const service = await openService(gate.store)
-    try {
-      await service.create({ sessionId: 's1', messageId: 'q', pool: 'gpu' })
+  it('never takes back a claim that was answered, whatever its worker does later', () =>
+    withOneTurn(async (service) => {
       let isGone = false
       const [claimed] = await service.claim(
         'gpu',
@@ -131,16 +136,10 @@ describe('a claim whose records are still being written', () => {
       await settle()
       expect(service.get('gpu~s1~q').turn).toMatchObject({ state: 'claimed', attempts: 1 })
       expect(service.get('gpu~s1~q').turn.lease?.id).toBe(claimed!.lease.id)
-    } finally {
-      await service.close()
-    }
-  })
+    }))
 
-  it('ends cancelled a turn a device cancelled while the claim its worker abandoned was being stored', async () => {
-    const gate = gatedStore()
-    const service = await openService(gate.store)
-    try {
-      await service.create({ sessionId: 's1', messageId: 'q', pool: 'gpu' })
+  it('ends cancelled a turn a device cancelled while the claim its worker abandoned was being stored', () =>
+    withOneTurn(async (service, gate) => {
       gate.hold()
       let isGone = false
       const claim = service.claim(
@@ -160,9 +159,5 @@ describe('a claim whose records are still being written', () => {
       })
       expect(answer).toEqual([])
       expect(service.pool('gpu')).toMatchObject({ running: 0, queued: 0 })
-    } finally {
-      gate.open()
-      await service.close()
-    }
-  })
+    }))
 })
